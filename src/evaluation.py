@@ -1,0 +1,102 @@
+"""Cross-validate one (anchor, target) regressor on held-out groups and score its predictions."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from src.metrics import clip_negative, mape, summarise_errors
+from src.pairing import PairedRuns
+from src.regressors import op_part
+from src.schema import BATCH_LATENCY
+
+# select(anchor_train_ops, target_train_ops) -> the op columns of the vector
+ColumnSelector = Callable[[pd.DataFrame, pd.DataFrame], list]
+
+
+@dataclass
+class HeldOutPredictions:
+    """Every paired row predicted by the fold that held it out."""
+
+    truth: pd.DataFrame  # target op columns (+ batch_latency)
+    predicted: pd.DataFrame  # same shape; NaN where the fold did not select the column
+    fold: np.ndarray
+    true_total: np.ndarray  # per-row sum over that fold's selected columns
+    predicted_total: np.ndarray
+    n_clipped: int
+    fit_seconds: float
+
+
+def vector_frames(paired: PairedRuns, columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Anchor and target frames restricted to the chosen op columns (+ batch_latency when known)."""
+    extra = [BATCH_LATENCY] if BATCH_LATENCY in paired.target_profile else []
+    anchor_extra = [BATCH_LATENCY] if BATCH_LATENCY in paired.anchor_profile else []
+    return paired.anchor_profile[columns + anchor_extra], paired.target_profile[columns + extra]
+
+
+def fit_regressor(paired: PairedRuns, rows, make_regressor: Callable, select: ColumnSelector):
+    """Select columns on `rows` only, then fit a fresh regressor on them."""
+    anchor_rows, target_rows = paired.anchor_profile.iloc[rows], paired.target_profile.iloc[rows]
+    columns = select(op_part(anchor_rows), op_part(target_rows))
+    anchor, target = vector_frames(paired, columns)
+    model = make_regressor().fit(anchor.iloc[rows], target.iloc[rows])
+    return model, columns
+
+
+def predict_frame(model, anchor_profile: pd.DataFrame, index=None) -> pd.DataFrame:
+    """The model's prediction as a frame named by its output columns."""
+    return pd.DataFrame(model.predict(anchor_profile), columns=model.output_columns_, index=index)
+
+
+def cross_validate(paired: PairedRuns, folds, make_regressor: Callable, select: ColumnSelector) -> HeldOutPredictions:
+    """Fit on each fold's training rows, predict its held-out rows, clip negatives to 0."""
+    truth = paired.target_profile
+    predicted = pd.DataFrame(np.nan, index=truth.index, columns=truth.columns)
+    fold_of_row = np.full(len(truth), -1)
+    true_total, predicted_total = np.zeros(len(truth)), np.zeros(len(truth))
+    n_clipped, fit_seconds = 0, 0.0
+    for fold, (train_rows, test_rows) in enumerate(folds):
+        started = time.perf_counter()
+        model, columns = fit_regressor(paired, train_rows, make_regressor, select)
+        fit_seconds += time.perf_counter() - started
+        anchor, _ = vector_frames(paired, columns)
+        fold_prediction, clipped = clip_negative(predict_frame(model, anchor.iloc[test_rows], truth.index[test_rows]))
+        n_clipped += clipped
+        predicted.loc[fold_prediction.index, fold_prediction.columns] = fold_prediction
+        fold_of_row[test_rows] = fold
+        true_total[test_rows] = truth.iloc[test_rows][columns].sum(axis=1)
+        predicted_total[test_rows] = fold_prediction[columns].sum(axis=1)
+    held = fold_of_row >= 0
+    return HeldOutPredictions(
+        truth=truth[held],
+        predicted=predicted[held],
+        fold=fold_of_row[held],
+        true_total=true_total[held],
+        predicted_total=predicted_total[held],
+        n_clipped=n_clipped,
+        fit_seconds=fit_seconds,
+    )
+
+
+def score(held_out: HeldOutPredictions, reference: pd.DataFrame) -> tuple[dict[str, float], pd.Series]:
+    """Headline metrics (percentages) and per-column MAPE of held-out predictions.
+
+    `reference` (the paired target ops) only sets each op's typical size for false_nonzero_rate.
+    """
+    metrics, column_mape = summarise_errors(
+        op_part(held_out.truth),
+        op_part(held_out.predicted),
+        op_part(reference),
+        held_out.true_total,
+        held_out.predicted_total,
+    )
+    if BATCH_LATENCY in held_out.predicted and held_out.predicted[BATCH_LATENCY].notna().any():
+        known = held_out.predicted[BATCH_LATENCY].notna()
+        metrics["batch_latency_mape"] = mape(held_out.truth[BATCH_LATENCY][known], held_out.predicted[BATCH_LATENCY][known])
+    metrics["n_clipped"] = float(held_out.n_clipped)
+    metrics["n_test_rows"] = float(len(held_out.truth))
+    return metrics, column_mape

@@ -1,0 +1,42 @@
+"""Figures logged with each target run: predicted vs true cells, and error per op column."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def predicted_vs_true_figure(truth: pd.DataFrame, predicted: pd.DataFrame, title: str):
+    """Log-log scatter of every held-out cell with a positive true value."""
+    known = predicted.notna() & (truth > 0)
+    true_values = truth.to_numpy()[known.to_numpy()]
+    predicted_values = np.maximum(predicted.to_numpy()[known.to_numpy()], 1e-3)
+    figure, axes = plt.subplots(figsize=(5.5, 5))
+    axes.scatter(true_values, predicted_values, s=4, alpha=0.4)
+    if true_values.size:
+        low, high = true_values.min(), true_values.max()
+        axes.plot([low, high], [low, high], color="black", linewidth=1, label="perfect")
+        axes.legend(loc="upper left")
+    axes.set(xscale="log", yscale="log", xlabel="measured op time (us)", ylabel="predicted op time (us)", title=title)
+    figure.tight_layout()
+    return figure
+
+
+def column_error_figure(column_mape: pd.Series, title: str):
+    """Horizontal bars of MAPE per op column, worst on top."""
+    ordered = column_mape.dropna().sort_values()
+    figure, axes = plt.subplots(figsize=(7, max(3, 0.22 * len(ordered) + 1)))
+    axes.barh(ordered.index, ordered.to_numpy())
+    axes.set(xlabel="MAPE (%)", title=title)
+    axes.tick_params(axis="y", labelsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def close(figure) -> None:
+    """Free a figure once it is logged (sweeps make many)."""
+    plt.close(figure)

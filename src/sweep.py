@@ -1,0 +1,37 @@
+"""A Hydra callback that opens one MLflow parent run per -m sweep, for the jobs to nest under."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from mlflow import MlflowClient
+from omegaconf import DictConfig
+
+from src.tracking import PARENT_RUN_ENV, configure_tracking
+
+
+class SweepParentRun(Callback):
+    """Creates the parent run before the first job and closes it after the last."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        experiment_id = configure_tracking(config.tracking_uri, config.experiment)
+        run = MlflowClient().create_run(
+            experiment_id,
+            run_name=f"sweep {config.anchor}",
+            tags={"profcast.sweep_dir": str(config.hydra.sweep.dir)},
+        )
+        os.environ[PARENT_RUN_ENV] = run.info.run_id
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        run_id = os.environ.pop(PARENT_RUN_ENV, None)
+        if run_id:
+            MlflowClient().set_terminated(run_id, "FINISHED")
+
+
+def fail_sweep_parent_run() -> None:
+    """Mark the open sweep's parent run FAILED (a job stopped the sweep on bad input)."""
+    run_id = os.environ.pop(PARENT_RUN_ENV, None)
+    if run_id:
+        MlflowClient().set_terminated(run_id, "FAILED")
