@@ -86,10 +86,15 @@ def _checked_numbers(values: pd.Series, column: str, source: str, allow_nan: boo
         if mask.any():
             row = int(np.flatnonzero(mask.to_numpy())[0])
             raise ProfcastError(
-                f"{source}: column '{column}' row {row} value {values.iloc[row]!r} {what}; "
+                f"{source}: column '{column}' row {row} value {_shown(values.iloc[row])} {what}; "
                 "op times must be finite numbers >= 0"
             )
     return numbers
+
+
+def _shown(value) -> str:
+    """A cell value as a user wrote it (no numpy type names)."""
+    return repr(value.item() if hasattr(value, "item") else value)
 
 
 def known_instances(profiles: pd.DataFrame) -> list[str]:

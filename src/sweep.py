@@ -6,16 +6,19 @@ import os
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from mlflow import MlflowClient
 from omegaconf import DictConfig
 
-from src.tracking import PARENT_RUN_ENV, configure_tracking
+PARENT_RUN_ENV = "PROFCAST_PARENT_RUN_ID"  # read by src.tracking
 
 
 class SweepParentRun(Callback):
     """Creates the parent run before the first job and closes it after the last."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from mlflow import MlflowClient
+
+        from src.tracking import configure_tracking
+
         experiment_id = configure_tracking(config.tracking_uri, config.experiment)
         run = MlflowClient().create_run(
             experiment_id,
@@ -27,6 +30,8 @@ class SweepParentRun(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         run_id = os.environ.pop(PARENT_RUN_ENV, None)
         if run_id:
+            from mlflow import MlflowClient
+
             MlflowClient().set_terminated(run_id, "FINISHED")
 
 
@@ -34,4 +39,6 @@ def fail_sweep_parent_run() -> None:
     """Mark the open sweep's parent run FAILED (a job stopped the sweep on bad input)."""
     run_id = os.environ.pop(PARENT_RUN_ENV, None)
     if run_id:
+        from mlflow import MlflowClient
+
         MlflowClient().set_terminated(run_id, "FAILED")

@@ -13,8 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src import plots
 
-# Set by the sweep callback so every job of a -m sweep nests under one parent run.
-PARENT_RUN_ENV = "PROFCAST_PARENT_RUN_ID"
+from src.sweep import PARENT_RUN_ENV  # noqa: F401  (set by the sweep callback, read by train)
 SOURCE_DIR = Path(__file__).resolve().parent
 
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from functools import partial
 
 import hydra
-import mlflow
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
@@ -24,7 +23,6 @@ from src.features import select_columns
 from src.pairing import PAIRING_MODES, PairedRuns, pair_runs, resolve_targets
 from src.regressors import build_regressor, op_part
 from src.splits import validation_folds
-from src.tracking import PARENT_RUN_ENV, configure_tracking, flat_config, log_target_result
 
 log = logging.getLogger("profcast")
 
@@ -101,6 +99,11 @@ def prepare_pairs(cfg: DictConfig) -> dict[str, PairedRuns]:
 def train(cfg: DictConfig) -> dict[str, dict]:
     """Run one job: a model per target, each in a nested MLflow run. Returns metrics per target."""
     pairs = prepare_pairs(cfg)
+    # MLflow loads slowly: import it only once the input is known to be good.
+    import mlflow
+
+    from src.tracking import PARENT_RUN_ENV, configure_tracking, flat_config, log_target_result
+
     experiment_id = configure_tracking(cfg.tracking_uri, cfg.experiment)
     job_name = f"{cfg.anchor} {cfg.regressor.name} {cfg.features.name} {cfg.split.name}"
     parent_run_id = os.environ.get(PARENT_RUN_ENV)

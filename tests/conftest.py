@@ -1,0 +1,106 @@
+"""Shared fixtures: a small synthetic profile table, Hydra composition, an isolated MLflow store."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize
+from hydra.core.global_hydra import GlobalHydra
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_PROFET = REPO.parent / "shared" / "data" / "profet" / "profiles.csv.gz"
+
+# Relative speed of each instance per op (bigger = slower); BatchNorm ops only in 'resnet'.
+INSTANCE_SLOWDOWN = {"slow.gpu": {"Conv": 3.0, "Relu": 2.0, "BatchNorm": 2.5, "IDLE": 1.5},
+                     "mid.gpu": {"Conv": 1.5, "Relu": 1.2, "BatchNorm": 1.3, "IDLE": 1.2},
+                     "fast.gpu": {"Conv": 1.0, "Relu": 1.0, "BatchNorm": 1.0, "IDLE": 1.0}}
+MODEL_SIZE = {"lenet": 1.0, "vgg": 6.0, "resnet": 4.0, "alexnet": 3.0}
+
+
+def synthetic_profiles(
+    instances=("slow.gpu", "mid.gpu", "fast.gpu"),
+    models=("lenet", "vgg", "resnet", "alexnet"),
+    datasets=("mnist", "cifar10"),
+    batchsizes=(32, 128),
+    repetitions=("exp1", "exp2"),
+    seed: int = 0,
+) -> pd.DataFrame:
+    """A wide profile table with known structure: op time ~ model size x batch x instance slowdown."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for instance in instances:
+        for exp in repetitions:
+            for model in models:
+                for dataset_number, dataset in enumerate(datasets):
+                    for batchsize in batchsizes:
+                        work = MODEL_SIZE[model] * batchsize * (1 + dataset_number)
+                        slowdown = INSTANCE_SLOWDOWN[instance]
+                        noise = lambda: rng.normal(1.0, 0.01)  # noqa: E731
+                        rows.append({
+                            "exp_name": exp, "instance_name": instance, "dataset": dataset, "model": model,
+                            "optimizer": "sgd", "batchsize": batchsize,
+                            "Device_Conv2D": 10 * work * slowdown["Conv"] * noise(),
+                            "Device_Relu": 2 * work * slowdown["Relu"] * noise(),
+                            "Device_FusedBatchNormV3": (3 * work * slowdown["BatchNorm"] * noise()) if model == "resnet" else 0.0,
+                            "Host_IDLE": 50 * work * slowdown["IDLE"] * rng.normal(1.0, 0.05),
+                            "Device_Unused": 0.0,
+                            "batch_latency": 1e-4 * work * slowdown["Conv"] * noise(),
+                        })
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def profile_table() -> pd.DataFrame:
+    return synthetic_profiles()
+
+
+@pytest.fixture
+def profile_csv(tmp_path, profile_table) -> Path:
+    path = tmp_path / "profiles.csv"
+    profile_table.sample(frac=1.0, random_state=1).to_csv(path, index=False)  # arbitrary row order
+    return path
+
+
+@pytest.fixture(scope="session")
+def empty_tracking_database(tmp_path_factory) -> Path:
+    """An MLflow SQLite store with its tables made once (creating them takes seconds)."""
+    import mlflow
+
+    database = tmp_path_factory.mktemp("template") / "mlflow.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{database}").search_experiments()
+    return database
+
+
+@pytest.fixture
+def tracking_uri(tmp_path, monkeypatch, empty_tracking_database) -> str:
+    """An MLflow store of the test's own, so tests never touch the repo's mlruns/."""
+    (tmp_path / "mlruns").mkdir()
+    shutil.copy(empty_tracking_database, tmp_path / "mlruns" / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("PROFCAST_PARENT_RUN_ID", raising=False)
+    return uri
+
+
+@pytest.fixture
+def compose_config():
+    """compose_config(overrides) -> the train config exactly as the CLI would build it."""
+
+    def _compose(overrides=()):
+        GlobalHydra.instance().clear()
+        with initialize(version_base="1.3", config_path="../conf"):
+            return compose(config_name="train", overrides=list(overrides))
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def real_profet() -> Path:
+    if not REAL_PROFET.exists():
+        pytest.skip(f"real PROFET data not found at {REAL_PROFET}")
+    return REAL_PROFET

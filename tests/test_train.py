@@ -1,0 +1,157 @@
+"""The training job end to end: MLflow runs, metrics, artifacts, models, bad input, a real sweep."""
+
+import os
+import subprocess
+import sys
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from src.errors import ProfcastError
+from src.train import train
+from tests.conftest import REPO
+
+TARGET_METRICS = {"mape_mean", "mape_median", "wape", "total_mape", "false_nonzero_rate", "batch_latency_mape", "n_clipped"}
+
+
+def runs_of(tracking_uri) -> pd.DataFrame:
+    mlflow.set_tracking_uri(tracking_uri)
+    if mlflow.get_experiment_by_name("profcast") is None:
+        return pd.DataFrame(columns=["run_id", "status", "tags.mlflow.runName", "tags.mlflow.parentRunId"])
+    return mlflow.search_runs(experiment_names=["profcast"])
+
+
+def file_overrides(path, *extra):
+    return ["data=file", f"data.path={path}", "anchor=slow.gpu", *extra]
+
+
+def test_job_logs_a_nested_run_per_target_with_metrics_artifacts_and_model(profile_csv, tracking_uri, compose_config):
+    results = train(compose_config(file_overrides(profile_csv, "regressor=ratio")))
+    assert set(results) == {"fast.gpu", "mid.gpu"}
+    runs = runs_of(tracking_uri)
+    job = runs[runs["tags.mlflow.parentRunId"].isna()].iloc[0]
+    targets = runs[runs["tags.mlflow.parentRunId"] == job.run_id]
+    assert len(runs) == 3 and len(targets) == 2 and (runs.status == "FINISHED").all()
+    assert job["params.regressor"] == "ratio" and job["metrics.mean_wape"] > 0
+    for _, run in targets.iterrows():
+        assert {run["params.anchor"], run["params.regressor"], run["params.features"], run["params.split"]} == {"slow.gpu", "ratio", "all", "model"}
+        assert run["params.pairing"] == "same_exp"
+        assert all(np.isfinite(run[f"metrics.{name}"]) for name in TARGET_METRICS)
+        assert np.isfinite(run["metrics.mape.Device_Conv2D"])
+        artifacts = {a.path for a in mlflow.artifacts.list_artifacts(run_id=run.run_id)}
+        assert {"column_errors.csv", "heldout_predictions.csv", "pred_vs_true.png", "column_errors.png"} <= artifacts
+    run = targets.iloc[0]
+    model = mlflow.pyfunc.load_model(f"runs:/{run.run_id}/model")
+    columns = model.metadata.get_input_schema().input_names()
+    anchor_rows = pd.read_csv(profile_csv).query("instance_name == 'slow.gpu'").head(4)
+    predicted = np.asarray(model.predict(anchor_rows[columns]))
+    assert predicted.shape == (4, len(columns)) and (predicted[:, 0] > 0).all()
+    # the logged metrics are the ones train() returned
+    assert run["metrics.wape"] == pytest.approx(results[run["params.target"]]["wape"])
+
+
+def test_structural_zero_trap_is_measured(profile_csv, tracking_uri, compose_config):
+    """Holding out resnet (the only BatchNorm model), a linear model predicts BatchNorm time for others."""
+    cfg = compose_config(file_overrides(profile_csv, "regressor=lr", "target=fast.gpu", "log_model=false"))
+    lr_rate = train(cfg)["fast.gpu"]["false_nonzero_rate"]
+    cfg = compose_config(file_overrides(profile_csv, "regressor=ratio", "target=fast.gpu", "log_model=false"))
+    ratio_rate = train(cfg)["fast.gpu"]["false_nonzero_rate"]
+    assert ratio_rate == 0.0 and lr_rate > ratio_rate
+
+
+@pytest.mark.parametrize(
+    "option",
+    ["features=nonzero", "features=top10", "features=top50", "features=top90", "split=model_dataset",
+     "split=model_dataset_batch", "split.holdout=[vgg]", "pairing=cross", "pairing=median", "pairing=same_exp",
+     "regressor=knn", "regressor=dt", "regressor=rf", "regressor.target_transform=log1p"],
+)
+def test_every_option_runs(profile_csv, tracking_uri, compose_config, option):
+    cfg = compose_config(file_overrides(profile_csv, "regressor=lr", "target=fast.gpu", "log_model=false", option))
+    metrics = train(cfg)["fast.gpu"]
+    assert np.isfinite(metrics["wape"]) and metrics["n_test_rows"] > 0
+
+
+def run_cli(*args, env_uri):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": env_uri}
+    env.pop("PROFCAST_PARENT_RUN_ID", None)
+    return subprocess.run([sys.executable, "-m", "src.train", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def bad_tables(tmp_path, profile_table):
+    """(name, path, expected words in the error) for each kind of bad input."""
+    negative = profile_table.copy()
+    negative.loc[5, "Device_Relu"] = -1.0
+    infinite = profile_table.copy()
+    infinite.loc[2, "Host_IDLE"] = np.inf
+    text = profile_table.astype({"Device_Conv2D": object})
+    text.loc[1, "Device_Conv2D"] = "12ms"
+    cases = {
+        "missing_key": (profile_table.drop(columns="model"), "missing key column(s) model"),
+        "negative": (negative, "column 'Device_Relu' row 5 value -1.0 is negative"),
+        "infinite": (infinite, "column 'Host_IDLE' row 2 value inf is infinite"),
+        "text": (text, "column 'Device_Conv2D' row 1 value '12ms' is not a number"),
+    }
+    for name, (table, words) in cases.items():
+        path = tmp_path / f"{name}.csv"
+        table.to_csv(path, index=False)
+        yield name, [f"data.path={path}"], words
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    yield "empty", [f"data.path={empty}"], "empty.csv: the file is empty"
+
+
+def test_bad_input_fails_in_one_line_and_keeps_earlier_runs(tmp_path, profile_csv, profile_table, tracking_uri):
+    good = run_cli(*file_overrides(profile_csv, "regressor=ratio", "target=fast.gpu", "log_model=false"), env_uri=tracking_uri)
+    assert good.returncode == 0, good.stderr
+    before = runs_of(tracking_uri)[["run_id", "status"]]
+    cases = list(bad_tables(tmp_path, profile_table)) + [
+        ("unknown_anchor", [f"data.path={profile_csv}", "anchor=p9.huge"], "unknown anchor instance 'p9.huge'; instances in the data: fast.gpu, mid.gpu, slow.gpu"),
+        ("unknown_pairing", [f"data.path={profile_csv}", "pairing=zip"], "unknown pairing 'zip'"),
+        ("no_path", [], "data=file needs data.path=PATH"),
+    ]
+    for name, overrides, words in cases:
+        result = run_cli("data=file", "anchor=slow.gpu", *overrides, env_uri=tracking_uri)
+        assert result.returncode == 2, (name, result.stderr)
+        error_lines = [line for line in result.stderr.splitlines() if line.startswith("profcast: error:")]
+        assert len(error_lines) == 1 and words in error_lines[0], (name, result.stderr)
+        assert "Traceback" not in result.stderr, name
+    after = runs_of(tracking_uri)[["run_id", "status"]]
+    pd.testing.assert_frame_equal(after.sort_values("run_id").reset_index(drop=True), before.sort_values("run_id").reset_index(drop=True))
+
+
+def test_unknown_option_name_is_refused_before_any_run(profile_csv, tracking_uri):
+    result = run_cli(*file_overrides(profile_csv, "regressor=xgb"), env_uri=tracking_uri)
+    assert result.returncode != 0
+    assert "regressor" in result.stderr and "xgb" in result.stderr
+    assert len(runs_of(tracking_uri)) == 0
+
+
+def test_train_raises_user_error_before_opening_a_run(profile_csv, tracking_uri, compose_config):
+    with pytest.raises(ProfcastError, match="unknown target instance 'nope'"):
+        train(compose_config(file_overrides(profile_csv, "target=nope")))
+    assert len(runs_of(tracking_uri)) == 0
+
+
+@pytest.mark.slow
+def test_multirun_sweep_nests_jobs_under_one_parent(tmp_path, profile_csv, tracking_uri):
+    result = run_cli("-m", "regressor=ratio,lr", *file_overrides(profile_csv, "log_model=false"),
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}", env_uri=tracking_uri)
+    assert result.returncode == 0, result.stderr
+    runs = runs_of(tracking_uri)
+    parents = runs[runs["tags.mlflow.parentRunId"].isna()]
+    assert len(parents) == 1 and parents.iloc[0].status == "FINISHED"
+    jobs = runs[runs["tags.mlflow.parentRunId"] == parents.iloc[0].run_id]
+    assert sorted(jobs["params.regressor"]) == ["lr", "ratio"]
+    for job_id in jobs.run_id:
+        assert (runs["tags.mlflow.parentRunId"] == job_id).sum() == 2  # one per target
+    assert (tmp_path / "sweep" / "0" / ".hydra" / "config.yaml").exists()
+
+
+@pytest.mark.slow
+def test_real_profet_data_logs_three_targets(real_profet, tracking_uri, compose_config):
+    cfg = compose_config(["data=file", f"data.path={real_profet}", "anchor=p2.xlarge", "regressor=ratio", "log_model=false"])
+    results = train(cfg)
+    assert sorted(results) == ["g3s.xlarge", "g4dn.xlarge", "p3.2xlarge"]
+    assert all(metrics["n_test_rows"] == 2277 for metrics in results.values())
