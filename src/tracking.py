@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from importlib.metadata import version
 from pathlib import Path
 
 import mlflow
@@ -34,6 +35,9 @@ def configure_tracking(configured_uri: str | None, experiment: str) -> str:
         database.parent.mkdir(parents=True, exist_ok=True)
         artifact_location = (database.parent / "artifacts").resolve().as_uri()
     mlflow.set_tracking_uri(uri)
+    launched_run = os.environ.get("MLFLOW_RUN_ID")
+    if launched_run:  # under `mlflow run`, stay in the experiment of the run it opened for us
+        return mlflow.get_run(launched_run).info.experiment_id
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
         return found.experiment_id
@@ -65,6 +69,15 @@ def log_target_result(result, cfg: DictConfig, log_model: bool) -> None:
         log_fitted_model(result.model, result.input_example)
 
 
+def model_requirements() -> list[str]:
+    """Pinned packages a logged model needs, read from this environment.
+
+    Passing them spares MLflow's own inference, which runs a subprocess and takes seconds per model.
+    """
+    packages = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "hydra-core", "omegaconf")
+    return [f"{package}=={version(package)}" for package in packages]
+
+
 def log_fitted_model(model, input_example: pd.DataFrame, name: str = "model") -> None:
     """The fitted regressor in skops format, with signature and input example, servable as pyfunc."""
     untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
@@ -77,6 +90,7 @@ def log_fitted_model(model, input_example: pd.DataFrame, name: str = "model") ->
         signature=infer_signature(input_example, output_example),
         input_example=input_example,
         code_paths=[str(SOURCE_DIR)],
+        pip_requirements=model_requirements(),
     )
 
 

@@ -1,0 +1,13 @@
+.PHONY: help install sweep test ui benchmark
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+install:  ## install profcast and its test tools
+	pip install -e ".[test]"
+sweep:  ## the four study regressors on the embedded default, anchor g3s.xlarge
+	python -m src.train -m regressor=rf,knn,dt,lr anchor=g3s.xlarge
+test:  ## the test suite
+	python -m pytest
+ui:  ## the MLflow UI on this project's runs
+	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db
+benchmark:  ## accuracy benchmark on the real PROFET data (../shared)
+	python -m benchmarks.accuracy --json benchmarks/results/accuracy-profet.json

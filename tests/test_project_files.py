@@ -1,0 +1,29 @@
+"""The project's own files agree with each other: pins, MLproject, CI and README commands."""
+
+import tomllib
+
+import yaml
+
+from tests.conftest import REPO
+
+
+def test_conda_env_pins_match_pyproject():
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    conda = yaml.safe_load((REPO / "conda.yaml").read_text())
+    pip_section = next(item["pip"] for item in conda["dependencies"] if isinstance(item, dict))
+    assert sorted(pip_section) == sorted(pyproject)
+
+
+def test_mlproject_train_entry_point_passes_every_parameter():
+    mlproject = yaml.safe_load((REPO / "MLproject").read_text())
+    train = mlproject["entry_points"]["train"]
+    assert train["command"].startswith("python -m src.train")
+    for name in train["parameters"]:
+        assert f"{name}={{{name}}}" in train["command"]
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    test_command = 'pip install -e ".[test]" && python -m pytest'
+    assert test_command in readme and test_command in ci
