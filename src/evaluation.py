@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
+from src.errors import ProfcastError
 from src.metrics import clip_negative, mape, summarise_errors
 from src.pairing import PairedRuns
 from src.regressors import op_part
@@ -43,8 +45,18 @@ def fit_regressor(paired: PairedRuns, rows, make_regressor: Callable, select: Co
     anchor_rows, target_rows = paired.anchor_profile.iloc[rows], paired.target_profile.iloc[rows]
     columns = select(op_part(anchor_rows), op_part(target_rows))
     anchor, target = vector_frames(paired, columns)
-    model = make_regressor().fit(anchor.iloc[rows], target.iloc[rows])
+    with regressor_errors_explained(paired, f"fitting on {len(rows)} training rows"):
+        model = make_regressor().fit(anchor.iloc[rows], target.iloc[rows])
     return model, columns
+
+
+@contextmanager
+def regressor_errors_explained(paired: PairedRuns, step: str):
+    """Turn an estimator's ValueError (e.g. more neighbours than rows) into a user-facing error."""
+    try:
+        yield
+    except ValueError as error:
+        raise ProfcastError(f"{paired.anchor} -> {paired.target}: {step} failed: {error}") from None
 
 
 def predict_frame(model, anchor_profile: pd.DataFrame, index=None) -> pd.DataFrame:
@@ -64,7 +76,9 @@ def cross_validate(paired: PairedRuns, folds, make_regressor: Callable, select: 
         model, columns = fit_regressor(paired, train_rows, make_regressor, select)
         fit_seconds += time.perf_counter() - started
         anchor, _ = vector_frames(paired, columns)
-        fold_prediction, clipped = clip_negative(predict_frame(model, anchor.iloc[test_rows], truth.index[test_rows]))
+        with regressor_errors_explained(paired, f"predicting {len(test_rows)} held-out rows"):
+            fold_prediction = predict_frame(model, anchor.iloc[test_rows], truth.index[test_rows])
+        fold_prediction, clipped = clip_negative(fold_prediction)
         n_clipped += clipped
         predicted.loc[fold_prediction.index, fold_prediction.columns] = fold_prediction
         fold_of_row[test_rows] = fold

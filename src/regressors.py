@@ -24,7 +24,11 @@ TARGET_TRANSFORMS = ("none", "log1p")
 
 def build_regressor(regressor_cfg: DictConfig):
     """Instantiate the configured regressor and give it the profile contract above."""
-    estimator = instantiate(regressor_cfg.estimator)
+    try:
+        estimator = instantiate(regressor_cfg.estimator)
+    except Exception as error:  # Hydra wraps the estimator's own complaint
+        cause = error.__cause__ or error
+        raise ProfcastError(f"regressor '{regressor_cfg.get('name')}' cannot be built from its config: {cause}") from None
     if getattr(estimator, "predicts_profiles", False):
         return estimator  # already speaks profiles and batch latency (e.g. src.transfer)
     return ProfileRegressor(estimator=estimator, target_transform=regressor_cfg.get("target_transform", "none"))

@@ -155,3 +155,13 @@ def test_real_profet_data_logs_three_targets(real_profet, tracking_uri, compose_
     results = train(cfg)
     assert sorted(results) == ["g3s.xlarge", "g4dn.xlarge", "p3.2xlarge"]
     assert all(metrics["n_test_rows"] == 2277 for metrics in results.values())
+
+
+def test_bad_regressor_settings_are_user_errors(profile_csv, tracking_uri, compose_config):
+    with pytest.raises(ProfcastError, match="regressor 'rf' cannot be built from its config"):
+        train(compose_config(file_overrides(profile_csv, "regressor=rf", "+regressor.estimator.no_such_option=3")))
+    assert len(runs_of(tracking_uri)) == 0
+    cfg = compose_config(file_overrides(profile_csv, "regressor=knn", "regressor.estimator.n_neighbors=500", "log_model=false"))
+    with pytest.raises(ProfcastError, match=r"slow.gpu -> fast.gpu: predicting \d+ held-out rows failed: Expected n_neighbors <= n_samples_fit"):
+        train(cfg)
+    assert set(runs_of(tracking_uri).status) == {"FAILED"}  # the interrupted job is not marked FINISHED
