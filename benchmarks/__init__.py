@@ -1,0 +1,1 @@
+"""Benchmarks that measure profcast's regressors on real profile tables (run with `python -m benchmarks.<name>`)."""
