@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -12,7 +13,7 @@ PARENT_RUN_ENV = "PROFCAST_PARENT_RUN_ID"  # read by src.tracking
 
 
 class SweepParentRun(Callback):
-    """Creates the parent run before the first job and closes it after the last."""
+    """Creates the parent run before the first job; after the last, registers the best job and closes it."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow import MlflowClient
@@ -31,7 +32,15 @@ class SweepParentRun(Callback):
         run_id = os.environ.pop(PARENT_RUN_ENV, None)
         if run_id:
             from mlflow import MlflowClient
+            from mlflow.exceptions import MlflowException
 
+            from src.errors import ProfcastError
+            from src.registry import register_sweep
+
+            try:
+                register_sweep(config, run_id)  # best job per anchor -> profcast-<anchor>@champion
+            except (MlflowException, ProfcastError) as error:  # the trained jobs stay logged either way
+                logging.getLogger("profcast").error("registry: could not register the sweep's best job: %s", error)
             MlflowClient().set_terminated(run_id, "FINISHED")
 
 

@@ -111,6 +111,15 @@ def read_tfstats_tree(root, on_bad_file: str = "raise") -> TfStatsTree:
     return TfStatsTree(_wide_table(runs), len(paths), skipped, duplicates)
 
 
+def read_tfstats_export(path) -> dict[str, float]:
+    """One export on its own: ``<Host|Device>_<Type>`` totals plus its sidecar's latencies, if any."""
+    path = Path(path)
+    try:
+        return {**_op_times(path), **_latencies(path)}
+    except _BadFile as problem:
+        raise ProfcastError(f"{path}: {problem}") from None
+
+
 def _read_run(root: Path, path: Path) -> dict:
     """One run as a dict: run keys, optional latencies and ``<Host|Device>_<Type>`` sums."""
     run = _run_keys_from_path(root, path)

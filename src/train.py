@@ -108,6 +108,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     job_name = f"{cfg.anchor} {cfg.regressor.name} {cfg.features.name} {cfg.split.name}"
     parent_run_id = os.environ.get(PARENT_RUN_ENV)
     results: dict[str, dict] = {}
+    fitted: dict[str, TargetResult] = {}
     with mlflow.start_run(experiment_id=experiment_id, run_name=job_name, parent_run_id=parent_run_id, nested=bool(parent_run_id)):
         mlflow.log_params(flat_config(cfg, skip=("anchor", "target", "pairing")))
         mlflow.log_params({
@@ -120,6 +121,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
             with mlflow.start_run(experiment_id=experiment_id, run_name=f"{cfg.anchor} -> {target}", nested=True):
                 log_target_result(result, cfg, log_model=cfg.log_model)
             results[target] = result.metrics
+            fitted[target] = result
             log.info("[%s] target %s: wape %.1f%%, median column MAPE %.1f%%", job_name, target, result.metrics["wape"], result.metrics["mape_median"])
         job_means = {
             f"mean_{name}": float(np.nanmean([metrics.get(name, np.nan) for metrics in results.values()]))
@@ -127,6 +129,10 @@ def train(cfg: DictConfig) -> dict[str, dict]:
             if any(name in metrics for metrics in results.values())
         }
         mlflow.log_metrics(job_means)
+        if cfg.log_model:
+            from src.serving import log_job_model
+
+            log_job_model(cfg.anchor, fitted)  # one servable model: every target of this anchor
     log.info("[%s] done: mean wape over %d targets %.1f%%", job_name, len(results), job_means.get("mean_wape", float("nan")))
     return results
 

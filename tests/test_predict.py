@@ -1,0 +1,172 @@
+"""The recommendation CLI: every profile format, the champion default, real-data ranking, one-line errors."""
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import mlflow
+import pandas as pd
+import pytest
+from hydra import compose, initialize
+from hydra.core.global_hydra import GlobalHydra
+
+from src.embedded import embedded_tree_path
+from src.predict import main
+from src.tfstats import read_tfstats_export
+from src.registry import register_job
+from src.tracking import configure_tracking
+from src.train import train
+from tests.conftest import REAL_PROFET, REPO
+
+ANCHOR = "g3s.xlarge"
+EMBEDDED_TARGETS = ["p3.2xlarge", "g4dn.xlarge", "p2.xlarge"]
+EMBEDDED_RUN = "cifar10-vggsmall-sgd-64"  # a run file of the embedded study, with its latency sidecar
+PROFET_WORKLOAD = {"exp_name": "exp01", "dataset": "64dataset", "model": "VGG11", "batchsize": 64}
+
+
+def compose_train(overrides):
+    GlobalHydra.instance().clear()
+    try:
+        with initialize(version_base="1.3", config_path="../conf"):
+            return compose(config_name="train", overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, empty_tracking_database):
+    """An MLflow store of this module's own, with a job trained on the embedded data (not registered)."""
+    folder = tmp_path_factory.mktemp("predict")
+    (folder / "mlruns").mkdir()
+    shutil.copy(empty_tracking_database, folder / "mlruns" / "mlflow.db")
+    uri = f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.delenv("PROFCAST_PARENT_RUN_ID", raising=False)
+        cfg = compose_train([f"anchor={ANCHOR}", "regressor=ratio", f"target=[{','.join(EMBEDDED_TARGETS)}]"])
+        train(cfg)
+        experiment_id = configure_tracking(cfg.tracking_uri, cfg.experiment)
+        job = mlflow.search_runs([experiment_id], filter_string="tags.`profcast.job_model` = 'profcast'").iloc[0]
+        yield {"uri": uri, "experiment_id": experiment_id, "embedded_model": f"runs:/{job.run_id}/profcast"}
+
+
+@pytest.fixture
+def tracking(store, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store["uri"])
+    return store
+
+
+@pytest.fixture(scope="module")
+def profet_champion(store):
+    """A ratio job on the real PROFET data from g3s.xlarge, registered as profcast-g3s.xlarge@champion."""
+    if not REAL_PROFET.exists():
+        pytest.skip(f"real PROFET data not found at {REAL_PROFET}")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", store["uri"])
+        train(compose_train(["data=file", f"data.path={REAL_PROFET}", f"anchor={ANCHOR}", "regressor=ratio"]))
+        # Register this job directly: its mean_wape is not comparable with the embedded job's.
+        job = mlflow.search_runs([store["experiment_id"]], filter_string=f"params.`data.path` = '{REAL_PROFET}' AND tags.`profcast.job_model` = 'profcast'").iloc[0]
+        return register_job(job.run_id)
+
+
+def run_cli(*args, uri):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    return subprocess.run([sys.executable, "-m", "src.predict", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def ranked_instances(stdout: str) -> list[str]:
+    """Instance names in the printed table, in rank order."""
+    return [match.group(1) for match in re.finditer(r"^\s+\d+\s+(\S+)\s", stdout, flags=re.MULTILINE)]
+
+
+def embedded_export():
+    return embedded_tree_path() / "exp1" / ANCHOR / f"{EMBEDDED_RUN}.csv"
+
+
+def test_cli_ranks_a_tfstats_export_and_plots(store, tmp_path):
+    plot = tmp_path / "ranking.png"
+    result = run_cli("--profile", str(embedded_export()), "--anchor", ANCHOR, "--model", store["embedded_model"],
+                     "--dataset-size", "50000", "--plot", str(plot), uri=store["uri"])
+    assert result.returncode == 0, result.stderr
+    assert sorted(ranked_instances(result.stdout)) == sorted(EMBEDDED_TARGETS + [ANCHOR])
+    assert "tf_stats export" in result.stdout and "50,000 samples / batch 64 = 782 steps" in result.stdout
+    assert "(anchor, measured)" in result.stdout and "$0.526" in result.stdout  # g4dn.xlarge's price per hour
+    assert plot.stat().st_size > 1000
+    latencies = [float(value) for value in re.findall(r"(\d+\.\d+) ms", result.stdout)]
+    assert latencies == sorted(latencies)
+
+
+def test_cli_reads_a_json_list_of_op_objects(tracking, tmp_path, capsys):
+    ops = {op: us for op, us in read_tfstats_export(embedded_export()).items() if op.startswith(("Device_", "Host_"))}
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps([{op: value} for op, value in ops.items()]))
+    assert main(["--profile", str(path), "--anchor", ANCHOR, "--model", tracking["embedded_model"], "--batchsize", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "JSON profile" in out and sorted(ranked_instances(out)) == sorted(EMBEDDED_TARGETS)
+    assert "speed-up is n/a" in out and "782 steps" in out
+
+
+def test_cli_ranking_matches_real_latencies_at_both_ends(profet_champion, store, tmp_path):
+    table = pd.read_csv(REAL_PROFET)
+    workload = (table[list(PROFET_WORKLOAD)] == pd.Series(PROFET_WORKLOAD)).all(axis=1)
+    row = table[workload & (table["instance_name"] == ANCHOR)]
+    assert len(row) == 1
+    path = tmp_path / "one_row.csv"
+    row.to_csv(path, index=False)
+    result = run_cli("--profile", str(path), "--anchor", ANCHOR, uri=store["uri"])  # no --model: the champion
+    assert result.returncode == 0, result.stderr
+    assert f"models:/profcast-{ANCHOR}@champion" in result.stdout
+    ranking = ranked_instances(result.stdout)
+    true_order = list(table[(table[["dataset", "model", "batchsize"]] == pd.Series(PROFET_WORKLOAD)[["dataset", "model", "batchsize"]]).all(axis=1)]
+                      .groupby("instance_name")["batch_latency"].median().sort_values().index)
+    assert sorted(ranking) == sorted(true_order)
+    assert ranking[0] == true_order[0] and ranking[-1] == true_order[-1]
+
+
+def test_cli_without_a_champion_says_to_run_the_sweep(store):
+    result = run_cli("--profile", str(embedded_export()), "--anchor", "p2.xlarge", uri=store["uri"])
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("profcast: error: no model registered as profcast-p2.xlarge@champion")
+    assert "python -m src.train -m anchor=p2.xlarge" in result.stderr
+
+
+def bad_profiles(tmp_path):
+    """(name, file, extra args, expected words) for each kind of bad input."""
+    negative = tmp_path / "negative.json"
+    negative.write_text(json.dumps([{"Device_Conv2D": 100.0, "Host_IDLE": -5}]))
+    unknown_only = tmp_path / "unknown.json"
+    unknown_only.write_text(json.dumps([{"Device_Warp_Drive": 100.0}]))
+    broken_export = tmp_path / "broken.csv"
+    rows = list(csv.reader(embedded_export().read_text().splitlines()))
+    rows[1][5] = "fast"  # Total time (us)
+    with open(broken_export, "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    other_instance = tmp_path / "other.csv"
+    pd.DataFrame([{"instance_name": "p2.xlarge", "Device_Conv2D": 1.0}]).to_csv(other_instance, index=False)
+    not_json = tmp_path / "profile.json"
+    not_json.write_text("{op: 1")
+    yield "missing", tmp_path / "nope.csv", [], "nope.csv: no such file"
+    yield "unsupported", tmp_path / "profile.txt", [], "unsupported file type"
+    yield "negative", negative, [], "column 'Host_IDLE' row 0 value -5 is negative"
+    yield "no known op", unknown_only, [], "no known op column"
+    yield "broken export", broken_export, [], "Total time (us) is 'fast'"
+    yield "other instance", other_instance, [], "no row was profiled on the anchor g3s.xlarge; instance_name values: p2.xlarge"
+    yield "not json", not_json, [], "not valid JSON"
+    yield "wrong anchor model", embedded_export(), ["--anchor", "p2.xlarge"], "predicts from profiles taken on g3s.xlarge, not p2.xlarge"
+    yield "bad dataset size", embedded_export(), ["--dataset-size", "0"], "--dataset-size 0"
+
+
+def test_cli_errors_are_one_line_with_exit_code_2(tracking, tmp_path, capsys):
+    (tmp_path / "profile.txt").write_text("Device_Conv2D 5\n")
+    for name, path, extra, words in bad_profiles(tmp_path):
+        args = ["--profile", str(path), "--anchor", ANCHOR, "--model", tracking["embedded_model"], *extra]
+        assert main(args) == 2, name
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("profcast: error:") and words in lines[0], (name, captured.err)
+        assert captured.out == "", name
