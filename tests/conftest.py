@@ -75,12 +75,27 @@ def empty_tracking_database(tmp_path_factory) -> Path:
     return database
 
 
+def fresh_tracking_store(folder: Path, empty_database: Path) -> str:
+    """Copy the empty MLflow database into `folder`/mlruns and return its tracking URI."""
+    (folder / "mlruns").mkdir()
+    shutil.copy(empty_database, folder / "mlruns" / "mlflow.db")
+    return f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
+
+
+def compose_train(overrides=()):
+    """The train config exactly as the CLI would build it from these overrides."""
+    GlobalHydra.instance().clear()
+    try:
+        with initialize(version_base="1.3", config_path="../conf"):
+            return compose(config_name="train", overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()
+
+
 @pytest.fixture
 def tracking_uri(tmp_path, monkeypatch, empty_tracking_database) -> str:
     """An MLflow store of the test's own, so tests never touch the repo's mlruns/."""
-    (tmp_path / "mlruns").mkdir()
-    shutil.copy(empty_tracking_database, tmp_path / "mlruns" / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = fresh_tracking_store(tmp_path, empty_tracking_database)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("PROFCAST_PARENT_RUN_ID", raising=False)
     return uri
@@ -89,14 +104,7 @@ def tracking_uri(tmp_path, monkeypatch, empty_tracking_database) -> str:
 @pytest.fixture
 def compose_config():
     """compose_config(overrides) -> the train config exactly as the CLI would build it."""
-
-    def _compose(overrides=()):
-        GlobalHydra.instance().clear()
-        with initialize(version_base="1.3", config_path="../conf"):
-            return compose(config_name="train", overrides=list(overrides))
-
-    yield _compose
-    GlobalHydra.instance().clear()
+    return compose_train
 
 
 @pytest.fixture

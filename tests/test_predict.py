@@ -4,15 +4,12 @@ import csv
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
 import mlflow
 import pandas as pd
 import pytest
-from hydra import compose, initialize
-from hydra.core.global_hydra import GlobalHydra
 
 from src.embedded import embedded_tree_path
 from src.predict import main
@@ -20,7 +17,7 @@ from src.tfstats import read_tfstats_export
 from src.registry import register_job
 from src.tracking import configure_tracking
 from src.train import train
-from tests.conftest import REAL_PROFET, REPO
+from tests.conftest import REAL_PROFET, REPO, compose_train, fresh_tracking_store
 
 ANCHOR = "g3s.xlarge"
 EMBEDDED_TARGETS = ["p3.2xlarge", "g4dn.xlarge", "p2.xlarge"]
@@ -28,22 +25,11 @@ EMBEDDED_RUN = "cifar10-vggsmall-sgd-64"  # a run file of the embedded study, wi
 PROFET_WORKLOAD = {"exp_name": "exp01", "dataset": "64dataset", "model": "VGG11", "batchsize": 64}
 
 
-def compose_train(overrides):
-    GlobalHydra.instance().clear()
-    try:
-        with initialize(version_base="1.3", config_path="../conf"):
-            return compose(config_name="train", overrides=list(overrides))
-    finally:
-        GlobalHydra.instance().clear()
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, empty_tracking_database):
     """An MLflow store of this module's own, with a job trained on the embedded data (not registered)."""
     folder = tmp_path_factory.mktemp("predict")
-    (folder / "mlruns").mkdir()
-    shutil.copy(empty_tracking_database, folder / "mlruns" / "mlflow.db")
-    uri = f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
+    uri = fresh_tracking_store(folder, empty_tracking_database)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         patch.delenv("PROFCAST_PARENT_RUN_ID", raising=False)

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import urllib.error
 import urllib.request
 
@@ -10,36 +9,23 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize
-from hydra.core.global_hydra import GlobalHydra
 
 from src.registry import champion_uri
 from src.serving import INPUT_ROW, JOB_MODEL_NAME, PREDICTED_TOTAL, TARGET_INSTANCE, ModelServer
 from src.sweep import PARENT_RUN_ENV, SweepParentRun
 from src.train import train
-from tests.conftest import synthetic_profiles
+from tests.conftest import compose_train, fresh_tracking_store, synthetic_profiles
 
 ANCHOR = "slow.gpu"
 TARGETS = ["fast.gpu", "mid.gpu"]
 OPS = ["Device_Conv2D", "Device_Relu", "Device_FusedBatchNormV3", "Host_IDLE", "Device_Unused"]
 
 
-def compose_train(overrides):
-    GlobalHydra.instance().clear()
-    try:
-        with initialize(version_base="1.3", config_path="../conf"):
-            return compose(config_name="train", overrides=list(overrides))
-    finally:
-        GlobalHydra.instance().clear()
-
-
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, empty_tracking_database):
     """Two jobs (ratio, lr) on synthetic profiles, nested under a sweep parent run, then the sweep's end."""
     folder = tmp_path_factory.mktemp("serving")
-    (folder / "mlruns").mkdir()
-    shutil.copy(empty_tracking_database, folder / "mlruns" / "mlflow.db")
-    uri = f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
+    uri = fresh_tracking_store(folder, empty_tracking_database)
     profiles = folder / "profiles.csv"
     synthetic_profiles().to_csv(profiles, index=False)
     with pytest.MonkeyPatch.context() as patch:
@@ -103,11 +89,7 @@ def predicted_for(predicted: pd.DataFrame, target: str) -> pd.DataFrame:
     return predicted[predicted[TARGET_INSTANCE] == target].reset_index(drop=True)
 
 
-def test_job_model_is_not_logged_without_log_model(store, tmp_path, monkeypatch, empty_tracking_database):
-    (tmp_path / "mlruns").mkdir()
-    shutil.copy(empty_tracking_database, tmp_path / "mlruns" / "mlflow.db")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    monkeypatch.delenv(PARENT_RUN_ENV, raising=False)
+def test_job_model_is_not_logged_without_log_model(store, tracking_uri):
     train(compose_train(["data=file", f"data.path={store['profiles']}", f"anchor={ANCHOR}", "regressor=ratio",
                          "target=fast.gpu", "log_model=false"]))
     runs = mlflow.search_runs(experiment_names=["profcast"])
