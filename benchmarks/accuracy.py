@@ -1,0 +1,289 @@
+"""Accuracy benchmark: every regressor on every ordered (anchor, target) pair, leave-one-model-out.
+
+    python -m benchmarks.accuracy [--data PATH] [--json OUT] [--pairs all|A:B,...] [--methods ratio,transfer,...]
+
+For each pair the runs are paired by workload and repetition (pairing `auto`), each model is held
+out in turn, and the held-out predictions are scored. Besides the regressors, a `noise_floor` row
+predicts every target run by the median of the other repetitions of its workload on the target:
+no method can be expected to beat it. Prints one table per pair, each method's mean over pairs and
+the wall time; writes the records as JSON and the tables as markdown under benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.linear_model import LinearRegression
+from sklearn.neighbors import KNeighborsRegressor
+from sklearn.tree import DecisionTreeRegressor
+
+from src.errors import ProfcastError
+from src.evaluation import cross_validate, score
+from src.features import select_columns
+from src.metrics import mape, summarise_errors, total_mape
+from src.pairing import PairedRuns, pair_runs
+from src.profiles import known_instances, read_profile_table
+from src.regressors import MedianRatioRegressor, ProfileRegressor, aligned_ops, op_part
+from src.schema import BATCH_LATENCY, WORKLOAD_KEYS
+from src.splits import validation_folds
+from src.transfer import TransferRegressor
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO / ".." / "shared" / "data" / "profet" / "profiles.csv.gz"
+RESULTS_DIR = REPO / "benchmarks" / "results"
+# Trees in the random forests: enough for stable errors, few enough for 12 pairs x 12 folds on 2 cores.
+FOREST_TREES = 30
+
+RECORD_FIELDS = (
+    "anchor", "target", "method", "n_test_rows", "cell_ape_median", "column_mape_mean", "wape",
+    "device_total_mape", "batch_latency_mape", "false_nonzero_rate", "fit_seconds",
+)
+METRIC_FIELDS = RECORD_FIELDS[4:]
+NOISE_FLOOR = "noise_floor"
+
+
+class ProfetLatencyRegressor(RegressorMixin, BaseEstimator):
+    """PROFET-style batch-latency predictor: mean of a random forest on the anchor op vector and a
+    linear fit on the anchor batch latency. It predicts no op vector (those outputs are NaN)."""
+
+    predicts_profiles = True
+
+    def __init__(self, n_estimators: int = FOREST_TREES, random_state: int = 0):
+        self.n_estimators = n_estimators
+        self.random_state = random_state
+
+    def fit(self, anchor_profile: pd.DataFrame, target_profile: pd.DataFrame):
+        if BATCH_LATENCY not in anchor_profile or BATCH_LATENCY not in target_profile:
+            raise ProfcastError("the profet method needs batch_latency on both the anchor and the target")
+        self.op_columns_ = list(op_part(target_profile).columns)
+        target_latency = target_profile[BATCH_LATENCY].to_numpy(float)
+        self.forest_ = RandomForestRegressor(
+            n_estimators=self.n_estimators, n_jobs=-1, random_state=self.random_state
+        ).fit(aligned_ops(anchor_profile, self.op_columns_), target_latency)
+        self.line_ = LinearRegression().fit(anchor_profile[[BATCH_LATENCY]].to_numpy(float), target_latency)
+        self.output_columns_ = self.op_columns_ + [BATCH_LATENCY]
+        return self
+
+    def predict(self, anchor_profile: pd.DataFrame) -> np.ndarray:
+        from_ops = self.forest_.predict(aligned_ops(anchor_profile, self.op_columns_))
+        from_latency = self.line_.predict(anchor_profile[[BATCH_LATENCY]].to_numpy(float))
+        vector = np.full((len(anchor_profile), len(self.op_columns_)), np.nan)
+        return np.column_stack([vector, (from_ops + from_latency) / 2])
+
+
+# name -> factory of a fresh regressor following the profile contract (src.regressors)
+METHODS = {
+    "lr": lambda: ProfileRegressor(LinearRegression()),
+    "knn": lambda: ProfileRegressor(KNeighborsRegressor()),
+    "dt": lambda: ProfileRegressor(DecisionTreeRegressor(random_state=0)),
+    "rf": lambda: ProfileRegressor(RandomForestRegressor(n_estimators=FOREST_TREES, n_jobs=-1, random_state=0)),
+    "ratio": lambda: ProfileRegressor(MedianRatioRegressor()),
+    "profet": ProfetLatencyRegressor,
+    "transfer": TransferRegressor,
+}
+VECTORLESS_METHODS = {"profet"}  # predict batch latency only
+
+
+def device_columns(columns) -> list[str]:
+    """The device-side op columns, whose sum is the run's device time."""
+    return [c for c in columns if c.startswith("Device_")]
+
+
+def benchmark_method(paired: PairedRuns, folds, method: str) -> dict:
+    """Cross-validate one method on one pair and return its record."""
+    held_out = cross_validate(paired, folds, METHODS[method], partial(select_columns, method="all"))
+    metrics, _ = score(held_out, op_part(paired.target_profile))
+    record = {
+        "cell_ape_median": metrics["cell_ape_median"],
+        "column_mape_mean": metrics["mape_mean"],
+        "wape": metrics["wape"],
+        "device_total_mape": _device_total_mape(held_out.truth, held_out.predicted),
+        "batch_latency_mape": metrics.get("batch_latency_mape"),
+        "false_nonzero_rate": metrics["false_nonzero_rate"],
+    }
+    if method in VECTORLESS_METHODS:
+        record.update(cell_ape_median=None, column_mape_mean=None, wape=None, device_total_mape=None, false_nonzero_rate=None)
+    return {"n_test_rows": len(held_out.truth), **record, "fit_seconds": held_out.fit_seconds}
+
+
+def noise_floor(paired: PairedRuns) -> dict:
+    """Errors of predicting each target run by the median of its workload's other repetitions."""
+    runs = pd.concat([paired.keys[WORKLOAD_KEYS + ["target_exp"]], paired.target_profile], axis=1)
+    runs = runs.drop_duplicates(WORKLOAD_KEYS + ["target_exp"])
+    truth = runs[paired.target_profile.columns].reset_index(drop=True)
+    groups = runs.groupby(WORKLOAD_KEYS, sort=False).indices
+    predicted = pd.DataFrame(np.nan, index=truth.index, columns=truth.columns)
+    values = truth.to_numpy(float)
+    for rows in groups.values():
+        if len(rows) < 2:
+            continue  # a single repetition says nothing about run-to-run noise
+        for row in rows:
+            predicted.iloc[row] = np.median(values[rows[rows != row]], axis=0)
+    known = predicted.notna().all(axis=1)
+    truth, predicted = truth[known], predicted[known]
+    if truth.empty:
+        return {"n_test_rows": 0, **{field: None for field in METRIC_FIELDS}}
+    metrics, _ = summarise_errors(op_part(truth), op_part(predicted), op_part(paired.target_profile))
+    return {
+        "n_test_rows": len(truth),
+        "cell_ape_median": metrics["cell_ape_median"],
+        "column_mape_mean": metrics["mape_mean"],
+        "wape": metrics["wape"],
+        "device_total_mape": _device_total_mape(truth, predicted),
+        "batch_latency_mape": mape(truth[BATCH_LATENCY], predicted[BATCH_LATENCY]) if BATCH_LATENCY in truth else None,
+        "false_nonzero_rate": metrics["false_nonzero_rate"],
+        "fit_seconds": 0.0,
+    }
+
+
+def _device_total_mape(truth: pd.DataFrame, predicted: pd.DataFrame) -> float | None:
+    columns = device_columns(op_part(truth).columns)
+    if not columns:
+        return None
+    return total_mape(truth[columns].sum(axis=1), predicted[columns].sum(axis=1, min_count=1).fillna(0))
+
+
+def parse_pairs(text: str, instances: list[str]) -> list[tuple[str, str]]:
+    """'all' -> every ordered pair of distinct instances; else 'A:B,C:D'."""
+    if text == "all":
+        return [(anchor, target) for anchor in instances for target in instances if anchor != target]
+    pairs = []
+    for item in text.split(","):
+        anchor, sep, target = item.strip().partition(":")
+        if not sep or not anchor or not target:
+            raise ProfcastError(f"--pairs: '{item}' is not ANCHOR:TARGET; accepted: all or A:B,C:D")
+        for name in (anchor, target):
+            if name not in instances:
+                raise ProfcastError(f"--pairs: unknown instance '{name}'; instances in the data: {', '.join(instances)}")
+        pairs.append((anchor, target))
+    return pairs
+
+
+def parse_methods(text: str) -> list[str]:
+    """Comma-separated method names; the noise floor is always added."""
+    methods = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in methods if name not in METHODS and name != NOISE_FLOOR]
+    if unknown or not methods:
+        raise ProfcastError(f"--methods: unknown method(s) {', '.join(unknown) or '(none)'}; accepted: {', '.join(METHODS)}")
+    return [name for name in methods if name != NOISE_FLOOR]
+
+
+def run_benchmark(profiles: pd.DataFrame, pairs: list[tuple[str, str]], methods: list[str], log=print) -> list[dict]:
+    """Every method on every pair, plus the noise floor; one record per (pair, method)."""
+    records = []
+    for anchor, target in pairs:
+        paired = pair_runs(profiles, anchor, target, mode="auto")
+        folds = validation_folds(paired.keys, "model")
+        pair_records = [{"anchor": anchor, "target": target, "method": NOISE_FLOOR, **noise_floor(paired)}]
+        for method in methods:
+            if method in VECTORLESS_METHODS and not (BATCH_LATENCY in paired.anchor_profile and BATCH_LATENCY in paired.target_profile):
+                log(f"{anchor} -> {target}: skipping {method} (the data has no batch_latency)")
+                continue
+            pair_records.append({"anchor": anchor, "target": target, "method": method, **benchmark_method(paired, folds, method)})
+        log(f"\n{anchor} -> {target} ({paired.mode} pairing, {len(folds)} held-out models)")
+        log(markdown_table(pd.DataFrame(pair_records).set_index("method")[list(METRIC_FIELDS)]))
+        records += pair_records
+    return records
+
+
+def mean_over_pairs(records: list[dict]) -> pd.DataFrame:
+    """Each method's metrics averaged over pairs (rows in first-seen order)."""
+    table = pd.DataFrame(records)
+    order = list(dict.fromkeys(table["method"]))
+    metrics = table[["method", *METRIC_FIELDS]].set_index("method").apply(pd.to_numeric, errors="coerce")
+    means = metrics.groupby(level=0).mean().reindex(order)
+    means.insert(0, "pairs", table.groupby("method").size().reindex(order))
+    return means
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A markdown table with 2 decimals; missing values shown as '-'."""
+    header = [frame.index.name or ""] + [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, row in frame.astype(object).iterrows():  # object keeps integer counts integers
+        cells = ["-" if pd.isna(v) else (f"{v:.2f}" if isinstance(v, float) else str(v)) for v in row]
+        lines.append("| " + " | ".join([str(name)] + cells) + " |")
+    return "\n".join(lines)
+
+
+def data_stem(path: Path) -> str:
+    """profiles.csv.gz -> profiles."""
+    name = path.name
+    for suffix in (".csv.gz", ".csv", ".parquet"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="profile table (CSV, CSV.gz or Parquet)")
+    parser.add_argument("--json", type=Path, default=None, help="write the records here (default: beside the markdown)")
+    parser.add_argument("--pairs", default="all", help="'all' or ANCHOR:TARGET[,ANCHOR:TARGET...]")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated from {', '.join(METHODS)}")
+    parser.add_argument("--markdown", type=Path, default=None, help="markdown table path (default: benchmarks/results/accuracy-<data stem>.md)")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    try:
+        if not args.data.exists():
+            raise ProfcastError(f"--data {args.data.resolve()}: no such file; pass --data PATH to a profile table")
+        profiles = read_profile_table(args.data)
+        instances = known_instances(profiles)
+        if len(instances) < 2:
+            raise ProfcastError(f"{args.data}: holds one instance ({instances[0]}); the benchmark needs at least two")
+        pairs = parse_pairs(args.pairs, instances)
+        methods = parse_methods(args.methods)
+        records = run_benchmark(profiles, pairs, methods)
+    except ProfcastError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    wall_seconds = time.perf_counter() - started
+    means = mean_over_pairs(records)
+    print(f"\nmean over {len(pairs)} pair(s)")
+    print(markdown_table(means))
+    print(f"\nwall time {wall_seconds:.0f} s")
+
+    stem = data_stem(args.data)
+    markdown_path = args.markdown or RESULTS_DIR / f"accuracy-{stem}.md"
+    json_path = args.json or markdown_path.with_suffix(".json")
+    command = "python -m benchmarks.accuracy " + " ".join(argv if argv is not None else sys.argv[1:])
+    per_pair = pd.DataFrame(records).set_index("method")
+    sections = [
+        f"# Accuracy on {args.data.name}\n",
+        f"`{command.strip()}` — leave-one-model-out, wall time {wall_seconds:.0f} s. Percentages.\n",
+        f"## Mean over {len(pairs)} pair(s)\n", markdown_table(means), "",
+    ]
+    for (anchor, target), rows in per_pair.groupby(["anchor", "target"], sort=False):
+        sections += [f"## {anchor} -> {target}\n", markdown_table(rows[list(METRIC_FIELDS)]), ""]
+    markdown_path.parent.mkdir(parents=True, exist_ok=True)
+    markdown_path.write_text("\n".join(sections))
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps([_jsonable(record) for record in records], indent=1))
+    print(f"wrote {markdown_path} and {json_path}")
+    return 0
+
+
+def _jsonable(record: dict) -> dict:
+    """Fields in the documented order; NaN and missing values become null."""
+    out = {}
+    for field in RECORD_FIELDS:
+        value = record.get(field)
+        if isinstance(value, (float, np.floating)):
+            value = None if not np.isfinite(value) else round(float(value), 4)
+        elif isinstance(value, np.integer):
+            value = int(value)
+        out[field] = value
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""benchmarks.accuracy: the CLI runs on a tiny synthetic table and writes the documented records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import accuracy
+from tests.conftest import synthetic_profiles
+
+
+def test_cli_writes_documented_json(tmp_path, capsys):
+    table = tmp_path / "tiny.csv"
+    synthetic_profiles(instances=("slow.gpu", "fast.gpu"), models=("lenet", "vgg", "resnet")).to_csv(table, index=False)
+    out, markdown = tmp_path / "out.json", tmp_path / "tiny.md"
+    code = accuracy.main(["--data", str(table), "--json", str(out), "--markdown", str(markdown), "--methods", "ratio,transfer"])
+    assert code == 0
+    records = json.loads(out.read_text())
+    assert {(r["anchor"], r["target"]) for r in records} == {("slow.gpu", "fast.gpu"), ("fast.gpu", "slow.gpu")}
+    assert {r["method"] for r in records} == {"ratio", "transfer", "noise_floor"}
+    for record in records:
+        assert tuple(record) == accuracy.RECORD_FIELDS
+        assert record["n_test_rows"] > 0
+    transfer = next(r for r in records if r["method"] == "transfer")
+    assert transfer["batch_latency_mape"] is not None and transfer["device_total_mape"] is not None
+    assert "| transfer |" in markdown.read_text()
+    assert "wall time" in capsys.readouterr().out
+
+
+def test_profet_predicts_latency_only(tmp_path):
+    table = tmp_path / "tiny.csv"
+    synthetic_profiles(instances=("slow.gpu", "fast.gpu"), models=("lenet", "vgg", "resnet")).to_csv(table, index=False)
+    out = tmp_path / "out.json"
+    assert accuracy.main(["--data", str(table), "--json", str(out), "--markdown", str(tmp_path / "t.md"),
+                          "--pairs", "slow.gpu:fast.gpu", "--methods", "profet"]) == 0
+    profet = next(r for r in json.loads(out.read_text()) if r["method"] == "profet")
+    assert profet["batch_latency_mape"] is not None
+    assert profet["cell_ape_median"] is None and profet["device_total_mape"] is None
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--pairs", "slow.gpu:nowhere"], "unknown instance 'nowhere'"),
+        (["--methods", "ratio,magic"], "unknown method(s) magic"),
+    ],
+)
+def test_cli_reports_bad_options(tmp_path, capsys, argv, message):
+    table = tmp_path / "tiny.csv"
+    synthetic_profiles(instances=("slow.gpu", "fast.gpu")).to_csv(table, index=False)
+    assert accuracy.main(["--data", str(table), "--json", str(tmp_path / "o.json"), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_data_file_is_a_clear_error(tmp_path, capsys):
+    assert accuracy.main(["--data", str(tmp_path / "absent.csv.gz")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_default_data_points_at_shared_profet():
+    assert accuracy.DEFAULT_DATA.resolve().parts[-4:] == ("shared", "data", "profet", "profiles.csv.gz")

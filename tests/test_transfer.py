@@ -1,0 +1,120 @@
+"""TransferRegressor: sklearn conventions, skops round trip, structural zeros, column handling, ratios."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io
+from sklearn.base import clone
+
+from src.transfer import TransferRegressor
+
+# Known target/anchor ratio of each op in the synthetic pair below.
+TRUE_RATIOS = {"Device_Conv2D": 0.25, "Device_Relu": 0.5, "Device_MatMul": 0.4, "Host_IDLE": 1.5}
+SMALL = dict(max_iter=60, max_leaf_nodes=15, min_samples_leaf=5)  # fast and enough for the synthetic data
+
+
+def synthetic_pair(n_runs: int = 120, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Anchor and target profiles where each op's target time is its anchor time x a fixed ratio.
+
+    Device_MatMul runs in half the runs only (zeros elsewhere on both sides).
+    """
+    rng = np.random.default_rng(seed)
+    scale = rng.lognormal(0.0, 1.0, n_runs)
+    anchor = pd.DataFrame({
+        "Device_Conv2D": 1000 * scale * rng.lognormal(0, 0.2, n_runs),
+        "Device_Relu": 200 * scale * rng.lognormal(0, 0.2, n_runs),
+        "Device_MatMul": np.where(np.arange(n_runs) % 2 == 0, 300 * scale, 0.0),
+        "Host_IDLE": 5000 * scale * rng.lognormal(0, 0.2, n_runs),
+    })
+    target = pd.DataFrame({op: anchor[op] * ratio * rng.normal(1.0, 0.01, n_runs) for op, ratio in TRUE_RATIOS.items()})
+    anchor["batch_latency"] = anchor.sum(axis=1) * 1e-6
+    target["batch_latency"] = anchor["batch_latency"] * 0.3 * rng.normal(1.0, 0.01, n_runs)
+    return anchor, target
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    anchor, target = synthetic_pair()
+    return TransferRegressor(**SMALL).fit(anchor, target), anchor, target
+
+
+def test_follows_estimator_conventions():
+    model = TransferRegressor(max_iter=7)
+    assert model.get_params()["max_iter"] == 7
+    assert clone(model).get_params() == model.get_params()
+    assert TransferRegressor.predicts_profiles is True
+    anchor, target = synthetic_pair(40)
+    assert model.fit(anchor, target) is model
+    assert not hasattr(clone(model), "ratio_model_")  # clone drops learned state
+
+
+def test_output_columns_are_ops_then_batch_latency(fitted):
+    model, anchor, _ = fitted
+    assert model.output_columns_ == list(TRUE_RATIOS) + ["batch_latency"]
+    assert model.predict(anchor).shape == (len(anchor), len(TRUE_RATIOS) + 1)
+
+
+def test_recovers_known_ratios(fitted):
+    model, _, _ = fitted
+    anchor, target = synthetic_pair(60, seed=1)  # fresh runs
+    predicted = pd.DataFrame(model.predict(anchor), columns=model.output_columns_)
+    for op, ratio in TRUE_RATIOS.items():
+        ran = anchor[op] > 0
+        learned = np.median(predicted.loc[ran, op] / anchor.loc[ran, op])
+        assert learned == pytest.approx(ratio, rel=0.05), op
+    latency_error = np.abs(predicted["batch_latency"] / target["batch_latency"] - 1)
+    assert np.median(latency_error) < 0.05
+
+
+def test_op_absent_on_anchor_predicts_exactly_zero(fitted):
+    model, anchor, _ = fitted
+    predicted = pd.DataFrame(model.predict(anchor), columns=model.output_columns_)
+    assert (predicted.loc[anchor["Device_MatMul"] == 0, "Device_MatMul"] == 0.0).all()
+    assert (predicted.loc[anchor["Device_MatMul"] > 0, "Device_MatMul"] > 0.0).all()
+
+
+def test_missing_columns_count_as_zero(fitted):
+    model, anchor, _ = fitted
+    without = anchor.drop(columns=["Device_MatMul"])
+    zeroed = anchor.assign(Device_MatMul=0.0)
+    np.testing.assert_allclose(model.predict(without), model.predict(zeroed))
+
+
+def test_unseen_columns_are_ignored_and_reported(fitted):
+    model, anchor, _ = fitted
+    extended = anchor.assign(Device_NewOp=123.0)
+    assert model.ignored_columns(extended) == ["Device_NewOp"]
+    with pytest.warns(UserWarning, match="Device_NewOp"):
+        predicted = model.predict(extended)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a known profile predicts without warning
+        np.testing.assert_allclose(predicted, model.predict(anchor))
+
+
+def test_latency_predicted_without_anchor_latency(fitted):
+    model, anchor, target = fitted
+    predicted = model.predict(anchor.drop(columns=["batch_latency"]))
+    latency = predicted[:, model.output_columns_.index("batch_latency")]
+    assert np.all(np.isfinite(latency)) and np.all(latency > 0)
+    assert np.median(np.abs(latency / target["batch_latency"] - 1)) < 0.25
+
+
+def test_no_latency_output_when_target_has_none():
+    anchor, target = synthetic_pair(40)
+    model = TransferRegressor(**SMALL).fit(anchor, target.drop(columns=["batch_latency"]))
+    assert model.output_columns_ == list(TRUE_RATIOS)
+    assert model.predict(anchor).shape == (len(anchor), len(TRUE_RATIOS))
+
+
+def test_skops_round_trip_predicts_identically(fitted):
+    model, anchor, _ = fitted
+    blob = skops.io.dumps(model)
+    untrusted = skops.io.get_untrusted_types(data=blob)
+    # HistGradientBoosting's own internals (incl. a functools.partial) plus our class; nothing else
+    assert all(name.startswith(("sklearn.", "src.transfer.")) or name == "functools.partial" for name in untrusted), untrusted
+    loaded = skops.io.loads(blob, trusted=untrusted)
+    np.testing.assert_array_equal(loaded.predict(anchor), model.predict(anchor))
