@@ -10,4 +10,4 @@ test:  ## the test suite
 ui:  ## the MLflow UI on this project's runs
 	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db
 benchmark:  ## accuracy benchmark on the real PROFET data (../shared)
-	python -m benchmarks.accuracy --json benchmarks/results/accuracy-profet.json
+	python -m benchmarks.accuracy --json benchmarks/results/accuracy-profiles.json
