@@ -76,17 +76,12 @@ def _is_tfstats_export(path: Path) -> bool:
 
 
 def _read_tfstats_profile(path: Path) -> AnchorProfile:
-    from src.tfstats import read_tfstats_export
+    from src.tfstats import read_tfstats_export, workload_from_file_name
 
     profile = pd.DataFrame([read_tfstats_export(path)])  # op totals, plus batch_latency from a sidecar
-    return AnchorProfile(profile.drop(columns=["epoch_latency"], errors="ignore"), "tf_stats export", batchsize=_batchsize_from_file_name(path))
-
-
-def _batchsize_from_file_name(path: Path) -> int | None:
-    """The batch size field of our own or PROFET's run-file naming, when the file follows one."""
-    fields = path.name[: -len(".csv")].split("-")
-    candidate = fields[3] if len(fields) == 4 else fields[5] if len(fields) >= 7 else ""
-    return int(candidate) if candidate.isdigit() and int(candidate) > 0 else None
+    workload = workload_from_file_name(path.name) or {}  # our own or PROFET's naming carries the batch size
+    profile = profile.drop(columns=["epoch_latency"], errors="ignore")
+    return AnchorProfile(profile, "tf_stats export", batchsize=workload.get("batchsize"))
 
 
 def _read_table_rows(path: Path, anchor: str) -> AnchorProfile:

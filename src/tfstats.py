@@ -133,12 +133,25 @@ def _run_keys_from_path(root: Path, path: Path) -> dict:
     if len(parts) != 3:
         raise _BadFile(f"file is not at the expected depth; expected {LAYOUT}")
     exp_name, instance_name, file_name = parts
+    return {"exp_name": exp_name, "instance_name": instance_name, **_workload_from_name(file_name, instance_name)}
+
+
+def workload_from_file_name(file_name: str) -> dict | None:
+    """dataset, model, optimizer and batchsize from an export's own or PROFET-style name; None if neither."""
+    try:
+        return _workload_from_name(file_name, instance_name=None)
+    except _BadFile:
+        return None
+
+
+def _workload_from_name(file_name: str, instance_name: str | None) -> dict:
+    """Parse a run file name; a PROFET-style name must repeat `instance_name` (when given) twice."""
     fields = file_name[: -len(".csv")].split("-")
     accepted = f"expected {OWN_NAME} or {PROFET_NAME}"
     if len(fields) == 4:
         dataset, model, optimizer, batchsize = fields
     elif len(fields) >= 7:
-        if fields[0] != instance_name or fields[1] != instance_name:
+        if instance_name is not None and (fields[0] != instance_name or fields[1] != instance_name):
             raise _BadFile(
                 f"PROFET-style name starts with {fields[0]!r}-{fields[1]!r} but the file is in "
                 f"instance folder {instance_name!r}; {accepted}"
@@ -150,14 +163,7 @@ def _run_keys_from_path(root: Path, path: Path) -> dict:
         raise _BadFile(f"file name has an empty dataset, model or optimizer field; {accepted}")
     if not batchsize.isdigit() or int(batchsize) <= 0:
         raise _BadFile(f"batch size {batchsize!r} in the file name is not a positive integer; {accepted}")
-    return {
-        "exp_name": exp_name,
-        "instance_name": instance_name,
-        "dataset": dataset,
-        "model": model,
-        "optimizer": optimizer,
-        "batchsize": int(batchsize),
-    }
+    return {"dataset": dataset, "model": model, "optimizer": optimizer, "batchsize": int(batchsize)}
 
 
 def _op_times(path: Path) -> dict[str, float]:

@@ -208,3 +208,14 @@ def test_skip_mode_with_nothing_readable_is_an_error(tmp_path):
 def test_unknown_on_bad_file_choice_is_an_error(tmp_path):
     with pytest.raises(ProfcastError, match=r"on_bad_file='ignore'.*\['raise', 'skip'\]"):
         read_tfstats_tree(tmp_path, on_bad_file="ignore")
+
+
+def test_workload_from_a_bare_file_name():
+    from src.tfstats import workload_from_file_name
+
+    assert workload_from_file_name("cifar10-vggsmall-sgd-64.csv") == {
+        "dataset": "cifar10", "model": "vggsmall", "optimizer": "sgd", "batchsize": 64}
+    profet = workload_from_file_name("g3s.xlarge-g3s.xlarge-128dataset-AlexNet-SGD-16-20210202-142640.csv")
+    assert profet == {"dataset": "128dataset", "model": "AlexNet", "optimizer": "SGD", "batchsize": 16}
+    assert workload_from_file_name("my_profile.csv") is None
+    assert workload_from_file_name("a-b-c-0.csv") is None  # batch size must be positive
