@@ -9,7 +9,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-PARENT_RUN_ENV = "PROFCAST_PARENT_RUN_ID"  # read by src.tracking
+PARENT_RUN_ENV = "PROFCAST_PARENT_RUN_ID"  # the open sweep's parent run, read by src.train
 
 
 class SweepParentRun(Callback):

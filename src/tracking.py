@@ -14,7 +14,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from src import plots
 
-from src.sweep import PARENT_RUN_ENV  # noqa: F401  (set by the sweep callback, read by train)
 SOURCE_DIR = Path(__file__).resolve().parent
 
 

@@ -23,6 +23,7 @@ from src.features import select_columns
 from src.pairing import PAIRING_MODES, PairedRuns, pair_runs, resolve_targets
 from src.regressors import build_regressor, op_part
 from src.splits import validation_folds
+from src.sweep import PARENT_RUN_ENV, fail_sweep_parent_run
 
 log = logging.getLogger("profcast")
 
@@ -102,7 +103,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     # MLflow loads slowly: import it only once the input is known to be good.
     import mlflow
 
-    from src.tracking import PARENT_RUN_ENV, configure_tracking, flat_config, log_target_result
+    from src.tracking import configure_tracking, flat_config, log_target_result
 
     experiment_id = configure_tracking(cfg.tracking_uri, cfg.experiment)
     job_name = f"{cfg.anchor} {cfg.regressor.name} {cfg.features.name} {cfg.split.name}"
@@ -144,8 +145,6 @@ def main(cfg: DictConfig) -> None:
         train(cfg)
     except ProfcastError as error:
         print(f"profcast: error: {error}", file=sys.stderr)
-        from src.sweep import fail_sweep_parent_run
-
         fail_sweep_parent_run()
         sys.exit(2)
 
