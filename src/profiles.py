@@ -72,29 +72,46 @@ def validate_profiles(table: pd.DataFrame, source: str = "profile table") -> pd.
     return clean.reset_index(drop=True)
 
 
-def _checked_numbers(values: pd.Series, column: str, source: str, allow_nan: bool) -> pd.Series:
-    """Op times and latencies must be finite, non-negative numbers (latency may be missing)."""
+# How each kind of bad number is worded in messages about files.
+BAD_NUMBER_WORDING = {
+    "text": "is not a number",
+    "missing": "is missing (NaN)",
+    "infinite": "is infinite",
+    "negative": "is negative",
+}
+
+
+def first_bad_number(values: pd.Series, allow_missing: bool) -> tuple[int, str] | None:
+    """Row and kind (a BAD_NUMBER_WORDING key) of the first value that is not a finite number >= 0."""
     numbers = pd.to_numeric(values, errors="coerce").astype(float)
-    not_numeric = numbers.isna() & values.notna()
-    problems = [
-        (not_numeric, "is not a number"),
-        (numbers.isna() & ~not_numeric & (not allow_nan), "is missing (NaN)"),
-        (np.isinf(numbers), "is infinite"),
-        (numbers < 0, "is negative"),
+    text = numbers.isna() & values.notna()
+    checks = [
+        (text, "text"),
+        (numbers.isna() & ~text & (not allow_missing), "missing"),
+        (np.isinf(numbers), "infinite"),
+        (numbers < 0, "negative"),
     ]
-    for mask, what in problems:
+    for mask, kind in checks:
         if mask.any():
-            row = int(np.flatnonzero(mask.to_numpy())[0])
-            raise ProfcastError(
-                f"{source}: column '{column}' row {row} value {_shown(values.iloc[row])} {what}; "
-                "op times must be finite numbers >= 0"
-            )
-    return numbers
+            return int(np.flatnonzero(mask.to_numpy())[0]), kind
+    return None
 
 
-def _shown(value) -> str:
+def shown_value(value) -> str:
     """A cell value as a user wrote it (no numpy type names)."""
     return repr(value.item() if hasattr(value, "item") else value)
+
+
+def _checked_numbers(values: pd.Series, column: str, source: str, allow_nan: bool) -> pd.Series:
+    """Op times and latencies must be finite, non-negative numbers (latency may be missing)."""
+    bad = first_bad_number(values, allow_missing=allow_nan)
+    if bad:
+        row, kind = bad
+        raise ProfcastError(
+            f"{source}: column '{column}' row {row} value {shown_value(values.iloc[row])} {BAD_NUMBER_WORDING[kind]}; "
+            "op times must be finite numbers >= 0"
+        )
+    return pd.to_numeric(values, errors="coerce").astype(float)
 
 
 def known_instances(profiles: pd.DataFrame) -> list[str]:

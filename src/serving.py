@@ -27,6 +27,7 @@ from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, Schema
 
+from src.profiles import BAD_NUMBER_WORDING, first_bad_number, shown_value
 from src.schema import BATCH_LATENCY
 from src.regressors import op_part
 
@@ -50,6 +51,13 @@ VALUE_RULES = {
     "op": "op times must be finite numbers >= 0 (an op that did not run is 0 or left out)",
     BATCH_LATENCY: "batch_latency is the anchor's measured seconds per step: a finite number >= 0, or null",
 }
+
+
+# A request's missing cell most often comes from records that list different ops.
+MISSING_IN_REQUEST = (
+    "is missing (null/NaN); give 0 for an op that did not run "
+    "(in dataframe_records, every record must list the same op columns)"
+)
 
 
 def _bad_request(message: str) -> MlflowException:
@@ -149,30 +157,13 @@ def checked_anchor_profiles(profiles: pd.DataFrame, op_columns: list[str], ancho
 
 
 def _checked_column(values: pd.Series, column: str, allow_missing: bool) -> pd.Series:
-    numbers = pd.to_numeric(values, errors="coerce").astype(float)
-    text = numbers.isna() & values.notna() & ~values.map(_is_nan)
-    problems = [
-        (text, "is not a number"),
-        (numbers.isna() & ~text & (not allow_missing), "is missing (null/NaN); give 0 for an op that did not run "
-         "(in dataframe_records, every record must list the same op columns)"),
-        (np.isinf(numbers), "is infinite"),
-        (numbers < 0, "is negative"),
-    ]
-    for mask, what in problems:
-        if mask.any():
-            row = int(np.flatnonzero(mask.to_numpy())[0])
-            rule = VALUE_RULES.get(column, VALUE_RULES["op"])
-            raise _bad_request(f"column '{column}' row {row} value {_shown(values.iloc[row])} {what}; {rule}")
-    return numbers
-
-
-def _is_nan(value) -> bool:
-    return isinstance(value, float) and np.isnan(value)
-
-
-def _shown(value) -> str:
-    value = value.item() if hasattr(value, "item") else value
-    return repr(value)
+    bad = first_bad_number(values, allow_missing)
+    if bad:
+        row, kind = bad
+        what = MISSING_IN_REQUEST if kind == "missing" else BAD_NUMBER_WORDING[kind]
+        rule = VALUE_RULES.get(column, VALUE_RULES["op"])
+        raise _bad_request(f"column '{column}' row {row} value {shown_value(values.iloc[row])} {what}; {rule}")
+    return pd.to_numeric(values, errors="coerce").astype(float)
 
 
 def requested_targets(profiles: pd.DataFrame, targets: list[str]) -> pd.Series:
