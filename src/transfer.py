@@ -14,9 +14,12 @@ as a whole (log total, log time of every op). Why this shape:
   cells (host send/receive) do not drag every other prediction.
 - Zeros stay structural: an op the anchor did not run predicts exactly 0. A classifier on the same
   features predicts 0 for cells that usually vanish on the target (ops that run only sometimes).
-- Batch latency is a second model: log(target latency / anchor latency) from the anchor's op
-  shares, log total and log latency; a fallback model predicts log target latency from the op
-  shares and total alone when a profile comes without its latency.
+- Batch latency averages two models of log(target latency / anchor latency), in log space. A direct
+  one reads the anchor's op shares, log total and log latency. A busy-time one reads a few physical
+  quantities: the anchor's latency, busy, idle and host times, and the target's busy time (learned
+  on the measured one, applied to the one this regressor predicts): a step takes about as long as
+  the device is busy, plus whatever the host adds. A fallback model predicts log target latency from
+  the op shares and total alone when a profile comes without its latency.
 """
 
 from __future__ import annotations
@@ -104,7 +107,8 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
                 sample = rng.choice(sample, self.max_training_cells, replace=False)
             self.vanish_model_ = self._boosting(HistGradientBoostingClassifier, [0]).fit(features[sample], ~ran_on_target[sample])
 
-        self.latency_model_ = self.latency_fallback_model_ = None
+        self.latency_model_ = self.latency_fallback_model_ = self.busy_latency_model_ = None
+        self.time_kinds_ = self._time_kinds()
         if BATCH_LATENCY in target_profile:
             target_latency = target_profile[BATCH_LATENCY].to_numpy(dtype=float)
             run_features = self._latency_features(anchor_ops)
@@ -118,8 +122,11 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
                 usable &= np.isfinite(anchor_latency) & (anchor_latency > 0)
                 if usable.any():
                     with_latency = np.column_stack([np.log(anchor_latency[usable]), run_features[usable]])
-                    self.latency_model_ = self._boosting(HistGradientBoostingRegressor).fit(
-                        with_latency, np.log(target_latency[usable] / anchor_latency[usable])
+                    latency_ratio = np.log(target_latency[usable] / anchor_latency[usable])
+                    self.latency_model_ = self._boosting(HistGradientBoostingRegressor).fit(with_latency, latency_ratio)
+                    busy_features = self._busy_features(anchor_ops[usable], anchor_latency[usable], target_ops[usable])
+                    self.busy_latency_model_ = self._boosting(HistGradientBoostingRegressor, loss="absolute_error").fit(
+                        busy_features, latency_ratio
                     )
         has_latency = self.latency_fallback_model_ is not None
         self.output_columns_ = self.op_columns_ + ([BATCH_LATENCY] if has_latency else [])
@@ -145,14 +152,14 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
                 predicted[rows[vanishes], ops[vanishes]] = 0.0
         if self.latency_fallback_model_ is None:
             return predicted
-        return np.column_stack([predicted, self._predict_latency(anchor_profile, anchor_ops)])
+        return np.column_stack([predicted, self._predict_latency(anchor_profile, anchor_ops, predicted)])
 
     def ignored_columns(self, anchor_profile: pd.DataFrame) -> list[str]:
         """Columns of `anchor_profile` this model never saw in training (they do not affect predictions)."""
         known = set(self.op_columns_) | {BATCH_LATENCY}
         return [c for c in anchor_profile.columns if c not in known]
 
-    def _predict_latency(self, anchor_profile: pd.DataFrame, anchor_ops: np.ndarray) -> np.ndarray:
+    def _predict_latency(self, anchor_profile: pd.DataFrame, anchor_ops: np.ndarray, predicted_ops: np.ndarray) -> np.ndarray:
         run_features = self._latency_features(anchor_ops)
         latency = np.exp(self.latency_fallback_model_.predict(run_features))
         if self.latency_model_ is not None and BATCH_LATENCY in anchor_profile:
@@ -160,8 +167,38 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
             known = np.isfinite(anchor_latency) & (anchor_latency > 0)
             if known.any():
                 with_latency = np.column_stack([np.log(anchor_latency[known]), run_features[known]])
-                latency[known] = anchor_latency[known] * np.exp(self.latency_model_.predict(with_latency))
+                log_ratio = self.latency_model_.predict(with_latency)
+                busy_features = self._busy_features(anchor_ops[known], anchor_latency[known], predicted_ops[known])
+                log_ratio = (log_ratio + self.busy_latency_model_.predict(busy_features)) / 2
+                latency[known] = anchor_latency[known] * np.exp(log_ratio)
         return latency
+
+    def _time_kinds(self) -> dict[str, np.ndarray]:
+        """Masks over op_columns_ splitting a run's time: device busy, device idle, other busy, other idle.
+
+        Idle ops are named `*IDLE`; tables without `Device_` prefixes count every non-idle op as busy.
+        """
+        names = self.op_columns_
+        idle = np.array([name.upper().endswith("IDLE") for name in names], dtype=bool)
+        device = np.array([name.startswith("Device_") for name in names], dtype=bool)
+        if not (device & ~idle).any():
+            device = ~idle
+        return {"busy": device & ~idle, "device_idle": device & idle, "other": ~device & ~idle, "other_idle": ~device & idle}
+
+    def _busy_features(self, anchor_ops: np.ndarray, anchor_latency: np.ndarray, target_ops: np.ndarray) -> np.ndarray:
+        """Per run: log anchor latency, log1p of the anchor's busy, device, device-idle, other and
+        other-idle time, then log1p of the target's busy time and its difference to the anchor's."""
+        kinds = self.time_kinds_
+        anchor_busy = np.log1p(anchor_ops[:, kinds["busy"]].sum(axis=1))
+        target_busy = np.log1p(target_ops[:, kinds["busy"]].sum(axis=1))
+        return np.column_stack([
+            np.log(anchor_latency),
+            anchor_busy,
+            np.log1p(anchor_ops[:, kinds["busy"] | kinds["device_idle"]].sum(axis=1)),
+            *(np.log1p(anchor_ops[:, kinds[kind]].sum(axis=1)) for kind in ("device_idle", "other", "other_idle")),
+            target_busy,
+            target_busy - anchor_busy,
+        ])
 
     def _learn_op_codes(self, ops_with_ratio: np.ndarray) -> np.ndarray:
         """One category per op with a training ratio (the most frequent, up to the category limit)."""

@@ -118,3 +118,26 @@ def test_skops_round_trip_predicts_identically(fitted):
     assert all(name.startswith(("sklearn.", "src.transfer.")) or name == "functools.partial" for name in untrusted), untrusted
     loaded = skops.io.loads(blob, trusted=untrusted)
     np.testing.assert_array_equal(loaded.predict(anchor), model.predict(anchor))
+
+
+def test_time_kinds_split_busy_idle_and_host_time():
+    anchor = pd.DataFrame({"Device_Conv2D": [2.0], "Device_IDLE": [1.0], "Host_GatherV2": [3.0], "Host_IDLE": [4.0]})
+    model = TransferRegressor(**SMALL)
+    model.op_columns_ = list(anchor.columns)
+    kinds = {name: [c for c, on in zip(anchor.columns, mask) if on] for name, mask in model._time_kinds().items()}
+    assert kinds == {"busy": ["Device_Conv2D"], "device_idle": ["Device_IDLE"], "other": ["Host_GatherV2"], "other_idle": ["Host_IDLE"]}
+    model.op_columns_ = ["conv", "relu", "idle"]  # a table without Device_/Host_ names
+    assert model._time_kinds()["busy"].tolist() == [True, True, False]
+
+
+def test_latency_scales_with_how_fast_the_target_runs():
+    """Two targets that differ only in how fast the busy ops run (2x): predicted latencies differ 2x."""
+    anchor, target = synthetic_pair(200, seed=2)
+    slower = target.assign(**{op: target[op] * 2 for op in ("Device_Conv2D", "Device_Relu", "Device_MatMul")})
+    slower["batch_latency"] = target["batch_latency"] * 2
+    fast_model = TransferRegressor(**SMALL).fit(anchor, target)
+    slow_model = TransferRegressor(**SMALL).fit(anchor, slower)
+    fresh, _ = synthetic_pair(60, seed=3)
+    column = fast_model.output_columns_.index("batch_latency")
+    ratio = slow_model.predict(fresh)[:, column] / fast_model.predict(fresh)[:, column]
+    assert np.median(ratio) == pytest.approx(2.0, rel=0.05)
