@@ -1,6 +1,6 @@
 """Accuracy benchmark: every regressor on every ordered (anchor, target) pair, leave-one-model-out.
 
-    python -m benchmarks.accuracy [--data PATH] [--json OUT] [--pairs all|A:B,...] [--methods ratio,transfer,...]
+    python -m benchmarks.accuracy [--data PATH] [--json OUT] [--pairs all|A:B,...] [--methods ratio,transfer,...] [--jobs N]
 
 For each pair the runs are paired by workload and repetition (pairing `auto`), each model is held
 out in turn, and the held-out predictions are scored. Besides the regressors, a `noise_floor` row
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LinearRegression
@@ -177,20 +178,34 @@ def parse_methods(text: str) -> list[str]:
     return [name for name in methods if name != NOISE_FLOOR]
 
 
-def run_benchmark(profiles: pd.DataFrame, pairs: list[tuple[str, str]], methods: list[str], log=print) -> list[dict]:
-    """Every method on every pair, plus the noise floor; one record per (pair, method)."""
+def benchmark_pair(profiles: pd.DataFrame, anchor: str, target: str, methods: list[str]) -> tuple[list[dict], list[str]]:
+    """Every method on one pair, plus the noise floor: its records and the lines to print."""
+    paired = pair_runs(profiles, anchor, target, mode="auto")
+    folds = validation_folds(paired.keys, "model")
+    records = [{"anchor": anchor, "target": target, "method": NOISE_FLOOR, **noise_floor(paired)}]
+    lines = []
+    for method in methods:
+        if method in VECTORLESS_METHODS and not (BATCH_LATENCY in paired.anchor_profile and BATCH_LATENCY in paired.target_profile):
+            lines.append(f"{anchor} -> {target}: skipping {method} (the data has no batch_latency)")
+            continue
+        records.append({"anchor": anchor, "target": target, "method": method, **benchmark_method(paired, folds, method)})
+    lines.append(f"\n{anchor} -> {target} ({paired.mode} pairing, {len(folds)} held-out models)")
+    lines.append(markdown_table(pd.DataFrame(records).set_index("method")[list(METRIC_FIELDS)]))
+    return records, lines
+
+
+def run_benchmark(profiles: pd.DataFrame, pairs: list[tuple[str, str]], methods: list[str], log=print, jobs: int = 1) -> list[dict]:
+    """Every method on every pair, plus the noise floor; one record per (pair, method).
+
+    `jobs` > 1 (or -1: one per core) runs pairs in parallel processes; records keep the pair order.
+    """
     records = []
-    for anchor, target in pairs:
-        paired = pair_runs(profiles, anchor, target, mode="auto")
-        folds = validation_folds(paired.keys, "model")
-        pair_records = [{"anchor": anchor, "target": target, "method": NOISE_FLOOR, **noise_floor(paired)}]
-        for method in methods:
-            if method in VECTORLESS_METHODS and not (BATCH_LATENCY in paired.anchor_profile and BATCH_LATENCY in paired.target_profile):
-                log(f"{anchor} -> {target}: skipping {method} (the data has no batch_latency)")
-                continue
-            pair_records.append({"anchor": anchor, "target": target, "method": method, **benchmark_method(paired, folds, method)})
-        log(f"\n{anchor} -> {target} ({paired.mode} pairing, {len(folds)} held-out models)")
-        log(markdown_table(pd.DataFrame(pair_records).set_index("method")[list(METRIC_FIELDS)]))
+    results = Parallel(n_jobs=jobs, return_as="generator")(
+        delayed(benchmark_pair)(profiles, anchor, target, methods) for anchor, target in pairs
+    )
+    for pair_records, lines in results:
+        for line in lines:
+            log(line)
         records += pair_records
     return records
 
@@ -230,6 +245,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write the records here (default: beside the markdown)")
     parser.add_argument("--pairs", default="all", help="'all' or ANCHOR:TARGET[,ANCHOR:TARGET...]")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated from {', '.join(METHODS)}")
+    parser.add_argument("--jobs", type=int, default=-1, help="pairs run in parallel processes (default -1: one per core)")
     parser.add_argument("--markdown", type=Path, default=None, help="markdown table path (default: benchmarks/results/accuracy-<data stem>.md)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -242,7 +258,7 @@ def main(argv=None) -> int:
             raise ProfcastError(f"{args.data}: holds one instance ({instances[0]}); the benchmark needs at least two")
         pairs = parse_pairs(args.pairs, instances)
         methods = parse_methods(args.methods)
-        records = run_benchmark(profiles, pairs, methods)
+        records = run_benchmark(profiles, pairs, methods, jobs=args.jobs)
     except ProfcastError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -60,3 +60,16 @@ def test_missing_data_file_is_a_clear_error(tmp_path, capsys):
 
 def test_default_data_points_at_shared_profet():
     assert accuracy.DEFAULT_DATA.resolve().parts[-4:] == ("shared", "data", "profet", "profiles.csv.gz")
+
+
+def test_parallel_pairs_give_the_sequential_records_in_order():
+    profiles = synthetic_profiles(instances=("slow.gpu", "fast.gpu", "mid.gpu"), models=("lenet", "vgg", "resnet"))
+    pairs = accuracy.parse_pairs("all", ["slow.gpu", "fast.gpu", "mid.gpu"])
+
+    def without_timing(records):
+        return [{k: v for k, v in record.items() if k != "fit_seconds"} for record in records]
+
+    sequential = accuracy.run_benchmark(profiles, pairs, ["ratio"], log=lambda line: None, jobs=1)
+    parallel = accuracy.run_benchmark(profiles, pairs, ["ratio"], log=lambda line: None, jobs=2)
+    assert [(r["anchor"], r["target"]) for r in parallel][::2] == pairs  # noise floor + ratio per pair
+    assert without_timing(parallel) == without_timing(sequential)
