@@ -39,6 +39,35 @@ from src.schema import BATCH_LATENCY
 MAX_OP_CODES = 254
 
 
+def time_kinds(op_columns: list[str]) -> dict[str, np.ndarray]:
+    """Masks over `op_columns` splitting a run's time: device busy, device idle, other busy, other idle.
+
+    Idle ops are named `*IDLE`; tables without `Device_` names count every non-idle op as device busy.
+    """
+    idle = np.array([name.upper().endswith("IDLE") for name in op_columns], dtype=bool)
+    device = np.array([name.startswith("Device_") for name in op_columns], dtype=bool)
+    if not (device & ~idle).any():
+        device = ~idle
+    return {"busy": device & ~idle, "device_idle": device & idle, "other": ~device & ~idle, "other_idle": ~device & idle}
+
+
+def busy_time_features(anchor_ops: np.ndarray, anchor_latency: np.ndarray, target_ops: np.ndarray, kinds: dict) -> np.ndarray:
+    """Per run: log anchor latency, log1p of the anchor's busy, device, device-idle, other and
+    other-idle time, log anchor latency minus log busy time (how much of a step is not busy), then
+    log1p of the target's busy time and its difference to the anchor's."""
+    anchor_busy = np.log1p(anchor_ops[:, kinds["busy"]].sum(axis=1))
+    target_busy = np.log1p(target_ops[:, kinds["busy"]].sum(axis=1))
+    return np.column_stack([
+        np.log(anchor_latency),
+        anchor_busy,
+        np.log1p(anchor_ops[:, kinds["busy"] | kinds["device_idle"]].sum(axis=1)),
+        *(np.log1p(anchor_ops[:, kinds[kind]].sum(axis=1)) for kind in ("device_idle", "other", "other_idle")),
+        np.log(anchor_latency) - anchor_busy,
+        target_busy,
+        target_busy - anchor_busy,
+    ])
+
+
 class TransferRegressor(RegressorMixin, BaseEstimator):
     """Anchor profile -> target profile (+ batch latency) via one boosted per-op log-ratio model.
 
@@ -108,7 +137,7 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
             self.vanish_model_ = self._boosting(HistGradientBoostingClassifier, [0]).fit(features[sample], ~ran_on_target[sample])
 
         self.latency_model_ = self.latency_fallback_model_ = self.busy_latency_model_ = None
-        self.time_kinds_ = self._time_kinds()
+        self.time_kinds_ = time_kinds(self.op_columns_)
         if BATCH_LATENCY in target_profile:
             target_latency = target_profile[BATCH_LATENCY].to_numpy(dtype=float)
             run_features = self._latency_features(anchor_ops)
@@ -124,7 +153,7 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
                     with_latency = np.column_stack([np.log(anchor_latency[usable]), run_features[usable]])
                     latency_ratio = np.log(target_latency[usable] / anchor_latency[usable])
                     self.latency_model_ = self._boosting(HistGradientBoostingRegressor).fit(with_latency, latency_ratio)
-                    busy_features = self._busy_features(anchor_ops[usable], anchor_latency[usable], target_ops[usable])
+                    busy_features = busy_time_features(anchor_ops[usable], anchor_latency[usable], target_ops[usable], self.time_kinds_)
                     self.busy_latency_model_ = self._boosting(HistGradientBoostingRegressor, loss="absolute_error").fit(
                         busy_features, latency_ratio
                     )
@@ -168,37 +197,10 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
             if known.any():
                 with_latency = np.column_stack([np.log(anchor_latency[known]), run_features[known]])
                 log_ratio = self.latency_model_.predict(with_latency)
-                busy_features = self._busy_features(anchor_ops[known], anchor_latency[known], predicted_ops[known])
+                busy_features = busy_time_features(anchor_ops[known], anchor_latency[known], predicted_ops[known], self.time_kinds_)
                 log_ratio = (log_ratio + self.busy_latency_model_.predict(busy_features)) / 2
                 latency[known] = anchor_latency[known] * np.exp(log_ratio)
         return latency
-
-    def _time_kinds(self) -> dict[str, np.ndarray]:
-        """Masks over op_columns_ splitting a run's time: device busy, device idle, other busy, other idle.
-
-        Idle ops are named `*IDLE`; tables without `Device_` prefixes count every non-idle op as busy.
-        """
-        names = self.op_columns_
-        idle = np.array([name.upper().endswith("IDLE") for name in names], dtype=bool)
-        device = np.array([name.startswith("Device_") for name in names], dtype=bool)
-        if not (device & ~idle).any():
-            device = ~idle
-        return {"busy": device & ~idle, "device_idle": device & idle, "other": ~device & ~idle, "other_idle": ~device & idle}
-
-    def _busy_features(self, anchor_ops: np.ndarray, anchor_latency: np.ndarray, target_ops: np.ndarray) -> np.ndarray:
-        """Per run: log anchor latency, log1p of the anchor's busy, device, device-idle, other and
-        other-idle time, then log1p of the target's busy time and its difference to the anchor's."""
-        kinds = self.time_kinds_
-        anchor_busy = np.log1p(anchor_ops[:, kinds["busy"]].sum(axis=1))
-        target_busy = np.log1p(target_ops[:, kinds["busy"]].sum(axis=1))
-        return np.column_stack([
-            np.log(anchor_latency),
-            anchor_busy,
-            np.log1p(anchor_ops[:, kinds["busy"] | kinds["device_idle"]].sum(axis=1)),
-            *(np.log1p(anchor_ops[:, kinds[kind]].sum(axis=1)) for kind in ("device_idle", "other", "other_idle")),
-            target_busy,
-            target_busy - anchor_busy,
-        ])
 
     def _learn_op_codes(self, ops_with_ratio: np.ndarray) -> np.ndarray:
         """One category per op with a training ratio (the most frequent, up to the category limit)."""

@@ -1,12 +1,13 @@
-"""benchmarks.accuracy: the CLI runs on a tiny synthetic table and writes the documented records."""
+"""benchmarks.accuracy and benchmarks.latency_ceiling: the CLIs run on a tiny synthetic table and write the documented records."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from benchmarks import accuracy
+from benchmarks import accuracy, latency_ceiling
 from tests.conftest import synthetic_profiles
 
 
@@ -73,3 +74,26 @@ def test_parallel_pairs_give_the_sequential_records_in_order():
     parallel = accuracy.run_benchmark(profiles, pairs, ["ratio"], log=lambda line: None, jobs=2)
     assert [(r["anchor"], r["target"]) for r in parallel][::2] == pairs  # noise floor + ratio per pair
     assert without_timing(parallel) == without_timing(sequential)
+
+
+def test_latency_ceiling_reports_every_pair_with_mean_and_max(tmp_path, capsys):
+    table = tmp_path / "tiny.csv"
+    synthetic_profiles(instances=("slow.gpu", "fast.gpu"), models=("lenet", "vgg", "resnet")).to_csv(table, index=False)
+    markdown = tmp_path / "ceiling.md"
+    assert latency_ceiling.main(["--data", str(table), "--markdown", str(markdown)]) == 0
+    text = markdown.read_text()
+    for row in ("slow.gpu -> fast.gpu", "fast.gpu -> slow.gpu", "| mean |", "| max |"):
+        assert row in text
+    pair_rows = [[float(cell) for cell in line.split("|")[2:-1]] for line in text.splitlines() if "->" in line and line.startswith("|")]
+    assert len(pair_rows) == 2
+    for *per_leaf_size, best, _noise in pair_rows:
+        assert len(per_leaf_size) == len(latency_ceiling.LEAF_SIZES)
+        assert all(np.isfinite(value) and value >= 0 for value in per_leaf_size)
+        assert best == min(per_leaf_size)
+
+
+def test_latency_ceiling_needs_batch_latency(tmp_path, capsys):
+    table = tmp_path / "tiny.csv"
+    synthetic_profiles(instances=("slow.gpu", "fast.gpu")).drop(columns=["batch_latency"]).to_csv(table, index=False)
+    assert latency_ceiling.main(["--data", str(table), "--markdown", str(tmp_path / "c.md")]) == 2
+    assert "needs batch_latency" in capsys.readouterr().err

@@ -1,0 +1,120 @@
+"""How well batch latency could be predicted if the target's busy time were known exactly.
+
+    python -m benchmarks.latency_ceiling [--data PATH] [--pairs all|A:B,...] [--markdown OUT]
+
+The transfer regressor predicts target latency partly from the target busy time it predicts (see
+src/transfer.py). This benchmark feeds the same latency model the target's *measured* busy time,
+which no real predictor has, leave-one-model-out on every ordered pair, for a few leaf sizes. The
+best of them per pair (chosen on the held-out errors themselves) is optimistic twice over: what
+remains is latency the busy time does not explain (host-side work, launch gaps, input pipeline).
+Prints one row per pair, the mean and the max, next to the repetition noise floor, and writes the
+table under benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingRegressor
+
+from benchmarks.accuracy import DEFAULT_DATA, RESULTS_DIR, data_stem, markdown_table, noise_floor, parse_pairs
+from src.errors import ProfcastError
+from src.metrics import mape
+from src.pairing import pair_runs
+from src.profiles import known_instances, read_profile_table
+from src.regressors import aligned_ops, op_part
+from src.schema import BATCH_LATENCY
+from src.splits import validation_folds
+from src.transfer import TransferRegressor, busy_time_features, time_kinds
+
+
+# Smallest number of training runs per leaf of the latency model; the transfer regressor's default is one of them.
+LEAF_SIZES = (5, 20, 100)
+
+
+def latency_model(min_samples_leaf: int) -> HistGradientBoostingRegressor:
+    """The busy-time latency model with the transfer regressor's other default hyper-parameters."""
+    params = TransferRegressor().get_params()
+    return HistGradientBoostingRegressor(
+        loss="absolute_error",
+        max_iter=params["max_iter"],
+        learning_rate=params["learning_rate"],
+        max_leaf_nodes=params["max_leaf_nodes"],
+        min_samples_leaf=min_samples_leaf,
+        early_stopping=False,
+        random_state=params["random_state"],
+    )
+
+
+def ceiling_for_pair(profiles: pd.DataFrame, anchor: str, target: str) -> dict:
+    """Leave-one-model-out latency MAPE given the measured target busy time (per leaf size and the best), and the noise floor."""
+    paired = pair_runs(profiles, anchor, target, mode="auto")
+    if BATCH_LATENCY not in paired.anchor_profile or BATCH_LATENCY not in paired.target_profile:
+        raise ProfcastError(f"{anchor} -> {target}: the latency ceiling needs batch_latency on both instances")
+    columns = list(op_part(paired.target_profile).columns)
+    anchor_ops = aligned_ops(paired.anchor_profile, columns)
+    target_ops = aligned_ops(paired.target_profile, columns)
+    anchor_latency = paired.anchor_profile[BATCH_LATENCY].to_numpy(float)
+    target_latency = paired.target_profile[BATCH_LATENCY].to_numpy(float)
+    features = busy_time_features(anchor_ops, anchor_latency, target_ops, time_kinds(columns))
+    log_ratio = np.log(target_latency / anchor_latency)
+    folds = validation_folds(paired.keys, "model")
+    row = {"anchor": anchor, "target": target}
+    for leaf_size in LEAF_SIZES:
+        predicted = np.full(len(log_ratio), np.nan)
+        for train_rows, test_rows in folds:
+            model = latency_model(leaf_size).fit(features[train_rows], log_ratio[train_rows])
+            predicted[test_rows] = anchor_latency[test_rows] * np.exp(model.predict(features[test_rows]))
+        known = np.isfinite(predicted)
+        row[f"leaf_{leaf_size}"] = mape(target_latency[known], predicted[known])
+    row["best"] = min(row[f"leaf_{leaf_size}"] for leaf_size in LEAF_SIZES)
+    row["noise_floor"] = noise_floor(paired)["batch_latency_mape"]
+    return row
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.latency_ceiling", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="profile table (CSV, CSV.gz or Parquet)")
+    parser.add_argument("--pairs", default="all", help="'all' or ANCHOR:TARGET[,ANCHOR:TARGET...]")
+    parser.add_argument("--markdown", type=Path, default=None, help="default: benchmarks/results/latency-ceiling-<data stem>.md")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    try:
+        if not args.data.exists():
+            raise ProfcastError(f"--data {args.data.resolve()}: no such file; pass --data PATH to a profile table")
+        profiles = read_profile_table(args.data)
+        instances = known_instances(profiles)
+        if len(instances) < 2:
+            raise ProfcastError(f"{args.data}: holds one instance ({instances[0]}); the benchmark needs at least two")
+        rows = [ceiling_for_pair(profiles, anchor, target) for anchor, target in parse_pairs(args.pairs, instances)]
+    except ProfcastError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    table = pd.DataFrame(rows)
+    table.index = table["anchor"] + " -> " + table["target"]
+    table.index.name = "pair"
+    table = table[[f"leaf_{leaf_size}" for leaf_size in LEAF_SIZES] + ["best", "noise_floor"]]
+    table.loc["mean"] = table.mean()
+    table.loc["max"] = table.iloc[:-1].max()
+    wall_seconds = time.perf_counter() - started
+    text = markdown_table(table)
+    print(text)
+    print(f"\nwall time {wall_seconds:.0f} s")
+    markdown_path = args.markdown or RESULTS_DIR / f"latency-ceiling-{data_stem(args.data)}.md"
+    command = "python -m benchmarks.latency_ceiling " + " ".join(argv if argv is not None else sys.argv[1:])
+    markdown_path.parent.mkdir(parents=True, exist_ok=True)
+    markdown_path.write_text(
+        f"# Batch-latency MAPE given the measured target busy time ({args.data.name})\n\n"
+        f"`{command.strip()}` — leave-one-model-out, wall time {wall_seconds:.0f} s. Percentages.\n\n{text}\n"
+    )
+    print(f"wrote {markdown_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
