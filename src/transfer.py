@@ -37,6 +37,8 @@ from src.schema import BATCH_LATENCY
 
 # HistGradientBoosting accepts at most 255 categories; one code is kept for "op not learned".
 MAX_OP_CODES = 254
+# Fewest training samples a boosted model's leaf may hold, however small the table.
+SMALLEST_LEAF = 5
 
 
 def time_kinds(op_columns: list[str]) -> dict[str, np.ndarray]:
@@ -127,14 +129,14 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
         if self.max_training_cells and ratio_cells.size > self.max_training_cells:
             ratio_cells = rng.choice(ratio_cells, self.max_training_cells, replace=False)
         log_ratio = np.log(target_ops[rows, ops][ratio_cells] / anchor_ops[rows, ops][ratio_cells])
-        self.ratio_model_ = self._boosting(HistGradientBoostingRegressor, [0], loss="absolute_error").fit(features[ratio_cells], log_ratio)
+        self.ratio_model_ = self._boosting(HistGradientBoostingRegressor, ratio_cells.size, [0], loss="absolute_error").fit(features[ratio_cells], log_ratio)
 
         self.vanish_model_ = None
         if 0 < ran_on_target.sum() < len(ran_on_target):
             sample = np.arange(len(rows))
             if self.max_training_cells and sample.size > self.max_training_cells:
                 sample = rng.choice(sample, self.max_training_cells, replace=False)
-            self.vanish_model_ = self._boosting(HistGradientBoostingClassifier, [0]).fit(features[sample], ~ran_on_target[sample])
+            self.vanish_model_ = self._boosting(HistGradientBoostingClassifier, sample.size, [0]).fit(features[sample], ~ran_on_target[sample])
 
         self.latency_model_ = self.latency_fallback_model_ = self.busy_latency_model_ = None
         self.time_kinds_ = time_kinds(self.op_columns_)
@@ -143,7 +145,7 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
             run_features = self._latency_features(anchor_ops)
             usable = np.isfinite(target_latency) & (target_latency > 0)
             if usable.any():
-                self.latency_fallback_model_ = self._boosting(HistGradientBoostingRegressor).fit(
+                self.latency_fallback_model_ = self._boosting(HistGradientBoostingRegressor, usable.sum()).fit(
                     run_features[usable], np.log(target_latency[usable])
                 )
             if BATCH_LATENCY in anchor_profile:
@@ -152,9 +154,9 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
                 if usable.any():
                     with_latency = np.column_stack([np.log(anchor_latency[usable]), run_features[usable]])
                     latency_ratio = np.log(target_latency[usable] / anchor_latency[usable])
-                    self.latency_model_ = self._boosting(HistGradientBoostingRegressor).fit(with_latency, latency_ratio)
+                    self.latency_model_ = self._boosting(HistGradientBoostingRegressor, usable.sum()).fit(with_latency, latency_ratio)
                     busy_features = busy_time_features(anchor_ops[usable], anchor_latency[usable], target_ops[usable], self.time_kinds_)
-                    self.busy_latency_model_ = self._boosting(HistGradientBoostingRegressor, loss="absolute_error").fit(
+                    self.busy_latency_model_ = self._boosting(HistGradientBoostingRegressor, usable.sum(), loss="absolute_error").fit(
                         busy_features, latency_ratio
                     )
         has_latency = self.latency_fallback_model_ is not None
@@ -226,13 +228,17 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
         run_total = anchor_ops.sum(axis=1, keepdims=True)
         return np.column_stack([np.log1p(run_total), anchor_ops / np.maximum(run_total, 1e-12)])
 
-    def _boosting(self, kind, categorical_features=None, **options):
-        """A boosted model with this regressor's hyper-parameters."""
+    def _boosting(self, kind, n_samples: int, categorical_features=None, **options):
+        """A boosted model with this regressor's hyper-parameters, for `n_samples` training samples.
+
+        The leaf minimum shrinks to 5% of the samples (at least SMALLEST_LEAF) on small tables, so a
+        few dozen runs can still split on the op identity.
+        """
         return kind(
             max_iter=self.max_iter,
             learning_rate=self.learning_rate,
             max_leaf_nodes=self.max_leaf_nodes,
-            min_samples_leaf=self.min_samples_leaf,
+            min_samples_leaf=min(self.min_samples_leaf, max(SMALLEST_LEAF, int(n_samples) // 20)),
             categorical_features=categorical_features,
             early_stopping=False,
             random_state=self.random_state,

@@ -138,3 +138,14 @@ def test_latency_scales_with_how_fast_the_target_runs():
     column = fast_model.output_columns_.index("batch_latency")
     ratio = slow_model.predict(fresh)[:, column] / fast_model.predict(fresh)[:, column]
     assert np.median(ratio) == pytest.approx(2.0, rel=0.05)
+
+
+def test_default_leaf_size_still_learns_per_op_ratios_on_a_small_table():
+    """40 runs give 150 cells: fewer than 100 per leaf would forbid any split on the op identity."""
+    anchor, target = synthetic_pair(40, seed=4)
+    model = TransferRegressor(max_iter=60).fit(anchor, target)  # default min_samples_leaf
+    fresh, _ = synthetic_pair(30, seed=5)
+    predicted = pd.DataFrame(model.predict(fresh), columns=model.output_columns_)
+    for op, ratio in TRUE_RATIOS.items():
+        ran = fresh[op] > 0
+        assert np.median(predicted.loc[ran, op] / fresh.loc[ran, op]) == pytest.approx(ratio, rel=0.1), op
