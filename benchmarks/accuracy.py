@@ -153,6 +153,17 @@ def _device_total_mape(truth: pd.DataFrame, predicted: pd.DataFrame) -> float | 
     return total_mape(truth[columns].sum(axis=1), predicted[columns].sum(axis=1, min_count=1).fillna(0))
 
 
+def read_benchmark_data(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """The profile table at `path` and its instances; it must exist and hold at least two instances."""
+    if not path.exists():
+        raise ProfcastError(f"--data {path.resolve()}: no such file; pass --data PATH to a profile table")
+    profiles = read_profile_table(path)
+    instances = known_instances(profiles)
+    if len(instances) < 2:
+        raise ProfcastError(f"{path}: holds one instance ({instances[0]}); the benchmark needs at least two")
+    return profiles, instances
+
+
 def parse_pairs(text: str, instances: list[str]) -> list[tuple[str, str]]:
     """'all' -> every ordered pair of distinct instances; else 'A:B,C:D'."""
     if text == "all":
@@ -250,12 +261,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
-        if not args.data.exists():
-            raise ProfcastError(f"--data {args.data.resolve()}: no such file; pass --data PATH to a profile table")
-        profiles = read_profile_table(args.data)
-        instances = known_instances(profiles)
-        if len(instances) < 2:
-            raise ProfcastError(f"{args.data}: holds one instance ({instances[0]}); the benchmark needs at least two")
+        profiles, instances = read_benchmark_data(args.data)
         pairs = parse_pairs(args.pairs, instances)
         methods = parse_methods(args.methods)
         records = run_benchmark(profiles, pairs, methods, jobs=args.jobs)

@@ -22,11 +22,10 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from benchmarks.accuracy import DEFAULT_DATA, RESULTS_DIR, data_stem, markdown_table, noise_floor, parse_pairs
+from benchmarks.accuracy import DEFAULT_DATA, RESULTS_DIR, data_stem, markdown_table, noise_floor, parse_pairs, read_benchmark_data
 from src.errors import ProfcastError
 from src.metrics import mape
 from src.pairing import pair_runs
-from src.profiles import known_instances, read_profile_table
 from src.regressors import aligned_ops, op_part
 from src.schema import BATCH_LATENCY
 from src.splits import validation_folds
@@ -85,12 +84,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
-        if not args.data.exists():
-            raise ProfcastError(f"--data {args.data.resolve()}: no such file; pass --data PATH to a profile table")
-        profiles = read_profile_table(args.data)
-        instances = known_instances(profiles)
-        if len(instances) < 2:
-            raise ProfcastError(f"{args.data}: holds one instance ({instances[0]}); the benchmark needs at least two")
+        profiles, instances = read_benchmark_data(args.data)
         rows = [ceiling_for_pair(profiles, anchor, target) for anchor, target in parse_pairs(args.pairs, instances)]
     except ProfcastError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -85,7 +85,7 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
         max_iter: int = 150,
         learning_rate: float = 0.1,
         max_leaf_nodes: int = 31,
-        min_samples_leaf: int = 100,
+        min_samples_leaf: int = 20,
         max_training_cells: int | None = 20000,
         unknown_op_share: float = 0.05,
         vanish_threshold: float = 0.5,
