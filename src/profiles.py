@@ -81,8 +81,9 @@ BAD_NUMBER_WORDING = {
 }
 
 
-def first_bad_number(values: pd.Series, allow_missing: bool) -> tuple[int, str] | None:
-    """Row and kind (a BAD_NUMBER_WORDING key) of the first value that is not a finite number >= 0."""
+def parse_numbers(values: pd.Series, allow_missing: bool) -> tuple[pd.Series, tuple[int, str] | None]:
+    """The values as floats, and the row and kind (a BAD_NUMBER_WORDING key) of the first value that is
+    not a finite number >= 0, or None when every value is one."""
     numbers = pd.to_numeric(values, errors="coerce").astype(float)
     text = numbers.isna() & values.notna()
     checks = [
@@ -93,8 +94,8 @@ def first_bad_number(values: pd.Series, allow_missing: bool) -> tuple[int, str] 
     ]
     for mask, kind in checks:
         if mask.any():
-            return int(np.flatnonzero(mask.to_numpy())[0]), kind
-    return None
+            return numbers, (int(np.flatnonzero(mask.to_numpy())[0]), kind)
+    return numbers, None
 
 
 def shown_value(value) -> str:
@@ -104,14 +105,14 @@ def shown_value(value) -> str:
 
 def _checked_numbers(values: pd.Series, column: str, source: str, allow_nan: bool) -> pd.Series:
     """Op times and latencies must be finite, non-negative numbers (latency may be missing)."""
-    bad = first_bad_number(values, allow_missing=allow_nan)
+    numbers, bad = parse_numbers(values, allow_missing=allow_nan)
     if bad:
         row, kind = bad
         raise ProfcastError(
             f"{source}: column '{column}' row {row} value {shown_value(values.iloc[row])} {BAD_NUMBER_WORDING[kind]}; "
             "op times must be finite numbers >= 0"
         )
-    return pd.to_numeric(values, errors="coerce").astype(float)
+    return numbers
 
 
 def known_instances(profiles: pd.DataFrame) -> list[str]:

@@ -27,7 +27,7 @@ from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, Schema
 
-from src.profiles import BAD_NUMBER_WORDING, first_bad_number, shown_value
+from src.profiles import BAD_NUMBER_WORDING, parse_numbers, shown_value
 from src.schema import BATCH_LATENCY
 from src.regressors import op_part
 
@@ -157,13 +157,13 @@ def checked_anchor_profiles(profiles: pd.DataFrame, op_columns: list[str], ancho
 
 
 def _checked_column(values: pd.Series, column: str, allow_missing: bool) -> pd.Series:
-    bad = first_bad_number(values, allow_missing)
+    numbers, bad = parse_numbers(values, allow_missing)
     if bad:
         row, kind = bad
         what = MISSING_IN_REQUEST if kind == "missing" else BAD_NUMBER_WORDING[kind]
         rule = VALUE_RULES.get(column, VALUE_RULES["op"])
         raise _bad_request(f"column '{column}' row {row} value {shown_value(values.iloc[row])} {what}; {rule}")
-    return pd.to_numeric(values, errors="coerce").astype(float)
+    return numbers
 
 
 def requested_targets(profiles: pd.DataFrame, targets: list[str]) -> pd.Series:
