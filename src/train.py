@@ -108,7 +108,6 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     experiment_id = configure_tracking(cfg.tracking_uri, cfg.experiment)
     job_name = f"{cfg.anchor} {cfg.regressor.name} {cfg.features.name} {cfg.split.name}"
     parent_run_id = os.environ.get(PARENT_RUN_ENV)
-    results: dict[str, dict] = {}
     fitted: dict[str, TargetResult] = {}
     with mlflow.start_run(experiment_id=experiment_id, run_name=job_name, parent_run_id=parent_run_id, nested=bool(parent_run_id)):
         mlflow.log_params(flat_config(cfg, skip=("anchor", "target", "pairing")))
@@ -121,9 +120,9 @@ def train(cfg: DictConfig) -> dict[str, dict]:
             result = evaluate_target(paired, cfg)
             with mlflow.start_run(experiment_id=experiment_id, run_name=f"{cfg.anchor} -> {target}", nested=True):
                 log_target_result(result, cfg, log_model=cfg.log_model)
-            results[target] = result.metrics
             fitted[target] = result
             log.info("[%s] target %s: wape %.1f%%, median column MAPE %.1f%%", job_name, target, result.metrics["wape"], result.metrics["mape_median"])
+        results = {target: result.metrics for target, result in fitted.items()}
         job_means = {
             f"mean_{name}": float(np.nanmean([metrics.get(name, np.nan) for metrics in results.values()]))
             for name in JOB_METRICS
