@@ -20,11 +20,11 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from benchmarks.accuracy import DEFAULT_DATA
 from src.errors import ProfcastError
 from src.train import train
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_REAL = REPO.parent / "shared" / "data" / "profet" / "profiles.csv.gz"
 SHOWN_METRICS = ("cell_ape_median", "wape", "total_mape", "false_nonzero_rate", "batch_latency_mape")
 
 
@@ -39,7 +39,7 @@ def mean_errors(overrides: list[str]) -> dict[str, float]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--real", type=Path, default=DEFAULT_REAL, help="the PROFET profile table")
+    parser.add_argument("--real", type=Path, default=DEFAULT_DATA, help="the PROFET profile table")
     parser.add_argument("--regressors", default="rf,knn,dt,lr,ratio")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "generated-vs-real.md")
     args = parser.parse_args(argv)

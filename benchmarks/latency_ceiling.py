@@ -32,22 +32,9 @@ from src.splits import validation_folds
 from src.transfer import TransferRegressor, busy_time_features, time_kinds
 
 
-# Smallest number of training runs per leaf of the latency model; the transfer regressor's default is one of them.
+# Smallest number of training runs per leaf of the latency model (the transfer regressor's default is 20);
+# its other hyper-parameters are the transfer regressor's defaults.
 LEAF_SIZES = (5, 20, 100)
-
-
-def latency_model(min_samples_leaf: int) -> HistGradientBoostingRegressor:
-    """The busy-time latency model with the transfer regressor's other default hyper-parameters."""
-    params = TransferRegressor().get_params()
-    return HistGradientBoostingRegressor(
-        loss="absolute_error",
-        max_iter=params["max_iter"],
-        learning_rate=params["learning_rate"],
-        max_leaf_nodes=params["max_leaf_nodes"],
-        min_samples_leaf=min_samples_leaf,
-        early_stopping=False,
-        random_state=params["random_state"],
-    )
 
 
 def ceiling_for_pair(profiles: pd.DataFrame, anchor: str, target: str) -> dict:
@@ -67,7 +54,9 @@ def ceiling_for_pair(profiles: pd.DataFrame, anchor: str, target: str) -> dict:
     for leaf_size in LEAF_SIZES:
         predicted = np.full(len(log_ratio), np.nan)
         for train_rows, test_rows in folds:
-            model = latency_model(leaf_size).fit(features[train_rows], log_ratio[train_rows])
+            model = TransferRegressor(min_samples_leaf=leaf_size).boosted_model(
+                HistGradientBoostingRegressor, len(train_rows), loss="absolute_error"
+            ).fit(features[train_rows], log_ratio[train_rows])
             predicted[test_rows] = anchor_latency[test_rows] * np.exp(model.predict(features[test_rows]))
         known = np.isfinite(predicted)
         row[f"leaf_{leaf_size}"] = mape(target_latency[known], predicted[known])

@@ -16,7 +16,8 @@ as a whole (log total, log time of every op). Why this shape:
   features predicts 0 for cells that usually vanish on the target (ops that run only sometimes).
 - Batch latency averages two models of log(target latency / anchor latency), in log space. A direct
   one reads the anchor's op shares, log total and log latency. A busy-time one reads a few physical
-  quantities: the anchor's latency, busy, idle and host times, and the target's busy time (learned
+  quantities: the anchor's latency, busy, idle and host times and its latency over busy time, and
+  the target's busy time (learned
   on the measured one, applied to the one this regressor predicts): a step takes about as long as
   the device is busy, plus whatever the host adds. A fallback model predicts log target latency from
   the op shares and total alone when a profile comes without its latency.
@@ -129,14 +130,14 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
         if self.max_training_cells and ratio_cells.size > self.max_training_cells:
             ratio_cells = rng.choice(ratio_cells, self.max_training_cells, replace=False)
         log_ratio = np.log(target_ops[rows, ops][ratio_cells] / anchor_ops[rows, ops][ratio_cells])
-        self.ratio_model_ = self._boosting(HistGradientBoostingRegressor, ratio_cells.size, [0], loss="absolute_error").fit(features[ratio_cells], log_ratio)
+        self.ratio_model_ = self.boosted_model(HistGradientBoostingRegressor, ratio_cells.size, [0], loss="absolute_error").fit(features[ratio_cells], log_ratio)
 
         self.vanish_model_ = None
         if 0 < ran_on_target.sum() < len(ran_on_target):
             sample = np.arange(len(rows))
             if self.max_training_cells and sample.size > self.max_training_cells:
                 sample = rng.choice(sample, self.max_training_cells, replace=False)
-            self.vanish_model_ = self._boosting(HistGradientBoostingClassifier, sample.size, [0]).fit(features[sample], ~ran_on_target[sample])
+            self.vanish_model_ = self.boosted_model(HistGradientBoostingClassifier, sample.size, [0]).fit(features[sample], ~ran_on_target[sample])
 
         self.latency_model_ = self.latency_fallback_model_ = self.busy_latency_model_ = None
         self.time_kinds_ = time_kinds(self.op_columns_)
@@ -145,7 +146,7 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
             run_features = self._latency_features(anchor_ops)
             usable = np.isfinite(target_latency) & (target_latency > 0)
             if usable.any():
-                self.latency_fallback_model_ = self._boosting(HistGradientBoostingRegressor, usable.sum()).fit(
+                self.latency_fallback_model_ = self.boosted_model(HistGradientBoostingRegressor, usable.sum()).fit(
                     run_features[usable], np.log(target_latency[usable])
                 )
             if BATCH_LATENCY in anchor_profile:
@@ -154,9 +155,9 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
                 if usable.any():
                     with_latency = np.column_stack([np.log(anchor_latency[usable]), run_features[usable]])
                     latency_ratio = np.log(target_latency[usable] / anchor_latency[usable])
-                    self.latency_model_ = self._boosting(HistGradientBoostingRegressor, usable.sum()).fit(with_latency, latency_ratio)
+                    self.latency_model_ = self.boosted_model(HistGradientBoostingRegressor, usable.sum()).fit(with_latency, latency_ratio)
                     busy_features = busy_time_features(anchor_ops[usable], anchor_latency[usable], target_ops[usable], self.time_kinds_)
-                    self.busy_latency_model_ = self._boosting(HistGradientBoostingRegressor, usable.sum(), loss="absolute_error").fit(
+                    self.busy_latency_model_ = self.boosted_model(HistGradientBoostingRegressor, usable.sum(), loss="absolute_error").fit(
                         busy_features, latency_ratio
                     )
         has_latency = self.latency_fallback_model_ is not None
@@ -228,7 +229,7 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
         run_total = anchor_ops.sum(axis=1, keepdims=True)
         return np.column_stack([np.log1p(run_total), anchor_ops / np.maximum(run_total, 1e-12)])
 
-    def _boosting(self, kind, n_samples: int, categorical_features=None, **options):
+    def boosted_model(self, kind, n_samples: int, categorical_features=None, **options):
         """A boosted model with this regressor's hyper-parameters, for `n_samples` training samples.
 
         The leaf minimum shrinks to 5% of the samples (at least SMALLEST_LEAF) on small tables, so a

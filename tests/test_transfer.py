@@ -140,10 +140,10 @@ def test_latency_scales_with_how_fast_the_target_runs():
     assert np.median(ratio) == pytest.approx(2.0, rel=0.05)
 
 
-def test_default_leaf_size_still_learns_per_op_ratios_on_a_small_table():
-    """40 runs give 150 cells: fewer than 100 per leaf would forbid any split on the op identity."""
+def test_a_leaf_minimum_too_big_for_the_table_still_learns_per_op_ratios():
+    """40 runs give 150 cells: 100 per leaf, taken as set, would forbid any split on the op identity."""
     anchor, target = synthetic_pair(40, seed=4)
-    model = TransferRegressor(max_iter=60).fit(anchor, target)  # default min_samples_leaf
+    model = TransferRegressor(max_iter=60, min_samples_leaf=100).fit(anchor, target)
     fresh, _ = synthetic_pair(30, seed=5)
     predicted = pd.DataFrame(model.predict(fresh), columns=model.output_columns_)
     for op, ratio in TRUE_RATIOS.items():
