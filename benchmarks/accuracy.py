@@ -21,28 +21,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.ensemble import RandomForestRegressor
-from sklearn.linear_model import LinearRegression
-from sklearn.neighbors import KNeighborsRegressor
-from sklearn.tree import DecisionTreeRegressor
+from sklearn.base import clone
 
+from src.cli import run_cli
+from src.config import REPO_ROOT, compose_train_config, instantiate_option
 from src.errors import ProfcastError
-from src.evaluation import cross_validate, score
-from src.features import select_columns
-from src.metrics import mape, summarise_errors, total_mape
-from src.pairing import PairedRuns, pair_runs
-from src.profiles import known_instances, read_profile_table
-from src.regressors import MedianRatioRegressor, ProfileRegressor, aligned_ops, op_part
-from src.schema import BATCH_LATENCY, WORKLOAD_KEYS
-from src.splits import validation_folds
-from src.transfer import TransferRegressor
+from src.ingest.tables import known_instances, read_profile_table
+from src.pipeline.evaluation import cross_validate, score
+from src.pipeline.features import AllColumns
+from src.pipeline.metrics import mape, summarise_errors, total_mape
+from src.pipeline.pairing import PairedRuns, pair_runs
+from src.pipeline.splits import GroupSplit
+from src.schema import BATCH_LATENCY, WORKLOAD_KEYS, op_part
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO / ".." / "shared" / "data" / "profet" / "profiles.csv.gz"
-RESULTS_DIR = REPO / "benchmarks" / "results"
-# Trees in the random forests: enough for stable errors, few enough for 12 pairs x 12 folds on 2 cores.
-FOREST_TREES = 30
+DEFAULT_DATA = REPO_ROOT / ".." / "shared" / "data" / "profet" / "profiles.csv.gz"
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 
 RECORD_FIELDS = (
     "anchor", "target", "method", "n_test_rows", "cell_ape_median", "column_mape_mean", "wape",
@@ -51,46 +44,22 @@ RECORD_FIELDS = (
 METRIC_FIELDS = RECORD_FIELDS[4:]
 NOISE_FLOOR = "noise_floor"
 
-
-class ProfetLatencyRegressor(RegressorMixin, BaseEstimator):
-    """PROFET-style batch-latency predictor: mean of a random forest on the anchor op vector and a
-    linear fit on the anchor batch latency. It predicts no op vector (those outputs are NaN)."""
-
-    predicts_profiles = True
-
-    def __init__(self, n_estimators: int = FOREST_TREES, random_state: int = 0):
-        self.n_estimators = n_estimators
-        self.random_state = random_state
-
-    def fit(self, anchor_profile: pd.DataFrame, target_profile: pd.DataFrame):
-        if BATCH_LATENCY not in anchor_profile or BATCH_LATENCY not in target_profile:
-            raise ProfcastError("the profet method needs batch_latency on both the anchor and the target")
-        self.op_columns_ = list(op_part(target_profile).columns)
-        target_latency = target_profile[BATCH_LATENCY].to_numpy(float)
-        self.forest_ = RandomForestRegressor(
-            n_estimators=self.n_estimators, n_jobs=-1, random_state=self.random_state
-        ).fit(aligned_ops(anchor_profile, self.op_columns_), target_latency)
-        self.line_ = LinearRegression().fit(anchor_profile[[BATCH_LATENCY]].to_numpy(float), target_latency)
-        self.output_columns_ = self.op_columns_ + [BATCH_LATENCY]
-        return self
-
-    def predict(self, anchor_profile: pd.DataFrame) -> np.ndarray:
-        from_ops = self.forest_.predict(aligned_ops(anchor_profile, self.op_columns_))
-        from_latency = self.line_.predict(anchor_profile[[BATCH_LATENCY]].to_numpy(float))
-        vector = np.full((len(anchor_profile), len(self.op_columns_)), np.nan)
-        return np.column_stack([vector, (from_ops + from_latency) / 2])
-
-
-# name -> factory of a fresh regressor following the profile contract (src.regressors)
-METHODS = {
-    "lr": lambda: ProfileRegressor(LinearRegression()),
-    "knn": lambda: ProfileRegressor(KNeighborsRegressor()),
-    "dt": lambda: ProfileRegressor(DecisionTreeRegressor(random_state=0)),
-    "rf": lambda: ProfileRegressor(RandomForestRegressor(n_estimators=FOREST_TREES, n_jobs=-1, random_state=0)),
-    "ratio": lambda: ProfileRegressor(MedianRatioRegressor()),
-    "profet": ProfetLatencyRegressor,
-    "transfer": TransferRegressor,
+# Methods are the regressors of conf/regressor/, with these overrides: forests of 30 trees (enough
+# for stable errors, few enough for 12 pairs x 12 folds on 2 cores), one thread each (pairs already
+# run in parallel processes).
+METHOD_OVERRIDES = {
+    "rf": ["regressor.estimator.n_estimators=30", "regressor.estimator.n_jobs=1"],
+    "profet": ["regressor.n_estimators=30", "regressor.n_jobs=1"],
 }
+METHODS = ("lr", "knn", "dt", "rf", "ratio", "profet", "transfer")
+
+
+def build_method(name: str):
+    """The unfitted regressor ``conf/regressor/<name>.yaml`` names, with the benchmark's overrides."""
+    cfg = compose_train_config([f"regressor={name}", *METHOD_OVERRIDES.get(name, [])])
+    return instantiate_option("regressor", cfg.regressor)
+
+
 VECTORLESS_METHODS = {"profet"}  # predict batch latency only
 
 
@@ -101,7 +70,7 @@ def device_columns(columns) -> list[str]:
 
 def benchmark_method(paired: PairedRuns, folds, method: str) -> dict:
     """Cross-validate one method on one pair and return its record."""
-    held_out = cross_validate(paired, folds, METHODS[method], partial(select_columns, method="all"))
+    held_out = cross_validate(paired, folds, partial(clone, build_method(method)), AllColumns().select)
     metrics, _ = score(held_out, op_part(paired.target_profile))
     record = {
         "cell_ape_median": metrics["cell_ape_median"],
@@ -192,7 +161,7 @@ def parse_methods(text: str) -> list[str]:
 def benchmark_pair(profiles: pd.DataFrame, anchor: str, target: str, methods: list[str]) -> tuple[list[dict], list[str]]:
     """Every method on one pair, plus the noise floor: its records and the lines to print."""
     paired = pair_runs(profiles, anchor, target, mode="auto")
-    folds = validation_folds(paired.keys, "model")
+    folds = GroupSplit(["model"]).folds(paired.keys)
     records = [{"anchor": anchor, "target": target, "method": NOISE_FLOOR, **noise_floor(paired)}]
     lines = []
     for method in methods:
@@ -260,14 +229,10 @@ def main(argv=None) -> int:
     parser.add_argument("--markdown", type=Path, default=None, help="markdown table path (default: benchmarks/results/accuracy-<data stem>.md)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    try:
-        profiles, instances = read_benchmark_data(args.data)
-        pairs = parse_pairs(args.pairs, instances)
-        methods = parse_methods(args.methods)
-        records = run_benchmark(profiles, pairs, methods, jobs=args.jobs)
-    except ProfcastError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    profiles, instances = read_benchmark_data(args.data)
+    pairs = parse_pairs(args.pairs, instances)
+    methods = parse_methods(args.methods)
+    records = run_benchmark(profiles, pairs, methods, jobs=args.jobs)
     wall_seconds = time.perf_counter() - started
     means = mean_over_pairs(records)
     print(f"\nmean over {len(pairs)} pair(s)")
@@ -308,4 +273,4 @@ def _jsonable(record: dict) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

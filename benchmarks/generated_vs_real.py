@@ -11,28 +11,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 from benchmarks.accuracy import DEFAULT_DATA
+from src.cli import run_cli
+from src.config import REPO_ROOT, compose_train_config
 from src.errors import ProfcastError
 from src.train import train
 
-REPO = Path(__file__).resolve().parents[1]
 SHOWN_METRICS = ("cell_ape_median", "wape", "total_mape", "false_nonzero_rate", "batch_latency_mape")
 
 
 def mean_errors(overrides: list[str]) -> dict[str, float]:
     """Train one job with the given overrides and average its per-target metrics."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
-        cfg = compose(config_name="train", overrides=overrides + ["log_model=false"])
+    cfg = compose_train_config(overrides)
     per_target = pd.DataFrame(train(cfg)).T
     return per_target[list(SHOWN_METRICS)].mean().to_dict()
 
@@ -41,11 +37,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", type=Path, default=DEFAULT_DATA, help="the PROFET profile table")
     parser.add_argument("--regressors", default="rf,knn,dt,lr,ratio")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "generated-vs-real.md")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "generated-vs-real.md")
     args = parser.parse_args(argv)
     if not args.real.exists():
-        print(f"benchmarks.generated_vs_real: error: real data not found at {args.real}", file=sys.stderr)
-        return 2
+        raise ProfcastError(f"real data not found at {args.real}; pass --real PATH")
     started = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory() as store:
@@ -55,11 +50,7 @@ def main(argv=None) -> int:
                 ("generated", ["data=embedded"]),
                 ("PROFET (real)", ["data=file", f"data.path={args.real}"]),
             ):
-                try:
-                    errors = mean_errors(data_overrides + ["anchor=g3s.xlarge", f"regressor={regressor}"])
-                except ProfcastError as error:
-                    print(f"benchmarks.generated_vs_real: error: {error}", file=sys.stderr)
-                    return 2
+                errors = mean_errors(data_overrides + ["anchor=g3s.xlarge", f"regressor={regressor}"])
                 rows.append({"regressor": regressor, "data": data_name, **errors})
     table = pd.DataFrame(rows).set_index(["regressor", "data"]).round(1)
     markdown = table.to_markdown()
@@ -71,4 +62,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

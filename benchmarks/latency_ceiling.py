@@ -3,7 +3,7 @@
     python -m benchmarks.latency_ceiling [--data PATH] [--pairs all|A:B,...] [--markdown OUT]
 
 The transfer regressor predicts target latency partly from the target busy time it predicts (see
-src/transfer.py). This benchmark feeds the same latency model the target's *measured* busy time,
+src/models/transfer.py). This benchmark feeds the same latency model the target's *measured* busy time,
 which no real predictor has, leave-one-model-out on every ordered pair, for a few leaf sizes. The
 best of them per pair (chosen on the held-out errors themselves) is optimistic twice over: what
 remains is latency the busy time does not explain (host-side work, launch gaps, input pipeline).
@@ -23,13 +23,13 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from benchmarks.accuracy import DEFAULT_DATA, RESULTS_DIR, data_stem, markdown_table, noise_floor, parse_pairs, read_benchmark_data
+from src.cli import run_cli
 from src.errors import ProfcastError
-from src.metrics import mape
-from src.pairing import pair_runs
-from src.regressors import aligned_ops, op_part
-from src.schema import BATCH_LATENCY
-from src.splits import validation_folds
-from src.transfer import TransferRegressor, busy_time_features, time_kinds
+from src.pipeline.metrics import mape
+from src.pipeline.pairing import pair_runs
+from src.pipeline.splits import GroupSplit
+from src.schema import BATCH_LATENCY, aligned_ops, op_part
+from src.models.transfer import TransferRegressor, busy_time_features, time_kinds
 
 
 # Smallest number of training runs per leaf of the latency model (the transfer regressor's default is 20);
@@ -49,7 +49,7 @@ def ceiling_for_pair(profiles: pd.DataFrame, anchor: str, target: str) -> dict:
     target_latency = paired.target_profile[BATCH_LATENCY].to_numpy(float)
     features = busy_time_features(anchor_ops, anchor_latency, target_ops, time_kinds(columns))
     log_ratio = np.log(target_latency / anchor_latency)
-    folds = validation_folds(paired.keys, "model")
+    folds = GroupSplit(["model"]).folds(paired.keys)
     row = {"anchor": anchor, "target": target}
     for leaf_size in LEAF_SIZES:
         predicted = np.full(len(log_ratio), np.nan)
@@ -72,12 +72,8 @@ def main(argv=None) -> int:
     parser.add_argument("--markdown", type=Path, default=None, help="default: benchmarks/results/latency-ceiling-<data stem>.md")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    try:
-        profiles, instances = read_benchmark_data(args.data)
-        rows = [ceiling_for_pair(profiles, anchor, target) for anchor, target in parse_pairs(args.pairs, instances)]
-    except ProfcastError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    profiles, instances = read_benchmark_data(args.data)
+    rows = [ceiling_for_pair(profiles, anchor, target) for anchor, target in parse_pairs(args.pairs, instances)]
     table = pd.DataFrame(rows)
     table.index = table["anchor"] + " -> " + table["target"]
     table.index.name = "pair"
@@ -100,4 +96,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -37,7 +37,7 @@ def train_job_model(regressor: str) -> str:
     """
     import mlflow
 
-    from src.serving import JOB_MODEL_NAME, JOB_MODEL_TAG
+    from src.serve.job_model import JOB_MODEL_NAME, JOB_MODEL_TAG
 
     command = [sys.executable, "-m", "src.train", f"anchor={ANCHOR}", f"regressor={regressor}"]
     trained = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
@@ -49,8 +49,8 @@ def train_job_model(regressor: str) -> str:
 
 def request_rows(model) -> pd.DataFrame:
     """The anchor's embedded profiles, restricted to the model's input columns, as request rows."""
-    from src.embedded import load_embedded_profiles
-    from src.serving import model_op_columns
+    from src.ingest.embedded import load_embedded_profiles
+    from src.serve.requests import model_op_columns
 
     profiles = load_embedded_profiles()
     anchor = profiles[profiles["instance_name"] == ANCHOR]
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
 
     import mlflow
 
-    from src.serving import ModelServer
+    from src.serve.model_server import ModelServer
 
     temporary = None
     if args.model is None:

@@ -1,34 +1,44 @@
 """Train and validate one anchor->target model per target instance, tracked in MLflow.
 
     python -m src.train -m regressor=rf,knn,dt,lr anchor=g3s.xlarge
+
+``train(cfg)`` builds what the config names (data source, feature selection, split, regressor),
+loads and pairs everything, and only then opens runs: bad input fails before anything is logged.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from dataclasses import dataclass
-from functools import partial
 
 import hydra
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
+from sklearn.base import clone
 
-from src.data import load_profiles
+from src.cli import print_error
+from src.config import checked_estimator, instantiate_option
 from src.errors import ProfcastError
-from src.evaluation import cross_validate, fit_regressor, score, vector_frames
-from src.features import select_columns
-from src.pairing import PAIRING_MODES, PairedRuns, pair_runs, resolve_targets
-from src.regressors import build_regressor, op_part
-from src.splits import validation_folds
-from src.sweep import PARENT_RUN_ENV, fail_sweep_parent_run
+from src.pipeline.evaluation import cross_validate, fit_regressor, score, vector_frames
+from src.pipeline.pairing import PAIRING_MODES, PairedRuns, pair_runs, resolve_targets
+from src.schema import op_part
 
-log = logging.getLogger("profcast")
+log = logging.getLogger(__name__)
 
 # Metrics averaged over targets onto the job run, so the MLflow UI compares jobs at a glance.
 JOB_METRICS = ("mape_mean", "mape_median", "wape", "total_mape", "false_nonzero_rate", "batch_latency_mape")
+
+
+@dataclass
+class Job:
+    """What one job config builds, checked before any run opens."""
+
+    pairs: dict[str, PairedRuns]  # target instance -> paired anchor/target runs
+    features: object  # has select(anchor_train_ops, target_train_ops) -> op columns
+    split: object  # has folds(keys) -> [(train_rows, test_rows)]
+    regressor: object  # an unfitted profile regressor; each fit uses a clone
 
 
 @dataclass
@@ -45,14 +55,29 @@ class TargetResult:
     input_example: pd.DataFrame
 
 
-def evaluate_target(paired: PairedRuns, cfg: DictConfig) -> TargetResult:
+def prepare_job(cfg: DictConfig) -> Job:
+    """Build every option and load and pair the data, so bad input fails before any run is opened."""
+    if cfg.pairing not in PAIRING_MODES:
+        raise ProfcastError(f"unknown pairing '{cfg.pairing}'; accepted: {', '.join(PAIRING_MODES)}")
+    data = instantiate_option("data", cfg.data)
+    features = instantiate_option("features", cfg.features)
+    split = instantiate_option("split", cfg.split)
+    regressor = checked_estimator("regressor", cfg.regressor, instantiate_option("regressor", cfg.regressor))
+    profiles = data.load()
+    targets = resolve_targets(profiles, cfg.anchor, cfg.target)
+    pairs = {target: pair_runs(profiles, cfg.anchor, target, cfg.pairing) for target in targets}
+    for paired in pairs.values():
+        split.folds(paired.keys)  # an unknown holdout model or a single group fails here
+    return Job(pairs=pairs, features=features, split=split, regressor=regressor)
+
+
+def evaluate_target(paired: PairedRuns, job: Job, cfg: DictConfig) -> TargetResult:
     """Cross-validate on held-out groups, then refit on every paired row for the logged model."""
-    folds = validation_folds(paired.keys, cfg.split.scheme, cfg.split.get("holdout"))
-    make_regressor = partial(build_regressor, cfg.regressor)
-    select = partial(select_columns, method=cfg.features.method, k=cfg.features.get("k"))
-    held_out = cross_validate(paired, folds, make_regressor, select)
+    folds = job.split.folds(paired.keys)
+    make_regressor = lambda: clone(job.regressor)  # noqa: E731
+    held_out = cross_validate(paired, folds, make_regressor, job.features.select)
     metrics, column_mape = score(held_out, paired.target_profile)
-    model, columns = fit_regressor(paired, np.arange(len(paired)), make_regressor, select)
+    model, columns = fit_regressor(paired, np.arange(len(paired)), make_regressor, job.features.select)
     anchor_frame, _ = vector_frames(paired, columns)
     predictions = pd.concat(
         [
@@ -87,39 +112,33 @@ def evaluate_target(paired: PairedRuns, cfg: DictConfig) -> TargetResult:
     )
 
 
-def prepare_pairs(cfg: DictConfig) -> dict[str, PairedRuns]:
-    """Load and pair everything up front, so bad input fails before any run is opened."""
-    if cfg.pairing not in PAIRING_MODES:
-        raise ProfcastError(f"unknown pairing '{cfg.pairing}'; accepted: {', '.join(PAIRING_MODES)}")
-    profiles = load_profiles(cfg.data)
-    targets = resolve_targets(profiles, cfg.anchor, cfg.target)
-    build_regressor(cfg.regressor)  # a bad regressor option fails here, not mid-sweep
-    return {target: pair_runs(profiles, cfg.anchor, target, cfg.pairing) for target in targets}
-
-
 def train(cfg: DictConfig) -> dict[str, dict]:
     """Run one job: a model per target, each in a nested MLflow run. Returns metrics per target."""
-    pairs = prepare_pairs(cfg)
+    job = prepare_job(cfg)
     # MLflow loads slowly: import it only once the input is known to be good.
     import mlflow
 
-    from src.tracking import configure_tracking, flat_config, log_target_result
+    from src.tracking.runs import flat_config, log_job_model, log_target_result
+    from src.tracking.store import configure_tracking
+    from src.tracking.sweep import sweep_parent_run_id
 
-    experiment_id = configure_tracking(cfg.tracking_uri, cfg.experiment)
+    experiment_id = configure_tracking(cfg.tracking_uri, cfg.mlflow_experiment)
     job_name = f"{cfg.anchor} {cfg.regressor.name} {cfg.features.name} {cfg.split.name}"
-    parent_run_id = os.environ.get(PARENT_RUN_ENV)
+    parent_run_id = sweep_parent_run_id()
     fitted: dict[str, TargetResult] = {}
+    target_runs: dict[str, str] = {}
     with mlflow.start_run(experiment_id=experiment_id, run_name=job_name, parent_run_id=parent_run_id, nested=bool(parent_run_id)):
         mlflow.log_params(flat_config(cfg, skip=("anchor", "target", "pairing")))
         mlflow.log_params({
             "anchor": cfg.anchor, "target": cfg.target, "regressor": cfg.regressor.name,
             "features": cfg.features.name, "split": cfg.split.name, "pairing": cfg.pairing,
         })
-        for number, (target, paired) in enumerate(pairs.items(), start=1):
-            log.info("[%s] target %d/%d %s: %d pairs (%s pairing)", job_name, number, len(pairs), target, len(paired), paired.mode)
-            result = evaluate_target(paired, cfg)
-            with mlflow.start_run(experiment_id=experiment_id, run_name=f"{cfg.anchor} -> {target}", nested=True):
-                log_target_result(result, cfg, log_model=cfg.log_model)
+        for number, (target, paired) in enumerate(job.pairs.items(), start=1):
+            log.info("[%s] target %d/%d %s: %d pairs (%s pairing)", job_name, number, len(job.pairs), target, len(paired), paired.mode)
+            result = evaluate_target(paired, job, cfg)
+            with mlflow.start_run(experiment_id=experiment_id, run_name=f"{cfg.anchor} -> {target}", nested=True) as target_run:
+                log_target_result(result, cfg)
+            target_runs[target] = target_run.info.run_id
             fitted[target] = result
             log.info("[%s] target %s: wape %.1f%%, median column MAPE %.1f%%", job_name, target, result.metrics["wape"], result.metrics["mape_median"])
         results = {target: result.metrics for target, result in fitted.items()}
@@ -130,9 +149,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
         }
         mlflow.log_metrics(job_means)
         if cfg.log_model:
-            from src.serving import log_job_model
-
-            log_job_model(cfg.anchor, fitted)  # one servable model: every target of this anchor
+            log_job_model(cfg.anchor, fitted, target_runs)  # one servable model: every target of this anchor
     log.info("[%s] done: mean wape over %d targets %.1f%%", job_name, len(results), job_means.get("mean_wape", float("nan")))
     return results
 
@@ -143,7 +160,9 @@ def main(cfg: DictConfig) -> None:
     try:
         train(cfg)
     except ProfcastError as error:
-        print(f"profcast: error: {error}", file=sys.stderr)
+        from src.tracking.sweep import fail_sweep_parent_run
+
+        print_error(error)
         fail_sweep_parent_run()
         sys.exit(2)
 

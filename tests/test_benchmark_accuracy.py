@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks import accuracy, latency_ceiling
+from src.cli import exit_code
 from tests.conftest import synthetic_profiles
 
 
@@ -15,7 +16,7 @@ def test_cli_writes_documented_json(tmp_path, capsys):
     table = tmp_path / "tiny.csv"
     synthetic_profiles(instances=("slow.gpu", "fast.gpu"), models=("lenet", "vgg", "resnet")).to_csv(table, index=False)
     out, markdown = tmp_path / "out.json", tmp_path / "tiny.md"
-    code = accuracy.main(["--data", str(table), "--json", str(out), "--markdown", str(markdown), "--methods", "ratio,transfer"])
+    code = exit_code(accuracy.main, ["--data", str(table), "--json", str(out), "--markdown", str(markdown), "--methods", "ratio,transfer"])
     assert code == 0
     records = json.loads(out.read_text())
     assert {(r["anchor"], r["target"]) for r in records} == {("slow.gpu", "fast.gpu"), ("fast.gpu", "slow.gpu")}
@@ -33,7 +34,7 @@ def test_profet_predicts_latency_only(tmp_path):
     table = tmp_path / "tiny.csv"
     synthetic_profiles(instances=("slow.gpu", "fast.gpu"), models=("lenet", "vgg", "resnet")).to_csv(table, index=False)
     out = tmp_path / "out.json"
-    assert accuracy.main(["--data", str(table), "--json", str(out), "--markdown", str(tmp_path / "t.md"),
+    assert exit_code(accuracy.main, ["--data", str(table), "--json", str(out), "--markdown", str(tmp_path / "t.md"),
                           "--pairs", "slow.gpu:fast.gpu", "--methods", "profet"]) == 0
     profet = next(r for r in json.loads(out.read_text()) if r["method"] == "profet")
     assert profet["batch_latency_mape"] is not None
@@ -50,12 +51,12 @@ def test_profet_predicts_latency_only(tmp_path):
 def test_cli_reports_bad_options(tmp_path, capsys, argv, message):
     table = tmp_path / "tiny.csv"
     synthetic_profiles(instances=("slow.gpu", "fast.gpu")).to_csv(table, index=False)
-    assert accuracy.main(["--data", str(table), "--json", str(tmp_path / "o.json"), *argv]) == 2
+    assert exit_code(accuracy.main, ["--data", str(table), "--json", str(tmp_path / "o.json"), *argv]) == 2
     assert message in capsys.readouterr().err
 
 
 def test_missing_data_file_is_a_clear_error(tmp_path, capsys):
-    assert accuracy.main(["--data", str(tmp_path / "absent.csv.gz")]) == 2
+    assert exit_code(accuracy.main, ["--data", str(tmp_path / "absent.csv.gz")]) == 2
     assert "no such file" in capsys.readouterr().err
 
 
@@ -80,7 +81,7 @@ def test_latency_ceiling_reports_every_pair_with_mean_and_max(tmp_path, capsys):
     table = tmp_path / "tiny.csv"
     synthetic_profiles(instances=("slow.gpu", "fast.gpu"), models=("lenet", "vgg", "resnet")).to_csv(table, index=False)
     markdown = tmp_path / "ceiling.md"
-    assert latency_ceiling.main(["--data", str(table), "--markdown", str(markdown)]) == 0
+    assert exit_code(latency_ceiling.main, ["--data", str(table), "--markdown", str(markdown)]) == 0
     text = markdown.read_text()
     for row in ("slow.gpu -> fast.gpu", "fast.gpu -> slow.gpu", "| mean |", "| max |"):
         assert row in text
@@ -95,5 +96,5 @@ def test_latency_ceiling_reports_every_pair_with_mean_and_max(tmp_path, capsys):
 def test_latency_ceiling_needs_batch_latency(tmp_path, capsys):
     table = tmp_path / "tiny.csv"
     synthetic_profiles(instances=("slow.gpu", "fast.gpu")).drop(columns=["batch_latency"]).to_csv(table, index=False)
-    assert latency_ceiling.main(["--data", str(table), "--markdown", str(tmp_path / "c.md")]) == 2
+    assert exit_code(latency_ceiling.main, ["--data", str(table), "--markdown", str(tmp_path / "c.md")]) == 2
     assert "needs batch_latency" in capsys.readouterr().err

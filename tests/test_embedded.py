@@ -6,15 +6,15 @@ import time
 
 import pytest
 
-import src.embedded as embedded
-from src.embedded import (
+import src.ingest.embedded as embedded
+from src.ingest.embedded import (
     REPO_ROOT,
     embedded_cache_path,
     embedded_tree_path,
     load_embedded_profiles,
 )
 from src.errors import ProfcastError
-from src.generate import GENERATOR_VERSION, TFSTATS_HEADER
+from src.generate.exports import GENERATOR_VERSION, TFSTATS_HEADER
 
 TINY_EXPORT = ",".join(TFSTATS_HEADER) + "\n1,Device,Conv2D,conv2d/Conv2D,1,5.0,5.0,5.0,5.0,1,1,0,0,0,0,0,Compute\n"
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from src.errors import ProfcastError
-from src.features import select_columns
-from src.pairing import pair_runs
-from src.splits import GROUP_KEYS, validation_folds
-from src.regressors import op_part
+from src.pipeline.features import AllColumns, NonzeroColumns, TopColumns
+from src.pipeline.pairing import pair_runs
+from src.pipeline.splits import GroupSplit
+from src.schema import op_part
 
 
 @pytest.fixture
@@ -19,28 +19,26 @@ def test_nonzero_selection_ignores_held_out_rows(paired):
     # BatchNorm runs only in resnet: with resnet held out it must not be selected
     train = (paired.keys.model != "resnet").to_numpy()
     anchor, target = op_part(paired.anchor_profile), op_part(paired.target_profile)
-    chosen = select_columns(anchor[train], target[train], "nonzero")
+    chosen = NonzeroColumns().select(anchor[train], target[train])
     assert "Device_FusedBatchNormV3" not in chosen
     assert "Device_Unused" not in chosen
     assert set(chosen) == {"Device_Conv2D", "Device_Relu", "Host_IDLE"}
-    assert "Device_FusedBatchNormV3" in select_columns(anchor, target, "nonzero")
-    assert select_columns(anchor[train], target[train], "all") == list(anchor.columns)
+    assert "Device_FusedBatchNormV3" in NonzeroColumns().select(anchor, target)
+    assert AllColumns().select(anchor[train], target[train]) == list(anchor.columns)
 
 
 def test_top_k_orders_by_training_sum(paired):
     anchor, target = op_part(paired.anchor_profile), op_part(paired.target_profile)
-    assert select_columns(anchor, target, "top", 2) == ["Host_IDLE", "Device_Conv2D"]
-    assert len(select_columns(anchor, target, "top", 90)) == 4  # only non-zero columns qualify
-    with pytest.raises(ProfcastError, match="needs a positive k"):
-        select_columns(anchor, target, "top", None)
-    with pytest.raises(ProfcastError, match="unknown feature selection 'best'"):
-        select_columns(anchor, target, "best")
+    assert TopColumns(2).select(anchor, target) == ["Host_IDLE", "Device_Conv2D"]
+    assert len(TopColumns(90).select(anchor, target)) == 4  # only non-zero columns qualify
+    for bad_k in (None, 0, -3, "abc", 2.5, True):
+        with pytest.raises(ProfcastError, match="features.k must be a positive whole number"):
+            TopColumns(bad_k)
 
 
-@pytest.mark.parametrize("scheme", list(GROUP_KEYS))
-def test_groups_never_straddle_train_and_test(paired, scheme):
-    folds = validation_folds(paired.keys, scheme)
-    group_columns = GROUP_KEYS[scheme]
+@pytest.mark.parametrize("group_columns", [["model"], ["model", "dataset"], ["model", "dataset", "batchsize"]])
+def test_groups_never_straddle_train_and_test(paired, group_columns):
+    folds = GroupSplit(group_columns).folds(paired.keys)
     n_groups = len(paired.keys[group_columns].drop_duplicates())
     assert len(folds) == n_groups
     tested = np.zeros(len(paired.keys), int)
@@ -53,10 +51,11 @@ def test_groups_never_straddle_train_and_test(paired, scheme):
 
 
 def test_fixed_holdout_models(paired):
-    (train, test), = validation_folds(paired.keys, "model", holdout=["vgg"])
-    assert set(paired.keys.iloc[test].model) == {"vgg"}
-    assert "vgg" not in set(paired.keys.iloc[train].model)
+    for holdout in (["vgg"], "vgg"):  # one name is one model, never its letters
+        (train, test), = GroupSplit(["model"], holdout=holdout).folds(paired.keys)
+        assert set(paired.keys.iloc[test].model) == {"vgg"}
+        assert "vgg" not in set(paired.keys.iloc[train].model)
     with pytest.raises(ProfcastError, match="unknown model\\(s\\) vggsmall"):
-        validation_folds(paired.keys, "model", holdout=["vggsmall"])
-    with pytest.raises(ProfcastError, match="unknown split 'random'"):
-        validation_folds(paired.keys, "random")
+        GroupSplit(["model"], holdout=["vggsmall"]).folds(paired.keys)
+    with pytest.raises(ProfcastError, match="split.group_keys must name workload keys"):
+        GroupSplit(["random"])

@@ -7,9 +7,12 @@ import shutil
 import numpy as np
 import pytest
 
+from src.cli import exit_code
 from src.errors import ProfcastError
-from src.generate import INSTANCES, TFSTATS_HEADER, generate_tree, main
-from src.tfstats import read_tfstats_tree
+from src.generate.__main__ import main
+from src.generate.exports import TFSTATS_HEADER, generate_tree
+from src.generate.hardware import INSTANCES
+from src.ingest.tfstats import read_tfstats_tree
 
 GPU_INSTANCES = [name for name, hw in INSTANCES.items() if hw.is_gpu]
 
@@ -45,7 +48,7 @@ def test_same_seed_gives_byte_identical_files_through_the_command_line(tree_dir,
     # A subset of instances is enough: each run has its own seed, so its file does not depend on
     # which other runs were generated.
     some = ["g3s.xlarge", "p3.2xlarge", "c5.4xlarge"]
-    assert main(["--out", str(tmp_path / "again"), "--seed", "0", "--instances", ",".join(some)]) == 0
+    assert exit_code(main, ["--out", str(tmp_path / "again"), "--seed", "0", "--instances", ",".join(some)]) == 0
     again = _files(tmp_path / "again")
     assert len(again) == 2 * 90 * (1 + 3 + 3)
     assert again == _files(tree_dir, instances=some)
@@ -89,7 +92,7 @@ def test_refuses_to_write_into_a_non_empty_folder(tmp_path, capsys):
     (tmp_path / "old.txt").write_text("keep me")
     with pytest.raises(ProfcastError, match="not empty"):
         generate_tree(tmp_path)
-    assert main(["--out", str(tmp_path)]) == 2
+    assert exit_code(main, ["--out", str(tmp_path)]) == 2
     assert "not empty" in capsys.readouterr().err
 
 

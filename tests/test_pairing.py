@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from src.errors import ProfcastError
-from src.pairing import pair_runs, resolve_targets
+from src.pipeline.pairing import pair_runs, resolve_targets
 from tests.conftest import synthetic_profiles
 
 

@@ -11,11 +11,12 @@ import mlflow
 import pandas as pd
 import pytest
 
-from src.embedded import embedded_tree_path
+from src.cli import exit_code
+from src.ingest.embedded import embedded_tree_path
 from src.predict import main
-from src.tfstats import read_tfstats_export
-from src.registry import register_job
-from src.tracking import configure_tracking
+from src.ingest.tfstats import read_tfstats_export
+from src.serve.registry import register_job
+from src.tracking.store import configure_tracking
 from src.train import train
 from tests.conftest import REAL_PROFET, REPO, compose_train, fresh_tracking_store
 
@@ -35,7 +36,7 @@ def store(tmp_path_factory, empty_tracking_database):
         patch.delenv("PROFCAST_PARENT_RUN_ID", raising=False)
         cfg = compose_train([f"anchor={ANCHOR}", "regressor=ratio", f"target=[{','.join(EMBEDDED_TARGETS)}]"])
         train(cfg)
-        experiment_id = configure_tracking(cfg.tracking_uri, cfg.experiment)
+        experiment_id = configure_tracking(cfg.tracking_uri, cfg.mlflow_experiment)
         job = mlflow.search_runs([experiment_id], filter_string="tags.`profcast.job_model` = 'profcast'").iloc[0]
         yield {"uri": uri, "experiment_id": experiment_id, "embedded_model": f"runs:/{job.run_id}/profcast"}
 
@@ -90,7 +91,7 @@ def test_cli_reads_a_json_list_of_op_objects(tracking, tmp_path, capsys):
     ops = {op: us for op, us in read_tfstats_export(embedded_export()).items() if op.startswith(("Device_", "Host_"))}
     path = tmp_path / "profile.json"
     path.write_text(json.dumps([{op: value} for op, value in ops.items()]))
-    assert main(["--profile", str(path), "--anchor", ANCHOR, "--model", tracking["embedded_model"], "--batchsize", "64"]) == 0
+    assert exit_code(main, ["--profile", str(path), "--anchor", ANCHOR, "--model", tracking["embedded_model"], "--batchsize", "64"]) == 0
     out = capsys.readouterr().out
     assert "JSON profile" in out and sorted(ranked_instances(out)) == sorted(EMBEDDED_TARGETS)
     assert "speed-up is n/a" in out and "782 steps" in out
@@ -151,7 +152,7 @@ def test_cli_errors_are_one_line_with_exit_code_2(tracking, tmp_path, capsys):
     (tmp_path / "profile.txt").write_text("Device_Conv2D 5\n")
     for name, path, extra, words in bad_profiles(tmp_path):
         args = ["--profile", str(path), "--anchor", ANCHOR, "--model", tracking["embedded_model"], *extra]
-        assert main(args) == 2, name
+        assert exit_code(main, args) == 2, name
         captured = capsys.readouterr()
         lines = captured.err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("profcast: error:") and words in lines[0], (name, captured.err)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from src.errors import ProfcastError
-from src.profiles import read_profile_table
+from src.ingest.tables import read_profile_table
 
 
 def write(tmp_path, table, name="profiles.csv"):

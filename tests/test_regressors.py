@@ -7,8 +7,9 @@ import skops.io
 from sklearn.base import clone
 from sklearn.linear_model import LinearRegression
 
-from src.pairing import pair_runs
-from src.regressors import MedianRatioRegressor, ProfileRegressor
+from src.pipeline.pairing import pair_runs
+from src.models.profile_regressor import ProfileRegressor
+from src.models.ratio import MedianRatioRegressor
 
 
 def test_median_ratio_learns_per_column_ratios_and_keeps_zeros():
@@ -48,5 +49,5 @@ def test_log1p_transform_clones_and_round_trips_through_skops(profile_table):
 
 def test_unknown_target_transform_is_refused(profile_table):
     paired = pair_runs(profile_table, "slow.gpu", "fast.gpu")
-    with pytest.raises(Exception, match="unknown regressor.target_transform 'sqrt'"):
+    with pytest.raises(ValueError, match="'target_transform' parameter of ProfileRegressor must be"):
         ProfileRegressor(LinearRegression(), target_transform="sqrt").fit(paired.anchor_profile, paired.target_profile)

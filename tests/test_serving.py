@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.registry import champion_uri
-from src.serving import INPUT_ROW, JOB_MODEL_NAME, PREDICTED_TOTAL, TARGET_INSTANCE, ModelServer
-from src.sweep import PARENT_RUN_ENV, SweepParentRun
+from src.serve.registry import champion_uri
+from src.serve.job_model import JOB_MODEL_NAME
+from src.serve.model_server import ModelServer
+from src.serve.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE
+from src.tracking.sweep import PARENT_RUN_ENV, SweepParentRun
 from src.train import train
 from tests.conftest import compose_train, fresh_tracking_store, synthetic_profiles
 
@@ -31,9 +33,9 @@ def sweep(tmp_path_factory, empty_tracking_database):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         cfg = {name: compose_train(["data=file", f"data.path={profiles}", f"anchor={ANCHOR}", f"regressor={name}"]) for name in ("ratio", "lr")}
-        from src.tracking import configure_tracking
+        from src.tracking.store import configure_tracking
 
-        experiment_id = configure_tracking(cfg["ratio"].tracking_uri, cfg["ratio"].experiment)
+        experiment_id = configure_tracking(cfg["ratio"].tracking_uri, cfg["ratio"].mlflow_experiment)
         parent = mlflow.MlflowClient().create_run(experiment_id, run_name="sweep test")
         patch.setenv(PARENT_RUN_ENV, parent.info.run_id)
         for config in cfg.values():

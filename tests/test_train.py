@@ -43,11 +43,14 @@ def test_job_logs_a_nested_run_per_target_with_metrics_artifacts_and_model(profi
         artifacts = {a.path for a in mlflow.artifacts.list_artifacts(run_id=run.run_id)}
         assert {"column_errors.csv", "heldout_predictions.csv", "pred_vs_true.png", "column_errors.png"} <= artifacts
     run = targets.iloc[0]
-    model = mlflow.pyfunc.load_model(f"runs:/{run.run_id}/model")
-    columns = model.metadata.get_input_schema().input_names()
+    # each target's regressor is logged once, inside the job's servable model the target run points to
+    assert "model" not in artifacts
+    assert run["tags.profcast.job_model_uri"] == job["tags.profcast.job_model_uri"]
+    model = mlflow.pyfunc.load_model(run["tags.profcast.job_model_uri"])
     anchor_rows = pd.read_csv(profile_csv).query("instance_name == 'slow.gpu'").head(4)
-    predicted = np.asarray(model.predict(anchor_rows[columns]))
-    assert predicted.shape == (4, len(columns)) and (predicted[:, 0] > 0).all()
+    predicted = model.predict(anchor_rows.assign(target_instance=run["params.target"]))
+    assert len(predicted) == 4 and (predicted["target_instance"] == run["params.target"]).all()
+    assert (predicted["Device_Conv2D"] > 0).all()
     # the logged metrics are the ones train() returned
     assert run["metrics.wape"] == pytest.approx(results[run["params.target"]]["wape"])
 

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 import skops.io
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
-from src.transfer import TransferRegressor, time_kinds
+from src.models.transfer import TransferRegressor, time_kinds
 
 # Known target/anchor ratio of each op in the synthetic pair below.
 TRUE_RATIOS = {"Device_Conv2D": 0.25, "Device_Relu": 0.5, "Device_MatMul": 0.4, "Host_IDLE": 1.5}
@@ -46,10 +47,13 @@ def test_follows_estimator_conventions():
     model = TransferRegressor(max_iter=7)
     assert model.get_params()["max_iter"] == 7
     assert clone(model).get_params() == model.get_params()
-    assert TransferRegressor.predicts_profiles is True
     anchor, target = synthetic_pair(40)
+    with pytest.raises(NotFittedError):
+        model.predict(anchor)
     assert model.fit(anchor, target) is model
     assert not hasattr(clone(model), "ratio_model_")  # clone drops learned state
+    with pytest.raises(ValueError, match="'max_iter' parameter of TransferRegressor"):
+        TransferRegressor(max_iter=0).fit(anchor, target)
 
 
 def test_output_columns_are_ops_then_batch_latency(fitted):
@@ -115,7 +119,7 @@ def test_skops_round_trip_predicts_identically(fitted):
     blob = skops.io.dumps(model)
     untrusted = skops.io.get_untrusted_types(data=blob)
     # HistGradientBoosting's own internals (incl. a functools.partial) plus our class; nothing else
-    assert all(name.startswith(("sklearn.", "src.transfer.")) or name == "functools.partial" for name in untrusted), untrusted
+    assert all(name.startswith(("sklearn.", "src.models.transfer.")) or name == "functools.partial" for name in untrusted), untrusted
     loaded = skops.io.loads(blob, trusted=untrusted)
     np.testing.assert_array_equal(loaded.predict(anchor), model.predict(anchor))
 

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from src.config import REPO_ROOT
 from src.errors import ProfcastError
-from src.generate import CNN_MODELS, GENERATOR_VERSION, RNN_MODELS, generate_tree
-from src.tfstats import read_tfstats_tree
+from src.generate.exports import GENERATOR_VERSION, generate_tree
+from src.generate.networks import CNN_MODELS, RNN_MODELS
+from src.ingest.tfstats import read_tfstats_tree
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE_PARENT = REPO_ROOT / ".cache" / "profcast"
 CACHE_ENV_VAR = "PROFCAST_CACHE_DIR"
 # A staging folder this old is left over from a killed first use, not one still being built.

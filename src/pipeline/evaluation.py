@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 
 from src.errors import ProfcastError
-from src.metrics import clip_negative, mape, summarise_errors
-from src.pairing import PairedRuns
-from src.regressors import op_part
+from src.pipeline.metrics import clip_negative, mape, summarise_errors
+from src.pipeline.pairing import PairedRuns
+from src.schema import op_part
 from src.schema import BATCH_LATENCY
 
 # select(anchor_train_ops, target_train_ops) -> the op columns of the vector

@@ -9,7 +9,14 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-PARENT_RUN_ENV = "PROFCAST_PARENT_RUN_ID"  # the open sweep's parent run, read by src.train
+log = logging.getLogger(__name__)
+
+PARENT_RUN_ENV = "PROFCAST_PARENT_RUN_ID"  # the open sweep's parent run, read by the sweep's jobs
+
+
+def sweep_parent_run_id() -> str | None:
+    """The parent run of the sweep this job belongs to, or None outside a sweep."""
+    return os.environ.get(PARENT_RUN_ENV)
 
 
 class SweepParentRun(Callback):
@@ -18,9 +25,9 @@ class SweepParentRun(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow import MlflowClient
 
-        from src.tracking import configure_tracking
+        from src.tracking.store import configure_tracking
 
-        experiment_id = configure_tracking(config.tracking_uri, config.experiment)
+        experiment_id = configure_tracking(config.tracking_uri, config.mlflow_experiment)
         run = MlflowClient().create_run(
             experiment_id,
             run_name=f"sweep {config.anchor}",
@@ -35,12 +42,12 @@ class SweepParentRun(Callback):
             from mlflow.exceptions import MlflowException
 
             from src.errors import ProfcastError
-            from src.registry import register_sweep
+            from src.serve.registry import register_sweep
 
             try:
                 register_sweep(config, run_id)  # best job per anchor -> profcast-<anchor>@champion
             except (MlflowException, ProfcastError) as error:  # the trained jobs stay logged either way
-                logging.getLogger("profcast").error("registry: could not register the sweep's best job: %s", error)
+                log.error("registry: could not register the sweep's best job: %s", error)
             MlflowClient().set_terminated(run_id, "FINISHED")
 
 

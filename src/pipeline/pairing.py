@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from src.errors import ProfcastError
-from src.profiles import known_instances
+from src.ingest.tables import known_instances
 from src.schema import BATCH_LATENCY, WORKLOAD_KEYS, op_columns
 
 PAIRING_MODES = ("auto", "same_exp", "cross", "median")

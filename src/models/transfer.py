@@ -26,15 +26,17 @@ as a whole (log total, log time of every op). Why this shape:
 from __future__ import annotations
 
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-from src.errors import ProfcastError
-from src.regressors import aligned_ops, op_part
-from src.schema import BATCH_LATENCY
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
+
+from src.schema import BATCH_LATENCY, aligned_ops, as_profile, op_part
 
 # HistGradientBoosting accepts at most 255 categories; one code is kept for "op not learned".
 MAX_OP_CODES = 254
@@ -74,12 +76,37 @@ def busy_time_features(anchor_ops: np.ndarray, anchor_latency: np.ndarray, targe
 class TransferRegressor(RegressorMixin, BaseEstimator):
     """Anchor profile -> target profile (+ batch latency) via one boosted per-op log-ratio model.
 
-    Follows the profile contract of src.regressors: ``fit(anchor_profile, target_profile)`` with
+    Follows the profile contract of src.models.profile_regressor: ``fit(anchor_profile, target_profile)`` with
     DataFrames whose op columns match (``batch_latency`` optional on either side) and
     ``predict(anchor_profile)`` returning one column per ``output_columns_`` entry.
+
+    Attributes
+    ----------
+    op_columns_ : list of str
+        The op columns, in order (input and output).
+    op_codes_ : ndarray of int
+        The categorical code of each op (``unknown_code_`` for ops without a training ratio).
+    ratio_model_ : HistGradientBoostingRegressor
+        log(target time / anchor time) of a cell from its op code and size features.
+    vanish_model_ : HistGradientBoostingClassifier or None
+        Whether a cell the anchor ran is 0 on the target; None when no cell vanished in training.
+    latency_model_, busy_latency_model_, latency_fallback_model_ : HistGradientBoostingRegressor or None
+        The direct and busy-time latency-ratio models (need the anchor's latency) and the
+        fallback for profiles without one; None when the training target had no latency.
+    output_columns_ : list of str
+        ``op_columns_`` plus ``batch_latency`` when it is predicted.
     """
 
-    predicts_profiles = True
+    _parameter_constraints: dict = {
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "max_leaf_nodes": [Interval(Integral, 2, None, closed="left")],
+        "min_samples_leaf": [Interval(Integral, 1, None, closed="left")],
+        "max_training_cells": [Interval(Integral, 1, None, closed="left"), None],
+        "unknown_op_share": [Interval(Real, 0, 1, closed="both")],
+        "vanish_threshold": [Interval(Real, 0, 1, closed="both")],
+        "random_state": ["random_state"],
+    }
 
     def __init__(
         self,
@@ -103,18 +130,28 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
 
     def fit(self, anchor_profile: pd.DataFrame, target_profile: pd.DataFrame):
         """Learn the per-op ratio model (and the latency models when the target has a latency)."""
+        self._validate_params()
+        anchor_profile, target_profile = as_profile(anchor_profile), as_profile(target_profile)
         self.op_columns_ = list(op_part(target_profile).columns)
         anchor_ops_present = list(op_part(anchor_profile).columns)
         if sorted(anchor_ops_present) != sorted(self.op_columns_):
             differing = sorted(set(anchor_ops_present) ^ set(self.op_columns_))
-            raise ProfcastError(f"anchor and target profiles must have the same op columns; differing: {', '.join(differing)}")
+            raise ValueError(f"anchor and target profiles must have the same op columns; differing: {', '.join(differing)}")
         if len(anchor_profile) != len(target_profile):
-            raise ProfcastError(f"anchor ({len(anchor_profile)} rows) and target ({len(target_profile)} rows) profiles must be row-aligned")
+            raise ValueError(f"anchor ({len(anchor_profile)} rows) and target ({len(target_profile)} rows) profiles must be row-aligned")
         anchor_ops = aligned_ops(anchor_profile, self.op_columns_)
         target_ops = target_profile[self.op_columns_].to_numpy(dtype=float)
         self.n_features_in_ = len(self.op_columns_)
         rng = np.random.default_rng(self.random_state)
+        self._fit_cell_models(anchor_ops, target_ops, rng)
+        self.time_kinds_ = time_kinds(self.op_columns_)
+        self._fit_latency_models(anchor_profile, target_profile, anchor_ops, target_ops)
+        has_latency = self.latency_fallback_model_ is not None
+        self.output_columns_ = self.op_columns_ + ([BATCH_LATENCY] if has_latency else [])
+        return self
 
+    def _fit_cell_models(self, anchor_ops: np.ndarray, target_ops: np.ndarray, rng: np.random.Generator) -> None:
+        """The ratio model over cells both sides ran, and the vanish classifier over cells the anchor ran."""
         rows, ops = np.nonzero(anchor_ops > 0)
         ran_on_target = target_ops[rows, ops] > 0
         self.op_codes_ = self._learn_op_codes(ops[ran_on_target])
@@ -126,7 +163,7 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
 
         ratio_cells = np.flatnonzero(ran_on_target)
         if ratio_cells.size == 0:
-            raise ProfcastError("no op ran on both the anchor and the target in the training rows; nothing to learn a ratio from")
+            raise ValueError("no op ran on both the anchor and the target in the training rows; nothing to learn a ratio from")
         if self.max_training_cells and ratio_cells.size > self.max_training_cells:
             ratio_cells = rng.choice(ratio_cells, self.max_training_cells, replace=False)
         log_ratio = np.log(target_ops[rows, ops][ratio_cells] / anchor_ops[rows, ops][ratio_cells])
@@ -139,30 +176,32 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
                 sample = rng.choice(sample, self.max_training_cells, replace=False)
             self.vanish_model_ = self.boosted_model(HistGradientBoostingClassifier, sample.size, [0]).fit(features[sample], ~ran_on_target[sample])
 
+    def _fit_latency_models(self, anchor_profile: pd.DataFrame, target_profile: pd.DataFrame,
+                            anchor_ops: np.ndarray, target_ops: np.ndarray) -> None:
+        """The fallback latency model, and with the anchor's latency the direct and busy-time ratio models."""
         self.latency_model_ = self.latency_fallback_model_ = self.busy_latency_model_ = None
-        self.time_kinds_ = time_kinds(self.op_columns_)
-        if BATCH_LATENCY in target_profile:
-            target_latency = target_profile[BATCH_LATENCY].to_numpy(dtype=float)
-            run_features = self._latency_features(anchor_ops)
-            usable = np.isfinite(target_latency) & (target_latency > 0)
-            if usable.any():
-                self.latency_fallback_model_ = self.boosted_model(HistGradientBoostingRegressor, usable.sum()).fit(
-                    run_features[usable], np.log(target_latency[usable])
-                )
-            if BATCH_LATENCY in anchor_profile:
-                anchor_latency = anchor_profile[BATCH_LATENCY].to_numpy(dtype=float)
-                usable &= np.isfinite(anchor_latency) & (anchor_latency > 0)
-                if usable.any():
-                    with_latency = np.column_stack([np.log(anchor_latency[usable]), run_features[usable]])
-                    latency_ratio = np.log(target_latency[usable] / anchor_latency[usable])
-                    self.latency_model_ = self.boosted_model(HistGradientBoostingRegressor, usable.sum()).fit(with_latency, latency_ratio)
-                    busy_features = busy_time_features(anchor_ops[usable], anchor_latency[usable], target_ops[usable], self.time_kinds_)
-                    self.busy_latency_model_ = self.boosted_model(HistGradientBoostingRegressor, usable.sum(), loss="absolute_error").fit(
-                        busy_features, latency_ratio
-                    )
-        has_latency = self.latency_fallback_model_ is not None
-        self.output_columns_ = self.op_columns_ + ([BATCH_LATENCY] if has_latency else [])
-        return self
+        if BATCH_LATENCY not in target_profile:
+            return
+        target_latency = target_profile[BATCH_LATENCY].to_numpy(dtype=float)
+        run_features = self._latency_features(anchor_ops)
+        usable = np.isfinite(target_latency) & (target_latency > 0)
+        if usable.any():
+            self.latency_fallback_model_ = self.boosted_model(HistGradientBoostingRegressor, usable.sum()).fit(
+                run_features[usable], np.log(target_latency[usable])
+            )
+        if BATCH_LATENCY not in anchor_profile:
+            return
+        anchor_latency = anchor_profile[BATCH_LATENCY].to_numpy(dtype=float)
+        usable &= np.isfinite(anchor_latency) & (anchor_latency > 0)
+        if not usable.any():
+            return
+        with_latency = np.column_stack([np.log(anchor_latency[usable]), run_features[usable]])
+        latency_ratio = np.log(target_latency[usable] / anchor_latency[usable])
+        self.latency_model_ = self.boosted_model(HistGradientBoostingRegressor, usable.sum()).fit(with_latency, latency_ratio)
+        busy_features = busy_time_features(anchor_ops[usable], anchor_latency[usable], target_ops[usable], self.time_kinds_)
+        self.busy_latency_model_ = self.boosted_model(HistGradientBoostingRegressor, usable.sum(), loss="absolute_error").fit(
+            busy_features, latency_ratio
+        )
 
     def predict(self, anchor_profile: pd.DataFrame) -> np.ndarray:
         """Predicted target op times (and batch latency) for each anchor run, in output_columns_ order.
@@ -170,6 +209,8 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
         Op columns the profile lacks count as 0; columns never seen in training are ignored with a
         warning that names them (see ``ignored_columns``).
         """
+        check_is_fitted(self)
+        anchor_profile = as_profile(anchor_profile)
         ignored = self.ignored_columns(anchor_profile)
         if ignored:
             warnings.warn(f"TransferRegressor ignores column(s) not seen in training: {', '.join(ignored)}", UserWarning, stacklevel=2)

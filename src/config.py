@@ -1,0 +1,57 @@
+"""The Hydra config as objects: compose ``conf/train.yaml`` and build what each option group names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from src.errors import ProfcastError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO_ROOT / "conf"
+# Keys of an option that describe it (for run names and params) and are not constructor arguments.
+DESCRIPTIVE_KEYS = ("name",)
+
+
+def instantiate_option(group: str, option: DictConfig):
+    """Build the object an option group's ``_target_`` names; a bad option is a one-line error."""
+    from hydra.utils import instantiate
+
+    if option is None or "_target_" not in option:
+        raise ProfcastError(f"config group '{group}' has no _target_ to build; pick one of the files in conf/{group}/")
+    arguments = {key: value for key, value in OmegaConf.to_container(option, resolve=True).items() if key not in DESCRIPTIVE_KEYS}
+    try:
+        return instantiate(arguments, _convert_="all")
+    except ProfcastError:
+        raise
+    except Exception as error:  # Hydra wraps the constructor's own complaint
+        cause = error.__cause__ or error
+        if isinstance(cause, ProfcastError):
+            raise cause from None
+        raise ProfcastError(f"{group} '{option.get('name', option['_target_'])}' cannot be built from its config: {cause}") from None
+
+
+def compose_train_config(overrides=()) -> DictConfig:
+    """``conf/train.yaml`` composed with ``overrides``, as ``python -m src.train`` would build it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name="train", overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def checked_estimator(group: str, option: DictConfig, estimator):
+    """Run scikit-learn's parameter checks now (the estimator's and a wrapped one's), so a bad
+    hyper-parameter fails before any run opens rather than inside the first fit."""
+    for part in (estimator, getattr(estimator, "estimator", None)):
+        if part is not None and hasattr(part, "_validate_params"):
+            try:
+                part._validate_params()
+            except (ValueError, TypeError) as error:
+                raise ProfcastError(f"{group} '{option.get('name', '?')}': {error}") from None
+    return estimator

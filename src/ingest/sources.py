@@ -1,0 +1,59 @@
+"""Where profiles come from: each ``conf/data/*.yaml`` option names one of these sources.
+
+A source is a small class whose constructor checks its options and whose ``load()`` returns the
+validated wide profile table; ``src.train`` instantiates the one the config names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from src.errors import ProfcastError
+from src.ingest.tables import read_profile_table, validate_profiles
+
+
+class EmbeddedData:
+    """The generated default dataset (``family`` cnn, rnn or all; ``seed`` for its noise)."""
+
+    def __init__(self, family: str = "cnn", seed: int = 0):
+        from src.ingest.embedded import FAMILIES
+
+        if family not in FAMILIES:
+            raise ProfcastError(f"unknown data.family {family!r}; accepted: {', '.join(FAMILIES)}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ProfcastError(f"data.seed {seed!r} is not a non-negative integer")
+        self.family, self.seed = family, seed
+
+    def describe(self) -> str:
+        return f"embedded generated data (family {self.family}, seed {self.seed})"
+
+    def load(self) -> pd.DataFrame:
+        from src.ingest.embedded import load_embedded_profiles
+
+        return validate_profiles(load_embedded_profiles(family=self.family, seed=self.seed), source="embedded dataset")
+
+
+class FileData:
+    """The user's wide table (.csv, .csv.gz, .parquet) or a folder of raw profiler exports."""
+
+    ON_BAD_FILE = ("raise", "skip")
+
+    def __init__(self, path: str | None = None, on_bad_file: str = "raise"):
+        if not path or path == "???":
+            raise ProfcastError("data=file needs data.path=PATH (a .csv, .csv.gz, .parquet file or a folder of profiler exports)")
+        if on_bad_file not in self.ON_BAD_FILE:
+            raise ProfcastError(f"unknown data.on_bad_file {on_bad_file!r}; accepted: {', '.join(self.ON_BAD_FILE)}")
+        self.path, self.on_bad_file = Path(str(path)).expanduser(), on_bad_file
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def load(self) -> pd.DataFrame:
+        if self.path.is_dir():
+            from src.ingest.tfstats import read_tfstats_tree
+
+            tree = read_tfstats_tree(self.path, on_bad_file=self.on_bad_file)
+            return validate_profiles(tree.profiles, source=str(self.path))
+        return read_profile_table(self.path)

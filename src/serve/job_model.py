@@ -1,0 +1,151 @@
+"""The servable job model: every target's fitted regressor behind one ``predict``, loaded without pickle.
+
+It takes anchor profiles (one row per profiled run) and returns one row per (input row, target
+instance): the predicted op vector, batch latency and vector total. MLflow loads it through this
+module (``loader_module``), so no Python object is unpickled from the model folder: each target's
+regressor is a skops file, and only the types in ``TRUSTED_TYPES`` (fixed here, never read from the
+files being trusted) may be built from it.
+
+    mlflow models serve -m models:/profcast-g3s.xlarge@champion --env-manager local
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from src.errors import ProfcastError
+from src.schema import BATCH_LATENCY, union_columns
+from src.serve.requests import (
+    INPUT_ROW,
+    PREDICTED_TOTAL,
+    TARGET_INSTANCE,
+    checked_anchor_profiles,
+    requested_targets,
+    unknown_columns,
+)
+
+log = logging.getLogger(__name__)
+
+JOB_MODEL_NAME = "profcast"  # the job run's model: runs:/<job run id>/profcast
+JOB_MODEL_TAG = "profcast.job_model"  # set on a job run that logged a servable model: its name
+JOB_MODEL_URI_TAG = "profcast.job_model_uri"  # and its models:/<model id> URI
+MANIFEST_FILE = "manifest.json"  # anchor, targets, op columns, and each target's skops file
+# Types skops may build beyond its own safe defaults: the estimators profcast trains and their parts.
+TRUSTED_TYPES = frozenset({
+    "functools.partial",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.tree._tree.Tree",
+    "sklearn.utils.validation.check_array",
+})
+TRUSTED_PREFIXES = ("src.models.",)  # profcast's own estimators
+
+
+class JobModel:
+    """Predicts every target instance's profile from an anchor profile, with named columns."""
+
+    def __init__(self, anchor: str, models: dict, op_columns: list[str], output_op_columns: list[str], predicts_latency: bool):
+        self.anchor = anchor
+        self.models = models
+        self.targets = list(models)
+        self.op_columns = op_columns
+        self.output_op_columns = output_op_columns
+        self.predicts_latency = predicts_latency
+
+    def predict(self, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        """One row per (request row, target): target_instance, op columns, batch_latency, total."""
+        profiles = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        profiles = profiles.reset_index(drop=True)  # error messages count rows from 0
+        ignored = unknown_columns(profiles.columns, self.op_columns)
+        if ignored:
+            log.warning("ignored column(s) never seen in training: %s", ", ".join(map(str, ignored)))
+        anchor_profiles = checked_anchor_profiles(profiles, self.op_columns, self.anchor)
+        wanted = requested_targets(profiles, self.targets)
+        parts = []
+        for target in self.targets:
+            rows = np.flatnonzero((wanted.isna() | (wanted == target)).to_numpy())
+            if rows.size:
+                parts.append(self._predict_target(target, anchor_profiles.iloc[rows], rows))
+        predicted = pd.concat(parts, ignore_index=True)
+        target_rank = predicted[TARGET_INSTANCE].map({target: rank for rank, target in enumerate(self.targets)})
+        by_row_then_target = np.lexsort((target_rank.to_numpy(), predicted[INPUT_ROW].to_numpy()))
+        return predicted.iloc[by_row_then_target].reset_index(drop=True)
+
+    def _predict_target(self, target: str, anchor_profiles: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+        model = self.models[target]
+        raw = pd.DataFrame(model.predict(anchor_profiles), columns=model.output_columns_)
+        # Op times cannot be negative (evaluation clips them too); an op this target's model lacks is 0.
+        ops = raw.reindex(columns=self.output_op_columns, fill_value=0.0).to_numpy(dtype=float).clip(min=0.0)
+        frame = pd.DataFrame(ops, columns=self.output_op_columns)
+        frame.insert(0, INPUT_ROW, rows.astype("int64"))
+        frame.insert(1, TARGET_INSTANCE, target)
+        if self.predicts_latency:
+            frame[BATCH_LATENCY] = raw[BATCH_LATENCY].to_numpy(dtype=float) if BATCH_LATENCY in raw else np.nan
+        frame[PREDICTED_TOTAL] = ops.sum(axis=1)
+        return frame
+
+
+def save_job_model(folder, anchor: str, models: dict, op_columns: list[str]) -> dict:
+    """Write every target's fitted regressor (one skops file each) and the manifest into ``folder``.
+
+    ``op_columns`` are the anchor op columns any of the models reads. Returns the manifest; each regressor is serialised exactly once, here.
+    """
+    import skops.io
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for number, (target, model) in enumerate(models.items()):
+        files[target] = f"target{number}.skops"
+        skops.io.dump(model, folder / files[target])
+    manifest = {
+        "anchor": anchor,
+        "target_files": files,
+        "op_columns": list(op_columns),
+        "output_op_columns": union_columns([c for c in model.output_columns_ if c != BATCH_LATENCY] for model in models.values()),
+        "predicts_latency": any(BATCH_LATENCY in model.output_columns_ for model in models.values()),
+    }
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    return manifest
+
+
+def load_job_model_folder(folder) -> JobModel:
+    """Read a folder written by ``save_job_model``; refuse a file that holds an untrusted type."""
+    import skops.io
+
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+        files = manifest["target_files"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ProfcastError(f"{folder}: not a profcast job model folder ({error})") from None
+    models = {}
+    for target, name in files.items():
+        path = folder / Path(str(name)).name  # never a path outside the model folder
+        models[target] = skops.io.load(path, trusted=_checked_types(path))
+    return JobModel(manifest["anchor"], models, manifest["op_columns"], manifest["output_op_columns"], manifest["predicts_latency"])
+
+
+def _load_pyfunc(data_path: str) -> JobModel:
+    """MLflow's entry point for ``loader_module`` models: the job model from its data folder."""
+    return load_job_model_folder(data_path)
+
+
+def _checked_types(path: Path) -> list[str]:
+    import skops.io
+
+    try:
+        found = skops.io.get_untrusted_types(file=path)
+    except Exception as error:  # skops raises several types for a damaged file
+        raise ProfcastError(f"{path}: not a readable skops model file ({error})") from None
+    refused = [name for name in found if name not in TRUSTED_TYPES and not name.startswith(TRUSTED_PREFIXES)]
+    if refused:
+        raise ProfcastError(f"{path}: refusing to load types profcast does not trust: {', '.join(refused)}")
+    return found

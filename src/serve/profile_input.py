@@ -1,0 +1,122 @@
+"""Read the user's one profile (a tf_stats export, a training-table CSV row or a JSON object) for a forecast."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from src.errors import ProfcastError
+from src.schema import BATCH_LATENCY
+
+PROFILE_FORMATS = (
+    "a TensorBoard tf_stats CSV export, a CSV of training-table rows (op columns such as Device_Conv2D), "
+    "or a JSON list of {op: microseconds} objects"
+)
+
+
+@dataclass
+class AnchorProfile:
+    """One workload's profile on the anchor, as read from the user's file."""
+
+    profile: pd.DataFrame  # one row: op columns, plus batch_latency when it was measured
+    kind: str  # which of the accepted formats the file was
+    batchsize: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def measured_latency(self) -> float | None:
+        if BATCH_LATENCY not in self.profile:
+            return None
+        value = float(self.profile[BATCH_LATENCY].iloc[0])
+        return value if math.isfinite(value) and value > 0 else None
+
+
+def read_anchor_profile(path, anchor: str) -> AnchorProfile:
+    """Read the user's profile file in whichever accepted format it is."""
+    path = Path(path)
+    if not path.is_file():
+        raise ProfcastError(f"{path}: no such file; expected {PROFILE_FORMATS}")
+    name = path.name.lower()
+    if name.endswith(".json"):
+        return _read_json_profile(path)
+    if name.endswith((".csv", ".csv.gz")):
+        if _is_tfstats_export(path):
+            return _read_tfstats_profile(path)
+        return _read_table_rows(path, anchor)
+    raise ProfcastError(f"{path}: unsupported file type; expected {PROFILE_FORMATS}")
+
+
+def _is_tfstats_export(path: Path) -> bool:
+    if path.name.lower().endswith(".gz"):
+        return False
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
+        header = handle.readline()
+    return "Host/device" in header and "Total time (us)" in header
+
+
+def _read_tfstats_profile(path: Path) -> AnchorProfile:
+    from src.ingest.tfstats import read_tfstats_export, workload_from_file_name
+
+    profile = pd.DataFrame([read_tfstats_export(path)])  # op totals, plus batch_latency from a sidecar
+    workload = workload_from_file_name(path.name) or {}  # our own or PROFET's naming carries the batch size
+    profile = profile.drop(columns=["epoch_latency"], errors="ignore")
+    return AnchorProfile(profile, "tf_stats export", batchsize=workload.get("batchsize"))
+
+
+def _read_table_rows(path: Path, anchor: str) -> AnchorProfile:
+    try:
+        table = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ProfcastError(f"{path}: the file is empty; expected {PROFILE_FORMATS}") from None
+    except Exception as error:  # pandas raises many types for malformed files
+        raise ProfcastError(f"{path}: cannot be read as CSV ({error})") from None
+    notes = []
+    if "instance_name" in table.columns:
+        found = sorted(table["instance_name"].dropna().astype(str).unique())
+        table = table[table["instance_name"].astype(str) == anchor]
+        if table.empty:
+            raise ProfcastError(f"{path}: no row was profiled on the anchor {anchor}; instance_name values: {', '.join(found)}")
+    if table.empty:
+        raise ProfcastError(f"{path}: holds no rows")
+    if len(table) > 1:
+        first = table.iloc[0]
+        described = " ".join(str(first[key]) for key in ("dataset", "model", "batchsize") if key in table.columns)
+        notes.append(f"{path.name} holds {len(table)} profiles; ranking the first ({described or 'row 1'}); "
+                     "pass a file with one row for another workload")
+    row = table.head(1).reset_index(drop=True)
+    batchsize = None
+    if "batchsize" in row.columns:
+        value = pd.to_numeric(row["batchsize"], errors="coerce").iloc[0]
+        if not (np.isfinite(value) and value > 0 and value % 1 == 0):
+            raise ProfcastError(f"{path}: column 'batchsize' value {row['batchsize'].iloc[0]!r} is not a positive integer")
+        batchsize = int(value)
+    return AnchorProfile(row, "training-table row", batchsize=batchsize, notes=notes)
+
+
+def _read_json_profile(path: Path) -> AnchorProfile:
+    accepted = 'expected a JSON list of {op: microseconds} objects, e.g. [{"Device_Conv2D": 812.5, "Host_IDLE": 40.1}]'
+    try:
+        content = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError) as error:
+        raise ProfcastError(f"{path}: not valid JSON ({error}); {accepted}") from None
+    if isinstance(content, dict):
+        content = [content]
+    if not isinstance(content, list) or not content or not all(isinstance(item, dict) and item for item in content):
+        raise ProfcastError(f"{path}: {accepted}")
+    notes = []
+    keys = [set(item) for item in content]
+    if sum(map(len, keys)) == len(set().union(*keys)):
+        profile = {op: value for item in content for op, value in item.items()}  # one op per object
+    else:
+        profile = content[0]  # objects repeat ops: each is a whole profile
+        notes.append(f"{path.name} holds {len(content)} profiles; ranking the first; pass a file with one for another")
+    frame = pd.DataFrame([profile])
+    batchsize = frame.pop("batchsize").iloc[0] if "batchsize" in frame else None
+    if batchsize is not None and not (isinstance(batchsize, (int, np.integer)) and batchsize > 0):
+        raise ProfcastError(f"{path}: 'batchsize' is {batchsize!r}; expected a positive integer")
+    return AnchorProfile(frame, "JSON profile", batchsize=batchsize, notes=notes)

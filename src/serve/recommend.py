@@ -1,0 +1,199 @@
+"""Rank cloud instances for a training job by predicted step time, with epoch time, price and cost.
+
+``recommend`` is everything ``python -m src.predict`` does: read the profile, load the job model
+(by default the anchor's champion), predict every target, and format the ranking (and a plot).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from src.config import CONF_DIR
+from src.errors import ProfcastError
+from src.schema import BATCH_LATENCY, op_columns
+from src.serve.profile_input import read_anchor_profile
+
+log = logging.getLogger(__name__)
+
+INSTANCE_CATALOGUE = CONF_DIR / "instances.yaml"
+DEFAULT_DATASET_SIZE = 50_000
+
+
+def load_job_model(model_uri: str | None, anchor: str):
+    """The job model at ``model_uri``, or the anchor's registered champion; one-line errors."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from src.serve.registry import champion_uri, registered_name
+
+    uri = model_uri or champion_uri(anchor)
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+    except MlflowException as error:
+        if model_uri is None:
+            raise ProfcastError(
+                f"no model registered as {registered_name(anchor)}@champion in {mlflow.get_tracking_uri()}; "
+                f"run the sweep first, e.g. python -m src.train -m anchor={anchor} regressor=rf,knn,ratio, "
+                "or pass --model URI"
+            ) from None
+        raise ProfcastError(f"cannot load model {uri}: {error.message.splitlines()[0]}") from None
+    except OSError as error:
+        raise ProfcastError(f"cannot load model {uri}: {error}") from None
+    model_anchor = (model.metadata.metadata or {}).get("anchor")
+    if model_anchor is None:
+        raise ProfcastError(f"{uri} is not a profcast job model (no anchor in its metadata); pass a runs:/<job run>/profcast or models:/ URI")
+    if model_anchor != anchor:
+        raise ProfcastError(f"{uri} predicts from profiles taken on {model_anchor}, not {anchor}; pass --anchor {model_anchor} or another model")
+    return model, uri
+
+
+def predict_targets(model, profile: pd.DataFrame, anchor: str) -> tuple[pd.DataFrame, list[str]]:
+    """Predicted rows per target for a one-row profile, and the profile columns the model ignores."""
+    from mlflow.exceptions import MlflowException
+
+    from src.serve.requests import checked_anchor_profiles, model_op_columns, unknown_columns
+
+    op_columns = model_op_columns(model.metadata.get_input_schema())
+    ignored = unknown_columns(profile.columns, op_columns)
+    try:
+        checked = checked_anchor_profiles(profile, op_columns, anchor)
+    except MlflowException as error:
+        raise ProfcastError(f"profile: {error.message}") from None
+    return model.predict(checked), ignored
+
+
+def load_catalogue(path=INSTANCE_CATALOGUE) -> dict[str, dict]:
+    """Instance name -> {gpu, vcpus, price_per_hour} from conf/instances.yaml."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path))["instances"]
+
+
+def recommendation_table(predicted: pd.DataFrame, anchor: str, measured_latency: float | None,
+                         batchsize: int | None, dataset_size: int, catalogue: dict) -> pd.DataFrame:
+    """One row per instance (targets predicted, the anchor measured when known), fastest first."""
+    from src.serve.requests import TARGET_INSTANCE
+
+    if BATCH_LATENCY not in predicted:
+        raise ProfcastError("this model does not predict batch_latency (its training data had none); nothing to rank")
+    rows = [{"instance": target, "batch_latency_s": latency, "source": "predicted"}
+            for target, latency in zip(predicted[TARGET_INSTANCE], predicted[BATCH_LATENCY])]
+    if measured_latency is not None:
+        rows.append({"instance": anchor, "batch_latency_s": measured_latency, "source": "anchor, measured"})
+    table = pd.DataFrame(rows)
+    steps = math.ceil(dataset_size / batchsize) if batchsize else np.nan
+    table["epoch_s"] = table["batch_latency_s"] * steps
+    table["gpu"] = [str((catalogue.get(name) or {}).get("gpu") or "-") for name in table["instance"]]
+    table["vcpus"] = [(catalogue.get(name) or {}).get("vcpus") for name in table["instance"]]
+    table["price_per_hour"] = [(catalogue.get(name) or {}).get("price_per_hour", np.nan) for name in table["instance"]]
+    table["cost_per_epoch"] = table["epoch_s"] / 3600 * table["price_per_hour"]
+    table["speedup"] = measured_latency / table["batch_latency_s"] if measured_latency else np.nan
+    return table.sort_values("batch_latency_s", kind="stable").reset_index(drop=True)
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """The ranking as aligned text columns."""
+    header = ["rank", "instance", "GPU", "vCPUs", "batch latency", "epoch time", "$/hour", "$/epoch", "speed-up", ""]
+    lines = [header]
+    for rank, row in enumerate(table.itertuples(), start=1):
+        lines.append([
+            str(rank), row.instance, row.gpu, "-" if row.vcpus is None else str(row.vcpus),
+            f"{row.batch_latency_s * 1000:.2f} ms", _duration(row.epoch_s), _money(row.price_per_hour, 3),
+            _money(row.cost_per_epoch, 4), "n/a" if np.isnan(row.speedup) else f"{row.speedup:.2f}x",
+            "(anchor, measured)" if row.source != "predicted" else "",
+        ])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    right = {0, 3, 4, 5, 6, 7, 8}
+    return "\n".join(
+        "  ".join(cell.rjust(width) if i in right else cell.ljust(width) for i, (cell, width) in enumerate(zip(line, widths))).rstrip()
+        for line in lines
+    )
+
+
+def _duration(seconds: float) -> str:
+    if not np.isfinite(seconds):
+        return "n/a"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def _money(value: float, digits: int) -> str:
+    return "n/a" if not np.isfinite(value) else f"${value:.{digits}f}"
+
+
+def plot_ranking(table: pd.DataFrame, path, title: str) -> None:
+    """Horizontal bars of batch latency per instance, fastest on top; the anchor in grey."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 0.45 * len(table) + 1.5))
+    colours = ["tab:grey" if source != "predicted" else "tab:blue" for source in table["source"]]
+    axes.barh(table["instance"], table["batch_latency_s"] * 1000, color=colours)
+    axes.invert_yaxis()
+    for position, row in enumerate(table.itertuples()):
+        label = f" {row.batch_latency_s * 1000:.1f} ms" + (f", {_money(row.cost_per_epoch, 3)}/epoch" if np.isfinite(row.cost_per_epoch) else "")
+        axes.text(row.batch_latency_s * 1000, position, label, va="center", fontsize=8)
+    axes.set_xlabel("batch latency (ms); grey = anchor, measured")
+    axes.set_title(title, fontsize=10)
+    axes.set_xlim(0, table["batch_latency_s"].max() * 1000 * 1.45)
+    figure.tight_layout()
+    try:
+        figure.savefig(path, dpi=120)
+    except OSError as error:
+        raise ProfcastError(f"{path}: cannot write the plot ({error})") from None
+    finally:
+        plt.close(figure)
+
+
+def recommend(args) -> str:
+    """Everything the CLI does, returning the text it prints (errors raise ProfcastError)."""
+    import mlflow
+
+    from src.config import compose_train_config
+    from src.tracking.store import tracking_uri
+
+    if args.dataset_size <= 0:
+        raise ProfcastError(f"--dataset-size {args.dataset_size} is not a positive number of samples")
+    if args.batchsize is not None and args.batchsize <= 0:
+        raise ProfcastError(f"--batchsize {args.batchsize} is not a positive integer")
+    anchor_profile = read_anchor_profile(args.profile, args.anchor)
+    mlflow.set_tracking_uri(tracking_uri(compose_train_config().get("tracking_uri")))
+    model, uri = load_job_model(args.model, args.anchor)
+    predicted, ignored = predict_targets(model, anchor_profile.profile, args.anchor)
+    notes = list(anchor_profile.notes)
+    batchsize = args.batchsize or anchor_profile.batchsize
+    if args.batchsize and anchor_profile.batchsize and args.batchsize != anchor_profile.batchsize:
+        notes.append(f"--batchsize {args.batchsize} overrides the profile's batch size {anchor_profile.batchsize}")
+    if batchsize is None:
+        notes.append("no batch size in the profile: pass --batchsize N for epoch time and cost")
+    if ignored:
+        shown = ", ".join(map(str, ignored[:8])) + (f" and {len(ignored) - 8} more" if len(ignored) > 8 else "")
+        notes.append(f"ignored {len(ignored)} column(s) never seen in training: {shown}")
+    measured = anchor_profile.measured_latency
+    if measured is None:
+        notes.append(f"the profile has no measured batch_latency on {args.anchor}: speed-up is n/a")
+    table = recommendation_table(predicted, args.anchor, measured, batchsize, args.dataset_size, load_catalogue())
+    n_ops = len(op_columns(anchor_profile.profile.columns))
+    epoch = f"{args.dataset_size:,} samples / batch {batchsize} = {math.ceil(args.dataset_size / batchsize):,} steps" if batchsize else "n/a"
+    lines = [
+        f"profile: {args.profile} ({anchor_profile.kind}, {n_ops} op columns) on anchor {args.anchor}",
+        f"model:   {uri}",
+        f"epoch:   {epoch}",
+        "",
+        format_table(table),
+    ]
+    lines += [f"note: {note}" for note in notes]
+    if args.plot:
+        plot_ranking(table, args.plot, f"{Path(args.profile).name} from {args.anchor}: predicted batch latency")
+        lines.append(f"plot:    {args.plot}")
+    return "\n".join(lines)

@@ -1,0 +1,123 @@
+"""Check a forecast request (anchor profiles) and describe the served model's inputs and outputs.
+
+A request MLflow can parse but that makes no sense (no known op column, a negative/NaN/infinite
+time, an unknown target) raises MlflowException(INVALID_PARAMETER_VALUE), which the scoring
+server answers with HTTP 400 instead of failing inside a regressor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types import ColSpec, Schema
+
+from src.ingest.tables import BAD_NUMBER_WORDING, parse_numbers, shown_value
+from src.schema import BATCH_LATENCY
+
+TARGET_INSTANCE = "target_instance"  # optional request column: predict for this target only
+INPUT_ROW = "input_row"  # output column: which request row a prediction belongs to
+PREDICTED_TOTAL = "predicted_total"  # output column: sum of the predicted op vector (us)
+# Columns of a training-table row that describe the run but are not op times; accepted and unused.
+DESCRIPTIVE_COLUMNS = {
+    "exp_name": "string", "instance_name": "string", "dataset": "string",
+    "model": "string", "optimizer": "string", "batchsize": "long", "epoch_latency": "double",
+}
+# What an accepted value looks like, appended to each bad-value message.
+VALUE_RULES = {
+    "op": "op times must be finite numbers >= 0 (an op that did not run is 0 or left out)",
+    BATCH_LATENCY: "batch_latency is the anchor's measured seconds per step: a finite number >= 0, or null",
+}
+# A request's missing cell most often comes from records that list different ops.
+MISSING_IN_REQUEST = (
+    "is missing (null/NaN); give 0 for an op that did not run "
+    "(in dataframe_records, every record must list the same op columns)"
+)
+
+
+def _bad_request(message: str) -> MlflowException:
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def unknown_columns(columns, op_columns: list[str]) -> list[str]:
+    """Request columns that are neither a trained op nor a column the model accepts and ignores."""
+    accepted = set(op_columns) | set(DESCRIPTIVE_COLUMNS) | {BATCH_LATENCY, TARGET_INSTANCE}
+    return [column for column in columns if column not in accepted]
+
+
+def model_op_columns(input_schema) -> list[str]:
+    """The op columns a logged job model was trained on, read from its input signature."""
+    reserved = set(DESCRIPTIVE_COLUMNS) | {BATCH_LATENCY, TARGET_INSTANCE}
+    return [name for name in input_schema.input_names() if name not in reserved]
+
+
+def checked_anchor_profiles(profiles: pd.DataFrame, op_columns: list[str], anchor: str) -> pd.DataFrame:
+    """The request's op columns (+ anchor batch_latency) as floats; a bad value is a 400 naming it."""
+    profiles = profiles.reset_index(drop=True)
+    present = [column for column in op_columns if column in profiles.columns]
+    if not present:
+        raise _bad_request(
+            f"no known op column in the request; this model was trained on {len(op_columns)} op columns "
+            f"such as {', '.join(op_columns[:5])} (columns never seen in training are ignored)"
+        )
+    if len(profiles) == 0:
+        raise _bad_request("the request holds no profile rows")
+    if "instance_name" in profiles.columns:
+        other = profiles["instance_name"].dropna().astype(str)
+        other = other[other != anchor]
+        if len(other):
+            raise _bad_request(
+                f"column 'instance_name' row {other.index[0]} is {other.iloc[0]!r}, but this model predicts "
+                f"from profiles taken on {anchor!r}; use the model registered for that anchor"
+            )
+    try:
+        times = profiles[present].to_numpy(dtype=float)  # one conversion for the whole block: the fast path
+    except (TypeError, ValueError):
+        times = None
+    if times is None or not (np.isfinite(times) & (times >= 0)).all():
+        for column in present:  # find the first bad cell, column by column, to name it
+            _checked_column(profiles[column], column, allow_missing=False)
+    checked = pd.DataFrame(times, columns=present)
+    if BATCH_LATENCY in profiles.columns:
+        checked[BATCH_LATENCY] = _checked_column(profiles[BATCH_LATENCY], BATCH_LATENCY, allow_missing=True).to_numpy()
+    return checked
+
+
+def _checked_column(values: pd.Series, column: str, allow_missing: bool) -> pd.Series:
+    numbers, bad = parse_numbers(values, allow_missing)
+    if bad:
+        row, kind = bad
+        what = MISSING_IN_REQUEST if kind == "missing" else BAD_NUMBER_WORDING[kind]
+        rule = VALUE_RULES.get(column, VALUE_RULES["op"])
+        raise _bad_request(f"column '{column}' row {row} value {shown_value(values.iloc[row])} {what}; {rule}")
+    return numbers
+
+
+def requested_targets(profiles: pd.DataFrame, targets: list[str]) -> pd.Series:
+    """Per request row, the one target asked for, or NaN for all targets."""
+    if TARGET_INSTANCE not in profiles.columns:
+        return pd.Series(np.nan, index=range(len(profiles)), dtype=object)
+    wanted = profiles[TARGET_INSTANCE].reset_index(drop=True)
+    wanted = wanted.where(wanted.notna() & (wanted.astype(str) != ""), None).astype(object)
+    unknown = wanted[wanted.notna() & ~wanted.isin(targets)]
+    if len(unknown):
+        raise _bad_request(
+            f"column '{TARGET_INSTANCE}' row {unknown.index[0]} asks for {unknown.iloc[0]!r}, which this model does "
+            f"not predict; known target instances: {', '.join(targets)} (leave it out for all)"
+        )
+    return wanted
+
+
+def job_signature(op_columns: list[str], output_op_columns: list[str], predicts_latency: bool) -> ModelSignature:
+    """Every input column optional, so a profile may list only the ops that ran; named outputs."""
+    inputs = [ColSpec("double", column, required=False) for column in op_columns]
+    inputs.append(ColSpec("double", BATCH_LATENCY, required=False))
+    inputs.append(ColSpec("string", TARGET_INSTANCE, required=False))
+    inputs += [ColSpec(kind, column, required=False) for column, kind in DESCRIPTIVE_COLUMNS.items()]
+    outputs = [ColSpec("long", INPUT_ROW), ColSpec("string", TARGET_INSTANCE)]
+    outputs += [ColSpec("double", column) for column in output_op_columns]
+    outputs += [ColSpec("double", BATCH_LATENCY)] if predicts_latency else []
+    outputs.append(ColSpec("double", PREDICTED_TOTAL))
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
