@@ -62,14 +62,20 @@ def profile_kind(path) -> str:
 def read_profile_file(path, keys: dict | None = None) -> dict:
     """One run's row from a trace, a tf_stats export or a one-row table: op columns, latencies and
     whichever run keys the file name (``<dataset>-<model>-<optimizer>-<batchsize>.<ext>``) or ``keys`` give."""
+    rows = read_profile_rows(path, keys)
+    if len(rows) != 1:
+        raise ProfcastError(f"{path}: holds {len(rows)} runs; pass a file with one run")
+    return rows[0]
+
+
+def read_profile_rows(path, keys: dict | None = None) -> list[dict]:
+    """Like ``read_profile_file``, but a table gives all its rows."""
     path = Path(path)
     if not path.is_file():
         raise ProfcastError(f"{path}: no such file; expected {ACCEPTED}")
     _, rows = _rows_of_file(path)
-    if len(rows) != 1:
-        raise ProfcastError(f"{path}: holds {len(rows)} runs; pass a file with one run, or read it as a table")
     workload = workload_from_file_name(_run_stem(path.name) + ".csv") or {}
-    return {**workload, **rows[0], **(keys or {})}
+    return [{**workload, **row, **(keys or {})} for row in rows]
 
 
 def read_profile_tree(folder, on_bad_file: str = "raise", keys: dict | None = None) -> ProfileTree:
