@@ -34,11 +34,11 @@ def convert(paths: list, keys: dict | None = None, on_bad_file: str = "raise") -
     if on_bad_file not in ON_BAD_FILE_CHOICES:
         raise ProfcastError(f"on_bad_file={on_bad_file!r} is not supported; use one of {list(ON_BAD_FILE_CHOICES)}")
     keys = keys or {}
-    runs, n_files, skipped, duplicates = [], 0, [], []
+    sourced_runs, n_files, skipped, duplicates = [], 0, [], []  # (path, row) pairs
     for path in map(Path, paths):
         if path.is_dir():
             tree = read_profile_tree(path, on_bad_file=on_bad_file, keys=keys)
-            runs += tree.profiles.to_dict("records")
+            sourced_runs += [(path, row) for row in tree.profiles.to_dict("records")]
             n_files, skipped, duplicates = n_files + tree.n_files, skipped + tree.skipped, duplicates + tree.duplicates
             continue
         if not path.exists():
@@ -48,12 +48,13 @@ def convert(paths: list, keys: dict | None = None, on_bad_file: str = "raise") -
             rows = read_profile_rows(path, keys)
             for row in rows:
                 _require_keys(path, row)
-            runs += rows
+            sourced_runs += [(path, row) for row in rows]
         except ProfcastError as problem:
             if on_bad_file == "raise":
                 raise
             log.warning("skipped %s", problem)
             skipped.append((str(path), str(problem).removeprefix(f"{path}: ")))
+    runs = _first_of_each_run(sourced_runs, on_bad_file, duplicates)
     if not runs:
         raise ProfcastError(f"none of the {n_files} profile files could be read"
                             + (f"; first problem: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""))
@@ -103,6 +104,23 @@ def main(argv=None) -> int:
     print(f"converted {len(result.profiles)} runs from {result.n_files} files into {args.out}; "
           f"skipped {len(result.skipped)} bad files and {len(result.duplicates)} duplicate runs")
     return 0
+
+
+def _first_of_each_run(sourced_runs: list[tuple[Path, dict]], on_bad_file: str, duplicates: list) -> list[dict]:
+    """Rows with distinct run keys across all inputs; a repeat raises or is listed in ``duplicates``."""
+    first_source, runs = {}, []
+    for path, row in sourced_runs:
+        run = tuple(row[key] for key in RUN_KEYS)
+        if run in first_source:
+            if on_bad_file == "raise":
+                raise ProfcastError(f"{path}: duplicate run {dict(zip(RUN_KEYS, run))}, already read from "
+                                    f"{first_source[run]}; keep one file per run or pass --on-bad-file skip")
+            log.warning("skipped duplicate run %s from %s", dict(zip(RUN_KEYS, run)), path)
+            duplicates.append((str(path), str(first_source[run])))
+            continue
+        first_source[run] = path
+        runs.append(row)
+    return runs
 
 
 def _require_keys(path: Path, run: dict) -> None:
