@@ -75,7 +75,6 @@ def test_without_torch_the_error_says_how_to_install_it(tmp_path, monkeypatch):
         profile_steps(lambda: None, out_dir=tmp_path, **KEYS)
 
 
-@pytest.mark.slow
 def test_the_cpu_cnn_example_runs_and_prints_a_row(tmp_path):
     pytest.importorskip("torch")
     done = subprocess.run([sys.executable, str(REPO / "examples" / "profile_cnn_cpu.py"), "--out-dir", str(tmp_path), "--steps", "2"],
