@@ -139,3 +139,17 @@ def test_the_same_run_twice_is_a_duplicate(tmp_path):
         read_profile_tree(root)
     tree = read_profile_tree(root, on_bad_file="skip")
     assert len(tree.profiles) == 4 and len(tree.duplicates) == 1
+
+
+def test_a_wide_table_in_a_folder_brings_its_own_rows_and_keys(tmp_path):
+    root = mixed_tree(tmp_path / "tree")
+    table = validate_profiles(pd.DataFrame([{**dict(zip(RUN_KEYS, ["exp9", "tpu", "d", "m", "o", 8])), "Host_IDLE": 5.0}]))
+    table.to_csv(root / "extra.csv", index=False)  # anywhere in the tree: its keys are its own
+    with_gap = table.assign(exp_name="exp10", Host_IDLE=float("nan"))
+    with_gap.to_csv(tmp_path / "gap.csv", index=False)
+
+    profiles = read_profile_tree(root).profiles
+
+    assert len(profiles) == 5 and profiles.set_index("instance_name").loc["tpu", "Host_IDLE"] == 5.0
+    with pytest.raises(ProfcastError, match="Host_IDLE"):  # an empty op cell is an error, as for data.path
+        read_profile_file(tmp_path / "gap.csv")

@@ -21,7 +21,7 @@ import pandas as pd
 from src.errors import ProfcastError
 from src.ingest.torch_trace import read_torch_trace
 from src.profiles import validate_profiles
-from src.schema import LATENCY_COLUMNS, RUN_KEYS, WORKLOAD_KEYS
+from src.schema import LATENCY_COLUMNS, RUN_KEYS
 from src.tfstats import (COLUMN_ALIASES, ON_BAD_FILE_CHOICES, REQUIRED_COLUMNS, SIDECAR_SUFFIX, TfStatsTree,
                          read_tfstats_export, workload_from_file_name)
 
@@ -54,7 +54,7 @@ def profile_kind(path) -> str:
     names = {name.strip() for name in header}
     if all(any(s in names for s in COLUMN_ALIASES.get(c, (c,))) for c in REQUIRED_COLUMNS):
         return "tf_stats"
-    if set(RUN_KEYS) <= names or (names - set(RUN_KEYS) - set(LATENCY_COLUMNS) and _looks_like_op_header(names)):
+    if set(RUN_KEYS) <= names or _looks_like_op_header(names):
         return "table"
     raise ProfcastError(f"{path}: content of no known kind (first line {_shown(header)}); expected {ACCEPTED}")
 
@@ -172,6 +172,8 @@ def _table_rows(path: Path) -> list[dict]:
         raise ProfcastError(f"{path}: cannot be read as a profile table ({error})") from None
     if table.empty:
         raise ProfcastError(f"{path}: profile table holds no rows")
+    if set(RUN_KEYS) <= set(table.columns):  # the same checks as a table given to data.path
+        table = validate_profiles(table, source=str(path))
     return [{k: v for k, v in row.items() if not (isinstance(v, float) and np.isnan(v) and k in LATENCY_COLUMNS)}
             for row in table.to_dict("records")]
 

@@ -74,7 +74,7 @@ def op_name(name: str) -> str:
 
 def trace_row(events: list[dict], source: str = "trace") -> dict[str, float]:
     """Per-step op times of one trace's events (see the module docstring)."""
-    complete = [e for e in events if isinstance(e, dict) and e.get("ph") == "X" and _has_time(e)]
+    complete = [e for e in events if isinstance(e, dict) and e.get("ph") == "X" and isinstance(e.get("name"), str) and _has_time(e)]
     host = [e for e in complete if e.get("cat") == HOST_OP or e.get("cat") in RUNTIME_CATEGORIES]
     device = [e for e in complete if e.get("cat") in DEVICE_CATEGORIES]
     if not host and not device:
