@@ -46,14 +46,16 @@ class FileData:
         if on_bad_file not in self.ON_BAD_FILE:
             raise ProfcastError(f"unknown data.on_bad_file {on_bad_file!r}; accepted: {', '.join(self.ON_BAD_FILE)}")
         self.path, self.on_bad_file = Path(str(path)).expanduser(), on_bad_file
+        self.skipped: list = []  # (file, why) of files a folder read left out (on_bad_file=skip)
 
     def describe(self) -> str:
         return str(self.path)
 
     def load(self) -> pd.DataFrame:
         if self.path.is_dir():
-            from src.ingest.tfstats import read_tfstats_tree
+            from src.ingest.profile_files import read_profile_tree
 
-            tree = read_tfstats_tree(self.path, on_bad_file=self.on_bad_file)
+            tree = read_profile_tree(self.path, on_bad_file=self.on_bad_file)
+            self.skipped = tree.skipped + tree.duplicates
             return validate_profiles(tree.profiles, source=str(self.path))
         return read_profile_table(self.path)

@@ -29,7 +29,8 @@ SIDECAR_SUFFIX = ".latency.json"
 ON_BAD_FILE_CHOICES = ("raise", "skip")
 HOST_OR_DEVICE = ("Host", "Device")
 
-# Newer TensorBoard releases renamed two headers; either spelling is accepted.
+# XProf (TensorBoard's profile plugin, tool `framework_op_stats`, formerly `tensorflow_stats`) renamed
+# two headers in mid-2025; either spelling is accepted and gives the same row.
 COLUMN_ALIASES = {
     "Type": ("Type", "Operation Type"),
     "Operation": ("Operation", "Operation Name"),

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 
 from src.errors import ProfcastError
-from src.schema import BATCH_LATENCY
+from src.schema import BATCH_LATENCY, op_columns
 
 PROFILE_FORMATS = (
-    "a TensorBoard tf_stats CSV export, a CSV of training-table rows (op columns such as Device_Conv2D), "
+    "a PyTorch profiler trace (.json/.json.gz), a TensorBoard tf_stats/XProf CSV export, "
+    "a CSV of training-table rows (op columns such as Device_Conv2D), "
     "or a JSON list of {op: microseconds} objects"
 )
 
@@ -37,35 +38,32 @@ class AnchorProfile:
 
 
 def read_anchor_profile(path, anchor: str) -> AnchorProfile:
-    """Read the user's profile file in whichever accepted format it is."""
+    """Read the user's profile file in whichever accepted format it is (told apart by its content)."""
+    from src.ingest.profile_files import profile_kind
+
     path = Path(path)
     if not path.is_file():
         raise ProfcastError(f"{path}: no such file; expected {PROFILE_FORMATS}")
-    name = path.name.lower()
-    if name.endswith(".json"):
-        return _read_json_profile(path)
-    if name.endswith((".csv", ".csv.gz")):
-        if _is_tfstats_export(path):
-            return _read_tfstats_profile(path)
+    try:
+        kind = profile_kind(path)
+    except ProfcastError:
+        if path.name.lower().endswith(".json"):
+            return _read_json_profile(path)  # a JSON list of {op: us} objects
+        raise
+    if kind == "table":
         return _read_table_rows(path, anchor)
-    raise ProfcastError(f"{path}: unsupported file type; expected {PROFILE_FORMATS}")
+    return _read_run_file(path, kind)
 
 
-def _is_tfstats_export(path: Path) -> bool:
-    if path.name.lower().endswith(".gz"):
-        return False
-    with open(path, encoding="utf-8-sig", errors="replace") as handle:
-        header = handle.readline()
-    return "Host/device" in header and "Total time (us)" in header
+def _read_run_file(path: Path, kind: str) -> AnchorProfile:
+    """A tf_stats export or a PyTorch trace: op totals, batch_latency, and the batch size its name carries."""
+    from src.ingest.profile_files import read_profile_file
 
-
-def _read_tfstats_profile(path: Path) -> AnchorProfile:
-    from src.ingest.tfstats import read_tfstats_export, workload_from_file_name
-
-    profile = pd.DataFrame([read_tfstats_export(path)])  # op totals, plus batch_latency from a sidecar
-    workload = workload_from_file_name(path.name) or {}  # our own or PROFET's naming carries the batch size
-    profile = profile.drop(columns=["epoch_latency"], errors="ignore")
-    return AnchorProfile(profile, "tf_stats export", batchsize=workload.get("batchsize"))
+    row = read_profile_file(path)
+    batchsize = row.get("batchsize")
+    profile = pd.DataFrame([{name: value for name, value in row.items() if name in op_columns([name]) or name == BATCH_LATENCY}])
+    described = {"torch_trace": "PyTorch profiler trace", "tf_stats": "tf_stats export"}.get(kind, kind)
+    return AnchorProfile(profile, described, batchsize=int(batchsize) if batchsize is not None else None)
 
 
 def _read_table_rows(path: Path, anchor: str) -> AnchorProfile:
