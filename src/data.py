@@ -10,11 +10,11 @@ from omegaconf import DictConfig
 from src.errors import ProfcastError
 from src.profiles import read_profile_table, validate_profiles
 
-DATA_SOURCES = ("embedded", "file")
+DATA_SOURCES = ("embedded", "file", "profet")
 
 
 def load_profiles(data_cfg: DictConfig) -> pd.DataFrame:
-    """Profiles from the embedded generated dataset or from the user's file or folder."""
+    """Profiles from the embedded generated dataset, the public PROFET dataset or the user's file or folder."""
     source = data_cfg.get("source")
     if source == "embedded":
         from src.embedded import load_embedded_profiles
@@ -32,4 +32,8 @@ def load_profiles(data_cfg: DictConfig) -> pd.DataFrame:
             tree = read_tfstats_tree(path, on_bad_file=data_cfg.get("on_bad_file", "raise"))
             return validate_profiles(tree.profiles, source=str(path))
         return read_profile_table(path)
+    if source == "profet":
+        from src.ingest.profet import load_profet_profiles
+
+        return load_profet_profiles(all_models=bool(data_cfg.get("all_models", False)))
     raise ProfcastError(f"unknown data source '{source}'; accepted: {', '.join(DATA_SOURCES)}")

@@ -1,0 +1,1 @@
+"""Readers that turn profiler output into profile rows."""
