@@ -135,10 +135,10 @@ def load_profet_profiles(all_models: bool = False, cache_dir=None, timeout: floa
         _write_atomically(table_path, lambda staging: table.to_parquet(staging, index=False))
     if not all_models:
         table = table[~table["model"].isin(MODELS_LEFT_OUT)]
-    ops = [c for c in table.columns if c.startswith(OP_PREFIXES)]
-    # Op columns no kept run uses carry nothing (MobileNetV2's depthwise ops when it is left out).
-    unused = [c for c in ops if not (table[c] != 0).any()]
-    return validate_profiles(table.drop(columns=unused), source=f"PROFET dataset ({folder})")
+        # Ops only the left-out models run (MobileNetV2's depthwise convolutions) would be all-zero columns.
+        ops = [c for c in table.columns if c.startswith(OP_PREFIXES)]
+        table = table.drop(columns=[c for c in ops if not (table[c] != 0).any()])
+    return validate_profiles(table, source=f"PROFET dataset ({folder})")
 
 
 def read_profet_pickle(path: str | Path, sha256: str) -> pd.DataFrame:
@@ -151,6 +151,8 @@ def read_profet_pickle(path: str | Path, sha256: str) -> pd.DataFrame:
     _check_sha256(data, path.name, str(path), sha256, "refusing to unpickle it; delete it to download it again")
     try:
         frame = PandasFrameUnpickler(io.BytesIO(data)).load()
+    except pickle.UnpicklingError as exc:
+        raise ProfcastError(f"{path}: {exc}; not a PROFET table") from None
     except Exception as exc:  # a verified file fails only if pandas/numpy moved a class again
         raise ProfcastError(f"{path}: cannot be unpickled with this pandas/numpy ({type(exc).__name__}: {exc})") from None
     if not isinstance(frame, pd.DataFrame):
