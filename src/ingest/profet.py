@@ -107,9 +107,11 @@ def download_profet(dest: str | Path, timeout: float = 10, names=None) -> list[P
                 data = response.read()
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             # The first failure ends the download: offline, trying the other files only adds delay.
-            reason = " ".join(str(getattr(exc, "reason", exc)).split())
+            # HTTPError's own text carries the status ("HTTP Error 404: Not Found"); other URLErrors wrap the cause.
+            cause = exc.reason if type(exc) is urllib.error.URLError else exc
+            reason = " ".join(str(cause).split())
             raise ProfcastError(
-                f"cannot download the PROFET dataset: {url} failed ({reason}); without network, put "
+                f"cannot download the PROFET dataset: {url} failed ({reason}); to install them by hand, put "
                 f"{', '.join(names)} from github.com/{PROFET_REPO} commit {PROFET_COMMIT[:12]} "
                 f"({PROFET_DATA_PATH}/) into {dest}"
             ) from None
