@@ -59,3 +59,20 @@ class FileData:
             self.skipped = tree.skipped + tree.duplicates
             return validate_profiles(tree.profiles, source=str(self.path))
         return read_profile_table(self.path)
+
+
+class ProfetData:
+    """The public PROFET measurements, downloaded once (hash-checked) and cached; see docs/real-data.md."""
+
+    def __init__(self, all_models: bool = False):
+        if not isinstance(all_models, bool):
+            raise ProfcastError(f"data.all_models must be true or false, got {all_models!r}")
+        self.all_models = all_models
+
+    def describe(self) -> str:
+        return f"PROFET real measurements ({'all 15' if self.all_models else '12'} CNNs)"
+
+    def load(self) -> pd.DataFrame:
+        from src.ingest.profet import load_profet_profiles
+
+        return load_profet_profiles(all_models=self.all_models)
