@@ -1,11 +1,13 @@
-.PHONY: help install sweep test ui benchmark
+.PHONY: help install sweep test test-all ui benchmark
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 install:  ## install profcast and its test tools
 	pip install -e ".[test]"
 sweep:  ## the four study regressors on the embedded default, anchor g3s.xlarge
 	python -m src.train -m regressor=rf,knn,dt,lr anchor=g3s.xlarge
-test:  ## the test suite
+test:  ## the fast tier: every test but the real sweeps and real-data jobs (-m "not slow")
+	python -m pytest -m "not slow"
+test-all:  ## the whole suite, as CI runs it
 	python -m pytest
 ui:  ## the MLflow UI on this project's runs
 	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db

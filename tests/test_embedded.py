@@ -15,6 +15,9 @@ from src.ingest.embedded import (
 )
 from src.errors import ProfcastError
 from src.generate.exports import GENERATOR_VERSION, TFSTATS_HEADER
+from src.generate.hardware import INSTANCES
+from src.generate.networks import workloads
+from tests.test_generate import study_runs
 
 TINY_EXPORT = ",".join(TFSTATS_HEADER) + "\n1,Device,Conv2D,conv2d/Conv2D,1,5.0,5.0,5.0,5.0,1,1,0,0,0,0,0,Compute\n"
 
@@ -30,8 +33,8 @@ def cache_dir(tmp_path_factory):
 
 def test_all_family_is_the_whole_study(cache_dir):
     profiles = load_embedded_profiles("all", cache_dir=cache_dir)
-    assert len(profiles) == 2520 and profiles["instance_name"].nunique() == 10
-    assert (profiles.groupby(["exp_name", "instance_name"]).size() == 90).all()
+    assert len(profiles) == study_runs() and profiles["instance_name"].nunique() == len(INSTANCES)
+    assert (profiles.groupby(["exp_name", "instance_name"]).size() == len(workloads())).all()
     assert set(profiles.loc[profiles["instance_name"] == "g3s.xlarge", "exp_name"]) == {"exp1"}
 
 
@@ -69,7 +72,7 @@ def test_cache_folder_is_named_by_generator_version_and_seed(cache_dir):
 def test_tree_path_holds_the_raw_exports(cache_dir):
     tree = embedded_tree_path(cache_dir=cache_dir)
     assert tree == cache_dir / f"embedded-v{GENERATOR_VERSION}-seed0" / "tree"
-    assert len(list(tree.glob("*/*/*.csv"))) == 2520
+    assert len(list(tree.glob("*/*/*.csv"))) == study_runs()
 
 
 def test_cache_parent_comes_from_argument_then_environment_then_repo(monkeypatch, tmp_path):
