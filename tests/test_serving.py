@@ -25,14 +25,14 @@ OPS = ["Device_Conv2D", "Device_Relu", "Device_FusedBatchNormV3", "Host_IDLE", "
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, empty_tracking_database):
-    """Two jobs (ratio, lr) on synthetic profiles, nested under a sweep parent run, then the sweep's end."""
+    """Two jobs (ratio, transfer) on synthetic profiles, nested under a sweep parent run, then the sweep's end."""
     folder = tmp_path_factory.mktemp("serving")
     uri = fresh_tracking_store(folder, empty_tracking_database)
     profiles = folder / "profiles.csv"
     synthetic_profiles().to_csv(profiles, index=False)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
-        cfg = {name: compose_train(["data=file", f"data.path={profiles}", f"anchor={ANCHOR}", f"regressor={name}"]) for name in ("ratio", "lr")}
+        cfg = {name: compose_train(["data=file", f"data.path={profiles}", f"anchor={ANCHOR}", f"regressor={name}"]) for name in ("ratio", "transfer")}
         from src.tracking.store import configure_tracking
 
         experiment_id = configure_tracking(cfg["ratio"].tracking_uri, cfg["ratio"].mlflow_experiment)
@@ -67,8 +67,10 @@ def test_sweep_end_registers_the_lowest_mean_wape_job_as_champion(store):
     assert mlflow.get_run(store["parent_run_id"]).info.status == "FINISHED"
 
 
-def test_job_model_predicts_every_target_by_name(store):
-    job = store["jobs"].iloc[0]
+@pytest.mark.parametrize("regressor", ["ratio", "transfer"])
+def test_job_model_predicts_every_target_by_name(store, regressor):
+    jobs = store["jobs"]
+    job = jobs[jobs["params.regressor"] == regressor].iloc[0]
     model = mlflow.pyfunc.load_model(f"runs:/{job.run_id}/{JOB_MODEL_NAME}")
     assert model.metadata.metadata["anchor"] == ANCHOR
     assert all(not spec.required for spec in model.metadata.get_input_schema().inputs)
