@@ -138,7 +138,7 @@ def bad_profiles(tmp_path):
     not_json = tmp_path / "profile.json"
     not_json.write_text("{op: 1")
     yield "missing", tmp_path / "nope.csv", [], "nope.csv: no such file"
-    yield "unsupported", tmp_path / "profile.txt", [], "unsupported file type"
+    yield "header only", tmp_path / "profile.txt", [], "profile.txt: holds no rows"
     yield "negative", negative, [], "column 'Host_IDLE' row 0 value -5 is negative"
     yield "no known op", unknown_only, [], "no known op column"
     yield "broken export", broken_export, [], "Total time (us) is 'fast'"
