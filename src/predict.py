@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from src.cli import run_cli
 from src.serve.profile_input import PROFILE_FORMATS
@@ -29,7 +30,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batchsize", type=int, help="batch size, when the profile does not carry one")
     parser.add_argument("--plot", help="write a bar chart of the ranking to this PNG file")
     args = parser.parse_args(argv)
-    logging.getLogger("mlflow").setLevel(logging.ERROR)  # the table is the output; MLflow's notes are noise here
+    # The table is the output; MLflow's notes and download progress bars are noise here.
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     print(recommend(args))
     return 0
 

@@ -13,7 +13,7 @@ import logging
 from src.cli import run_cli
 from src.config import compose_train_config
 from src.errors import ProfcastError
-from src.serve.registry import DEFAULT_ALIAS, DEFAULT_METRIC, register_champions, register_job
+from src.serve.registry import DEFAULT_ALIAS, DEFAULT_METRIC, register_champions, register_job, store_errors_as_user_errors
 
 
 def main(argv=None) -> int:
@@ -29,19 +29,15 @@ def main(argv=None) -> int:
     parser.add_argument("--experiment", default=defaults.mlflow_experiment, help="MLflow experiment of the jobs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from mlflow.exceptions import MlflowException
-
     from src.tracking.store import configure_tracking
 
-    try:
+    with store_errors_as_user_errors():
         experiment_id = configure_tracking(defaults.tracking_uri, args.experiment)
         if args.run_id:
             versions = {"run": register_job(args.run_id, args.alias, args.metric)}
         else:
             lower = registry.get("lower_is_better", True) and not args.higher_is_better
             versions = register_champions(experiment_id, args.metric, lower, args.alias, anchor=args.anchor)
-    except MlflowException as error:
-        raise ProfcastError(error.message) from None
     if not versions:
         raise ProfcastError(f"no finished job with a logged model and metric {args.metric} found; train one first")
     for version in versions.values():

@@ -116,30 +116,21 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     """Run one job: a model per target, each in a nested MLflow run. Returns metrics per target."""
     job = prepare_job(cfg)
     # MLflow loads slowly: import it only once the input is known to be good.
-    import mlflow
-
-    from src.tracking.runs import flat_config, log_job_model, log_target_result
+    from src.tracking.runs import job_run, log_job_metrics, log_job_model, log_target_result, target_run
     from src.tracking.store import configure_tracking
     from src.tracking.sweep import sweep_parent_run_id
 
     experiment_id = configure_tracking(cfg.tracking_uri, cfg.mlflow_experiment)
     job_name = f"{cfg.anchor} {cfg.regressor.name} {cfg.features.name} {cfg.split.name}"
-    parent_run_id = sweep_parent_run_id()
     fitted: dict[str, TargetResult] = {}
     target_runs: dict[str, str] = {}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=job_name, parent_run_id=parent_run_id, nested=bool(parent_run_id)):
-        mlflow.log_params(flat_config(cfg, skip=("anchor", "target", "pairing")))
-        mlflow.log_params({
-            "anchor": cfg.anchor, "target": cfg.target, "regressor": cfg.regressor.name,
-            "features": cfg.features.name, "split": cfg.split.name, "pairing": cfg.pairing,
-        })
+    with job_run(experiment_id, job_name, cfg, parent_run_id=sweep_parent_run_id()):
         for number, (target, paired) in enumerate(job.pairs.items(), start=1):
             log.info("[%s] target %d/%d %s: %d pairs (%s pairing)", job_name, number, len(job.pairs), target, len(paired), paired.mode)
             result = evaluate_target(paired, job, cfg)
-            with mlflow.start_run(experiment_id=experiment_id, run_name=f"{cfg.anchor} -> {target}", nested=True) as target_run:
+            with target_run(experiment_id, f"{cfg.anchor} -> {target}") as run_id:
                 log_target_result(result, cfg)
-            target_runs[target] = target_run.info.run_id
-            fitted[target] = result
+            target_runs[target], fitted[target] = run_id, result
             log.info("[%s] target %s: wape %.1f%%, median column MAPE %.1f%%", job_name, target, result.metrics["wape"], result.metrics["mape_median"])
         results = {target: result.metrics for target, result in fitted.items()}
         job_means = {
@@ -147,7 +138,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
             for name in JOB_METRICS
             if any(name in metrics for metrics in results.values())
         }
-        mlflow.log_metrics(job_means)
+        log_job_metrics(job_means)
         if cfg.log_model:
             log_job_model(cfg.anchor, fitted, target_runs)  # one servable model: every target of this anchor
     log.info("[%s] done: mean wape over %d targets %.1f%%", job_name, len(results), job_means.get("mean_wape", float("nan")))

@@ -66,8 +66,14 @@ class JobModel:
         ignored = unknown_columns(profiles.columns, self.op_columns)
         if ignored:
             log.warning("ignored column(s) never seen in training: %s", ", ".join(map(str, ignored)))
-        anchor_profiles = checked_anchor_profiles(profiles, self.op_columns, self.anchor)
-        wanted = requested_targets(profiles, self.targets)
+        try:
+            anchor_profiles = checked_anchor_profiles(profiles, self.op_columns, self.anchor)
+            wanted = requested_targets(profiles, self.targets)
+        except ProfcastError as error:  # the scoring server answers this with HTTP 400
+            from mlflow.exceptions import MlflowException
+            from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+            raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
         parts = []
         for target in self.targets:
             rows = np.flatnonzero((wanted.isna() | (wanted == target)).to_numpy())

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 
@@ -18,52 +17,21 @@ from src.errors import ProfcastError
 from src.schema import BATCH_LATENCY, op_columns
 from src.serve.profile_input import read_anchor_profile
 
-log = logging.getLogger(__name__)
-
 INSTANCE_CATALOGUE = CONF_DIR / "instances.yaml"
 DEFAULT_DATASET_SIZE = 50_000
 
 
-def load_job_model(model_uri: str | None, anchor: str):
-    """The job model at ``model_uri``, or the anchor's registered champion; one-line errors."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from src.serve.registry import champion_uri, registered_name
-
-    uri = model_uri or champion_uri(anchor)
-    try:
-        model = mlflow.pyfunc.load_model(uri)
-    except MlflowException as error:
-        if model_uri is None:
-            raise ProfcastError(
-                f"no model registered as {registered_name(anchor)}@champion in {mlflow.get_tracking_uri()}; "
-                f"run the sweep first, e.g. python -m src.train -m anchor={anchor} regressor=rf,knn,ratio, "
-                "or pass --model URI"
-            ) from None
-        raise ProfcastError(f"cannot load model {uri}: {error.message.splitlines()[0]}") from None
-    except OSError as error:
-        raise ProfcastError(f"cannot load model {uri}: {error}") from None
-    model_anchor = (model.metadata.metadata or {}).get("anchor")
-    if model_anchor is None:
-        raise ProfcastError(f"{uri} is not a profcast job model (no anchor in its metadata); pass a runs:/<job run>/profcast or models:/ URI")
-    if model_anchor != anchor:
-        raise ProfcastError(f"{uri} predicts from profiles taken on {model_anchor}, not {anchor}; pass --anchor {model_anchor} or another model")
-    return model, uri
-
 
 def predict_targets(model, profile: pd.DataFrame, anchor: str) -> tuple[pd.DataFrame, list[str]]:
     """Predicted rows per target for a one-row profile, and the profile columns the model ignores."""
-    from mlflow.exceptions import MlflowException
-
     from src.serve.requests import checked_anchor_profiles, model_op_columns, unknown_columns
 
     op_columns = model_op_columns(model.metadata.get_input_schema())
     ignored = unknown_columns(profile.columns, op_columns)
     try:
         checked = checked_anchor_profiles(profile, op_columns, anchor)
-    except MlflowException as error:
-        raise ProfcastError(f"profile: {error.message}") from None
+    except ProfcastError as error:
+        raise ProfcastError(f"profile: {error}") from None
     return model.predict(checked), ignored
 
 
@@ -157,17 +125,16 @@ def plot_ranking(table: pd.DataFrame, path, title: str) -> None:
 
 def recommend(args) -> str:
     """Everything the CLI does, returning the text it prints (errors raise ProfcastError)."""
-    import mlflow
-
     from src.config import compose_train_config
-    from src.tracking.store import tracking_uri
+    from src.serve.registry import load_job_model
+    from src.tracking.store import use_store
 
     if args.dataset_size <= 0:
         raise ProfcastError(f"--dataset-size {args.dataset_size} is not a positive number of samples")
     if args.batchsize is not None and args.batchsize <= 0:
         raise ProfcastError(f"--batchsize {args.batchsize} is not a positive integer")
     anchor_profile = read_anchor_profile(args.profile, args.anchor)
-    mlflow.set_tracking_uri(tracking_uri(compose_train_config().get("tracking_uri")))
+    use_store(compose_train_config().get("tracking_uri"))
     model, uri = load_job_model(args.model, args.anchor)
     predicted, ignored = predict_targets(model, anchor_profile.profile, args.anchor)
     notes = list(anchor_profile.notes)

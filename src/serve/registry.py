@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from contextlib import contextmanager
 
 from src.errors import ProfcastError
 
@@ -139,3 +140,42 @@ def _alias_version(client, name: str, alias: str):
         return client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
+
+
+def load_job_model(model_uri: str | None, anchor: str):
+    """The job model at ``model_uri``, or the anchor's registered champion; one-line errors."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from src.serve.registry import champion_uri, registered_name
+
+    uri = model_uri or champion_uri(anchor)
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+    except MlflowException as error:
+        if model_uri is None:
+            raise ProfcastError(
+                f"no model registered as {registered_name(anchor)}@champion in {mlflow.get_tracking_uri()}; "
+                f"run the sweep first, e.g. python -m src.train -m anchor={anchor} regressor=rf,knn,ratio, "
+                "or pass --model URI"
+            ) from None
+        raise ProfcastError(f"cannot load model {uri}: {error.message.splitlines()[0]}") from None
+    except OSError as error:
+        raise ProfcastError(f"cannot load model {uri}: {error}") from None
+    model_anchor = (model.metadata.metadata or {}).get("anchor")
+    if model_anchor is None:
+        raise ProfcastError(f"{uri} is not a profcast job model (no anchor in its metadata); pass a runs:/<job run>/profcast or models:/ URI")
+    if model_anchor != anchor:
+        raise ProfcastError(f"{uri} predicts from profiles taken on {model_anchor}, not {anchor}; pass --anchor {model_anchor} or another model")
+    return model, uri
+
+
+@contextmanager
+def store_errors_as_user_errors():
+    """An MLflow store or registry error (unknown run, unreachable store) becomes a one-line user error."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as error:
+        raise ProfcastError(" ".join(error.message.split())) from None

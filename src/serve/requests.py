@@ -1,19 +1,17 @@
-"""Check a forecast request (anchor profiles) and describe the served model's inputs and outputs.
+"""Check a forecast request (anchor profiles) and name the served model's request and answer columns.
 
 A request MLflow can parse but that makes no sense (no known op column, a negative/NaN/infinite
-time, an unknown target) raises MlflowException(INVALID_PARAMETER_VALUE), which the scoring
-server answers with HTTP 400 instead of failing inside a regressor.
+time, an unknown target) raises ProfcastError naming the column and row; the job model turns it
+into MlflowException(INVALID_PARAMETER_VALUE), which the scoring server answers with HTTP 400,
+and the CLI prints it as one line.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.types import ColSpec, Schema
 
+from src.errors import ProfcastError
 from src.ingest.tables import BAD_NUMBER_WORDING, parse_numbers, shown_value
 from src.schema import BATCH_LATENCY
 
@@ -37,8 +35,8 @@ MISSING_IN_REQUEST = (
 )
 
 
-def _bad_request(message: str) -> MlflowException:
-    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+def _bad_request(message: str) -> ProfcastError:
+    return ProfcastError(message)
 
 
 def unknown_columns(columns, op_columns: list[str]) -> list[str]:
@@ -108,16 +106,3 @@ def requested_targets(profiles: pd.DataFrame, targets: list[str]) -> pd.Series:
             f"not predict; known target instances: {', '.join(targets)} (leave it out for all)"
         )
     return wanted
-
-
-def job_signature(op_columns: list[str], output_op_columns: list[str], predicts_latency: bool) -> ModelSignature:
-    """Every input column optional, so a profile may list only the ops that ran; named outputs."""
-    inputs = [ColSpec("double", column, required=False) for column in op_columns]
-    inputs.append(ColSpec("double", BATCH_LATENCY, required=False))
-    inputs.append(ColSpec("string", TARGET_INSTANCE, required=False))
-    inputs += [ColSpec(kind, column, required=False) for column, kind in DESCRIPTIVE_COLUMNS.items()]
-    outputs = [ColSpec("long", INPUT_ROW), ColSpec("string", TARGET_INSTANCE)]
-    outputs += [ColSpec("double", column) for column in output_op_columns]
-    outputs += [ColSpec("double", BATCH_LATENCY)] if predicts_latency else []
-    outputs.append(ColSpec("double", PREDICTED_TOTAL))
-    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))

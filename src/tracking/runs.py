@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import tempfile
+from contextlib import contextmanager
 from importlib.metadata import version
 
 import mlflow
 import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
 from omegaconf import DictConfig, OmegaConf
 
-from src.schema import op_part, union_columns
+from src.schema import BATCH_LATENCY, op_part, union_columns
+from src.serve.requests import DESCRIPTIVE_COLUMNS, INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE
 from src.tracking import plots
 
 
@@ -17,6 +21,30 @@ def flat_config(cfg: DictConfig, skip: tuple[str, ...] = ()) -> dict[str, str]:
     """The resolved config as dotted keys, for logging as MLflow params."""
     flat = pd.json_normalize(OmegaConf.to_container(cfg, resolve=True), sep=".").iloc[0].to_dict()
     return {key: str(value) for key, value in flat.items() if key.split(".")[0] not in skip}
+
+
+@contextmanager
+def job_run(experiment_id: str, job_name: str, cfg: DictConfig, parent_run_id: str | None = None):
+    """The job's run (nested under the sweep's parent run when there is one), with its params logged."""
+    with mlflow.start_run(experiment_id=experiment_id, run_name=job_name, parent_run_id=parent_run_id, nested=bool(parent_run_id)):
+        mlflow.log_params(flat_config(cfg, skip=("anchor", "target", "pairing")))
+        mlflow.log_params({
+            "anchor": cfg.anchor, "target": cfg.target, "regressor": cfg.regressor.name,
+            "features": cfg.features.name, "split": cfg.split.name, "pairing": cfg.pairing,
+        })
+        yield
+
+
+@contextmanager
+def target_run(experiment_id: str, run_name: str):
+    """One target's run, nested in the active job run; yields its run id."""
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=True) as run:
+        yield run.info.run_id
+
+
+def log_job_metrics(metrics: dict[str, float]) -> None:
+    """The job run's metrics (means over targets)."""
+    mlflow.log_metrics(metrics)
 
 
 def log_target_result(result, cfg: DictConfig) -> None:
@@ -54,8 +82,7 @@ def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = 
     Each run of ``target_runs`` ({target: run id}) is tagged with the model that holds its regressor.
     """
     from src.serve.job_model import JOB_MODEL_NAME, JOB_MODEL_TAG, JOB_MODEL_URI_TAG, save_job_model
-    from src.serve.requests import job_signature
-
+    
     models = {target: result.model for target, result in target_results.items()}
     op_columns = union_columns(list(op_part(result.input_example).columns) for result in target_results.values())
     input_example = next(iter(target_results.values())).input_example.reset_index(drop=True)
@@ -79,3 +106,16 @@ def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = 
 
 def _log_csv(frame: pd.DataFrame, artifact_file: str) -> None:
     mlflow.log_text(frame.to_csv(index=False), artifact_file)
+
+
+def job_signature(op_columns: list[str], output_op_columns: list[str], predicts_latency: bool) -> ModelSignature:
+    """Every input column optional, so a profile may list only the ops that ran; named outputs."""
+    inputs = [ColSpec("double", column, required=False) for column in op_columns]
+    inputs.append(ColSpec("double", BATCH_LATENCY, required=False))
+    inputs.append(ColSpec("string", TARGET_INSTANCE, required=False))
+    inputs += [ColSpec(kind, column, required=False) for column, kind in DESCRIPTIVE_COLUMNS.items()]
+    outputs = [ColSpec("long", INPUT_ROW), ColSpec("string", TARGET_INSTANCE)]
+    outputs += [ColSpec("double", column) for column in output_op_columns]
+    outputs += [ColSpec("double", BATCH_LATENCY)] if predicts_latency else []
+    outputs.append(ColSpec("double", PREDICTED_TOTAL))
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))

@@ -13,6 +13,15 @@ def tracking_uri(configured: str | None) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or configured or DEFAULT_TRACKING_URI
 
 
+def use_store(configured_uri: str | None) -> str:
+    """Point MLflow at the store (MLFLOW_TRACKING_URI or the configured one) without creating anything."""
+    import mlflow
+
+    uri = tracking_uri(configured_uri)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
 def configure_tracking(configured_uri: str | None, experiment: str) -> str:
     """Point MLflow at the store, create it and the experiment if needed; return the experiment id.
 
