@@ -92,10 +92,24 @@ def read_profile_tree(folder, on_bad_file: str = "raise", keys: dict | None = No
     paths = sorted(p for p in root.rglob("*") if p.is_file() and _is_run_file(p.relative_to(root)))
     if not paths:
         raise ProfcastError(f"{root}: no profile file found; expected {LAYOUT}")
+    runs, skipped, duplicates = collect_runs(
+        paths, lambda path: [{**row, **(keys or {})} for row in _rows_in_tree(root, path)], on_bad_file)
+    if not runs:
+        first = f"; first problem: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+        raise ProfcastError(f"{root}: none of the {len(paths)} profile files could be read{first}")
+    return ProfileTree(profiles_table(runs, source=str(root)), len(paths), skipped, duplicates)
+
+
+def collect_runs(paths: list[Path], read_rows, on_bad_file: str) -> tuple[list[dict], list, list]:
+    """Every file's rows (``read_rows(path)``), each run once: (runs, skipped files, duplicate runs).
+
+    ``"raise"`` stops at the first bad file or duplicate run; ``"skip"`` logs and lists them as
+    (path, reason) and (dropped path, kept path).
+    """
     runs, skipped, duplicates, first_path_of_run = [], [], [], {}
     for path in paths:
         try:
-            rows = [{**row, **(keys or {})} for row in _rows_in_tree(root, path)]
+            rows = read_rows(path)
         except ProfcastError as problem:
             if on_bad_file == "raise":
                 raise
@@ -114,10 +128,7 @@ def read_profile_tree(folder, on_bad_file: str = "raise", keys: dict | None = No
                 continue
             first_path_of_run[run] = str(path)
             runs.append(row)
-    if not runs:
-        first = f"; first problem: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
-        raise ProfcastError(f"{root}: none of the {len(paths)} profile files could be read{first}")
-    return ProfileTree(profiles_table(runs, source=str(root)), len(paths), skipped, duplicates)
+    return runs, skipped, duplicates
 
 
 def profiles_table(runs: list[dict], source: str) -> pd.DataFrame:

@@ -81,31 +81,15 @@ def read_tfstats_tree(root, on_bad_file: str = "raise") -> TfStatsTree:
     if not paths:
         raise ProfcastError(f"{root}: no .csv tf_stats export found; expected {LAYOUT}")
 
-    runs: list[dict] = []
-    skipped: list[tuple[str, str]] = []
-    duplicates: list[tuple[str, str]] = []
-    first_path_of_run: dict[tuple, str] = {}
-    for path in paths:
-        try:
-            run = _read_run(root, path)
-        except _BadFile as problem:
-            if on_bad_file == "raise":
-                raise ProfcastError(f"{path}: {problem}") from None
-            skipped.append((str(path), str(problem)))
-            continue
-        key = tuple(run[k] for k in RUN_KEYS)
-        if key in first_path_of_run:
-            kept = first_path_of_run[key]
-            if on_bad_file == "raise":
-                raise ProfcastError(
-                    f"{path}: duplicate run {dict(zip(RUN_KEYS, key))}, already read from {kept}; "
-                    "keep one file per run or pass on_bad_file='skip' to keep the first"
-                )
-            duplicates.append((str(path), kept))
-            continue
-        first_path_of_run[key] = str(path)
-        runs.append(run)
+    from src.ingest.profile_files import collect_runs
 
+    def read_run(path: Path) -> list[dict]:
+        try:
+            return [_read_run(root, path)]
+        except _BadFile as problem:
+            raise ProfcastError(f"{path}: {problem}") from None
+
+    runs, skipped, duplicates = collect_runs(paths, read_run, on_bad_file)
     if not runs:
         first = f"; first problem: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
         raise ProfcastError(f"{root}: none of the {len(paths)} .csv files could be read{first}")

@@ -12,7 +12,8 @@ from sklearn.linear_model import LinearRegression
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from src.schema import BATCH_LATENCY, aligned_ops, op_part
+from src.models.profile_regressor import start_profile_fit
+from src.schema import BATCH_LATENCY, aligned_ops
 
 
 class ProfetLatencyRegressor(RegressorMixin, BaseEstimator):
@@ -42,10 +43,9 @@ class ProfetLatencyRegressor(RegressorMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, anchor_profile: pd.DataFrame, target_profile: pd.DataFrame):
-        self._validate_params()
+        anchor_profile, target_profile = start_profile_fit(self, anchor_profile, target_profile)
         if BATCH_LATENCY not in anchor_profile or BATCH_LATENCY not in target_profile:
             raise ValueError("the profet method needs batch_latency on both the anchor and the target")
-        self.op_columns_ = list(op_part(target_profile).columns)
         target_latency = target_profile[BATCH_LATENCY].to_numpy(float)
         self.forest_ = RandomForestRegressor(
             n_estimators=self.n_estimators, n_jobs=self.n_jobs, random_state=self.random_state

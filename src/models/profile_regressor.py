@@ -54,9 +54,7 @@ class ProfileRegressor(RegressorMixin, BaseEstimator):
         self.target_transform = target_transform
 
     def fit(self, anchor_profile: pd.DataFrame, target_profile: pd.DataFrame):
-        self._validate_params()
-        anchor_profile, target_profile = as_profile(anchor_profile), as_profile(target_profile)
-        self.op_columns_ = list(op_part(target_profile).columns)
+        anchor_profile, target_profile = start_profile_fit(self, anchor_profile, target_profile)
         model = clone(self.estimator if self.estimator is not None else LinearRegression())
         if self.target_transform == "log1p":
             model = TransformedTargetRegressor(regressor=model, func=np.log1p, inverse_func=np.expm1, check_inverse=False)
@@ -78,6 +76,15 @@ class ProfileRegressor(RegressorMixin, BaseEstimator):
             return predicted
         latency = _apply_latency_mapping(self.latency_model_, np.clip(predicted, 0, None).sum(axis=1))
         return np.column_stack([predicted, latency])
+
+
+def start_profile_fit(estimator, anchor_profile, target_profile) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What every profile regressor's ``fit`` does first: check its parameters, take the profiles as
+    frames, and record the target's op columns as ``op_columns_``."""
+    estimator._validate_params()
+    anchor_profile, target_profile = as_profile(anchor_profile), as_profile(target_profile)
+    estimator.op_columns_ = list(op_part(target_profile).columns)
+    return anchor_profile, target_profile
 
 
 def _fit_latency_mapping(vector_total: np.ndarray, batch_latency: np.ndarray) -> LinearRegression | None:

@@ -36,6 +36,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
+from src.models.profile_regressor import start_profile_fit
 from src.schema import BATCH_LATENCY, aligned_ops, as_profile, op_part
 
 # HistGradientBoosting accepts at most 255 categories; one code is kept for "op not learned".
@@ -130,9 +131,7 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
 
     def fit(self, anchor_profile: pd.DataFrame, target_profile: pd.DataFrame):
         """Learn the per-op ratio model (and the latency models when the target has a latency)."""
-        self._validate_params()
-        anchor_profile, target_profile = as_profile(anchor_profile), as_profile(target_profile)
-        self.op_columns_ = list(op_part(target_profile).columns)
+        anchor_profile, target_profile = start_profile_fit(self, anchor_profile, target_profile)
         anchor_ops_present = list(op_part(anchor_profile).columns)
         if sorted(anchor_ops_present) != sorted(self.op_columns_):
             differing = sorted(set(anchor_ops_present) ^ set(self.op_columns_))
