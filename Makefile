@@ -8,6 +8,6 @@ sweep:  ## the four study regressors on the embedded default, anchor g3s.xlarge
 test:  ## the test suite
 	python -m pytest
 ui:  ## the MLflow UI on this project's runs
-	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db
+	mlflow ui  # MLflow's default store ./mlflow.db is where profcast logs
 benchmark:  ## accuracy benchmark on the real PROFET data (../shared)
 	python -m benchmarks.accuracy --json benchmarks/results/accuracy-profiles.json
