@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -9,7 +10,13 @@ from omegaconf import DictConfig, OmegaConf
 from src.errors import ProfcastError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO_ROOT / "conf"
+# src/conf is a link to the checkout's conf/ and, in an installed wheel, the copied configs:
+# one path that works in both, and the one @hydra.main(config_path="conf") resolves.
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+# A checkout keeps its caches in .cache/ beside the code; an installed package in the user's cache.
+SOURCE_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file()
+USER_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "profcast"
+CACHE_ROOT = REPO_ROOT / ".cache" / "profcast" if SOURCE_CHECKOUT else USER_CACHE
 # Keys of an option that describe it (for run names and params) and are not constructor arguments.
 DESCRIPTIVE_KEYS = ("name",)
 

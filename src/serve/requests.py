@@ -17,6 +17,7 @@ from mlflow.types import ColSpec, Schema
 from src.ingest.tables import BAD_NUMBER_WORDING, parse_numbers, shown_value
 from src.schema import BATCH_LATENCY
 
+TRAINED_ON = "trained_on"  # output column: the training data's description, kind and fingerprint
 TARGET_INSTANCE = "target_instance"  # optional request column: predict for this target only
 INPUT_ROW = "input_row"  # output column: which request row a prediction belongs to
 PREDICTED_TOTAL = "predicted_total"  # output column: sum of the predicted op vector (us)
@@ -110,7 +111,7 @@ def requested_targets(profiles: pd.DataFrame, targets: list[str]) -> pd.Series:
     return wanted
 
 
-def job_signature(op_columns: list[str], output_op_columns: list[str], predicts_latency: bool) -> ModelSignature:
+def job_signature(op_columns: list[str], output_op_columns: list[str], predicts_latency: bool, names_data: bool = False) -> ModelSignature:
     """Every input column optional, so a profile may list only the ops that ran; named outputs."""
     inputs = [ColSpec("double", column, required=False) for column in op_columns]
     inputs.append(ColSpec("double", BATCH_LATENCY, required=False))
@@ -120,4 +121,5 @@ def job_signature(op_columns: list[str], output_op_columns: list[str], predicts_
     outputs += [ColSpec("double", column) for column in output_op_columns]
     outputs += [ColSpec("double", BATCH_LATENCY)] if predicts_latency else []
     outputs.append(ColSpec("double", PREDICTED_TOTAL))
+    outputs += [ColSpec("string", TRAINED_ON)] if names_data else []  # which data the model stands on
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))

@@ -45,14 +45,18 @@ def model_requirements() -> list[str]:
     return [f"{package}=={version(package)}" for package in packages]
 
 
-def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = None) -> str:
+def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = None, metadata: dict | None = None) -> str:
     """Log every target's fitted regressor as one servable model on the active run; return its URI.
 
     ``target_results`` maps each target instance to an object with ``.model`` (fitted regressor)
     and ``.input_example`` (anchor rows it was trained on), e.g. src.train.TargetResult. Each
     regressor is serialised once (skops); MLflow loads the model through src.serve.job_model.
     Each run of ``target_runs`` ({target: run id}) is tagged with the model that holds its regressor.
+    ``metadata`` (what it was trained on: data, data_kind, data_fingerprint, ...) joins the model's
+    metadata, and its served output names the data in a ``trained_on`` column.
     """
+    from src.tracking.provenance import trained_on
+
     from src.serve.job_model import JOB_MODEL_NAME, JOB_MODEL_TAG, JOB_MODEL_URI_TAG, save_job_model
     from src.serve.requests import job_signature
 
@@ -60,15 +64,17 @@ def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = 
     op_columns = union_columns(list(op_part(result.input_example).columns) for result in target_results.values())
     input_example = next(iter(target_results.values())).input_example.reset_index(drop=True)
     with tempfile.TemporaryDirectory() as folder:
-        manifest = save_job_model(folder, anchor, models, op_columns)
+        metadata = dict(metadata or {})
+        data_line = trained_on(metadata["data"], metadata["data_kind"], metadata["data_fingerprint"]) if "data" in metadata else None
+        manifest = save_job_model(folder, anchor, models, op_columns, trained_on=data_line)
         logged = mlflow.pyfunc.log_model(
             name=JOB_MODEL_NAME,
             loader_module="src.serve.job_model",
             data_path=folder,
-            signature=job_signature(op_columns, manifest["output_op_columns"], manifest["predicts_latency"]),
+            signature=job_signature(op_columns, manifest["output_op_columns"], manifest["predicts_latency"], data_line is not None),
             input_example=input_example,
             pip_requirements=model_requirements(),
-            metadata={"anchor": anchor, "targets": list(models)},
+            metadata={**metadata, "anchor": anchor, "targets": list(models)},
         )
     mlflow.set_tags({JOB_MODEL_TAG: JOB_MODEL_NAME, JOB_MODEL_URI_TAG: logged.model_uri})
     client = mlflow.MlflowClient()
