@@ -160,6 +160,7 @@ def recommend(args) -> str:
     import mlflow
 
     from src.config import compose_train_config
+    from src.serve.model_info import model_lines, training_data_line
     from src.tracking.store import tracking_uri
 
     if args.dataset_size <= 0:
@@ -187,13 +188,14 @@ def recommend(args) -> str:
     epoch = f"{args.dataset_size:,} samples / batch {batchsize} = {math.ceil(args.dataset_size / batchsize):,} steps" if batchsize else "n/a"
     lines = [
         f"profile: {args.profile} ({anchor_profile.kind}, {n_ops} op columns) on anchor {args.anchor}",
-        f"model:   {uri}",
+        *model_lines(uri, model.metadata.metadata or {}),
         f"epoch:   {epoch}",
         "",
         format_table(table),
     ]
     lines += [f"note: {note}" for note in notes]
     if args.plot:
-        plot_ranking(table, args.plot, f"{Path(args.profile).name} from {args.anchor}: predicted batch latency")
+        title = f"{Path(args.profile).name} from {args.anchor}: predicted batch latency\ntrained on {training_data_line(model.metadata.metadata or {})}"
+        plot_ranking(table, args.plot, title)
         lines.append(f"plot:    {args.plot}")
     return "\n".join(lines)
