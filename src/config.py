@@ -13,10 +13,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # src/conf is a link to the checkout's conf/ and, in an installed wheel, the copied configs:
 # one path that works in both, and the one @hydra.main(config_path="conf") resolves.
 CONF_DIR = Path(__file__).resolve().parent / "conf"
-# A checkout keeps its caches in .cache/ beside the code; an installed package in the user's cache.
-SOURCE_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file()
-USER_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "profcast"
-CACHE_ROOT = REPO_ROOT / ".cache" / "profcast" if SOURCE_CHECKOUT else USER_CACHE
+
+
+def cache_root(code_root: Path = REPO_ROOT) -> Path:
+    """Where generated data is cached: ``.cache/profcast`` in a source checkout (beside the code),
+    the user's cache (``$XDG_CACHE_HOME`` or ``~/.cache``, ``/profcast``) for an installed package,
+    whose code folder is site-packages."""
+    if (code_root / "pyproject.toml").is_file():
+        return code_root / ".cache" / "profcast"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "profcast"
+
+
+CACHE_ROOT = cache_root()
 # Keys of an option that describe it (for run names and params) and are not constructor arguments.
 DESCRIPTIVE_KEYS = ("name",)
 

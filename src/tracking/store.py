@@ -38,7 +38,11 @@ def configure_tracking(configured_uri: str | None, experiment: str) -> str:
 
     uri = tracking_uri(configured_uri)
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        database = Path(uri.removeprefix("sqlite:///")).resolve()
+        database.parent.mkdir(parents=True, exist_ok=True)
+        # Absolute, as MLflow itself resolves its default: MLflow caches stores by URI text, so a
+        # relative one would keep pointing at the first folder's database after a chdir.
+        uri = f"sqlite:///{database}"
     mlflow.set_tracking_uri(uri)
     launched_run = os.environ.get("MLFLOW_RUN_ID")
     if launched_run:  # under `mlflow run`, stay in the experiment of the run it opened for us
