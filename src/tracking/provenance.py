@@ -66,6 +66,10 @@ def dataset_input(profiles: pd.DataFrame, name: str, source: str):
 
     import mlflow
 
-    with warnings.catch_warnings():  # a description as source matches two resolvers; either is right
-        warnings.simplefilter("ignore", UserWarning)
-        return mlflow.data.from_pandas(profiles, name=name, source=source)
+    # MLflow warns that a description as source matches two resolvers (either is right), that
+    # integer key columns (batchsize) cannot hold NaN, and about pandas internals: none is the user's.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = mlflow.data.from_pandas(profiles, name=name, source=source)
+        dataset._to_mlflow_entity()  # computes (and keeps) the schema and profile now, under this filter
+    return dataset
