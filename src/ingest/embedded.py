@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from src.config import CACHE_ROOT
+from src.config import CACHE_ROOT, REPO_ROOT  # noqa: F401 (REPO_ROOT: still importable from here)
 from src.errors import ProfcastError
 from src.generate.exports import GENERATOR_VERSION, generate_tree
 from src.generate.networks import CNN_MODELS, RNN_MODELS

@@ -55,10 +55,9 @@ def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = 
     ``metadata`` (what it was trained on: data, data_kind, data_fingerprint, ...) joins the model's
     metadata, and its served output names the data in a ``trained_on`` column.
     """
-    from src.tracking.provenance import trained_on
-
     from src.serve.job_model import JOB_MODEL_NAME, JOB_MODEL_TAG, JOB_MODEL_URI_TAG, save_job_model
     from src.serve.requests import job_signature
+    from src.tracking.provenance import trained_on
 
     models = {target: result.model for target, result in target_results.items()}
     op_columns = union_columns(list(op_part(result.input_example).columns) for result in target_results.values())
