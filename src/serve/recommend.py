@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -195,7 +196,8 @@ def recommend(args) -> str:
     ]
     lines += [f"note: {note}" for note in notes]
     if args.plot:
-        title = f"{Path(args.profile).name} from {args.anchor}: predicted batch latency\ntrained on {training_data_line(model.metadata.metadata or {})}"
+        trained = textwrap.fill(f"trained on {training_data_line(model.metadata.metadata or {})}", 75)  # fits the 7-inch figure
+        title = f"{Path(args.profile).name} from {args.anchor}: predicted batch latency\n{trained}"
         plot_ranking(table, args.plot, title)
         lines.append(f"plot:    {args.plot}")
     return "\n".join(lines)
