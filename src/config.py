@@ -10,9 +10,10 @@ from omegaconf import DictConfig, OmegaConf
 from src.errors import ProfcastError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# src/conf is a link to the checkout's conf/ and, in an installed wheel, the copied configs:
-# one path that works in both, and the one @hydra.main(config_path="conf") resolves.
-CONF_DIR = Path(__file__).resolve().parent / "conf"
+# src/conf is a link to the checkout's conf/ and, in an installed wheel, the copied configs. A
+# checkout without symlinks (git on Windows by default) has a small text file there: use conf/.
+_PACKAGE_CONF = Path(__file__).resolve().parent / "conf"
+CONF_DIR = _PACKAGE_CONF if _PACKAGE_CONF.is_dir() else REPO_ROOT / "conf"
 
 
 def cache_root(code_root: Path = REPO_ROOT) -> Path:

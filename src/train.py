@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from sklearn.base import clone
 
 from src.cli import print_error
-from src.config import checked_estimator, instantiate_option
+from src.config import CONF_DIR, checked_estimator, instantiate_option
 from src.errors import ProfcastError
 from src.pipeline.evaluation import cross_validate, fit_regressor, score, vector_frames
 from src.pipeline.pairing import PAIRING_MODES, PairedRuns, pair_runs, resolve_targets
@@ -187,7 +187,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     return results
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> None:
     """Command-line entry point: user errors become one line on stderr and exit code 2."""
     try:
