@@ -15,7 +15,8 @@ import pandas as pd
 GENERATED = "generated"
 REAL = "real"
 GENERATED_WARNING = "trained on generated data: these are not real measurements"
-# Tags on job runs (and their target runs); the registry groups comparable jobs by the last three.
+# Tags on job runs (and their target runs); the registry compares only jobs whose fingerprint,
+# anchor and targets tags are equal (comparable_key).
 DATA_TAG = "profcast.data"
 DATA_KIND_TAG = "profcast.data_kind"
 FINGERPRINT_TAG = "profcast.data_fingerprint"
