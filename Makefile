@@ -10,6 +10,6 @@ test:  ## the fast tier: every test but the real sweeps and real-data jobs (-m "
 test-all:  ## the whole suite, as CI runs it
 	python -m pytest
 ui:  ## the MLflow UI on this project's runs
-	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db
+	mlflow ui  # MLflow's default store ./mlflow.db is where profcast logs
 benchmark:  ## accuracy benchmark on the real PROFET data (../shared)
 	python -m benchmarks.accuracy --json benchmarks/results/accuracy-profiles.json

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -9,7 +10,22 @@ from omegaconf import DictConfig, OmegaConf
 from src.errors import ProfcastError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO_ROOT / "conf"
+# src/conf is a link to the checkout's conf/ and, in an installed wheel, the copied configs. A
+# checkout without symlinks (git on Windows by default) has a small text file there: use conf/.
+_PACKAGE_CONF = Path(__file__).resolve().parent / "conf"
+CONF_DIR = _PACKAGE_CONF if _PACKAGE_CONF.is_dir() else REPO_ROOT / "conf"
+
+
+def cache_root(code_root: Path = REPO_ROOT) -> Path:
+    """Where generated data is cached: ``.cache/profcast`` in a source checkout (beside the code),
+    the user's cache (``$XDG_CACHE_HOME`` or ``~/.cache``, ``/profcast``) for an installed package,
+    whose code folder is site-packages."""
+    if (code_root / "pyproject.toml").is_file():
+        return code_root / ".cache" / "profcast"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "profcast"
+
+
+CACHE_ROOT = cache_root()
 # Keys of an option that describe it (for run names and params) and are not constructor arguments.
 DESCRIPTIVE_KEYS = ("name",)
 

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from sklearn.base import clone
 
 from src.cli import print_error
-from src.config import checked_estimator, instantiate_option
+from src.config import CONF_DIR, checked_estimator, instantiate_option
 from src.errors import ProfcastError
 from src.pipeline.evaluation import cross_validate, fit_regressor, score, vector_frames
 from src.pipeline.pairing import PAIRING_MODES, PairedRuns, pair_runs, resolve_targets
@@ -39,6 +39,11 @@ class Job:
     features: object  # has select(anchor_train_ops, target_train_ops) -> op columns
     split: object  # has folds(keys) -> [(train_rows, test_rows)]
     regressor: object  # an unfitted profile regressor; each fit uses a clone
+    profiles: pd.DataFrame | None = None  # the loaded table (logged as the runs' dataset input)
+    data_description: str = ""  # the source's describe(): which data, e.g. "PROFET real measurements"
+    data_kind: str = ""  # generated | real (src.tracking.provenance)
+    data_fingerprint: str = ""  # hash of the loaded table: jobs are comparable only with equal ones
+    data_source: str = ""  # where the table came from (a path, or the description)
 
 
 @dataclass
@@ -68,14 +73,20 @@ def prepare_job(cfg: DictConfig) -> Job:
     pairs = {target: pair_runs(profiles, cfg.anchor, target, cfg.pairing) for target in targets}
     for paired in pairs.values():
         split.folds(paired.keys)  # an unknown holdout model or a single group fails here
-    return Job(pairs=pairs, features=features, split=split, regressor=regressor)
+    from src.tracking.provenance import data_fingerprint, data_kind
+
+    return Job(pairs=pairs, features=features, split=split, regressor=regressor, profiles=profiles,
+               data_description=data.describe(), data_kind=data_kind(cfg.data), data_fingerprint=data_fingerprint(profiles),
+               data_source=str(getattr(data, "path", "") or data.describe()))
 
 
 def evaluate_target(paired: PairedRuns, job: Job, cfg: DictConfig) -> TargetResult:
     """Cross-validate on held-out groups, then refit on every paired row for the logged model."""
+    from src.progress import track
+
     folds = job.split.folds(paired.keys)
     make_regressor = lambda: clone(job.regressor)  # noqa: E731
-    held_out = cross_validate(paired, folds, make_regressor, job.features.select)
+    held_out = cross_validate(paired, track(folds, f"{paired.target} folds", level=1), make_regressor, job.features.select)
     metrics, column_mape = score(held_out, paired.target_profile)
     model, columns = fit_regressor(paired, np.arange(len(paired)), make_regressor, job.features.select)
     anchor_frame, _ = vector_frames(paired, columns)
@@ -116,19 +127,29 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     """Run one job: a model per target, each in a nested MLflow run. Returns metrics per target."""
     job = prepare_job(cfg)
     # MLflow loads slowly: import it only once the input is known to be good.
+    from src.progress import logging_beside_bars, track
+    from src.tracking import provenance
     from src.tracking.runs import job_run, log_job_metrics, log_job_model, log_target_result, target_run
     from src.tracking.store import configure_tracking
+    from src.tracking.summary import log_job_summary
     from src.tracking.sweep import sweep_parent_run_id
 
     experiment_id = configure_tracking(cfg.tracking_uri, cfg.mlflow_experiment)
     job_name = f"{cfg.anchor} {cfg.regressor.name} {cfg.features.name} {cfg.split.name}"
+    parent_run_id = sweep_parent_run_id()
     fitted: dict[str, TargetResult] = {}
     target_runs: dict[str, str] = {}
-    with job_run(experiment_id, job_name, cfg, parent_run_id=sweep_parent_run_id()):
-        for number, (target, paired) in enumerate(job.pairs.items(), start=1):
+    data_tags = provenance.job_tags(job.data_description, job.data_kind, job.data_fingerprint, cfg.anchor, job.pairs)
+    dataset = provenance.dataset_input(job.profiles, f"{cfg.data.name}-{job.data_fingerprint[:8]}", job.data_source)
+    log.info("[%s] data: %s", job_name, provenance.trained_on(job.data_description, job.data_kind, job.data_fingerprint))
+    if job.data_kind == provenance.GENERATED:
+        log.warning("[%s] %s (data=profet or data=file for real profiles)", job_name, provenance.GENERATED_WARNING)
+    data_params = {"data_kind": job.data_kind, "data_fingerprint": job.data_fingerprint}
+    with logging_beside_bars(), job_run(experiment_id, job_name, cfg, parent_run_id, data_tags, data_params, dataset) as job_run_id:
+        for number, (target, paired) in enumerate(track(job.pairs.items(), f"{job_name}: targets"), start=1):
             log.info("[%s] target %d/%d %s: %d pairs (%s pairing)", job_name, number, len(job.pairs), target, len(paired), paired.mode)
             result = evaluate_target(paired, job, cfg)
-            with target_run(experiment_id, f"{cfg.anchor} -> {target}") as run_id:
+            with target_run(experiment_id, f"{cfg.anchor} -> {target} ({cfg.regressor.name})", data_tags, dataset) as run_id:
                 log_target_result(result, cfg)
             target_runs[target], fitted[target] = run_id, result
             log.info("[%s] target %s: wape %.1f%%, median column MAPE %.1f%%", job_name, target, result.metrics["wape"], result.metrics["mape_median"])
@@ -139,13 +160,20 @@ def train(cfg: DictConfig) -> dict[str, dict]:
             if any(name in metrics for metrics in results.values())
         }
         log_job_metrics(job_means)
+        log_job_summary(results, job_name)  # targets.csv, targets.md, targets.png on the job run
         if cfg.log_model:
-            log_job_model(cfg.anchor, fitted, target_runs)  # one servable model: every target of this anchor
+            metadata = {"data": job.data_description, "data_kind": job.data_kind, "data_fingerprint": job.data_fingerprint,
+                        "job_run_id": job_run_id, "regressor": cfg.regressor.name}
+            log_job_model(cfg.anchor, fitted, target_runs, metadata)  # one servable model: every target of this anchor
+    if cfg.log_model and (cfg.get("registry") or {}).get("register_single") and not parent_run_id:
+        from src.serve.registry import register_job
+
+        register_job(job_run_id, cfg.registry.get("alias", "champion"), cfg.registry.get("metric"))
     log.info("[%s] done: mean wape over %d targets %.1f%%", job_name, len(results), job_means.get("mean_wape", float("nan")))
     return results
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> None:
     """Command-line entry point: user errors become one line on stderr and exit code 2."""
     try:

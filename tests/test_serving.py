@@ -76,7 +76,7 @@ def test_job_model_predicts_every_target_by_name(store, regressor):
     assert all(not spec.required for spec in model.metadata.get_input_schema().inputs)
     rows = anchor_rows(store)
     predicted = model.predict(rows)
-    assert list(predicted.columns) == [INPUT_ROW, TARGET_INSTANCE, *OPS, "batch_latency", PREDICTED_TOTAL]
+    assert list(predicted.columns) == [INPUT_ROW, TARGET_INSTANCE, *OPS, "batch_latency", PREDICTED_TOTAL, "trained_on"]
     assert list(predicted[INPUT_ROW]) == [0, 0, 1, 1, 2, 2] and list(predicted[TARGET_INSTANCE]) == TARGETS * 3
     np.testing.assert_allclose(predicted[PREDICTED_TOTAL], predicted[OPS].sum(axis=1))
     assert (predicted[OPS] >= 0).all().all() and (predicted["batch_latency"] > 0).all()

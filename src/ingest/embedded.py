@@ -3,7 +3,8 @@
 The first use writes the raw tf_stats tree (``src.generate``) and its parsed wide table
 (parquet) into ``<cache parent>/embedded-v<GENERATOR_VERSION>-seed<seed>/``; later uses read
 the parquet file only. The cache parent is ``cache_dir`` if given, else ``$PROFCAST_CACHE_DIR``,
-else ``<repo root>/.cache/profcast``.
+else ``<repo root>/.cache/profcast`` in a checkout
+(``~/.cache/profcast`` for an installed package).
 """
 
 import os
@@ -14,13 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from src.config import REPO_ROOT
+from src.config import CACHE_ROOT, REPO_ROOT  # noqa: F401 (REPO_ROOT: still importable from here)
 from src.errors import ProfcastError
 from src.generate.exports import GENERATOR_VERSION, generate_tree
 from src.generate.networks import CNN_MODELS, RNN_MODELS
 from src.ingest.tfstats import read_tfstats_tree
 
-DEFAULT_CACHE_PARENT = REPO_ROOT / ".cache" / "profcast"
+DEFAULT_CACHE_PARENT = CACHE_ROOT  # <checkout>/.cache/profcast, or ~/.cache/profcast when installed
 CACHE_ENV_VAR = "PROFCAST_CACHE_DIR"
 # A staging folder this old is left over from a killed first use, not one still being built.
 STALE_STAGING_SECONDS = 3600

@@ -24,6 +24,7 @@ from src.serve.requests import (
     INPUT_ROW,
     PREDICTED_TOTAL,
     TARGET_INSTANCE,
+    TRAINED_ON,
     checked_anchor_profiles,
     requested_targets,
     unknown_columns,
@@ -51,13 +52,15 @@ TRUSTED_PREFIXES = ("src.models.",)  # profcast's own estimators
 class JobModel:
     """Predicts every target instance's profile from an anchor profile, with named columns."""
 
-    def __init__(self, anchor: str, models: dict, op_columns: list[str], output_op_columns: list[str], predicts_latency: bool):
+    def __init__(self, anchor: str, models: dict, op_columns: list[str], output_op_columns: list[str], predicts_latency: bool,
+                 trained_on: str | None = None):
         self.anchor = anchor
         self.models = models
         self.targets = list(models)
         self.op_columns = op_columns
         self.output_op_columns = output_op_columns
         self.predicts_latency = predicts_latency
+        self.trained_on = trained_on  # e.g. "generated data: embedded generated data (...) (fingerprint ...)"
 
     def predict(self, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """One row per (request row, target): target_instance, op columns, batch_latency, total."""
@@ -95,10 +98,12 @@ class JobModel:
         if self.predicts_latency:
             frame[BATCH_LATENCY] = raw[BATCH_LATENCY].to_numpy(dtype=float) if BATCH_LATENCY in raw else np.nan
         frame[PREDICTED_TOTAL] = ops.sum(axis=1)
+        if self.trained_on is not None:
+            frame[TRAINED_ON] = self.trained_on
         return frame
 
 
-def save_job_model(folder, anchor: str, models: dict, op_columns: list[str]) -> dict:
+def save_job_model(folder, anchor: str, models: dict, op_columns: list[str], trained_on: str | None = None) -> dict:
     """Write every target's fitted regressor (one skops file each) and the manifest into ``folder``.
 
     ``op_columns`` are the anchor op columns any of the models reads. Returns the manifest; each regressor is serialised exactly once, here.
@@ -117,6 +122,7 @@ def save_job_model(folder, anchor: str, models: dict, op_columns: list[str]) -> 
         "op_columns": list(op_columns),
         "output_op_columns": union_columns([c for c in model.output_columns_ if c != BATCH_LATENCY] for model in models.values()),
         "predicts_latency": any(BATCH_LATENCY in model.output_columns_ for model in models.values()),
+        "trained_on": trained_on,
     }
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return manifest
@@ -136,7 +142,8 @@ def load_job_model_folder(folder) -> JobModel:
     for target, name in files.items():
         path = folder / Path(str(name)).name  # never a path outside the model folder
         models[target] = skops.io.load(path, trusted=_checked_types(path))
-    return JobModel(manifest["anchor"], models, manifest["op_columns"], manifest["output_op_columns"], manifest["predicts_latency"])
+    return JobModel(manifest["anchor"], models, manifest["op_columns"], manifest["output_op_columns"], manifest["predicts_latency"],
+                    manifest.get("trained_on"))
 
 
 def _load_pyfunc(data_path: str) -> JobModel:

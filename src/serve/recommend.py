@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,7 @@ def plot_ranking(table: pd.DataFrame, path, title: str) -> None:
 def recommend(args) -> str:
     """Everything the CLI does, returning the text it prints (errors raise ProfcastError)."""
     from src.config import compose_train_config
+    from src.serve.model_info import model_lines, training_data_line
     from src.serve.registry import load_job_model
     from src.tracking.store import use_store
 
@@ -154,13 +156,15 @@ def recommend(args) -> str:
     epoch = f"{args.dataset_size:,} samples / batch {batchsize} = {math.ceil(args.dataset_size / batchsize):,} steps" if batchsize else "n/a"
     lines = [
         f"profile: {args.profile} ({anchor_profile.kind}, {n_ops} op columns) on anchor {args.anchor}",
-        f"model:   {uri}",
+        *model_lines(uri, model.metadata.metadata or {}),
         f"epoch:   {epoch}",
         "",
         format_table(table),
     ]
     lines += [f"note: {note}" for note in notes]
     if args.plot:
-        plot_ranking(table, args.plot, f"{Path(args.profile).name} from {args.anchor}: predicted batch latency")
+        trained = textwrap.fill(f"trained on {training_data_line(model.metadata.metadata or {})}", 75)  # fits the 7-inch figure
+        title = f"{Path(args.profile).name} from {args.anchor}: predicted batch latency\n{trained}"
+        plot_ranking(table, args.plot, title)
         lines.append(f"plot:    {args.plot}")
     return "\n".join(lines)

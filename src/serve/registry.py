@@ -49,9 +49,10 @@ def job_runs(experiment_id: str, parent_run_id: str | None = None, anchor: str |
 
 
 def best_runs_by_anchor(runs: list, metric: str = DEFAULT_METRIC, lower_is_better: bool = True) -> dict:
-    """For each anchor, the run with the best finite ``metric``; runs without it are passed over."""
+    """For each anchor, the run with the best finite ``metric`` among the runs comparable with the
+    newest one (same data fingerprint, anchor and targets); runs without the metric are passed over."""
     best: dict = {}
-    for run in runs:
+    for run in comparable_with_newest(runs):
         value = run.data.metrics.get(metric)
         if value is None or not math.isfinite(value):
             continue
@@ -60,6 +61,23 @@ def best_runs_by_anchor(runs: list, metric: str = DEFAULT_METRIC, lower_is_bette
         if current is None or _better(value, current.data.metrics[metric], lower_is_better):
             best[anchor] = run
     return best
+
+
+def comparable_with_newest(runs: list) -> list:
+    """Per anchor, keep only the runs scored on the same question as the newest run: the same data
+    (fingerprint) and the same targets. A 1-target job on real data and 9-target jobs on generated
+    data measure different things, so their errors cannot rank one against the other."""
+    from src.tracking.provenance import comparable_key
+
+    newest: dict = {}
+    for run in runs:
+        anchor = run.data.params.get("anchor")
+        if anchor not in newest or run.info.start_time > newest[anchor].info.start_time:
+            newest[anchor] = run
+    kept = [run for run in runs if comparable_key(run.data.tags) == comparable_key(newest[run.data.params.get("anchor")].data.tags)]
+    if len(kept) < len(runs):
+        log.info("registry: %d job run(s) passed over: other data or targets than the newest job of their anchor", len(runs) - len(kept))
+    return kept
 
 
 def _better(value: float, than: float, lower_is_better: bool) -> bool:
@@ -89,7 +107,10 @@ def register_job(run, alias: str = DEFAULT_ALIAS, metric: str | None = None):
     current = _alias_version(client, name, alias)
     if current is not None and current.run_id == run.info.run_id:
         return current
+    from src.tracking.provenance import DATA_KIND_TAG, DATA_TAG, FINGERPRINT_TAG, TARGETS_TAG
+
     tags = {"profcast.job_run_id": run.info.run_id, "profcast.regressor": run.data.params.get("regressor", "")}
+    tags.update({key: run.data.tags[key] for key in (DATA_TAG, DATA_KIND_TAG, FINGERPRINT_TAG, TARGETS_TAG) if key in run.data.tags})
     if metric and metric in run.data.metrics:
         tags[f"profcast.{metric}"] = str(run.data.metrics[metric])
     model_uri = run.data.tags.get(JOB_MODEL_URI_TAG) or f"runs:/{run.info.run_id}/{model_name}"

@@ -15,6 +15,7 @@ from src.errors import ProfcastError
 from src.ingest.tables import BAD_NUMBER_WORDING, parse_numbers, shown_value
 from src.schema import BATCH_LATENCY
 
+TRAINED_ON = "trained_on"  # output column: the training data's description, kind and fingerprint
 TARGET_INSTANCE = "target_instance"  # optional request column: predict for this target only
 INPUT_ROW = "input_row"  # output column: which request row a prediction belongs to
 PREDICTED_TOTAL = "predicted_total"  # output column: sum of the predicted op vector (us)

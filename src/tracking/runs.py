@@ -13,7 +13,7 @@ from mlflow.types import ColSpec, Schema
 from omegaconf import DictConfig, OmegaConf
 
 from src.schema import BATCH_LATENCY, op_part, union_columns
-from src.serve.requests import DESCRIPTIVE_COLUMNS, INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE
+from src.serve.requests import DESCRIPTIVE_COLUMNS, INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE, TRAINED_ON
 from src.tracking import plots
 
 
@@ -24,21 +24,33 @@ def flat_config(cfg: DictConfig, skip: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 @contextmanager
-def job_run(experiment_id: str, job_name: str, cfg: DictConfig, parent_run_id: str | None = None):
-    """The job's run (nested under the sweep's parent run when there is one), with its params logged."""
-    with mlflow.start_run(experiment_id=experiment_id, run_name=job_name, parent_run_id=parent_run_id, nested=bool(parent_run_id)):
+def job_run(experiment_id: str, job_name: str, cfg: DictConfig, parent_run_id: str | None = None,
+            tags: dict | None = None, extra_params: dict | None = None, dataset=None):
+    """The job's run (nested under the sweep's parent run when there is one), with its params, tags
+    and dataset input logged; yields its run id."""
+    from src.tracking.provenance import RUN_KIND_TAG
+
+    with mlflow.start_run(experiment_id=experiment_id, run_name=job_name, parent_run_id=parent_run_id,
+                          nested=bool(parent_run_id), tags={**(tags or {}), RUN_KIND_TAG: "job"}) as run:
         mlflow.log_params(flat_config(cfg, skip=("anchor", "target", "pairing")))
         mlflow.log_params({
             "anchor": cfg.anchor, "target": cfg.target, "regressor": cfg.regressor.name,
-            "features": cfg.features.name, "split": cfg.split.name, "pairing": cfg.pairing,
+            "features": cfg.features.name, "split": cfg.split.name, "pairing": cfg.pairing, **(extra_params or {}),
         })
-        yield
+        if dataset is not None:
+            mlflow.log_input(dataset, context="training")
+        yield run.info.run_id
 
 
 @contextmanager
-def target_run(experiment_id: str, run_name: str):
-    """One target's run, nested in the active job run; yields its run id."""
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=True) as run:
+def target_run(experiment_id: str, run_name: str, tags: dict | None = None, dataset=None):
+    """One target's run, nested in the active job run, tagged and with the dataset input; yields its run id."""
+    from src.tracking.provenance import RUN_KIND_TAG
+
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=True,
+                          tags={**(tags or {}), RUN_KIND_TAG: "target"}) as run:
+        if dataset is not None:
+            mlflow.log_input(dataset, context="training")
         yield run.info.run_id
 
 
@@ -73,29 +85,34 @@ def model_requirements() -> list[str]:
     return [f"{package}=={version(package)}" for package in packages]
 
 
-def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = None) -> str:
+def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = None, metadata: dict | None = None) -> str:
     """Log every target's fitted regressor as one servable model on the active run; return its URI.
 
     ``target_results`` maps each target instance to an object with ``.model`` (fitted regressor)
     and ``.input_example`` (anchor rows it was trained on), e.g. src.train.TargetResult. Each
     regressor is serialised once (skops); MLflow loads the model through src.serve.job_model.
     Each run of ``target_runs`` ({target: run id}) is tagged with the model that holds its regressor.
+    ``metadata`` (what it was trained on: data, data_kind, data_fingerprint, ...) joins the model's
+    metadata, and its served output names the data in a ``trained_on`` column.
     """
     from src.serve.job_model import JOB_MODEL_NAME, JOB_MODEL_TAG, JOB_MODEL_URI_TAG, save_job_model
-    
+    from src.tracking.provenance import trained_on
+
     models = {target: result.model for target, result in target_results.items()}
     op_columns = union_columns(list(op_part(result.input_example).columns) for result in target_results.values())
     input_example = next(iter(target_results.values())).input_example.reset_index(drop=True)
     with tempfile.TemporaryDirectory() as folder:
-        manifest = save_job_model(folder, anchor, models, op_columns)
+        metadata = dict(metadata or {})
+        data_line = trained_on(metadata["data"], metadata["data_kind"], metadata["data_fingerprint"]) if "data" in metadata else None
+        manifest = save_job_model(folder, anchor, models, op_columns, trained_on=data_line)
         logged = mlflow.pyfunc.log_model(
             name=JOB_MODEL_NAME,
             loader_module="src.serve.job_model",
             data_path=folder,
-            signature=job_signature(op_columns, manifest["output_op_columns"], manifest["predicts_latency"]),
+            signature=job_signature(op_columns, manifest["output_op_columns"], manifest["predicts_latency"], data_line is not None),
             input_example=input_example,
             pip_requirements=model_requirements(),
-            metadata={"anchor": anchor, "targets": list(models)},
+            metadata={**metadata, "anchor": anchor, "targets": list(models)},
         )
     mlflow.set_tags({JOB_MODEL_TAG: JOB_MODEL_NAME, JOB_MODEL_URI_TAG: logged.model_uri})
     client = mlflow.MlflowClient()
@@ -108,7 +125,7 @@ def _log_csv(frame: pd.DataFrame, artifact_file: str) -> None:
     mlflow.log_text(frame.to_csv(index=False), artifact_file)
 
 
-def job_signature(op_columns: list[str], output_op_columns: list[str], predicts_latency: bool) -> ModelSignature:
+def job_signature(op_columns: list[str], output_op_columns: list[str], predicts_latency: bool, names_data: bool = False) -> ModelSignature:
     """Every input column optional, so a profile may list only the ops that ran; named outputs."""
     inputs = [ColSpec("double", column, required=False) for column in op_columns]
     inputs.append(ColSpec("double", BATCH_LATENCY, required=False))
@@ -118,4 +135,5 @@ def job_signature(op_columns: list[str], output_op_columns: list[str], predicts_
     outputs += [ColSpec("double", column) for column in output_op_columns]
     outputs += [ColSpec("double", BATCH_LATENCY)] if predicts_latency else []
     outputs.append(ColSpec("double", PREDICTED_TOTAL))
+    outputs += [ColSpec("string", TRAINED_ON)] if names_data else []  # which data the model stands on
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))

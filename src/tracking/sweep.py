@@ -28,10 +28,12 @@ class SweepParentRun(Callback):
         from src.tracking.store import configure_tracking
 
         experiment_id = configure_tracking(config.tracking_uri, config.mlflow_experiment)
+        swept = " ".join(str(item) for item in (config.hydra.overrides.get("task") or []))
         run = MlflowClient().create_run(
             experiment_id,
-            run_name=f"sweep {config.anchor}",
-            tags={"profcast.sweep_dir": str(config.hydra.sweep.dir)},
+            run_name=f"sweep {config.anchor}: {swept}".strip().rstrip(":"),  # the UI's one row for the sweep says what varied
+            tags={"profcast.sweep_dir": str(config.hydra.sweep.dir), "profcast.run_kind": "sweep",
+                  "mlflow.note.content": f"Hydra sweep `{swept}`; expand the row for its jobs."},
         )
         os.environ[PARENT_RUN_ENV] = run.info.run_id
 
