@@ -1,6 +1,6 @@
-.PHONY: help install sweep test ui benchmark
+.PHONY: help install sweep test ui benchmark tracking-server tracking-server-stop
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-21s %s\n", $$1, $$2}'
 install:  ## install profcast and its test tools
 	pip install -e ".[test]"
 sweep:  ## the four study regressors on the embedded default, anchor g3s.xlarge
@@ -11,3 +11,7 @@ ui:  ## the MLflow UI on this project's runs
 	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db
 benchmark:  ## accuracy benchmark on the real PROFET data (../shared)
 	python -m benchmarks.accuracy --json benchmarks/results/accuracy-profiles.json
+tracking-server:  ## shared MLflow server on PostgreSQL (PROFCAST_SERVER_PORT, PROFCAST_SERVER_DIR; docs/cluster.md)
+	python -m src.tracking_server start
+tracking-server-stop:  ## stop the shared tracking server and its PostgreSQL
+	python -m src.tracking_server stop

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 from typing import Any
@@ -18,20 +19,28 @@ class SweepParentRun(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow import MlflowClient
 
-        from src.tracking import configure_tracking
+        from src.errors import ProfcastError
+        from src.sweep_runs import SWEEP_DIR_TAG, check_launcher_store, refuse
+        from src.tracking import configure_tracking, tracking_uri
 
+        try:
+            check_launcher_store(config, tracking_uri(config.tracking_uri))
+        except ProfcastError as error:
+            refuse(error)
+        # Also creates a SQLite store's schema here, once, before parallel jobs could race to.
         experiment_id = configure_tracking(config.tracking_uri, config.experiment)
         run = MlflowClient().create_run(
             experiment_id,
             run_name=f"sweep {config.anchor}",
-            tags={"profcast.sweep_dir": str(config.hydra.sweep.dir)},
+            tags={SWEEP_DIR_TAG: str(config.hydra.sweep.dir)},  # how jobs in other processes find it
         )
         os.environ[PARENT_RUN_ENV] = run.info.run_id
+        # A failed job or a dead worker makes the launcher raise and skips on_multirun_end.
+        atexit.register(_end_unfinished_sweep, run.info.run_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         run_id = os.environ.pop(PARENT_RUN_ENV, None)
         if run_id:
-            from mlflow import MlflowClient
             from mlflow.exceptions import MlflowException
 
             from src.errors import ProfcastError
@@ -41,7 +50,16 @@ class SweepParentRun(Callback):
                 register_sweep(config, run_id)  # best job per anchor -> profcast-<anchor>@champion
             except (MlflowException, ProfcastError) as error:  # the trained jobs stay logged either way
                 logging.getLogger("profcast").error("registry: could not register the sweep's best job: %s", error)
-            MlflowClient().set_terminated(run_id, "FINISHED")
+            from src.sweep_runs import end_sweep
+
+            atexit.unregister(_end_unfinished_sweep)
+            end_sweep(run_id)  # FINISHED, or FAILED with the runs of dead jobs ended KILLED
+
+
+def _end_unfinished_sweep(run_id: str) -> None:
+    from src.sweep_runs import end_sweep
+
+    logging.getLogger("profcast").error("sweep did not complete: parent run %s ends %s", run_id, end_sweep(run_id))
 
 
 def fail_sweep_parent_run() -> None:

@@ -24,6 +24,7 @@ from src.pairing import PAIRING_MODES, PairedRuns, pair_runs, resolve_targets
 from src.regressors import build_regressor, op_part
 from src.splits import validation_folds
 from src.sweep import PARENT_RUN_ENV, fail_sweep_parent_run
+from src.sweep_runs import job_parent_run
 
 log = logging.getLogger("profcast")
 
@@ -107,7 +108,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
 
     experiment_id = configure_tracking(cfg.tracking_uri, cfg.experiment)
     job_name = f"{cfg.anchor} {cfg.regressor.name} {cfg.features.name} {cfg.split.name}"
-    parent_run_id = os.environ.get(PARENT_RUN_ENV)
+    parent_run_id = job_parent_run(experiment_id, os.environ.get(PARENT_RUN_ENV))  # works in any worker process
     fitted: dict[str, TargetResult] = {}
     with mlflow.start_run(experiment_id=experiment_id, run_name=job_name, parent_run_id=parent_run_id, nested=bool(parent_run_id)):
         mlflow.log_params(flat_config(cfg, skip=("anchor", "target", "pairing")))
