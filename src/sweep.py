@@ -53,13 +53,14 @@ class SweepParentRun(Callback):
             from src.sweep_runs import end_sweep
 
             atexit.unregister(_end_unfinished_sweep)
-            end_sweep(run_id)  # FINISHED, or FAILED with the runs of dead jobs ended KILLED
+            end_sweep(run_id, completed=True)  # runs of jobs that died (and were retried) end KILLED
 
 
 def _end_unfinished_sweep(run_id: str) -> None:
     from src.sweep_runs import end_sweep
 
-    logging.getLogger("profcast").error("sweep did not complete: parent run %s ends %s", run_id, end_sweep(run_id))
+    end_sweep(run_id, completed=False)
+    logging.getLogger("profcast").error("sweep did not complete: parent run %s marked FAILED", run_id)
 
 
 def fail_sweep_parent_run() -> None:

@@ -9,7 +9,6 @@ of the sweep knows from its own Hydra config, so a job looks its parent up in th
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 from omegaconf import DictConfig
@@ -62,27 +61,26 @@ def child_runs(parent_run_id: str) -> list:
             return runs
 
 
-def end_sweep(parent_run_id: str) -> str:
-    """End a sweep's parent run: FINISHED if every job finished, else FAILED; return that status.
+def end_sweep(parent_run_id: str, completed: bool) -> list[str]:
+    """End a sweep's parent run (FINISHED if the launcher returned every job, else FAILED).
 
     A job whose process died (killed worker, lost host) left its run and its target runs
-    RUNNING; they are ended KILLED, so no run of an ended sweep stays RUNNING.
+    RUNNING; they are ended KILLED, so no run of an ended sweep stays RUNNING. Returns their ids.
     """
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    jobs = child_runs(parent_run_id)
-    for job in jobs:
+    killed = []
+    for job in child_runs(parent_run_id):
         if job.info.status == "RUNNING":
             for target in child_runs(job.info.run_id):
                 if target.info.status == "RUNNING":
                     client.set_terminated(target.info.run_id, "KILLED")
             client.set_terminated(job.info.run_id, "KILLED")
-            log.warning("sweep: job run %s (%s) never ended; marked KILLED", job.info.run_id, job.info.run_name)
-    finished = sum(job.info.status == "FINISHED" for job in jobs)
-    status = "FINISHED" if jobs and finished == len(jobs) else "FAILED"
-    client.set_terminated(parent_run_id, status)
-    return status
+            killed.append(job.info.run_id)
+            log.warning("sweep: job run %s (%s) never ended (its process died); marked KILLED", job.info.run_id, job.info.run_name)
+    client.set_terminated(parent_run_id, "FINISHED" if completed else "FAILED")
+    return killed
 
 
 def check_launcher_store(config: DictConfig, tracking_uri: str) -> None:
@@ -106,10 +104,3 @@ def refuse(error: ProfcastError) -> None:
     """Stop the sweep before any job starts: one line on stderr, exit code 2."""
     print(f"profcast: error: {error}", file=sys.stderr)
     sys.exit(2)
-
-
-def sqlite_uri_made_absolute(uri: str) -> str:
-    """``sqlite:///relative.db`` as an absolute path, so jobs started in another folder share the file."""
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return "sqlite:///" + os.path.abspath(uri.removeprefix("sqlite:///"))
-    return uri
