@@ -1,8 +1,8 @@
 .PHONY: help install sweep test ui benchmark tracking-server tracking-server-stop
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-21s %s\n", $$1, $$2}'
-install:  ## install profcast and its test tools
-	pip install -e ".[test]"
+install:  ## install profcast, its test tools and the parallel/cluster launchers
+	pip install -e ".[test,scale]"
 sweep:  ## the four study regressors on the embedded default, anchor g3s.xlarge
 	python -m src.train -m regressor=rf,knn,dt,lr anchor=g3s.xlarge
 test:  ## the test suite
