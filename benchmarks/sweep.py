@@ -6,7 +6,9 @@ The sweep is `regressor=knn,dt,lr,ratio features=all,top10` (8 jobs) on the embe
 anchor g3s.xlarge. Without --uri it starts a throwaway tracking server (PostgreSQL + served
 artifacts) in a temporary folder and removes it afterwards. Each launcher runs the same command
 line (`python -m src.train -m ...`) in a child process; the wall time is that process's, from start
-to exit, Ray's cluster start included. Afterwards it counts, in the store, the sweep's job runs
+to exit, Ray's cluster start included, next to the machine's mean 1-minute load average meanwhile
+(its own workers included: on 2 cores, a load above the worker count means other work competed
+for the cores). Afterwards it counts, in the store, the sweep's job runs
 that FINISHED: it must equal the jobs launched. Parallel workers get one BLAS/OpenMP thread each
 (loky and Ray set that too), so 2 jobs on 2 cores do not oversubscribe; `rf` is left out because
 it threads internally (`n_jobs=-1`).
@@ -56,15 +58,24 @@ def run_sweep(launcher: str, workers: int, uri: str, scratch: Path) -> dict:
     env = {key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "PROFCAST_PARENT_RUN_ID")}
     if launcher != "basic":
         env.update(ONE_THREAD)
+    # Ray runs its workers at nice 15; on a machine shared with other work that makes every other
+    # process go first. Niceness 0, as for the other launchers' workers (and Ray's own job API).
+    env["RAY_worker_niceness"] = "0"
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        print(f"{launcher}: sweep exited {done.returncode}:\n{done.stdout[-1500:]}{done.stderr[-1500:]}", file=sys.stderr)
+    with tempfile.TemporaryFile("w+") as output:
+        sweep = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
+        loads = []
+        while sweep.poll() is None:  # the machine's load while the sweep runs, its own jobs included
+            loads.append(os.getloadavg()[0])
+            time.sleep(2)
+        wall = time.perf_counter() - started
+        if sweep.returncode != 0:
+            output.seek(0)
+            print(f"{launcher}: sweep exited {sweep.returncode}:\n{output.read()[-3000:]}", file=sys.stderr)
     launched = len(REGRESSORS) * len(FEATURES)
     finished = finished_job_runs(uri, experiment, str(sweep_dir))
     return {"launcher": launcher, "workers": 1 if launcher == "basic" else workers, "wall_s": wall,
-            "jobs_launched": launched, "job_runs_finished": finished, "lost_runs": launched - finished}
+            "mean_load_1min": sum(loads) / max(len(loads), 1), "jobs_launched": launched, "job_runs_finished": finished, "lost_runs": launched - finished}
 
 
 def finished_job_runs(uri: str, experiment: str, sweep_dir: str) -> int:
@@ -89,7 +100,8 @@ def results_table(rows: list[dict]) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     basic = table.loc[table.launcher == "basic", "wall_s"]
     table["vs_basic"] = table.wall_s / basic.iloc[0] if len(basic) else float("nan")
-    return table[["launcher", "workers", "wall_s", "vs_basic", "jobs_launched", "job_runs_finished", "lost_runs"]].round(2)
+    columns = ["launcher", "workers", "wall_s", "vs_basic", "mean_load_1min", "jobs_launched", "job_runs_finished", "lost_runs"]
+    return table[columns].round(2)
 
 
 def main(argv=None) -> int:

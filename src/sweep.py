@@ -45,13 +45,12 @@ class SweepParentRun(Callback):
 
             from src.errors import ProfcastError
             from src.registry import register_sweep
+            from src.sweep_runs import end_sweep
 
             try:
                 register_sweep(config, run_id)  # best job per anchor -> profcast-<anchor>@champion
             except (MlflowException, ProfcastError) as error:  # the trained jobs stay logged either way
                 logging.getLogger("profcast").error("registry: could not register the sweep's best job: %s", error)
-            from src.sweep_runs import end_sweep
-
             atexit.unregister(_end_unfinished_sweep)
             end_sweep(run_id, completed=True)  # runs of jobs that died (and were retried) end KILLED
 

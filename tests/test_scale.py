@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -30,6 +31,7 @@ from tests.fixtures_scale import (  # noqa: F401 (fixtures)
     ray_overrides,
     ray_temp_dir,
     require_scale,
+    session_processes,
     start_sweep,
     worker_environment,
 )
@@ -174,3 +176,52 @@ def test_a_killed_ray_worker_leaves_no_run_running_and_its_job_is_retried(postgr
     killed = [job for job in jobs if job.info.status == "KILLED"]
     finished = [job for job in jobs if job.info.status == "FINISHED"]
     assert len(killed) == 1 and sorted(job.data.params["regressor"] for job in finished) == ["lr", "ratio"]
+
+
+@pytest.mark.slow
+def test_joblib_workers_share_a_new_sqlite_store_without_losing_a_job(profile_csv, tmp_path):
+    require_scale()
+    uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"  # does not exist yet: the sweep callback creates it
+    sweep_dir = str(tmp_path / "sweep")
+    sweep = start_sweep(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data=file", f"data.path={profile_csv}",
+                         "anchor=slow.gpu", "regressor=ratio,lr,knn,dt", "log_model=false", f"tracking_uri={uri}",
+                         f"hydra.sweep.dir={sweep_dir}"])
+    output = finish_sweep(sweep)
+    assert sweep.returncode == 0, output[-3000:]
+    parent, jobs, everything = sweep_runs(MlflowClient(uri), "profcast", sweep_dir)
+    assert sorted(job.data.params["regressor"] for job in jobs) == ["dt", "knn", "lr", "ratio"]
+    assert len(everything) == 1 + 4 * 3 and {run.info.status for run in everything} == {"FINISHED"}
+
+
+def loky_workers(session: int) -> list[int]:
+    """Ids of the joblib (loky) worker processes of the sweep in `session`."""
+    pids = []
+    for pid in session_processes(session):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "loky" in command and "resource_tracker" not in command:
+            pids.append(pid)
+    return pids
+
+
+@pytest.mark.slow
+def test_a_killed_joblib_worker_fails_the_sweep_and_leaves_no_run_running(postgres_tracking_server, tmp_path):
+    experiment = f"scale-kill-joblib-{uuid.uuid4().hex[:6]}"
+    sweep_dir = str(tmp_path / "sweep")
+    overrides = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "anchor=g3s.xlarge", "regressor=ratio,lr", "log_model=false",
+                 f"tracking_uri={postgres_tracking_server}", f"experiment={experiment}", f"hydra.sweep.dir={sweep_dir}"]
+    sweep = start_sweep(overrides)
+    client = MlflowClient(postgres_tracking_server)
+    try:
+        wait_until_a_job_is_midway(client, experiment, sweep)
+        workers = loky_workers(sweep.pid)
+        assert workers, "no joblib worker found"
+        subprocess.run(["kill", "-9", str(workers[0])], check=True)
+    finally:
+        output = finish_sweep(sweep)
+    assert sweep.returncode != 0  # joblib does not retry: the sweep stops
+    parent, jobs, everything = sweep_runs(client, experiment, sweep_dir)
+    assert "RUNNING" not in {run.info.status for run in everything}, output[-3000:]
+    assert parent.info.status == "FAILED" and "KILLED" in {job.info.status for job in jobs}
