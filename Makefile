@@ -1,8 +1,8 @@
-.PHONY: help install sweep test test-all ui benchmark
+.PHONY: help install sweep test test-all ui benchmark tracking-server tracking-server-stop
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-install:  ## install profcast and its test tools
-	pip install -e ".[test]"
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-21s %s\n", $$1, $$2}'
+install:  ## install profcast, its test tools, the PyTorch collector and the parallel/cluster launchers
+	pip install -e ".[test,torch,scale]"
 sweep:  ## the four study regressors on the embedded default, anchor g3s.xlarge
 	python -m src.train -m regressor=rf,knn,dt,lr anchor=g3s.xlarge
 test:  ## the fast tier: every test but the real sweeps and real-data jobs (-m "not slow")
@@ -13,3 +13,7 @@ ui:  ## the MLflow UI on this project's runs
 	mlflow ui  # MLflow's default store ./mlflow.db is where profcast logs
 benchmark:  ## accuracy benchmark on the real PROFET data (../shared)
 	python -m benchmarks.accuracy --json benchmarks/results/accuracy-profiles.json
+tracking-server:  ## shared MLflow server on PostgreSQL (PROFCAST_SERVER_PORT, PROFCAST_SERVER_DIR; docs/cluster.md)
+	python -m src.tracking.server start
+tracking-server-stop:  ## stop the shared tracking server and its PostgreSQL
+	python -m src.tracking.server stop

@@ -136,7 +136,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
 
     experiment_id = configure_tracking(cfg.tracking_uri, cfg.mlflow_experiment)
     job_name = f"{cfg.anchor} {cfg.regressor.name} {cfg.features.name} {cfg.split.name}"
-    parent_run_id = sweep_parent_run_id()
+    parent_run_id = sweep_parent_run_id(experiment_id)
     fitted: dict[str, TargetResult] = {}
     target_runs: dict[str, str] = {}
     data_tags = provenance.job_tags(job.data_description, job.data_kind, job.data_fingerprint, cfg.anchor, job.pairs)

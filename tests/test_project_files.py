@@ -25,5 +25,5 @@ def test_mlproject_train_entry_point_passes_every_parameter():
 def test_ci_runs_the_readme_test_command():
     readme = (REPO / "README.md").read_text()
     ci = (REPO / ".ci" / "run").read_text()
-    test_command = 'pip install -e ".[test]" && python -m pytest'
+    test_command = 'pip install -e ".[test,torch,scale]" && python -m pytest'
     assert test_command in readme and test_command in ci

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 from typing import Any
@@ -11,12 +12,15 @@ from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
-PARENT_RUN_ENV = "PROFCAST_PARENT_RUN_ID"  # the open sweep's parent run, read by the sweep's jobs
+PARENT_RUN_ENV = "PROFCAST_PARENT_RUN_ID"  # the open sweep's parent run, set in the launching process
 
 
-def sweep_parent_run_id() -> str | None:
-    """The parent run of the sweep this job belongs to, or None outside a sweep."""
-    return os.environ.get(PARENT_RUN_ENV)
+def sweep_parent_run_id(experiment_id: str) -> str | None:
+    """The parent run of the sweep this job belongs to (found by its sweep folder in any worker
+    process or host), or None outside a sweep."""
+    from src.tracking.sweep_runs import job_parent_run
+
+    return job_parent_run(experiment_id, os.environ.get(PARENT_RUN_ENV))
 
 
 class SweepParentRun(Callback):
@@ -25,32 +29,52 @@ class SweepParentRun(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow import MlflowClient
 
-        from src.tracking.store import configure_tracking
+        from src.cli import print_error
+        from src.errors import ProfcastError
+        from src.tracking.store import configure_tracking, tracking_uri
+        from src.tracking.sweep_runs import SWEEP_DIR_TAG, check_launcher_store
 
+        try:
+            check_launcher_store(config, tracking_uri(config.tracking_uri))
+        except ProfcastError as error:
+            print_error(error)
+            raise SystemExit(2) from None
+        # Also creates a SQLite store's schema here, once, before parallel jobs could race to.
         experiment_id = configure_tracking(config.tracking_uri, config.mlflow_experiment)
         swept = " ".join(str(item) for item in (config.hydra.overrides.get("task") or []))
         run = MlflowClient().create_run(
             experiment_id,
             run_name=f"sweep {config.anchor}: {swept}".strip().rstrip(":"),  # the UI's one row for the sweep says what varied
-            tags={"profcast.sweep_dir": str(config.hydra.sweep.dir), "profcast.run_kind": "sweep",
+            tags={SWEEP_DIR_TAG: str(config.hydra.sweep.dir),  # how jobs in other processes find it
+                  "profcast.run_kind": "sweep",
                   "mlflow.note.content": f"Hydra sweep `{swept}`; expand the row for its jobs."},
         )
         os.environ[PARENT_RUN_ENV] = run.info.run_id
+        # A failed job or a dead worker makes the launcher raise and skips on_multirun_end.
+        atexit.register(_end_unfinished_sweep, run.info.run_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         run_id = os.environ.pop(PARENT_RUN_ENV, None)
         if run_id:
-            from mlflow import MlflowClient
             from mlflow.exceptions import MlflowException
 
             from src.errors import ProfcastError
             from src.serve.registry import register_sweep
+            from src.tracking.sweep_runs import end_sweep
 
             try:
                 register_sweep(config, run_id)  # best job per anchor -> profcast-<anchor>@champion
             except (MlflowException, ProfcastError) as error:  # the trained jobs stay logged either way
                 log.error("registry: could not register the sweep's best job: %s", error)
-            MlflowClient().set_terminated(run_id, "FINISHED")
+            atexit.unregister(_end_unfinished_sweep)
+            end_sweep(run_id, completed=True)  # runs of jobs that died (and were retried) end KILLED
+
+
+def _end_unfinished_sweep(run_id: str) -> None:
+    from src.tracking.sweep_runs import end_sweep
+
+    end_sweep(run_id, completed=False)
+    log.error("sweep did not complete: parent run %s marked FAILED", run_id)
 
 
 def fail_sweep_parent_run() -> None:
@@ -59,4 +83,5 @@ def fail_sweep_parent_run() -> None:
     if run_id:
         from mlflow import MlflowClient
 
+        atexit.unregister(_end_unfinished_sweep)
         MlflowClient().set_terminated(run_id, "FAILED")

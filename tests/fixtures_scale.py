@@ -1,0 +1,133 @@
+"""Fixtures for the scale-out tests: a throwaway PostgreSQL-backed MLflow server and a local Ray cluster.
+
+Both run for real on 127.0.0.1 on free ports, in folders under /tmp that are removed afterwards.
+Tests using them skip when the `scale` extra (ray, psycopg2, the Hydra launchers) or the
+PostgreSQL binaries are missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from src.tracking import server as tracking_server
+from tests.conftest import REPO
+
+SCALE_MODULES = ("ray", "psycopg2", "hydra_plugins.hydra_joblib_launcher", "hydra_plugins.hydra_ray_launcher")
+RAY_CPUS = 2
+
+
+def missing_scale_requirement() -> str | None:
+    """Why the scale tests cannot run here, or None."""
+    for module in SCALE_MODULES:
+        try:
+            if importlib.util.find_spec(module) is None:
+                return f"{module} is not installed (pip install -e '.[scale]')"
+        except ModuleNotFoundError:
+            return f"{module} is not installed (pip install -e '.[scale]')"
+    if not (tracking_server.PG_BIN / "initdb").exists():
+        return f"PostgreSQL binaries not found in {tracking_server.PG_BIN}"
+    return None
+
+
+def require_scale() -> None:
+    reason = missing_scale_requirement()
+    if reason:
+        pytest.skip(reason)
+
+
+def worker_environment(**extra: str) -> dict:
+    """The environment for a sweep: one BLAS/OpenMP thread per job, so 2 jobs share 2 cores fairly."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **extra}
+    env.pop("PROFCAST_PARENT_RUN_ID", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def postgres_tracking_server():
+    """A PostgreSQL-backed `mlflow server` with served artifacts; yields its http tracking URI."""
+    require_scale()
+    # Not under pytest's tmp folder: that is private to us, and PostgreSQL may run as another user.
+    folder = Path(tempfile.mkdtemp(prefix="profcast-pg-"))
+    folder.chmod(0o755)
+    try:
+        state = tracking_server.start(folder, "127.0.0.1", tracking_server.free_port())
+        yield state.uri
+    finally:
+        tracking_server.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def ray_overrides(ray_temp_dir: Path) -> list[str]:
+    """Launcher overrides: a local Ray cluster started by the sweep's own ray.init, 2 CPUs, on 127.0.0.1."""
+    return [
+        "hydra/launcher=ray",
+        f"+hydra.launcher.ray.init.num_cpus={RAY_CPUS}",
+        "+hydra.launcher.ray.init.include_dashboard=false",
+        "+hydra.launcher.ray.init._node_ip_address=127.0.0.1",
+        f"+hydra.launcher.ray.init._temp_dir={ray_temp_dir}",
+    ]
+
+
+@pytest.fixture
+def ray_temp_dir():
+    """Ray's session folder for one sweep (short: Ray's socket paths have a length limit), removed after."""
+    require_scale()
+    folder = Path(tempfile.mkdtemp(prefix="ray-pc-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def start_sweep(overrides: list[str], **env: str) -> subprocess.Popen:
+    """`python -m src.train -m ...` in its own session, so its Ray cluster's processes are findable and stoppable."""
+    return subprocess.Popen([sys.executable, "-m", "src.train", "-m", *overrides], cwd=REPO, env=worker_environment(**env),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def finish_sweep(sweep: subprocess.Popen, timeout_s: float = 600) -> str:
+    """Wait for a sweep; return its output. Whatever is left in its session (Ray's daemons) is stopped."""
+    try:
+        output, _ = sweep.communicate(timeout=timeout_s)
+    finally:
+        for pid in session_processes(sweep.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return output
+
+
+def session_processes(session: int) -> list[int]:
+    """Ids of the live processes in one session."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == session:
+                    pids.append(int(entry.name))
+            except (ProcessLookupError, PermissionError):
+                continue
+    return pids
+
+
+def ray_job_workers(session: int) -> list[int]:
+    """Ids of the Ray workers started by the sweep in `session` that are running a job right now."""
+    pids = []
+    for pid in session_processes(session):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if command.startswith("ray::_run_job"):
+            pids.append(pid)
+    return pids
