@@ -86,7 +86,7 @@ class SizeWhatIf(BaseEstimator):
         "random_state": ["random_state"],
     }
 
-    def __init__(self, max_iter: int = 150, max_training_rows: int = 20000, cross_dataset: bool = True,
+    def __init__(self, max_iter: int = 150, max_training_rows: int = 10000, cross_dataset: bool = True,
                  predict_ops: bool = True, random_state: int = 0):
         self.max_iter = max_iter
         self.max_training_rows = max_training_rows
