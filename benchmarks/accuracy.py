@@ -214,7 +214,8 @@ def labelled(table: pd.DataFrame) -> pd.DataFrame:
     if "batch_ratio_log2" in table:
         moved = table["batch_ratio_log2"].notna()
         labels[moved] = labels[moved] + " |log2 b'/b|=" + table.loc[moved, "batch_ratio_log2"].astype(int).astype(str)
-    return table.assign(method=labels.to_numpy()).set_index("method").reindex(columns=list(RECORD_FIELDS))
+    columns = [field for field in RECORD_FIELDS if field != "method"]
+    return table.assign(method=labels.to_numpy()).set_index("method").reindex(columns=columns)
 
 
 def mean_over_pairs(records: list[dict]) -> pd.DataFrame:
