@@ -209,11 +209,11 @@ def run_benchmark(profiles: pd.DataFrame, pairs: list[tuple[str, str]], methods:
 
 
 def labelled(table: pd.DataFrame) -> pd.DataFrame:
-    """Records indexed by method, a what-if's label naming its batch move (whatif b'/b=2^2)."""
+    """Records indexed by method, a what-if's label naming its batch move (whatif b'/b=2^±2)."""
     labels = table["method"].astype(str)
     if "batch_ratio_log2" in table:
         moved = table["batch_ratio_log2"].notna()
-        labels[moved] = labels[moved] + " |log2 b'/b|=" + table.loc[moved, "batch_ratio_log2"].astype(int).astype(str)
+        labels[moved] = labels[moved] + " b'/b=2^±" + table.loc[moved, "batch_ratio_log2"].astype(int).astype(str)
     columns = [field for field in RECORD_FIELDS if field != "method"]
     return table.assign(method=labels.to_numpy()).set_index("method").reindex(columns=columns)
 
