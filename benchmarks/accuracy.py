@@ -34,14 +34,17 @@ from src.pipeline.pairing import PairedRuns, pair_runs
 from src.pipeline.splits import GroupSplit
 from src.schema import BATCH_LATENCY, WORKLOAD_KEYS, op_part
 
+from benchmarks.whatif import transfer_family
+
 DEFAULT_DATA = REPO_ROOT / ".." / "shared" / "data" / "profet" / "profiles.csv.gz"
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 
 RECORD_FIELDS = (
     "anchor", "target", "method", "n_test_rows", "cell_ape_median", "column_mape_mean", "wape",
     "device_total_mape", "batch_latency_mape", "false_nonzero_rate", "fit_seconds",
+    "batch_ratio_log2", "interval_coverage", "interval_width",
 )
-METRIC_FIELDS = RECORD_FIELDS[4:]
+METRIC_FIELDS = tuple(field for field in RECORD_FIELDS[4:] if field != "batch_ratio_log2")
 NOISE_FLOOR = "noise_floor"
 
 # Methods are the regressors of conf/regressor/, with these overrides: forests of 30 trees (enough
@@ -68,9 +71,12 @@ def device_columns(columns) -> list[str]:
     return [c for c in columns if c.startswith("Device_")]
 
 
-def benchmark_method(paired: PairedRuns, folds, method: str) -> dict:
-    """Cross-validate one method on one pair and return its record."""
-    held_out = cross_validate(paired, folds, partial(clone, build_method(method)), AllColumns().select)
+def benchmark_method(paired: PairedRuns, folds, method: str, fitted: list | None = None) -> dict:
+    """Cross-validate one method on one pair and return its record; `fitted` collects the fold models."""
+    make = partial(clone, build_method(method))
+    if fitted is not None:
+        make = partial(_collected, make, fitted)
+    held_out = cross_validate(paired, folds, make, AllColumns().select)
     metrics, _ = score(held_out, op_part(paired.target_profile))
     record = {
         "cell_ape_median": metrics["cell_ape_median"],
@@ -83,6 +89,12 @@ def benchmark_method(paired: PairedRuns, folds, method: str) -> dict:
     if method in VECTORLESS_METHODS:
         record.update(cell_ape_median=None, column_mape_mean=None, wape=None, device_total_mape=None, false_nonzero_rate=None)
     return {"n_test_rows": len(held_out.truth), **record, "fit_seconds": held_out.fit_seconds}
+
+
+def _collected(make, fitted: list):
+    model = make()
+    fitted.append(model)  # cross_validate fits it in place: fitted[f] is fold f's model
+    return model
 
 
 def noise_floor(paired: PairedRuns) -> dict:
@@ -168,9 +180,15 @@ def benchmark_pair(profiles: pd.DataFrame, anchor: str, target: str, methods: li
         if method in VECTORLESS_METHODS and not (BATCH_LATENCY in paired.anchor_profile and BATCH_LATENCY in paired.target_profile):
             lines.append(f"{anchor} -> {target}: skipping {method} (the data has no batch_latency)")
             continue
-        records.append({"anchor": anchor, "target": target, "method": method, **benchmark_method(paired, folds, method)})
+        fitted = [] if method == "transfer" else None
+        records.append({"anchor": anchor, "target": target, "method": method, **benchmark_method(paired, folds, method, fitted)})
+        if fitted:
+            # Intervals, a second profile, size what-ifs and PROFET's scaler reuse transfer's fold models.
+            interval, *extra = transfer_family(paired, folds, fitted) or [{}]
+            records[-1].update(interval)
+            records += [{"anchor": anchor, "target": target, **record} for record in extra]
     lines.append(f"\n{anchor} -> {target} ({paired.mode} pairing, {len(folds)} held-out models)")
-    lines.append(markdown_table(pd.DataFrame(records).set_index("method")[list(METRIC_FIELDS)]))
+    lines.append(markdown_table(labelled(pd.DataFrame(records))[list(METRIC_FIELDS)]))
     return records, lines
 
 
@@ -190,9 +208,19 @@ def run_benchmark(profiles: pd.DataFrame, pairs: list[tuple[str, str]], methods:
     return records
 
 
+def labelled(table: pd.DataFrame) -> pd.DataFrame:
+    """Records indexed by method, a what-if's label naming its batch move (whatif b'/b=2^±2)."""
+    labels = table["method"].astype(str)
+    if "batch_ratio_log2" in table:
+        moved = table["batch_ratio_log2"].notna()
+        labels[moved] = labels[moved] + " b'/b=2^±" + table.loc[moved, "batch_ratio_log2"].astype(int).astype(str)
+    columns = [field for field in RECORD_FIELDS if field != "method"]
+    return table.assign(method=labels.to_numpy()).set_index("method").reindex(columns=columns)
+
+
 def mean_over_pairs(records: list[dict]) -> pd.DataFrame:
     """Each method's metrics averaged over pairs (rows in first-seen order)."""
-    table = pd.DataFrame(records)
+    table = labelled(pd.DataFrame(records)).reset_index()
     order = list(dict.fromkeys(table["method"]))
     metrics = table[["method", *METRIC_FIELDS]].set_index("method").apply(pd.to_numeric, errors="coerce")
     means = metrics.groupby(level=0).mean().reindex(order)
@@ -243,7 +271,7 @@ def main(argv=None) -> int:
     markdown_path = args.markdown or RESULTS_DIR / f"accuracy-{stem}.md"
     json_path = args.json or markdown_path.with_suffix(".json")
     command = "python -m benchmarks.accuracy " + " ".join(argv if argv is not None else sys.argv[1:])
-    per_pair = pd.DataFrame(records).set_index("method")
+    per_pair = labelled(pd.DataFrame(records))
     sections = [
         f"# Accuracy on {args.data.name}\n",
         f"`{command.strip()}` — leave-one-model-out, wall time {wall_seconds:.0f} s. Percentages.\n",

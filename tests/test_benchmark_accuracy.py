@@ -20,12 +20,16 @@ def test_cli_writes_documented_json(tmp_path, capsys):
     assert code == 0
     records = json.loads(out.read_text())
     assert {(r["anchor"], r["target"]) for r in records} == {("slow.gpu", "fast.gpu"), ("fast.gpu", "slow.gpu")}
-    assert {r["method"] for r in records} == {"ratio", "transfer", "noise_floor"}
+    assert {r["method"] for r in records} == {"ratio", "transfer", "noise_floor", "transfer_2profiles", "whatif", "profet_scaler"}
     for record in records:
         assert tuple(record) == accuracy.RECORD_FIELDS
         assert record["n_test_rows"] > 0
     transfer = next(r for r in records if r["method"] == "transfer")
     assert transfer["batch_latency_mape"] is not None and transfer["device_total_mape"] is not None
+    assert 0 <= transfer["interval_coverage"] <= 100 and transfer["interval_width"] > 0
+    # The synthetic table has batch sizes 32 and 128: every what-if moves the batch by 2^2.
+    assert {r["batch_ratio_log2"] for r in records if r["method"] in ("whatif", "profet_scaler")} == {2}
+    assert all(r["batch_ratio_log2"] is None for r in records if r["method"] not in ("whatif", "profet_scaler"))
     assert "| transfer |" in markdown.read_text()
     assert "wall time" in capsys.readouterr().out
 

@@ -1,0 +1,118 @@
+"""Size what-if, second profile, PROFET's scaler and conformal intervals on data with known structure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from src.models.intervals import ConformalInterval, coverage, leave_group_out_residuals, log_residuals, mean_width
+from src.models.profet_scaler import ProfetBatchScaler
+from src.models.second_profile import SecondProfileLatency, second_profile_rows
+from src.models.whatif import SizeWhatIf, input_size
+from src.pipeline.pairing import pair_runs
+from tests.conftest import synthetic_profiles
+
+
+def test_conformal_interval_covers_its_share_of_fresh_residuals():
+    rng = np.random.default_rng(0)
+    calibration = ConformalInterval().fit(rng.normal(0.0, 0.1, 2000))
+    truth = np.exp(rng.normal(0.0, 0.1, 5000))
+    low, high = calibration.bounds(np.ones(5000))
+    assert 77 <= coverage(truth, low, high) <= 83
+    # An 80% interval of a N(0, 0.1) log residual spans about 2 x 1.28 x 0.1 in log space.
+    assert mean_width(np.ones(5000), low, high) == pytest.approx(100 * (np.exp(0.128) - np.exp(-0.128)), rel=0.1)
+
+
+def test_conformal_strata_get_their_own_width():
+    rng = np.random.default_rng(1)
+    residuals = np.concatenate([rng.normal(0, 0.05, 500), rng.normal(0, 0.5, 500)])
+    strata = np.repeat([1, 4], 500)
+    calibration = ConformalInterval().fit(residuals, strata)
+    low, high = calibration.bounds(np.ones(2), np.array([1, 4]))
+    assert (high[1] - low[1]) > 5 * (high[0] - low[0])
+    low, high = calibration.bounds(np.ones(1), np.array([3]))  # an unseen stratum: the pooled quantiles
+    assert low[0] == pytest.approx(np.exp(calibration.quantiles_[0]))
+
+
+def test_log_residuals_skip_non_positive_values():
+    residuals = log_residuals([2.0, 0.0, 1.0], [1.0, 1.0, -1.0])
+    assert residuals[0] == pytest.approx(np.log(2)) and np.isnan(residuals[1:]).all()
+
+
+def test_group_residuals_never_come_from_a_model_that_saw_the_group():
+    groups = np.repeat(["a", "b", "c", "d"], 5)
+    truth = np.ones(20)
+    seen = []
+
+    def fit_predict(train_rows, test_rows):
+        assert not set(groups[train_rows]) & set(groups[test_rows])
+        seen.extend(test_rows)
+        return np.full(len(test_rows), 2.0)
+
+    residuals = leave_group_out_residuals(groups, fit_predict, truth)
+    assert sorted(seen) == list(range(20)) and np.allclose(residuals, np.log(0.5))
+
+
+def test_input_size_reads_the_number_in_the_dataset_name():
+    assert input_size("224dataset") == 224 and np.isnan(input_size("mnist"))
+
+
+def test_profet_scaler_recovers_a_quadratic_curve():
+    rows = []
+    for job, base in enumerate([1.0, 2.0, 4.0]):
+        for batch in (16, 32, 64, 128, 256):
+            rows.append({"dataset": "d", "model": f"m{job}", "optimizer": "sgd", "batchsize": batch,
+                         "batch_latency": base * (1 + 9 * ((batch - 16) / 240) ** 2)})
+    scaler = ProfetBatchScaler().fit(pd.DataFrame(rows))
+    assert scaler.span_ == pytest.approx(10.0)
+    expected = (1 + 9 * ((64 - 16) / 240) ** 2) / (1 + 9 * ((128 - 16) / 240) ** 2)
+    assert np.exp(scaler.log_scale([128], [64]))[0] == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def paired_sizes():
+    """Two instances, four models, batch sizes 16-128: latency grows linearly with the batch."""
+    table = synthetic_profiles(instances=("slow.gpu", "fast.gpu"), batchsizes=(16, 32, 64, 128), datasets=("32data", "64data"))
+    return pair_runs(table, "slow.gpu", "fast.gpu")
+
+
+def test_size_what_if_learns_how_latency_grows_with_batch(paired_sizes):
+    keys = paired_sizes.keys.reset_index(drop=True)
+    train = (keys["model"] != "vgg").to_numpy()
+    model = SizeWhatIf(max_iter=80).fit(keys[train], paired_sizes.anchor_profile[train], paired_sizes.target_profile[train])
+    held = np.flatnonzero(~train & (keys["batchsize"] == 32).to_numpy())
+    anchor = paired_sizes.anchor_profile.iloc[held]
+    batch, dataset = keys["batchsize"].to_numpy()[held], keys["dataset"].to_numpy()[held]
+    # In the synthetic data every time is proportional to the batch: 32 -> 64 doubles it, 32 -> 16 halves it.
+    assert np.exp(model.log_scale(anchor, batch, dataset, batch * 2, dataset)) == pytest.approx(2.0, rel=0.1)
+    assert np.exp(model.log_scale(anchor, batch, dataset, batch // 2, dataset)) == pytest.approx(0.5, rel=0.1)
+    assert np.all(model.log_scale(anchor, batch, dataset, batch, dataset) == 0)
+    ops = model.op_log_scale(anchor, batch, dataset, batch * 2, dataset)
+    conv = list(model.op_columns_).index("Device_Conv2D")
+    assert np.exp(ops[:, conv]) == pytest.approx(2.0, rel=0.15)
+    assert np.all(ops[:, list(model.op_columns_).index("Device_Unused")] == 0)  # never ran: stays 0
+
+
+def test_second_profile_rows_prefer_double_then_half(paired_sizes):
+    keys = paired_sizes.keys.reset_index(drop=True)
+    chosen = second_profile_rows(keys)
+    moved = dict(zip(chosen["batchsize"], chosen["second_batchsize"]))
+    assert moved == {16: 32, 32: 64, 64: 128, 128: 64}
+    every = second_profile_rows(keys, every=True)
+    assert (every["batchsize"] != every["second_batchsize"]).all()
+    assert len(every) == 3 * len(keys)
+    assert (keys.loc[every["row"], "model"].to_numpy() == keys.loc[every["second_row"], "model"].to_numpy()).all()
+
+
+def test_second_profile_latency_learns_the_speed_up(paired_sizes):
+    keys = paired_sizes.keys.reset_index(drop=True)
+    pairs = second_profile_rows(keys, every=True)
+    anchor, target = paired_sizes.anchor_profile.reset_index(drop=True), paired_sizes.target_profile.reset_index(drop=True)
+    model = SecondProfileLatency(max_iter=60).fit(
+        anchor.iloc[pairs["row"]], anchor.iloc[pairs["second_row"]], target.iloc[pairs["row"]], pairs["batchsize"], pairs["second_batchsize"]
+    )
+    true_ratio = np.log(target["batch_latency"] / anchor["batch_latency"]).median()
+    predicted = model.predict(anchor.iloc[pairs["row"]], anchor.iloc[pairs["second_row"]], target.iloc[pairs["row"]].drop(columns="batch_latency"),
+                              pairs["batchsize"], pairs["second_batchsize"])
+    assert np.median(predicted) == pytest.approx(true_ratio, abs=0.05)
