@@ -153,22 +153,32 @@ def wait_until_a_job_is_midway(client: MlflowClient, experiment: str, sweep: sub
     pytest.fail("no job reached its second target before the sweep ended")
 
 
-@pytest.mark.slow
-def test_a_killed_ray_worker_leaves_no_run_running_and_its_job_is_retried(postgres_tracking_server, ray_temp_dir, tmp_path):
+def sweep_with_a_worker_killed_midway(launcher_overrides: list[str], find_workers, tracking_uri: str, sweep_dir: str):
+    """Start a ratio,lr sweep on the embedded data, kill -9 one worker once a job is midway, wait for the end.
+
+    Returns the finished sweep process, its output, a client and the experiment name.
+    """
     experiment = f"scale-kill-{uuid.uuid4().hex[:6]}"
-    sweep_dir = str(tmp_path / "sweep")
     # The embedded data's 9 targets make a job long enough to kill it midway.
-    overrides = [*ray_overrides(ray_temp_dir), "anchor=g3s.xlarge", "regressor=ratio,lr", "log_model=false",
-                 f"tracking_uri={postgres_tracking_server}", f"mlflow_experiment={experiment}", f"hydra.sweep.dir={sweep_dir}"]
+    overrides = [*launcher_overrides, "anchor=g3s.xlarge", "regressor=ratio,lr", "log_model=false",
+                 f"tracking_uri={tracking_uri}", f"mlflow_experiment={experiment}", f"hydra.sweep.dir={sweep_dir}"]
     sweep = start_sweep(overrides)
-    client = MlflowClient(postgres_tracking_server)
+    client = MlflowClient(tracking_uri)
     try:
         wait_until_a_job_is_midway(client, experiment, sweep)
-        workers = ray_job_workers(sweep.pid)
-        assert workers, "no Ray worker is running a job"
+        workers = find_workers(sweep.pid)
+        assert workers, "no worker process is running a job"
         subprocess.run(["kill", "-9", str(workers[0])], check=True)
     finally:
         output = finish_sweep(sweep)
+    return sweep, output, client, experiment
+
+
+@pytest.mark.slow
+def test_a_killed_ray_worker_leaves_no_run_running_and_its_job_is_retried(postgres_tracking_server, ray_temp_dir, tmp_path):
+    sweep_dir = str(tmp_path / "sweep")
+    sweep, output, client, experiment = sweep_with_a_worker_killed_midway(
+        ray_overrides(ray_temp_dir), ray_job_workers, postgres_tracking_server, sweep_dir)
     assert sweep.returncode == 0, output[-3000:]  # Ray re-ran the job whose worker died
     parent, jobs, everything = sweep_runs(client, experiment, sweep_dir)
     assert "RUNNING" not in {run.info.status for run in everything}
@@ -208,19 +218,9 @@ def loky_workers(session: int) -> list[int]:
 
 @pytest.mark.slow
 def test_a_killed_joblib_worker_fails_the_sweep_and_leaves_no_run_running(postgres_tracking_server, tmp_path):
-    experiment = f"scale-kill-joblib-{uuid.uuid4().hex[:6]}"
     sweep_dir = str(tmp_path / "sweep")
-    overrides = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "anchor=g3s.xlarge", "regressor=ratio,lr", "log_model=false",
-                 f"tracking_uri={postgres_tracking_server}", f"mlflow_experiment={experiment}", f"hydra.sweep.dir={sweep_dir}"]
-    sweep = start_sweep(overrides)
-    client = MlflowClient(postgres_tracking_server)
-    try:
-        wait_until_a_job_is_midway(client, experiment, sweep)
-        workers = loky_workers(sweep.pid)
-        assert workers, "no joblib worker found"
-        subprocess.run(["kill", "-9", str(workers[0])], check=True)
-    finally:
-        output = finish_sweep(sweep)
+    sweep, output, client, experiment = sweep_with_a_worker_killed_midway(
+        ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], loky_workers, postgres_tracking_server, sweep_dir)
     assert sweep.returncode != 0  # joblib does not retry: the sweep stops
     parent, jobs, everything = sweep_runs(client, experiment, sweep_dir)
     assert "RUNNING" not in {run.info.status for run in everything}, output[-3000:]
