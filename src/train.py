@@ -18,7 +18,6 @@ import pandas as pd
 from omegaconf import DictConfig
 from sklearn.base import clone
 
-from src.cli import print_error
 from src.config import checked_estimator, instantiate_option
 from src.errors import ProfcastError
 from src.pipeline.evaluation import cross_validate, fit_regressor, score, vector_frames
@@ -39,6 +38,7 @@ class Job:
     features: object  # has select(anchor_train_ops, target_train_ops) -> op columns
     split: object  # has folds(keys) -> [(train_rows, test_rows)]
     regressor: object  # an unfitted profile regressor; each fit uses a clone
+    skipped_files: list | None = None  # (file, why) a folder read left out (data.on_bad_file=skip); None: not a folder source
 
 
 @dataclass
@@ -59,6 +59,9 @@ def prepare_job(cfg: DictConfig) -> Job:
     """Build every option and load and pair the data, so bad input fails before any run is opened."""
     if cfg.pairing not in PAIRING_MODES:
         raise ProfcastError(f"unknown pairing '{cfg.pairing}'; accepted: {', '.join(PAIRING_MODES)}")
+    if not cfg.get("mlflow_experiment") or not str(cfg.mlflow_experiment).strip():
+        raise ProfcastError("mlflow_experiment is empty; name the MLflow experiment, e.g. mlflow_experiment=profcast "
+                            "(the key was called 'experiment' before; experiment= now picks a conf/experiment option)")
     data = instantiate_option("data", cfg.data)
     features = instantiate_option("features", cfg.features)
     split = instantiate_option("split", cfg.split)
@@ -68,7 +71,11 @@ def prepare_job(cfg: DictConfig) -> Job:
     pairs = {target: pair_runs(profiles, cfg.anchor, target, cfg.pairing) for target in targets}
     for paired in pairs.values():
         split.folds(paired.keys)  # an unknown holdout model or a single group fails here
-    return Job(pairs=pairs, features=features, split=split, regressor=regressor)
+    skipped = getattr(data, "skipped", None)
+    if skipped:
+        log.warning("%d file(s) of %s skipped (data.on_bad_file=skip): %s", len(skipped), data.describe(),
+                    "; ".join(f"{path} ({why})" for path, why in skipped))
+    return Job(pairs=pairs, features=features, split=split, regressor=regressor, skipped_files=skipped)
 
 
 def evaluate_target(paired: PairedRuns, job: Job, cfg: DictConfig) -> TargetResult:
@@ -118,7 +125,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     # MLflow loads slowly: import it only once the input is known to be good.
     import mlflow
 
-    from src.tracking.runs import flat_config, log_job_model, log_target_result
+    from src.tracking.runs import flat_config, log_job_model, log_skipped_files, log_target_result
     from src.tracking.store import configure_tracking
     from src.tracking.sweep import sweep_parent_run_id
 
@@ -133,6 +140,8 @@ def train(cfg: DictConfig) -> dict[str, dict]:
             "anchor": cfg.anchor, "target": cfg.target, "regressor": cfg.regressor.name,
             "features": cfg.features.name, "split": cfg.split.name, "pairing": cfg.pairing,
         })
+        if job.skipped_files is not None:
+            log_skipped_files(job.skipped_files)
         for number, (target, paired) in enumerate(job.pairs.items(), start=1):
             log.info("[%s] target %d/%d %s: %d pairs (%s pairing)", job_name, number, len(job.pairs), target, len(paired), paired.mode)
             result = evaluate_target(paired, job, cfg)
@@ -156,15 +165,13 @@ def train(cfg: DictConfig) -> dict[str, dict]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    """Command-line entry point: user errors become one line on stderr and exit code 2."""
-    try:
-        train(cfg)
-    except ProfcastError as error:
-        from src.tracking.sweep import fail_sweep_parent_run
+    """Command-line entry point: user errors become one line on stderr and exit code 2; Ctrl-C and
+    SIGTERM end the open runs KILLED (exit 130/143). A sweep's parent run is ended by its callback."""
+    from src.tracking.run_endings import run_job
 
-        print_error(error)
-        fail_sweep_parent_run()
-        sys.exit(2)
+    code = run_job(train, cfg)
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

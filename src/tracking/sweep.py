@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import sys
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -25,34 +27,67 @@ class SweepParentRun(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow import MlflowClient
 
+        from src.cli import print_error
+        from src.errors import ProfcastError
+        from src.tracking.run_endings import install_stop_handlers
         from src.tracking.store import configure_tracking
 
-        experiment_id = configure_tracking(config.tracking_uri, config.mlflow_experiment)
+        try:
+            experiment_id = configure_tracking(config.tracking_uri, config.mlflow_experiment)
+        except ProfcastError as error:  # a bad store stops the sweep before any job, in one line
+            print_error(error)
+            sys.exit(2)
         run = MlflowClient().create_run(
             experiment_id,
             run_name=f"sweep {config.anchor}",
             tags={"profcast.sweep_dir": str(config.hydra.sweep.dir)},
         )
         os.environ[PARENT_RUN_ENV] = run.info.run_id
+        install_stop_handlers()
+        # A sweep stopped early (bad input, Ctrl-C, SIGTERM, a job's bug) never reaches on_multirun_end.
+        atexit.register(_end_if_still_open, config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        run_id = os.environ.pop(PARENT_RUN_ENV, None)
-        if run_id:
-            from mlflow import MlflowClient
-            from mlflow.exceptions import MlflowException
-
-            from src.errors import ProfcastError
-            from src.serve.registry import register_sweep
-
-            try:
-                register_sweep(config, run_id)  # best job per anchor -> profcast-<anchor>@champion
-            except (MlflowException, ProfcastError) as error:  # the trained jobs stay logged either way
-                log.error("registry: could not register the sweep's best job: %s", error)
-            MlflowClient().set_terminated(run_id, "FINISHED")
+        end_sweep_parent_run(config, "FINISHED")
 
 
-def fail_sweep_parent_run() -> None:
-    """Mark the open sweep's parent run FAILED (a job stopped the sweep on bad input)."""
+def end_sweep_parent_run(config: DictConfig, status: str) -> None:
+    """Register the sweep's best finished job (where one qualifies), then end the parent run with ``status``."""
+    run_id = os.environ.pop(PARENT_RUN_ENV, None)
+    if run_id:
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        from src.errors import ProfcastError
+        from src.serve.registry import register_sweep
+
+        try:
+            register_sweep(config, run_id)  # best job per anchor -> profcast-<anchor>@champion
+        except (MlflowException, ProfcastError) as error:  # the trained jobs stay logged either way
+            log.error("registry: could not register the sweep's best job: %s", error)
+        MlflowClient().set_terminated(run_id, status)
+        if status != "FINISHED":
+            log.warning("sweep stopped early: parent run %s ended %s", run_id, status)
+
+
+def _end_if_still_open(config: DictConfig) -> None:
+    """At exit: end a parent run the sweep left open, FAILED or KILLED (after a stop signal)."""
+    if os.environ.get(PARENT_RUN_ENV):
+        from src.tracking.run_endings import end_active_runs, stop_status
+
+        status = stop_status()
+        end_active_runs(status)
+        try:
+            end_sweep_parent_run(config, status)
+        except Exception as error:  # at exit there is nobody left to raise to
+            log.error("could not end the sweep's parent run: %s", error)
+
+
+def fail_sweep_parent_run(config: DictConfig | None = None) -> None:
+    """Mark the open sweep's parent run FAILED (registering its finished jobs when ``config`` is given)."""
+    if config is not None:
+        end_sweep_parent_run(config, "FAILED")
+        return
     run_id = os.environ.pop(PARENT_RUN_ENV, None)
     if run_id:
         from mlflow import MlflowClient
