@@ -32,11 +32,20 @@ def _on_signal(number, frame) -> None:
     raise Terminated() if number == signal.SIGTERM else KeyboardInterrupt()
 
 
-def install_stop_handlers() -> None:
-    """Turn SIGINT and SIGTERM into exceptions (main thread only), so runs can be ended before exit."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _on_signal)
-        signal.signal(signal.SIGTERM, _on_signal)
+def install_stop_handlers() -> dict:
+    """Turn SIGINT and SIGTERM into exceptions (main thread only), so runs can be ended before exit.
+
+    Returns the handlers replaced, for ``restore_handlers``.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {number: signal.signal(number, _on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
+
+
+def restore_handlers(previous: dict) -> None:
+    """Put back the handlers ``install_stop_handlers`` replaced."""
+    for number, handler in previous.items():
+        signal.signal(number, handler)
 
 
 def stop_status() -> str:
@@ -64,7 +73,7 @@ def run_job(train, cfg) -> int:
     """
     from src.cli import print_error
 
-    install_stop_handlers()
+    previous = install_stop_handlers()
     try:
         train(cfg)
         return 0
@@ -80,3 +89,5 @@ def run_job(train, cfg) -> int:
     except BaseException:
         end_active_runs("FAILED")
         raise
+    finally:
+        restore_handlers(previous)  # in a sweep these are the callback's own, the same handler
