@@ -145,6 +145,8 @@ def craft_model_folders(good_model: Path, folder: Path, marker: Path) -> dict[st
 def run_command(args, env_uri=None, timeout=90, extra_env=None, cwd=REPO) -> subprocess.CompletedProcess:
     """A profcast command as a user runs it (own process, repo as working directory)."""
     env = {**os.environ, **(extra_env or {})}
+    # This checkout's src/, wherever the command runs from (the venv's editable install may point elsewhere).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), (extra_env or {}).get("PYTHONPATH")]))
     env.pop("PROFCAST_PARENT_RUN_ID", None)
     if env_uri:
         env["MLFLOW_TRACKING_URI"] = env_uri
@@ -153,7 +155,7 @@ def run_command(args, env_uri=None, timeout=90, extra_env=None, cwd=REPO) -> sub
 
 def start_command(args, env_uri, log_path: Path) -> subprocess.Popen:
     """Start a command in its own process group (so a signal reaches it as Ctrl-C would), output to ``log_path``."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": env_uri}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": env_uri, "PYTHONPATH": str(REPO)}
     env.pop("PROFCAST_PARENT_RUN_ID", None)
     with open(log_path, "wb") as log:
         return subprocess.Popen([PYTHON, *args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -204,6 +206,8 @@ from sklearn.base import BaseEstimator, RegressorMixin  # noqa: E402
 
 class ExplodingRegressor(RegressorMixin, BaseEstimator):
     """A regressor with a bug: ``fit`` raises an error no check foresaw (conf: tests/conf/regressor/exploding.yaml)."""
+
+    _parameter_constraints: dict = {}
 
     def fit(self, anchor_profiles, target_profiles):
         raise RuntimeError("a bug inside a regressor")

@@ -259,7 +259,8 @@ def test_predict_cli_refuses_in_one_line(case, trained, tmp_path):
     if extra == "huge":
         row = row.assign(Device_Conv2D=1e300)
     text = row.to_csv(index=False)
-    encoded = {"latin1": text.replace("mnist", "mnïst").encode("latin-1"), "utf16": text.encode("utf-16")}.get(extra, text.encode())
+    encodings = {"latin1": text.replace("mnist", "mnïst").encode("latin-1"), "utf16": text.encode("utf-16")}
+    encoded = encodings.get(extra, text.encode()) if isinstance(extra, str) else text.encode()
     profile.write_bytes(encoded)
     args = ["-m", "src.predict", "--profile", str(profile), "--anchor", "slow.gpu", "--model", trained["model_uri"]]
     result = run_command(args + (extra if isinstance(extra, list) else []), env_uri=trained["uri"], cwd=tmp_path)

@@ -27,9 +27,31 @@ class Terminated(KeyboardInterrupt):
 _signals_seen: list[int] = []
 
 
+# Modules a stop must not interrupt: an exception raised inside a store write leaves SQLite locked.
+STORE_MODULES = ("sqlalchemy", "sqlite3", "alembic")
+RETRY_SECONDS = 0.05
+
+
 def _on_signal(number, frame) -> None:
     _signals_seen.append(number)
-    raise Terminated() if number == signal.SIGTERM else KeyboardInterrupt()
+    _raise_when_safe(frame)
+
+
+def _raise_when_safe(frame) -> None:
+    """Raise the stop now, or, inside a store write, a moment later (SIGALRM) once it is done."""
+    if _inside_store_code(frame):
+        signal.signal(signal.SIGALRM, lambda number, later: _raise_when_safe(later))
+        signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)
+        return
+    raise Terminated() if _signals_seen[-1] == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _inside_store_code(frame) -> bool:
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith(STORE_MODULES):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def install_stop_handlers() -> dict:
@@ -87,6 +109,10 @@ def run_job(train, cfg) -> int:
         print(f"profcast: {'terminated' if terminated else 'interrupted'}; open runs ended KILLED", file=sys.stderr)
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except BaseException:
+        if _signals_seen:  # a stop that some library turned into its own error is still a stop
+            end_active_runs("KILLED")
+            print("profcast: stopped by a signal; open runs ended KILLED", file=sys.stderr)
+            return EXIT_TERMINATED if _signals_seen[-1] == signal.SIGTERM else EXIT_INTERRUPTED
         end_active_runs("FAILED")
         raise
     finally:
