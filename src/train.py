@@ -23,6 +23,7 @@ from src.errors import ProfcastError
 from src.pipeline.evaluation import cross_validate, fit_regressor, score, vector_frames
 from src.pipeline.pairing import PAIRING_MODES, PairedRuns, pair_runs, resolve_targets
 from src.schema import op_part
+from src.tracking.store import check_experiment_name
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,7 @@ def prepare_job(cfg: DictConfig) -> Job:
     """Build every option and load and pair the data, so bad input fails before any run is opened."""
     if cfg.pairing not in PAIRING_MODES:
         raise ProfcastError(f"unknown pairing '{cfg.pairing}'; accepted: {', '.join(PAIRING_MODES)}")
-    if not cfg.get("mlflow_experiment") or not str(cfg.mlflow_experiment).strip():
-        raise ProfcastError("mlflow_experiment is empty; name the MLflow experiment, e.g. mlflow_experiment=profcast "
-                            "(the key was called 'experiment' before; experiment= now picks a conf/experiment option)")
+    check_experiment_name(cfg.get("mlflow_experiment"))
     data = instantiate_option("data", cfg.data)
     features = instantiate_option("features", cfg.features)
     split = instantiate_option("split", cfg.split)

@@ -247,6 +247,7 @@ PREDICT_CASES = {
     "latin1_profile": ("latin1", "not UTF-8 text"),
     "utf16_profile": ("utf16", "UTF-16 text"),
     "huge_profile": ("huge", "is past the plausible limit"),
+    "dead_store": ("dead_store", "does not answer"),  # the champion's store is a server that is down
 }
 
 
@@ -262,8 +263,15 @@ def test_predict_cli_refuses_in_one_line(case, trained, tmp_path):
     encodings = {"latin1": text.replace("mnist", "mnïst").encode("latin-1"), "utf16": text.encode("utf-16")}
     encoded = encodings.get(extra, text.encode()) if isinstance(extra, str) else text.encode()
     profile.write_bytes(encoded)
-    args = ["-m", "src.predict", "--profile", str(profile), "--anchor", "slow.gpu", "--model", trained["model_uri"]]
-    result = run_command(args + (extra if isinstance(extra, list) else []), env_uri=trained["uri"], cwd=tmp_path)
+    args = ["-m", "src.predict", "--profile", str(profile), "--anchor", "slow.gpu"]
+    if extra == "dead_store":
+        store = f"http://127.0.0.1:{free_port()}"
+    else:
+        store = trained["uri"]
+        args += ["--model", trained["model_uri"]]
+    started = time.monotonic()
+    result = run_command(args + (extra if isinstance(extra, list) else []), env_uri=store, cwd=tmp_path)
+    assert time.monotonic() - started < CASE_SECONDS
     assert_refused(result.returncode, result.stderr, words)
     assert not (tmp_path / "out.txt").exists()
 

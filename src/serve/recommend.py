@@ -178,6 +178,7 @@ def recommend(args) -> str:
 
     from src.config import compose_train_config
     from src.tracking.store import tracking_uri
+    from src.tracking.store_checks import check_scheme, probe_server
 
     if args.dataset_size <= 0:
         raise ProfcastError(f"--dataset-size {args.dataset_size} is not a positive number of samples")
@@ -186,7 +187,10 @@ def recommend(args) -> str:
     if args.plot:
         check_plot_path(args.plot)
     anchor_profile = read_anchor_profile(args.profile, args.anchor)
-    mlflow.set_tracking_uri(tracking_uri(compose_train_config().get("tracking_uri")))
+    store = tracking_uri(compose_train_config().get("tracking_uri"))
+    if check_scheme(store) in ("http", "https"):
+        probe_server(store)  # a dead server fails in seconds, not after MLflow's retries
+    mlflow.set_tracking_uri(store)
     model, uri = load_job_model(args.model, args.anchor)
     predicted, ignored = predict_targets(model, anchor_profile.profile, args.anchor)
     notes = list(anchor_profile.notes)

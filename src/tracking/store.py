@@ -35,6 +35,13 @@ def chosen_store(configured: str | None) -> tuple[str, str]:
     return DEFAULT_TRACKING_URI, "default"
 
 
+def check_experiment_name(experiment) -> None:
+    """An MLflow experiment name must not be empty (``mlflow_experiment=`` was ``experiment=`` before)."""
+    if not experiment or not str(experiment).strip():
+        raise ProfcastError("mlflow_experiment is empty; name the MLflow experiment, e.g. mlflow_experiment=profcast "
+                            "(the key was called 'experiment' before; experiment= now picks a conf/experiment option)")
+
+
 def configure_tracking(configured_uri: str | None, experiment: str) -> str:
     """Point MLflow at the store, create it and the experiment if needed; return the experiment id.
 
@@ -46,9 +53,7 @@ def configure_tracking(configured_uri: str | None, experiment: str) -> str:
 
     from src.tracking.store_checks import check_scheme, first_line, prepare_sqlite_store, probe_server, sqlite_path, store_lock
 
-    if not experiment or not str(experiment).strip():
-        raise ProfcastError("mlflow_experiment is empty; name the MLflow experiment, e.g. mlflow_experiment=profcast "
-                            "(the key was called 'experiment' before; experiment= now picks a conf/experiment option)")
+    check_experiment_name(experiment)
     uri, source = chosen_store(configured_uri)
     log.info("tracking store: %s (from %s)", uri, source)
     scheme = check_scheme(uri)

@@ -53,7 +53,7 @@ def probe_server(uri: str) -> None:
         reason = getattr(error, "reason", error)
         raise ProfcastError(
             f"tracking server {uri} does not answer ({reason}); start it (mlflow server ...) "
-            "or pick another store with tracking_uri=..."
+            "or pick another store (tracking_uri=... or MLFLOW_TRACKING_URI)"
         ) from None
 
 

@@ -82,14 +82,3 @@ def _end_if_still_open(config: DictConfig) -> None:
         except Exception as error:  # at exit there is nobody left to raise to
             log.error("could not end the sweep's parent run: %s", error)
 
-
-def fail_sweep_parent_run(config: DictConfig | None = None) -> None:
-    """Mark the open sweep's parent run FAILED (registering its finished jobs when ``config`` is given)."""
-    if config is not None:
-        end_sweep_parent_run(config, "FAILED")
-        return
-    run_id = os.environ.pop(PARENT_RUN_ENV, None)
-    if run_id:
-        from mlflow import MlflowClient
-
-        MlflowClient().set_terminated(run_id, "FAILED")
