@@ -65,7 +65,7 @@ def checked_estimator(group: str, option: DictConfig, estimator):
     """Run scikit-learn's parameter checks now (the estimator's and a wrapped one's), so a bad
     hyper-parameter fails before any run opens rather than inside the first fit."""
     for part in (estimator, getattr(estimator, "estimator", None)):
-        if part is not None and hasattr(part, "_parameter_constraints"):
+        if part is not None and hasattr(part, "_validate_params") and hasattr(part, "_parameter_constraints"):
             try:
                 part._validate_params()
             except (ValueError, TypeError) as error:

@@ -18,12 +18,12 @@ import pandas as pd
 from omegaconf import DictConfig
 from sklearn.base import clone
 
-from src.cli import print_error
 from src.config import CONF_DIR, checked_estimator, instantiate_option
 from src.errors import ProfcastError
 from src.pipeline.evaluation import cross_validate, fit_regressor, score, vector_frames
 from src.pipeline.pairing import PAIRING_MODES, PairedRuns, pair_runs, resolve_targets
 from src.schema import op_part
+from src.tracking.store import check_experiment_name
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class Job:
     data_kind: str = ""  # generated | real (src.tracking.provenance)
     data_fingerprint: str = ""  # hash of the loaded table: jobs are comparable only with equal ones
     data_source: str = ""  # where the table came from (a path, or the description)
+    skipped_files: list | None = None  # (file, why) a folder read left out (data.on_bad_file=skip); None: not a folder source
 
 
 @dataclass
@@ -64,6 +65,7 @@ def prepare_job(cfg: DictConfig) -> Job:
     """Build every option and load and pair the data, so bad input fails before any run is opened."""
     if cfg.pairing not in PAIRING_MODES:
         raise ProfcastError(f"unknown pairing '{cfg.pairing}'; accepted: {', '.join(PAIRING_MODES)}")
+    check_experiment_name(cfg.get("mlflow_experiment"))
     data = instantiate_option("data", cfg.data)
     features = instantiate_option("features", cfg.features)
     split = instantiate_option("split", cfg.split)
@@ -73,11 +75,15 @@ def prepare_job(cfg: DictConfig) -> Job:
     pairs = {target: pair_runs(profiles, cfg.anchor, target, cfg.pairing) for target in targets}
     for paired in pairs.values():
         split.folds(paired.keys)  # an unknown holdout model or a single group fails here
+    skipped = getattr(data, "skipped", None)
+    if skipped:
+        log.warning("%d file(s) of %s skipped (data.on_bad_file=skip): %s", len(skipped), data.describe(),
+                    "; ".join(f"{path} ({why})" for path, why in skipped))
     from src.tracking.provenance import data_fingerprint, data_kind
 
     return Job(pairs=pairs, features=features, split=split, regressor=regressor, profiles=profiles,
                data_description=data.describe(), data_kind=data_kind(cfg.data), data_fingerprint=data_fingerprint(profiles),
-               data_source=str(getattr(data, "path", "") or data.describe()))
+               data_source=str(getattr(data, "path", "") or data.describe()), skipped_files=skipped)
 
 
 def evaluate_target(paired: PairedRuns, job: Job, cfg: DictConfig) -> TargetResult:
@@ -129,7 +135,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     # MLflow loads slowly: import it only once the input is known to be good.
     from src.progress import logging_beside_bars, track
     from src.tracking import provenance
-    from src.tracking.runs import job_run, log_job_metrics, log_job_model, log_target_result, target_run
+    from src.tracking.runs import job_run, log_job_metrics, log_job_model, log_skipped_files, log_target_result, target_run
     from src.tracking.store import configure_tracking
     from src.tracking.summary import log_job_summary
     from src.tracking.sweep import sweep_parent_run_id
@@ -146,6 +152,8 @@ def train(cfg: DictConfig) -> dict[str, dict]:
         log.warning("[%s] %s (data=profet or data=file for real profiles)", job_name, provenance.GENERATED_WARNING)
     data_params = {"data_kind": job.data_kind, "data_fingerprint": job.data_fingerprint}
     with logging_beside_bars(), job_run(experiment_id, job_name, cfg, parent_run_id, data_tags, data_params, dataset) as job_run_id:
+        if job.skipped_files is not None:
+            log_skipped_files(job.skipped_files)
         for number, (target, paired) in enumerate(track(job.pairs.items(), f"{job_name}: targets"), start=1):
             log.info("[%s] target %d/%d %s: %d pairs (%s pairing)", job_name, number, len(job.pairs), target, len(paired), paired.mode)
             result = evaluate_target(paired, job, cfg)
@@ -175,15 +183,13 @@ def train(cfg: DictConfig) -> dict[str, dict]:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> None:
-    """Command-line entry point: user errors become one line on stderr and exit code 2."""
-    try:
-        train(cfg)
-    except ProfcastError as error:
-        from src.tracking.sweep import fail_sweep_parent_run
+    """Command-line entry point: user errors become one line on stderr and exit code 2; Ctrl-C and
+    SIGTERM end the open runs KILLED (exit 130/143). A sweep's parent run is ended by its callback."""
+    from src.tracking.run_endings import run_job
 
-        print_error(error)
-        fail_sweep_parent_run()
-        sys.exit(2)
+    code = run_job(train, cfg)
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -59,9 +59,12 @@ def test_default_store_is_mlflows_own_and_the_environment_still_wins(monkeypatch
     from mlflow.store.tracking import DEFAULT_TRACKING_URI as MLFLOW_DEFAULT
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert DEFAULT_TRACKING_URI == MLFLOW_DEFAULT == compose_train().tracking_uri == tracking_uri(None)
+    assert compose_train().tracking_uri is None  # the config names no store: the rule below decides
+    assert DEFAULT_TRACKING_URI == MLFLOW_DEFAULT == tracking_uri(compose_train().tracking_uri)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////elsewhere/x.db")
     assert tracking_uri(compose_train().tracking_uri) == "sqlite:////elsewhere/x.db"
+    # an explicit tracking_uri= (command line) wins over the environment
+    assert tracking_uri(compose_train(["tracking_uri=sqlite:////mine/y.db"]).tracking_uri) == "sqlite:////mine/y.db"
 
 
 def test_plain_mlflow_in_the_same_folder_sees_the_job_and_artifacts_stay_in_mlruns(project_folder):

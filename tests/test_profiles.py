@@ -37,7 +37,7 @@ def test_missing_key_column_is_named(tmp_path, profile_table):
 def test_bad_op_values_name_column_and_row(tmp_path, profile_table, bad_value, problem):
     table = profile_table.astype({"Device_Relu": object})
     table.loc[3, "Device_Relu"] = bad_value
-    with pytest.raises(ProfcastError, match=rf"column 'Device_Relu' row 3 value .* {problem}"):
+    with pytest.raises(ProfcastError, match=rf"column 'Device_Relu' line 5 value .* {problem}"):
         read_profile_table(write(tmp_path, table))
 
 

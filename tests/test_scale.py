@@ -78,7 +78,7 @@ def test_ending_a_sweep_kills_the_runs_a_dead_job_left_open(tracking_uri):
     client.set_terminated(finished_job, "FINISHED")
     dead_job = client.create_run(experiment_id, tags={"mlflow.parentRunId": parent}).info.run_id
     dead_target = client.create_run(experiment_id, tags={"mlflow.parentRunId": dead_job}).info.run_id
-    assert end_sweep(parent, completed=False) == [dead_job]
+    assert end_sweep(parent, "FAILED") == [dead_job]
     status = {run_id: client.get_run(run_id).info.status for run_id in (parent, finished_job, dead_job, dead_target)}
     assert status == {parent: "FAILED", finished_job: "FINISHED", dead_job: "KILLED", dead_target: "KILLED"}
 

@@ -92,9 +92,9 @@ def bad_tables(tmp_path, profile_table):
     text.loc[1, "Device_Conv2D"] = "12ms"
     cases = {
         "missing_key": (profile_table.drop(columns="model"), "missing key column(s) model"),
-        "negative": (negative, "column 'Device_Relu' row 5 value -1.0 is negative"),
-        "infinite": (infinite, "column 'Host_IDLE' row 2 value inf is infinite"),
-        "text": (text, "column 'Device_Conv2D' row 1 value '12ms' is not a number"),
+        "negative": (negative, "column 'Device_Relu' line 7 value -1.0 is negative"),
+        "infinite": (infinite, "column 'Host_IDLE' line 4 value inf is infinite"),
+        "text": (text, "column 'Device_Conv2D' line 3 value '12ms' is not a number"),
     }
     for name, (table, words) in cases.items():
         path = tmp_path / f"{name}.csv"

@@ -20,7 +20,7 @@ import pandas as pd
 
 from src.errors import ProfcastError
 from src.ingest.torch_trace import read_torch_trace
-from src.ingest.tables import validate_profiles
+from src.ingest.tables import text_encoding_problem, validate_profiles
 from src.schema import LATENCY_COLUMNS, RUN_KEYS
 from src.ingest.tfstats import (COLUMN_ALIASES, ON_BAD_FILE_CHOICES, REQUIRED_COLUMNS, SIDECAR_SUFFIX, TfStatsTree,
                          read_tfstats_export, workload_from_file_name)
@@ -149,13 +149,16 @@ def profiles_table(runs: list[dict], source: str) -> pd.DataFrame:
 def _rows_of_file(path: Path) -> tuple[str, list[dict]]:
     """The file's kind and the run rows it holds (one for a trace or export; each row for a table)."""
     kind = profile_kind(path)
-    if kind == "torch_trace":
-        return kind, [read_torch_trace(path)]
-    if kind == "tf_stats":
-        if _is_gzip(path):  # the tf_stats reader reads plain text; TensorBoard never gzips its exports
-            raise ProfcastError(f"{path}: gzipped tf_stats export; gunzip it first")
-        return kind, [read_tfstats_export(path)]
-    return kind, _table_rows(path)
+    try:
+        if kind == "torch_trace":
+            return kind, [read_torch_trace(path)]
+        if kind == "tf_stats":
+            if _is_gzip(path):  # the tf_stats reader reads plain text; TensorBoard never gzips its exports
+                raise ProfcastError(f"{path}: gzipped tf_stats export; gunzip it first")
+            return kind, [read_tfstats_export(path)]
+        return kind, _table_rows(path)
+    except UnicodeDecodeError as error:  # a bad byte past the head profile_kind looked at
+        raise ProfcastError(f"{path}: {text_encoding_problem(path, error)}") from None
 
 
 def _rows_in_tree(root: Path, path: Path) -> list[dict]:
@@ -179,12 +182,14 @@ def _table_rows(path: Path) -> list[dict]:
             table = pd.read_parquet(path)
         else:
             table = pd.read_csv(path, compression="gzip" if _is_gzip(path) else None)
+    except UnicodeDecodeError as error:
+        raise ProfcastError(f"{path}: {text_encoding_problem(path, error)}") from None
     except Exception as error:  # pandas/pyarrow raise many types for malformed files
         raise ProfcastError(f"{path}: cannot be read as a profile table ({error})") from None
     if table.empty:
         raise ProfcastError(f"{path}: profile table holds no rows")
     if set(RUN_KEYS) <= set(table.columns):  # the same checks as a table given to data.path
-        table = validate_profiles(table, source=str(path))
+        table = validate_profiles(table, source=str(path), first_line=None if _is_parquet(path) else 2)
     return [{k: v for k, v in row.items() if not (isinstance(v, float) and np.isnan(v) and k in LATENCY_COLUMNS)}
             for row in table.to_dict("records")]
 

@@ -56,7 +56,7 @@ class FileData:
             from src.ingest.profile_files import read_profile_tree
 
             tree = read_profile_tree(self.path, on_bad_file=self.on_bad_file)
-            self.skipped = tree.skipped + tree.duplicates
+            self.skipped = tree.skipped + [(path, f"duplicate run, kept {kept}") for path, kept in tree.duplicates]
             return validate_profiles(tree.profiles, source=str(self.path))
         return read_profile_table(self.path)
 

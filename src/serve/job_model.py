@@ -63,20 +63,33 @@ class JobModel:
         self.trained_on = trained_on  # e.g. "generated data: embedded generated data (...) (fingerprint ...)"
 
     def predict(self, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        """One row per (request row, target): target_instance, op columns, batch_latency, total."""
+        """One row per (request row, target): target_instance, op columns, batch_latency, total.
+
+        Bad requests raise MlflowException(INVALID_PARAMETER_VALUE) (HTTP 400 when served); any other
+        failure is logged with its traceback and answered as one line, never a stack trace in the body.
+        """
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        try:
+            return self._predict(model_input)
+        except MlflowException:
+            raise
+        except ProfcastError as error:  # a bad request: the scoring server answers it with HTTP 400
+            raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
+        except Exception as error:  # a regressor failing on an input that passed the checks
+            log.exception("prediction failed")
+            raise MlflowException(f"the model could not predict from this request ({type(error).__name__}: "
+                                  f"{first_line(error)})", error_code=INVALID_PARAMETER_VALUE) from None
+
+    def _predict(self, model_input: pd.DataFrame) -> pd.DataFrame:
         profiles = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         profiles = profiles.reset_index(drop=True)  # error messages count rows from 0
         ignored = unknown_columns(profiles.columns, self.op_columns)
         if ignored:
             log.warning("ignored column(s) never seen in training: %s", ", ".join(map(str, ignored)))
-        try:
-            anchor_profiles = checked_anchor_profiles(profiles, self.op_columns, self.anchor)
-            wanted = requested_targets(profiles, self.targets)
-        except ProfcastError as error:  # the scoring server answers this with HTTP 400
-            from mlflow.exceptions import MlflowException
-            from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-
-            raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
+        anchor_profiles = checked_anchor_profiles(profiles, self.op_columns, self.anchor)
+        wanted = requested_targets(profiles, self.targets)
         parts = []
         for target in self.targets:
             rows = np.flatnonzero((wanted.isna() | (wanted == target)).to_numpy())
@@ -85,7 +98,7 @@ class JobModel:
         predicted = pd.concat(parts, ignore_index=True)
         target_rank = predicted[TARGET_INSTANCE].map({target: rank for rank, target in enumerate(self.targets)})
         by_row_then_target = np.lexsort((target_rank.to_numpy(), predicted[INPUT_ROW].to_numpy()))
-        return predicted.iloc[by_row_then_target].reset_index(drop=True)
+        return _finite_answer(predicted.iloc[by_row_then_target].reset_index(drop=True))
 
     def _predict_target(self, target: str, anchor_profiles: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
         model = self.models[target]
@@ -101,6 +114,32 @@ class JobModel:
         if self.trained_on is not None:
             frame[TRAINED_ON] = self.trained_on
         return frame
+
+
+def _finite_answer(predicted: pd.DataFrame) -> pd.DataFrame:
+    """Refuse an answer JSON cannot carry: a non-finite op time is a 400; a latency not predicted is null."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    numbers = predicted.drop(columns=[INPUT_ROW, TARGET_INSTANCE, BATCH_LATENCY, TRAINED_ON], errors="ignore").to_numpy(dtype=float)
+    bad = ~np.isfinite(numbers).all(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise MlflowException(
+            f"the prediction for request row {predicted[INPUT_ROW].iloc[row]} on {predicted[TARGET_INSTANCE].iloc[row]} is not a "
+            "finite number; the request's op times are far outside what the model was trained on",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
+    if BATCH_LATENCY in predicted and not np.isfinite(predicted[BATCH_LATENCY].to_numpy(dtype=float)).all():
+        latency = predicted[BATCH_LATENCY].astype(object)
+        predicted[BATCH_LATENCY] = latency.where(np.isfinite(predicted[BATCH_LATENCY].to_numpy(dtype=float)), None)
+    return predicted
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def save_job_model(folder, anchor: str, models: dict, op_columns: list[str], trained_on: str | None = None) -> dict:
@@ -133,17 +172,39 @@ def load_job_model_folder(folder) -> JobModel:
     import skops.io
 
     folder = Path(folder)
+    manifest, paths = _checked_manifest(folder)
+    models = {}
+    for target, path in paths.items():
+        trusted = _checked_types(path)
+        try:
+            models[target] = skops.io.load(path, trusted=trusted)
+        except Exception as error:  # skops raises several types for a damaged file
+            raise ProfcastError(f"{path}: not a loadable skops model file ({type(error).__name__}: {first_line(error)})") from None
+    return JobModel(manifest["anchor"], models, manifest["op_columns"], manifest["output_op_columns"], manifest["predicts_latency"],
+                    manifest.get("trained_on"))
+
+
+def check_job_model_folder(folder) -> None:
+    """Check a job model's data folder without building anything: manifest whole, every file skops with trusted types."""
+    _, paths = _checked_manifest(Path(folder))
+    for path in paths.values():
+        _checked_types(path)
+
+
+def _checked_manifest(folder: Path) -> tuple[dict, dict]:
+    """The manifest and each target's skops file path (inside ``folder``); a one-line error if incomplete."""
     try:
         manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
         files = manifest["target_files"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ProfcastError(f"{folder}: not a profcast job model folder ({error})") from None
-    models = {}
-    for target, name in files.items():
-        path = folder / Path(str(name)).name  # never a path outside the model folder
-        models[target] = skops.io.load(path, trusted=_checked_types(path))
-    return JobModel(manifest["anchor"], models, manifest["op_columns"], manifest["output_op_columns"], manifest["predicts_latency"],
-                    manifest.get("trained_on"))
+        for key in ("anchor", "op_columns", "output_op_columns", "predicts_latency"):
+            manifest[key]
+        paths = {target: folder / Path(str(name)).name for target, name in files.items()}  # never a path outside
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ProfcastError(f"{folder}: not a profcast job model folder ({type(error).__name__}: {error})") from None
+    missing = [str(path) for path in paths.values() if not path.is_file()]
+    if not paths or missing:
+        raise ProfcastError(f"{folder}: job model files missing: {', '.join(missing) or 'no target files listed'}")
+    return manifest, paths
 
 
 def _load_pyfunc(data_path: str) -> JobModel:

@@ -119,9 +119,22 @@ def plot_ranking(table: pd.DataFrame, path, title: str) -> None:
     try:
         figure.savefig(path, dpi=120)
     except OSError as error:
-        raise ProfcastError(f"{path}: cannot write the plot ({error})") from None
+        raise ProfcastError(f"{path}: cannot write the plot ({error.strerror or error})") from None
     finally:
         plt.close(figure)
+
+
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def check_plot_path(path) -> None:
+    """Refuse a --plot file matplotlib cannot write, before any work is done."""
+    path = Path(path)
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise ProfcastError(f"--plot {path}: unsupported image type {path.suffix or '(none)'!r}; accepted: {', '.join(PLOT_SUFFIXES)}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ProfcastError(f"--plot {path}: folder {folder} does not exist")
 
 
 def recommend(args) -> str:
@@ -135,6 +148,8 @@ def recommend(args) -> str:
         raise ProfcastError(f"--dataset-size {args.dataset_size} is not a positive number of samples")
     if args.batchsize is not None and args.batchsize <= 0:
         raise ProfcastError(f"--batchsize {args.batchsize} is not a positive integer")
+    if args.plot:
+        check_plot_path(args.plot)
     anchor_profile = read_anchor_profile(args.profile, args.anchor)
     use_store(compose_train_config().get("tracking_uri"))
     model, uri = load_job_model(args.model, args.anchor)

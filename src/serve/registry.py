@@ -168,11 +168,13 @@ def load_job_model(model_uri: str | None, anchor: str):
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from src.serve.registry import champion_uri, registered_name
+    from src.serve.model_folder import checked_model_folder
 
     uri = model_uri or champion_uri(anchor)
     try:
-        model = mlflow.pyfunc.load_model(uri)
+        # Fetch and check the folder first: MLflow would load whatever its MLmodel names.
+        folder = checked_model_folder(mlflow.artifacts.download_artifacts(artifact_uri=uri), shown=uri)
+        model = mlflow.pyfunc.load_model(str(folder))
     except MlflowException as error:
         if model_uri is None:
             raise ProfcastError(

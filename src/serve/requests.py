@@ -13,6 +13,7 @@ import pandas as pd
 
 from src.errors import ProfcastError
 from src.ingest.tables import BAD_NUMBER_WORDING, parse_numbers, shown_value
+from src.limits import MAX_OP_TIME_US, value_limit, value_rule
 from src.schema import BATCH_LATENCY
 
 TRAINED_ON = "trained_on"  # output column: the training data's description, kind and fingerprint
@@ -23,11 +24,6 @@ PREDICTED_TOTAL = "predicted_total"  # output column: sum of the predicted op ve
 DESCRIPTIVE_COLUMNS = {
     "exp_name": "string", "instance_name": "string", "dataset": "string",
     "model": "string", "optimizer": "string", "batchsize": "long", "epoch_latency": "double",
-}
-# What an accepted value looks like, appended to each bad-value message.
-VALUE_RULES = {
-    "op": "op times must be finite numbers >= 0 (an op that did not run is 0 or left out)",
-    BATCH_LATENCY: "batch_latency is the anchor's measured seconds per step: a finite number >= 0, or null",
 }
 # A request's missing cell most often comes from records that list different ops.
 MISSING_IN_REQUEST = (
@@ -75,7 +71,7 @@ def checked_anchor_profiles(profiles: pd.DataFrame, op_columns: list[str], ancho
         times = profiles[present].to_numpy(dtype=float)  # one conversion for the whole block: the fast path
     except (TypeError, ValueError):
         times = None
-    if times is None or not (np.isfinite(times) & (times >= 0)).all():
+    if times is None or not (np.isfinite(times) & (times >= 0) & (times <= MAX_OP_TIME_US)).all():
         for column in present:  # find the first bad cell, column by column, to name it
             _checked_column(profiles[column], column, allow_missing=False)
     checked = pd.DataFrame(times, columns=present)
@@ -85,11 +81,11 @@ def checked_anchor_profiles(profiles: pd.DataFrame, op_columns: list[str], ancho
 
 
 def _checked_column(values: pd.Series, column: str, allow_missing: bool) -> pd.Series:
-    numbers, bad = parse_numbers(values, allow_missing)
+    numbers, bad = parse_numbers(values, allow_missing, upper=value_limit(column))
     if bad:
         row, kind = bad
         what = MISSING_IN_REQUEST if kind == "missing" else BAD_NUMBER_WORDING[kind]
-        rule = VALUE_RULES.get(column, VALUE_RULES["op"])
+        rule = value_rule(column) + (" (an op that did not run is 0 or left out)" if column != BATCH_LATENCY else "")
         raise _bad_request(f"column '{column}' row {row} value {shown_value(values.iloc[row])} {what}; {rule}")
     return numbers
 

@@ -17,20 +17,25 @@ def predicted_vs_true_figure(truth: pd.DataFrame, predicted: pd.DataFrame, title
     predicted_values = np.maximum(predicted.to_numpy()[known.to_numpy()], 1e-3)
     figure, axes = plt.subplots(figsize=(5.5, 5))
     axes.scatter(true_values, predicted_values, s=4, alpha=0.4)
+    axes.set(xlabel="measured op time (us)", ylabel="predicted op time (us)", title=title)
     if true_values.size:
         low, high = true_values.min(), true_values.max()
         axes.plot([low, high], [low, high], color="black", linewidth=1, label="perfect")
         axes.legend(loc="upper left")
-    axes.set(xscale="log", yscale="log", xlabel="measured op time (us)", ylabel="predicted op time (us)", title=title)
+        axes.set(xscale="log", yscale="log")  # only with positive values: matplotlib cannot log-scale nothing
+    else:
+        axes.text(0.5, 0.5, "no held-out cell with a positive measured time", ha="center", transform=axes.transAxes)
     figure.tight_layout()
     return figure
 
 
 def column_error_figure(column_mape: pd.Series, title: str):
     """Horizontal bars of MAPE per op column, worst on top."""
-    ordered = column_mape.dropna().sort_values()
+    ordered = column_mape.replace([np.inf, -np.inf], np.nan).dropna().sort_values()
     figure, axes = plt.subplots(figsize=(7, max(3, 0.22 * len(ordered) + 1)))
     axes.barh(ordered.index, ordered.to_numpy())
+    if ordered.empty:
+        axes.text(0.5, 0.5, "no column with a measurable error", ha="center", transform=axes.transAxes)
     axes.set(xlabel="MAPE (%)", title=title)
     axes.tick_params(axis="y", labelsize=7)
     figure.tight_layout()

@@ -121,6 +121,20 @@ def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = 
     return logged.model_uri
 
 
+SKIPPED_FILES_TAG = "profcast.skipped_files"  # the files a folder read left out, one per line
+MAX_TAG_CHARS = 5000  # MLflow stores tag values up to 8000 characters
+
+
+def log_skipped_files(skipped: list) -> None:
+    """Count the files a folder read skipped (param ``n_skipped_files``) and name them in a tag."""
+    mlflow.log_param("n_skipped_files", len(skipped))
+    if skipped:
+        listed = "\n".join(f"{path}: {why}" for path, why in skipped)
+        if len(listed) > MAX_TAG_CHARS:
+            listed = listed[:MAX_TAG_CHARS].rsplit("\n", 1)[0] + f"\n... ({len(skipped)} files in all; see the job log)"
+        mlflow.set_tag(SKIPPED_FILES_TAG, listed)
+
+
 def _log_csv(frame: pd.DataFrame, artifact_file: str) -> None:
     mlflow.log_text(frame.to_csv(index=False), artifact_file)
 

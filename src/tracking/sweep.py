@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -31,16 +32,17 @@ class SweepParentRun(Callback):
 
         from src.cli import print_error
         from src.errors import ProfcastError
+        from src.tracking.run_endings import install_stop_handlers
         from src.tracking.store import configure_tracking, tracking_uri
         from src.tracking.sweep_runs import SWEEP_DIR_TAG, check_launcher_store
 
         try:
             check_launcher_store(config, tracking_uri(config.tracking_uri))
-        except ProfcastError as error:
+            # Also creates a SQLite store's schema here, once, before parallel jobs could race to.
+            experiment_id = configure_tracking(config.tracking_uri, config.mlflow_experiment)
+        except ProfcastError as error:  # a bad store stops the sweep before any job, in one line
             print_error(error)
-            raise SystemExit(2) from None
-        # Also creates a SQLite store's schema here, once, before parallel jobs could race to.
-        experiment_id = configure_tracking(config.tracking_uri, config.mlflow_experiment)
+            sys.exit(2)
         swept = " ".join(str(item) for item in (config.hydra.overrides.get("task") or []))
         run = MlflowClient().create_run(
             experiment_id,
@@ -50,38 +52,42 @@ class SweepParentRun(Callback):
                   "mlflow.note.content": f"Hydra sweep `{swept}`; expand the row for its jobs."},
         )
         os.environ[PARENT_RUN_ENV] = run.info.run_id
-        # A failed job or a dead worker makes the launcher raise and skips on_multirun_end.
-        atexit.register(_end_unfinished_sweep, run.info.run_id)
+        install_stop_handlers()
+        # A sweep stopped early (bad input, Ctrl-C, SIGTERM, a job's bug, a dead worker) never reaches on_multirun_end.
+        atexit.register(_end_if_still_open, config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        run_id = os.environ.pop(PARENT_RUN_ENV, None)
-        if run_id:
-            from mlflow.exceptions import MlflowException
-
-            from src.errors import ProfcastError
-            from src.serve.registry import register_sweep
-            from src.tracking.sweep_runs import end_sweep
-
-            try:
-                register_sweep(config, run_id)  # best job per anchor -> profcast-<anchor>@champion
-            except (MlflowException, ProfcastError) as error:  # the trained jobs stay logged either way
-                log.error("registry: could not register the sweep's best job: %s", error)
-            atexit.unregister(_end_unfinished_sweep)
-            end_sweep(run_id, completed=True)  # runs of jobs that died (and were retried) end KILLED
+        end_sweep_parent_run(config, "FINISHED")
 
 
-def _end_unfinished_sweep(run_id: str) -> None:
-    from src.tracking.sweep_runs import end_sweep
-
-    end_sweep(run_id, completed=False)
-    log.error("sweep did not complete: parent run %s marked FAILED", run_id)
-
-
-def fail_sweep_parent_run() -> None:
-    """Mark the open sweep's parent run FAILED (a job stopped the sweep on bad input)."""
+def end_sweep_parent_run(config: DictConfig, status: str) -> None:
+    """Register the sweep's best finished job (where one qualifies), then end the parent run with
+    ``status``; runs of jobs whose process died end KILLED."""
     run_id = os.environ.pop(PARENT_RUN_ENV, None)
     if run_id:
-        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
 
-        atexit.unregister(_end_unfinished_sweep)
-        MlflowClient().set_terminated(run_id, "FAILED")
+        from src.errors import ProfcastError
+        from src.serve.registry import register_sweep
+        from src.tracking.sweep_runs import end_sweep
+
+        try:
+            register_sweep(config, run_id)  # best job per anchor -> profcast-<anchor>@champion
+        except (MlflowException, ProfcastError) as error:  # the trained jobs stay logged either way
+            log.error("registry: could not register the sweep's best job: %s", error)
+        end_sweep(run_id, status)
+        if status != "FINISHED":
+            log.warning("sweep stopped early: parent run %s ended %s", run_id, status)
+
+
+def _end_if_still_open(config: DictConfig) -> None:
+    """At exit: end a parent run the sweep left open, FAILED or KILLED (after a stop signal)."""
+    if os.environ.get(PARENT_RUN_ENV):
+        from src.tracking.run_endings import end_active_runs, stop_status
+
+        status = stop_status()
+        end_active_runs(status)
+        try:
+            end_sweep_parent_run(config, status)
+        except Exception as error:  # at exit there is nobody left to raise to
+            log.error("could not end the sweep's parent run: %s", error)

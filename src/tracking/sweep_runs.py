@@ -60,8 +60,9 @@ def child_runs(parent_run_id: str) -> list:
             return runs
 
 
-def end_sweep(parent_run_id: str, completed: bool) -> list[str]:
-    """End a sweep's parent run (FINISHED if the launcher returned every job, else FAILED).
+def end_sweep(parent_run_id: str, status: str) -> list[str]:
+    """End a sweep's parent run with ``status`` (FINISHED when the launcher returned every job, else
+    FAILED or KILLED).
 
     A job whose process died (killed worker, lost host) left its run and its target runs
     RUNNING; they are ended KILLED, so no run of an ended sweep stays RUNNING. Returns their ids.
@@ -78,7 +79,7 @@ def end_sweep(parent_run_id: str, completed: bool) -> list[str]:
             client.set_terminated(job.info.run_id, "KILLED")
             killed.append(job.info.run_id)
             log.warning("sweep: job run %s (%s) never ended (its process died); marked KILLED", job.info.run_id, job.info.run_name)
-    client.set_terminated(parent_run_id, "FINISHED" if completed else "FAILED")
+    client.set_terminated(parent_run_id, status)
     return killed
 
 
