@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass
+from functools import partial
 
 import hydra
 import numpy as np
@@ -21,8 +22,9 @@ from sklearn.base import clone
 from src.cli import print_error
 from src.config import checked_estimator, instantiate_option
 from src.errors import ProfcastError
-from src.pipeline.evaluation import cross_validate, fit_regressor, score, vector_frames
+from src.pipeline.evaluation import cross_validate, score, vector_frames
 from src.pipeline.pairing import PAIRING_MODES, PairedRuns, pair_runs, resolve_targets
+from src.pipeline.parallel import resolve_n_jobs
 from src.schema import op_part
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class Job:
     features: object  # has select(anchor_train_ops, target_train_ops) -> op columns
     split: object  # has folds(keys) -> [(train_rows, test_rows)]
     regressor: object  # an unfitted profile regressor; each fit uses a clone
+    n_jobs: int = 1  # processes for a target's fits (src.pipeline.parallel)
 
 
 @dataclass
@@ -68,16 +71,16 @@ def prepare_job(cfg: DictConfig) -> Job:
     pairs = {target: pair_runs(profiles, cfg.anchor, target, cfg.pairing) for target in targets}
     for paired in pairs.values():
         split.folds(paired.keys)  # an unknown holdout model or a single group fails here
-    return Job(pairs=pairs, features=features, split=split, regressor=regressor)
+    return Job(pairs=pairs, features=features, split=split, regressor=regressor, n_jobs=resolve_n_jobs(cfg.get("n_jobs", "auto")))
 
 
 def evaluate_target(paired: PairedRuns, job: Job, cfg: DictConfig) -> TargetResult:
     """Cross-validate on held-out groups, then refit on every paired row for the logged model."""
     folds = job.split.folds(paired.keys)
-    make_regressor = lambda: clone(job.regressor)  # noqa: E731
-    held_out = cross_validate(paired, folds, make_regressor, job.features.select)
+    make_regressor = partial(clone, job.regressor)  # a partial, not a lambda: worker processes get only the regressor
+    held_out = cross_validate(paired, folds, make_regressor, job.features.select, n_jobs=job.n_jobs, refit=True)
     metrics, column_mape = score(held_out, paired.target_profile)
-    model, columns = fit_regressor(paired, np.arange(len(paired)), make_regressor, job.features.select)
+    model, columns = held_out.refit
     anchor_frame, _ = vector_frames(paired, columns)
     predictions = pd.concat(
         [
@@ -128,8 +131,8 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     fitted: dict[str, TargetResult] = {}
     target_runs: dict[str, str] = {}
     with mlflow.start_run(experiment_id=experiment_id, run_name=job_name, parent_run_id=parent_run_id, nested=bool(parent_run_id)):
-        mlflow.log_params(flat_config(cfg, skip=("anchor", "target", "pairing")))
         mlflow.log_params({
+            **flat_config(cfg, skip=("anchor", "target", "pairing")),
             "anchor": cfg.anchor, "target": cfg.target, "regressor": cfg.regressor.name,
             "features": cfg.features.name, "split": cfg.split.name, "pairing": cfg.pairing,
         })
