@@ -59,7 +59,9 @@ def pipeline_job(train_args: list[str], env: dict, work: Path) -> dict:
 
 def bare_job(train_args: list[str], env: dict) -> float:
     """Wall time of the same fits as a plain script (see ``bare_loop``), in a fresh process."""
-    return run_timed([sys.executable, "-m", "benchmarks.speed", "--bare", *train_args], env, REPO_ROOT)
+    # One OpenMP thread: with two, a boosted fit took 8x longer on a shared 2-core machine (threads
+    # spin while they wait), which would flatter the pipeline. Forests keep their own n_jobs threads.
+    return run_timed([sys.executable, "-m", "benchmarks.speed", "--bare", *train_args], {**env, "OMP_NUM_THREADS": "1"}, REPO_ROOT)
 
 
 def bare_loop(train_args: list[str]) -> None:
@@ -92,7 +94,9 @@ def job_rows(label: str, train_args: list[str], env: dict, work: Path) -> list[s
     pipeline = pipeline_job(train_args, env, work)
     bare = bare_job(train_args, env)
     cells = " | ".join(f"{pipeline[phase]:.1f}" for phase in PHASES)
-    return [f"| {label} | {pipeline['wall']:.1f} | {cells} | {bare:.1f} | {pipeline['wall'] / bare:.2f}x |"]
+    row = f"| {label} | {pipeline['wall']:.1f} | {cells} | {bare:.1f} | {pipeline['wall'] / bare:.2f}x |"
+    print(row, flush=True)
+    return [row]
 
 
 def latency(call, calls: int) -> tuple[float, float]:
@@ -139,15 +143,25 @@ def serving_rows(champion: str, work: Path) -> list[str]:
     print("timing serving ...", flush=True)
     model = mlflow.pyfunc.load_model(champion)
     frames = request_frames(model)
-    env = {"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
+    # The server execs `uvicorn` by name: the interpreter's bin folder must be on PATH (an unactivated venv).
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(), "PATH": path}
     results = {rows: {} for rows in frames}
     for label, uri in (("champion", champion), ("trivial", trivial_model_uri())):
-        with ModelServer(uri, work / f"server-{label}.log", env=env) as server:
+        server_log = work / f"server-{label}.log"
+        server = ModelServer(uri, server_log, env=env)
+        try:
+            server.__enter__()
+        except RuntimeError as error:
+            raise SystemExit(f"{error}:\n{server_log.read_text()[-3000:]}") from None
+        try:
             for rows, frame in frames.items():
                 payload = json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}).encode()
                 call, connection = http_caller(server.port, payload)
                 results[rows][label] = latency(call, REQUEST_SIZES[rows])
                 connection.close()
+        finally:
+            server.stop()
     for rows, frame in frames.items():
         results[rows]["in process"] = latency(lambda: model.predict(frame), REQUEST_SIZES[rows])
     lines = []
@@ -185,7 +199,7 @@ def main(argv=None) -> int:
         if parts & {"sweep", "real"}:
             lines += ["Seconds. `start` = interpreter and imports; `fit` = fold fits, held-out predictions and refit; "
                       "`log` = MLflow runs, artifacts, figures and the job model. `bare` = the same fits in a plain loop "
-                      "(benchmarks.speed.bare_loop), also a fresh process.", "",
+                      "(benchmarks.speed.bare_loop), also a fresh process, OMP_NUM_THREADS=1.", "",
                       "| job | wall | " + " | ".join(PHASES) + " | bare | wall / bare |",
                       "|---|" + "---:|" * (len(PHASES) + 3)]
         if "sweep" in parts:
