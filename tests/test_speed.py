@@ -42,6 +42,9 @@ def small_regressors():
 @pytest.fixture(scope="module")
 def pairs():
     profiles = synthetic_profiles()
+    rng = np.random.default_rng(0)
+    for number in range(12):  # enough ops that the order of adding up a total matters
+        profiles[f"Device_Extra{number}"] = rng.lognormal(5, 1, len(profiles))
     return {target: pair_runs(profiles, ANCHOR, target, "auto") for target in ("mid.gpu", "fast.gpu")}
 
 

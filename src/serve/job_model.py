@@ -88,31 +88,32 @@ class JobModel:
                 parts.append((rank, rows, self._predict_target(target, request)))
         return self._answer(parts)
 
-    def _predict_target(self, target: str, anchor_profiles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """This target's op times in ``output_op_columns`` order and its batch latency (NaN if none)."""
+    def _predict_target(self, target: str, anchor_profiles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """This target's op times in ``output_op_columns`` order, its batch latency (NaN if none), its totals."""
         raw = np.asarray(self.models[target].predict(anchor_profiles), dtype=float).reshape(len(anchor_profiles), -1)
         source, destination, latency_at = self._layout[target]
         # An op this target's model lacks is 0; op times cannot be negative (evaluation clips them too).
-        ops = np.zeros((len(raw), len(self.output_op_columns)))
+        # Column-major like the pandas frame the totals were always summed from: numpy adds up a
+        # row in another order (last bits differ) when the row is contiguous in memory.
+        ops = np.zeros((len(raw), len(self.output_op_columns)), order="F")
         ops[:, destination] = raw[:, source]
         np.clip(ops, 0.0, None, out=ops)
         latency = raw[:, latency_at] if latency_at is not None else np.full(len(raw), np.nan)
-        return ops, latency
+        return ops, latency, ops.sum(axis=1)
 
     def _answer(self, parts: list) -> pd.DataFrame:
         """One frame ordered by request row, then target, built from numpy blocks in one go."""
         ranks = np.concatenate([np.full(rows.size, rank) for rank, rows, _ in parts])
         rows = np.concatenate([rows for _, rows, _ in parts]).astype("int64")
-        ops = np.concatenate([ops for _, _, (ops, _) in parts])
-        latency = np.concatenate([latency for _, _, (_, latency) in parts])
+        ops, latency, total = (np.concatenate([predicted[part] for _, _, predicted in parts]) for part in range(3))
         order = np.lexsort((ranks, rows))
-        ops, latency, rows, ranks = ops[order], latency[order], rows[order], ranks[order]
+        ops, latency, total, rows, ranks = ops[order], latency[order], total[order], rows[order], ranks[order]
         frame = pd.DataFrame(ops, columns=self.output_op_columns)
         frame.insert(0, INPUT_ROW, rows)
         frame.insert(1, TARGET_INSTANCE, np.array(self.targets, dtype=object)[ranks])
         if self.predicts_latency:
             frame[BATCH_LATENCY] = latency
-        frame[PREDICTED_TOTAL] = ops.sum(axis=1)
+        frame[PREDICTED_TOTAL] = total
         return frame
 
 
