@@ -23,13 +23,15 @@ def attached_to_terminal(stream=None) -> bool:
         return False
 
 
-def track(items, description: str, level: int = 0, stream=None):
+def track(items, description: str, level: int = 0, stream=None, total: int | None = None):
     """Yield ``items`` while showing progress: a bar (nested at ``level``) or a log line per item done.
 
-    Each log line says how many are done, the time spent and an estimate of the time left.
+    Each log line says how many are done, the time spent and an estimate of the time left. A
+    generator keeps yielding as its items come when ``total`` says how many there are.
     """
-    items = items if hasattr(items, "__len__") else list(items)
-    total = len(items)
+    if total is None:
+        items = items if hasattr(items, "__len__") else list(items)
+        total = len(items)
     if attached_to_terminal(stream):
         from tqdm import tqdm
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass
+from functools import partial
 
 import hydra
 import numpy as np
@@ -20,8 +21,9 @@ from sklearn.base import clone
 
 from src.config import CONF_DIR, checked_estimator, instantiate_option
 from src.errors import ProfcastError
-from src.pipeline.evaluation import cross_validate, fit_regressor, score, vector_frames
+from src.pipeline.evaluation import cross_validate, score, vector_frames
 from src.pipeline.pairing import PAIRING_MODES, PairedRuns, pair_runs, resolve_targets
+from src.pipeline.parallel import resolve_n_jobs
 from src.schema import op_part
 from src.tracking.store import check_experiment_name
 
@@ -45,6 +47,7 @@ class Job:
     data_fingerprint: str = ""  # hash of the loaded table: jobs are comparable only with equal ones
     data_source: str = ""  # where the table came from (a path, or the description)
     skipped_files: list | None = None  # (file, why) a folder read left out (data.on_bad_file=skip); None: not a folder source
+    n_jobs: int = 1  # processes for a target's fits (src.pipeline.parallel)
 
 
 @dataclass
@@ -83,18 +86,18 @@ def prepare_job(cfg: DictConfig) -> Job:
 
     return Job(pairs=pairs, features=features, split=split, regressor=regressor, profiles=profiles,
                data_description=data.describe(), data_kind=data_kind(cfg.data), data_fingerprint=data_fingerprint(profiles),
-               data_source=str(getattr(data, "path", "") or data.describe()), skipped_files=skipped)
+               data_source=str(getattr(data, "path", "") or data.describe()), skipped_files=skipped,
+               n_jobs=resolve_n_jobs(cfg.get("n_jobs", "auto")))
 
 
 def evaluate_target(paired: PairedRuns, job: Job, cfg: DictConfig) -> TargetResult:
     """Cross-validate on held-out groups, then refit on every paired row for the logged model."""
-    from src.progress import track
-
     folds = job.split.folds(paired.keys)
-    make_regressor = lambda: clone(job.regressor)  # noqa: E731
-    held_out = cross_validate(paired, track(folds, f"{paired.target} folds", level=1), make_regressor, job.features.select)
+    make_regressor = partial(clone, job.regressor)  # a partial, not a lambda: worker processes get only the regressor
+    held_out = cross_validate(paired, folds, make_regressor, job.features.select, n_jobs=job.n_jobs, refit=True,
+                              progress=f"{paired.target} fits")
     metrics, column_mape = score(held_out, paired.target_profile)
-    model, columns = fit_regressor(paired, np.arange(len(paired)), make_regressor, job.features.select)
+    model, columns = held_out.refit
     anchor_frame, _ = vector_frames(paired, columns)
     predictions = pd.concat(
         [

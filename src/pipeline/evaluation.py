@@ -31,6 +31,7 @@ class HeldOutPredictions:
     predicted_total: np.ndarray
     n_clipped: int
     fit_seconds: float
+    refit: tuple | None = None  # (model fitted on every row, its columns) when asked for
 
 
 def vector_frames(paired: PairedRuns, columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -64,20 +65,27 @@ def predict_frame(model, anchor_profile: pd.DataFrame, index=None) -> pd.DataFra
     return pd.DataFrame(model.predict(anchor_profile), columns=model.output_columns_, index=index)
 
 
-def cross_validate(paired: PairedRuns, folds, make_regressor: Callable, select: ColumnSelector) -> HeldOutPredictions:
-    """Fit on each fold's training rows, predict its held-out rows, clip negatives to 0."""
+def cross_validate(paired: PairedRuns, folds, make_regressor: Callable, select: ColumnSelector, n_jobs: int = 1,
+                   refit: bool = False, progress: str | None = None) -> HeldOutPredictions:
+    """Fit on each fold's training rows, predict its held-out rows, clip negatives to 0.
+
+    Folds run in up to ``n_jobs`` processes (src.pipeline.parallel); the answer is the same for
+    any ``n_jobs``. With ``refit`` the fit on every row joins them and comes back as ``.refit``;
+    ``progress`` names the progress bar (or log lines) counting the fits.
+    """
+    from src.pipeline.parallel import run_fits
+
     truth = paired.target_profile
     predicted = pd.DataFrame(np.nan, index=truth.index, columns=truth.columns)
     fold_of_row = np.full(len(truth), -1)
     true_total, predicted_total = np.zeros(len(truth)), np.zeros(len(truth))
     n_clipped, fit_seconds = 0, 0.0
-    for fold, (train_rows, test_rows) in enumerate(folds):
-        started = time.perf_counter()
-        model, columns = fit_regressor(paired, train_rows, make_regressor, select)
-        fit_seconds += time.perf_counter() - started
-        anchor, _ = vector_frames(paired, columns)
-        with regressor_errors_explained(paired, f"predicting {len(test_rows)} held-out rows"):
-            fold_prediction = predict_frame(model, anchor.iloc[test_rows], truth.index[test_rows])
+    tasks = [(paired, train_rows, test_rows, make_regressor, select) for train_rows, test_rows in folds]
+    if refit:
+        tasks.append((paired, np.arange(len(paired)), None, make_regressor, select))
+    fits = run_fits(fit_and_predict, tasks, n_jobs, progress)
+    for fold, ((train_rows, test_rows), (_, columns, fold_prediction, seconds)) in enumerate(zip(folds, fits)):
+        fit_seconds += seconds
         fold_prediction, clipped = clip_negative(fold_prediction)
         n_clipped += clipped
         predicted.loc[fold_prediction.index, fold_prediction.columns] = fold_prediction
@@ -93,7 +101,23 @@ def cross_validate(paired: PairedRuns, folds, make_regressor: Callable, select: 
         predicted_total=predicted_total[held],
         n_clipped=n_clipped,
         fit_seconds=fit_seconds,
+        refit=fits[-1][:2] if refit else None,
     )
+
+
+def fit_and_predict(paired: PairedRuns, train_rows, test_rows, make_regressor: Callable, select: ColumnSelector):
+    """One fold: (model or None, columns, prediction of ``test_rows``, fit seconds); the model only
+    comes back without ``test_rows`` (the refit), so workers do not ship every fold's model."""
+    started = time.perf_counter()
+    model, columns = fit_regressor(paired, train_rows, make_regressor, select)
+    seconds = time.perf_counter() - started
+    if test_rows is None:
+        return model, columns, None, seconds
+    anchor, _ = vector_frames(paired, columns)
+    truth = paired.target_profile
+    with regressor_errors_explained(paired, f"predicting {len(test_rows)} held-out rows"):
+        fold_prediction = predict_frame(model, anchor.iloc[test_rows], truth.index[test_rows])
+    return None, columns, fold_prediction, seconds
 
 
 def score(held_out: HeldOutPredictions, reference: pd.DataFrame) -> tuple[dict[str, float], pd.Series]:

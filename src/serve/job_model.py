@@ -61,6 +61,14 @@ class JobModel:
         self.output_op_columns = output_op_columns
         self.predicts_latency = predicts_latency
         self.trained_on = trained_on  # e.g. "generated data: embedded generated data (...) (fingerprint ...)"
+        # Where each model's outputs land in the answer, worked out once instead of per request.
+        position = {column: number for number, column in enumerate(output_op_columns)}
+        self._layout = {}
+        for target, model in models.items():
+            outputs = list(model.output_columns_)
+            ops = [number for number, column in enumerate(outputs) if column in position]
+            self._layout[target] = (np.array(ops, dtype=np.intp), np.array([position[outputs[n]] for n in ops], dtype=np.intp),
+                                    outputs.index(BATCH_LATENCY) if BATCH_LATENCY in outputs else None)
 
     def predict(self, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """One row per (request row, target): target_instance, op columns, batch_latency, total.
@@ -72,7 +80,7 @@ class JobModel:
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
         try:
-            return self._predict(model_input)
+            return _finite_answer(self._predict(model_input))
         except MlflowException:
             raise
         except ProfcastError as error:  # a bad request: the scoring server answers it with HTTP 400
@@ -90,27 +98,44 @@ class JobModel:
             log.warning("ignored column(s) never seen in training: %s", ", ".join(map(str, ignored)))
         anchor_profiles = checked_anchor_profiles(profiles, self.op_columns, self.anchor)
         wanted = requested_targets(profiles, self.targets)
+        every_target = bool(wanted.isna().all())
         parts = []
-        for target in self.targets:
-            rows = np.flatnonzero((wanted.isna() | (wanted == target)).to_numpy())
+        for rank, target in enumerate(self.targets):
+            if every_target:
+                rows, request = np.arange(len(anchor_profiles)), anchor_profiles
+            else:
+                rows = np.flatnonzero((wanted.isna() | (wanted == target)).to_numpy())
+                request = anchor_profiles.iloc[rows]
             if rows.size:
-                parts.append(self._predict_target(target, anchor_profiles.iloc[rows], rows))
-        predicted = pd.concat(parts, ignore_index=True)
-        target_rank = predicted[TARGET_INSTANCE].map({target: rank for rank, target in enumerate(self.targets)})
-        by_row_then_target = np.lexsort((target_rank.to_numpy(), predicted[INPUT_ROW].to_numpy()))
-        return _finite_answer(predicted.iloc[by_row_then_target].reset_index(drop=True))
+                parts.append((rank, rows, self._predict_target(target, request)))
+        return self._answer(parts)
 
-    def _predict_target(self, target: str, anchor_profiles: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
-        model = self.models[target]
-        raw = pd.DataFrame(model.predict(anchor_profiles), columns=model.output_columns_)
-        # Op times cannot be negative (evaluation clips them too); an op this target's model lacks is 0.
-        ops = raw.reindex(columns=self.output_op_columns, fill_value=0.0).to_numpy(dtype=float).clip(min=0.0)
+    def _predict_target(self, target: str, anchor_profiles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """This target's op times in ``output_op_columns`` order, its batch latency (NaN if none), its totals."""
+        raw = np.asarray(self.models[target].predict(anchor_profiles), dtype=float).reshape(len(anchor_profiles), -1)
+        source, destination, latency_at = self._layout[target]
+        # An op this target's model lacks is 0; op times cannot be negative (evaluation clips them too).
+        # Column-major like the pandas frame the totals were always summed from: numpy adds up a
+        # row in another order (last bits differ) when the row is contiguous in memory.
+        ops = np.zeros((len(raw), len(self.output_op_columns)), order="F")
+        ops[:, destination] = raw[:, source]
+        np.clip(ops, 0.0, None, out=ops)
+        latency = raw[:, latency_at] if latency_at is not None else np.full(len(raw), np.nan)
+        return ops, latency, ops.sum(axis=1)
+
+    def _answer(self, parts: list) -> pd.DataFrame:
+        """One frame ordered by request row, then target, built from numpy blocks in one go."""
+        ranks = np.concatenate([np.full(rows.size, rank) for rank, rows, _ in parts])
+        rows = np.concatenate([rows for _, rows, _ in parts]).astype("int64")
+        ops, latency, total = (np.concatenate([predicted[part] for _, _, predicted in parts]) for part in range(3))
+        order = np.lexsort((ranks, rows))
+        ops, latency, total, rows, ranks = ops[order], latency[order], total[order], rows[order], ranks[order]
         frame = pd.DataFrame(ops, columns=self.output_op_columns)
-        frame.insert(0, INPUT_ROW, rows.astype("int64"))
-        frame.insert(1, TARGET_INSTANCE, target)
+        frame.insert(0, INPUT_ROW, rows)
+        frame.insert(1, TARGET_INSTANCE, np.array(self.targets, dtype=object)[ranks])
         if self.predicts_latency:
-            frame[BATCH_LATENCY] = raw[BATCH_LATENCY].to_numpy(dtype=float) if BATCH_LATENCY in raw else np.nan
-        frame[PREDICTED_TOTAL] = ops.sum(axis=1)
+            frame[BATCH_LATENCY] = latency
+        frame[PREDICTED_TOTAL] = total
         if self.trained_on is not None:
             frame[TRAINED_ON] = self.trained_on
         return frame
@@ -140,6 +165,25 @@ def first_line(error: BaseException) -> str:
     """The first line of an error's message."""
     text = str(error).strip()
     return text.splitlines()[0] if text else ""
+
+
+def use_one_thread(estimator) -> None:
+    """Set ``n_jobs=1`` on ``estimator`` and every estimator inside it (forests, KNN, wrapped models).
+
+    A served request is a few rows: starting a thread pool per call costs far more than the
+    prediction. With one thread a forest also sums its trees in their fixed order on every call.
+    """
+    from sklearn.base import BaseEstimator
+
+    seen, pending = set(), [estimator]
+    while pending:
+        part = pending.pop()
+        if id(part) in seen or not isinstance(part, BaseEstimator):
+            continue
+        seen.add(id(part))
+        if "n_jobs" in vars(part):
+            part.n_jobs = 1
+        pending.extend(value for value in vars(part).values() if isinstance(value, BaseEstimator))
 
 
 def save_job_model(folder, anchor: str, models: dict, op_columns: list[str], trained_on: str | None = None) -> dict:
@@ -180,6 +224,7 @@ def load_job_model_folder(folder) -> JobModel:
             models[target] = skops.io.load(path, trusted=trusted)
         except Exception as error:  # skops raises several types for a damaged file
             raise ProfcastError(f"{path}: not a loadable skops model file ({type(error).__name__}: {first_line(error)})") from None
+        use_one_thread(models[target])
     return JobModel(manifest["anchor"], models, manifest["op_columns"], manifest["output_op_columns"], manifest["predicts_latency"],
                     manifest.get("trained_on"))
 

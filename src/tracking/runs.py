@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from contextlib import contextmanager
 from importlib.metadata import version
 
 import mlflow
+from mlflow.entities import Metric, Param
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
@@ -32,8 +34,8 @@ def job_run(experiment_id: str, job_name: str, cfg: DictConfig, parent_run_id: s
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=job_name, parent_run_id=parent_run_id,
                           nested=bool(parent_run_id), tags={**(tags or {}), RUN_KIND_TAG: "job"}) as run:
-        mlflow.log_params(flat_config(cfg, skip=("anchor", "target", "pairing")))
         mlflow.log_params({
+            **flat_config(cfg, skip=("anchor", "target", "pairing")),
             "anchor": cfg.anchor, "target": cfg.target, "regressor": cfg.regressor.name,
             "features": cfg.features.name, "split": cfg.split.name, "pairing": cfg.pairing, **(extra_params or {}),
         })
@@ -60,20 +62,24 @@ def log_job_metrics(metrics: dict[str, float]) -> None:
 
 
 def log_target_result(result, cfg: DictConfig) -> None:
-    """Log one target's params, metrics, error table, predictions and figures on the active run."""
-    mlflow.log_params(flat_config(cfg, skip=("anchor", "target", "pairing", "hydra")))
-    mlflow.log_params(result.params)
-    mlflow.log_metrics({name: value for name, value in result.metrics.items() if pd.notna(value)})
-    mlflow.log_metrics({f"mape.{column}": value for column, value in result.column_mape.items() if pd.notna(value)})
+    """Log one target's params, metrics, error table, predictions and figures on the active run.
+
+    Params and metrics go in one batch call; the figures are skipped when ``cfg.log_plots`` is false.
+    """
+    params = {**flat_config(cfg, skip=("anchor", "target", "pairing", "hydra")), **{k: str(v) for k, v in result.params.items()}}
+    metrics = {name: value for name, value in result.metrics.items() if pd.notna(value)}
+    metrics.update({f"mape.{column}": value for column, value in result.column_mape.items() if pd.notna(value)})
+    run_id = mlflow.active_run().info.run_id
+    mlflow.MlflowClient().log_batch(
+        run_id,
+        metrics=[Metric(name, float(value), int(time.time() * 1000), 0) for name, value in metrics.items()],
+        params=[Param(name, value) for name, value in params.items()],
+    )
     _log_csv(result.column_mape.rename("mape").rename_axis("column").reset_index(), "column_errors.csv")
     _log_csv(result.predictions, "heldout_predictions.csv")
-    title = f"{result.params['anchor']} -> {result.params['target']} ({result.params['regressor']})"
-    for figure, name in (
-        (plots.predicted_vs_true_figure(result.truth_ops, result.predicted_ops, title), "pred_vs_true.png"),
-        (plots.column_error_figure(result.column_mape, title), "column_errors.png"),
-    ):
-        mlflow.log_figure(figure, name)
-        plots.close(figure)
+    if cfg.get("log_plots", True):
+        title = f"{result.params['anchor']} -> {result.params['target']} ({result.params['regressor']})"
+        plots.log_target_figures(result.truth_ops, result.predicted_ops, result.column_mape, title)
 
 
 def model_requirements() -> list[str]:
