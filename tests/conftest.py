@@ -82,6 +82,16 @@ def fresh_tracking_store(folder: Path, empty_database: Path) -> str:
     return f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
 
 
+def store_and_profiles(tmp_path_factory, empty_database: Path, name: str) -> tuple[Path, str, Path]:
+    """A folder of a module's own with a fresh MLflow store and the synthetic profile table as CSV:
+    (folder, tracking URI, table path)."""
+    folder = tmp_path_factory.mktemp(name)
+    uri = fresh_tracking_store(folder, empty_database)
+    table = folder / "profiles.csv"
+    synthetic_profiles().to_csv(table, index=False)
+    return folder, uri, table
+
+
 def compose_train(overrides=()):
     """The train config exactly as the CLI would build it from these overrides."""
     GlobalHydra.instance().clear()

@@ -25,7 +25,7 @@ from src.tracking.run_endings import run_job
 from src.train import train
 from tests.bad_input_cases import (BAD_EXPORTS, craft_model_folders, error_lines, run_command, runs_in, signal_group,
                                    start_command, wait_for, write_bad_tables, write_export_tree)
-from tests.conftest import compose_train, fresh_tracking_store, synthetic_profiles
+from tests.conftest import compose_train, store_and_profiles, synthetic_profiles
 
 CASE_SECONDS = 60  # every case must be answered within this
 
@@ -46,10 +46,7 @@ def trained(tmp_path_factory, empty_tracking_database):
     """One store with one trained job (ratio, two targets) and its model folder, shared by the module."""
     import mlflow
 
-    folder = tmp_path_factory.mktemp("trained")
-    uri = fresh_tracking_store(folder, empty_tracking_database)
-    table = folder / "profiles.csv"
-    synthetic_profiles().to_csv(table, index=False)
+    folder, uri, table = store_and_profiles(tmp_path_factory, empty_tracking_database, "trained")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         patch.delenv("PROFCAST_PARENT_RUN_ID", raising=False)

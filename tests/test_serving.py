@@ -16,7 +16,7 @@ from src.serve.model_server import ModelServer
 from src.serve.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE
 from src.tracking.sweep import PARENT_RUN_ENV, SweepParentRun
 from src.train import train
-from tests.conftest import compose_train, fresh_tracking_store, synthetic_profiles
+from tests.conftest import compose_train, store_and_profiles
 
 ANCHOR = "slow.gpu"
 TARGETS = ["fast.gpu", "mid.gpu"]
@@ -26,10 +26,7 @@ OPS = ["Device_Conv2D", "Device_Relu", "Device_FusedBatchNormV3", "Host_IDLE", "
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, empty_tracking_database):
     """Two jobs (ratio, transfer) on synthetic profiles, nested under a sweep parent run, then the sweep's end."""
-    folder = tmp_path_factory.mktemp("serving")
-    uri = fresh_tracking_store(folder, empty_tracking_database)
-    profiles = folder / "profiles.csv"
-    synthetic_profiles().to_csv(profiles, index=False)
+    folder, uri, profiles = store_and_profiles(tmp_path_factory, empty_tracking_database, "serving")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         cfg = {name: compose_train(["data=file", f"data.path={profiles}", f"anchor={ANCHOR}", f"regressor={name}"]) for name in ("ratio", "transfer")}
