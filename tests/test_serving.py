@@ -13,7 +13,7 @@ import pytest
 from src.serve.registry import champion_uri
 from src.serve.job_model import JOB_MODEL_NAME
 from src.serve.model_server import ModelServer
-from src.serve.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE
+from src.serve.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE, TRAINED_ON
 from src.tracking.sweep import PARENT_RUN_ENV, SweepParentRun
 from src.train import train
 from tests.conftest import compose_train, store_and_profiles
@@ -73,7 +73,7 @@ def test_job_model_predicts_every_target_by_name(store, regressor):
     assert all(not spec.required for spec in model.metadata.get_input_schema().inputs)
     rows = anchor_rows(store)
     predicted = model.predict(rows)
-    assert list(predicted.columns) == [INPUT_ROW, TARGET_INSTANCE, *OPS, "batch_latency", PREDICTED_TOTAL, "trained_on"]
+    assert list(predicted.columns) == [INPUT_ROW, TARGET_INSTANCE, *OPS, "batch_latency", PREDICTED_TOTAL, TRAINED_ON]
     assert list(predicted[INPUT_ROW]) == [0, 0, 1, 1, 2, 2] and list(predicted[TARGET_INSTANCE]) == TARGETS * 3
     np.testing.assert_allclose(predicted[PREDICTED_TOTAL], predicted[OPS].sum(axis=1))
     assert (predicted[OPS] >= 0).all().all() and (predicted["batch_latency"] > 0).all()
@@ -129,7 +129,7 @@ def test_server_answers_dataframe_split_and_records_with_named_columns(store, se
     status, answer = post(server, {"dataframe_split": split})
     assert status == 200, answer
     served = pd.DataFrame(answer["predictions"])
-    assert list(served.columns) == [INPUT_ROW, TARGET_INSTANCE, *OPS, "batch_latency", PREDICTED_TOTAL]
+    assert list(served.columns) == [INPUT_ROW, TARGET_INSTANCE, *OPS, "batch_latency", PREDICTED_TOTAL, TRAINED_ON]
     assert len(served) == 2 * len(TARGETS)
     status, answer = post(server, {"dataframe_records": rows.to_dict(orient="records")})
     assert status == 200, answer
