@@ -112,12 +112,13 @@ def main(argv=None) -> int:
     parser.add_argument("--launchers", default="basic,joblib,ray")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
+    from src.serve.model_server import free_loopback_port
     from src.tracking import server as tracking_server
 
     scratch = Path(tempfile.mkdtemp(prefix="profcast-bench-"))
     scratch.chmod(0o755)  # PostgreSQL may run as another user and must reach its folder
     try:
-        uri = args.uri or tracking_server.start(scratch / "server", "127.0.0.1", tracking_server.free_port()).uri
+        uri = args.uri or tracking_server.start(scratch / "server", "127.0.0.1", free_loopback_port()).uri
         rows = []
         for launcher in args.launchers.split(","):
             rows.append(run_sweep(launcher, args.workers, uri, scratch))

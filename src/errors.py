@@ -1,4 +1,4 @@
-"""The one exception type for problems a user can fix (bad data, bad options)."""
+"""The one exception type for problems a user can fix (bad data, bad options), and how to quote another error."""
 
 
 class ProfcastError(Exception):
@@ -7,3 +7,9 @@ class ProfcastError(Exception):
     Entry points catch it, print the message on one line and exit non-zero, so a
     user never sees a traceback for input they can correct.
     """
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (MLflow's messages run to paragraphs)."""
+    text = str(getattr(error, "message", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from src.serve.model_server import free_loopback_port
 from src.tracking import server as tracking_server
 from tests.conftest import REPO
 
@@ -61,7 +62,7 @@ def postgres_tracking_server():
     folder = Path(tempfile.mkdtemp(prefix="profcast-pg-"))
     folder.chmod(0o755)
     try:
-        state = tracking_server.start(folder, "127.0.0.1", tracking_server.free_port())
+        state = tracking_server.start(folder, "127.0.0.1", free_loopback_port())
         yield state.uri
     finally:
         tracking_server.stop(folder)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import sqlite3
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from src.errors import ProfcastError
+from src.serve.model_server import free_loopback_port
 from src.tracking.run_endings import run_job
 from src.train import train
 from tests.bad_input_cases import (BAD_EXPORTS, craft_model_folders, error_lines, run_command, runs_in, signal_group,
@@ -163,12 +163,6 @@ def test_holdout_given_as_one_name_holds_out_that_model_not_its_letters(files, t
 
 
 # ---- stores ---------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def schema_set_to(database: Path, revision: str) -> None:
     with sqlite3.connect(database) as connection:
         connection.execute("update alembic_version set version_num = ?", (revision,))
@@ -179,7 +173,7 @@ def store_case(name, tmp_path, template) -> tuple[str, str]:
     if name == "unknown_scheme":
         return "foo://bar", "unknown scheme 'foo'"
     if name == "unreachable_server":
-        return f"http://127.0.0.1:{free_port()}", "does not answer"
+        return f"http://127.0.0.1:{free_loopback_port()}", "does not answer"
     if name == "unwritable_folder":
         return "sqlite:////proc/profcast/mlruns/mlflow.db", "cannot be created"
     if name == "not_a_database":
@@ -237,7 +231,7 @@ def test_train_cli_refuses_bad_table(case, files, tracking_uri):
 @pytest.mark.slow
 def test_sweep_with_bad_store_or_experiment_stops_in_one_line(files, tracking_uri, tmp_path):
     for overrides, words in [(["mlflow_experiment="], "mlflow_experiment is empty"),
-                             ([f"tracking_uri=http://127.0.0.1:{free_port()}"], "does not answer")]:
+                             ([f"tracking_uri=http://127.0.0.1:{free_loopback_port()}"], "does not answer")]:
         started = time.monotonic()
         result = run_command(["-m", "src.train", "-m", "regressor=ratio,lr", "data=file", f"data.path={files['good']}",
                               "anchor=slow.gpu", f"hydra.sweep.dir={tmp_path / 'sweep'}", *overrides], env_uri=tracking_uri)
@@ -269,7 +263,7 @@ def test_predict_cli_refuses_in_one_line(case, trained, tmp_path):
     profile.write_bytes(encoded)
     args = ["-m", "src.predict", "--profile", str(profile), "--anchor", "slow.gpu"]
     if extra == "dead_store":
-        store = f"http://127.0.0.1:{free_port()}"
+        store = f"http://127.0.0.1:{free_loopback_port()}"
     else:
         store = trained["uri"]
         args += ["--model", trained["model_uri"]]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from src.errors import ProfcastError
+from src.errors import ProfcastError, first_line
 from src.schema import BATCH_LATENCY, union_columns
 from src.serve.requests import (
     INPUT_ROW,
@@ -159,12 +159,6 @@ def _finite_answer(predicted: pd.DataFrame) -> pd.DataFrame:
         latency = predicted[BATCH_LATENCY].astype(object)
         predicted[BATCH_LATENCY] = latency.where(np.isfinite(predicted[BATCH_LATENCY].to_numpy(dtype=float)), None)
     return predicted
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an error's message."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else ""
 
 
 def use_one_thread(estimator) -> None:

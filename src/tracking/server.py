@@ -33,6 +33,7 @@ from pathlib import Path
 
 from src.config import REPO_ROOT
 from src.errors import ProfcastError
+from src.serve.model_server import free_loopback_port
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +72,6 @@ def server_address() -> tuple[str, int]:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ProfcastError(f"PROFCAST_SERVER_PORT='{port}' is not a port number; accepted: 1-65535")
     return os.environ.get("PROFCAST_SERVER_HOST") or DEFAULT_HOST, int(port)
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on at this moment."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _as_postgres() -> dict:
@@ -177,7 +171,7 @@ def start(folder: Path, host: str, port: int, workers: int = 2) -> ServerState:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "artifacts").mkdir(exist_ok=True)
     stop_postgres(folder)  # a cluster left over from an unclean stop
-    pg_port = free_port()
+    pg_port = free_loopback_port()
     start_postgres(folder, pg_port)
     command = [
         sys.executable, "-m", "mlflow", "server",

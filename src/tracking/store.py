@@ -15,7 +15,7 @@ import os
 import re
 from pathlib import Path
 
-from src.errors import ProfcastError
+from src.errors import ProfcastError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def configure_tracking(configured_uri: str | None, experiment: str) -> str:
     """
     import mlflow
 
-    from src.tracking.store_checks import check_scheme, first_line, prepare_sqlite_store, probe_server, sqlite_path, store_lock
+    from src.tracking.store_checks import check_scheme, prepare_sqlite_store, probe_server, sqlite_path, store_lock
 
     check_experiment_name(experiment)
     uri, source = chosen_store(configured_uri)

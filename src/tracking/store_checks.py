@@ -15,7 +15,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
-from src.errors import ProfcastError
+from src.errors import ProfcastError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +150,3 @@ def _create_store(uri: str) -> None:
         MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     except Exception as error:  # SQLAlchemy and MLflow raise many types; all mean the same to the user
         raise ProfcastError(f"tracking store {uri}: cannot be created ({first_line(error)})") from None
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an exception's message (MLflow's messages run to paragraphs)."""
-    text = str(getattr(error, "message", None) or error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
