@@ -54,7 +54,8 @@ def pipeline_job(train_args: list[str], env: dict, work: Path) -> dict:
     hydra_dirs = [f"hydra.sweep.dir={work / 'multirun'}", f"hydra.run.dir={work / 'outputs'}"]
     wall = run_timed([sys.executable, "-m", "benchmarks.phase_timer", str(phases_file), "--", *train_args, *hydra_dirs], env, REPO_ROOT)
     phases = json.loads(phases_file.read_text())
-    return {"wall": wall, "start": wall - phases["train"], **{phase: phases.get(phase, 0.0) for phase in PHASES[1:]}}
+    train = phases.get("train", 0.0)
+    return {"wall": wall, "train": train, "start": wall - train, **{phase: phases.get(phase, 0.0) for phase in PHASES[1:]}}
 
 
 def bare_job(train_args: list[str], env: dict) -> float:
@@ -76,7 +77,7 @@ def bare_loop(train_args: list[str]) -> None:
     from src.train import prepare_job
 
     sweep = [arg.split("=", 1) for arg in train_args if "," in arg and "=" in arg]
-    fixed = [arg for arg in train_args if arg != "-m" and "," not in arg]
+    fixed = [arg for arg in train_args if arg != "-m" and "," not in arg and not arg.startswith("hydra")]
     variants = [[f"{key}={value}" for key, value in [(sweep[0][0], choice)]] for choice in sweep[0][1].split(",")] if sweep else [[]]
     for variant in variants:
         job = prepare_job(compose_train_config([*fixed, *variant]))
@@ -88,15 +89,20 @@ def bare_loop(train_args: list[str]) -> None:
             clone(job.regressor).fit(anchor, target)
 
 
-def job_rows(label: str, train_args: list[str], env: dict, work: Path) -> list[str]:
-    """Table rows for one job or sweep: pipeline phases, the bare loop, and their ratio."""
+def job_rows(label: str, train_args: list[str], env: dict, work: Path, bare: float | None = None) -> tuple[list[str], float]:
+    """Table rows for one job or sweep: pipeline phases, the bare loop (timed here unless given), and their ratio.
+
+    Phases are timed in this process's jobs: a parallel launcher's jobs run in workers, so only
+    ``start`` (which then includes the launcher waiting for them) and the wall time are shown.
+    """
     print(f"timing {label} ...", flush=True)
     pipeline = pipeline_job(train_args, env, work)
-    bare = bare_job(train_args, env)
-    cells = " | ".join(f"{pipeline[phase]:.1f}" for phase in PHASES)
+    bare = bare_job(train_args, env) if bare is None else bare
+    in_workers = pipeline["train"] == 0.0
+    cells = " | ".join("-" if in_workers and phase != "start" else f"{pipeline[phase]:.1f}" for phase in PHASES)
     row = f"| {label} | {pipeline['wall']:.1f} | {cells} | {bare:.1f} | {pipeline['wall'] / bare:.2f}x |"
     print(row, flush=True)
-    return [row]
+    return [row], bare
 
 
 def latency(call, calls: int) -> tuple[float, float]:
@@ -202,14 +208,16 @@ def main(argv=None) -> int:
                       "(benchmarks.speed.bare_loop), also a fresh process, OMP_NUM_THREADS=1.", "",
                       "| job | wall | " + " | ".join(PHASES) + " | bare | wall / bare |",
                       "|---|" + "---:|" * (len(PHASES) + 3)]
-        if "sweep" in parts:
-            lines += job_rows("seed sweep (rf,knn,dt,lr)", SWEEP_ARGS, env, work)
+        if "sweep" in parts:  # the default launcher (joblib: jobs in parallel workers), and one job after another
+            rows, bare = job_rows("seed sweep (rf,knn,dt,lr), default launcher", SWEEP_ARGS, env, work)
+            lines += rows
+            lines += job_rows("seed sweep, hydra/launcher=basic", [*SWEEP_ARGS, "hydra/launcher=basic"], env, work, bare)[0]
         if "real" in parts:
             if not REAL_DATA.exists():
                 lines.append(f"| real data: {REAL_DATA} not found, skipped | |")
             for regressor in args.real_regressors.split(","):
                 real_args = ["data=file", f"data.path={REAL_DATA}", f"anchor={REAL_ANCHOR}", f"regressor={regressor}"]
-                lines += job_rows(f"real {REAL_ANCHOR} {regressor}", real_args, env, work) if REAL_DATA.exists() else []
+                lines += job_rows(f"real {REAL_ANCHOR} {regressor}", real_args, env, work)[0] if REAL_DATA.exists() else []
         if "serving" in parts:
             if "sweep" not in parts:  # the champion comes from a sweep
                 print("training the seed sweep for its champion ...", flush=True)

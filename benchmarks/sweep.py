@@ -39,7 +39,7 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 def launcher_overrides(launcher: str, workers: int, scratch: Path) -> list[str]:
     """The two or so overrides that pick a launcher; the sweep itself is the same for all."""
     if launcher == "basic":
-        return []
+        return ["hydra/launcher=basic"]
     if launcher == "joblib":
         return ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={workers}"]
     return ["hydra/launcher=ray", f"+hydra.launcher.ray.init.num_cpus={workers}", "+hydra.launcher.ray.init.include_dashboard=false",

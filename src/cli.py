@@ -37,9 +37,10 @@ def exit_code(main, argv=None) -> int:
     except ProfcastError as error:
         print_error(error)
         return 2
-    except KeyboardInterrupt:
-        print("profcast: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # Ctrl-C (130), or SIGTERM where a command turned it into a stop (143)
+        from src.tracking.run_endings import stop_exit_code
+
+        return stop_exit_code(stop, note="")
 
 
 def run_cli(main, argv=None) -> None:

@@ -7,6 +7,7 @@ fold with a time estimate, while a log file or CI output gets plain lines instea
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import sys
 import time
 from contextlib import nullcontext
@@ -15,7 +16,13 @@ log = logging.getLogger(__name__)
 
 
 def attached_to_terminal(stream=None) -> bool:
-    """Whether ``stream`` (default stderr, where bars go) is an interactive terminal."""
+    """Whether ``stream`` (default stderr, where bars go) is an interactive terminal this process owns.
+
+    A worker process (a parallel sweep's job, a pool's fit) shares its parent's terminal with its
+    siblings: their bars would overwrite each other, so workers write log lines instead.
+    """
+    if multiprocessing.parent_process() is not None:
+        return False
     stream = sys.stderr if stream is None else stream
     try:
         return bool(stream.isatty())

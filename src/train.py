@@ -196,4 +196,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from src.tracking.run_endings import run_command
+
+    sys.exit(run_command(main))

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from src.config import CONF_DIR, cache_root
-from src.progress import track
+from src.progress import attached_to_terminal, track
 from src.serve.registry import best_runs_by_anchor, champion_uri
 from src.tracking import provenance
 from src.tracking.store import DEFAULT_TRACKING_URI, tracking_uri
@@ -183,6 +183,19 @@ def test_progress_draws_a_bar_on_a_terminal_and_logs_nothing(caplog):
         assert list(track(range(4), "targets", stream=terminal)) == [0, 1, 2, 3]
     assert "targets" in terminal.getvalue() and "4/4" in terminal.getvalue()
     assert caplog.records == []
+
+
+def _bar_or_lines_in_a_worker() -> bool:
+    return attached_to_terminal(Terminal())
+
+
+def test_progress_in_a_worker_process_logs_lines_even_on_a_terminal():
+    """Jobs of a parallel sweep share the terminal: their bars would overwrite each other."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    assert attached_to_terminal(Terminal())  # this process owns its terminal
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        assert pool.submit(_bar_or_lines_in_a_worker).result() is False
 
 
 # --- examples and MLproject -------------------------------------------------------------------------

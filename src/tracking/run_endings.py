@@ -87,6 +87,27 @@ def end_active_runs(status: str) -> None:
         log.error("could not end the open MLflow run(s) as %s: %s", status, error)
 
 
+def stop_exit_code(stop: KeyboardInterrupt, note: str = "; open runs ended KILLED") -> int:
+    """Say on stderr how a stop ended the command; its exit code (130 Ctrl-C, 143 SIGTERM)."""
+    terminated = isinstance(stop, Terminated)
+    print(f"profcast: {'terminated' if terminated else 'interrupted'}{note}", file=sys.stderr)
+    return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+
+
+def run_command(main) -> int:
+    """Run a Hydra command's ``main()``; a stop that reaches it exits 130/143 in one line.
+
+    A parallel sweep's parent process waits for its workers inside the launcher: a Ctrl-C there
+    is not inside any job's ``run_job``, and would otherwise end in a traceback. Its jobs end
+    their own runs; the sweep's callback ends the parent run at exit.
+    """
+    try:
+        main()
+        return 0
+    except KeyboardInterrupt as stop:
+        return stop_exit_code(stop)
+
+
 def run_job(train, cfg) -> int:
     """Run ``train(cfg)``; on a stop end its runs and return the exit code (0, 2 bad input, 130/143 stopped).
 
@@ -105,9 +126,7 @@ def run_job(train, cfg) -> int:
         return 2
     except KeyboardInterrupt as stop:
         end_active_runs("KILLED")
-        terminated = isinstance(stop, Terminated)
-        print(f"profcast: {'terminated' if terminated else 'interrupted'}; open runs ended KILLED", file=sys.stderr)
-        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+        return stop_exit_code(stop)
     except BaseException:
         if _signals_seen:  # a stop that some library turned into its own error is still a stop
             end_active_runs("KILLED")
