@@ -49,7 +49,7 @@ def add_forecast_columns(answer: pd.DataFrame, profiles: pd.DataFrame, anchor_pr
     for column in asked:
         key, words = WHAT_SIZE[column]
         if not extras or not all(part.get("whatif") is not None and part["moves"].get(key) for part in extras.values()):
-            raise ProfcastError(f"column '{column}' asks for a {words} what-if, but this model was trained without one "
+            raise ProfcastError(f"column '{column}' asks for a what-if at another {words}, but this model was trained without one "
                                 f"(its data had one {words} per job, or whatif.enabled=false); leave the column out")
     if not extras:
         return answer
@@ -113,7 +113,8 @@ def _positive(profiles: pd.DataFrame, column: str, integer: bool) -> np.ndarray:
     raw = profiles[column]
     blank = raw.isna() | (raw.astype(str).str.strip() == "")
     values = pd.to_numeric(raw.where(~blank, np.nan), errors="coerce").to_numpy(float)
-    good = np.isfinite(values) & (values > 0) & ((values % 1 == 0) if integer else True)
+    with np.errstate(invalid="ignore"):
+        good = np.isfinite(values) & (values > 0) & ((values % 1 == 0) if integer else True)
     bad = np.flatnonzero(~blank.to_numpy() & ~good)
     if bad.size:
         row = int(bad[0])
