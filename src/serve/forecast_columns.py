@@ -34,8 +34,8 @@ WHAT_SIZE = {WHATIF_BATCHSIZE: ("batchsize", "batch size"), WHATIF_INPUT_SIZE: (
 
 def added_columns(answer: pd.DataFrame) -> list[str]:
     """The columns this module adds that may be null (JSON carries them as null, not NaN)."""
-    suffixed = [c for c in answer.columns if str(c).endswith(("_low", "_high"))]
-    return suffixed + ([EPOCH_LATENCY] if EPOCH_LATENCY in answer else [])
+    named = [f"{quantity}_{end}" for quantity in (BATCH_LATENCY, PREDICTED_TOTAL, EPOCH_LATENCY) for end in ("low", "high")]
+    return [column for column in [*named, EPOCH_LATENCY] if column in answer]
 
 
 def add_forecast_columns(answer: pd.DataFrame, profiles: pd.DataFrame, anchor_profiles: pd.DataFrame, model) -> pd.DataFrame:
