@@ -30,7 +30,7 @@ from src.tracking.store import check_experiment_name
 log = logging.getLogger(__name__)
 
 # Metrics averaged over targets onto the job run, so the MLflow UI compares jobs at a glance.
-JOB_METRICS = ("mape_mean", "mape_median", "wape", "total_mape", "false_nonzero_rate", "batch_latency_mape")
+JOB_METRICS = ("mape_mean", "mape_median", "wape", "total_mape", "false_nonzero_rate", "batch_latency_mape", "interval_coverage")
 
 
 @dataclass
@@ -62,6 +62,7 @@ class TargetResult:
     predicted_ops: pd.DataFrame
     model: object
     input_example: pd.DataFrame
+    extras: dict | None = None  # interval and size what-if (src.pipeline.calibration.target_extras)
 
 
 def prepare_job(cfg: DictConfig) -> Job:
@@ -98,6 +99,11 @@ def evaluate_target(paired: PairedRuns, job: Job, cfg: DictConfig) -> TargetResu
                               progress=f"{paired.target} fits")
     metrics, column_mape = score(held_out, paired.target_profile)
     model, columns = held_out.refit
+    from src.pipeline.calibration import target_extras
+
+    whatif = cfg.get("whatif") or {}
+    extras, extra_metrics = target_extras(paired, folds, held_out, bool(whatif.get("enabled", True)), int(whatif.get("max_iter", 150)))
+    metrics.update(extra_metrics)
     anchor_frame, _ = vector_frames(paired, columns)
     predictions = pd.concat(
         [
@@ -129,6 +135,7 @@ def evaluate_target(paired: PairedRuns, job: Job, cfg: DictConfig) -> TargetResu
         predicted_ops=op_part(held_out.predicted),
         model=model,
         input_example=anchor_frame.head(3),
+        extras=extras,
     )
 
 

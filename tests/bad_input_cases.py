@@ -128,7 +128,7 @@ def craft_model_folders(good_model: Path, folder: Path, marker: Path) -> dict[st
         target = folder / name
         shutil.copytree(good_model, target)
         data = next(p for p in (target / "data").iterdir() if p.is_dir())
-        skops_file = sorted(data.glob("*.skops"))[0]
+        skops_file = data / "target0.skops"  # the first target's regressor (its extras file sits beside it)
         if name == "untrusted_skops":
             skops_file.write_bytes(skops_bytes)
         elif name == "pickle_as_skops":

@@ -21,6 +21,8 @@ from tests.conftest import compose_train, store_and_profiles
 ANCHOR = "slow.gpu"
 TARGETS = ["fast.gpu", "mid.gpu"]
 OPS = ["Device_Conv2D", "Device_Relu", "Device_FusedBatchNormV3", "Host_IDLE", "Device_Unused"]
+# Appended after the plain forecast's columns (docs/whatif.md): the 80% interval and epoch time.
+FORECAST_EXTRAS = ["batch_latency_low", "batch_latency_high", "epoch_latency", "epoch_latency_low", "epoch_latency_high"]
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,7 @@ def test_job_model_predicts_every_target_by_name(store, regressor):
     assert all(not spec.required for spec in model.metadata.get_input_schema().inputs)
     rows = anchor_rows(store)
     predicted = model.predict(rows)
-    assert list(predicted.columns) == [INPUT_ROW, TARGET_INSTANCE, *OPS, "batch_latency", PREDICTED_TOTAL, TRAINED_ON]
+    assert list(predicted.columns) == [INPUT_ROW, TARGET_INSTANCE, *OPS, "batch_latency", PREDICTED_TOTAL, TRAINED_ON, *FORECAST_EXTRAS]
     assert list(predicted[INPUT_ROW]) == [0, 0, 1, 1, 2, 2] and list(predicted[TARGET_INSTANCE]) == TARGETS * 3
     np.testing.assert_allclose(predicted[PREDICTED_TOTAL], predicted[OPS].sum(axis=1))
     assert (predicted[OPS] >= 0).all().all() and (predicted["batch_latency"] > 0).all()
@@ -129,7 +131,7 @@ def test_server_answers_dataframe_split_and_records_with_named_columns(store, se
     status, answer = post(server, {"dataframe_split": split})
     assert status == 200, answer
     served = pd.DataFrame(answer["predictions"])
-    assert list(served.columns) == [INPUT_ROW, TARGET_INSTANCE, *OPS, "batch_latency", PREDICTED_TOTAL, TRAINED_ON]
+    assert list(served.columns) == [INPUT_ROW, TARGET_INSTANCE, *OPS, "batch_latency", PREDICTED_TOTAL, TRAINED_ON, *FORECAST_EXTRAS]
     assert len(served) == 2 * len(TARGETS)
     status, answer = post(server, {"dataframe_records": rows.to_dict(orient="records")})
     assert status == 200, answer

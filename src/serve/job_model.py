@@ -53,7 +53,7 @@ class JobModel:
     """Predicts every target instance's profile from an anchor profile, with named columns."""
 
     def __init__(self, anchor: str, models: dict, op_columns: list[str], output_op_columns: list[str], predicts_latency: bool,
-                 trained_on: str | None = None):
+                 trained_on: str | None = None, extras: dict | None = None, interval_quantity: str | None = None):
         self.anchor = anchor
         self.models = models
         self.targets = list(models)
@@ -61,6 +61,8 @@ class JobModel:
         self.output_op_columns = output_op_columns
         self.predicts_latency = predicts_latency
         self.trained_on = trained_on  # e.g. "generated data: embedded generated data (...) (fingerprint ...)"
+        self.extras = extras or {}  # target -> interval and size what-if (src.serve.forecast_extras); empty for older models
+        self.interval_quantity = interval_quantity  # batch_latency | predicted_total: what the interval bounds
         # Where each model's outputs land in the answer, worked out once instead of per request.
         position = {column: number for number, column in enumerate(output_op_columns)}
         self._layout = {}
@@ -108,7 +110,9 @@ class JobModel:
                 request = anchor_profiles.iloc[rows]
             if rows.size:
                 parts.append((rank, rows, self._predict_target(target, request)))
-        return self._answer(parts)
+        from src.serve.forecast_columns import add_forecast_columns
+
+        return add_forecast_columns(self._answer(parts), profiles, anchor_profiles, self)
 
     def _predict_target(self, target: str, anchor_profiles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """This target's op times in ``output_op_columns`` order, its batch latency (NaN if none), its totals."""
@@ -146,7 +150,10 @@ def _finite_answer(predicted: pd.DataFrame) -> pd.DataFrame:
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-    numbers = predicted.drop(columns=[INPUT_ROW, TARGET_INSTANCE, BATCH_LATENCY, TRAINED_ON], errors="ignore").to_numpy(dtype=float)
+    from src.serve.forecast_columns import added_columns
+
+    nullable = [BATCH_LATENCY, *added_columns(predicted)]  # may be unknown: null, not an error
+    numbers = predicted.drop(columns=[INPUT_ROW, TARGET_INSTANCE, TRAINED_ON, *nullable], errors="ignore").to_numpy(dtype=float)
     bad = ~np.isfinite(numbers).all(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -155,9 +162,10 @@ def _finite_answer(predicted: pd.DataFrame) -> pd.DataFrame:
             "finite number; the request's op times are far outside what the model was trained on",
             error_code=INVALID_PARAMETER_VALUE,
         )
-    if BATCH_LATENCY in predicted and not np.isfinite(predicted[BATCH_LATENCY].to_numpy(dtype=float)).all():
-        latency = predicted[BATCH_LATENCY].astype(object)
-        predicted[BATCH_LATENCY] = latency.where(np.isfinite(predicted[BATCH_LATENCY].to_numpy(dtype=float)), None)
+    for column in nullable:
+        if column in predicted and not np.isfinite(predicted[column].to_numpy(dtype=float)).all():
+            values = predicted[column].astype(object)
+            predicted[column] = values.where(np.isfinite(predicted[column].to_numpy(dtype=float)), None)
     return predicted
 
 
@@ -180,11 +188,15 @@ def use_one_thread(estimator) -> None:
         pending.extend(value for value in vars(part).values() if isinstance(value, BaseEstimator))
 
 
-def save_job_model(folder, anchor: str, models: dict, op_columns: list[str], trained_on: str | None = None) -> dict:
+def save_job_model(folder, anchor: str, models: dict, op_columns: list[str], trained_on: str | None = None,
+                   extras: dict | None = None) -> dict:
     """Write every target's fitted regressor (one skops file each) and the manifest into ``folder``.
 
     ``op_columns`` are the anchor op columns any of the models reads. Returns the manifest; each regressor is serialised exactly once, here.
+    ``extras`` (target -> interval and size what-if) go into files of their own (src.serve.forecast_extras).
     """
+    from src.serve.forecast_extras import save_extras
+
     import skops.io
 
     folder = Path(folder)
@@ -200,6 +212,7 @@ def save_job_model(folder, anchor: str, models: dict, op_columns: list[str], tra
         "output_op_columns": union_columns([c for c in model.output_columns_ if c != BATCH_LATENCY] for model in models.values()),
         "predicts_latency": any(BATCH_LATENCY in model.output_columns_ for model in models.values()),
         "trained_on": trained_on,
+        **save_extras(folder, extras, files),
     }
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return manifest
@@ -219,14 +232,18 @@ def load_job_model_folder(folder) -> JobModel:
         except Exception as error:  # skops raises several types for a damaged file
             raise ProfcastError(f"{path}: not a loadable skops model file ({type(error).__name__}: {first_line(error)})") from None
         use_one_thread(models[target])
+    from src.serve.forecast_extras import QUANTITY_KEY, load_extras
+
     return JobModel(manifest["anchor"], models, manifest["op_columns"], manifest["output_op_columns"], manifest["predicts_latency"],
-                    manifest.get("trained_on"))
+                    manifest.get("trained_on"), load_extras(folder, manifest, _checked_types), manifest.get(QUANTITY_KEY))
 
 
 def check_job_model_folder(folder) -> None:
     """Check a job model's data folder without building anything: manifest whole, every file skops with trusted types."""
-    _, paths = _checked_manifest(Path(folder))
-    for path in paths.values():
+    from src.serve.forecast_extras import extras_paths
+
+    manifest, paths = _checked_manifest(Path(folder))
+    for path in [*paths.values(), *extras_paths(Path(folder), manifest).values()]:
         _checked_types(path)
 
 

@@ -28,6 +28,7 @@ class AnchorProfile:
     kind: str  # which of the accepted formats the file was
     batchsize: int | None = None
     notes: list[str] = field(default_factory=list)
+    dataset: str | None = None  # the dataset name when the file says it (its first number is the input size, e.g. 64dataset)
 
     @property
     def measured_latency(self) -> float | None:
@@ -63,7 +64,7 @@ def _read_run_file(path: Path, kind: str) -> AnchorProfile:
     batchsize = row.get("batchsize")
     profile = pd.DataFrame([{name: value for name, value in row.items() if name in op_columns([name]) or name == BATCH_LATENCY}])
     described = {"torch_trace": "PyTorch profiler trace", "tf_stats": "tf_stats export"}.get(kind, kind)
-    return AnchorProfile(profile, described, batchsize=int(batchsize) if batchsize is not None else None)
+    return AnchorProfile(profile, described, batchsize=int(batchsize) if batchsize is not None else None, dataset=row.get("dataset"))
 
 
 def _read_table_rows(path: Path, anchor: str) -> AnchorProfile:
@@ -93,7 +94,8 @@ def _read_table_rows(path: Path, anchor: str) -> AnchorProfile:
         if not (np.isfinite(value) and value > 0 and value % 1 == 0):
             raise ProfcastError(f"{path}: column 'batchsize' value {row['batchsize'].iloc[0]!r} is not a positive integer")
         batchsize = int(value)
-    return AnchorProfile(row, "training-table row", batchsize=batchsize, notes=notes)
+    dataset = str(row["dataset"].iloc[0]) if "dataset" in row.columns and row["dataset"].notna().iloc[0] else None
+    return AnchorProfile(row, "training-table row", batchsize=batchsize, notes=notes, dataset=dataset)
 
 
 def _read_json_profile(path: Path) -> AnchorProfile:

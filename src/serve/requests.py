@@ -25,6 +25,14 @@ DESCRIPTIVE_COLUMNS = {
     "exp_name": "string", "instance_name": "string", "dataset": "string",
     "model": "string", "optimizer": "string", "batchsize": "long", "epoch_latency": "double",
 }
+# Optional request columns of a what-if and an epoch time (docs/whatif.md); numbers, null for "as profiled".
+WHATIF_BATCHSIZE = "whatif_batchsize"  # forecast at this batch size instead of the profiled 'batchsize'
+WHATIF_INPUT_SIZE = "whatif_input_size"  # forecast at this input size instead of the profiled one
+INPUT_SIZE = "input_size"  # the profiled input size, when the 'dataset' name does not carry it (e.g. 64dataset)
+SAMPLES_PER_EPOCH = "samples_per_epoch"  # epoch time = ceil(samples / batch size) x step time
+SIZE_COLUMNS = (WHATIF_BATCHSIZE, WHATIF_INPUT_SIZE, INPUT_SIZE, SAMPLES_PER_EPOCH)
+EPOCH_LATENCY = "epoch_latency"  # output column: predicted seconds per epoch on the target (null when unknowable)
+INTERVAL_LEVEL = (0.1, 0.9)  # output <quantity>_low / _high: the 10% and 90% quantiles (an 80% interval)
 # A request's missing cell most often comes from records that list different ops.
 MISSING_IN_REQUEST = (
     "is missing (null/NaN); give 0 for an op that did not run "
@@ -38,13 +46,13 @@ def _bad_request(message: str) -> ProfcastError:
 
 def unknown_columns(columns, op_columns: list[str]) -> list[str]:
     """Request columns that are neither a trained op nor a column the model accepts and ignores."""
-    accepted = set(op_columns) | set(DESCRIPTIVE_COLUMNS) | {BATCH_LATENCY, TARGET_INSTANCE}
+    accepted = set(op_columns) | set(DESCRIPTIVE_COLUMNS) | {BATCH_LATENCY, TARGET_INSTANCE, *SIZE_COLUMNS}
     return [column for column in columns if column not in accepted]
 
 
 def model_op_columns(input_schema) -> list[str]:
     """The op columns a logged job model was trained on, read from its input signature."""
-    reserved = set(DESCRIPTIVE_COLUMNS) | {BATCH_LATENCY, TARGET_INSTANCE}
+    reserved = set(DESCRIPTIVE_COLUMNS) | {BATCH_LATENCY, TARGET_INSTANCE, *SIZE_COLUMNS}
     return [name for name in input_schema.input_names() if name not in reserved]
 
 

@@ -15,7 +15,7 @@ from mlflow.types import ColSpec, Schema
 from omegaconf import DictConfig, OmegaConf
 
 from src.schema import BATCH_LATENCY, op_part, union_columns
-from src.serve.requests import DESCRIPTIVE_COLUMNS, INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE, TRAINED_ON
+from src.serve.requests import DESCRIPTIVE_COLUMNS, EPOCH_LATENCY, INPUT_ROW, PREDICTED_TOTAL, SIZE_COLUMNS, TARGET_INSTANCE, TRAINED_ON
 from src.tracking import plots
 
 
@@ -110,12 +110,14 @@ def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = 
     with tempfile.TemporaryDirectory() as folder:
         metadata = dict(metadata or {})
         data_line = trained_on(metadata["data"], metadata["data_kind"], metadata["data_fingerprint"]) if "data" in metadata else None
-        manifest = save_job_model(folder, anchor, models, op_columns, trained_on=data_line)
+        extras = {target: result.extras for target, result in target_results.items() if getattr(result, "extras", None)}
+        manifest = save_job_model(folder, anchor, models, op_columns, trained_on=data_line, extras=extras)
         logged = mlflow.pyfunc.log_model(
             name=JOB_MODEL_NAME,
             loader_module="src.serve.job_model",
             data_path=folder,
-            signature=job_signature(op_columns, manifest["output_op_columns"], manifest["predicts_latency"], data_line is not None),
+            signature=job_signature(op_columns, manifest["output_op_columns"], manifest["predicts_latency"], data_line is not None,
+                                    manifest.get("interval_quantity")),
             input_example=input_example,
             pip_requirements=model_requirements(),
             metadata={**metadata, "anchor": anchor, "targets": list(models)},
@@ -145,8 +147,13 @@ def _log_csv(frame: pd.DataFrame, artifact_file: str) -> None:
     mlflow.log_text(frame.to_csv(index=False), artifact_file)
 
 
-def job_signature(op_columns: list[str], output_op_columns: list[str], predicts_latency: bool, names_data: bool = False) -> ModelSignature:
-    """Every input column optional, so a profile may list only the ops that ran; named outputs."""
+def job_signature(op_columns: list[str], output_op_columns: list[str], predicts_latency: bool, names_data: bool = False,
+                  interval_quantity: str | None = None) -> ModelSignature:
+    """Every input column optional, so a profile may list only the ops that ran; named outputs.
+
+    A model with an interval (``interval_quantity``) also takes the what-if and epoch request columns
+    and answers ``<quantity>_low``/``_high`` and the epoch columns (docs/whatif.md).
+    """
     inputs = [ColSpec("double", column, required=False) for column in op_columns]
     inputs.append(ColSpec("double", BATCH_LATENCY, required=False))
     inputs.append(ColSpec("string", TARGET_INSTANCE, required=False))
@@ -156,4 +163,9 @@ def job_signature(op_columns: list[str], output_op_columns: list[str], predicts_
     outputs += [ColSpec("double", BATCH_LATENCY)] if predicts_latency else []
     outputs.append(ColSpec("double", PREDICTED_TOTAL))
     outputs += [ColSpec("string", TRAINED_ON)] if names_data else []  # which data the model stands on
+    if interval_quantity:
+        inputs += [ColSpec("double", column, required=False) for column in SIZE_COLUMNS]
+        outputs += [ColSpec("double", f"{interval_quantity}_{end}") for end in ("low", "high")]
+        epoch = [EPOCH_LATENCY] + ([f"{EPOCH_LATENCY}_low", f"{EPOCH_LATENCY}_high"] if interval_quantity == BATCH_LATENCY else [])
+        outputs += [ColSpec("double", column) for column in epoch] if predicts_latency else []
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))

@@ -1,0 +1,152 @@
+"""A target's forecast interval and size what-if, learned from the held-out predictions cross-validation made.
+
+The interval (ConformalInterval, 10%-90% quantiles of held-out log residuals) is calibrated on the
+rows each fold held out, so it speaks for models the regressor never saw. Its coverage is measured
+cross-conformally: each fold's rows against bounds calibrated on the other folds' residuals only.
+
+The size what-if (SizeWhatIf) is fitted once on every paired row for the served model. Its own
+interval is calibrated the same way on held-out what-if forecasts: for each fold, a latency-only
+SizeWhatIf fitted on the training rows scales the fold's held-out step-time forecasts to every other
+size of the same job on the target, against the target's median step time there; residuals are
+stratified by how far the size moves (``size_move``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+
+from src.models.intervals import ConformalInterval, coverage, log_residuals, mean_width
+from src.models.whatif import SizeWhatIf, input_size, workload_medians
+from src.pipeline.metrics import mape
+from src.schema import BATCH_LATENCY, WORKLOAD_KEYS
+
+log = logging.getLogger(__name__)
+
+LARGEST_MOVE = 4  # size moves of 2^4 and beyond share one interval stratum
+
+
+def size_move(batch, size, new_batch, new_size) -> np.ndarray:
+    """Interval stratum of a size move: round(|log2 b'/b| + |log2 s'/s|), unknown input sizes counting 0, capped at 4."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        batch_move = np.abs(np.log2(np.asarray(new_batch, float) / np.asarray(batch, float)))
+        size_move_ = np.abs(np.log2(np.asarray(new_size, float) / np.asarray(size, float)))
+    total = np.nan_to_num(batch_move, nan=0.0) + np.nan_to_num(size_move_, nan=0.0)
+    return np.minimum(np.round(total), LARGEST_MOVE).astype(int)
+
+
+def size_grid(keys: pd.DataFrame) -> dict[str, bool]:
+    """Which sizes the data varies within a job: several batch sizes, several (known) input sizes."""
+    batches = keys.groupby(["dataset", "model", "optimizer"])["batchsize"].nunique()
+    sizes = keys.assign(size=[input_size(d) for d in keys["dataset"]]).dropna(subset=["size"])
+    inputs = sizes.groupby(["model", "optimizer"])["size"].nunique() if len(sizes) else pd.Series(dtype=int)
+    return {"batchsize": bool((batches >= 2).any()), "input_size": bool((inputs >= 2).any())}
+
+
+def cross_conformal(residuals, predicted, fold_of_row, strata=None) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds for each fold's rows from the quantiles of the other folds' residuals (NaN when none)."""
+    low, high = np.full(len(predicted), np.nan), np.full(len(predicted), np.nan)
+    for fold in np.unique(fold_of_row[fold_of_row >= 0]):
+        rows = fold_of_row == fold
+        if not np.isfinite(residuals[~rows]).any():
+            continue
+        calibration = ConformalInterval().fit(residuals[~rows], None if strata is None else strata[~rows])
+        low[rows], high[rows] = calibration.bounds(predicted[rows], None if strata is None else strata[rows])
+    return low, high
+
+
+def target_extras(paired, folds, held_out, fit_whatif: bool = True, max_iter: int = 150) -> tuple[dict, dict]:
+    """(extras for the job model, metrics for the target run) of one target.
+
+    extras: ``quantity`` (what the interval bounds: batch_latency, else predicted_total),
+    ``interval`` (ConformalInterval or None), ``whatif`` (SizeWhatIf or None), ``whatif_interval``
+    (ConformalInterval stratified by ``size_move``, or None), ``moves`` ({batchsize, input_size}: bool).
+    """
+    n = len(paired)
+    held = held_out.truth.index.to_numpy()  # positional: the paired frames have a 0..n-1 index
+    fold_of_row = np.full(n, -1)
+    fold_of_row[held] = held_out.fold
+    if BATCH_LATENCY in held_out.predicted and held_out.predicted[BATCH_LATENCY].notna().any():
+        quantity = BATCH_LATENCY
+        truth, predicted = np.full(n, np.nan), np.full(n, np.nan)
+        truth[held] = held_out.truth[BATCH_LATENCY].to_numpy(float)
+        predicted[held] = held_out.predicted[BATCH_LATENCY].to_numpy(float)
+    else:
+        quantity = "predicted_total"
+        truth, predicted = np.full(n, np.nan), np.full(n, np.nan)
+        truth[held], predicted[held] = held_out.true_total, held_out.predicted_total
+    residuals = log_residuals(truth, predicted)
+    extras = {"quantity": quantity, "interval": None, "whatif": None, "whatif_interval": None,
+              "moves": {"batchsize": False, "input_size": False}}
+    metrics = {}
+    if np.isfinite(residuals).any():
+        extras["interval"] = ConformalInterval().fit(residuals)
+        low, high = cross_conformal(residuals, predicted, fold_of_row)
+        metrics.update(interval_coverage=coverage(truth, low, high), interval_width=mean_width(predicted, low, high))
+    grid = size_grid(paired.keys)
+    if fit_whatif and (grid["batchsize"] or grid["input_size"]):
+        started = time.perf_counter()  # timed for the log only: metrics must not vary between equal runs
+        whatif, whatif_interval, whatif_metrics = _fit_whatif(paired, folds, predicted if quantity == BATCH_LATENCY else None,
+                                                              fold_of_row, grid, max_iter)
+        extras.update(whatif=whatif, whatif_interval=whatif_interval, moves=grid)
+        metrics.update(whatif_metrics)
+        log.info("%s -> %s: size what-if fitted in %.1f s", paired.anchor, paired.target, time.perf_counter() - started)
+    return extras, metrics
+
+
+def _fit_whatif(paired, folds, predicted_latency, fold_of_row, grid, max_iter):
+    """The served SizeWhatIf (every row) and its interval and metrics from held-out what-if forecasts."""
+    from threadpoolctl import threadpool_limits
+
+    keys = paired.keys.reset_index(drop=True)
+    anchor, target = paired.anchor_profile.reset_index(drop=True), paired.target_profile.reset_index(drop=True)
+    cross_dataset = grid["input_size"]  # else a dataset change is not a size move the model can read
+    # One thread: boosting's thread pool on a shared machine costs more than it saves on these small fits.
+    with threadpool_limits(1):
+        whatif = SizeWhatIf(max_iter=max_iter, cross_dataset=cross_dataset).fit(keys, anchor, target)
+        if predicted_latency is None or whatif.latency_model_ is None:
+            return whatif, None, {}
+        queries = _size_queries(keys, target, cross_dataset)
+        forecast = np.full(len(queries), np.nan)
+        query_fold = fold_of_row[queries["row"].to_numpy()]
+        for fold, (train_rows, _) in enumerate(folds):
+            mine = np.flatnonzero(query_fold == fold)
+            if mine.size == 0:
+                continue
+            try:
+                fold_whatif = SizeWhatIf(max_iter=max_iter, cross_dataset=cross_dataset, predict_ops=False).fit(
+                    keys.iloc[train_rows], anchor.iloc[train_rows], target.iloc[train_rows])
+            except ValueError:  # the fold's training rows hold no job at two sizes
+                continue
+            chosen = queries.iloc[mine]
+            rows = chosen["row"].to_numpy()
+            scale = fold_whatif.log_scale(anchor.iloc[rows], chosen["batchsize"], chosen["dataset"], chosen["new_batchsize"], chosen["new_dataset"])
+            forecast[mine] = predicted_latency[rows] * np.exp(scale)
+    truth = queries["truth"].to_numpy(float)
+    strata = size_move(queries["batchsize"], [input_size(d) for d in queries["dataset"]],
+                       queries["new_batchsize"], [input_size(d) for d in queries["new_dataset"]])
+    residuals = log_residuals(truth, forecast)
+    if not np.isfinite(residuals).any():
+        return whatif, None, {}
+    low, high = cross_conformal(residuals, forecast, query_fold, strata)
+    known = np.isfinite(forecast) & np.isfinite(truth)
+    metrics = {"whatif_batch_latency_mape": mape(truth[known], forecast[known]),
+               "whatif_interval_coverage": coverage(truth, low, high), "whatif_interval_width": mean_width(forecast, low, high)}
+    return whatif, ConformalInterval().fit(residuals, strata), metrics
+
+
+def _size_queries(keys: pd.DataFrame, target: pd.DataFrame, cross_dataset: bool) -> pd.DataFrame:
+    """Every (paired row, other size of its job on the target) with the target's median step time there."""
+    medians = workload_medians(keys, target[[BATCH_LATENCY]])
+    other = medians.rename(columns={"batchsize": "new_batchsize", "dataset": "new_dataset", BATCH_LATENCY: "truth"})
+    on = ["model", "optimizer"] if cross_dataset else ["model", "optimizer", "dataset"]
+    if not cross_dataset:
+        other = other.rename(columns={"new_dataset": "dataset"})
+    queries = keys[WORKLOAD_KEYS].assign(row=np.arange(len(keys))).merge(other, on=on)
+    if not cross_dataset:
+        queries["new_dataset"] = queries["dataset"]
+    moved = (queries["new_batchsize"] != queries["batchsize"]) | (queries["new_dataset"] != queries["dataset"])
+    return queries[moved].reset_index(drop=True)

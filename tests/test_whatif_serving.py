@@ -1,0 +1,192 @@
+"""Forecasts users can act on: the job model's 80% interval, batch-size what-if and epoch time, served and in the CLI."""
+
+import json
+import math
+import re
+import urllib.error
+import urllib.request
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+
+from src.cli import exit_code
+from src.ingest.sources import EmbeddedData
+from src.predict import main
+from src.schema import BATCH_LATENCY
+from src.serve.job_model import JobModel
+from src.serve.model_server import ModelServer
+from src.serve.requests import EPOCH_LATENCY, INPUT_ROW, SAMPLES_PER_EPOCH, TARGET_INSTANCE, WHATIF_BATCHSIZE, WHATIF_INPUT_SIZE
+from src.tracking.store import configure_tracking
+from src.train import train
+from tests.conftest import compose_train, fresh_tracking_store
+
+ANCHOR = "g3s.xlarge"
+TARGETS = ["p3.2xlarge", "p2.xlarge"]
+LOW, HIGH = f"{BATCH_LATENCY}_low", f"{BATCH_LATENCY}_high"
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory, empty_tracking_database):
+    """A ratio job on the embedded data (five batch sizes per job) for two targets, its model and anchor rows."""
+    folder = tmp_path_factory.mktemp("whatif")
+    uri = fresh_tracking_store(folder, empty_tracking_database)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.delenv("PROFCAST_PARENT_RUN_ID", raising=False)
+        cfg = compose_train([f"anchor={ANCHOR}", "regressor=ratio", f"target=[{','.join(TARGETS)}]", "log_plots=false"])
+        metrics = train(cfg)
+        experiment_id = configure_tracking(cfg.tracking_uri, cfg.mlflow_experiment)
+        run = mlflow.search_runs([experiment_id], filter_string="tags.`profcast.job_model` = 'profcast'").iloc[0]
+        model_uri = f"runs:/{run.run_id}/profcast"
+        pyfunc = mlflow.pyfunc.load_model(model_uri)
+    profiles = EmbeddedData().load()
+    anchor_rows = profiles[profiles["instance_name"] == ANCHOR].reset_index(drop=True)
+    yield {"uri": uri, "model_uri": model_uri, "metrics": metrics, "pyfunc": pyfunc, "profiles": profiles,
+           "anchor_rows": anchor_rows, "folder": folder}
+
+
+def job_model(job) -> JobModel:
+    model = job["pyfunc"]._model_impl
+    return model if isinstance(model, JobModel) else model.python_model
+
+
+def request(job, rows=(0, 7, 20), **columns) -> pd.DataFrame:
+    """Anchor rows as a request (run keys kept: batchsize, dataset, epoch_latency are read), plus ``columns``."""
+    frame = job["anchor_rows"].iloc[list(rows)].drop(columns=["instance_name", "exp_name", "model", "optimizer"]).reset_index(drop=True)
+    return frame.assign(**columns)
+
+
+def test_training_logs_held_out_interval_coverage(job):
+    for target in TARGETS:
+        metrics = job["metrics"][target]
+        # Cross-conformal on three held-out models: near the nominal 80%, never the in-sample 100%.
+        assert 50 <= metrics["interval_coverage"] <= 100 and metrics["interval_width"] > 0
+        assert 0 <= metrics["whatif_interval_coverage"] <= 100 and np.isfinite(metrics["whatif_batch_latency_mape"])
+
+
+def test_answers_keep_their_values_and_gain_an_interval_around_the_forecast(job):
+    model = job_model(job)
+    plain = JobModel(model.anchor, model.models, model.op_columns, model.output_op_columns, model.predicts_latency, model.trained_on)
+    asked = request(job)
+    before, after = plain.predict(asked), model.predict(asked)
+    pd.testing.assert_frame_equal(after[before.columns], before, check_exact=True)  # bit for bit
+    assert set(after.columns) - set(before.columns) == {LOW, HIGH, EPOCH_LATENCY, f"{EPOCH_LATENCY}_low", f"{EPOCH_LATENCY}_high"}
+    latency = after[BATCH_LATENCY].astype(float)
+    assert (after[LOW] < latency).all() and (latency < after[HIGH]).all()
+    # The interval scales with the forecast: one relative width per target.
+    widths = (after[HIGH] / latency).groupby(after[TARGET_INSTANCE]).agg(["min", "max"])
+    assert np.allclose(widths["min"], widths["max"])
+
+
+def test_epoch_time_uses_the_anchor_steps_or_the_given_samples(job):
+    model = job_model(job)
+    asked = request(job)
+    answer = model.predict(asked)
+    steps = (asked["epoch_latency"] / asked[BATCH_LATENCY]).to_numpy()[answer[INPUT_ROW]]
+    assert np.allclose(answer[EPOCH_LATENCY].astype(float), steps * answer[BATCH_LATENCY].astype(float))
+    given = model.predict(asked.assign(**{SAMPLES_PER_EPOCH: 1000}))
+    steps = np.ceil(1000 / asked["batchsize"].to_numpy()[given[INPUT_ROW]])
+    assert np.allclose(given[EPOCH_LATENCY].astype(float), steps * given[BATCH_LATENCY].astype(float))
+    unknown = model.predict(asked.drop(columns=["epoch_latency"]))
+    assert unknown[EPOCH_LATENCY].isna().all()  # never invented
+
+
+def test_whatif_at_the_profiled_size_is_the_plain_forecast(job):
+    model = job_model(job)
+    asked = request(job)
+    pd.testing.assert_frame_equal(model.predict(asked.assign(**{WHATIF_BATCHSIZE: asked["batchsize"]})), model.predict(asked), check_exact=True)
+
+
+def test_whatif_at_twice_the_batch_moves_step_time_the_measured_way(job):
+    model = job_model(job)
+    rows = job["anchor_rows"].index[job["anchor_rows"]["batchsize"] == 64][:6]
+    asked = request(job, rows)
+    plain, doubled = model.predict(asked), model.predict(asked.assign(**{WHATIF_BATCHSIZE: 128}))
+    keys = ["dataset", "model", "optimizer", "exp_name"]
+    wanted = job["anchor_rows"].iloc[rows][keys].reset_index(drop=True).iloc[doubled[INPUT_ROW]].reset_index(drop=True)
+    wanted = wanted.assign(instance_name=doubled[TARGET_INSTANCE].to_numpy())
+    measured = {batch: wanted.assign(batchsize=batch).merge(job["profiles"], how="left")[BATCH_LATENCY].to_numpy() for batch in (64, 128)}
+    growth = measured[128] / measured[64]
+    forecast_growth = doubled[BATCH_LATENCY].astype(float).to_numpy() / plain[BATCH_LATENCY].astype(float).to_numpy()
+    # Where the target clearly slows at batch 128 the what-if does too (launch-bound small nets barely move).
+    clear = growth > 1.1
+    assert clear.sum() >= 6 and (forecast_growth[clear] > 1.1).all()
+    # And the what-if is nearer the measured batch-128 step time than the batch-64 forecast.
+    error = lambda forecast: np.abs(np.log(forecast.astype(float).to_numpy() / measured[128]))  # noqa: E731
+    assert np.median(error(doubled[BATCH_LATENCY])) < np.median(error(plain[BATCH_LATENCY]))
+    assert (doubled["predicted_total"][clear] > plain["predicted_total"][clear]).all()
+    # Fewer, longer steps: the epoch at batch 128 takes half the anchor's steps.
+    steps = (asked["epoch_latency"] / asked[BATCH_LATENCY] / 2).to_numpy()[doubled[INPUT_ROW]]
+    assert np.allclose(doubled[EPOCH_LATENCY].astype(float), steps * doubled[BATCH_LATENCY].astype(float))
+    assert (doubled[LOW] < doubled[BATCH_LATENCY].astype(float)).all() and (doubled[BATCH_LATENCY].astype(float) < doubled[HIGH]).all()
+
+
+@pytest.mark.parametrize("columns, words", [
+    ({WHATIF_BATCHSIZE: 0}, "'whatif_batchsize' row 0 value 0 is not a positive integer"),
+    ({WHATIF_BATCHSIZE: -32}, "value -32 is not a positive integer"),
+    ({WHATIF_BATCHSIZE: 48.5}, "value 48.5 is not a positive integer"),
+    ({WHATIF_BATCHSIZE: "lots"}, "value 'lots' is not a positive integer"),
+    ({WHATIF_BATCHSIZE: math.inf}, "is not a positive integer"),
+    ({SAMPLES_PER_EPOCH: -1}, "'samples_per_epoch' row 0 value -1 is not a positive number"),
+    ({WHATIF_INPUT_SIZE: 64}, "asks for a what-if at another input size, but this model was trained without one"),
+])
+def test_bad_sizes_are_one_line_400s(job, columns, words):
+    with pytest.raises(MlflowException) as raised:
+        job_model(job).predict(request(job, rows=[0]).assign(**columns))
+    assert raised.value.error_code == "INVALID_PARAMETER_VALUE" and words in raised.value.message and "\n" not in raised.value.message
+
+
+def test_whatif_needs_the_profiled_batch_size_and_a_model_with_a_whatif(job):
+    model = job_model(job)
+    with pytest.raises(MlflowException, match="needs the profiled batch size"):
+        model.predict(request(job, rows=[0]).drop(columns=["batchsize"]).assign(**{WHATIF_BATCHSIZE: 128}))
+    without = JobModel(model.anchor, model.models, model.op_columns, model.output_op_columns, model.predicts_latency, None,
+                       {target: {**extras, "whatif": None} for target, extras in model.extras.items()}, model.interval_quantity)
+    with pytest.raises(MlflowException, match="trained without one"):
+        without.predict(request(job, rows=[0]).assign(**{WHATIF_BATCHSIZE: 128}))
+
+
+def test_server_answers_a_whatif_and_refuses_a_bad_one(job):
+    body = {"dataframe_records": json.loads(request(job, rows=[0]).assign(**{WHATIF_BATCHSIZE: 128}).to_json(orient="records"))}
+    with ModelServer(job["model_uri"], job["folder"] / "server.log", env={"MLFLOW_TRACKING_URI": job["uri"]}) as server:
+        answers = []
+        for records in (body, {"dataframe_records": [{**body["dataframe_records"][0], WHATIF_BATCHSIZE: -4}]}):
+            call = urllib.request.Request(f"{server.url}/invocations", json.dumps(records).encode(), {"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(call, timeout=60) as response:
+                    answers.append((response.status, json.loads(response.read())))
+            except urllib.error.HTTPError as error:
+                answers.append((error.code, json.loads(error.read())))
+    (status, good), (bad_status, bad) = answers
+    assert status == 200
+    expected = job_model(job).predict(request(job, rows=[0]).assign(**{WHATIF_BATCHSIZE: 128}))
+    served = pd.DataFrame(good["predictions"])
+    assert np.allclose(served[BATCH_LATENCY], expected[BATCH_LATENCY].astype(float)) and np.allclose(served[HIGH], expected[HIGH])
+    assert bad_status == 400 and "'whatif_batchsize' row 0 value -4" in bad["message"]
+
+
+def ranked(stdout: str) -> dict[str, float]:
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^\s+\d+\s+(\S+)\s.*?(\d+\.\d+) ms", stdout, flags=re.MULTILINE)}
+
+
+def test_cli_batchsize_flag_forecasts_at_that_size_with_intervals(job, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", job["uri"])
+    profile = tmp_path / "run.csv"
+    job["anchor_rows"][job["anchor_rows"]["batchsize"] == 64].head(1).to_csv(profile, index=False)
+    common = ["--profile", str(profile), "--anchor", ANCHOR, "--model", job["model_uri"]]
+    assert exit_code(main, common) == 0
+    plain = capsys.readouterr().out
+    plot = tmp_path / "whatif.png"
+    assert exit_code(main, [*common, "--batchsize", "128", "--plot", str(plot)]) == 0
+    doubled = capsys.readouterr().out
+    assert "what-if: forecast at batch size 128 from the profile's 64" in doubled and "80% interval" in doubled
+    assert "50,000 samples / batch 128 = 391 steps" in doubled and plot.stat().st_size > 1000
+    before, after = ranked(plain), ranked(doubled)
+    assert set(after) == set(TARGETS) and all(after[target] > before[target] for target in TARGETS)
+    assert re.search(r"\d+\.\d\d-\d+\.\d\d", doubled)  # the interval cell
+    assert exit_code(main, [*common, "--input-size", "64"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("profcast: error:") and "\n" not in error and "input size" in error
