@@ -170,3 +170,23 @@ def test_same_metrics_for_any_n_jobs_and_plots_optional(tracking_uri, compose_co
     target_runs = runs[runs["tags.mlflow.parentRunId"].notna()]
     artifacts = {entry.path for entry in mlflow.MlflowClient().list_artifacts(target_runs.run_id.iloc[0])}
     assert "heldout_predictions.csv" in artifacts and not any(name.endswith(".png") for name in artifacts)
+
+
+def test_a_targets_whatif_is_fitted_once_per_process_and_is_the_same_fit(pairs):
+    """Jobs of a sweep over regressors share a target's what-if: same data, same fit, fitted once."""
+    from src.models.whatif import SizeWhatIf
+    from src.pipeline import calibration
+
+    paired = next(iter(pairs.values()))
+    keys, anchor, target = (frame.reset_index(drop=True) for frame in (paired.keys, paired.anchor_profile, paired.target_profile))
+    calibration._FITTED_WHATIFS.clear()
+    first = calibration.fitted_whatif(keys, anchor, target, max_iter=20)
+    assert calibration.fitted_whatif(keys.copy(), anchor.copy(), target.copy(), max_iter=20) is first
+    assert calibration.fitted_whatif(keys, anchor, target, max_iter=21) is not first  # other settings: another fit
+    changed = target.copy()
+    changed.iloc[0, changed.columns.get_loc(BATCH_LATENCY)] *= 2
+    assert calibration.fitted_whatif(keys, anchor, changed, max_iter=20) is not first  # other data: another fit
+    fresh = SizeWhatIf(max_iter=20).fit(keys, anchor, target)
+    moved = keys.assign(batchsize=keys["batchsize"] * 2)
+    np.testing.assert_array_equal(first.log_scale(anchor, keys["batchsize"], keys["dataset"], moved["batchsize"], keys["dataset"]),
+                                  fresh.log_scale(anchor, keys["batchsize"], keys["dataset"], moved["batchsize"], keys["dataset"]))

@@ -13,6 +13,7 @@ stratified by how far the size moves (``size_move``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 
@@ -106,7 +107,7 @@ def _fit_whatif(paired, folds, predicted_latency, fold_of_row, grid, max_iter):
     cross_dataset = grid["input_size"]  # else a dataset change is not a size move the model can read
     # One thread: boosting's thread pool on a shared machine costs more than it saves on these small fits.
     with threadpool_limits(1):
-        whatif = SizeWhatIf(max_iter=max_iter, cross_dataset=cross_dataset).fit(keys, anchor, target)
+        whatif = fitted_whatif(keys, anchor, target, max_iter=max_iter, cross_dataset=cross_dataset)
         if predicted_latency is None or whatif.latency_model_ is None:
             return whatif, None, {}
         queries = _size_queries(keys, target, cross_dataset)
@@ -117,8 +118,8 @@ def _fit_whatif(paired, folds, predicted_latency, fold_of_row, grid, max_iter):
             if mine.size == 0:
                 continue
             try:
-                fold_whatif = SizeWhatIf(max_iter=max_iter, cross_dataset=cross_dataset, predict_ops=False).fit(
-                    keys.iloc[train_rows], anchor.iloc[train_rows], target.iloc[train_rows])
+                fold_whatif = fitted_whatif(keys.iloc[train_rows], anchor.iloc[train_rows], target.iloc[train_rows],
+                                            max_iter=max_iter, cross_dataset=cross_dataset, predict_ops=False)
             except ValueError:  # the fold's training rows hold no job at two sizes
                 continue
             chosen = queries.iloc[mine]
@@ -136,6 +137,27 @@ def _fit_whatif(paired, folds, predicted_latency, fold_of_row, grid, max_iter):
     metrics = {"whatif_batch_latency_mape": mape(truth[known], forecast[known]),
                "whatif_interval_coverage": coverage(truth, low, high), "whatif_interval_width": mean_width(forecast, low, high)}
     return whatif, ConformalInterval().fit(residuals, strata), metrics
+
+
+# A target's what-ifs depend on the data, the pairing and the folds, never on the regressor: the
+# jobs of a sweep over regressors that run in one process (the basic launcher, or one joblib
+# worker taking several jobs) fit each of them once. Keyed by content, so never stale.
+_FITTED_WHATIFS: dict = {}
+MAX_REMEMBERED_WHATIFS = 512
+
+
+def fitted_whatif(keys: pd.DataFrame, anchor: pd.DataFrame, target: pd.DataFrame, **params) -> SizeWhatIf:
+    """``SizeWhatIf(**params).fit(keys, anchor, target)``, or the same fit made earlier in this process."""
+    digest = hashlib.sha256()
+    for frame in (keys, anchor, target):
+        digest.update(",".join(map(str, frame.columns)).encode())
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    key = (digest.hexdigest(), tuple(sorted(params.items())))
+    if key not in _FITTED_WHATIFS:
+        if len(_FITTED_WHATIFS) >= MAX_REMEMBERED_WHATIFS:
+            _FITTED_WHATIFS.pop(next(iter(_FITTED_WHATIFS)))
+        _FITTED_WHATIFS[key] = SizeWhatIf(**params).fit(keys, anchor, target)
+    return _FITTED_WHATIFS[key]
 
 
 def _size_queries(keys: pd.DataFrame, target: pd.DataFrame, cross_dataset: bool) -> pd.DataFrame:
