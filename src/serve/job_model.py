@@ -20,6 +20,7 @@ import pandas as pd
 
 from src.errors import ProfcastError, first_line
 from src.schema import BATCH_LATENCY, union_columns
+from src.serve.answer_format import requested_shape, shaped_answer
 from src.serve.one_thread import OpenMPLimit
 from src.serve.shared_neighbours import shared_neighbour_groups
 from src.serve.requests import (
@@ -77,6 +78,8 @@ class JobModel:
     def predict(self, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """One row per (request row, target): target_instance, op columns, batch_latency, total.
 
+        ``params={"output": "columns" | "totals"}`` asks for another shape (src.serve.answer_format).
+
         Bad requests raise MlflowException(INVALID_PARAMETER_VALUE) (HTTP 400 when served); any other
         failure is logged with its traceback and answered as one line, never a stack trace in the body.
         """
@@ -84,8 +87,9 @@ class JobModel:
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
         try:
+            shape = requested_shape(params)
             with self._one_thread():
-                return _finite_answer(self._predict(model_input))
+                return shaped_answer(_finite_answer(self._predict(model_input)), shape, self.output_op_columns)
         except MlflowException:
             raise
         except ProfcastError as error:  # a bad request: the scoring server answers it with HTTP 400

@@ -11,10 +11,11 @@ import mlflow
 from mlflow.entities import Metric, Param
 import pandas as pd
 from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from omegaconf import DictConfig, OmegaConf
 
 from src.schema import BATCH_LATENCY, op_part, union_columns
+from src.serve.answer_format import OUTPUT_PARAM, OUTPUT_SHAPES
 from src.serve.requests import DESCRIPTIVE_COLUMNS, INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE, TRAINED_ON
 from src.tracking import plots
 
@@ -156,4 +157,6 @@ def job_signature(op_columns: list[str], output_op_columns: list[str], predicts_
     outputs += [ColSpec("double", BATCH_LATENCY)] if predicts_latency else []
     outputs.append(ColSpec("double", PREDICTED_TOTAL))
     outputs += [ColSpec("string", TRAINED_ON)] if names_data else []  # which data the model stands on
-    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+    # The answer's shape: records (default), columns or totals (src.serve.answer_format).
+    params = ParamSchema([ParamSpec(OUTPUT_PARAM, "string", OUTPUT_SHAPES[0])])
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs), params=params)
