@@ -1,14 +1,15 @@
 """Speed benchmark: where a job's wall time goes, against a bare scikit-learn loop, and serving latency.
 
-    python -m benchmarks.speed [--only sweep,real,serving] [--real-regressors transfer,rf] [--out PATH]
+    python -m benchmarks.speed [--only sweep,real,serving] [--real-regressors transfer,rf] [--store URI] [--out PATH]
 
 - sweep: the README's ``python -m src.train -m regressor=rf,knn,dt,lr anchor=g3s.xlarge``, split
   into start (interpreter, imports), load, pair, fit, score and log (benchmarks.phase_timer), next
   to the same fits as a bare loop (same estimators, same folds, one process, no MLflow);
 - real: one job on the PROFET table beside the repo (p2.xlarge, 3 targets) per regressor, the same way;
 - serving: p50/p99 of 1, 100 and 10,000-row requests to the sweep's champion over HTTP
-  (``mlflow models serve``), in process, and to a trivial pyfunc model behind the same server
-  (MLflow's floor).
+  (``mlflow models serve``) in each answer shape (param ``output``), in process, and to a trivial
+  pyfunc model behind the same server (MLflow's floor), with and without the champion's signature.
+  ``--store URI`` serves the champion already in that store instead of training the sweep first.
 
 Every run goes to a temporary MLflow store. The table is printed and written to
 benchmarks/results/speed.md. Both sides of each ratio are measured in the same run.
@@ -117,15 +118,20 @@ def latency(call, calls: int) -> tuple[float, float]:
     return 1000 * float(np.percentile(seconds, 50)), 1000 * float(np.percentile(seconds, 99))
 
 
-def trivial_model_uri() -> str:
-    """A pyfunc model that returns its input: the cheapest thing ``mlflow models serve`` can serve."""
+def trivial_model_uri(signature=None) -> str:
+    """A pyfunc model that returns its input: the cheapest thing ``mlflow models serve`` can serve.
+
+    With ``signature`` (the champion's) MLflow also parses and checks each request against it, as it
+    does for the champion: that part of the time is MLflow's, whatever the model does.
+    """
     import mlflow
 
     from benchmarks.trivial_model import Identity
     from src.tracking.runs import model_requirements
 
     with mlflow.start_run(run_name="trivial model"):
-        return mlflow.pyfunc.log_model(name="trivial", python_model=Identity(), pip_requirements=model_requirements()).model_uri
+        return mlflow.pyfunc.log_model(name="trivial", python_model=Identity(), pip_requirements=model_requirements(),
+                                       signature=signature).model_uri
 
 
 def request_frames(model) -> dict:
@@ -140,10 +146,11 @@ def request_frames(model) -> dict:
 
 
 def serving_rows(champion: str, work: Path) -> list[str]:
-    """Champion over HTTP, in process, and the trivial model over HTTP, per request size."""
+    """Champion over HTTP (each answer shape), in process, and the trivial models over HTTP, per request size."""
     import mlflow
 
     from benchmarks.serving import http_caller
+    from src.serve.answer_format import OUTPUT_PARAM, OUTPUT_SHAPES
     from src.serve.model_server import ModelServer
 
     print("timing serving ...", flush=True)
@@ -152,9 +159,12 @@ def serving_rows(champion: str, work: Path) -> list[str]:
     # The server execs `uvicorn` by name: the interpreter's bin folder must be on PATH (an unactivated venv).
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = {"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(), "PATH": path}
+    shapes = OUTPUT_SHAPES if model.metadata.get_params_schema() is not None else OUTPUT_SHAPES[:1]  # older models: records only
     results = {rows: {} for rows in frames}
-    for label, uri in (("champion", champion), ("trivial", trivial_model_uri())):
-        server_log = work / f"server-{label}.log"
+    servers = (("champion", champion, shapes), ("trivial", trivial_model_uri(), [None]),
+               ("trivial + signature", trivial_model_uri(model.metadata.signature), [None]))
+    for label, uri, asked in servers:
+        server_log = work / f"server-{label.replace(' ', '')}.log"
         server = ModelServer(uri, server_log, env=env)
         try:
             server.__enter__()
@@ -162,10 +172,13 @@ def serving_rows(champion: str, work: Path) -> list[str]:
             raise SystemExit(f"{error}:\n{server_log.read_text()[-3000:]}") from None
         try:
             for rows, frame in frames.items():
-                payload = json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}).encode()
-                call, connection = http_caller(server.port, payload)
-                results[rows][label] = latency(call, REQUEST_SIZES[rows])
-                connection.close()
+                for shape in asked:
+                    request = {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}
+                    if shape not in (None, OUTPUT_SHAPES[0]):
+                        request["params"] = {OUTPUT_PARAM: shape}
+                    call, connection = http_caller(server.port, json.dumps(request).encode())
+                    results[rows][label if shape in (None, OUTPUT_SHAPES[0]) else shape] = latency(call, REQUEST_SIZES[rows])
+                    connection.close()
         finally:
             server.stop()
     for rows, frame in frames.items():
@@ -173,8 +186,11 @@ def serving_rows(champion: str, work: Path) -> list[str]:
     lines = []
     for rows, found in results.items():
         (http50, http99), (own50, own99), (floor50, floor99) = found["champion"], found["in process"], found["trivial"]
-        lines.append(f"| {rows:,} | {REQUEST_SIZES[rows]} | {http50:.1f} / {http99:.1f} | {own50:.1f} / {own99:.1f} | "
-                     f"{floor50:.1f} / {floor99:.1f} | {http50 / floor50:.1f}x | {http50 / own50:.1f}x |")
+        signed50, signed99 = found["trivial + signature"]
+        shaped = " | ".join(f"{found[shape][0]:.1f} / {found[shape][1]:.1f}" if shape in found else "-" for shape in OUTPUT_SHAPES[1:])
+        lines.append(f"| {rows:,} | {REQUEST_SIZES[rows]} | {http50:.1f} / {http99:.1f} | {shaped} | {own50:.1f} / {own99:.1f} | "
+                     f"{floor50:.1f} / {floor99:.1f} | {signed50:.1f} / {signed99:.1f} | {http50 / floor50:.1f}x | "
+                     f"{http50 / signed50:.1f}x | {http50 / own50:.1f}x |")
     return lines
 
 
@@ -186,16 +202,20 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="sweep,real,serving", help="comma-separated parts: sweep, real, serving (default all)")
     parser.add_argument("--real-regressors", default="transfer,rf", help="regressors of the real-data job (default transfer,rf)")
+    parser.add_argument("--store", help="serving only: an MLflow tracking URI that already holds the seed sweep's champion "
+                                        "(skips training it; the trivial models are logged there too)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"markdown table to write (default {RESULTS.relative_to(REPO_ROOT)})")
     args = parser.parse_args(argv)
     parts = set(args.only.split(","))
     unknown = parts - {"sweep", "real", "serving"}
     if unknown:
         parser.error(f"--only: unknown part(s) {', '.join(sorted(unknown))}; accepted: sweep, real, serving")
+    if args.store and parts != {"serving"}:
+        parser.error("--store goes with --only serving (the other parts train into a fresh store)")
 
     work = Path(tempfile.mkdtemp(prefix="profcast-speed-"))
     (work / "mlruns").mkdir()
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = args.store or f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     lines = [f"# profcast speed ({os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.1f} at start)", ""]
     try:
@@ -219,13 +239,16 @@ def main(argv=None) -> int:
                 real_args = ["data=file", f"data.path={REAL_DATA}", f"anchor={REAL_ANCHOR}", f"regressor={regressor}"]
                 lines += job_rows(f"real {REAL_ANCHOR} {regressor}", real_args, env, work)[0] if REAL_DATA.exists() else []
         if "serving" in parts:
-            if "sweep" not in parts:  # the champion comes from a sweep
+            if "sweep" not in parts and not args.store:  # the champion comes from a sweep
                 print("training the seed sweep for its champion ...", flush=True)
                 pipeline_job(SWEEP_ARGS, env, work)
-            lines += ["", "Serving, milliseconds p50 / p99 per request (`calls` timed after 3 untimed). "
-                      "`trivial` = a pyfunc returning its input behind the same `mlflow models serve`.", "",
-                      "| rows | calls | champion HTTP | champion in process | trivial HTTP | champion / trivial | HTTP / in process |",
-                      "|---:|---:|---:|---:|---:|---:|---:|"]
+            lines += ["", "Serving, milliseconds p50 / p99 per request (`calls` timed after 3 untimed). Champion HTTP answers "
+                      "as records (default), `columns` or `totals` (param `output`). `trivial` = a pyfunc returning its input "
+                      "behind the same `mlflow models serve`; `+ signature` = the same with the champion's signature "
+                      "(MLflow's parse and schema checks). Ratios are of the default (records) answer.", "",
+                      "| rows | calls | champion HTTP | columns | totals | champion in process | trivial HTTP | "
+                      "trivial + signature | champion / trivial | champion / trivial + signature | HTTP / in process |",
+                      "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
             lines += serving_rows(f"models:/profcast-{ANCHOR}@champion", work)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -187,3 +187,20 @@ def test_malformed_bodies_never_make_a_500(server, raw):
     assert status == 400, (raw, status, answer)
     if b"Device_Conv2D" in raw:
         assert "Device_Conv2D" in answer["message"] and ("missing" in answer["message"] or "infinite" in answer["message"])
+
+
+@pytest.mark.slow
+def test_server_answers_in_the_shape_the_output_param_asks_for(store, server):
+    rows = json.loads(anchor_rows(store, n=2)[OPS + ["batch_latency"]].to_json(orient="split", index=False))
+    _, records = post(server, {"dataframe_split": rows})
+    served = pd.DataFrame(records["predictions"])
+    status, columns = post(server, {"dataframe_split": rows, "params": {"output": "columns"}})
+    assert status == 200, columns
+    pd.testing.assert_frame_equal(pd.DataFrame(columns["predictions"]), served, check_exact=True)
+    status, totals = post(server, {"dataframe_split": rows, "params": {"output": "totals"}})
+    assert status == 200, totals
+    totals = pd.DataFrame(totals["predictions"])
+    assert not set(OPS) & set(totals.columns)
+    pd.testing.assert_frame_equal(totals, served[totals.columns], check_exact=True)
+    status, answer = post(server, {"dataframe_split": rows, "params": {"output": "csv"}})
+    assert status == 400 and "accepted: records, columns, totals" in answer["message"], answer

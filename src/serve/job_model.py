@@ -20,6 +20,9 @@ import pandas as pd
 
 from src.errors import ProfcastError, first_line
 from src.schema import BATCH_LATENCY, union_columns
+from src.serve.answer_format import requested_shape, shaped_answer
+from src.serve.one_thread import OpenMPLimit
+from src.serve.shared_neighbours import shared_neighbour_groups
 from src.serve.requests import (
     INPUT_ROW,
     PREDICTED_TOTAL,
@@ -63,6 +66,7 @@ class JobModel:
         self.trained_on = trained_on  # e.g. "generated data: embedded generated data (...) (fingerprint ...)"
         self.extras = extras or {}  # target -> interval and size what-if (src.serve.forecast_extras); empty for older models
         self.interval_quantity = interval_quantity  # batch_latency | predicted_total: what the interval bounds
+        self._one_thread = OpenMPLimit()
         # Where each model's outputs land in the answer, worked out once instead of per request.
         position = {column: number for number, column in enumerate(output_op_columns)}
         self._layout = {}
@@ -71,9 +75,12 @@ class JobModel:
             ops = [number for number, column in enumerate(outputs) if column in position]
             self._layout[target] = (np.array(ops, dtype=np.intp), np.array([position[outputs[n]] for n in ops], dtype=np.intp),
                                     outputs.index(BATCH_LATENCY) if BATCH_LATENCY in outputs else None)
+        self._shared_searches = shared_neighbour_groups(models)  # kNN targets fitted on the same anchor rows
 
     def predict(self, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """One row per (request row, target): target_instance, op columns, batch_latency, total.
+
+        ``params={"output": "columns" | "totals"}`` asks for another shape (src.serve.answer_format).
 
         Bad requests raise MlflowException(INVALID_PARAMETER_VALUE) (HTTP 400 when served); any other
         failure is logged with its traceback and answered as one line, never a stack trace in the body.
@@ -82,7 +89,9 @@ class JobModel:
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
         try:
-            return _finite_answer(self._predict(model_input))
+            shape = requested_shape(params)
+            with self._one_thread():
+                return shaped_answer(_finite_answer(self._predict(model_input)), shape, self.output_op_columns)
         except MlflowException:
             raise
         except ProfcastError as error:  # a bad request: the scoring server answers it with HTTP 400
@@ -101,6 +110,10 @@ class JobModel:
         anchor_profiles = checked_anchor_profiles(profiles, self.op_columns, self.anchor)
         wanted = requested_targets(profiles, self.targets)
         every_target = bool(wanted.isna().all())
+        shared = {}
+        if every_target:  # a request for a subset of targets takes the per-target path
+            for group in self._shared_searches:
+                shared.update(group.predict(anchor_profiles))
         parts = []
         for rank, target in enumerate(self.targets):
             if every_target:
@@ -109,14 +122,19 @@ class JobModel:
                 rows = np.flatnonzero((wanted.isna() | (wanted == target)).to_numpy())
                 request = anchor_profiles.iloc[rows]
             if rows.size:
-                parts.append((rank, rows, self._predict_target(target, request)))
+                parts.append((rank, rows, self._predict_target(target, request, shared.get(target))))
         from src.serve.forecast_columns import add_forecast_columns
 
         return add_forecast_columns(self._answer(parts), profiles, anchor_profiles, self)
 
-    def _predict_target(self, target: str, anchor_profiles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """This target's op times in ``output_op_columns`` order, its batch latency (NaN if none), its totals."""
-        raw = np.asarray(self.models[target].predict(anchor_profiles), dtype=float).reshape(len(anchor_profiles), -1)
+    def _predict_target(self, target: str, anchor_profiles: pd.DataFrame, raw=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """This target's op times in ``output_op_columns`` order, its batch latency (NaN if none), its totals.
+
+        ``raw`` is the target model's prediction when it was already made (a shared neighbour search).
+        """
+        if raw is None:
+            raw = self.models[target].predict(anchor_profiles)
+        raw = np.asarray(raw, dtype=float).reshape(len(anchor_profiles), -1)
         source, destination, latency_at = self._layout[target]
         # An op this target's model lacks is 0; op times cannot be negative (evaluation clips them too).
         # Column-major like the pandas frame the totals were always summed from: numpy adds up a

@@ -11,10 +11,11 @@ import mlflow
 from mlflow.entities import Metric, Param
 import pandas as pd
 from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from omegaconf import DictConfig, OmegaConf
 
 from src.schema import BATCH_LATENCY, op_part, union_columns
+from src.serve.answer_format import OUTPUT_PARAM, OUTPUT_SHAPES
 from src.serve.requests import DESCRIPTIVE_COLUMNS, EPOCH_LATENCY, INPUT_ROW, PREDICTED_TOTAL, SIZE_COLUMNS, TARGET_INSTANCE, TRAINED_ON
 from src.tracking import plots
 
@@ -168,4 +169,6 @@ def job_signature(op_columns: list[str], output_op_columns: list[str], predicts_
         outputs += [ColSpec("double", f"{interval_quantity}_{end}") for end in ("low", "high")]
         epoch = [EPOCH_LATENCY] + ([f"{EPOCH_LATENCY}_low", f"{EPOCH_LATENCY}_high"] if interval_quantity == BATCH_LATENCY else [])
         outputs += [ColSpec("double", column) for column in epoch] if predicts_latency else []
-    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+    # The answer's shape: records (default), columns or totals (src.serve.answer_format).
+    params = ParamSchema([ParamSpec(OUTPUT_PARAM, "string", OUTPUT_SHAPES[0])])
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs), params=params)
