@@ -57,9 +57,9 @@ METHOD_OVERRIDES = {
 METHODS = ("lr", "knn", "dt", "rf", "ratio", "profet", "transfer")
 
 
-def build_method(name: str):
-    """The unfitted regressor ``conf/regressor/<name>.yaml`` names, with the benchmark's overrides."""
-    cfg = compose_train_config([f"regressor={name}", *METHOD_OVERRIDES.get(name, [])])
+def build_method(name: str, overrides: tuple = ()):
+    """The unfitted regressor ``conf/regressor/<name>.yaml`` names, with the benchmark's overrides (then ``overrides``)."""
+    cfg = compose_train_config([f"regressor={name}", *METHOD_OVERRIDES.get(name, []), *overrides])
     return instantiate_option("regressor", cfg.regressor)
 
 
@@ -71,9 +71,10 @@ def device_columns(columns) -> list[str]:
     return [c for c in columns if c.startswith("Device_")]
 
 
-def benchmark_method(paired: PairedRuns, folds, method: str, fitted: list | None = None) -> dict:
-    """Cross-validate one method on one pair and return its record; `fitted` collects the fold models."""
-    make = partial(clone, build_method(method))
+def benchmark_method(paired: PairedRuns, folds, method: str, fitted: list | None = None, overrides: tuple = ()) -> dict:
+    """Cross-validate one method on one pair and return its record; `fitted` collects the fold models;
+    ``overrides`` (Hydra, e.g. ``regressor.max_iter=75``) change the method's settings."""
+    make = partial(clone, build_method(method, overrides))
     if fitted is not None:
         make = partial(_collected, make, fitted)
     held_out = cross_validate(paired, folds, make, AllColumns().select)

@@ -115,7 +115,7 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
         learning_rate: float = 0.1,
         max_leaf_nodes: int = 31,
         min_samples_leaf: int = 20,
-        max_training_cells: int | None = 20000,
+        max_training_cells: int | None = 10000,
         unknown_op_share: float = 0.05,
         vanish_threshold: float = 0.5,
         random_state: int = 0,

@@ -83,7 +83,9 @@ def cross_validate(paired: PairedRuns, folds, make_regressor: Callable, select: 
     tasks = [(paired, train_rows, test_rows, make_regressor, select) for train_rows, test_rows in folds]
     if refit:
         tasks.append((paired, np.arange(len(paired)), None, make_regressor, select))
-    fits = run_fits(fit_and_predict, tasks, n_jobs, progress)
+    # Fits of one regressor on as many rows take alike: one probe per job decides on a pool (run_fits).
+    kind = (repr(make_regressor), len(paired), len(tasks)) if n_jobs > 1 else None
+    fits = run_fits(fit_and_predict, tasks, n_jobs, progress, kind=kind)
     for fold, ((train_rows, test_rows), (_, columns, fold_prediction, seconds)) in enumerate(zip(folds, fits)):
         fit_seconds += seconds
         fold_prediction, clipped = clip_negative(fold_prediction)

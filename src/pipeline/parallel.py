@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 # (each imports scikit-learn and pandas) would cost more than it saves.
 WORTH_A_POOL_SECONDS = 1.0
 THREAD_ENV = "OMP_NUM_THREADS"  # a parent that limited this process's threads (user, launcher) caps "auto"
+# Kinds of fit (see run_fits' ``kind``) whose first fit showed a pool pays: later calls skip the probe.
+_POOL_PAYS: set = set()
 
 
 def available_cores() -> int:
@@ -56,12 +58,15 @@ def threads_per_process(processes: int) -> int:
     return max(available_cores() // max(processes, 1), 1)
 
 
-def run_fits(fit: Callable, tasks: Sequence[tuple], n_jobs: int, progress: str | None = None) -> list:
+def run_fits(fit: Callable, tasks: Sequence[tuple], n_jobs: int, progress: str | None = None, kind=None) -> list:
     """``[fit(*task) for task in tasks]``, in up to ``n_jobs`` processes when that pays.
 
     The first task runs in this process with the threads one worker would get; if it took under
     ``WORTH_A_POOL_SECONDS`` the rest follow it here (with every core's threads), else they go to
     a process pool. ``progress`` names a progress bar (or log lines) counting the fits done.
+    ``kind`` (hashable) names fits that take alike, e.g. one regressor on as many rows: once a
+    probe of that kind sent its rest to a pool, later calls send every task there at once (the
+    probe would leave the other cores idle for one fit per call). Where a fit runs never changes it.
     """
     from src.progress import track
 
@@ -69,13 +74,16 @@ def run_fits(fit: Callable, tasks: Sequence[tuple], n_jobs: int, progress: str |
     processes = min(n_jobs, len(tasks))
     threads = threads_per_process(processes)
     started = time.perf_counter()
-    results = [limited_threads(fit, threads, tasks[0])] if tasks else []
-    rest = list(tasks[1:])
+    probed = processes <= 1 or kind is None or kind not in _POOL_PAYS
+    results = [limited_threads(fit, threads, tasks[0])] if tasks and probed else []
+    rest = list(tasks[1:] if probed else tasks)
     if not rest:
         return results
-    if processes <= 1 or time.perf_counter() - started < WORTH_A_POOL_SECONDS:
+    if probed and (processes <= 1 or time.perf_counter() - started < WORTH_A_POOL_SECONDS):
         every_core = threads_per_process(1)
         return results + list(done((limited_threads(fit, every_core, task) for task in rest), len(rest)))
+    if kind is not None:
+        _POOL_PAYS.add(kind)
     from joblib import Parallel, delayed, parallel_config
 
     processes = min(processes, len(rest))
