@@ -102,7 +102,8 @@ def evaluate_target(paired: PairedRuns, job: Job, cfg: DictConfig) -> TargetResu
     from src.pipeline.calibration import target_extras
 
     whatif = cfg.get("whatif") or {}
-    extras, extra_metrics = target_extras(paired, folds, held_out, bool(whatif.get("enabled", True)), int(whatif.get("max_iter", 150)))
+    extras, extra_metrics = target_extras(paired, folds, held_out, bool(whatif.get("enabled", True)), int(whatif.get("max_iter", 150)),
+                                           n_jobs=job.n_jobs)
     metrics.update(extra_metrics)
     anchor_frame, _ = vector_frames(paired, columns)
     predictions = pd.concat(

@@ -59,7 +59,7 @@ def cross_conformal(residuals, predicted, fold_of_row, strata=None) -> tuple[np.
     return low, high
 
 
-def target_extras(paired, folds, held_out, fit_whatif: bool = True, max_iter: int = 150) -> tuple[dict, dict]:
+def target_extras(paired, folds, held_out, fit_whatif: bool = True, max_iter: int = 150, n_jobs: int = 1) -> tuple[dict, dict]:
     """(extras for the job model, metrics for the target run) of one target.
 
     extras: ``quantity`` (what the interval bounds: batch_latency, else predicted_total),
@@ -91,41 +91,39 @@ def target_extras(paired, folds, held_out, fit_whatif: bool = True, max_iter: in
     if fit_whatif and (grid["batchsize"] or grid["input_size"]):
         started = time.perf_counter()  # timed for the log only: metrics must not vary between equal runs
         whatif, whatif_interval, whatif_metrics = _fit_whatif(paired, folds, predicted if quantity == BATCH_LATENCY else None,
-                                                              fold_of_row, grid, max_iter)
+                                                              fold_of_row, grid, max_iter, n_jobs)
         extras.update(whatif=whatif, whatif_interval=whatif_interval, moves=grid)
         metrics.update(whatif_metrics)
         log.info("%s -> %s: size what-if fitted in %.1f s", paired.anchor, paired.target, time.perf_counter() - started)
     return extras, metrics
 
 
-def _fit_whatif(paired, folds, predicted_latency, fold_of_row, grid, max_iter):
+def _fit_whatif(paired, folds, predicted_latency, fold_of_row, grid, max_iter, n_jobs=1):
     """The served SizeWhatIf (every row) and its interval and metrics from held-out what-if forecasts."""
-    from threadpoolctl import threadpool_limits
-
     keys = paired.keys.reset_index(drop=True)
     anchor, target = paired.anchor_profile.reset_index(drop=True), paired.target_profile.reset_index(drop=True)
     cross_dataset = grid["input_size"]  # else a dataset change is not a size move the model can read
-    # One thread: boosting's thread pool on a shared machine costs more than it saves on these small fits.
-    with threadpool_limits(1):
-        whatif = fitted_whatif(keys, anchor, target, max_iter=max_iter, cross_dataset=cross_dataset)
-        if predicted_latency is None or whatif.latency_model_ is None:
-            return whatif, None, {}
-        queries = _size_queries(keys, target, cross_dataset)
-        forecast = np.full(len(queries), np.nan)
-        query_fold = fold_of_row[queries["row"].to_numpy()]
-        for fold, (train_rows, _) in enumerate(folds):
-            mine = np.flatnonzero(query_fold == fold)
-            if mine.size == 0:
-                continue
-            try:
-                fold_whatif = fitted_whatif(keys.iloc[train_rows], anchor.iloc[train_rows], target.iloc[train_rows],
-                                            max_iter=max_iter, cross_dataset=cross_dataset, predict_ops=False)
-            except ValueError:  # the fold's training rows hold no job at two sizes
-                continue
-            chosen = queries.iloc[mine]
-            rows = chosen["row"].to_numpy()
-            scale = fold_whatif.log_scale(anchor.iloc[rows], chosen["batchsize"], chosen["dataset"], chosen["new_batchsize"], chosen["new_dataset"])
-            forecast[mine] = predicted_latency[rows] * np.exp(scale)
+    served = (keys, anchor, target, {"max_iter": max_iter, "cross_dataset": cross_dataset})
+    calibrating = predicted_latency is not None
+    fold_fits = [(keys.iloc[train_rows], anchor.iloc[train_rows], target.iloc[train_rows],
+                  {"max_iter": max_iter, "cross_dataset": cross_dataset, "predict_ops": False})
+                 for train_rows, _ in folds] if calibrating else []
+    whatif, *fold_whatifs = fitted_whatifs([served, *fold_fits], n_jobs)
+    if whatif is None:
+        raise ValueError("no job was profiled at two sizes on the target; nothing to learn a size what-if from")
+    if not calibrating or whatif.latency_model_ is None:
+        return whatif, None, {}
+    queries = _size_queries(keys, target, cross_dataset)
+    forecast = np.full(len(queries), np.nan)
+    query_fold = fold_of_row[queries["row"].to_numpy()]
+    for fold, fold_whatif in enumerate(fold_whatifs):
+        mine = np.flatnonzero(query_fold == fold)
+        if mine.size == 0 or fold_whatif is None:  # None: the fold's training rows hold no job at two sizes
+            continue
+        chosen = queries.iloc[mine]
+        rows = chosen["row"].to_numpy()
+        scale = fold_whatif.log_scale(anchor.iloc[rows], chosen["batchsize"], chosen["dataset"], chosen["new_batchsize"], chosen["new_dataset"])
+        forecast[mine] = predicted_latency[rows] * np.exp(scale)
     truth = queries["truth"].to_numpy(float)
     strata = size_move(queries["batchsize"], [input_size(d) for d in queries["dataset"]],
                        queries["new_batchsize"], [input_size(d) for d in queries["new_dataset"]])
@@ -146,18 +144,44 @@ _FITTED_WHATIFS: dict = {}
 MAX_REMEMBERED_WHATIFS = 512
 
 
+def fitted_whatifs(specs: list[tuple], n_jobs: int = 1) -> list:
+    """For each (keys, anchor, target, params): ``SizeWhatIf(**params).fit(keys, anchor, target)``,
+    None where those rows hold no job at two sizes. Fits made earlier in this process are reused;
+    the others run through ``run_fits`` (in up to ``n_jobs`` processes when that pays)."""
+    from src.pipeline.parallel import run_fits
+
+    keys = [_whatif_key(*spec) for spec in specs]
+    missing = [number for number, key in enumerate(keys) if key not in _FITTED_WHATIFS]
+    if missing:
+        fits = run_fits(_fit_or_none, [specs[number] for number in missing], n_jobs)
+        for number, fit in zip(missing, fits):
+            if len(_FITTED_WHATIFS) >= MAX_REMEMBERED_WHATIFS:
+                _FITTED_WHATIFS.pop(next(iter(_FITTED_WHATIFS)))
+            _FITTED_WHATIFS[keys[number]] = fit
+    return [_FITTED_WHATIFS[key] for key in keys]
+
+
 def fitted_whatif(keys: pd.DataFrame, anchor: pd.DataFrame, target: pd.DataFrame, **params) -> SizeWhatIf:
-    """``SizeWhatIf(**params).fit(keys, anchor, target)``, or the same fit made earlier in this process."""
+    """One ``fitted_whatifs`` fit in this process; ValueError where the rows hold no job at two sizes."""
+    fit = fitted_whatifs([(keys, anchor, target, params)])[0]
+    if fit is None:
+        raise ValueError("no job was profiled at two sizes on the target; nothing to learn a size what-if from")
+    return fit
+
+
+def _whatif_key(keys: pd.DataFrame, anchor: pd.DataFrame, target: pd.DataFrame, params: dict) -> tuple:
     digest = hashlib.sha256()
     for frame in (keys, anchor, target):
         digest.update(",".join(map(str, frame.columns)).encode())
         digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    key = (digest.hexdigest(), tuple(sorted(params.items())))
-    if key not in _FITTED_WHATIFS:
-        if len(_FITTED_WHATIFS) >= MAX_REMEMBERED_WHATIFS:
-            _FITTED_WHATIFS.pop(next(iter(_FITTED_WHATIFS)))
-        _FITTED_WHATIFS[key] = SizeWhatIf(**params).fit(keys, anchor, target)
-    return _FITTED_WHATIFS[key]
+    return digest.hexdigest(), tuple(sorted(params.items()))
+
+
+def _fit_or_none(keys: pd.DataFrame, anchor: pd.DataFrame, target: pd.DataFrame, params: dict):
+    try:
+        return SizeWhatIf(**params).fit(keys, anchor, target)
+    except ValueError:  # no job at two sizes in these rows
+        return None
 
 
 def _size_queries(keys: pd.DataFrame, target: pd.DataFrame, cross_dataset: bool) -> pd.DataFrame:
