@@ -190,3 +190,19 @@ def test_a_targets_whatif_is_fitted_once_per_process_and_is_the_same_fit(pairs):
     moved = keys.assign(batchsize=keys["batchsize"] * 2)
     np.testing.assert_array_equal(first.log_scale(anchor, keys["batchsize"], keys["dataset"], moved["batchsize"], keys["dataset"]),
                                   fresh.log_scale(anchor, keys["batchsize"], keys["dataset"], moved["batchsize"], keys["dataset"]))
+
+
+def test_merged_calibration_folds_never_train_on_the_rows_they_hold_out():
+    from src.pipeline.calibration import merged_folds
+
+    groups = np.repeat(np.arange(12), 5)  # 12 held-out models of 5 runs each
+    folds = [(np.flatnonzero(groups != g), np.flatnonzero(groups == g)) for g in range(12)]
+    fold_of_row = groups.copy()
+    merged, merged_of_row = merged_folds(folds, fold_of_row, len(groups), 4)
+    assert len(merged) == 4
+    assert sorted(np.concatenate([test for _, test in merged]).tolist()) == list(range(60))  # every row held out once
+    for number, (train, test) in enumerate(merged):
+        assert np.intersect1d(train, test).size == 0 and train.size + test.size == 60
+        assert set(merged_of_row[test]) == {number} and len(set(groups[test])) == 3  # whole models, 3 per fold
+    few = folds[:3]
+    assert merged_folds(few, fold_of_row, 60, 4)[0] == few  # fewer folds than the cap: unchanged
