@@ -12,11 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from src.models.intervals import ConformalInterval, coverage, log_residuals, mean_width
+from src.models.intervals import coverage, log_residuals, mean_width
 from src.models.profet_scaler import ProfetBatchScaler
 from src.models.second_profile import SecondProfileLatency, second_profile_rows
 from src.models.whatif import SizeWhatIf, workload_medians
 from src.pipeline.metrics import mape
+from src.pipeline.calibration import cross_conformal
 from src.pipeline.pairing import PairedRuns
 from src.schema import BATCH_LATENCY, WORKLOAD_KEYS, op_part
 
@@ -44,16 +45,6 @@ def transfer_family(paired: PairedRuns, folds, models: list) -> list[dict]:
     interval = {"interval_coverage": coverage(truth, low, high), "interval_width": mean_width(predicted, low, high)}
     records = [interval, two_profiles(paired, folds, predicted, predicted_ops, fold_of_row)]
     return records + size_what_ifs(paired, folds, predicted, fold_of_row)
-
-
-def cross_conformal(residuals, predicted, fold_of_row, strata=None) -> tuple[np.ndarray, np.ndarray]:
-    """80% bounds for each fold's rows from the quantiles of the other folds' held-out residuals."""
-    low, high = np.full(len(predicted), np.nan), np.full(len(predicted), np.nan)
-    for fold in np.unique(fold_of_row[fold_of_row >= 0]):
-        rows = fold_of_row == fold
-        calibration = ConformalInterval().fit(residuals[~rows], None if strata is None else strata[~rows])
-        low[rows], high[rows] = calibration.bounds(predicted[rows], None if strata is None else strata[rows])
-    return low, high
 
 
 def two_profiles(paired: PairedRuns, folds, predicted, predicted_ops, fold_of_row) -> dict:

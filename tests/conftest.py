@@ -82,6 +82,28 @@ def fresh_tracking_store(folder: Path, empty_database: Path) -> str:
     return f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
 
 
+def train_into_fresh_store(folder: Path, empty_database: Path, overrides) -> dict:
+    """Train one job (``python -m src.train OVERRIDES``) into a fresh store in ``folder``.
+
+    Returns the store's ``uri``, the ``experiment_id``, the job's ``model_uri`` (runs:/.../profcast)
+    and the per-target ``metrics``.
+    """
+    import mlflow
+
+    from src.tracking.store import configure_tracking
+    from src.train import train
+
+    uri = fresh_tracking_store(folder, empty_database)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.delenv("PROFCAST_PARENT_RUN_ID", raising=False)
+        cfg = compose_train(overrides)
+        metrics = train(cfg)
+        experiment_id = configure_tracking(cfg.tracking_uri, cfg.mlflow_experiment)
+        job = mlflow.search_runs([experiment_id], filter_string="tags.`profcast.job_model` = 'profcast'").iloc[0]
+    return {"uri": uri, "experiment_id": experiment_id, "model_uri": f"runs:/{job.run_id}/profcast", "metrics": metrics}
+
+
 def store_and_profiles(tmp_path_factory, empty_database: Path, name: str) -> tuple[Path, str, Path]:
     """A folder of a module's own with a fresh MLflow store and the synthetic profile table as CSV:
     (folder, tracking URI, table path)."""

@@ -16,9 +16,8 @@ from src.ingest.embedded import embedded_tree_path
 from src.predict import main
 from src.ingest.tfstats import read_tfstats_export
 from src.serve.registry import register_job
-from src.tracking.store import configure_tracking
 from src.train import train
-from tests.conftest import REAL_PROFET, REPO, compose_train, fresh_tracking_store
+from tests.conftest import REAL_PROFET, REPO, compose_train, train_into_fresh_store
 
 ANCHOR = "g3s.xlarge"
 EMBEDDED_TARGETS = ["p3.2xlarge", "g4dn.xlarge", "p2.xlarge"]
@@ -30,15 +29,9 @@ PROFET_WORKLOAD = {"exp_name": "exp01", "dataset": "64dataset", "model": "VGG11"
 def store(tmp_path_factory, empty_tracking_database):
     """An MLflow store of this module's own, with a job trained on the embedded data (not registered)."""
     folder = tmp_path_factory.mktemp("predict")
-    uri = fresh_tracking_store(folder, empty_tracking_database)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        patch.delenv("PROFCAST_PARENT_RUN_ID", raising=False)
-        cfg = compose_train([f"anchor={ANCHOR}", "regressor=ratio", f"target=[{','.join(EMBEDDED_TARGETS)}]"])
-        train(cfg)
-        experiment_id = configure_tracking(cfg.tracking_uri, cfg.mlflow_experiment)
-        job = mlflow.search_runs([experiment_id], filter_string="tags.`profcast.job_model` = 'profcast'").iloc[0]
-        yield {"uri": uri, "experiment_id": experiment_id, "embedded_model": f"runs:/{job.run_id}/profcast"}
+    trained = train_into_fresh_store(folder, empty_tracking_database,
+                                     [f"anchor={ANCHOR}", "regressor=ratio", f"target=[{','.join(EMBEDDED_TARGETS)}]"])
+    yield {"uri": trained["uri"], "experiment_id": trained["experiment_id"], "embedded_model": trained["model_uri"]}
 
 
 @pytest.fixture

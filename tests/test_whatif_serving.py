@@ -19,9 +19,7 @@ from src.schema import BATCH_LATENCY
 from src.serve.job_model import JobModel
 from src.serve.model_server import ModelServer
 from src.serve.requests import EPOCH_LATENCY, INPUT_ROW, SAMPLES_PER_EPOCH, TARGET_INSTANCE, WHATIF_BATCHSIZE, WHATIF_INPUT_SIZE
-from src.tracking.store import configure_tracking
-from src.train import train
-from tests.conftest import compose_train, fresh_tracking_store
+from tests.conftest import train_into_fresh_store
 
 ANCHOR = "g3s.xlarge"
 TARGETS = ["p3.2xlarge", "p2.xlarge"]
@@ -32,15 +30,11 @@ LOW, HIGH = f"{BATCH_LATENCY}_low", f"{BATCH_LATENCY}_high"
 def job(tmp_path_factory, empty_tracking_database):
     """A ratio job on the embedded data (five batch sizes per job) for two targets, its model and anchor rows."""
     folder = tmp_path_factory.mktemp("whatif")
-    uri = fresh_tracking_store(folder, empty_tracking_database)
+    trained = train_into_fresh_store(folder, empty_tracking_database,
+                                     [f"anchor={ANCHOR}", "regressor=ratio", f"target=[{','.join(TARGETS)}]", "log_plots=false"])
+    uri, model_uri, metrics = trained["uri"], trained["model_uri"], trained["metrics"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
-        patch.delenv("PROFCAST_PARENT_RUN_ID", raising=False)
-        cfg = compose_train([f"anchor={ANCHOR}", "regressor=ratio", f"target=[{','.join(TARGETS)}]", "log_plots=false"])
-        metrics = train(cfg)
-        experiment_id = configure_tracking(cfg.tracking_uri, cfg.mlflow_experiment)
-        run = mlflow.search_runs([experiment_id], filter_string="tags.`profcast.job_model` = 'profcast'").iloc[0]
-        model_uri = f"runs:/{run.run_id}/profcast"
         pyfunc = mlflow.pyfunc.load_model(model_uri)
     profiles = EmbeddedData().load()
     anchor_rows = profiles[profiles["instance_name"] == ANCHOR].reset_index(drop=True)
