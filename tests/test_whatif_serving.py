@@ -86,6 +86,30 @@ def test_epoch_time_uses_the_anchor_steps_or_the_given_samples(job):
     assert np.allclose(given[EPOCH_LATENCY].astype(float), steps * given[BATCH_LATENCY].astype(float))
     unknown = model.predict(asked.drop(columns=["epoch_latency"]))
     assert unknown[EPOCH_LATENCY].isna().all()  # never invented
+    no_batch = model.predict(asked.drop(columns=["batchsize"]))  # the measured steps need no batch size
+    pd.testing.assert_series_equal(no_batch[EPOCH_LATENCY], answer[EPOCH_LATENCY])
+
+
+def test_only_a_leading_number_of_a_dataset_name_is_an_input_size():
+    from src.models.whatif import input_size
+
+    assert input_size("64dataset") == 64
+    assert all(np.isnan(input_size(name)) for name in ("cifar10", "cifar100", "mnist", ""))
+
+
+def test_targets_that_bound_another_quantity_answer_null_bounds(tmp_path):
+    from src.models.intervals import ConformalInterval
+    from src.serve.forecast_extras import QUANTITY_KEY, save_extras
+
+    interval = ConformalInterval().fit(np.linspace(-0.2, 0.2, 50))
+    extras = {"a": {"quantity": BATCH_LATENCY, "interval": interval, "whatif": None, "whatif_interval": None, "moves": {}},
+              "b": {"quantity": "predicted_total", "interval": interval, "whatif": None, "whatif_interval": None, "moves": {}}}
+    import skops.io
+
+    entries = save_extras(tmp_path, extras, {"a": "target0.skops", "b": "target1.skops"})
+    assert entries[QUANTITY_KEY] == BATCH_LATENCY
+    saved = skops.io.load(tmp_path / "target1.extras.skops", trusted=skops.io.get_untrusted_types(file=tmp_path / "target1.extras.skops"))
+    assert saved["interval"] is None and extras["b"]["interval"] is interval  # the caller's extras are left alone
 
 
 def test_whatif_at_the_profiled_size_is_the_plain_forecast(job):

@@ -28,20 +28,32 @@ from src.schema import BATCH_LATENCY, WORKLOAD_KEYS, aligned_ops, op_part
 
 JOB_KEYS = ["dataset", "model", "optimizer"]  # one job: batch size and input size may vary
 MAX_OP_CODES = 254
+NO_SIZE_PAIRS = "no job was profiled at two sizes on the target"  # SizeWhatIf.fit's ValueError starts so
 
 
 def input_size(dataset) -> float:
-    """The input size a dataset name carries (its first number: '224dataset' -> 224), else NaN."""
-    found = re.search(r"\d+", str(dataset))
+    """The input size a dataset name leads with ('224dataset' -> 224, PROFET's naming), else NaN.
+
+    Only a leading number counts: in 'cifar10' or 'cifar100' the number names the classes, not the size.
+    """
+    found = re.match(r"\d+", str(dataset))
     return float(found.group()) if found else float("nan")
 
 
 def size_features(batch, dataset, new_batch, new_dataset) -> np.ndarray:
-    """Per row: log2 b, log2 s, log2(b'/b), log2(s'/s) (NaN input sizes stay NaN: the trees route them)."""
+    """Per row: log2 b, log2 s, log2(b'/b), log2(s'/s).
+
+    A dataset name without an input size gives log2 s = -1 (no real size is below 1) and no size
+    move: constants rather than NaN, because HistGradientBoosting cannot bin a column that is all NaN.
+    """
     batch, new_batch = np.asarray(batch, dtype=float), np.asarray(new_batch, dtype=float)
     size = np.array([input_size(d) for d in np.asarray(dataset)], dtype=float)
     new_size = np.array([input_size(d) for d in np.asarray(new_dataset)], dtype=float)
-    return np.column_stack([np.log2(batch), np.log2(size), np.log2(new_batch / batch), np.log2(new_size / size)])
+    with np.errstate(invalid="ignore"):
+        log_size, size_move = np.log2(size), np.log2(new_size / size)
+    log_size = np.where(np.isfinite(log_size), log_size, -1.0)
+    size_move = np.where(np.isfinite(size_move), size_move, 0.0)
+    return np.column_stack([np.log2(batch), log_size, np.log2(new_batch / batch), size_move])
 
 
 def run_features(anchor_profile: pd.DataFrame, op_columns: list[str]) -> np.ndarray:
@@ -103,7 +115,7 @@ class SizeWhatIf(BaseEstimator):
         medians = workload_medians(keys, target_profile)
         pairs = self._size_pairs(keys, medians)
         if pairs.empty:
-            raise ValueError("no job was profiled at two sizes on the target; nothing to learn a size what-if from")
+            raise ValueError(f"{NO_SIZE_PAIRS}; nothing to learn a size what-if from")
         features = np.column_stack([
             run_features(anchor_profile.iloc[pairs["row"]], self.op_columns_),
             size_features(pairs["batchsize"], pairs["dataset"], pairs["new_batchsize"], pairs["new_dataset"]),

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from src.models.intervals import ConformalInterval, coverage, log_residuals, mean_width
-from src.models.whatif import SizeWhatIf, input_size, workload_medians
+from src.models.whatif import NO_SIZE_PAIRS, SizeWhatIf, input_size, workload_medians
 from src.pipeline.metrics import mape
 from src.schema import BATCH_LATENCY, WORKLOAD_KEYS
 
@@ -96,9 +96,13 @@ def target_extras(paired, folds, held_out, fit_whatif: bool = True, max_iter: in
         started = time.perf_counter()  # timed for the log only: metrics must not vary between equal runs
         whatif, whatif_interval, whatif_metrics = _fit_whatif(paired, folds, predicted if quantity == BATCH_LATENCY else None,
                                                               fold_of_row, grid, max_iter, n_jobs)
-        extras.update(whatif=whatif, whatif_interval=whatif_interval, moves=grid)
-        metrics.update(whatif_metrics)
-        log.info("%s -> %s: size what-if fitted in %.1f s", paired.anchor, paired.target, time.perf_counter() - started)
+        if whatif is None:  # the sizes vary in the keys, but no job has a measured target run at two of them
+            log.warning("%s -> %s: no job was measured on the target at two sizes; this model answers no what-if",
+                        paired.anchor, paired.target)
+        else:
+            extras.update(whatif=whatif, whatif_interval=whatif_interval, moves=grid)
+            metrics.update(whatif_metrics)
+            log.info("%s -> %s: size what-if fitted in %.1f s", paired.anchor, paired.target, time.perf_counter() - started)
     return extras, metrics
 
 
@@ -129,7 +133,7 @@ def _fit_whatif(paired, folds, predicted_latency, fold_of_row, grid, max_iter, n
                  for train_rows, _ in folds] if calibrating else []
     whatif, *fold_whatifs = fitted_whatifs([served, *fold_fits], n_jobs)
     if whatif is None:
-        raise ValueError("no job was profiled at two sizes on the target; nothing to learn a size what-if from")
+        return None, None, {}
     if not calibrating or whatif.latency_model_ is None:
         return whatif, None, {}
     queries = _size_queries(keys, target, cross_dataset)
@@ -199,8 +203,10 @@ def _whatif_key(keys: pd.DataFrame, anchor: pd.DataFrame, target: pd.DataFrame, 
 def _fit_or_none(keys: pd.DataFrame, anchor: pd.DataFrame, target: pd.DataFrame, params: dict):
     try:
         return SizeWhatIf(**params).fit(keys, anchor, target)
-    except ValueError:  # no job at two sizes in these rows
-        return None
+    except ValueError as error:  # no job at two sizes in these rows; any other error is a bug to see
+        if str(error).startswith(NO_SIZE_PAIRS):
+            return None
+        raise
 
 
 def _size_queries(keys: pd.DataFrame, target: pd.DataFrame, cross_dataset: bool) -> pd.DataFrame:

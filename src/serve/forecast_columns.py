@@ -87,7 +87,7 @@ def request_sizes(profiles: pd.DataFrame, anchor_profiles: pd.DataFrame) -> pd.D
     moved_size = np.isfinite(new_size) & (new_size != size)
     new_size = np.where(np.isfinite(new_size), new_size, size)
     moved = (new_batch != batch) & np.isfinite(batch) | moved_size
-    # SizeWhatIf reads the input size from a dataset name's first number, as it did in training.
+    # SizeWhatIf reads the input size from a dataset name's leading number, as it did in training.
     dataset = np.where(np.isfinite(given_size), [f"{s:g}" for s in given_size], datasets)
     new_dataset = np.where(moved_size, [f"{s:g}" for s in new_size], dataset)
     return pd.DataFrame({"batch": batch, "size": size, "new_batch": new_batch, "new_size": new_size, "dataset": dataset,
@@ -102,7 +102,8 @@ def _steps(profiles, anchor_profiles, batch, new_batch, samples) -> np.ndarray:
         epoch = pd.to_numeric(profiles["epoch_latency"], errors="coerce").to_numpy(float) if "epoch_latency" in profiles else np.full(len(profiles), np.nan)
         latency = anchor_profiles[BATCH_LATENCY].to_numpy(float) if BATCH_LATENCY in anchor_profiles else np.full(len(profiles), np.nan)
         measured = np.where((epoch > 0) & (latency > 0) & np.isfinite(epoch), epoch / latency, np.nan)
-        measured = np.where(new_batch != batch, measured * batch / new_batch, measured)
+        moved = np.isfinite(batch) & np.isfinite(new_batch) & (new_batch != batch)  # NaN != NaN: no batch size is no move
+        measured = np.where(moved, measured * batch / new_batch, measured)
     return np.where(np.isfinite(samples), steps, measured)
 
 
@@ -141,9 +142,10 @@ def _apply_whatifs(answer, anchor_profiles, sizes, rows, targets, moved, model) 
         request_rows = rows[chosen]
         anchor = anchor_profiles.iloc[request_rows].reset_index(drop=True)
         asked = [sizes[c].to_numpy()[request_rows] for c in ("batch", "dataset", "new_batch", "new_dataset")]
-        if BATCH_LATENCY in answer and whatif.latency_model_ is not None:
+        if BATCH_LATENCY in answer:  # no step-time growth model: unknown at the new size (null), never the old value
             latency = answer[BATCH_LATENCY].to_numpy(float)[chosen]
-            answer.iloc[chosen, answer.columns.get_loc(BATCH_LATENCY)] = latency * np.exp(whatif.log_scale(anchor, *asked))
+            scale = np.exp(whatif.log_scale(anchor, *asked)) if whatif.latency_model_ is not None else np.nan
+            answer.iloc[chosen, answer.columns.get_loc(BATCH_LATENCY)] = latency * scale
         op_scale = whatif.op_log_scale(anchor, *asked)
         ops = answer[model.output_op_columns].to_numpy(float)[chosen]
         for number, column in enumerate(whatif.op_columns_):

@@ -7,9 +7,13 @@ SizeWhatIf, flags) are one ``target<N>.extras.skops`` file listed in the manifes
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from src.errors import ProfcastError, first_line
+from src.schema import BATCH_LATENCY
+
+log = logging.getLogger(__name__)
 
 EXTRAS_KEY = "extras_files"  # manifest key: target -> extras file name
 QUANTITY_KEY = "interval_quantity"  # manifest key: what the interval bounds (batch_latency | predicted_total)
@@ -21,12 +25,18 @@ def save_extras(folder: Path, extras: dict | None, target_files: dict) -> dict:
 
     if not extras:
         return {}
+    extras = dict(extras)
+    quantities = {value["quantity"] for value in extras.values() if value}
+    quantity = BATCH_LATENCY if BATCH_LATENCY in quantities else next(iter(quantities), None)
+    for target, value in extras.items():
+        if value and value["quantity"] != quantity:  # one quantity per model: the others' bounds would be misread
+            log.warning("%s: its interval bounds %s, the model's others %s; it answers null bounds", target, value["quantity"], quantity)
+            extras[target] = {**value, "quantity": quantity, "interval": None, "whatif_interval": None}
     files = {}
     for target, regressor_file in target_files.items():
         if target in extras and extras[target] is not None:
             files[target] = Path(regressor_file).stem + ".extras.skops"
             skops.io.dump(extras[target], Path(folder) / files[target])
-    quantity = next((value["quantity"] for value in extras.values() if value), None)
     return {EXTRAS_KEY: files, QUANTITY_KEY: quantity}
 
 

@@ -28,7 +28,7 @@ class AnchorProfile:
     kind: str  # which of the accepted formats the file was
     batchsize: int | None = None
     notes: list[str] = field(default_factory=list)
-    dataset: str | None = None  # the dataset name when the file says it (its first number is the input size, e.g. 64dataset)
+    dataset: str | None = None  # the dataset name when the file says it (a leading number is the input size, e.g. 64dataset)
 
     @property
     def measured_latency(self) -> float | None:
