@@ -1,7 +1,7 @@
 """One way every command ends, and the ``profcast`` console command that dispatches to them.
 
 A user error (``ProfcastError``) becomes one line on stderr, ``profcast: error: ...``, and exit
-code 2; Ctrl-C exits 130 without a traceback.
+code 2; Ctrl-C exits 130 and a reader that stops early (``| head``) 141, without a traceback.
 
     profcast train -m regressor=rf,knn anchor=g3s.xlarge     # = python -m src.train ...
     profcast predict --profile P --anchor g3s.xlarge          # = python -m src.predict ...
@@ -10,10 +10,12 @@ code 2; Ctrl-C exits 130 without a traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from src.errors import ProfcastError
 
+EXIT_BROKEN_PIPE = 141  # the shell's code for a writer whose reader closed the pipe (128 + SIGPIPE)
 # profcast <command> -> the module whose main(argv) runs it (train is Hydra's and reads sys.argv).
 COMMANDS = {
     "train": "src.train",
@@ -33,7 +35,13 @@ def print_error(error) -> None:
 def exit_code(main, argv=None) -> int:
     """Run ``main(argv)`` and return its exit code; a user error prints one line and gives 2."""
     try:
-        return main(argv) or 0
+        code = main(argv) or 0
+        sys.stdout.flush()  # inside the try: a reader that stopped early (| head) is met here, not at exit
+        return code
+    except BrokenPipeError:  # the reader of our output went away: nothing left to say, and no traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout again at exit
+        return EXIT_BROKEN_PIPE
     except ProfcastError as error:
         print_error(error)
         return 2

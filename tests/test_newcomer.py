@@ -261,3 +261,21 @@ def test_wheel_installs_and_trains_outside_the_repository(tmp_path):
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert (work / "mlflow.db").is_file() and (tmp_path / "cache" / "profcast").is_dir()
     assert str(target) in subprocess.run([sys.executable, "-c", "import src; print(src.__file__)"], cwd=work, env=env, capture_output=True, text=True).stdout
+
+
+# --- a reader that stops early ----------------------------------------------------------------------
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
+    """`profcast ... | head -1`: the command ends with 141 and no traceback when its reader goes away."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "many_lines.py"
+    script.write_text("import sys\nfrom src.cli import run_cli\n"
+                      "run_cli(lambda argv: print('\\n'.join(f'row {n}' for n in range(200000))))\n")
+    command = f"{sys.executable} {script} | head -1"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.stdout == "row 0\n"
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+    assert done.returncode == 141
