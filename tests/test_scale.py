@@ -225,3 +225,31 @@ def test_a_killed_joblib_worker_fails_the_sweep_and_leaves_no_run_running(postgr
     parent, jobs, everything = sweep_runs(client, experiment, sweep_dir)
     assert "RUNNING" not in {run.info.status for run in everything}, output[-3000:]
     assert parent.info.status == "FAILED" and "KILLED" in {job.info.status for job in jobs}
+
+
+def test_a_dataset_another_job_registered_at_the_same_moment_is_still_logged(tracking_uri, monkeypatch):
+    """Parallel jobs race to insert the same dataset; the loser's insert breaks the unique key and is retried."""
+    import mlflow
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    from src.tracking import runs
+
+    dataset = mlflow.data.from_pandas(pd.DataFrame({"a": [1.0, 2.0]}), name="profiles-race")
+    real_log_input, calls = mlflow.log_input, []
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name")
+        return real_log_input(*args, **kwargs)
+
+    monkeypatch.setattr(runs.mlflow, "log_input", racing)
+    with mlflow.start_run() as run:
+        runs.log_dataset_input(dataset)
+    assert len(calls) == 2
+    assert [entry.dataset.name for entry in mlflow.get_run(run.info.run_id).inputs.dataset_inputs] == ["profiles-race"]
+
+    monkeypatch.setattr(runs.mlflow, "log_input", lambda *args, **kwargs: (_ for _ in ()).throw(MlflowException("store is down")))
+    with mlflow.start_run(), pytest.raises(MlflowException, match="store is down"):
+        runs.log_dataset_input(dataset)  # any other failure is not retried away

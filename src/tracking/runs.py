@@ -41,7 +41,7 @@ def job_run(experiment_id: str, job_name: str, cfg: DictConfig, parent_run_id: s
             "features": cfg.features.name, "split": cfg.split.name, "pairing": cfg.pairing, **(extra_params or {}),
         })
         if dataset is not None:
-            mlflow.log_input(dataset, context="training")
+            log_dataset_input(dataset)
         yield run.info.run_id
 
 
@@ -53,8 +53,28 @@ def target_run(experiment_id: str, run_name: str, tags: dict | None = None, data
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=True,
                           tags={**(tags or {}), RUN_KIND_TAG: "target"}) as run:
         if dataset is not None:
-            mlflow.log_input(dataset, context="training")
+            log_dataset_input(dataset)
         yield run.info.run_id
+
+
+# Jobs running side by side may register the same dataset at once: MLflow looks it up, finds it
+# missing, and both insert it; the second insert breaks the store's unique key and rolls back.
+DATASET_RACE_WORDS = ("unique constraint", "duplicate key", "integrityerror")
+DATASET_RETRIES = 3
+
+
+def log_dataset_input(dataset) -> None:
+    """``mlflow.log_input(dataset)`` on the active run, retried when a parallel job registered the same dataset first."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(DATASET_RETRIES):
+        try:
+            mlflow.log_input(dataset, context="training")
+            return
+        except MlflowException as error:
+            if attempt == DATASET_RETRIES - 1 or not any(word in str(error).lower() for word in DATASET_RACE_WORDS):
+                raise
+            time.sleep(0.2 * (attempt + 1))  # the other job's insert is committed by then: the retry reuses its row
 
 
 def log_job_metrics(metrics: dict[str, float]) -> None:
