@@ -180,12 +180,15 @@ def test_a_targets_whatif_is_fitted_once_per_process_and_is_the_same_fit(pairs):
     paired = next(iter(pairs.values()))
     keys, anchor, target = (frame.reset_index(drop=True) for frame in (paired.keys, paired.anchor_profile, paired.target_profile))
     calibration._FITTED_WHATIFS.clear()
-    first = calibration.fitted_whatif(keys, anchor, target, max_iter=20)
-    assert calibration.fitted_whatif(keys.copy(), anchor.copy(), target.copy(), max_iter=20) is first
-    assert calibration.fitted_whatif(keys, anchor, target, max_iter=21) is not first  # other settings: another fit
+    def fitted(*frames, **params):
+        return calibration.fitted_whatifs([(*frames, params)])[0]
+
+    first = fitted(keys, anchor, target, max_iter=20)
+    assert fitted(keys.copy(), anchor.copy(), target.copy(), max_iter=20) is first
+    assert fitted(keys, anchor, target, max_iter=21) is not first  # other settings: another fit
     changed = target.copy()
     changed.iloc[0, changed.columns.get_loc(BATCH_LATENCY)] *= 2
-    assert calibration.fitted_whatif(keys, anchor, changed, max_iter=20) is not first  # other data: another fit
+    assert fitted(keys, anchor, changed, max_iter=20) is not first  # other data: another fit
     fresh = SizeWhatIf(max_iter=20).fit(keys, anchor, target)
     moved = keys.assign(batchsize=keys["batchsize"] * 2)
     np.testing.assert_array_equal(first.log_scale(anchor, keys["batchsize"], keys["dataset"], moved["batchsize"], keys["dataset"]),

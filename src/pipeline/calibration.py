@@ -184,14 +184,6 @@ def fitted_whatifs(specs: list[tuple], n_jobs: int = 1) -> list:
     return [_FITTED_WHATIFS[key] for key in keys]
 
 
-def fitted_whatif(keys: pd.DataFrame, anchor: pd.DataFrame, target: pd.DataFrame, **params) -> SizeWhatIf:
-    """One ``fitted_whatifs`` fit in this process; ValueError where the rows hold no job at two sizes."""
-    fit = fitted_whatifs([(keys, anchor, target, params)])[0]
-    if fit is None:
-        raise ValueError("no job was profiled at two sizes on the target; nothing to learn a size what-if from")
-    return fit
-
-
 def _whatif_key(keys: pd.DataFrame, anchor: pd.DataFrame, target: pd.DataFrame, params: dict) -> tuple:
     digest = hashlib.sha256()
     for frame in (keys, anchor, target):
