@@ -109,7 +109,7 @@ def size_what_ifs(paired: PairedRuns, folds, predicted, fold_of_row) -> list[dic
     records = []
     truth, bucket = queries["truth"].to_numpy(float), queries["bucket"].to_numpy()
     for method, forecast in forecasts.items():
-        low, high = cross_conformal(log_residuals(truth, forecast), forecast, query_fold, strata=bucket)
+        low, high = cross_conformal(log_residuals(truth, forecast), forecast, query_fold, strata=bucket, by_fold=False)
         for ratio in BUCKETS:
             rows = (bucket == ratio) & np.isfinite(forecast)
             if not rows.any():

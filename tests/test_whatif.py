@@ -35,6 +35,55 @@ def test_conformal_strata_get_their_own_width():
     assert low[0] == pytest.approx(np.exp(calibration.quantiles_[0]))
 
 
+def grouped_residuals(rng, n_groups, rows_per_group, bias_spread=0.2, within_spread=0.05):
+    """Log residuals of held-out models: a bias per model (a model misjudged on all its runs) + noise."""
+    biases = rng.normal(0.0, bias_spread, n_groups)
+    groups = np.repeat(np.arange(n_groups), rows_per_group)
+    return biases[groups] + rng.normal(0.0, within_spread, groups.size), groups
+
+
+def new_group_coverage(rng, bias_spread, within_spread, repeats=400) -> dict[str, float]:
+    """Mean coverage of a 12th model's runs by intervals calibrated on 11 models, pooled and grouped."""
+    covered = {"pooled": [], "grouped": []}
+    for _ in range(repeats):
+        residuals, groups = grouped_residuals(rng, 12, 100, bias_spread, within_spread)
+        held_out = groups == 11
+        truth = np.exp(residuals[held_out])  # forecasts of 1.0, so truth = exp(residual)
+        for name, calibration_groups in (("pooled", None), ("grouped", groups[~held_out])):
+            calibration = ConformalInterval().fit(residuals[~held_out], groups=calibration_groups)
+            low, high = calibration.bounds(np.ones(held_out.sum()))
+            covered[name].append(coverage(truth, low, high))
+    return {name: float(np.mean(values)) for name, values in covered.items()}
+
+
+def test_grouped_calibration_covers_more_of_a_new_model_when_models_are_misjudged_alike():
+    # Mostly a per-model bias: pooled rows count 1,100 runs as independent and under-cover a new model.
+    covered = new_group_coverage(np.random.default_rng(3), bias_spread=0.2, within_spread=0.05)
+    assert covered["pooled"] < 76
+    assert covered["grouped"] > covered["pooled"] + 0.5
+
+
+def test_grouped_calibration_stays_near_nominal_without_group_biases():
+    covered = new_group_coverage(np.random.default_rng(5), bias_spread=0.0, within_spread=0.1, repeats=100)
+    assert 77 <= covered["pooled"] <= 83 and 77 <= covered["grouped"] <= 83
+
+
+def test_grouped_calibration_with_one_group_pools_the_rows():
+    residuals = np.linspace(-0.5, 0.5, 101)
+    pooled = ConformalInterval().fit(residuals).quantiles_
+    assert ConformalInterval().fit(residuals, groups=np.zeros(101)).quantiles_ == pooled
+
+
+def test_grouped_calibration_keeps_strata_apart():
+    rng = np.random.default_rng(4)
+    narrow, narrow_groups = grouped_residuals(rng, 8, 50, bias_spread=0.02, within_spread=0.02)
+    wide, wide_groups = grouped_residuals(rng, 8, 50, bias_spread=0.4, within_spread=0.02)
+    calibration = ConformalInterval().fit(np.concatenate([narrow, wide]), np.repeat([1, 4], 400),
+                                          groups=np.concatenate([narrow_groups, wide_groups]))
+    low, high = calibration.bounds(np.ones(2), np.array([1, 4]))
+    assert (high[1] - low[1]) > 5 * (high[0] - low[0])
+
+
 def test_log_residuals_skip_non_positive_values():
     residuals = log_residuals([2.0, 0.0, 1.0], [1.0, 1.0, -1.0])
     assert residuals[0] == pytest.approx(np.log(2)) and np.isnan(residuals[1:]).all()

@@ -1,10 +1,18 @@
-"""Forecast intervals: split-conformal quantiles of log residuals measured on held-out models.
+"""Forecast intervals: conformal quantiles of log residuals measured on held-out models.
 
 A residual is log(true step time) - log(predicted step time) of a run whose model the predictor had
 not seen. The 10% and 90% quantiles of such residuals, added to a new forecast's log, give an 80%
 interval that holds for an unseen model as long as the calibration residuals also came from unseen
 models (leave-one-model-out or group k-fold, never in-sample). Optional strata (e.g. how far a
 what-if moves the batch size) get their own quantiles when they hold enough residuals.
+
+Residuals of one held-out model are not independent: a model the predictor misjudges is misjudged
+on all its runs alike. Given the group (held-out fold) of each residual, a residual is read as the
+group's bias plus a within-group part, and the quantiles are those of a new group's residual: a
+bias drawn from the calibration groups' biases, spread by sqrt(1 + 1/G) around their mean (the
+usual allowance for a mean estimated from G groups), plus any group's within-group part. Pooled row
+quantiles instead treat thousands of runs of a dozen models as thousands of independent draws, and
+on the 12 PROFET pairs covered 74-78% of held-out step times with a nominal 80% (79-84% this way).
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ log = logging.getLogger(__name__)
 LOWER, UPPER = 0.1, 0.9  # an 80% interval
 # A stratum with fewer calibration residuals than this uses the pooled quantiles.
 SMALLEST_STRATUM = 30
+# Within-group residuals are summarised by this many quantiles before the bias x within convolution.
+WITHIN_QUANTILES = 1000
 
 
 class ConformalInterval:
@@ -37,28 +47,49 @@ class ConformalInterval:
         self.lower = lower
         self.upper = upper
 
-    def fit(self, log_residuals, strata=None) -> "ConformalInterval":
-        """Learn the quantiles from residuals of held-out predictions (NaN residuals are skipped)."""
+    def fit(self, log_residuals, strata=None, groups=None) -> "ConformalInterval":
+        """Learn the quantiles from residuals of held-out predictions (NaN residuals are skipped).
+
+        ``groups`` (e.g. the fold that held each row out) makes the quantiles those of a new
+        group's residual (see the module docstring); without it, or with one group, rows are pooled.
+        """
         residuals = np.asarray(log_residuals, dtype=float)
         known = np.isfinite(residuals)
         if not known.any():
             raise ValueError("no finite held-out residual to calibrate an interval on")
-        self.quantiles_ = self._quantiles(residuals[known])
+        groups = None if groups is None else np.asarray(groups)
+        self.quantiles_ = self._quantiles(residuals[known], None if groups is None else groups[known])
         self.strata_ = {}
         if strata is not None:
             strata = np.asarray(strata)
             for stratum in np.unique(strata[known]):
                 chosen = known & (strata == stratum)
                 if chosen.sum() >= SMALLEST_STRATUM:
-                    self.strata_[stratum.item() if hasattr(stratum, "item") else stratum] = self._quantiles(residuals[chosen])
+                    key = stratum.item() if hasattr(stratum, "item") else stratum
+                    self.strata_[key] = self._quantiles(residuals[chosen], None if groups is None else groups[chosen])
         return self
 
-    def _quantiles(self, residuals: np.ndarray) -> tuple[float, float]:
+    def _quantiles(self, residuals: np.ndarray, groups: np.ndarray | None = None) -> tuple[float, float]:
+        if groups is not None and len(np.unique(groups)) >= 2:
+            return self._new_group_quantiles(residuals, groups)
         # Finite-sample conformal levels: widen each tail by one rank so coverage is not optimistic.
         n = residuals.size
         low = max(0.0, np.floor(self.lower * (n + 1)) / n - 1 / n)
         high = min(1.0, np.ceil(self.upper * (n + 1)) / n)
         return float(np.quantile(residuals, low)), float(np.quantile(residuals, high))
+
+    def _new_group_quantiles(self, residuals: np.ndarray, groups: np.ndarray) -> tuple[float, float]:
+        """Quantiles of (a calibration group's bias, spread by sqrt(1 + 1/G)) + (a within-group residual)."""
+        _, group_of_row = np.unique(groups, return_inverse=True)
+        sizes = np.bincount(group_of_row)
+        biases = np.bincount(group_of_row, weights=residuals) / sizes
+        within = residuals - biases[group_of_row]
+        if within.size > WITHIN_QUANTILES:
+            within = np.quantile(within, (np.arange(WITHIN_QUANTILES) + 0.5) / WITHIN_QUANTILES)
+        centre = biases.mean()
+        new_group_biases = centre + (biases - centre) * np.sqrt(1 + 1 / biases.size)
+        sums = (new_group_biases[:, None] + within[None, :]).ravel()
+        return float(np.quantile(sums, self.lower)), float(np.quantile(sums, self.upper))
 
     def bounds(self, predicted, strata=None) -> tuple[np.ndarray, np.ndarray]:
         """(low, high) around each positive forecast: forecast x exp(lower / upper quantile)."""
