@@ -1,13 +1,14 @@
-"""benchmarks.accuracy and benchmarks.latency_ceiling: the CLIs run on a tiny synthetic table and write the documented records."""
+"""benchmarks.accuracy, latency_ceiling and error_structure: the CLIs run on a tiny synthetic table and write the documented records."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from benchmarks import accuracy, latency_ceiling
+from benchmarks import accuracy, error_structure, latency_ceiling
 from src.cli import exit_code
 from tests.conftest import synthetic_profiles
 
@@ -101,4 +102,33 @@ def test_latency_ceiling_needs_batch_latency(tmp_path, capsys):
     table = tmp_path / "tiny.csv"
     synthetic_profiles(instances=("slow.gpu", "fast.gpu")).drop(columns=["batch_latency"]).to_csv(table, index=False)
     assert exit_code(latency_ceiling.main, ["--data", str(table), "--markdown", str(tmp_path / "c.md")]) == 2
+    assert "needs batch_latency" in capsys.readouterr().err
+
+
+def test_error_structure_oracles_remove_exactly_their_groups_mean_error():
+    keys = pd.DataFrame({"model": ["a"] * 4 + ["b"] * 4, "batchsize": [16, 16, 32, 32] * 2, "dataset": ["32d"] * 8})
+    per_model_bias = np.where(keys["model"] == "a", 0.2, -0.1)
+    left = error_structure.oracle_mapes(per_model_bias, keys)
+    assert left["no_oracle"] > 10 and left["per_model"] == pytest.approx(0.0, abs=1e-9)
+    noise = np.array([0.1, -0.1, 0.05, -0.05, 0.1, -0.1, 0.05, -0.05])
+    left = error_structure.oracle_mapes(per_model_bias + noise, keys)
+    assert left["per_workload"] == pytest.approx(left["per_model_batch"])  # one dataset: the same groups
+    assert left["per_model"] == pytest.approx(100 * np.mean(np.abs(np.exp(-noise) - 1)))
+
+
+def test_error_structure_cli_reports_every_pair(tmp_path, capsys):
+    table = tmp_path / "tiny.csv"
+    synthetic_profiles(instances=("slow.gpu", "fast.gpu"), models=("lenet", "vgg", "resnet")).to_csv(table, index=False)
+    markdown = tmp_path / "structure.md"
+    assert exit_code(error_structure.main, ["--data", str(table), "--markdown", str(markdown), "--jobs", "1"]) == 0
+    text = markdown.read_text()
+    for row in ("slow.gpu -> fast.gpu", "fast.gpu -> slow.gpu", "| mean |", "| max |", *error_structure.ORACLE_GROUPS):
+        assert row in text
+    assert "wall time" in capsys.readouterr().out
+
+
+def test_error_structure_needs_batch_latency(tmp_path, capsys):
+    table = tmp_path / "tiny.csv"
+    synthetic_profiles(instances=("slow.gpu", "fast.gpu")).drop(columns=["batch_latency"]).to_csv(table, index=False)
+    assert exit_code(error_structure.main, ["--data", str(table), "--markdown", str(tmp_path / "s.md"), "--jobs", "1"]) == 2
     assert "needs batch_latency" in capsys.readouterr().err

@@ -1,0 +1,102 @@
+"""Where transfer's held-out batch-latency error lives: how much of it one number per unseen model would remove.
+
+    python -m benchmarks.error_structure [--data PATH] [--pairs all|A:B,...] [--jobs N] [--markdown OUT]
+
+Leave-one-model-out on every ordered pair, as benchmarks.accuracy. Each held-out run's log error
+log(true / predicted latency) is split into the mean over a group of runs (its *bias*) and the rest.
+An *oracle* that knew each group's bias, which no predictor has, would be left with the rest; the
+table gives that MAPE for groups of growing size: one unseen model, a model at one batch size, a
+model at one input size, one workload (its repetitions: the noise). A profile of the same job at
+another batch size shares the model and the input size with the first, so what a second profile
+can tell is at best that (model, input size) bias.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.base import clone
+
+from benchmarks.accuracy import DEFAULT_DATA, RESULTS_DIR, build_method, data_stem, markdown_table, parse_pairs, read_benchmark_data
+from src.cli import run_cli
+from src.errors import ProfcastError
+from src.pipeline.evaluation import cross_validate
+from src.pipeline.features import AllColumns
+from src.pipeline.pairing import pair_runs
+from src.pipeline.splits import GroupSplit
+from src.schema import BATCH_LATENCY
+
+# Oracle groups: a column name of the table and the keys whose mean error the oracle knows.
+ORACLE_GROUPS = {
+    "no_oracle": [],
+    "per_model": ["model"],
+    "per_model_batch": ["model", "batchsize"],
+    "per_model_input": ["model", "dataset"],
+    "per_workload": ["model", "dataset", "batchsize"],
+}
+
+
+def error_structure_for_pair(profiles: pd.DataFrame, anchor: str, target: str) -> dict:
+    """Held-out latency MAPE of transfer, and what remains after each oracle removes its groups' mean log error."""
+    paired = pair_runs(profiles, anchor, target, mode="auto")
+    if BATCH_LATENCY not in paired.anchor_profile or BATCH_LATENCY not in paired.target_profile:
+        raise ProfcastError(f"{anchor} -> {target}: the error structure needs batch_latency on both instances")
+    folds = GroupSplit(["model"]).folds(paired.keys)
+    regressor = build_method("transfer")
+    held_out = cross_validate(paired, folds, partial(clone, regressor), AllColumns().select)
+    keys = paired.keys.loc[held_out.truth.index]
+    log_error = np.log(held_out.truth[BATCH_LATENCY].to_numpy(float) / held_out.predicted[BATCH_LATENCY].to_numpy(float))
+    return {"anchor": anchor, "target": target, **oracle_mapes(log_error, keys)}
+
+
+def oracle_mapes(log_error, keys: pd.DataFrame) -> dict[str, float]:
+    """MAPE (%) left by each oracle of ORACLE_GROUPS, given each run's log(true / predicted) and its keys."""
+    log_error = pd.Series(np.asarray(log_error, dtype=float), index=keys.index)
+    left = {}
+    for name, group_keys in ORACLE_GROUPS.items():
+        rest = log_error - log_error.groupby([keys[key] for key in group_keys]).transform("mean") if group_keys else log_error
+        left[name] = float(100 * np.mean(np.abs(np.exp(-rest) - 1)))  # |predicted / true - 1|
+    return left
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.error_structure", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="profile table (CSV, CSV.gz or Parquet)")
+    parser.add_argument("--pairs", default="all", help="'all' or ANCHOR:TARGET[,ANCHOR:TARGET...]")
+    parser.add_argument("--jobs", type=int, default=-1, help="pairs run in parallel processes (default -1: one per core)")
+    parser.add_argument("--markdown", type=Path, default=None, help="default: benchmarks/results/error-structure-<data stem>.md")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    profiles, instances = read_benchmark_data(args.data)
+    pairs = parse_pairs(args.pairs, instances)
+    rows = Parallel(n_jobs=args.jobs)(delayed(error_structure_for_pair)(profiles, anchor, target) for anchor, target in pairs)
+    table = pd.DataFrame(rows)
+    table.index = table["anchor"] + " -> " + table["target"]
+    table.index.name = "pair"
+    table = table[list(ORACLE_GROUPS)]
+    table.loc["mean"] = table.mean()
+    table.loc["max"] = table.iloc[:-1].max()
+    wall_seconds = time.perf_counter() - started
+    text = markdown_table(table)
+    print(text)
+    print(f"\nwall time {wall_seconds:.0f} s")
+    markdown_path = args.markdown or RESULTS_DIR / f"error-structure-{data_stem(args.data)}.md"
+    command = "python -m benchmarks.error_structure " + " ".join(argv if argv is not None else sys.argv[1:])
+    markdown_path.parent.mkdir(parents=True, exist_ok=True)
+    markdown_path.write_text(
+        f"# Transfer's held-out batch-latency MAPE after an oracle removes each group's mean error ({args.data.name})\n\n"
+        f"`{command.strip()}` — leave-one-model-out, wall time {wall_seconds:.0f} s. Percentages.\n\n{text}\n"
+    )
+    print(f"wrote {markdown_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
