@@ -14,7 +14,6 @@ can tell is at best that (model, input size) bias.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -24,7 +23,8 @@ import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import clone
 
-from benchmarks.accuracy import DEFAULT_DATA, RESULTS_DIR, build_method, data_stem, markdown_table, parse_pairs, read_benchmark_data
+from benchmarks.accuracy import DEFAULT_DATA, RESULTS_DIR, build_method, data_stem, parse_pairs, read_benchmark_data
+from benchmarks.pair_report import pair_table, print_and_write
 from src.cli import run_cli
 from src.errors import ProfcastError
 from src.pipeline.evaluation import cross_validate
@@ -77,24 +77,9 @@ def main(argv=None) -> int:
     profiles, instances = read_benchmark_data(args.data)
     pairs = parse_pairs(args.pairs, instances)
     rows = Parallel(n_jobs=args.jobs)(delayed(error_structure_for_pair)(profiles, anchor, target) for anchor, target in pairs)
-    table = pd.DataFrame(rows)
-    table.index = table["anchor"] + " -> " + table["target"]
-    table.index.name = "pair"
-    table = table[list(ORACLE_GROUPS)]
-    table.loc["mean"] = table.mean()
-    table.loc["max"] = table.iloc[:-1].max()
-    wall_seconds = time.perf_counter() - started
-    text = markdown_table(table)
-    print(text)
-    print(f"\nwall time {wall_seconds:.0f} s")
     markdown_path = args.markdown or RESULTS_DIR / f"error-structure-{data_stem(args.data)}.md"
-    command = "python -m benchmarks.error_structure " + " ".join(argv if argv is not None else sys.argv[1:])
-    markdown_path.parent.mkdir(parents=True, exist_ok=True)
-    markdown_path.write_text(
-        f"# Transfer's held-out batch-latency MAPE after an oracle removes each group's mean error ({args.data.name})\n\n"
-        f"`{command.strip()}` — leave-one-model-out, wall time {wall_seconds:.0f} s. Percentages.\n\n{text}\n"
-    )
-    print(f"wrote {markdown_path}")
+    title = f"Transfer's held-out batch-latency MAPE after an oracle removes each group's mean error ({args.data.name})"
+    print_and_write(pair_table(rows, list(ORACLE_GROUPS)), title, "benchmarks.error_structure", argv, markdown_path, started)
     return 0
 
 

@@ -14,7 +14,6 @@ table under benchmarks/results/.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +21,8 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from benchmarks.accuracy import DEFAULT_DATA, RESULTS_DIR, data_stem, markdown_table, noise_floor, parse_pairs, read_benchmark_data
+from benchmarks.accuracy import DEFAULT_DATA, RESULTS_DIR, data_stem, noise_floor, parse_pairs, read_benchmark_data
+from benchmarks.pair_report import pair_table, print_and_write
 from src.cli import run_cli
 from src.errors import ProfcastError
 from src.pipeline.metrics import mape
@@ -74,24 +74,10 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     profiles, instances = read_benchmark_data(args.data)
     rows = [ceiling_for_pair(profiles, anchor, target) for anchor, target in parse_pairs(args.pairs, instances)]
-    table = pd.DataFrame(rows)
-    table.index = table["anchor"] + " -> " + table["target"]
-    table.index.name = "pair"
-    table = table[[f"leaf_{leaf_size}" for leaf_size in LEAF_SIZES] + ["best", "noise_floor"]]
-    table.loc["mean"] = table.mean()
-    table.loc["max"] = table.iloc[:-1].max()
-    wall_seconds = time.perf_counter() - started
-    text = markdown_table(table)
-    print(text)
-    print(f"\nwall time {wall_seconds:.0f} s")
+    table = pair_table(rows, [f"leaf_{leaf_size}" for leaf_size in LEAF_SIZES] + ["best", "noise_floor"])
     markdown_path = args.markdown or RESULTS_DIR / f"latency-ceiling-{data_stem(args.data)}.md"
-    command = "python -m benchmarks.latency_ceiling " + " ".join(argv if argv is not None else sys.argv[1:])
-    markdown_path.parent.mkdir(parents=True, exist_ok=True)
-    markdown_path.write_text(
-        f"# Batch-latency MAPE given the measured target busy time ({args.data.name})\n\n"
-        f"`{command.strip()}` — leave-one-model-out, wall time {wall_seconds:.0f} s. Percentages.\n\n{text}\n"
-    )
-    print(f"wrote {markdown_path}")
+    title = f"Batch-latency MAPE given the measured target busy time ({args.data.name})"
+    print_and_write(table, title, "benchmarks.latency_ceiling", argv, markdown_path, started)
     return 0
 
 
