@@ -165,3 +165,11 @@ def test_second_profile_latency_learns_the_speed_up(paired_sizes):
     predicted = model.predict(anchor.iloc[pairs["row"]], anchor.iloc[pairs["second_row"]], target.iloc[pairs["row"]].drop(columns="batch_latency"),
                               pairs["batchsize"], pairs["second_batchsize"])
     assert np.median(predicted) == pytest.approx(true_ratio, abs=0.05)
+
+
+def test_grouped_calibration_with_many_groups_stays_bounded_and_matches_pooled_noise():
+    # 20,000 singleton groups: every residual is its own bias; the convolution is summarised, not 20,000 x 20,000.
+    rng = np.random.default_rng(6)
+    residuals = rng.normal(0.0, 0.1, 20_000)
+    low, high = ConformalInterval().fit(residuals, groups=np.arange(20_000)).quantiles_
+    assert low == pytest.approx(-0.128, abs=0.01) and high == pytest.approx(0.128, abs=0.01)
