@@ -32,8 +32,11 @@ def print_error(error) -> None:
     print(f"profcast: error: {message}", file=sys.stderr)
 
 
-def exit_code(main, argv=None) -> int:
-    """Run ``main(argv)`` and return its exit code; a user error prints one line and gives 2."""
+def exit_code(main, argv=None, stop_note: str = "") -> int:
+    """Run ``main(argv)`` and return its exit code; a user error prints one line and gives 2.
+
+    A stop (Ctrl-C 130, SIGTERM turned into a stop 143) prints one line ending in ``stop_note``.
+    """
     try:
         code = main(argv) or 0
         sys.stdout.flush()  # inside the try: a reader that stopped early (| head) is met here, not at exit
@@ -48,7 +51,7 @@ def exit_code(main, argv=None) -> int:
     except KeyboardInterrupt as stop:  # Ctrl-C (130), or SIGTERM where a command turned it into a stop (143)
         from src.tracking.run_endings import stop_exit_code
 
-        return stop_exit_code(stop, note="")
+        return stop_exit_code(stop, note=stop_note)
 
 
 def run_cli(main, argv=None) -> None:

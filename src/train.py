@@ -204,6 +204,9 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    from src.tracking.run_endings import run_command
+    from src.cli import exit_code
+    from src.tracking.run_endings import RUNS_KILLED_NOTE
 
-    sys.exit(run_command(main))
+    # A parallel sweep's parent waits for its workers inside the launcher: a stop there is not inside
+    # any job's run_job. Its jobs end their own runs; the sweep's callback ends the parent run at exit.
+    sys.exit(exit_code(lambda _argv: main(), stop_note=RUNS_KILLED_NOTE))

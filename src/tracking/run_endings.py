@@ -87,25 +87,14 @@ def end_active_runs(status: str) -> None:
         log.error("could not end the open MLflow run(s) as %s: %s", status, error)
 
 
-def stop_exit_code(stop: KeyboardInterrupt, note: str = "; open runs ended KILLED") -> int:
+RUNS_KILLED_NOTE = "; open runs ended KILLED"  # how a stopped training command ends its runs
+
+
+def stop_exit_code(stop: KeyboardInterrupt, note: str = RUNS_KILLED_NOTE) -> int:
     """Say on stderr how a stop ended the command; its exit code (130 Ctrl-C, 143 SIGTERM)."""
     terminated = isinstance(stop, Terminated)
     print(f"profcast: {'terminated' if terminated else 'interrupted'}{note}", file=sys.stderr)
     return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
-
-
-def run_command(main) -> int:
-    """Run a Hydra command's ``main()``; a stop that reaches it exits 130/143 in one line.
-
-    A parallel sweep's parent process waits for its workers inside the launcher: a Ctrl-C there
-    is not inside any job's ``run_job``, and would otherwise end in a traceback. Its jobs end
-    their own runs; the sweep's callback ends the parent run at exit.
-    """
-    try:
-        main()
-        return 0
-    except KeyboardInterrupt as stop:
-        return stop_exit_code(stop)
 
 
 def run_job(train, cfg) -> int:
