@@ -84,14 +84,13 @@ def target_extras(paired, folds, held_out, fit_whatif: bool = True, max_iter: in
     held = held_out.truth.index.to_numpy()  # positional: the paired frames have a 0..n-1 index
     fold_of_row = np.full(n, -1)
     fold_of_row[held] = held_out.fold
+    truth, predicted = np.full(n, np.nan), np.full(n, np.nan)
     if BATCH_LATENCY in held_out.predicted and held_out.predicted[BATCH_LATENCY].notna().any():
         quantity = BATCH_LATENCY
-        truth, predicted = np.full(n, np.nan), np.full(n, np.nan)
         truth[held] = held_out.truth[BATCH_LATENCY].to_numpy(float)
         predicted[held] = held_out.predicted[BATCH_LATENCY].to_numpy(float)
     else:
         quantity = "predicted_total"
-        truth, predicted = np.full(n, np.nan), np.full(n, np.nan)
         truth[held], predicted[held] = held_out.true_total, held_out.predicted_total
     residuals = log_residuals(truth, predicted)
     extras = {"quantity": quantity, "interval": None, "whatif": None, "whatif_interval": None,
@@ -146,7 +145,7 @@ def _fit_whatif(paired, folds, predicted_latency, fold_of_row, grid, max_iter, n
         return None, None, {}
     if not calibrating or whatif.latency_model_ is None:
         return whatif, None, {}
-    queries = _size_queries(keys, target, cross_dataset)
+    queries = size_queries(keys, target, cross_dataset)
     forecast = np.full(len(queries), np.nan)
     query_fold = fold_of_row[queries["row"].to_numpy()]
     for fold, fold_whatif in enumerate(fold_whatifs):
@@ -211,7 +210,7 @@ def _fit_or_none(keys: pd.DataFrame, anchor: pd.DataFrame, target: pd.DataFrame,
         raise
 
 
-def _size_queries(keys: pd.DataFrame, target: pd.DataFrame, cross_dataset: bool) -> pd.DataFrame:
+def size_queries(keys: pd.DataFrame, target: pd.DataFrame, cross_dataset: bool) -> pd.DataFrame:
     """Every (paired row, other size of its job on the target) with the target's median step time there."""
     medians = workload_medians(keys, target[[BATCH_LATENCY]])
     other = medians.rename(columns={"batchsize": "new_batchsize", "dataset": "new_dataset", BATCH_LATENCY: "truth"})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from src.errors import ProfcastError, first_line
+from src.errors import ProfcastError
 from src.schema import BATCH_LATENCY
 
 log = logging.getLogger(__name__)
@@ -52,17 +52,11 @@ def extras_paths(folder: Path, manifest: dict) -> dict[str, Path]:
     return paths
 
 
-def load_extras(folder: Path, manifest: dict, checked_types) -> dict:
-    """Target -> extras dict, each file checked by ``checked_types(path)`` (the job model's trusted-type rule)."""
-    import skops.io
-
+def load_extras(folder: Path, manifest: dict, load_trusted) -> dict:
+    """Target -> extras dict, each file read by ``load_trusted(path)`` (the job model's trusted-type loader)."""
     extras = {}
     for target, path in extras_paths(folder, manifest).items():
-        trusted = checked_types(path)
-        try:
-            extras[target] = skops.io.load(path, trusted=trusted)
-        except Exception as error:  # skops raises several types for a damaged file
-            raise ProfcastError(f"{path}: not a loadable skops model file ({type(error).__name__}: {first_line(error)})") from None
+        extras[target] = load_trusted(path)
         if not isinstance(extras[target], dict):
             raise ProfcastError(f"{path}: not a profcast extras file (holds a {type(extras[target]).__name__}, not a dict)")
     return extras

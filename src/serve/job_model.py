@@ -238,22 +238,27 @@ def save_job_model(folder, anchor: str, models: dict, op_columns: list[str], tra
 
 def load_job_model_folder(folder) -> JobModel:
     """Read a folder written by ``save_job_model``; refuse a file that holds an untrusted type."""
-    import skops.io
-
     folder = Path(folder)
     manifest, paths = _checked_manifest(folder)
     models = {}
     for target, path in paths.items():
-        trusted = _checked_types(path)
-        try:
-            models[target] = skops.io.load(path, trusted=trusted)
-        except Exception as error:  # skops raises several types for a damaged file
-            raise ProfcastError(f"{path}: not a loadable skops model file ({type(error).__name__}: {first_line(error)})") from None
+        models[target] = load_trusted(path)
         use_one_thread(models[target])
     from src.serve.forecast_extras import QUANTITY_KEY, load_extras
 
     return JobModel(manifest["anchor"], models, manifest["op_columns"], manifest["output_op_columns"], manifest["predicts_latency"],
-                    manifest.get("trained_on"), load_extras(folder, manifest, _checked_types), manifest.get(QUANTITY_KEY))
+                    manifest.get("trained_on"), load_extras(folder, manifest, load_trusted), manifest.get(QUANTITY_KEY))
+
+
+def load_trusted(path: Path):
+    """The object in a skops file, after ``_checked_types`` refused any type profcast does not trust."""
+    import skops.io
+
+    trusted = _checked_types(path)
+    try:
+        return skops.io.load(path, trusted=trusted)
+    except Exception as error:  # skops raises several types for a damaged file
+        raise ProfcastError(f"{path}: not a loadable skops model file ({type(error).__name__}: {first_line(error)})") from None
 
 
 def check_job_model_folder(folder) -> None:

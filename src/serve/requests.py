@@ -32,7 +32,6 @@ INPUT_SIZE = "input_size"  # the profiled input size, when the 'dataset' name do
 SAMPLES_PER_EPOCH = "samples_per_epoch"  # epoch time = ceil(samples / batch size) x step time
 SIZE_COLUMNS = (WHATIF_BATCHSIZE, WHATIF_INPUT_SIZE, INPUT_SIZE, SAMPLES_PER_EPOCH)
 EPOCH_LATENCY = "epoch_latency"  # output column: predicted seconds per epoch on the target (null when unknowable)
-INTERVAL_LEVEL = (0.1, 0.9)  # output <quantity>_low / _high: the 10% and 90% quantiles (an 80% interval)
 # A request's missing cell most often comes from records that list different ops.
 MISSING_IN_REQUEST = (
     "is missing (null/NaN); give 0 for an op that did not run "
