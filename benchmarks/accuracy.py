@@ -162,6 +162,12 @@ def parse_pairs(text: str, instances: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """--data (the profile table) and --pairs (which ordered instance pairs), as every pair benchmark takes them."""
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="profile table (CSV, CSV.gz or Parquet)")
+    parser.add_argument("--pairs", default="all", help="'all' or ANCHOR:TARGET[,ANCHOR:TARGET...]")
+
+
 def parse_methods(text: str) -> list[str]:
     """Comma-separated method names; the noise floor is always added."""
     methods = [name.strip() for name in text.split(",") if name.strip()]
@@ -250,9 +256,8 @@ def data_stem(path: Path) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="profile table (CSV, CSV.gz or Parquet)")
+    add_data_arguments(parser)
     parser.add_argument("--json", type=Path, default=None, help="write the records here (default: beside the markdown)")
-    parser.add_argument("--pairs", default="all", help="'all' or ANCHOR:TARGET[,ANCHOR:TARGET...]")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated from {', '.join(METHODS)}")
     parser.add_argument("--jobs", type=int, default=-1, help="pairs run in parallel processes (default -1: one per core)")
     parser.add_argument("--markdown", type=Path, default=None, help="markdown table path (default: benchmarks/results/accuracy-<data stem>.md)")

@@ -23,7 +23,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import clone
 
-from benchmarks.accuracy import DEFAULT_DATA, RESULTS_DIR, build_method, data_stem, parse_pairs, read_benchmark_data
+from benchmarks.accuracy import RESULTS_DIR, add_data_arguments, build_method, data_stem, parse_pairs, read_benchmark_data
 from benchmarks.pair_report import pair_table, print_and_write
 from src.cli import run_cli
 from src.errors import ProfcastError
@@ -68,8 +68,7 @@ def oracle_mapes(log_error, keys: pd.DataFrame) -> dict[str, float]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.error_structure", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="profile table (CSV, CSV.gz or Parquet)")
-    parser.add_argument("--pairs", default="all", help="'all' or ANCHOR:TARGET[,ANCHOR:TARGET...]")
+    add_data_arguments(parser)
     parser.add_argument("--jobs", type=int, default=-1, help="pairs run in parallel processes (default -1: one per core)")
     parser.add_argument("--markdown", type=Path, default=None, help="default: benchmarks/results/error-structure-<data stem>.md")
     args = parser.parse_args(argv)

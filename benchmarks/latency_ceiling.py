@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from benchmarks.accuracy import DEFAULT_DATA, RESULTS_DIR, data_stem, noise_floor, parse_pairs, read_benchmark_data
+from benchmarks.accuracy import RESULTS_DIR, add_data_arguments, data_stem, noise_floor, parse_pairs, read_benchmark_data
 from benchmarks.pair_report import pair_table, print_and_write
 from src.cli import run_cli
 from src.errors import ProfcastError
@@ -67,8 +67,7 @@ def ceiling_for_pair(profiles: pd.DataFrame, anchor: str, target: str) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.latency_ceiling", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="profile table (CSV, CSV.gz or Parquet)")
-    parser.add_argument("--pairs", default="all", help="'all' or ANCHOR:TARGET[,ANCHOR:TARGET...]")
+    add_data_arguments(parser)
     parser.add_argument("--markdown", type=Path, default=None, help="default: benchmarks/results/latency-ceiling-<data stem>.md")
     args = parser.parse_args(argv)
     started = time.perf_counter()

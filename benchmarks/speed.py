@@ -172,8 +172,9 @@ def serving_rows(champion: str, work: Path) -> list[str]:
             raise SystemExit(f"{error}:\n{server_log.read_text()[-3000:]}") from None
         try:
             for rows, frame in frames.items():
+                split = json.loads(frame.to_json(orient="split", index=False))
                 for shape in asked:
-                    request = {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}
+                    request = {"dataframe_split": split}
                     if shape not in (None, OUTPUT_SHAPES[0]):
                         request["params"] = {OUTPUT_PARAM: shape}
                     call, connection = http_caller(server.port, json.dumps(request).encode())

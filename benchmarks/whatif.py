@@ -17,9 +17,9 @@ from src.models.profet_scaler import ProfetBatchScaler
 from src.models.second_profile import SecondProfileLatency, second_profile_rows
 from src.models.whatif import SizeWhatIf, workload_medians
 from src.pipeline.metrics import mape
-from src.pipeline.calibration import cross_conformal
+from src.pipeline.calibration import cross_conformal, size_queries
 from src.pipeline.pairing import PairedRuns
-from src.schema import BATCH_LATENCY, WORKLOAD_KEYS, op_part
+from src.schema import BATCH_LATENCY, op_part
 
 BUCKETS = (1, 2, 3, 4)  # |log2(b'/b)| reported
 
@@ -87,11 +87,7 @@ def size_what_ifs(paired: PairedRuns, folds, predicted, fold_of_row) -> list[dic
     every other batch size of its job on the target, against the target's median latency there."""
     keys = paired.keys.reset_index(drop=True)
     anchor, target = paired.anchor_profile.reset_index(drop=True), paired.target_profile.reset_index(drop=True)
-    medians = workload_medians(keys, target[[BATCH_LATENCY]])
-    queries = keys[WORKLOAD_KEYS].assign(row=np.arange(len(keys))).merge(
-        medians.rename(columns={"batchsize": "new_batchsize", BATCH_LATENCY: "truth"}), on=["dataset", "model", "optimizer"]
-    )
-    queries = queries[queries["new_batchsize"] != queries["batchsize"]].reset_index(drop=True)
+    queries = size_queries(keys, target, cross_dataset=False)  # other batch sizes of the same dataset
     queries["bucket"] = np.abs(np.log2(queries["new_batchsize"].astype(float) / queries["batchsize"].astype(float))).round().astype(int)
     forecasts = {"whatif": np.full(len(queries), np.nan), "profet_scaler": np.full(len(queries), np.nan)}
     query_fold = fold_of_row[queries["row"].to_numpy()]
