@@ -4,7 +4,7 @@ help:  ## list the targets
 install:  ## install profcast, its test tools, the PyTorch collector and the parallel/cluster launchers
 	pip install -e ".[test,torch,scale]"
 sweep:  ## the four study regressors on the embedded default, anchor g3s.xlarge
-	python -m src.train -m regressor=rf,knn,dt,lr anchor=g3s.xlarge
+	python -m profcast.train -m regressor=rf,knn,dt,lr anchor=g3s.xlarge
 test:  ## the fast tier: every test but the real sweeps and real-data jobs (-m "not slow")
 	python -m pytest -m "not slow"
 test-all:  ## the whole suite, as CI runs it
@@ -14,6 +14,6 @@ ui:  ## the MLflow UI on this project's runs
 benchmark:  ## accuracy benchmark on the real PROFET data (../shared)
 	python -m benchmarks.accuracy --json benchmarks/results/accuracy-profiles.json
 tracking-server:  ## shared MLflow server on PostgreSQL (PROFCAST_SERVER_PORT, PROFCAST_SERVER_DIR; docs/cluster.md)
-	python -m src.tracking.server start
+	python -m profcast.tracking.server start
 tracking-server-stop:  ## stop the shared tracking server and its PostgreSQL
-	python -m src.tracking.server stop
+	python -m profcast.tracking.server stop

@@ -23,16 +23,16 @@ import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import clone
 
-from src.cli import run_cli
-from src.config import REPO_ROOT, compose_train_config, instantiate_option
-from src.errors import ProfcastError
-from src.ingest.tables import known_instances, read_profile_table
-from src.pipeline.evaluation import cross_validate, score
-from src.pipeline.features import AllColumns
-from src.pipeline.metrics import mape, summarise_errors, total_mape
-from src.pipeline.pairing import PairedRuns, pair_runs
-from src.pipeline.splits import GroupSplit
-from src.schema import BATCH_LATENCY, WORKLOAD_KEYS, op_part
+from profcast.cli import run_cli
+from profcast.config import REPO_ROOT, compose_train_config, instantiate_option
+from profcast.errors import ProfcastError
+from profcast.ingest.tables import known_instances, read_profile_table
+from profcast.pipeline.evaluation import cross_validate, score
+from profcast.pipeline.features import AllColumns
+from profcast.pipeline.metrics import mape, summarise_errors, total_mape
+from profcast.pipeline.pairing import PairedRuns, pair_runs
+from profcast.pipeline.splits import GroupSplit
+from profcast.schema import BATCH_LATENCY, WORKLOAD_KEYS, op_part
 
 from benchmarks.whatif import transfer_family
 

@@ -25,13 +25,13 @@ from sklearn.base import clone
 
 from benchmarks.accuracy import RESULTS_DIR, add_data_arguments, build_method, data_stem, parse_pairs, read_benchmark_data
 from benchmarks.pair_report import pair_table, print_and_write
-from src.cli import run_cli
-from src.errors import ProfcastError
-from src.pipeline.evaluation import cross_validate
-from src.pipeline.features import AllColumns
-from src.pipeline.pairing import pair_runs
-from src.pipeline.splits import GroupSplit
-from src.schema import BATCH_LATENCY
+from profcast.cli import run_cli
+from profcast.errors import ProfcastError
+from profcast.pipeline.evaluation import cross_validate
+from profcast.pipeline.features import AllColumns
+from profcast.pipeline.pairing import pair_runs
+from profcast.pipeline.splits import GroupSplit
+from profcast.schema import BATCH_LATENCY
 
 # Oracle groups: a column name of the table and the keys whose mean error the oracle knows.
 ORACLE_GROUPS = {

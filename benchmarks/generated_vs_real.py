@@ -18,10 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.accuracy import DEFAULT_DATA
-from src.cli import run_cli
-from src.config import REPO_ROOT, compose_train_config
-from src.errors import ProfcastError
-from src.train import train
+from profcast.cli import run_cli
+from profcast.config import REPO_ROOT, compose_train_config
+from profcast.errors import ProfcastError
+from profcast.train import train
 
 SHOWN_METRICS = ("cell_ape_median", "wape", "total_mape", "false_nonzero_rate", "batch_latency_mape")
 

@@ -23,13 +23,13 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 
 from benchmarks.accuracy import RESULTS_DIR, add_data_arguments, data_stem, noise_floor, parse_pairs, read_benchmark_data
 from benchmarks.pair_report import pair_table, print_and_write
-from src.cli import run_cli
-from src.errors import ProfcastError
-from src.pipeline.metrics import mape
-from src.pipeline.pairing import pair_runs
-from src.pipeline.splits import GroupSplit
-from src.schema import BATCH_LATENCY, aligned_ops, op_part
-from src.models.transfer import TransferRegressor, busy_time_features, time_kinds
+from profcast.cli import run_cli
+from profcast.errors import ProfcastError
+from profcast.pipeline.metrics import mape
+from profcast.pipeline.pairing import pair_runs
+from profcast.pipeline.splits import GroupSplit
+from profcast.schema import BATCH_LATENCY, aligned_ops, op_part
+from profcast.models.transfer import TransferRegressor, busy_time_features, time_kinds
 
 
 # Smallest number of training runs per leaf of the latency model (the transfer regressor's default is 20);

@@ -1,10 +1,10 @@
-"""Run ``python -m src.train ARGS`` with a stopwatch on each phase; write the seconds as JSON.
+"""Run ``python -m profcast.train ARGS`` with a stopwatch on each phase; write the seconds as JSON.
 
     python -m benchmarks.phase_timer OUT.json -- -m regressor=rf,knn anchor=g3s.xlarge
 
 Phases (summed over every job of a -m sweep): ``load`` (read the data), ``pair`` (pair anchor and
 target runs), ``fit`` (cross_validate: fold fits, held-out predictions, the refit), ``score``
-(metrics), ``train`` (all of ``src.train.train``); ``log`` is what ``train`` spent outside the
+(metrics), ``train`` (all of ``profcast.train.train``); ``log`` is what ``train`` spent outside the
 others (MLflow runs, artifacts, figures, the job model). Used by benchmarks.speed.
 """
 
@@ -36,8 +36,8 @@ def stopwatch(seconds: dict, phase: str, function):
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     out, train_args = argv[0], argv[argv.index("--") + 1:]
-    import src.ingest.sources as sources
-    import src.train as train_module
+    import profcast.ingest.sources as sources
+    import profcast.train as train_module
 
     seconds = defaultdict(float)
     for source in (sources.EmbeddedData, sources.FileData, sources.ProfetData):
@@ -52,8 +52,8 @@ def main(argv=None) -> int:
 
     atexit.register(write)  # Hydra's main may end the process with sys.exit
     # Called from here rather than as __main__, Hydra would look for conf/ as a Python package.
-    conf = Path(train_module.__file__).resolve().parents[1] / "conf"
-    sys.argv = ["src.train", "--config-path", str(conf), *train_args]
+    conf = Path(train_module.__file__).resolve().parent / "conf"
+    sys.argv = ["profcast.train", "--config-path", str(conf), *train_args]
     train_module.main()
     return 0
 

@@ -37,9 +37,9 @@ def train_job_model(regressor: str) -> str:
     """
     import mlflow
 
-    from src.serve.job_model import JOB_MODEL_NAME, JOB_MODEL_TAG
+    from profcast.serve.job_model import JOB_MODEL_NAME, JOB_MODEL_TAG
 
-    command = [sys.executable, "-m", "src.train", f"anchor={ANCHOR}", f"regressor={regressor}"]
+    command = [sys.executable, "-m", "profcast.train", f"anchor={ANCHOR}", f"regressor={regressor}"]
     trained = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     if trained.returncode != 0:
         raise SystemExit(f"training failed ({' '.join(command)}):\n{trained.stderr[-2000:]}")
@@ -49,8 +49,8 @@ def train_job_model(regressor: str) -> str:
 
 def request_rows(model) -> pd.DataFrame:
     """The anchor's embedded profiles, restricted to the model's input columns, as request rows."""
-    from src.ingest.embedded import load_embedded_profiles
-    from src.serve.requests import model_op_columns
+    from profcast.ingest.embedded import load_embedded_profiles
+    from profcast.serve.requests import model_op_columns
 
     profiles = load_embedded_profiles()
     anchor = profiles[profiles["instance_name"] == ANCHOR]
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
 
     import mlflow
 
-    from src.serve.model_server import ModelServer
+    from profcast.serve.model_server import ModelServer
 
     temporary = None
     if args.model is None:

@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.accuracy import DEFAULT_DATA, RESULTS_DIR, benchmark_method, markdown_table, parse_pairs, read_benchmark_data
-from src.cli import run_cli
-from src.errors import ProfcastError
+from profcast.cli import run_cli
+from profcast.errors import ProfcastError
 
 SHOWN = ("batch_latency_mape", "device_total_mape", "wape", "cell_ape_median", "false_nonzero_rate", "cpu_seconds")
 
@@ -34,8 +34,8 @@ def setting_label(setting: str) -> str:
 
 def benchmark_pair(profiles: pd.DataFrame, anchor: str, target: str, method: str, settings: list[str]) -> list[dict]:
     """One record per setting on one pair: the accuracy benchmark's metrics plus CPU seconds."""
-    from src.pipeline.pairing import pair_runs
-    from src.pipeline.splits import GroupSplit
+    from profcast.pipeline.pairing import pair_runs
+    from profcast.pipeline.splits import GroupSplit
 
     paired = pair_runs(profiles, anchor, target, mode="auto")
     folds = GroupSplit(["model"]).folds(paired.keys)

@@ -2,7 +2,7 @@
 
     python -m benchmarks.speed [--only sweep,real,serving] [--real-regressors transfer,rf] [--store URI] [--out PATH]
 
-- sweep: the README's ``python -m src.train -m regressor=rf,knn,dt,lr anchor=g3s.xlarge``, split
+- sweep: the README's ``python -m profcast.train -m regressor=rf,knn,dt,lr anchor=g3s.xlarge``, split
   into start (interpreter, imports), load, pair, fit, score and log (benchmarks.phase_timer), next
   to the same fits as a bare loop (same estimators, same folds, one process, no MLflow);
 - real: one job on the PROFET table beside the repo (p2.xlarge, 3 targets) per regressor, the same way;
@@ -50,7 +50,7 @@ def run_timed(command: list[str], env: dict, cwd: Path) -> float:
 
 
 def pipeline_job(train_args: list[str], env: dict, work: Path) -> dict:
-    """Wall time of ``python -m src.train ARGS`` and its phases."""
+    """Wall time of ``python -m profcast.train ARGS`` and its phases."""
     phases_file = work / f"phases-{time.monotonic_ns()}.json"
     hydra_dirs = [f"hydra.sweep.dir={work / 'multirun'}", f"hydra.run.dir={work / 'outputs'}"]
     wall = run_timed([sys.executable, "-m", "benchmarks.phase_timer", str(phases_file), "--", *train_args, *hydra_dirs], env, REPO_ROOT)
@@ -69,13 +69,13 @@ def bare_job(train_args: list[str], env: dict) -> float:
 def bare_loop(train_args: list[str]) -> None:
     """Load, pair, and for every target fit/predict each fold and refit on every row: nothing else.
 
-    The estimators and folds are the ones ``src.train`` builds from the same arguments; fits run
+    The estimators and folds are the ones ``profcast.train`` builds from the same arguments; fits run
     one after another with the estimators' own thread settings, as a plain scikit-learn script would.
     """
     from sklearn.base import clone
 
-    from src.config import compose_train_config
-    from src.train import prepare_job
+    from profcast.config import compose_train_config
+    from profcast.train import prepare_job
 
     sweep = [arg.split("=", 1) for arg in train_args if "," in arg and "=" in arg]
     fixed = [arg for arg in train_args if arg != "-m" and "," not in arg and not arg.startswith("hydra")]
@@ -127,7 +127,7 @@ def trivial_model_uri(signature=None) -> str:
     import mlflow
 
     from benchmarks.trivial_model import Identity
-    from src.tracking.runs import model_requirements
+    from profcast.tracking.runs import model_requirements
 
     with mlflow.start_run(run_name="trivial model"):
         return mlflow.pyfunc.log_model(name="trivial", python_model=Identity(), pip_requirements=model_requirements(),
@@ -136,8 +136,8 @@ def trivial_model_uri(signature=None) -> str:
 
 def request_frames(model) -> dict:
     """Anchor profiles of the embedded data, as requests of each size (rows drawn with replacement)."""
-    from src.ingest.embedded import load_embedded_profiles
-    from src.serve.requests import model_op_columns
+    from profcast.ingest.embedded import load_embedded_profiles
+    from profcast.serve.requests import model_op_columns
 
     profiles = load_embedded_profiles()
     anchor = profiles[profiles["instance_name"] == ANCHOR]
@@ -150,8 +150,8 @@ def serving_rows(champion: str, work: Path) -> list[str]:
     import mlflow
 
     from benchmarks.serving import http_caller
-    from src.serve.answer_format import OUTPUT_PARAM, OUTPUT_SHAPES
-    from src.serve.model_server import ModelServer
+    from profcast.serve.answer_format import OUTPUT_PARAM, OUTPUT_SHAPES
+    from profcast.serve.model_server import ModelServer
 
     print("timing serving ...", flush=True)
     model = mlflow.pyfunc.load_model(champion)

@@ -5,7 +5,7 @@
 The sweep is `regressor=knn,dt,lr,ratio features=all,top10` (8 jobs) on the embedded default data,
 anchor g3s.xlarge. Without --uri it starts a throwaway tracking server (PostgreSQL + served
 artifacts) in a temporary folder and removes it afterwards. Each launcher runs the same command
-line (`python -m src.train -m ...`) in a child process; the wall time is that process's, from start
+line (`python -m profcast.train -m ...`) in a child process; the wall time is that process's, from start
 to exit, Ray's cluster start included, next to the machine's mean 1-minute load average meanwhile
 (its own workers included: on 2 cores, a load above the worker count means other work competed
 for the cores). Afterwards it counts, in the store, the sweep's job runs
@@ -51,7 +51,7 @@ def run_sweep(launcher: str, workers: int, uri: str, scratch: Path) -> dict:
     experiment = f"bench-sweep-{launcher}-{uuid.uuid4().hex[:6]}"
     sweep_dir = scratch / f"sweep-{launcher}"
     command = [
-        sys.executable, "-m", "src.train", "-m", *launcher_overrides(launcher, workers, scratch),
+        sys.executable, "-m", "profcast.train", "-m", *launcher_overrides(launcher, workers, scratch),
         f"anchor={ANCHOR}", f"regressor={','.join(REGRESSORS)}", f"features={','.join(FEATURES)}",
         f"tracking_uri={uri}", f"mlflow_experiment={experiment}", f"hydra.sweep.dir={sweep_dir}",
     ]
@@ -82,7 +82,7 @@ def finished_job_runs(uri: str, experiment: str, sweep_dir: str) -> int:
     """FINISHED job runs under the parent run of the sweep into sweep_dir."""
     from mlflow import MlflowClient
 
-    from src.tracking.sweep_runs import SWEEP_DIR_TAG, child_runs
+    from profcast.tracking.sweep_runs import SWEEP_DIR_TAG, child_runs
 
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
@@ -112,8 +112,8 @@ def main(argv=None) -> int:
     parser.add_argument("--launchers", default="basic,joblib,ray")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
-    from src.serve.model_server import free_loopback_port
-    from src.tracking import server as tracking_server
+    from profcast.serve.model_server import free_loopback_port
+    from profcast.tracking import server as tracking_server
 
     scratch = Path(tempfile.mkdtemp(prefix="profcast-bench-"))
     scratch.chmod(0o755)  # PostgreSQL may run as another user and must reach its folder

@@ -3,14 +3,14 @@
     pip install -e ".[torch]" && python examples/profile_cnn_cpu.py --out-dir profiles
 
 The trace lands in ``profiles/exp1/<instance>/synthetic-smallcnn-sgd-<batchsize>.pt.trace.json.gz``;
-``python -m src.convert profiles --out table.csv`` turns a folder of such traces into a training table.
+``python -m profcast.convert profiles --out table.csv`` turns a folder of such traces into a training table.
 """
 
 import argparse
 import sys
 
-from src.collect import profile_steps
-from src.errors import ProfcastError
+from profcast.collect import profile_steps
+from profcast.errors import ProfcastError
 
 
 def small_cnn(torch):

@@ -1,49 +1,7 @@
-"""Register a champion after a single run: ``python -m src.registry [--anchor A | --run-id ID]``.
+"""``python -m src.registry ...`` from a checkout: the same as ``profcast registry ...`` (profcast.registry)."""
 
-    python -m src.registry --anchor g3s.xlarge            # best job of the experiment
-    python -m src.registry --run-id <job run id>          # that job
-    mlflow models serve -m models:/profcast-g3s.xlarge@champion --env-manager local
-"""
-
-from __future__ import annotations
-
-import argparse
-import logging
-
-from src.cli import run_cli
-from src.config import compose_train_config
-from src.errors import ProfcastError
-from src.serve.registry import DEFAULT_ALIAS, DEFAULT_METRIC, register_champions, register_job, store_errors_as_user_errors
-
-
-def main(argv=None) -> int:
-    """Register the best job (or one run) as profcast-<anchor>@<alias> and print what was registered."""
-    defaults = compose_train_config()
-    registry = defaults.get("registry") or {}
-    parser = argparse.ArgumentParser(prog="python -m src.registry", description="Register the best profcast job as profcast-<anchor>@champion.")
-    parser.add_argument("--anchor", help="only jobs of this anchor (default: every anchor)")
-    parser.add_argument("--run-id", help="register this job run instead of the best one")
-    parser.add_argument("--metric", default=registry.get("metric", DEFAULT_METRIC), help="job-run metric to rank by")
-    parser.add_argument("--higher-is-better", action="store_true", help="rank by the highest metric instead of the lowest")
-    parser.add_argument("--alias", default=registry.get("alias", DEFAULT_ALIAS))
-    parser.add_argument("--experiment", default=defaults.mlflow_experiment, help="MLflow experiment of the jobs")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from src.tracking.store import configure_tracking
-
-    with store_errors_as_user_errors():
-        experiment_id = configure_tracking(defaults.tracking_uri, args.experiment)
-        if args.run_id:
-            versions = {"run": register_job(args.run_id, args.alias, args.metric)}
-        else:
-            lower = registry.get("lower_is_better", True) and not args.higher_is_better
-            versions = register_champions(experiment_id, args.metric, lower, args.alias, anchor=args.anchor)
-    if not versions:
-        raise ProfcastError(f"no finished job with a logged model and metric {args.metric} found; train one first")
-    for version in versions.values():
-        print(f"models:/{version.name}@{args.alias} -> version {version.version} (job run {version.run_id})")
-    return 0
-
+from profcast.cli import run_cli
+from profcast.registry import main
 
 if __name__ == "__main__":
     run_cli(main)

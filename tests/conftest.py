@@ -83,15 +83,15 @@ def fresh_tracking_store(folder: Path, empty_database: Path) -> str:
 
 
 def train_into_fresh_store(folder: Path, empty_database: Path, overrides) -> dict:
-    """Train one job (``python -m src.train OVERRIDES``) into a fresh store in ``folder``.
+    """Train one job (``python -m profcast.train OVERRIDES``) into a fresh store in ``folder``.
 
     Returns the store's ``uri``, the ``experiment_id``, the job's ``model_uri`` (runs:/.../profcast)
     and the per-target ``metrics``.
     """
     import mlflow
 
-    from src.tracking.store import configure_tracking
-    from src.train import train
+    from profcast.tracking.store import configure_tracking
+    from profcast.train import train
 
     uri = fresh_tracking_store(folder, empty_database)
     with pytest.MonkeyPatch.context() as patch:

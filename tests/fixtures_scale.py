@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from src.serve.model_server import free_loopback_port
-from src.tracking import server as tracking_server
+from profcast.serve.model_server import free_loopback_port
+from profcast.tracking import server as tracking_server
 from tests.conftest import REPO
 
 SCALE_MODULES = ("ray", "psycopg2", "hydra_plugins.hydra_joblib_launcher", "hydra_plugins.hydra_ray_launcher")
@@ -90,8 +90,8 @@ def ray_temp_dir():
 
 
 def start_sweep(overrides: list[str], **env: str) -> subprocess.Popen:
-    """`python -m src.train -m ...` in its own session, so its Ray cluster's processes are findable and stoppable."""
-    return subprocess.Popen([sys.executable, "-m", "src.train", "-m", *overrides], cwd=REPO, env=worker_environment(**env),
+    """`python -m profcast.train -m ...` in its own session, so its Ray cluster's processes are findable and stoppable."""
+    return subprocess.Popen([sys.executable, "-m", "profcast.train", "-m", *overrides], cwd=REPO, env=worker_environment(**env),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 

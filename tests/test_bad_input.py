@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from src.errors import ProfcastError
-from src.serve.model_server import free_loopback_port
-from src.tracking.run_endings import run_job
-from src.train import train
+from profcast.errors import ProfcastError
+from profcast.serve.model_server import free_loopback_port
+from profcast.tracking.run_endings import run_job
+from profcast.train import train
 from tests.bad_input_cases import (BAD_EXPORTS, craft_model_folders, error_lines, run_command, runs_in, signal_group,
                                    start_command, wait_for, write_bad_tables, write_export_tree)
 from tests.conftest import compose_train, store_and_profiles, synthetic_profiles
@@ -58,7 +58,7 @@ def trained(tmp_path_factory, empty_tracking_database):
 
 
 def train_in_process(overrides, capsys):
-    """``python -m src.train`` without the process: the same run_job path (exit code, stderr)."""
+    """``python -m profcast.train`` without the process: the same run_job path (exit code, stderr)."""
     started = time.monotonic()
     code = run_job(train, compose_train(overrides))
     assert time.monotonic() - started < CASE_SECONDS
@@ -184,7 +184,7 @@ def store_case(name, tmp_path, template) -> tuple[str, str]:
     if name == "newer_mlflow":
         schema_set_to(database, "ffffffffffff")
         return f"sqlite:///{database}", "written by a newer MLflow"
-    from src.tracking.store_checks import mlflow_schema_revisions
+    from profcast.tracking.store_checks import mlflow_schema_revisions
 
     known, head = mlflow_schema_revisions()
     older = sorted(known - {head})[0]
@@ -211,7 +211,7 @@ def test_bad_store_is_one_line_within_seconds(case, files, tmp_path, empty_track
 
 def test_tracking_uri_option_wins_over_the_environment_and_is_named(files, tmp_path, tracking_uri, caplog, compose_config):
     chosen = f"sqlite:///{tmp_path / 'chosen' / 'mlflow.db'}"
-    with caplog.at_level("INFO", logger="src.tracking.store"):
+    with caplog.at_level("INFO", logger="profcast.tracking.store"):
         train(compose_config(["data=file", f"data.path={files['good']}", "anchor=slow.gpu", "target=fast.gpu",
                               "regressor=ratio", "log_model=false", f"tracking_uri={chosen}"]))
     assert f"tracking store: {chosen} (from tracking_uri=)" in caplog.text
@@ -223,7 +223,7 @@ def test_tracking_uri_option_wins_over_the_environment_and_is_named(files, tmp_p
 @pytest.mark.parametrize("case", ["utf16", "huge_op", "pandas_index"])
 def test_train_cli_refuses_bad_table(case, files, tracking_uri):
     started = time.monotonic()
-    result = run_command(["-m", "src.train", "data=file", f"data.path={files[case]}", "anchor=slow.gpu"], env_uri=tracking_uri)
+    result = run_command(["-m", "profcast.train", "data=file", f"data.path={files[case]}", "anchor=slow.gpu"], env_uri=tracking_uri)
     assert time.monotonic() - started < CASE_SECONDS
     assert_refused(result.returncode, result.stderr, FILE_CASES[case], tracking_uri)
 
@@ -233,7 +233,7 @@ def test_sweep_with_bad_store_or_experiment_stops_in_one_line(files, tracking_ur
     for overrides, words in [(["mlflow_experiment="], "mlflow_experiment is empty"),
                              ([f"tracking_uri=http://127.0.0.1:{free_loopback_port()}"], "does not answer")]:
         started = time.monotonic()
-        result = run_command(["-m", "src.train", "-m", "regressor=ratio,lr", "data=file", f"data.path={files['good']}",
+        result = run_command(["-m", "profcast.train", "-m", "regressor=ratio,lr", "data=file", f"data.path={files['good']}",
                               "anchor=slow.gpu", f"hydra.sweep.dir={tmp_path / 'sweep'}", *overrides], env_uri=tracking_uri)
         assert time.monotonic() - started < CASE_SECONDS
         assert_refused(result.returncode, result.stderr, words, tracking_uri)
@@ -261,7 +261,7 @@ def test_predict_cli_refuses_in_one_line(case, trained, tmp_path):
     encodings = {"latin1": text.replace("mnist", "mnïst").encode("latin-1"), "utf16": text.encode("utf-16")}
     encoded = encodings.get(extra, text.encode()) if isinstance(extra, str) else text.encode()
     profile.write_bytes(encoded)
-    args = ["-m", "src.predict", "--profile", str(profile), "--anchor", "slow.gpu"]
+    args = ["-m", "profcast.predict", "--profile", str(profile), "--anchor", "slow.gpu"]
     if extra == "dead_store":
         store = f"http://127.0.0.1:{free_loopback_port()}"
     else:
@@ -295,7 +295,7 @@ HTTP_CASES = {
 def server(trained, tmp_path_factory):
     import os
 
-    from src.serve.model_server import ModelServer
+    from profcast.serve.model_server import ModelServer
 
     bin_dir = str(Path(sys.executable).parent)  # uvicorn lives beside the interpreter
     env = {"MLFLOW_TRACKING_URI": trained["uri"], "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
@@ -372,7 +372,7 @@ def test_pyfunc_load_model_refuses_crafted_model(name, crafted, monkeypatch):
 def test_predict_cli_refuses_crafted_model(name, crafted, trained, tmp_path):
     profile = tmp_path / "profile.csv"
     synthetic_profiles().query("instance_name == 'slow.gpu'").head(1).to_csv(profile, index=False)
-    result = run_command(["-m", "src.predict", "--profile", str(profile), "--anchor", "slow.gpu", "--model", str(crafted["models"][name])],
+    result = run_command(["-m", "profcast.predict", "--profile", str(profile), "--anchor", "slow.gpu", "--model", str(crafted["models"][name])],
                          env_uri=trained["uri"], extra_env={"PYTHONPATH": str(crafted["payload"])})
     words = "not a profcast job model" if name == "cloudpickle_mlmodel" else "target0.skops"
     assert_refused(result.returncode, result.stderr, words)
@@ -383,7 +383,7 @@ def test_predict_cli_refuses_crafted_model(name, crafted, trained, tmp_path):
 def test_models_serve_refuses_crafted_model(crafted, trained, tmp_path):
     import os
 
-    from src.serve.model_server import ModelServer
+    from profcast.serve.model_server import ModelServer
 
     env = {"PYTHONPATH": str(crafted["payload"]), "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
     log = tmp_path / "serve.log"
@@ -395,7 +395,7 @@ def test_models_serve_refuses_crafted_model(crafted, trained, tmp_path):
 
 
 def test_predict_refuses_a_model_folder_that_does_not_check_out(trained, tmp_path):
-    from src.serve.model_folder import checked_model_folder
+    from profcast.serve.model_folder import checked_model_folder
 
     broken = tmp_path / "broken"
     shutil.copytree(trained["model_dir"], broken)
@@ -410,7 +410,7 @@ def test_predict_refuses_a_model_folder_that_does_not_check_out(trained, tmp_pat
 
 # ---- faults: signals, a job's bug, two sweeps at once ------------------------------------------------
 def sweep_args(table, sweep_dir, regressors="ratio,lr", *extra):
-    return ["-m", "src.train", "-m", f"regressor={regressors}", "data=file", f"data.path={table}", "anchor=slow.gpu",
+    return ["-m", "profcast.train", "-m", f"regressor={regressors}", "data=file", f"data.path={table}", "anchor=slow.gpu",
             f"hydra.sweep.dir={sweep_dir}", *extra]
 
 

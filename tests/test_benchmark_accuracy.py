@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from benchmarks import accuracy, error_structure, latency_ceiling
-from src.cli import exit_code
+from profcast.cli import exit_code
 from tests.conftest import synthetic_profiles
 
 

@@ -6,9 +6,9 @@ from collections import defaultdict
 
 import pytest
 
-from src.errors import ProfcastError
-from src.ingest.profile_files import read_profile_tree
-from src.ingest.torch_trace import op_name, read_torch_trace
+from profcast.errors import ProfcastError
+from profcast.ingest.profile_files import read_profile_tree
+from profcast.ingest.torch_trace import op_name, read_torch_trace
 from tests.conftest import REPO
 
 KEYS = dict(instance="cpu.local", model="mlp", dataset="synthetic", batchsize=8, optimizer="sgd", exp="exp7")
@@ -29,7 +29,7 @@ def tiny_training_step():
 
 
 def test_profile_steps_writes_the_layout_and_returns_the_trace_row(tmp_path):
-    from src.collect import profile_steps
+    from profcast.collect import profile_steps
 
     row = profile_steps(tiny_training_step(), steps=3, warmup=1, out_dir=tmp_path, **KEYS)
 
@@ -42,7 +42,7 @@ def test_profile_steps_writes_the_layout_and_returns_the_trace_row(tmp_path):
 
 
 def test_a_fresh_trace_matches_key_averages_self_cpu_time_per_op(tmp_path):
-    from src.collect import record_trace
+    from profcast.collect import record_trace
 
     steps = 4
     prof = record_trace(tiny_training_step(), tmp_path / "run.pt.trace.json.gz", steps=steps, warmup=1, wait=0)
@@ -58,7 +58,7 @@ def test_a_fresh_trace_matches_key_averages_self_cpu_time_per_op(tmp_path):
 
 
 def test_names_that_break_the_layout_are_refused(tmp_path):
-    from src.collect import trace_path
+    from profcast.collect import trace_path
 
     with pytest.raises(ProfcastError, match="model='res-net'"):
         trace_path(tmp_path, "exp1", "cpu", "cifar10", "res-net", "sgd", 8)
@@ -67,7 +67,7 @@ def test_names_that_break_the_layout_are_refused(tmp_path):
 
 
 def test_without_torch_the_error_says_how_to_install_it(tmp_path, monkeypatch):
-    from src.collect import profile_steps
+    from profcast.collect import profile_steps
 
     monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail as if it were absent
 

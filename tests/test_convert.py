@@ -7,10 +7,10 @@ import sys
 import pandas as pd
 import pytest
 
-from src.cli import exit_code
-from src.convert import main
-from src.ingest.torch_trace import read_torch_trace
-from src.ingest.tables import read_profile_table, validate_profiles
+from profcast.cli import exit_code
+from profcast.convert import main
+from profcast.ingest.torch_trace import read_torch_trace
+from profcast.ingest.tables import read_profile_table, validate_profiles
 from tests.conftest import REPO
 from tests.test_profile_files import bad_files, mixed_tree
 from tests.test_torch_trace import CPU_TRACES, GPU_TRACES, TEST_TRACES
@@ -20,7 +20,7 @@ RUNS = TEST_TRACES / "runs"
 
 def convert(*args):
     """Run the CLI in a child process: exit code, stdout, stderr."""
-    done = subprocess.run([sys.executable, "-m", "src.convert", *map(str, args)], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "profcast.convert", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     return done.returncode, done.stdout, done.stderr
 
@@ -104,7 +104,7 @@ def test_a_table_converted_from_traces_trains_end_to_end(tmp_path, tracking_uri)
     assert convert(RUNS, "--out", table)[0] == 0
     validate_profiles(pd.read_csv(table))
 
-    done = subprocess.run([sys.executable, "-m", "src.train", "data=file", f"data.path={table}", "anchor=cpu1t",
+    done = subprocess.run([sys.executable, "-m", "profcast.train", "data=file", f"data.path={table}", "anchor=cpu1t",
                            "regressor=ratio", f"tracking_uri={tracking_uri}"],
                           cwd=REPO, env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
                           capture_output=True, text=True, timeout=300)

@@ -6,17 +6,17 @@ import time
 
 import pytest
 
-import src.ingest.embedded as embedded
-from src.ingest.embedded import (
+import profcast.ingest.embedded as embedded
+from profcast.ingest.embedded import (
     REPO_ROOT,
     embedded_cache_path,
     embedded_tree_path,
     load_embedded_profiles,
 )
-from src.errors import ProfcastError
-from src.generate.exports import GENERATOR_VERSION, TFSTATS_HEADER
-from src.generate.hardware import INSTANCES
-from src.generate.networks import workloads
+from profcast.errors import ProfcastError
+from profcast.generate.exports import GENERATOR_VERSION, TFSTATS_HEADER
+from profcast.generate.hardware import INSTANCES
+from profcast.generate.networks import workloads
 from tests.test_generate import study_runs
 
 TINY_EXPORT = ",".join(TFSTATS_HEADER) + "\n1,Device,Conv2D,conv2d/Conv2D,1,5.0,5.0,5.0,5.0,1,1,0,0,0,0,0,Compute\n"

@@ -19,11 +19,11 @@ from sklearn.linear_model import LinearRegression
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.utils.estimator_checks import check_estimator
 
-from src.models.profet import ProfetLatencyRegressor
-from src.models.profile_regressor import ProfileRegressor
-from src.models.ratio import MedianRatioRegressor
-from src.models.transfer import TransferRegressor
-from src.pipeline.pairing import pair_runs
+from profcast.models.profet import ProfetLatencyRegressor
+from profcast.models.profile_regressor import ProfileRegressor
+from profcast.models.ratio import MedianRatioRegressor
+from profcast.models.transfer import TransferRegressor
+from profcast.pipeline.pairing import pair_runs
 from tests.conftest import synthetic_profiles
 
 API_CHECKS = {

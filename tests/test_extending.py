@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from src.config import instantiate_option
-from src.train import train
+from profcast.config import instantiate_option
+from profcast.train import train
 from tests.conftest import REPO, compose_train, synthetic_profiles
 
 PAGE = REPO / "docs" / "extending.md"

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from src.errors import ProfcastError
-from src.pipeline.features import AllColumns, NonzeroColumns, TopColumns
-from src.pipeline.pairing import pair_runs
-from src.pipeline.splits import GroupSplit
-from src.schema import op_part
+from profcast.errors import ProfcastError
+from profcast.pipeline.features import AllColumns, NonzeroColumns, TopColumns
+from profcast.pipeline.pairing import pair_runs
+from profcast.pipeline.splits import GroupSplit
+from profcast.schema import op_part
 
 
 @pytest.fixture

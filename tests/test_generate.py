@@ -7,13 +7,13 @@ import shutil
 import numpy as np
 import pytest
 
-from src.cli import exit_code
-from src.errors import ProfcastError
-from src.generate.__main__ import main
-from src.generate.exports import EXPERIMENTS, ONLY_IN_FIRST_EXPERIMENT, TFSTATS_HEADER, generate_tree
-from src.generate.networks import workloads
-from src.generate.hardware import INSTANCES
-from src.ingest.tfstats import read_tfstats_tree
+from profcast.cli import exit_code
+from profcast.errors import ProfcastError
+from profcast.generate.__main__ import main
+from profcast.generate.exports import EXPERIMENTS, ONLY_IN_FIRST_EXPERIMENT, TFSTATS_HEADER, generate_tree
+from profcast.generate.networks import workloads
+from profcast.generate.hardware import INSTANCES
+from profcast.ingest.tfstats import read_tfstats_tree
 
 GPU_INSTANCES = [name for name, hw in INSTANCES.items() if hw.is_gpu]
 

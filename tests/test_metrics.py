@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.pipeline import metrics
+from profcast.pipeline import metrics
 
 TRUE = pd.DataFrame({"A": [100.0, 200.0, 0.0], "B": [10.0, 0.0, 20.0]})
 PRED = pd.DataFrame({"A": [110.0, 150.0, 5.0], "B": [10.0, 0.02, 30.0]})

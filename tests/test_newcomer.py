@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from src.config import CONF_DIR, cache_root
-from src.progress import attached_to_terminal, track
-from src.serve.registry import best_runs_by_anchor, champion_uri
-from src.tracking import provenance
-from src.tracking.store import DEFAULT_TRACKING_URI, tracking_uri
-from src.train import train
+from profcast.config import CONF_DIR, cache_root
+from profcast.progress import attached_to_terminal, track
+from profcast.serve.registry import best_runs_by_anchor, champion_uri
+from profcast.tracking import provenance
+from profcast.tracking.store import DEFAULT_TRACKING_URI, tracking_uri
+from profcast.train import train
 from tests.conftest import REPO, compose_train, synthetic_profiles
 
 EXAMPLES = REPO / "examples"
@@ -123,7 +123,7 @@ def test_predict_on_the_example_profile_names_version_data_and_warns_on_generate
     train(cfg)
     version = mlflow.MlflowClient().get_model_version_by_alias("profcast-g3s.xlarge", "champion")
     plot = project_folder / "ranking.png"
-    shown = python_in(project_folder, "from src.predict import main; from src.cli import run_cli; "
+    shown = python_in(project_folder, "from profcast.predict import main; from profcast.cli import run_cli; "
                       f"run_cli(main, ['--profile', r'{EXAMPLES / 'profiles' / 'vggsmall_cifar10_g3s.csv'}', '--anchor', 'g3s.xlarge', '--plot', r'{plot}'])")
     assert shown.returncode == 0, shown.stderr
     out = shown.stdout
@@ -170,7 +170,7 @@ class Terminal(io.StringIO):
 
 
 def test_progress_logs_lines_with_estimates_when_not_on_a_terminal(caplog):
-    with caplog.at_level(logging.INFO, logger="src.progress"):
+    with caplog.at_level(logging.INFO, logger="profcast.progress"):
         assert list(track(["a", "b", "c"], "p3.2xlarge folds", stream=io.StringIO())) == ["a", "b", "c"]
     messages = [record.getMessage() for record in caplog.records]
     assert [message.split(": ")[1].split(" ")[0] for message in messages] == ["1/3", "2/3", "3/3"]
@@ -179,7 +179,7 @@ def test_progress_logs_lines_with_estimates_when_not_on_a_terminal(caplog):
 
 def test_progress_draws_a_bar_on_a_terminal_and_logs_nothing(caplog):
     terminal = Terminal()
-    with caplog.at_level(logging.INFO, logger="src.progress"):
+    with caplog.at_level(logging.INFO, logger="profcast.progress"):
         assert list(track(range(4), "targets", stream=terminal)) == [0, 1, 2, 3]
     assert "targets" in terminal.getvalue() and "4/4" in terminal.getvalue()
     assert caplog.records == []
@@ -201,9 +201,9 @@ def test_progress_in_a_worker_process_logs_lines_even_on_a_terminal():
 # --- examples and MLproject -------------------------------------------------------------------------
 
 def test_example_profiles_are_the_generated_anchor_run_and_the_request_is_a_full_profile():
-    from src.ingest.embedded import load_embedded_profiles
-    from src.ingest.profile_files import read_profile_file
-    from src.schema import BATCH_LATENCY, op_columns
+    from profcast.ingest.embedded import load_embedded_profiles
+    from profcast.ingest.profile_files import read_profile_file
+    from profcast.schema import BATCH_LATENCY, op_columns
 
     table = load_embedded_profiles()
     row = pd.read_csv(EXAMPLES / "profiles" / "vggsmall_cifar10_g3s.csv")
@@ -221,14 +221,14 @@ def test_example_profiles_are_the_generated_anchor_run_and_the_request_is_a_full
 def test_mlproject_main_entry_point_is_the_training_job():
     entry_points = yaml.safe_load((REPO / "MLproject").read_text())["entry_points"]
     assert entry_points["main"] == entry_points["train"]
-    assert entry_points["main"]["command"].startswith("python -m src.train")
+    assert entry_points["main"]["command"].startswith("python -m profcast.train")
 
 
 # --- packaging ----------------------------------------------------------------------------------------
 
 def test_configs_live_inside_the_package_and_the_wheel_rules_ship_every_one():
-    assert (CONF_DIR / "train.yaml").is_file() and CONF_DIR.parent.name == "src"
-    shipped = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["src.conf"]
+    assert (CONF_DIR / "train.yaml").is_file() and CONF_DIR.parent.name == "profcast"
+    shipped = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["profcast.conf"]
     files = [path.relative_to(REPO / "conf").as_posix() for path in (REPO / "conf").rglob("*") if path.is_file()]
     assert files and all(any(fnmatch(name, pattern) or fnmatch(name, pattern.removeprefix("**/")) for pattern in shipped) for name in files)
     assert {path.relative_to(CONF_DIR).as_posix() for path in CONF_DIR.rglob("*.yaml")} == set(files)
@@ -256,11 +256,13 @@ def test_wheel_installs_and_trains_outside_the_repository(tmp_path):
     work.mkdir()
     env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
     env.update(PYTHONPATH=str(target), XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONSAFEPATH="1")
-    ran = subprocess.run([sys.executable, "-m", "src.train", "regressor=ratio", "target=p3.2xlarge", "log_model=false"],
+    ran = subprocess.run([sys.executable, "-m", "profcast.train", "regressor=ratio", "target=p3.2xlarge", "log_model=false"],
                          cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert (work / "mlflow.db").is_file() and (tmp_path / "cache" / "profcast").is_dir()
-    assert str(target) in subprocess.run([sys.executable, "-c", "import src; print(src.__file__)"], cwd=work, env=env, capture_output=True, text=True).stdout
+    assert str(target) in subprocess.run([sys.executable, "-c", "import profcast; print(profcast.__file__)"], cwd=work, env=env, capture_output=True, text=True).stdout
+    # One top-level package of its own name: nothing called src (or anything else) lands in site-packages.
+    assert sorted(path.name for path in target.iterdir() if not path.name.endswith(".dist-info")) == ["bin", "profcast"]  # bin: the console script
 
 
 # --- a reader that stops early ----------------------------------------------------------------------
@@ -271,7 +273,7 @@ def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
     import sys
 
     script = tmp_path / "many_lines.py"
-    script.write_text("import sys\nfrom src.cli import run_cli\n"
+    script.write_text("import sys\nfrom profcast.cli import run_cli\n"
                       "run_cli(lambda argv: print('\\n'.join(f'row {n}' for n in range(200000))))\n")
     command = f"{sys.executable} {script} | head -1"
     done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=REPO, capture_output=True, text=True, timeout=120,

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.errors import ProfcastError
-from src.pipeline.pairing import pair_runs, resolve_targets
+from profcast.errors import ProfcastError
+from profcast.pipeline.pairing import pair_runs, resolve_targets
 from tests.conftest import synthetic_profiles
 
 

@@ -11,12 +11,12 @@ import mlflow
 import pandas as pd
 import pytest
 
-from src.cli import exit_code
-from src.ingest.embedded import embedded_tree_path
-from src.predict import main
-from src.ingest.tfstats import read_tfstats_export
-from src.serve.registry import register_job
-from src.train import train
+from profcast.cli import exit_code
+from profcast.ingest.embedded import embedded_tree_path
+from profcast.predict import main
+from profcast.ingest.tfstats import read_tfstats_export
+from profcast.serve.registry import register_job
+from profcast.train import train
 from tests.conftest import REAL_PROFET, REPO, compose_train, train_into_fresh_store
 
 ANCHOR = "g3s.xlarge"
@@ -55,7 +55,7 @@ def profet_champion(store):
 
 def run_cli(*args, uri):
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    return subprocess.run([sys.executable, "-m", "src.predict", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "profcast.predict", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
 def ranked_instances(stdout: str) -> list[str]:
@@ -112,7 +112,7 @@ def test_cli_without_a_champion_says_to_run_the_sweep(store):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert result.stderr.startswith("profcast: error: no model registered as profcast-p2.xlarge@champion")
-    assert "python -m src.train -m anchor=p2.xlarge" in result.stderr
+    assert "python -m profcast.train -m anchor=p2.xlarge" in result.stderr
 
 
 def bad_profiles(tmp_path):

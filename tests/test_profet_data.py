@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 from numpy._core.multiarray import _reconstruct
 
-from src.config import instantiate_option
-from src.errors import ProfcastError
-from src.ingest import profet
-from src.schema import LATENCY_COLUMNS, RUN_KEYS
+from profcast.config import instantiate_option
+from profcast.errors import ProfcastError
+from profcast.ingest import profet
+from profcast.schema import LATENCY_COLUMNS, RUN_KEYS
 from tests.conftest import REAL_PROFET
 
 # The globals the four real PROFET pickles name (listed with pickletools from commit ace81bf2).

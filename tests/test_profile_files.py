@@ -7,12 +7,12 @@ import shutil
 import pandas as pd
 import pytest
 
-from src.errors import ProfcastError
-from src.ingest.profile_files import profile_kind, read_profile_file, read_profile_tree
-from src.ingest.torch_trace import read_torch_trace
-from src.ingest.tables import validate_profiles
-from src.schema import RUN_KEYS
-from src.ingest.tfstats import read_tfstats_export
+from profcast.errors import ProfcastError
+from profcast.ingest.profile_files import profile_kind, read_profile_file, read_profile_tree
+from profcast.ingest.torch_trace import read_torch_trace
+from profcast.ingest.tables import validate_profiles
+from profcast.schema import RUN_KEYS
+from profcast.ingest.tfstats import read_tfstats_export
 from tests.test_tfstats import GOOD_ROWS, HEADER, export_text
 from tests.test_torch_trace import CPU_TRACES, TEST_TRACES
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from src.errors import ProfcastError
-from src.ingest.tables import read_profile_table
+from profcast.errors import ProfcastError
+from profcast.ingest.tables import read_profile_table
 
 
 def write(tmp_path, table, name="profiles.csv"):

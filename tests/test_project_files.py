@@ -17,7 +17,7 @@ def test_conda_env_pins_match_pyproject():
 def test_mlproject_train_entry_point_passes_every_parameter():
     mlproject = yaml.safe_load((REPO / "MLproject").read_text())
     train = mlproject["entry_points"]["train"]
-    assert train["command"].startswith("python -m src.train")
+    assert train["command"].startswith("python -m profcast.train")
     for name in train["parameters"]:
         assert f"{name}={{{name}}}" in train["command"]
 

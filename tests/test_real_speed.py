@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from src.pipeline import parallel
-from src.pipeline.evaluation import cross_validate
-from src.pipeline.features import AllColumns
-from src.pipeline.splits import GroupSplit
+from profcast.pipeline import parallel
+from profcast.pipeline.evaluation import cross_validate
+from profcast.pipeline.features import AllColumns
+from profcast.pipeline.splits import GroupSplit
 from tests.test_speed import pairs, small_regressors  # noqa: F401 (pairs is a fixture)
 
 

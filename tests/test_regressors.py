@@ -7,9 +7,9 @@ import skops.io
 from sklearn.base import clone
 from sklearn.linear_model import LinearRegression
 
-from src.pipeline.pairing import pair_runs
-from src.models.profile_regressor import ProfileRegressor
-from src.models.ratio import MedianRatioRegressor
+from profcast.pipeline.pairing import pair_runs
+from profcast.models.profile_regressor import ProfileRegressor
+from profcast.models.ratio import MedianRatioRegressor
 
 
 def test_median_ratio_learns_per_column_ratios_and_keeps_zeros():

@@ -21,8 +21,8 @@ from hydra.types import RunMode
 from mlflow import MlflowClient
 from omegaconf import open_dict
 
-from src.tracking.sweep_runs import SWEEP_DIR_TAG, end_sweep, job_parent_run
-from src.train import train
+from profcast.tracking.sweep_runs import SWEEP_DIR_TAG, end_sweep, job_parent_run
+from profcast.train import train
 from tests.conftest import REPO
 from tests.fixtures_scale import (  # noqa: F401 (fixtures)
     finish_sweep,
@@ -85,7 +85,7 @@ def test_ending_a_sweep_kills_the_runs_a_dead_job_left_open(tracking_uri):
 
 def test_ray_launcher_joining_a_cluster_refuses_a_sqlite_store(tracking_uri):
     require_scale()
-    command = [sys.executable, "-m", "src.train", "-m", "hydra/launcher=ray", "+hydra.launcher.ray.init.address=10.9.8.7:6379",
+    command = [sys.executable, "-m", "profcast.train", "-m", "hydra/launcher=ray", "+hydra.launcher.ray.init.address=10.9.8.7:6379",
                "regressor=ratio,lr"]
     done = subprocess.run(command, cwd=REPO, env=worker_environment(MLFLOW_TRACKING_URI=tracking_uri),
                           capture_output=True, text=True, timeout=300)
@@ -233,7 +233,7 @@ def test_a_dataset_another_job_registered_at_the_same_moment_is_still_logged(tra
     import pandas as pd
     from mlflow.exceptions import MlflowException
 
-    from src.tracking import runs
+    from profcast.tracking import runs
 
     dataset = mlflow.data.from_pandas(pd.DataFrame({"a": [1.0, 2.0]}), name="profiles-race")
     real_log_input, calls = mlflow.log_input, []

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.serve.registry import champion_uri
-from src.serve.job_model import JOB_MODEL_NAME
-from src.serve.model_server import ModelServer
-from src.serve.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE, TRAINED_ON
-from src.tracking.sweep import PARENT_RUN_ENV, SweepParentRun
-from src.train import train
+from profcast.serve.registry import champion_uri
+from profcast.serve.job_model import JOB_MODEL_NAME
+from profcast.serve.model_server import ModelServer
+from profcast.serve.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE, TRAINED_ON
+from profcast.tracking.sweep import PARENT_RUN_ENV, SweepParentRun
+from profcast.train import train
 from tests.conftest import compose_train, store_and_profiles
 
 ANCHOR = "slow.gpu"
@@ -32,7 +32,7 @@ def sweep(tmp_path_factory, empty_tracking_database):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         cfg = {name: compose_train(["data=file", f"data.path={profiles}", f"anchor={ANCHOR}", f"regressor={name}"]) for name in ("ratio", "transfer")}
-        from src.tracking.store import configure_tracking
+        from profcast.tracking.store import configure_tracking
 
         experiment_id = configure_tracking(cfg["ratio"].tracking_uri, cfg["ratio"].mlflow_experiment)
         parent = mlflow.MlflowClient().create_run(experiment_id, run_name="sweep test")

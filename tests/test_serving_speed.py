@@ -8,13 +8,13 @@ from sklearn.base import clone
 from sklearn.linear_model import LinearRegression
 from sklearn.neighbors import KNeighborsRegressor
 
-from src.models.profile_regressor import ProfileRegressor, _apply_latency_mapping
-from src.pipeline.pairing import pair_runs
-from src.schema import BATCH_LATENCY
-from src.serve.answer_format import OUTPUT_PARAM
-from src.serve.job_model import JobModel, load_job_model_folder, save_job_model
-from src.serve.one_thread import OpenMPLimit
-from src.serve.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE
+from profcast.models.profile_regressor import ProfileRegressor, _apply_latency_mapping
+from profcast.pipeline.pairing import pair_runs
+from profcast.schema import BATCH_LATENCY
+from profcast.serve.answer_format import OUTPUT_PARAM
+from profcast.serve.job_model import JobModel, load_job_model_folder, save_job_model
+from profcast.serve.one_thread import OpenMPLimit
+from profcast.serve.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE
 from tests.conftest import synthetic_profiles
 
 ANCHOR = "slow.gpu"

@@ -7,16 +7,16 @@ import pytest
 from sklearn.base import clone
 from functools import partial
 
-from src.errors import ProfcastError
-from src.pipeline import parallel
-from src.pipeline.evaluation import cross_validate
-from src.pipeline.features import AllColumns
-from src.pipeline.pairing import pair_runs
-from src.pipeline.splits import GroupSplit
-from src.schema import BATCH_LATENCY
-from src.serve.job_model import JobModel, load_job_model_folder, save_job_model, use_one_thread
-from src.serve.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE, checked_anchor_profiles, requested_targets
-from src.train import train
+from profcast.errors import ProfcastError
+from profcast.pipeline import parallel
+from profcast.pipeline.evaluation import cross_validate
+from profcast.pipeline.features import AllColumns
+from profcast.pipeline.pairing import pair_runs
+from profcast.pipeline.splits import GroupSplit
+from profcast.schema import BATCH_LATENCY
+from profcast.serve.job_model import JobModel, load_job_model_folder, save_job_model, use_one_thread
+from profcast.serve.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE, checked_anchor_profiles, requested_targets
+from profcast.train import train
 from tests.conftest import synthetic_profiles
 
 ANCHOR = "slow.gpu"
@@ -27,9 +27,9 @@ def small_regressors():
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.neighbors import KNeighborsRegressor
 
-    from src.models.profet import ProfetLatencyRegressor
-    from src.models.profile_regressor import ProfileRegressor
-    from src.models.transfer import TransferRegressor
+    from profcast.models.profet import ProfetLatencyRegressor
+    from profcast.models.profile_regressor import ProfileRegressor
+    from profcast.models.transfer import TransferRegressor
 
     return {
         "rf": ProfileRegressor(RandomForestRegressor(n_estimators=20, random_state=0, n_jobs=-1)),
@@ -174,8 +174,8 @@ def test_same_metrics_for_any_n_jobs_and_plots_optional(tracking_uri, compose_co
 
 def test_a_targets_whatif_is_fitted_once_per_process_and_is_the_same_fit(pairs):
     """Jobs of a sweep over regressors share a target's what-if: same data, same fit, fitted once."""
-    from src.models.whatif import SizeWhatIf
-    from src.pipeline import calibration
+    from profcast.models.whatif import SizeWhatIf
+    from profcast.pipeline import calibration
 
     paired = next(iter(pairs.values()))
     keys, anchor, target = (frame.reset_index(drop=True) for frame in (paired.keys, paired.anchor_profile, paired.target_profile))
@@ -196,7 +196,7 @@ def test_a_targets_whatif_is_fitted_once_per_process_and_is_the_same_fit(pairs):
 
 
 def test_merged_calibration_folds_never_train_on_the_rows_they_hold_out():
-    from src.pipeline.calibration import merged_folds
+    from profcast.pipeline.calibration import merged_folds
 
     groups = np.repeat(np.arange(12), 5)  # 12 held-out models of 5 runs each
     folds = [(np.flatnonzero(groups != g), np.flatnonzero(groups == g)) for g in range(12)]

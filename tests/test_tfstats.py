@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from src.errors import ProfcastError
-from src.ingest.tfstats import read_tfstats_tree
+from profcast.errors import ProfcastError
+from profcast.ingest.tfstats import read_tfstats_tree
 
 HEADER = (
     '"Rank","Host/device","Type","Operation","#Occurrences","Total time (us)","Avg. time (us)",'
@@ -211,7 +211,7 @@ def test_unknown_on_bad_file_choice_is_an_error(tmp_path):
 
 
 def test_workload_from_a_bare_file_name():
-    from src.ingest.tfstats import workload_from_file_name
+    from profcast.ingest.tfstats import workload_from_file_name
 
     assert workload_from_file_name("cifar10-vggsmall-sgd-64.csv") == {
         "dataset": "cifar10", "model": "vggsmall", "optimizer": "sgd", "batchsize": 64}

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from src.errors import ProfcastError
-from src.ingest.torch_trace import DEVICE_CATEGORIES, load_trace_events, op_name, read_torch_trace, trace_row
+from profcast.errors import ProfcastError
+from profcast.ingest.torch_trace import DEVICE_CATEGORIES, load_trace_events, op_name, read_torch_trace, trace_row
 from tests.conftest import REPO
 
 TEST_TRACES = REPO / "tests" / "data" / "torch_traces"

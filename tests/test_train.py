@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.errors import ProfcastError
-from src.train import train
+from profcast.errors import ProfcastError
+from profcast.train import train
 from tests.conftest import REPO
 
 TARGET_METRICS = {"mape_mean", "mape_median", "wape", "total_mape", "false_nonzero_rate", "batch_latency_mape", "n_clipped"}
@@ -79,7 +79,7 @@ def test_every_option_runs(profile_csv, tracking_uri, compose_config, option):
 def run_cli(*args, env_uri):
     env = {**os.environ, "MLFLOW_TRACKING_URI": env_uri}
     env.pop("PROFCAST_PARENT_RUN_ID", None)
-    return subprocess.run([sys.executable, "-m", "src.train", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "profcast.train", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
 def bad_tables(tmp_path, profile_table):

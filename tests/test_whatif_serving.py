@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from src.cli import exit_code
-from src.ingest.sources import EmbeddedData
-from src.predict import main
-from src.schema import BATCH_LATENCY
-from src.serve.job_model import JobModel
-from src.serve.model_server import ModelServer
-from src.serve.requests import EPOCH_LATENCY, INPUT_ROW, SAMPLES_PER_EPOCH, TARGET_INSTANCE, WHATIF_BATCHSIZE, WHATIF_INPUT_SIZE
+from profcast.cli import exit_code
+from profcast.ingest.sources import EmbeddedData
+from profcast.predict import main
+from profcast.schema import BATCH_LATENCY
+from profcast.serve.job_model import JobModel
+from profcast.serve.model_server import ModelServer
+from profcast.serve.requests import EPOCH_LATENCY, INPUT_ROW, SAMPLES_PER_EPOCH, TARGET_INSTANCE, WHATIF_BATCHSIZE, WHATIF_INPUT_SIZE
 from tests.conftest import train_into_fresh_store
 
 ANCHOR = "g3s.xlarge"
@@ -91,15 +91,15 @@ def test_epoch_time_uses_the_anchor_steps_or_the_given_samples(job):
 
 
 def test_only_a_leading_number_of_a_dataset_name_is_an_input_size():
-    from src.models.whatif import input_size
+    from profcast.models.whatif import input_size
 
     assert input_size("64dataset") == 64
     assert all(np.isnan(input_size(name)) for name in ("cifar10", "cifar100", "mnist", ""))
 
 
 def test_targets_that_bound_another_quantity_answer_null_bounds(tmp_path):
-    from src.models.intervals import ConformalInterval
-    from src.serve.forecast_extras import QUANTITY_KEY, save_extras
+    from profcast.models.intervals import ConformalInterval
+    from profcast.serve.forecast_extras import QUANTITY_KEY, save_extras
 
     interval = ConformalInterval().fit(np.linspace(-0.2, 0.2, 50))
     extras = {"a": {"quantity": BATCH_LATENCY, "interval": interval, "whatif": None, "whatif_interval": None, "moves": {}},

@@ -3,7 +3,7 @@
     python tests/data/torch_traces/make_traces.py      # from the repository root; needs ".[torch]"
 
 Two CPU "instances" (torch at 1 and 2 threads) x three tiny models x two batch sizes, 3 profiled
-steps each, through ``src.collect.record_trace``. Traces go to ``runs/<exp>/<instance>/<run>.pt.trace.json.gz``
+steps each, through ``profcast.collect.record_trace``. Traces go to ``runs/<exp>/<instance>/<run>.pt.trace.json.gz``
 (the layout ``read_profile_tree`` reads); ``key_averages/<exp>/<instance>/<run>.json`` holds
 ``prof.key_averages()`` self CPU time per op name for the same run, the reference the reader is tested against.
 """
@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[2]))  # run as a script from anywhere: import this checkout's src
+sys.path.insert(0, str(HERE.parents[2] / "src"))  # run as a script from anywhere: import this checkout's profcast
 
-from src.collect import record_trace, trace_path  # noqa: E402
+from profcast.collect import record_trace, trace_path  # noqa: E402
 
 EXP = "exp1"
 INSTANCE_THREADS = {"cpu1t": 1, "cpu2t": 2}

@@ -1,0 +1,78 @@
+"""Where profiles come from: each ``conf/data/*.yaml`` option names one of these sources.
+
+A source is a small class whose constructor checks its options and whose ``load()`` returns the
+validated wide profile table; ``profcast.train`` instantiates the one the config names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from profcast.errors import ProfcastError
+from profcast.ingest.tables import read_profile_table, validate_profiles
+
+
+class EmbeddedData:
+    """The generated default dataset (``family`` cnn, rnn or all; ``seed`` for its noise)."""
+
+    def __init__(self, family: str = "cnn", seed: int = 0):
+        from profcast.ingest.embedded import FAMILIES
+
+        if family not in FAMILIES:
+            raise ProfcastError(f"unknown data.family {family!r}; accepted: {', '.join(FAMILIES)}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ProfcastError(f"data.seed {seed!r} is not a non-negative integer")
+        self.family, self.seed = family, seed
+
+    def describe(self) -> str:
+        return f"embedded generated data (family {self.family}, seed {self.seed})"
+
+    def load(self) -> pd.DataFrame:
+        from profcast.ingest.embedded import load_embedded_profiles
+
+        return validate_profiles(load_embedded_profiles(family=self.family, seed=self.seed), source="embedded dataset")
+
+
+class FileData:
+    """The user's wide table (.csv, .csv.gz, .parquet) or a folder of raw profiler exports."""
+
+    ON_BAD_FILE = ("raise", "skip")
+
+    def __init__(self, path: str | None = None, on_bad_file: str = "raise"):
+        if not path or path == "???":
+            raise ProfcastError("data=file needs data.path=PATH (a .csv, .csv.gz, .parquet file or a folder of profiler exports)")
+        if on_bad_file not in self.ON_BAD_FILE:
+            raise ProfcastError(f"unknown data.on_bad_file {on_bad_file!r}; accepted: {', '.join(self.ON_BAD_FILE)}")
+        self.path, self.on_bad_file = Path(str(path)).expanduser(), on_bad_file
+        self.skipped: list = []  # (file, why) of files a folder read left out (on_bad_file=skip)
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def load(self) -> pd.DataFrame:
+        if self.path.is_dir():
+            from profcast.ingest.profile_files import read_profile_tree
+
+            tree = read_profile_tree(self.path, on_bad_file=self.on_bad_file)
+            self.skipped = tree.skipped + [(path, f"duplicate run, kept {kept}") for path, kept in tree.duplicates]
+            return validate_profiles(tree.profiles, source=str(self.path))
+        return read_profile_table(self.path)
+
+
+class ProfetData:
+    """The public PROFET measurements, downloaded once (hash-checked) and cached; see docs/real-data.md."""
+
+    def __init__(self, all_models: bool = False):
+        if not isinstance(all_models, bool):
+            raise ProfcastError(f"data.all_models must be true or false, got {all_models!r}")
+        self.all_models = all_models
+
+    def describe(self) -> str:
+        return f"PROFET real measurements ({'all 15' if self.all_models else '12'} CNNs)"
+
+    def load(self) -> pd.DataFrame:
+        from profcast.ingest.profet import load_profet_profiles
+
+        return load_profet_profiles(all_models=self.all_models)

@@ -1,0 +1,204 @@
+"""Read a PyTorch profiler (Kineto) Chrome trace into one profile row: per-step op times in microseconds.
+
+The trace's ``traceEvents`` hold complete events (``ph: "X"``, ``ts``/``dur`` in µs). We use:
+  ``cpu_op``: an operator on a host thread (``aten::conv2d``); ops nest by time on one thread.
+  ``cuda_runtime``/``cuda_driver``: a runtime call (``cudaLaunchKernel``, ROCm ``hipLaunchKernel``),
+      its ``args.correlation`` shared with the device work it launched.
+  ``kernel``, ``gpu_memcpy``, ``gpu_memset``: device work.
+  ``user_annotation`` ``ProfilerStep#N``: one training step (written by ``prof.step()``).
+The row: ``Host_<op>`` self time of each op and runtime call, ``Device_<op>`` device time credited to
+the op that launched it (kernel names change with the GPU architecture, launching ops do not),
+``Host_IDLE``/``Device_IDLE`` step time when that side runs nothing, all divided by the number of
+steps, and ``batch_latency``, the median step in seconds. docs/profile-formats.md has the rules.
+"""
+
+from __future__ import annotations
+
+import bisect
+import gzip
+import json
+import logging
+import re
+import statistics
+import zlib
+from collections import defaultdict
+from pathlib import Path
+
+from profcast.errors import ProfcastError
+
+log = logging.getLogger(__name__)
+
+HOST_OP = "cpu_op"
+RUNTIME_CATEGORIES = ("cuda_runtime", "cuda_driver")
+DEVICE_CATEGORIES = ("kernel", "gpu_memcpy", "gpu_memset")
+STEP_NAME = re.compile(r"ProfilerStep#\d+$")
+# Framework namespaces that say nothing about the op; dropped so names match across versions.
+DROPPED_PREFIXES = ("aten::",)
+# Kineto writes ts with nanosecond decimals; sums of floats may miss containment by a hair.
+NESTING_SLACK_US = 1e-3
+
+
+def read_torch_trace(path) -> dict[str, float]:
+    """One trace file (``.json`` or ``.json.gz``) -> ``{column: µs per step}`` plus ``batch_latency`` (s)."""
+    path = Path(path)
+    return trace_row(load_trace_events(path), source=str(path))
+
+
+def load_trace_events(path: Path) -> list[dict]:
+    """The ``traceEvents`` list of a Chrome-trace file; a ProfcastError naming the file otherwise."""
+    accepted = "expected a PyTorch profiler trace (.json or .json.gz with \"traceEvents\")"
+    opener = gzip.open if _is_gzip(path) else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            trace = json.load(handle)
+    except (EOFError, gzip.BadGzipFile, zlib.error):
+        raise ProfcastError(f"{path}: truncated or corrupt gzip; {accepted}") from None
+    except UnicodeDecodeError:
+        raise ProfcastError(f"{path}: not UTF-8 text; {accepted}") from None
+    except ValueError as error:
+        raise ProfcastError(f"{path}: not valid JSON ({error}); {accepted}") from None
+    except OSError as error:
+        raise ProfcastError(f"{path}: cannot be read ({error.strerror or error})") from None
+    if not isinstance(trace, dict) or not isinstance(trace.get("traceEvents"), list):
+        raise ProfcastError(f"{path}: JSON without a \"traceEvents\" list; {accepted}")
+    return trace["traceEvents"]
+
+
+def op_name(name: str) -> str:
+    """Column part for a profiler op name: ``aten::conv2d`` -> ``conv2d``."""
+    for prefix in DROPPED_PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def trace_row(events: list[dict], source: str = "trace") -> dict[str, float]:
+    """Per-step op times of one trace's events (see the module docstring)."""
+    complete = [e for e in events if isinstance(e, dict) and e.get("ph") == "X" and isinstance(e.get("name"), str) and _has_time(e)]
+    host = [e for e in complete if e.get("cat") == HOST_OP or e.get("cat") in RUNTIME_CATEGORIES]
+    device = [e for e in complete if e.get("cat") in DEVICE_CATEGORIES]
+    if not host and not device:
+        raise ProfcastError(f"{source}: trace has no cpu_op, runtime or device events; nothing was profiled")
+    steps = _steps_with_work(_unique_steps(complete), host + device)
+    if steps:
+        windows = sorted((float(e["ts"]), float(e["ts"]) + float(e["dur"])) for e in steps)
+    else:  # no prof.step() annotations: the whole trace is one step
+        windows = [(min(float(e["ts"]) for e in host + device),
+                    max(float(e["ts"]) + float(e["dur"]) for e in host + device))]
+    n_steps = len(windows)
+    in_steps = _window_test(windows)
+
+    self_time, launching_op = _host_self_times(host)
+    totals: dict[str, float] = defaultdict(float)
+    for event in host:
+        if in_steps(float(event["ts"])):
+            totals[f"Host_{op_name(event['name'])}"] += self_time[id(event)]
+    for event in device:
+        if in_steps(float(event["ts"])):
+            op = launching_op.get(_correlation(event))
+            column = f"Device_{op_name(op)}" if op else f"Device_unattributed_{event['cat']}"
+            totals[column] += float(event["dur"])
+
+    step_time = sum(end - start for start, end in windows)
+    totals["Host_IDLE"] = step_time - _covered_time(host, windows)
+    if device:  # a CPU-only trace has no device to be idle
+        totals["Device_IDLE"] = step_time - _covered_time(device, windows)
+    row = {column: value / n_steps for column, value in sorted(totals.items())}
+    if steps:
+        row["batch_latency"] = statistics.median(end - start for start, end in windows) / 1e6
+    log.debug("%s: %d step(s), %d host and %d device events", source, n_steps, len(host), len(device))
+    return row
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == b"\x1f\x8b"
+
+
+def _has_time(event: dict) -> bool:
+    ts, dur = event.get("ts"), event.get("dur")
+    return isinstance(ts, (int, float)) and isinstance(dur, (int, float)) and dur >= 0
+
+
+def _unique_steps(events: list[dict]) -> list[dict]:
+    """``ProfilerStep#N`` annotations, one per step (a step seen twice is counted once)."""
+    by_name = {}
+    for event in events:
+        if event.get("cat") == "user_annotation" and STEP_NAME.match(str(event.get("name", ""))):
+            by_name.setdefault(event["name"], event)
+    return list(by_name.values())
+
+
+def _steps_with_work(steps: list[dict], events: list[dict]) -> list[dict]:
+    """Steps in which some op or device event starts; drops the empty stub step that opens
+    when the profiler is stopped right after ``prof.step()`` (it would halve the median)."""
+    starts = sorted(float(e["ts"]) for e in events)
+    kept = []
+    for step in steps:
+        begin, end = float(step["ts"]), float(step["ts"]) + float(step["dur"])
+        first = bisect.bisect_left(starts, begin)
+        if first < len(starts) and starts[first] <= end:
+            kept.append(step)
+    return kept
+
+
+def _window_test(windows: list[tuple[float, float]]):
+    """A function telling whether a timestamp lies in one of the (sorted, disjoint) step windows."""
+    starts = [start for start, _ in windows]
+
+    def inside(ts: float) -> bool:
+        i = bisect.bisect_right(starts, ts) - 1
+        return i >= 0 and ts <= windows[i][1]
+
+    return inside
+
+
+def _correlation(event: dict):
+    args = event.get("args")
+    return args.get("correlation") if isinstance(args, dict) else None
+
+
+def _host_self_times(host: list[dict]) -> tuple[dict[int, float], dict]:
+    """Each host event's self time (minus its children on the same thread) and, per runtime
+    correlation id, the name of the innermost ``cpu_op`` around that runtime call."""
+    by_thread = defaultdict(list)
+    for event in host:
+        by_thread[(event.get("pid"), event.get("tid"))].append(event)
+    self_time: dict[int, float] = {}
+    launching_op: dict = {}
+    for events in by_thread.values():
+        events.sort(key=lambda e: (float(e["ts"]), -float(e["dur"])))
+        stack: list[dict] = []
+        for event in events:
+            start, duration = float(event["ts"]), float(event["dur"])
+            while stack and start + duration > float(stack[-1]["ts"]) + float(stack[-1]["dur"]) + NESTING_SLACK_US:
+                stack.pop()  # the event ends after the top of the stack: not its child
+            if stack:
+                self_time[id(stack[-1])] -= duration
+            self_time[id(event)] = duration
+            if event.get("cat") in RUNTIME_CATEGORIES and _correlation(event) is not None:
+                parent = next((e for e in reversed(stack) if e.get("cat") == HOST_OP), None)
+                if parent is not None:
+                    launching_op[_correlation(event)] = parent["name"]
+            stack.append(event)
+    return self_time, launching_op
+
+
+def _covered_time(events: list[dict], windows: list[tuple[float, float]]) -> float:
+    """Time inside the step windows covered by at least one event (union of intervals)."""
+    intervals = sorted((float(e["ts"]), float(e["ts"]) + float(e["dur"])) for e in events)
+    covered, window_index = 0.0, 0
+    merged: list[list[float]] = []
+    for start, end in intervals:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    for start, end in merged:
+        while window_index < len(windows) and windows[window_index][1] <= start:
+            window_index += 1
+        i = window_index
+        while i < len(windows) and windows[i][0] < end:
+            covered += max(0.0, min(end, windows[i][1]) - max(start, windows[i][0]))
+            i += 1
+    return covered

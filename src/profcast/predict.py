@@ -1,0 +1,44 @@
+"""Rank cloud instances for a training job from one profile taken on the anchor instance.
+
+    python -m profcast.predict --profile PATH --anchor g3s.xlarge [--model URI] [--dataset-size N]
+                          [--batchsize N] [--input-size N] [--plot out.png]
+
+PATH is a raw TensorBoard tf_stats CSV export, a CSV with rows in the training-table format
+(op columns, optionally batchsize and batch_latency), or a JSON list of {op: microseconds}
+objects. Without --model the anchor's registered champion (models:/profcast-<anchor>@champion)
+predicts. The table is ranked by predicted batch latency, with its 80% interval, epoch time, price
+and cost. --batchsize / --input-size other than the profile's forecast at that size (docs/whatif.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from profcast.cli import run_cli
+from profcast.serve.profile_input import PROFILE_FORMATS
+from profcast.serve.recommend import DEFAULT_DATASET_SIZE, recommend
+
+
+def main(argv=None) -> int:
+    """Command line entry point: one-line errors, exit code 2."""
+    parser = argparse.ArgumentParser(prog="python -m profcast.predict", description="Rank instances by predicted step time from one anchor profile.")
+    parser.add_argument("--profile", required=True, help=PROFILE_FORMATS)
+    parser.add_argument("--anchor", required=True, help="instance the profile was taken on, e.g. g3s.xlarge")
+    parser.add_argument("--model", help="model URI (default: models:/profcast-<anchor>@champion)")
+    parser.add_argument("--dataset-size", type=int, default=DEFAULT_DATASET_SIZE, help=f"samples per epoch (default {DEFAULT_DATASET_SIZE:,})")
+    parser.add_argument("--batchsize", type=int, help="forecast at this batch size (a what-if when the profile carries another "
+                        "one; the profiled batch size when it carries none)")
+    parser.add_argument("--input-size", type=int, help="forecast at this input size (a what-if from the profile's dataset, e.g. 64dataset)")
+    parser.add_argument("--plot", help="write a bar chart of the ranking to this PNG file")
+    args = parser.parse_args(argv)
+    # The table is the output; MLflow's notes and download progress bars are noise here.
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    print(recommend(args))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,239 @@
+"""Rank cloud instances for a training job by predicted step time, with epoch time, price and cost.
+
+``recommend`` is everything ``python -m profcast.predict`` does: read the profile, load the job model
+(by default the anchor's champion), predict every target, and format the ranking (and a plot).
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from profcast.config import CONF_DIR
+from profcast.errors import ProfcastError
+from profcast.schema import BATCH_LATENCY, op_columns
+from profcast.serve.profile_input import read_anchor_profile
+
+INSTANCE_CATALOGUE = CONF_DIR / "instances.yaml"
+DEFAULT_DATASET_SIZE = 50_000
+
+
+
+def predict_targets(model, profile: pd.DataFrame, anchor: str, sizes: dict | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Predicted rows per target for a one-row profile, and the profile columns the model ignores.
+
+    ``sizes`` (request columns such as batchsize, dataset, whatif_batchsize) ask for a what-if.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from profcast.serve.requests import WHATIF_BATCHSIZE, checked_anchor_profiles, model_op_columns, unknown_columns
+
+    schema = model.metadata.get_input_schema()
+    op_columns = model_op_columns(schema)
+    ignored = unknown_columns(profile.columns, op_columns)
+    try:
+        checked = checked_anchor_profiles(profile, op_columns, anchor)
+    except ProfcastError as error:
+        raise ProfcastError(f"profile: {error}") from None
+    if sizes:
+        if WHATIF_BATCHSIZE not in schema.input_names():
+            raise ProfcastError("this model was logged before what-ifs existed; retrain it (python -m profcast.train) for --batchsize/--input-size forecasts")
+        checked = checked.assign(**{column: [value] for column, value in sizes.items()})
+    try:
+        return model.predict(checked), ignored
+    except MlflowException as error:  # the job model's one-line answer to a request it refuses
+        raise ProfcastError(f"profile: {error.message}") from None
+
+
+def load_catalogue(path=INSTANCE_CATALOGUE) -> dict[str, dict]:
+    """Instance name -> {gpu, vcpus, price_per_hour} from conf/instances.yaml."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path))["instances"]
+
+
+def recommendation_table(predicted: pd.DataFrame, anchor: str, measured_latency: float | None,
+                         batchsize: int | None, dataset_size: int, catalogue: dict) -> pd.DataFrame:
+    """One row per instance (targets predicted, the anchor measured when known), fastest first."""
+    from profcast.serve.requests import TARGET_INSTANCE
+
+    if BATCH_LATENCY not in predicted:
+        raise ProfcastError("this model does not predict batch_latency (its training data had none); nothing to rank")
+    low, high = (predicted[f"{BATCH_LATENCY}_{end}"] if f"{BATCH_LATENCY}_{end}" in predicted else [np.nan] * len(predicted) for end in ("low", "high"))
+    rows = [{"instance": target, "batch_latency_s": latency, "low_s": lo, "high_s": hi, "source": "predicted"}
+            for target, latency, lo, hi in zip(predicted[TARGET_INSTANCE], predicted[BATCH_LATENCY], low, high)]
+    if measured_latency is not None:
+        rows.append({"instance": anchor, "batch_latency_s": measured_latency, "low_s": np.nan, "high_s": np.nan, "source": "anchor, measured"})
+    table = pd.DataFrame(rows).astype({"batch_latency_s": float, "low_s": float, "high_s": float})
+    steps = math.ceil(dataset_size / batchsize) if batchsize else np.nan
+    table["epoch_s"] = table["batch_latency_s"] * steps
+    table["gpu"] = [str((catalogue.get(name) or {}).get("gpu") or "-") for name in table["instance"]]
+    table["vcpus"] = [(catalogue.get(name) or {}).get("vcpus") for name in table["instance"]]
+    table["price_per_hour"] = [(catalogue.get(name) or {}).get("price_per_hour", np.nan) for name in table["instance"]]
+    table["cost_per_epoch"] = table["epoch_s"] / 3600 * table["price_per_hour"]
+    table["speedup"] = measured_latency / table["batch_latency_s"] if measured_latency else np.nan
+    return table.sort_values("batch_latency_s", kind="stable").reset_index(drop=True)
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """The ranking as aligned text columns."""
+    header = ["rank", "instance", "GPU", "vCPUs", "batch latency", "80% interval (ms)", "epoch time", "$/hour", "$/epoch", "speed-up", ""]
+    lines = [header]
+    for rank, row in enumerate(table.itertuples(), start=1):
+        lines.append([
+            str(rank), row.instance, row.gpu, "-" if row.vcpus is None else str(row.vcpus),
+            f"{row.batch_latency_s * 1000:.2f} ms", _interval(row.low_s, row.high_s), _duration(row.epoch_s), _money(row.price_per_hour, 3),
+            _money(row.cost_per_epoch, 4), "n/a" if np.isnan(row.speedup) else f"{row.speedup:.2f}x",
+            "(anchor, measured)" if row.source != "predicted" else "",
+        ])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    right = {0, 3, 4, 5, 6, 7, 8, 9}
+    return "\n".join(
+        "  ".join(cell.rjust(width) if i in right else cell.ljust(width) for i, (cell, width) in enumerate(zip(line, widths))).rstrip()
+        for line in lines
+    )
+
+
+def _duration(seconds: float) -> str:
+    if not np.isfinite(seconds):
+        return "n/a"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def _interval(low: float, high: float) -> str:
+    # No unit in the cell: "N ms" marks the point forecast alone.
+    return "n/a" if not (np.isfinite(low) and np.isfinite(high)) else f"{low * 1000:.2f}-{high * 1000:.2f}"
+
+
+def _money(value: float, digits: int) -> str:
+    return "n/a" if not np.isfinite(value) else f"${value:.{digits}f}"
+
+
+def plot_ranking(table: pd.DataFrame, path, title: str) -> None:
+    """Horizontal bars of batch latency per instance, fastest on top, with the 80% interval as error bars; the anchor in grey."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 0.45 * len(table) + 1.5))
+    colours = ["tab:grey" if source != "predicted" else "tab:blue" for source in table["source"]]
+    latency = table["batch_latency_s"].to_numpy(float) * 1000
+    below = np.nan_to_num(latency - table["low_s"].to_numpy(float) * 1000, nan=0.0)
+    above = np.nan_to_num(table["high_s"].to_numpy(float) * 1000 - latency, nan=0.0)
+    axes.barh(table["instance"], latency, color=colours, xerr=[below, above], error_kw={"ecolor": "black", "capsize": 3, "lw": 1})
+    axes.invert_yaxis()
+    for position, row in enumerate(table.itertuples()):
+        label = f" {row.batch_latency_s * 1000:.1f} ms" + (f", {_money(row.cost_per_epoch, 3)}/epoch" if np.isfinite(row.cost_per_epoch) else "")
+        axes.text(max(row.batch_latency_s, np.nan_to_num(row.high_s)) * 1000, position, label, va="center", fontsize=8)
+    axes.set_xlabel("batch latency (ms), bars: 80% interval; grey = anchor, measured")
+    axes.set_title(title, fontsize=10)
+    axes.set_xlim(0, np.nanmax(np.fmax(latency, latency + above)) * 1.45)
+    figure.tight_layout()
+    try:
+        figure.savefig(path, dpi=120)
+    except OSError as error:
+        raise ProfcastError(f"{path}: cannot write the plot ({error.strerror or error})") from None
+    finally:
+        plt.close(figure)
+
+
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def check_plot_path(path) -> None:
+    """Refuse a --plot file matplotlib cannot write, before any work is done."""
+    path = Path(path)
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise ProfcastError(f"--plot {path}: unsupported image type {path.suffix or '(none)'!r}; accepted: {', '.join(PLOT_SUFFIXES)}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ProfcastError(f"--plot {path}: folder {folder} does not exist")
+
+
+def whatif_request(anchor_profile, batchsize: int | None, input_size: int | None) -> tuple[dict, list[str]]:
+    """The request columns of a --batchsize / --input-size what-if ({} when the forecast is at the profiled size), and notes.
+
+    A profile without a batch size takes --batchsize as its own (epoch time only), as before what-ifs.
+    """
+    from profcast.models.whatif import input_size as size_of
+    from profcast.serve.requests import WHATIF_BATCHSIZE, WHATIF_INPUT_SIZE
+
+    sizes, notes = {}, []
+    if batchsize and anchor_profile.batchsize and batchsize != anchor_profile.batchsize:
+        sizes.update({"batchsize": anchor_profile.batchsize, WHATIF_BATCHSIZE: float(batchsize)})
+        notes.append(f"what-if: forecast at batch size {batchsize} from the profile's {anchor_profile.batchsize} "
+                     "(learned growth; the anchor's measured latency is at the profiled size and is not ranked)")
+    profiled_size = size_of(anchor_profile.dataset) if anchor_profile.dataset else float("nan")
+    if input_size is not None:
+        if not math.isfinite(profiled_size):
+            raise ProfcastError(f"--input-size {input_size}: the profile does not say its input size; pass a training-table "
+                                "row whose 'dataset' carries it (e.g. 64dataset) or a run file named <dataset>-<model>-<optimizer>-<batch>")
+        if input_size != profiled_size:
+            sizes.update({"dataset": anchor_profile.dataset, WHATIF_INPUT_SIZE: float(input_size)})
+            notes.append(f"what-if: forecast at input size {input_size} from the profile's {profiled_size:g} (learned growth)")
+    if sizes and "batchsize" not in sizes and anchor_profile.batchsize:
+        sizes["batchsize"] = anchor_profile.batchsize
+    if sizes and "dataset" not in sizes and anchor_profile.dataset:
+        sizes["dataset"] = anchor_profile.dataset
+    return sizes, notes
+
+
+def recommend(args) -> str:
+    """Everything the CLI does, returning the text it prints (errors raise ProfcastError)."""
+    from profcast.config import compose_train_config
+    from profcast.serve.model_info import model_lines, training_data_line
+    from profcast.serve.registry import load_job_model
+    from profcast.tracking.store import use_store
+
+    if args.dataset_size <= 0:
+        raise ProfcastError(f"--dataset-size {args.dataset_size} is not a positive number of samples")
+    if args.batchsize is not None and args.batchsize <= 0:
+        raise ProfcastError(f"--batchsize {args.batchsize} is not a positive integer")
+    if getattr(args, "input_size", None) is not None and args.input_size <= 0:
+        raise ProfcastError(f"--input-size {args.input_size} is not a positive integer")
+    if args.plot:
+        check_plot_path(args.plot)
+    anchor_profile = read_anchor_profile(args.profile, args.anchor)
+    use_store(compose_train_config().get("tracking_uri"))
+    model, uri = load_job_model(args.model, args.anchor)
+    sizes, whatif_notes = whatif_request(anchor_profile, args.batchsize, getattr(args, "input_size", None))
+    predicted, ignored = predict_targets(model, anchor_profile.profile, args.anchor, sizes)
+    notes = list(anchor_profile.notes) + whatif_notes
+    batchsize = args.batchsize or anchor_profile.batchsize
+    if batchsize is None:
+        notes.append("no batch size in the profile: pass --batchsize N for epoch time and cost")
+    if ignored:
+        shown = ", ".join(map(str, ignored[:8])) + (f" and {len(ignored) - 8} more" if len(ignored) > 8 else "")
+        notes.append(f"ignored {len(ignored)} column(s) never seen in training: {shown}")
+    measured = anchor_profile.measured_latency if not sizes else None  # measured at another size than the forecast
+    if measured is None and not sizes:
+        notes.append(f"the profile has no measured batch_latency on {args.anchor}: speed-up is n/a")
+    table = recommendation_table(predicted, args.anchor, measured, batchsize, args.dataset_size, load_catalogue())
+    n_ops = len(op_columns(anchor_profile.profile.columns))
+    epoch = f"{args.dataset_size:,} samples / batch {batchsize} = {math.ceil(args.dataset_size / batchsize):,} steps" if batchsize else "n/a"
+    lines = [
+        f"profile: {args.profile} ({anchor_profile.kind}, {n_ops} op columns) on anchor {args.anchor}",
+        *model_lines(uri, model.metadata.metadata or {}),
+        f"epoch:   {epoch}",
+        "",
+        format_table(table),
+    ]
+    if f"{BATCH_LATENCY}_low" in predicted:
+        notes.append("80% interval: the 10%-90% quantiles of the errors this model made on held-out models (docs/whatif.md)")
+    lines += [f"note: {note}" for note in notes]
+    if args.plot:
+        trained = textwrap.fill(f"trained on {training_data_line(model.metadata.metadata or {})}", 75)  # fits the 7-inch figure
+        at = ", ".join(f"{key.split('_', 1)[1].replace('batchsize', 'batch')} {value:g}" for key, value in sizes.items() if key.startswith("whatif_"))
+        title = f"{Path(args.profile).name} from {args.anchor}: predicted batch latency{f' at {at}' if at else ''}\n{trained}"
+        plot_ranking(table, args.plot, title)
+        lines.append(f"plot:    {args.plot}")
+    return "\n".join(lines)

@@ -1,0 +1,194 @@
+"""Log a job to MLflow: its params and metrics, each target's artifacts, and one servable model."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from contextlib import contextmanager
+from importlib.metadata import version
+
+import mlflow
+from mlflow.entities import Metric, Param
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+from omegaconf import DictConfig, OmegaConf
+
+from profcast.schema import BATCH_LATENCY, op_part, union_columns
+from profcast.serve.answer_format import OUTPUT_PARAM, OUTPUT_SHAPES
+from profcast.serve.requests import DESCRIPTIVE_COLUMNS, EPOCH_LATENCY, INPUT_ROW, PREDICTED_TOTAL, SIZE_COLUMNS, TARGET_INSTANCE, TRAINED_ON
+from profcast.tracking import plots
+
+
+def flat_config(cfg: DictConfig, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """The resolved config as dotted keys, for logging as MLflow params."""
+    flat = pd.json_normalize(OmegaConf.to_container(cfg, resolve=True), sep=".").iloc[0].to_dict()
+    return {key: str(value) for key, value in flat.items() if key.split(".")[0] not in skip}
+
+
+@contextmanager
+def job_run(experiment_id: str, job_name: str, cfg: DictConfig, parent_run_id: str | None = None,
+            tags: dict | None = None, extra_params: dict | None = None, dataset=None):
+    """The job's run (nested under the sweep's parent run when there is one), with its params, tags
+    and dataset input logged; yields its run id."""
+    from profcast.tracking.provenance import RUN_KIND_TAG
+
+    with mlflow.start_run(experiment_id=experiment_id, run_name=job_name, parent_run_id=parent_run_id,
+                          nested=bool(parent_run_id), tags={**(tags or {}), RUN_KIND_TAG: "job"}) as run:
+        mlflow.log_params({
+            **flat_config(cfg, skip=("anchor", "target", "pairing")),
+            "anchor": cfg.anchor, "target": cfg.target, "regressor": cfg.regressor.name,
+            "features": cfg.features.name, "split": cfg.split.name, "pairing": cfg.pairing, **(extra_params or {}),
+        })
+        if dataset is not None:
+            log_dataset_input(dataset)
+        yield run.info.run_id
+
+
+@contextmanager
+def target_run(experiment_id: str, run_name: str, tags: dict | None = None, dataset=None):
+    """One target's run, nested in the active job run, tagged and with the dataset input; yields its run id."""
+    from profcast.tracking.provenance import RUN_KIND_TAG
+
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=True,
+                          tags={**(tags or {}), RUN_KIND_TAG: "target"}) as run:
+        if dataset is not None:
+            log_dataset_input(dataset)
+        yield run.info.run_id
+
+
+# Jobs running side by side may register the same dataset at once: MLflow looks it up, finds it
+# missing, and both insert it; the second insert breaks the store's unique key and rolls back.
+DATASET_RACE_WORDS = ("unique constraint", "duplicate key", "integrityerror")
+DATASET_RETRIES = 3
+
+
+def log_dataset_input(dataset) -> None:
+    """``mlflow.log_input(dataset)`` on the active run, retried when a parallel job registered the same dataset first."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(DATASET_RETRIES):
+        try:
+            mlflow.log_input(dataset, context="training")
+            return
+        except MlflowException as error:
+            if attempt == DATASET_RETRIES - 1 or not any(word in str(error).lower() for word in DATASET_RACE_WORDS):
+                raise
+            time.sleep(0.2 * (attempt + 1))  # the other job's insert is committed by then: the retry reuses its row
+
+
+def log_job_metrics(metrics: dict[str, float]) -> None:
+    """The job run's metrics (means over targets)."""
+    mlflow.log_metrics(metrics)
+
+
+def log_target_result(result, cfg: DictConfig) -> None:
+    """Log one target's params, metrics, error table, predictions and figures on the active run.
+
+    Params and metrics go in one batch call; the figures are skipped when ``cfg.log_plots`` is false.
+    """
+    params = {**flat_config(cfg, skip=("anchor", "target", "pairing", "hydra")), **{k: str(v) for k, v in result.params.items()}}
+    metrics = {name: value for name, value in result.metrics.items() if pd.notna(value)}
+    metrics.update({f"mape.{column}": value for column, value in result.column_mape.items() if pd.notna(value)})
+    run_id = mlflow.active_run().info.run_id
+    mlflow.MlflowClient().log_batch(
+        run_id,
+        metrics=[Metric(name, float(value), int(time.time() * 1000), 0) for name, value in metrics.items()],
+        params=[Param(name, value) for name, value in params.items()],
+    )
+    _log_csv(result.column_mape.rename("mape").rename_axis("column").reset_index(), "column_errors.csv")
+    _log_csv(result.predictions, "heldout_predictions.csv")
+    if cfg.get("log_plots", True):
+        title = f"{result.params['anchor']} -> {result.params['target']} ({result.params['regressor']})"
+        plots.log_target_figures(result.truth_ops, result.predicted_ops, result.column_mape, title)
+
+
+def model_requirements() -> list[str]:
+    """Pinned packages a logged model needs, read from this environment.
+
+    Passing them spares MLflow's own inference, which runs a subprocess and takes seconds per model.
+    """
+    packages = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "hydra-core", "omegaconf")
+    return [f"{package}=={version(package)}" for package in packages]
+
+
+def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = None, metadata: dict | None = None) -> str:
+    """Log every target's fitted regressor as one servable model on the active run; return its URI.
+
+    ``target_results`` maps each target instance to an object with ``.model`` (fitted regressor)
+    and ``.input_example`` (anchor rows it was trained on), e.g. profcast.train.TargetResult. Each
+    regressor is serialised once (skops); MLflow loads the model through profcast.serve.job_model.
+    Each run of ``target_runs`` ({target: run id}) is tagged with the model that holds its regressor.
+    ``metadata`` (what it was trained on: data, data_kind, data_fingerprint, ...) joins the model's
+    metadata, and its served output names the data in a ``trained_on`` column.
+    """
+    from profcast.serve.job_model import JOB_MODEL_NAME, JOB_MODEL_TAG, JOB_MODEL_URI_TAG, save_job_model
+    from profcast.tracking.provenance import trained_on
+
+    models = {target: result.model for target, result in target_results.items()}
+    op_columns = union_columns(list(op_part(result.input_example).columns) for result in target_results.values())
+    input_example = next(iter(target_results.values())).input_example.reset_index(drop=True)
+    with tempfile.TemporaryDirectory() as folder:
+        metadata = dict(metadata or {})
+        data_line = trained_on(metadata["data"], metadata["data_kind"], metadata["data_fingerprint"]) if "data" in metadata else None
+        extras = {target: result.extras for target, result in target_results.items() if getattr(result, "extras", None)}
+        manifest = save_job_model(folder, anchor, models, op_columns, trained_on=data_line, extras=extras)
+        logged = mlflow.pyfunc.log_model(
+            name=JOB_MODEL_NAME,
+            loader_module="profcast.serve.job_model",
+            data_path=folder,
+            signature=job_signature(op_columns, manifest["output_op_columns"], manifest["predicts_latency"], data_line is not None,
+                                    manifest.get("interval_quantity")),
+            input_example=input_example,
+            pip_requirements=model_requirements(),
+            metadata={**metadata, "anchor": anchor, "targets": list(models)},
+        )
+    mlflow.set_tags({JOB_MODEL_TAG: JOB_MODEL_NAME, JOB_MODEL_URI_TAG: logged.model_uri})
+    client = mlflow.MlflowClient()
+    for run_id in (target_runs or {}).values():
+        client.set_tag(run_id, JOB_MODEL_URI_TAG, logged.model_uri)
+    return logged.model_uri
+
+
+SKIPPED_FILES_TAG = "profcast.skipped_files"  # the files a folder read left out, one per line
+MAX_TAG_CHARS = 5000  # MLflow stores tag values up to 8000 characters
+
+
+def log_skipped_files(skipped: list) -> None:
+    """Count the files a folder read skipped (param ``n_skipped_files``) and name them in a tag."""
+    mlflow.log_param("n_skipped_files", len(skipped))
+    if skipped:
+        listed = "\n".join(f"{path}: {why}" for path, why in skipped)
+        if len(listed) > MAX_TAG_CHARS:
+            listed = listed[:MAX_TAG_CHARS].rsplit("\n", 1)[0] + f"\n... ({len(skipped)} files in all; see the job log)"
+        mlflow.set_tag(SKIPPED_FILES_TAG, listed)
+
+
+def _log_csv(frame: pd.DataFrame, artifact_file: str) -> None:
+    mlflow.log_text(frame.to_csv(index=False), artifact_file)
+
+
+def job_signature(op_columns: list[str], output_op_columns: list[str], predicts_latency: bool, names_data: bool = False,
+                  interval_quantity: str | None = None) -> ModelSignature:
+    """Every input column optional, so a profile may list only the ops that ran; named outputs.
+
+    A model with an interval (``interval_quantity``) also takes the what-if and epoch request columns
+    and answers ``<quantity>_low``/``_high`` and the epoch columns (docs/whatif.md).
+    """
+    inputs = [ColSpec("double", column, required=False) for column in op_columns]
+    inputs.append(ColSpec("double", BATCH_LATENCY, required=False))
+    inputs.append(ColSpec("string", TARGET_INSTANCE, required=False))
+    inputs += [ColSpec(kind, column, required=False) for column, kind in DESCRIPTIVE_COLUMNS.items()]
+    outputs = [ColSpec("long", INPUT_ROW), ColSpec("string", TARGET_INSTANCE)]
+    outputs += [ColSpec("double", column) for column in output_op_columns]
+    outputs += [ColSpec("double", BATCH_LATENCY)] if predicts_latency else []
+    outputs.append(ColSpec("double", PREDICTED_TOTAL))
+    outputs += [ColSpec("string", TRAINED_ON)] if names_data else []  # which data the model stands on
+    if interval_quantity:
+        inputs += [ColSpec("double", column, required=False) for column in SIZE_COLUMNS]
+        outputs += [ColSpec("double", f"{interval_quantity}_{end}") for end in ("low", "high")]
+        epoch = [EPOCH_LATENCY] + ([f"{EPOCH_LATENCY}_low", f"{EPOCH_LATENCY}_high"] if interval_quantity == BATCH_LATENCY else [])
+        outputs += [ColSpec("double", column) for column in epoch] if predicts_latency else []
+    # The answer's shape: records (default), columns or totals (profcast.serve.answer_format).
+    params = ParamSchema([ParamSpec(OUTPUT_PARAM, "string", OUTPUT_SHAPES[0])])
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs), params=params)

@@ -1,0 +1,93 @@
+"""A Hydra callback that opens one MLflow parent run per -m sweep, for the jobs to nest under."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+PARENT_RUN_ENV = "PROFCAST_PARENT_RUN_ID"  # the open sweep's parent run, set in the launching process
+
+
+def sweep_parent_run_id(experiment_id: str) -> str | None:
+    """The parent run of the sweep this job belongs to (found by its sweep folder in any worker
+    process or host), or None outside a sweep."""
+    from profcast.tracking.sweep_runs import job_parent_run
+
+    return job_parent_run(experiment_id, os.environ.get(PARENT_RUN_ENV))
+
+
+class SweepParentRun(Callback):
+    """Creates the parent run before the first job; after the last, registers the best job and closes it."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from mlflow import MlflowClient
+
+        from profcast.cli import print_error
+        from profcast.errors import ProfcastError
+        from profcast.tracking.run_endings import install_stop_handlers
+        from profcast.tracking.store import configure_tracking, tracking_uri
+        from profcast.tracking.sweep_runs import SWEEP_DIR_TAG, check_launcher_store
+
+        try:
+            check_launcher_store(config, tracking_uri(config.tracking_uri))
+            # Also creates a SQLite store's schema here, once, before parallel jobs could race to.
+            experiment_id = configure_tracking(config.tracking_uri, config.mlflow_experiment)
+        except ProfcastError as error:  # a bad store stops the sweep before any job, in one line
+            print_error(error)
+            sys.exit(2)
+        swept = " ".join(str(item) for item in (config.hydra.overrides.get("task") or []))
+        run = MlflowClient().create_run(
+            experiment_id,
+            run_name=f"sweep {config.anchor}: {swept}".strip().rstrip(":"),  # the UI's one row for the sweep says what varied
+            tags={SWEEP_DIR_TAG: str(config.hydra.sweep.dir),  # how jobs in other processes find it
+                  "profcast.run_kind": "sweep",
+                  "mlflow.note.content": f"Hydra sweep `{swept}`; expand the row for its jobs."},
+        )
+        os.environ[PARENT_RUN_ENV] = run.info.run_id
+        install_stop_handlers()
+        # A sweep stopped early (bad input, Ctrl-C, SIGTERM, a job's bug, a dead worker) never reaches on_multirun_end.
+        atexit.register(_end_if_still_open, config)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        end_sweep_parent_run(config, "FINISHED")
+
+
+def end_sweep_parent_run(config: DictConfig, status: str) -> None:
+    """Register the sweep's best finished job (where one qualifies), then end the parent run with
+    ``status``; runs of jobs whose process died end KILLED."""
+    run_id = os.environ.pop(PARENT_RUN_ENV, None)
+    if run_id:
+        from mlflow.exceptions import MlflowException
+
+        from profcast.errors import ProfcastError
+        from profcast.serve.registry import register_sweep
+        from profcast.tracking.sweep_runs import end_sweep
+
+        try:
+            register_sweep(config, run_id)  # best job per anchor -> profcast-<anchor>@champion
+        except (MlflowException, ProfcastError) as error:  # the trained jobs stay logged either way
+            log.error("registry: could not register the sweep's best job: %s", error)
+        end_sweep(run_id, status)
+        if status != "FINISHED":
+            log.warning("sweep stopped early: parent run %s ended %s", run_id, status)
+
+
+def _end_if_still_open(config: DictConfig) -> None:
+    """At exit: end a parent run the sweep left open, FAILED or KILLED (after a stop signal)."""
+    if os.environ.get(PARENT_RUN_ENV):
+        from profcast.tracking.run_endings import end_active_runs, stop_status
+
+        status = stop_status()
+        end_active_runs(status)
+        try:
+            end_sweep_parent_run(config, status)
+        except Exception as error:  # at exit there is nobody left to raise to
+            log.error("could not end the sweep's parent run: %s", error)

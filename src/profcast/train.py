@@ -1,0 +1,217 @@
+"""Train and validate one anchor->target model per target instance, tracked in MLflow.
+
+    python -m profcast.train -m regressor=rf,knn,dt,lr anchor=g3s.xlarge
+
+``train(cfg)`` builds what the config names (data source, feature selection, split, regressor),
+loads and pairs everything, and only then opens runs: bad input fails before anything is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from functools import partial
+
+import hydra
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+from sklearn.base import clone
+
+from profcast.config import CONF_DIR, checked_estimator, instantiate_option
+from profcast.errors import ProfcastError
+from profcast.pipeline.evaluation import cross_validate, score, vector_frames
+from profcast.pipeline.pairing import PAIRING_MODES, PairedRuns, pair_runs, resolve_targets
+from profcast.pipeline.parallel import resolve_n_jobs
+from profcast.schema import op_part
+from profcast.tracking.store import check_experiment_name
+
+log = logging.getLogger(__name__)
+
+# Metrics averaged over targets onto the job run, so the MLflow UI compares jobs at a glance.
+JOB_METRICS = ("mape_mean", "mape_median", "wape", "total_mape", "false_nonzero_rate", "batch_latency_mape", "interval_coverage")
+
+
+@dataclass
+class Job:
+    """What one job config builds, checked before any run opens."""
+
+    pairs: dict[str, PairedRuns]  # target instance -> paired anchor/target runs
+    features: object  # has select(anchor_train_ops, target_train_ops) -> op columns
+    split: object  # has folds(keys) -> [(train_rows, test_rows)]
+    regressor: object  # an unfitted profile regressor; each fit uses a clone
+    profiles: pd.DataFrame | None = None  # the loaded table (logged as the runs' dataset input)
+    data_description: str = ""  # the source's describe(): which data, e.g. "PROFET real measurements"
+    data_kind: str = ""  # generated | real (profcast.tracking.provenance)
+    data_fingerprint: str = ""  # hash of the loaded table: jobs are comparable only with equal ones
+    data_source: str = ""  # where the table came from (a path, or the description)
+    skipped_files: list | None = None  # (file, why) a folder read left out (data.on_bad_file=skip); None: not a folder source
+    n_jobs: int = 1  # processes for a target's fits (profcast.pipeline.parallel)
+
+
+@dataclass
+class TargetResult:
+    """Everything learned and measured for one target instance."""
+
+    params: dict
+    metrics: dict
+    column_mape: pd.Series
+    predictions: pd.DataFrame
+    truth_ops: pd.DataFrame
+    predicted_ops: pd.DataFrame
+    model: object
+    input_example: pd.DataFrame
+    extras: dict | None = None  # interval and size what-if (profcast.pipeline.calibration.target_extras)
+
+
+def prepare_job(cfg: DictConfig) -> Job:
+    """Build every option and load and pair the data, so bad input fails before any run is opened."""
+    if cfg.pairing not in PAIRING_MODES:
+        raise ProfcastError(f"unknown pairing '{cfg.pairing}'; accepted: {', '.join(PAIRING_MODES)}")
+    check_experiment_name(cfg.get("mlflow_experiment"))
+    data = instantiate_option("data", cfg.data)
+    features = instantiate_option("features", cfg.features)
+    split = instantiate_option("split", cfg.split)
+    regressor = checked_estimator("regressor", cfg.regressor, instantiate_option("regressor", cfg.regressor))
+    profiles = data.load()
+    targets = resolve_targets(profiles, cfg.anchor, cfg.target)
+    pairs = {target: pair_runs(profiles, cfg.anchor, target, cfg.pairing) for target in targets}
+    for paired in pairs.values():
+        split.folds(paired.keys)  # an unknown holdout model or a single group fails here
+    skipped = getattr(data, "skipped", None)
+    if skipped:
+        log.warning("%d file(s) of %s skipped (data.on_bad_file=skip): %s", len(skipped), data.describe(),
+                    "; ".join(f"{path} ({why})" for path, why in skipped))
+    from profcast.tracking.provenance import data_fingerprint, data_kind
+
+    return Job(pairs=pairs, features=features, split=split, regressor=regressor, profiles=profiles,
+               data_description=data.describe(), data_kind=data_kind(cfg.data), data_fingerprint=data_fingerprint(profiles),
+               data_source=str(getattr(data, "path", "") or data.describe()), skipped_files=skipped,
+               n_jobs=resolve_n_jobs(cfg.get("n_jobs", "auto")))
+
+
+def evaluate_target(paired: PairedRuns, job: Job, cfg: DictConfig) -> TargetResult:
+    """Cross-validate on held-out groups, then refit on every paired row for the logged model."""
+    folds = job.split.folds(paired.keys)
+    make_regressor = partial(clone, job.regressor)  # a partial, not a lambda: worker processes get only the regressor
+    held_out = cross_validate(paired, folds, make_regressor, job.features.select, n_jobs=job.n_jobs, refit=True,
+                              progress=f"{paired.target} fits")
+    metrics, column_mape = score(held_out, paired.target_profile)
+    model, columns = held_out.refit
+    from profcast.pipeline.calibration import target_extras
+
+    whatif = cfg.get("whatif") or {}
+    extras, extra_metrics = target_extras(paired, folds, held_out, bool(whatif.get("enabled", True)), int(whatif.get("max_iter", 150)),
+                                           n_jobs=job.n_jobs)
+    metrics.update(extra_metrics)
+    anchor_frame, _ = vector_frames(paired, columns)
+    predictions = pd.concat(
+        [
+            paired.keys.iloc[held_out.truth.index].reset_index(drop=True),
+            pd.Series(held_out.fold, name="fold"),
+            held_out.truth.add_prefix("true.").reset_index(drop=True),
+            held_out.predicted.add_prefix("pred.").reset_index(drop=True),
+        ],
+        axis=1,
+    )
+    params = {
+        "anchor": paired.anchor,
+        "target": paired.target,
+        "regressor": cfg.regressor.name,
+        "features": cfg.features.name,
+        "split": cfg.split.name,
+        "pairing": paired.mode,
+        "n_pairs": len(paired),
+        "n_anchor_runs": paired.n_anchor_runs,
+        "n_folds": len(folds),
+        "n_columns": len(columns),
+    }
+    return TargetResult(
+        params=params,
+        metrics=metrics,
+        column_mape=column_mape,
+        predictions=predictions,
+        truth_ops=op_part(held_out.truth),
+        predicted_ops=op_part(held_out.predicted),
+        model=model,
+        input_example=anchor_frame.head(3),
+        extras=extras,
+    )
+
+
+def train(cfg: DictConfig) -> dict[str, dict]:
+    """Run one job: a model per target, each in a nested MLflow run. Returns metrics per target."""
+    job = prepare_job(cfg)
+    # MLflow loads slowly: import it only once the input is known to be good.
+    from profcast.progress import logging_beside_bars, track
+    from profcast.tracking import provenance
+    from profcast.tracking.runs import job_run, log_job_metrics, log_job_model, log_skipped_files, log_target_result, target_run
+    from profcast.tracking.store import configure_tracking
+    from profcast.tracking.summary import log_job_summary
+    from profcast.tracking.sweep import sweep_parent_run_id
+
+    experiment_id = configure_tracking(cfg.tracking_uri, cfg.mlflow_experiment)
+    job_name = f"{cfg.anchor} {cfg.regressor.name} {cfg.features.name} {cfg.split.name}"
+    parent_run_id = sweep_parent_run_id(experiment_id)
+    fitted: dict[str, TargetResult] = {}
+    target_runs: dict[str, str] = {}
+    data_tags = provenance.job_tags(job.data_description, job.data_kind, job.data_fingerprint, cfg.anchor, job.pairs)
+    dataset = provenance.dataset_input(job.profiles, f"{cfg.data.name}-{job.data_fingerprint[:8]}", job.data_source)
+    log.info("[%s] data: %s", job_name, provenance.trained_on(job.data_description, job.data_kind, job.data_fingerprint))
+    if job.data_kind == provenance.GENERATED:
+        log.warning("[%s] %s (data=profet or data=file for real profiles)", job_name, provenance.GENERATED_WARNING)
+    data_params = {"data_kind": job.data_kind, "data_fingerprint": job.data_fingerprint}
+    with logging_beside_bars(), job_run(experiment_id, job_name, cfg, parent_run_id, data_tags, data_params, dataset) as job_run_id:
+        if job.skipped_files is not None:
+            log_skipped_files(job.skipped_files)
+        for number, (target, paired) in enumerate(track(job.pairs.items(), f"{job_name}: targets"), start=1):
+            log.info("[%s] target %d/%d %s: %d pairs (%s pairing)", job_name, number, len(job.pairs), target, len(paired), paired.mode)
+            result = evaluate_target(paired, job, cfg)
+            with target_run(experiment_id, f"{cfg.anchor} -> {target} ({cfg.regressor.name})", data_tags, dataset) as run_id:
+                log_target_result(result, cfg)
+            target_runs[target], fitted[target] = run_id, result
+            log.info("[%s] target %s: wape %.1f%%, median column MAPE %.1f%%", job_name, target, result.metrics["wape"], result.metrics["mape_median"])
+        results = {target: result.metrics for target, result in fitted.items()}
+        job_means = {
+            f"mean_{name}": float(np.nanmean([metrics.get(name, np.nan) for metrics in results.values()]))
+            for name in JOB_METRICS
+            if any(name in metrics for metrics in results.values())
+        }
+        log_job_metrics(job_means)
+        log_job_summary(results, job_name)  # targets.csv, targets.md, targets.png on the job run
+        if cfg.log_model:
+            metadata = {"data": job.data_description, "data_kind": job.data_kind, "data_fingerprint": job.data_fingerprint,
+                        "job_run_id": job_run_id, "regressor": cfg.regressor.name}
+            log_job_model(cfg.anchor, fitted, target_runs, metadata)  # one servable model: every target of this anchor
+    if cfg.log_model and (cfg.get("registry") or {}).get("register_single") and not parent_run_id:
+        from profcast.serve.registry import register_job
+
+        register_job(job_run_id, cfg.registry.get("alias", "champion"), cfg.registry.get("metric"))
+    log.info("[%s] done: mean wape over %d targets %.1f%%", job_name, len(results), job_means.get("mean_wape", float("nan")))
+    return results
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def main(cfg: DictConfig) -> None:
+    """Command-line entry point: user errors become one line on stderr and exit code 2; Ctrl-C and
+    SIGTERM end the open runs KILLED (exit 130/143). A sweep's parent run is ended by its callback."""
+    from profcast.tracking.run_endings import run_job
+
+    code = run_job(train, cfg)
+    if code:
+        sys.exit(code)
+
+
+def run_command() -> None:
+    """``python -m profcast.train`` (and the checkout's ``python -m src.train``): exit with the job's code."""
+    from profcast.cli import exit_code
+    from profcast.tracking.run_endings import RUNS_KILLED_NOTE
+
+    # A parallel sweep's parent waits for its workers inside the launcher: a stop there is not inside
+    # any job's run_job. Its jobs end their own runs; the sweep's callback ends the parent run at exit.
+    sys.exit(exit_code(lambda _argv: main(), stop_note=RUNS_KILLED_NOTE))
+
+
+if __name__ == "__main__":
+    run_command()
