@@ -14,6 +14,6 @@ ui:  ## the MLflow UI on this project's runs
 benchmark:  ## accuracy benchmark on the real PROFET data (../shared)
 	python -m benchmarks.accuracy --json benchmarks/results/accuracy-profiles.json
 tracking-server:  ## shared MLflow server on PostgreSQL (PROFCAST_SERVER_PORT, PROFCAST_SERVER_DIR; docs/cluster.md)
-	python -m profcast.tracking.server start
+	python -m profcast.servers.tracking_server start
 tracking-server-stop:  ## stop the shared tracking server and its PostgreSQL
-	python -m profcast.tracking.server stop
+	python -m profcast.servers.tracking_server stop

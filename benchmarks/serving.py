@@ -112,7 +112,7 @@ def main(argv=None) -> int:
 
     import mlflow
 
-    from profcast.serve.model_server import ModelServer
+    from profcast.servers.model_server import ModelServer
 
     temporary = None
     if args.model is None:

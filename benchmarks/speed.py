@@ -151,7 +151,7 @@ def serving_rows(champion: str, work: Path) -> list[str]:
 
     from benchmarks.serving import http_caller
     from profcast.serve.answer_format import OUTPUT_PARAM, OUTPUT_SHAPES
-    from profcast.serve.model_server import ModelServer
+    from profcast.servers.model_server import ModelServer
 
     print("timing serving ...", flush=True)
     model = mlflow.pyfunc.load_model(champion)

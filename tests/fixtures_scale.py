@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from profcast.serve.model_server import free_loopback_port
-from profcast.tracking import server as tracking_server
+from profcast.servers.model_server import free_loopback_port
+from profcast.servers import tracking_server
 from tests.conftest import REPO
 
 SCALE_MODULES = ("ray", "psycopg2", "hydra_plugins.hydra_joblib_launcher", "hydra_plugins.hydra_ray_launcher")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from profcast.errors import ProfcastError
-from profcast.serve.model_server import free_loopback_port
+from profcast.servers.model_server import free_loopback_port
 from profcast.tracking.run_endings import run_job
 from profcast.train import train
 from tests.bad_input_cases import (BAD_EXPORTS, craft_model_folders, error_lines, run_command, runs_in, signal_group,
@@ -295,7 +295,7 @@ HTTP_CASES = {
 def server(trained, tmp_path_factory):
     import os
 
-    from profcast.serve.model_server import ModelServer
+    from profcast.servers.model_server import ModelServer
 
     bin_dir = str(Path(sys.executable).parent)  # uvicorn lives beside the interpreter
     env = {"MLFLOW_TRACKING_URI": trained["uri"], "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
@@ -383,7 +383,7 @@ def test_predict_cli_refuses_crafted_model(name, crafted, trained, tmp_path):
 def test_models_serve_refuses_crafted_model(crafted, trained, tmp_path):
     import os
 
-    from profcast.serve.model_server import ModelServer
+    from profcast.servers.model_server import ModelServer
 
     env = {"PYTHONPATH": str(crafted["payload"]), "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
     log = tmp_path / "serve.log"

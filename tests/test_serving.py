@@ -12,7 +12,7 @@ import pytest
 
 from profcast.serve.registry import champion_uri
 from profcast.serve.job_model import JOB_MODEL_NAME
-from profcast.serve.model_server import ModelServer
+from profcast.servers.model_server import ModelServer
 from profcast.serve.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE, TRAINED_ON
 from profcast.tracking.sweep import PARENT_RUN_ENV, SweepParentRun
 from profcast.train import train

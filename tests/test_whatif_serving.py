@@ -17,7 +17,7 @@ from profcast.ingest.sources import EmbeddedData
 from profcast.predict import main
 from profcast.schema import BATCH_LATENCY
 from profcast.serve.job_model import JobModel
-from profcast.serve.model_server import ModelServer
+from profcast.servers.model_server import ModelServer
 from profcast.serve.requests import EPOCH_LATENCY, INPUT_ROW, SAMPLES_PER_EPOCH, TARGET_INSTANCE, WHATIF_BATCHSIZE, WHATIF_INPUT_SIZE
 from tests.conftest import train_into_fresh_store
 

@@ -1,4 +1,3 @@
 """Serving forecasts: ``job_model`` (the servable model, loaded without pickle), ``requests`` (request
 checks and the model signature), ``registry`` (the champion alias), ``profile_input`` (reading a
-user's profile file), ``recommend`` (ranking instances by predicted step time, cost), and
-``model_server`` (a local ``mlflow models serve`` for tests and benchmarks)."""
+user's profile file) and ``recommend`` (ranking instances by predicted step time, cost)."""

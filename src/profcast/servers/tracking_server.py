@@ -1,6 +1,6 @@
 """Start, stop and report a shared MLflow tracking server on a PostgreSQL store.
 
-    python -m profcast.tracking.server start|stop|status      (or: make tracking-server / tracking-server-stop)
+    python -m profcast.servers.tracking_server start|stop|status      (or: make tracking-server / tracking-server-stop)
 
 A sweep whose jobs run in several processes or on several hosts needs one store they can all
 write to at once; a SQLite file is not that. This module keeps, in one data folder
@@ -33,7 +33,7 @@ from pathlib import Path
 
 from profcast.config import REPO_ROOT
 from profcast.errors import ProfcastError
-from profcast.serve.model_server import free_loopback_port
+from profcast.servers.model_server import free_loopback_port
 
 log = logging.getLogger(__name__)
 
