@@ -37,7 +37,7 @@ def train_job_model(regressor: str) -> str:
     """
     import mlflow
 
-    from profcast.serve.job_model import JOB_MODEL_NAME, JOB_MODEL_TAG
+    from profcast.jobmodel.storage import JOB_MODEL_NAME, JOB_MODEL_TAG
 
     command = [sys.executable, "-m", "profcast.train", f"anchor={ANCHOR}", f"regressor={regressor}"]
     trained = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
@@ -49,8 +49,8 @@ def train_job_model(regressor: str) -> str:
 
 def request_rows(model) -> pd.DataFrame:
     """The anchor's embedded profiles, restricted to the model's input columns, as request rows."""
-    from profcast.ingest.embedded import load_embedded_profiles
-    from profcast.serve.requests import model_op_columns
+    from profcast.datasets.embedded import load_embedded_profiles
+    from profcast.jobmodel.requests import model_op_columns
 
     profiles = load_embedded_profiles()
     anchor = profiles[profiles["instance_name"] == ANCHOR]

@@ -136,8 +136,8 @@ def trivial_model_uri(signature=None) -> str:
 
 def request_frames(model) -> dict:
     """Anchor profiles of the embedded data, as requests of each size (rows drawn with replacement)."""
-    from profcast.ingest.embedded import load_embedded_profiles
-    from profcast.serve.requests import model_op_columns
+    from profcast.datasets.embedded import load_embedded_profiles
+    from profcast.jobmodel.requests import model_op_columns
 
     profiles = load_embedded_profiles()
     anchor = profiles[profiles["instance_name"] == ANCHOR]
@@ -150,7 +150,7 @@ def serving_rows(champion: str, work: Path) -> list[str]:
     import mlflow
 
     from benchmarks.serving import http_caller
-    from profcast.serve.answer_format import OUTPUT_PARAM, OUTPUT_SHAPES
+    from profcast.jobmodel.answer_format import OUTPUT_PARAM, OUTPUT_SHAPES
     from profcast.servers.model_server import ModelServer
 
     print("timing serving ...", flush=True)

@@ -136,7 +136,7 @@ def craft_model_folders(good_model: Path, folder: Path, marker: Path) -> dict[st
         else:
             (target / "python_model.pkl").write_bytes(pickle.dumps(FilePlantingPickle(marker)))
             mlmodel = (target / "MLmodel").read_text()
-            mlmodel = mlmodel.replace("loader_module: profcast.serve.job_model", "loader_module: mlflow.pyfunc.model\n    python_model: python_model.pkl")
+            mlmodel = mlmodel.replace("loader_module: profcast.serve.loader", "loader_module: mlflow.pyfunc.model\n    python_model: python_model.pkl")
             (target / "MLmodel").write_text(mlmodel)
         crafted[name] = target
     return crafted

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-import profcast.ingest.embedded as embedded
-from profcast.ingest.embedded import (
+import profcast.datasets.embedded as embedded
+from profcast.datasets.embedded import (
     REPO_ROOT,
     embedded_cache_path,
     embedded_tree_path,

@@ -19,7 +19,7 @@ import yaml
 
 from profcast.config import CONF_DIR, cache_root
 from profcast.progress import attached_to_terminal, track
-from profcast.serve.registry import best_runs_by_anchor, champion_uri
+from profcast.registration.champion import best_runs_by_anchor, champion_uri
 from profcast.tracking import provenance
 from profcast.tracking.store import DEFAULT_TRACKING_URI, tracking_uri
 from profcast.train import train
@@ -201,7 +201,7 @@ def test_progress_in_a_worker_process_logs_lines_even_on_a_terminal():
 # --- examples and MLproject -------------------------------------------------------------------------
 
 def test_example_profiles_are_the_generated_anchor_run_and_the_request_is_a_full_profile():
-    from profcast.ingest.embedded import load_embedded_profiles
+    from profcast.datasets.embedded import load_embedded_profiles
     from profcast.ingest.profile_files import read_profile_file
     from profcast.schema import BATCH_LATENCY, op_columns
 

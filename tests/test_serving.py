@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from profcast.serve.registry import champion_uri
-from profcast.serve.job_model import JOB_MODEL_NAME
+from profcast.registration.champion import champion_uri
+from profcast.jobmodel.storage import JOB_MODEL_NAME
 from profcast.servers.model_server import ModelServer
-from profcast.serve.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE, TRAINED_ON
+from profcast.jobmodel.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE, TRAINED_ON
+from profcast.registration.callback import RegisterChampion
 from profcast.tracking.sweep import PARENT_RUN_ENV, SweepParentRun
 from profcast.train import train
 from tests.conftest import compose_train, store_and_profiles
@@ -39,6 +40,7 @@ def sweep(tmp_path_factory, empty_tracking_database):
         patch.setenv(PARENT_RUN_ENV, parent.info.run_id)
         for config in cfg.values():
             train(config)
+        RegisterChampion().on_multirun_start(cfg["ratio"])  # as Hydra calls the callbacks train.yaml lists
         SweepParentRun().on_multirun_end(cfg["ratio"])
         jobs = mlflow.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
         yield {"uri": uri, "folder": folder, "jobs": jobs, "parent_run_id": parent.info.run_id, "profiles": profiles}

@@ -4,6 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
+
+from profcast.serve.loader import ServedJobModel
 from sklearn.base import clone
 from sklearn.linear_model import LinearRegression
 from sklearn.neighbors import KNeighborsRegressor
@@ -11,10 +13,11 @@ from sklearn.neighbors import KNeighborsRegressor
 from profcast.models.profile_regressor import ProfileRegressor, _apply_latency_mapping
 from profcast.pipeline.pairing import pair_runs
 from profcast.schema import BATCH_LATENCY
-from profcast.serve.answer_format import OUTPUT_PARAM
-from profcast.serve.job_model import JobModel, load_job_model_folder, save_job_model
-from profcast.serve.one_thread import OpenMPLimit
-from profcast.serve.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE
+from profcast.jobmodel.answer_format import OUTPUT_PARAM
+from profcast.jobmodel.model import JobModel
+from profcast.jobmodel.storage import load_job_model_folder, save_job_model
+from profcast.jobmodel.one_thread import OpenMPLimit
+from profcast.jobmodel.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE
 from tests.conftest import synthetic_profiles
 
 ANCHOR = "slow.gpu"
@@ -120,5 +123,5 @@ def test_answer_shapes_carry_the_same_numbers(pairs):
 def test_an_unknown_answer_shape_is_a_bad_request(pairs):
     job, _ = knn_job(pairs)
     with pytest.raises(MlflowException, match="param 'output' is 'csv'; accepted: records, columns, totals") as caught:
-        job.predict(pairs[TARGETS[0]].anchor_profile.head(1), params={OUTPUT_PARAM: "csv"})
+        ServedJobModel(job).predict(pairs[TARGETS[0]].anchor_profile.head(1), params={OUTPUT_PARAM: "csv"})
     assert caught.value.get_http_status_code() == 400

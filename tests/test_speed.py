@@ -14,8 +14,9 @@ from profcast.pipeline.features import AllColumns
 from profcast.pipeline.pairing import pair_runs
 from profcast.pipeline.splits import GroupSplit
 from profcast.schema import BATCH_LATENCY
-from profcast.serve.job_model import JobModel, load_job_model_folder, save_job_model, use_one_thread
-from profcast.serve.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE, checked_anchor_profiles, requested_targets
+from profcast.jobmodel.model import JobModel, use_one_thread
+from profcast.jobmodel.storage import load_job_model_folder, save_job_model
+from profcast.jobmodel.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE, checked_anchor_profiles, requested_targets
 from profcast.train import train
 from tests.conftest import synthetic_profiles
 

@@ -12,13 +12,15 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
+from profcast.serve.loader import ServedJobModel
+
 from profcast.cli import exit_code
-from profcast.ingest.sources import EmbeddedData
+from profcast.datasets.sources import EmbeddedData
 from profcast.predict import main
 from profcast.schema import BATCH_LATENCY
-from profcast.serve.job_model import JobModel
+from profcast.jobmodel.model import JobModel
 from profcast.servers.model_server import ModelServer
-from profcast.serve.requests import EPOCH_LATENCY, INPUT_ROW, SAMPLES_PER_EPOCH, TARGET_INSTANCE, WHATIF_BATCHSIZE, WHATIF_INPUT_SIZE
+from profcast.jobmodel.requests import EPOCH_LATENCY, INPUT_ROW, SAMPLES_PER_EPOCH, TARGET_INSTANCE, WHATIF_BATCHSIZE, WHATIF_INPUT_SIZE
 from tests.conftest import train_into_fresh_store
 
 ANCHOR = "g3s.xlarge"
@@ -43,8 +45,8 @@ def job(tmp_path_factory, empty_tracking_database):
 
 
 def job_model(job) -> JobModel:
-    model = job["pyfunc"]._model_impl
-    return model if isinstance(model, JobModel) else model.python_model
+    served = job["pyfunc"]._model_impl  # MLflow's wrapper around profcast.serve.loader's ServedJobModel
+    return served.job_model
 
 
 def request(job, rows=(0, 7, 20), **columns) -> pd.DataFrame:
@@ -99,7 +101,7 @@ def test_only_a_leading_number_of_a_dataset_name_is_an_input_size():
 
 def test_targets_that_bound_another_quantity_answer_null_bounds(tmp_path):
     from profcast.models.intervals import ConformalInterval
-    from profcast.serve.forecast_extras import QUANTITY_KEY, save_extras
+    from profcast.jobmodel.forecast_extras import QUANTITY_KEY, save_extras
 
     interval = ConformalInterval().fit(np.linspace(-0.2, 0.2, 50))
     extras = {"a": {"quantity": BATCH_LATENCY, "interval": interval, "whatif": None, "whatif_interval": None, "moves": {}},
@@ -153,18 +155,18 @@ def test_whatif_at_twice_the_batch_moves_step_time_the_measured_way(job):
 ])
 def test_bad_sizes_are_one_line_400s(job, columns, words):
     with pytest.raises(MlflowException) as raised:
-        job_model(job).predict(request(job, rows=[0]).assign(**columns))
+        ServedJobModel(job_model(job)).predict(request(job, rows=[0]).assign(**columns))
     assert raised.value.error_code == "INVALID_PARAMETER_VALUE" and words in raised.value.message and "\n" not in raised.value.message
 
 
 def test_whatif_needs_the_profiled_batch_size_and_a_model_with_a_whatif(job):
     model = job_model(job)
     with pytest.raises(MlflowException, match="needs the profiled batch size"):
-        model.predict(request(job, rows=[0]).drop(columns=["batchsize"]).assign(**{WHATIF_BATCHSIZE: 128}))
+        ServedJobModel(model).predict(request(job, rows=[0]).drop(columns=["batchsize"]).assign(**{WHATIF_BATCHSIZE: 128}))
     without = JobModel(model.anchor, model.models, model.op_columns, model.output_op_columns, model.predicts_latency, None,
                        {target: {**extras, "whatif": None} for target, extras in model.extras.items()}, model.interval_quantity)
     with pytest.raises(MlflowException, match="trained without one"):
-        without.predict(request(job, rows=[0]).assign(**{WHATIF_BATCHSIZE: 128}))
+        ServedJobModel(without).predict(request(job, rows=[0]).assign(**{WHATIF_BATCHSIZE: 128}))
 
 
 def test_server_answers_a_whatif_and_refuses_a_bad_one(job):

@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 
-from profcast.errors import ProfcastError
+from profcast.errors import ProfcastError, print_error
 
 EXIT_BROKEN_PIPE = 141  # the shell's code for a writer whose reader closed the pipe (128 + SIGPIPE)
 # profcast <command> -> the module whose main(argv) runs it (train is Hydra's and reads sys.argv).
@@ -24,12 +24,6 @@ COMMANDS = {
     "generate": "profcast.generate.__main__",
     "convert": "profcast.convert",
 }
-
-
-def print_error(error) -> None:
-    """The one-line form of a user error."""
-    message = " ".join(str(getattr(error, "message", error)).split("\n")).strip()
-    print(f"profcast: error: {message}", file=sys.stderr)
 
 
 def exit_code(main, argv=None, stop_note: str = "") -> int:
@@ -49,7 +43,7 @@ def exit_code(main, argv=None, stop_note: str = "") -> int:
         print_error(error)
         return 2
     except KeyboardInterrupt as stop:  # Ctrl-C (130), or SIGTERM where a command turned it into a stop (143)
-        from profcast.tracking.run_endings import stop_exit_code
+        from profcast.stops import stop_exit_code
 
         return stop_exit_code(stop, note=stop_note)
 

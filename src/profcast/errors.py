@@ -13,3 +13,11 @@ def first_line(error: BaseException) -> str:
     """The first line of an exception's message (MLflow's messages run to paragraphs)."""
     text = str(getattr(error, "message", None) or error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def print_error(error) -> None:
+    """Print a user error in its one-line form, ``profcast: error: ...``, on stderr."""
+    import sys
+
+    message = " ".join(str(getattr(error, "message", error)).split("\n")).strip()
+    print(f"profcast: error: {message}", file=sys.stderr)

@@ -13,7 +13,7 @@ import logging
 from profcast.cli import run_cli
 from profcast.config import compose_train_config
 from profcast.errors import ProfcastError
-from profcast.serve.registry import DEFAULT_ALIAS, DEFAULT_METRIC, register_champions, register_job, store_errors_as_user_errors
+from profcast.registration.champion import DEFAULT_ALIAS, DEFAULT_METRIC, register_champions, register_job, store_errors_as_user_errors
 
 
 def main(argv=None) -> int:

@@ -185,7 +185,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
                         "job_run_id": job_run_id, "regressor": cfg.regressor.name}
             log_job_model(cfg.anchor, fitted, target_runs, metadata)  # one servable model: every target of this anchor
     if cfg.log_model and (cfg.get("registry") or {}).get("register_single") and not parent_run_id:
-        from profcast.serve.registry import register_job
+        from profcast.registration.champion import register_job
 
         register_job(job_run_id, cfg.registry.get("alias", "champion"), cfg.registry.get("metric"))
     log.info("[%s] done: mean wape over %d targets %.1f%%", job_name, len(results), job_means.get("mean_wape", float("nan")))
@@ -206,7 +206,7 @@ def main(cfg: DictConfig) -> None:
 def run_command() -> None:
     """``python -m profcast.train`` (and the checkout's ``python -m src.train``): exit with the job's code."""
     from profcast.cli import exit_code
-    from profcast.tracking.run_endings import RUNS_KILLED_NOTE
+    from profcast.stops import RUNS_KILLED_NOTE
 
     # A parallel sweep's parent waits for its workers inside the launcher: a stop there is not inside
     # any job's run_job. Its jobs end their own runs; the sweep's callback ends the parent run at exit.

@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 from profcast.models.transfer import time_kinds
 from profcast.schema import BATCH_LATENCY, WORKLOAD_KEYS, aligned_ops, op_part
 
+LARGEST_MOVE = 4  # size moves of 2^4 and beyond share one interval stratum
 JOB_KEYS = ["dataset", "model", "optimizer"]  # one job: batch size and input size may vary
 MAX_OP_CODES = 254
 NO_SIZE_PAIRS = "no job was profiled at two sizes on the target"  # SizeWhatIf.fit's ValueError starts so
@@ -50,10 +51,10 @@ def size_features(batch, dataset, new_batch, new_dataset) -> np.ndarray:
     size = np.array([input_size(d) for d in np.asarray(dataset)], dtype=float)
     new_size = np.array([input_size(d) for d in np.asarray(new_dataset)], dtype=float)
     with np.errstate(invalid="ignore"):
-        log_size, size_move = np.log2(size), np.log2(new_size / size)
+        log_size, log_size_move = np.log2(size), np.log2(new_size / size)
     log_size = np.where(np.isfinite(log_size), log_size, -1.0)
-    size_move = np.where(np.isfinite(size_move), size_move, 0.0)
-    return np.column_stack([np.log2(batch), log_size, np.log2(new_batch / batch), size_move])
+    log_size_move = np.where(np.isfinite(log_size_move), log_size_move, 0.0)
+    return np.column_stack([np.log2(batch), log_size, np.log2(new_batch / batch), log_size_move])
 
 
 def run_features(anchor_profile: pd.DataFrame, op_columns: list[str]) -> np.ndarray:
@@ -219,3 +220,12 @@ class SizeWhatIf(BaseEstimator):
             min_samples_leaf=min(20, max(5, n_samples // 20)), categorical_features=categorical,
             loss="absolute_error", early_stopping=False, random_state=self.random_state,
         )
+
+
+def size_move(batch, size, new_batch, new_size) -> np.ndarray:
+    """Interval stratum of a size move: round(|log2 b'/b| + |log2 s'/s|), unknown input sizes counting 0, capped at 4."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        batch_move = np.abs(np.log2(np.asarray(new_batch, float) / np.asarray(batch, float)))
+        size_move_ = np.abs(np.log2(np.asarray(new_size, float) / np.asarray(size, float)))
+    total = np.nan_to_num(batch_move, nan=0.0) + np.nan_to_num(size_move_, nan=0.0)
+    return np.minimum(np.round(total), LARGEST_MOVE).astype(int)

@@ -21,26 +21,16 @@ import numpy as np
 import pandas as pd
 
 from profcast.models.intervals import ConformalInterval, coverage, log_residuals, mean_width
-from profcast.models.whatif import NO_SIZE_PAIRS, SizeWhatIf, input_size, workload_medians
+from profcast.models.whatif import NO_SIZE_PAIRS, SizeWhatIf, input_size, size_move, workload_medians
 from profcast.pipeline.metrics import mape
 from profcast.schema import BATCH_LATENCY, WORKLOAD_KEYS
 
 log = logging.getLogger(__name__)
 
-LARGEST_MOVE = 4  # size moves of 2^4 and beyond share one interval stratum
 # The what-if interval is calibrated on at most this many folds: held-out groups (models) are dealt
 # round-robin into them, so each calibration fit still never sees the models it is scored on, at a
 # third of leave-one-model-out's fits on the 12 PROFET models.
 WHATIF_CALIBRATION_FOLDS = 4
-
-
-def size_move(batch, size, new_batch, new_size) -> np.ndarray:
-    """Interval stratum of a size move: round(|log2 b'/b| + |log2 s'/s|), unknown input sizes counting 0, capped at 4."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        batch_move = np.abs(np.log2(np.asarray(new_batch, float) / np.asarray(batch, float)))
-        size_move_ = np.abs(np.log2(np.asarray(new_size, float) / np.asarray(size, float)))
-    total = np.nan_to_num(batch_move, nan=0.0) + np.nan_to_num(size_move_, nan=0.0)
-    return np.minimum(np.round(total), LARGEST_MOVE).astype(int)
 
 
 def size_grid(keys: pd.DataFrame) -> dict[str, bool]:

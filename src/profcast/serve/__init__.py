@@ -1,3 +1,4 @@
-"""Serving forecasts: ``job_model`` (the servable model, loaded without pickle), ``requests`` (request
-checks and the model signature), ``registry`` (the champion alias), ``profile_input`` (reading a
-user's profile file) and ``recommend`` (ranking instances by predicted step time, cost)."""
+"""Serving forecasts: ``loader`` (MLflow's loader_module: the job model with 400s for bad requests),
+``model_folder`` (a model folder checked, then loaded with profcast's own code), ``model_info`` (which
+model and data a forecast stands on), ``profile_input`` (a user's profile file) and ``recommend``
+(instances ranked by predicted step time and cost)."""

@@ -1,9 +1,11 @@
-"""Check a model folder before anything of it is loaded: it must be a profcast job model and nothing else.
+"""Check a model folder before anything of it is loaded, and load it with profcast's own code.
 
 MLflow would load whatever the folder's ``MLmodel`` names (a cloudpickled Python object, code added
-to ``sys.path``). ``profcast.predict`` first fetches the folder, reads ``MLmodel`` as YAML, requires our
-``loader_module`` with no code or pickle of its own, and checks every skops file's types; only then
-does MLflow load it.
+to ``sys.path``). profcast's commands first fetch the folder, read ``MLmodel`` as YAML, require our
+``loader_module`` (or the one models logged before the rename name) and no pickled Python model, and
+check every skops file's types. They then build the model from its data folder with the profcast that
+runs them: the copy of profcast a model carries (``code``, for ``mlflow models serve`` in an
+environment of its own) is never imported here.
 """
 
 from __future__ import annotations
@@ -11,35 +13,87 @@ from __future__ import annotations
 from pathlib import Path
 
 from profcast.errors import ProfcastError
+from profcast.jobmodel.legacy import LEGACY_LOADER_MODULE
+from profcast.jobmodel.storage import LOADER_MODULE
 
-LOADER_MODULE = "profcast.serve.job_model"
-# MLmodel keys of the python_function flavour that would run or import the folder's own code.
-CODE_KEYS = ("code", "python_model", "cloudpickle_version", "model_code_path", "model_config")
+LOADER_MODULES = (LOADER_MODULE, LEGACY_LOADER_MODULE)
+# MLmodel keys of the python_function flavour that would unpickle or run a model of another kind.
+FOREIGN_MODEL_KEYS = ("python_model", "cloudpickle_version", "model_code_path", "model_config")
 
 
 def checked_model_folder(folder, shown: str | None = None) -> Path:
     """The folder, once its MLmodel names profcast's loader and its data folder checks out; else a one-line error."""
-    import yaml
+    _checked_spec(Path(folder), shown or str(folder))
+    return Path(folder)
+
+
+def load_checked_model(folder, shown: str | None = None):
+    """The job model in ``folder`` as an MLflow ``PyFuncModel`` (signature checks included), built by
+    this process's profcast from the checked data folder; the folder's own code is not run."""
+    from mlflow.models import Model
+    from mlflow.pyfunc import PyFuncModel
+
+    from profcast.jobmodel.storage import load_job_model_folder
+    from profcast.serve.loader import ServedJobModel
 
     folder = Path(folder)
-    shown = shown or str(folder)
+    data = _checked_spec(folder, shown or str(folder))
+    return PyFuncModel(model_meta=Model.load(str(folder / "MLmodel")), model_impl=ServedJobModel(load_job_model_folder(data)))
+
+
+def _checked_spec(folder: Path, shown: str) -> Path:
+    """The model's checked data folder."""
+    import yaml
+
     mlmodel = folder / "MLmodel"
     try:
         spec = yaml.safe_load(mlmodel.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ProfcastError(f"{shown}: not an MLflow model folder (MLmodel unreadable: {getattr(error, 'strerror', None) or error})") from None
     flavour = (spec or {}).get("flavors", {}).get("python_function") if isinstance(spec, dict) else None
-    if not isinstance(flavour, dict) or flavour.get("loader_module") != LOADER_MODULE:
+    if not isinstance(flavour, dict) or flavour.get("loader_module") not in LOADER_MODULES:
         raise ProfcastError(f"{shown}: not a profcast job model (its MLmodel does not load through {LOADER_MODULE}); "
                             "refusing to load it, as MLflow would run the folder's own code or pickle")
-    own_code = [key for key in CODE_KEYS if flavour.get(key)]
+    foreign = [key for key in FOREIGN_MODEL_KEYS if flavour.get(key)]
     extra_flavours = sorted(set(spec["flavors"]) - {"python_function"})
-    if own_code or extra_flavours:
-        raise ProfcastError(f"{shown}: refusing a job model that carries code or other flavours ({', '.join(own_code + extra_flavours)})")
+    if foreign or extra_flavours:
+        raise ProfcastError(f"{shown}: refusing a job model that carries a pickled model or other flavours ({', '.join(foreign + extra_flavours)})")
+    code = flavour.get("code")
+    if code and not (folder / str(code)).resolve().is_relative_to(folder.resolve()):
+        raise ProfcastError(f"{shown}: its MLmodel code folder {code!r} is outside the model folder")
     data = folder / str(flavour.get("data") or "")
     if not flavour.get("data") or not data.resolve().is_relative_to(folder.resolve()) or not data.is_dir():
         raise ProfcastError(f"{shown}: its MLmodel data folder {flavour.get('data')!r} is missing or outside the model folder")
-    from profcast.serve.job_model import check_job_model_folder
+    from profcast.jobmodel.storage import check_job_model_folder
 
     check_job_model_folder(data)
-    return folder
+    return data
+
+
+def load_job_model(model_uri: str | None, anchor: str):
+    """The job model at ``model_uri``, or the anchor's registered champion; one-line errors."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from profcast.registration.champion import champion_uri, registered_name
+
+    uri = model_uri or champion_uri(anchor)
+    try:
+        # Fetch and check the folder first: MLflow would load whatever its MLmodel names.
+        model = load_checked_model(mlflow.artifacts.download_artifacts(artifact_uri=uri), shown=uri)
+    except MlflowException as error:
+        if model_uri is None:
+            raise ProfcastError(
+                f"no model registered as {registered_name(anchor)}@champion in {mlflow.get_tracking_uri()}; "
+                f"run the sweep first, e.g. python -m profcast.train -m anchor={anchor} regressor=rf,knn,ratio, "
+                "or pass --model URI"
+            ) from None
+        raise ProfcastError(f"cannot load model {uri}: {error.message.splitlines()[0]}") from None
+    except OSError as error:
+        raise ProfcastError(f"cannot load model {uri}: {error}") from None
+    model_anchor = (model.metadata.metadata or {}).get("anchor")
+    if model_anchor is None:
+        raise ProfcastError(f"{uri} is not a profcast job model (no anchor in its metadata); pass a runs:/<job run>/profcast or models:/ URI")
+    if model_anchor != anchor:
+        raise ProfcastError(f"{uri} predicts from profiles taken on {model_anchor}, not {anchor}; pass --anchor {model_anchor} or another model")
+    return model, uri

@@ -30,7 +30,7 @@ def predict_targets(model, profile: pd.DataFrame, anchor: str, sizes: dict | Non
     """
     from mlflow.exceptions import MlflowException
 
-    from profcast.serve.requests import WHATIF_BATCHSIZE, checked_anchor_profiles, model_op_columns, unknown_columns
+    from profcast.jobmodel.requests import WHATIF_BATCHSIZE, checked_anchor_profiles, model_op_columns, unknown_columns
 
     schema = model.metadata.get_input_schema()
     op_columns = model_op_columns(schema)
@@ -59,7 +59,7 @@ def load_catalogue(path=INSTANCE_CATALOGUE) -> dict[str, dict]:
 def recommendation_table(predicted: pd.DataFrame, anchor: str, measured_latency: float | None,
                          batchsize: int | None, dataset_size: int, catalogue: dict) -> pd.DataFrame:
     """One row per instance (targets predicted, the anchor measured when known), fastest first."""
-    from profcast.serve.requests import TARGET_INSTANCE
+    from profcast.jobmodel.requests import TARGET_INSTANCE
 
     if BATCH_LATENCY not in predicted:
         raise ProfcastError("this model does not predict batch_latency (its training data had none); nothing to rank")
@@ -165,7 +165,7 @@ def whatif_request(anchor_profile, batchsize: int | None, input_size: int | None
     A profile without a batch size takes --batchsize as its own (epoch time only), as before what-ifs.
     """
     from profcast.models.whatif import input_size as size_of
-    from profcast.serve.requests import WHATIF_BATCHSIZE, WHATIF_INPUT_SIZE
+    from profcast.jobmodel.requests import WHATIF_BATCHSIZE, WHATIF_INPUT_SIZE
 
     sizes, notes = {}, []
     if batchsize and anchor_profile.batchsize and batchsize != anchor_profile.batchsize:
@@ -191,7 +191,7 @@ def recommend(args) -> str:
     """Everything the CLI does, returning the text it prints (errors raise ProfcastError)."""
     from profcast.config import compose_train_config
     from profcast.serve.model_info import model_lines, training_data_line
-    from profcast.serve.registry import load_job_model
+    from profcast.serve.model_folder import load_job_model
     from profcast.tracking.store import use_store
 
     if args.dataset_size <= 0:

@@ -15,8 +15,8 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from omegaconf import DictConfig, OmegaConf
 
 from profcast.schema import BATCH_LATENCY, op_part, union_columns
-from profcast.serve.answer_format import OUTPUT_PARAM, OUTPUT_SHAPES
-from profcast.serve.requests import DESCRIPTIVE_COLUMNS, EPOCH_LATENCY, INPUT_ROW, PREDICTED_TOTAL, SIZE_COLUMNS, TARGET_INSTANCE, TRAINED_ON
+from profcast.jobmodel.answer_format import OUTPUT_PARAM, OUTPUT_SHAPES
+from profcast.jobmodel.requests import DESCRIPTIVE_COLUMNS, EPOCH_LATENCY, INPUT_ROW, PREDICTED_TOTAL, SIZE_COLUMNS, TARGET_INSTANCE, TRAINED_ON
 from profcast.tracking import plots
 
 
@@ -103,13 +103,32 @@ def log_target_result(result, cfg: DictConfig) -> None:
         plots.log_target_figures(result.truth_ops, result.predicted_ops, result.column_mape, title)
 
 
+# What the served model imports (profcast.serve.loader and below), pinned as installed here. A test
+# loads a logged model in a Python that has only these and the model's own copy of profcast.
+SERVING_PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy", "threadpoolctl", "pyyaml")
+
+
 def model_requirements() -> list[str]:
     """Pinned packages a logged model needs, read from this environment.
 
     Passing them spares MLflow's own inference, which runs a subprocess and takes seconds per model.
     """
-    packages = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "hydra-core", "omegaconf")
-    return [f"{package}=={version(package)}" for package in packages]
+    return [f"{package}=={version(package)}" for package in SERVING_PACKAGES]
+
+
+@contextmanager
+def package_code():
+    """A folder holding a copy of the profcast package (no configs, no caches), for ``code_paths``: the
+    logged model carries the code that loads it, so it serves where profcast is not installed."""
+    import shutil
+    from pathlib import Path
+
+    import profcast
+
+    with tempfile.TemporaryDirectory() as staging:
+        copy = Path(staging) / "profcast"
+        shutil.copytree(Path(profcast.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__", "conf", "*.pyc"))
+        yield str(copy)
 
 
 def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = None, metadata: dict | None = None) -> str:
@@ -117,26 +136,27 @@ def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = 
 
     ``target_results`` maps each target instance to an object with ``.model`` (fitted regressor)
     and ``.input_example`` (anchor rows it was trained on), e.g. profcast.train.TargetResult. Each
-    regressor is serialised once (skops); MLflow loads the model through profcast.serve.job_model.
+    regressor is serialised once (skops); MLflow loads the model through profcast.serve.loader.
     Each run of ``target_runs`` ({target: run id}) is tagged with the model that holds its regressor.
     ``metadata`` (what it was trained on: data, data_kind, data_fingerprint, ...) joins the model's
     metadata, and its served output names the data in a ``trained_on`` column.
     """
-    from profcast.serve.job_model import JOB_MODEL_NAME, JOB_MODEL_TAG, JOB_MODEL_URI_TAG, save_job_model
+    from profcast.jobmodel.storage import JOB_MODEL_NAME, JOB_MODEL_TAG, JOB_MODEL_URI_TAG, LOADER_MODULE, save_job_model
     from profcast.tracking.provenance import trained_on
 
     models = {target: result.model for target, result in target_results.items()}
     op_columns = union_columns(list(op_part(result.input_example).columns) for result in target_results.values())
     input_example = next(iter(target_results.values())).input_example.reset_index(drop=True)
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, package_code() as code:
         metadata = dict(metadata or {})
         data_line = trained_on(metadata["data"], metadata["data_kind"], metadata["data_fingerprint"]) if "data" in metadata else None
         extras = {target: result.extras for target, result in target_results.items() if getattr(result, "extras", None)}
         manifest = save_job_model(folder, anchor, models, op_columns, trained_on=data_line, extras=extras)
         logged = mlflow.pyfunc.log_model(
             name=JOB_MODEL_NAME,
-            loader_module="profcast.serve.job_model",
+            loader_module=LOADER_MODULE,
             data_path=folder,
+            code_paths=[code],
             signature=job_signature(op_columns, manifest["output_op_columns"], manifest["predicts_latency"], data_line is not None,
                                     manifest.get("interval_quantity")),
             input_example=input_example,
@@ -189,6 +209,6 @@ def job_signature(op_columns: list[str], output_op_columns: list[str], predicts_
         outputs += [ColSpec("double", f"{interval_quantity}_{end}") for end in ("low", "high")]
         epoch = [EPOCH_LATENCY] + ([f"{EPOCH_LATENCY}_low", f"{EPOCH_LATENCY}_high"] if interval_quantity == BATCH_LATENCY else [])
         outputs += [ColSpec("double", column) for column in epoch] if predicts_latency else []
-    # The answer's shape: records (default), columns or totals (profcast.serve.answer_format).
+    # The answer's shape: records (default), columns or totals (profcast.jobmodel.answer_format).
     params = ParamSchema([ParamSpec(OUTPUT_PARAM, "string", OUTPUT_SHAPES[0])])
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs), params=params)

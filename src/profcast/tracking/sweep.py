@@ -14,6 +14,15 @@ from omegaconf import DictConfig
 log = logging.getLogger(__name__)
 
 PARENT_RUN_ENV = "PROFCAST_PARENT_RUN_ID"  # the open sweep's parent run, set in the launching process
+# Steps taken just before the sweep's parent run ends, at the end or at exit after a stop, each called
+# with (config, parent run id): registration's callback adds the champion here (profcast.registration).
+_before_parent_run_ends: list = []
+
+
+def before_parent_run_ends(step) -> None:
+    """Call ``step(config, parent_run_id)`` before this process's sweep parent run ends (once per step)."""
+    if step not in _before_parent_run_ends:
+        _before_parent_run_ends.append(step)
 
 
 def sweep_parent_run_id(experiment_id: str) -> str | None:
@@ -25,14 +34,15 @@ def sweep_parent_run_id(experiment_id: str) -> str | None:
 
 
 class SweepParentRun(Callback):
-    """Creates the parent run before the first job; after the last, registers the best job and closes it."""
+    """Creates the parent run before the first job; after the last, takes the steps registered with
+    ``before_parent_run_ends`` (the champion's registration) and closes it."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow import MlflowClient
 
-        from profcast.cli import print_error
+        from profcast.errors import print_error
         from profcast.errors import ProfcastError
-        from profcast.tracking.run_endings import install_stop_handlers
+        from profcast.stops import install_stop_handlers
         from profcast.tracking.store import configure_tracking, tracking_uri
         from profcast.tracking.sweep_runs import SWEEP_DIR_TAG, check_launcher_store
 
@@ -61,20 +71,20 @@ class SweepParentRun(Callback):
 
 
 def end_sweep_parent_run(config: DictConfig, status: str) -> None:
-    """Register the sweep's best finished job (where one qualifies), then end the parent run with
-    ``status``; runs of jobs whose process died end KILLED."""
+    """Take the steps due before the parent run ends (registering the sweep's best job, where one
+    qualifies), then end it with ``status``; runs of jobs whose process died end KILLED."""
     run_id = os.environ.pop(PARENT_RUN_ENV, None)
     if run_id:
         from mlflow.exceptions import MlflowException
 
         from profcast.errors import ProfcastError
-        from profcast.serve.registry import register_sweep
         from profcast.tracking.sweep_runs import end_sweep
 
-        try:
-            register_sweep(config, run_id)  # best job per anchor -> profcast-<anchor>@champion
-        except (MlflowException, ProfcastError) as error:  # the trained jobs stay logged either way
-            log.error("registry: could not register the sweep's best job: %s", error)
+        for step in _before_parent_run_ends:
+            try:
+                step(config, run_id)
+            except (MlflowException, ProfcastError) as error:  # the trained jobs stay logged either way
+                log.error("%s: %s", getattr(step, "failure", "a step at the end of the sweep failed"), error)
         end_sweep(run_id, status)
         if status != "FINISHED":
             log.warning("sweep stopped early: parent run %s ended %s", run_id, status)
@@ -83,7 +93,8 @@ def end_sweep_parent_run(config: DictConfig, status: str) -> None:
 def _end_if_still_open(config: DictConfig) -> None:
     """At exit: end a parent run the sweep left open, FAILED or KILLED (after a stop signal)."""
     if os.environ.get(PARENT_RUN_ENV):
-        from profcast.tracking.run_endings import end_active_runs, stop_status
+        from profcast.stops import stop_status
+        from profcast.tracking.run_endings import end_active_runs
 
         status = stop_status()
         end_active_runs(status)

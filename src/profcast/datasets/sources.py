@@ -18,7 +18,7 @@ class EmbeddedData:
     """The generated default dataset (``family`` cnn, rnn or all; ``seed`` for its noise)."""
 
     def __init__(self, family: str = "cnn", seed: int = 0):
-        from profcast.ingest.embedded import FAMILIES
+        from profcast.datasets.embedded import FAMILIES
 
         if family not in FAMILIES:
             raise ProfcastError(f"unknown data.family {family!r}; accepted: {', '.join(FAMILIES)}")
@@ -30,7 +30,7 @@ class EmbeddedData:
         return f"embedded generated data (family {self.family}, seed {self.seed})"
 
     def load(self) -> pd.DataFrame:
-        from profcast.ingest.embedded import load_embedded_profiles
+        from profcast.datasets.embedded import load_embedded_profiles
 
         return validate_profiles(load_embedded_profiles(family=self.family, seed=self.seed), source="embedded dataset")
 

@@ -32,7 +32,7 @@ def job_runs(experiment_id: str, parent_run_id: str | None = None, anchor: str |
     """Finished job runs that logged a servable model, optionally of one sweep and one anchor."""
     from mlflow import MlflowClient
 
-    from profcast.serve.job_model import JOB_MODEL_TAG
+    from profcast.jobmodel.storage import JOB_MODEL_TAG
 
     conditions = [f"tags.`{JOB_MODEL_TAG}` LIKE '%'", "attributes.status = 'FINISHED'"]
     if parent_run_id:
@@ -92,7 +92,7 @@ def register_job(run, alias: str = DEFAULT_ALIAS, metric: str | None = None):
     import mlflow
     from mlflow import MlflowClient
 
-    from profcast.serve.job_model import JOB_MODEL_TAG, JOB_MODEL_URI_TAG
+    from profcast.jobmodel.storage import JOB_MODEL_TAG, JOB_MODEL_URI_TAG
 
     client = MlflowClient()
     if isinstance(run, str):
@@ -161,36 +161,6 @@ def _alias_version(client, name: str, alias: str):
         return client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
-
-
-def load_job_model(model_uri: str | None, anchor: str):
-    """The job model at ``model_uri``, or the anchor's registered champion; one-line errors."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from profcast.serve.model_folder import checked_model_folder
-
-    uri = model_uri or champion_uri(anchor)
-    try:
-        # Fetch and check the folder first: MLflow would load whatever its MLmodel names.
-        folder = checked_model_folder(mlflow.artifacts.download_artifacts(artifact_uri=uri), shown=uri)
-        model = mlflow.pyfunc.load_model(str(folder))
-    except MlflowException as error:
-        if model_uri is None:
-            raise ProfcastError(
-                f"no model registered as {registered_name(anchor)}@champion in {mlflow.get_tracking_uri()}; "
-                f"run the sweep first, e.g. python -m profcast.train -m anchor={anchor} regressor=rf,knn,ratio, "
-                "or pass --model URI"
-            ) from None
-        raise ProfcastError(f"cannot load model {uri}: {error.message.splitlines()[0]}") from None
-    except OSError as error:
-        raise ProfcastError(f"cannot load model {uri}: {error}") from None
-    model_anchor = (model.metadata.metadata or {}).get("anchor")
-    if model_anchor is None:
-        raise ProfcastError(f"{uri} is not a profcast job model (no anchor in its metadata); pass a runs:/<job run>/profcast or models:/ URI")
-    if model_anchor != anchor:
-        raise ProfcastError(f"{uri} predicts from profiles taken on {model_anchor}, not {anchor}; pass --anchor {model_anchor} or another model")
-    return model, uri
 
 
 @contextmanager

@@ -15,10 +15,9 @@ import pandas as pd
 
 from profcast.errors import ProfcastError
 from profcast.ingest.tables import shown_value
-from profcast.models.whatif import input_size
-from profcast.pipeline.calibration import size_move
+from profcast.models.whatif import input_size, size_move
 from profcast.schema import BATCH_LATENCY
-from profcast.serve.requests import (
+from profcast.jobmodel.requests import (
     EPOCH_LATENCY,
     INPUT_ROW,
     INPUT_SIZE,

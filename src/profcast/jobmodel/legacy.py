@@ -1,0 +1,43 @@
+"""Job models logged before the package was named ``profcast`` (loader ``src.serve.job_model``).
+
+Their skops files name profcast's estimators ``src.models.<module>.<Class>``. Such a name is trusted only
+as the ``profcast.models`` class it stands for, and while the file loads, ``src.models.<module>`` resolves
+to that ``profcast.models`` module: nothing named ``src`` is imported from ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from contextlib import contextmanager
+
+LEGACY_LOADER_MODULE = "src.serve.job_model"  # MLmodel's loader_module before the rename
+LEGACY_PREFIX = "src.models."
+CURRENT_PREFIX = "profcast.models."
+
+
+def current_type_name(type_name: str) -> str:
+    """``src.models.ratio.X`` -> ``profcast.models.ratio.X``; any other name unchanged."""
+    return CURRENT_PREFIX + type_name.removeprefix(LEGACY_PREFIX) if type_name.startswith(LEGACY_PREFIX) else type_name
+
+
+@contextmanager
+def legacy_names_resolved(type_names):
+    """While inside: each ``src.models.<module>`` of ``type_names`` is the matching ``profcast.models`` module."""
+    added = []
+    for name in type_names:
+        if not name.startswith(LEGACY_PREFIX):
+            continue
+        legacy_module = name.rpartition(".")[0]
+        if legacy_module in sys.modules:
+            continue
+        try:
+            sys.modules[legacy_module] = importlib.import_module(current_type_name(legacy_module))
+        except ImportError:
+            continue  # the load then fails on this type, with skops's one-line reason
+        added.append(legacy_module)
+    try:
+        yield
+    finally:
+        for legacy_module in added:
+            sys.modules.pop(legacy_module, None)

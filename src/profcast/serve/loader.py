@@ -1,0 +1,36 @@
+"""MLflow's ``loader_module`` for profcast job models: ``mlflow models serve`` and ``mlflow.pyfunc.load_model``.
+
+The job model (``profcast.jobmodel``) raises ``ProfcastError`` for a bad request; here that becomes
+``MlflowException(INVALID_PARAMETER_VALUE)``, which MLflow's scoring server answers with HTTP 400 and a
+one-line JSON message. Nothing is unpickled: the data folder holds skops files and a JSON manifest.
+
+    mlflow models serve -m models:/profcast-g3s.xlarge@champion --env-manager local
+"""
+
+from __future__ import annotations
+
+from profcast.errors import ProfcastError
+from profcast.jobmodel.storage import LOADER_MODULE, load_job_model_folder
+
+
+
+class ServedJobModel:
+    """A job model whose refusals are MLflow's 400s."""
+
+    def __init__(self, job_model):
+        self.job_model = job_model
+
+    def predict(self, model_input, params=None):
+        """The job model's answer; a bad request raises MlflowException(INVALID_PARAMETER_VALUE)."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        try:
+            return self.job_model.predict(model_input, params)
+        except ProfcastError as error:
+            raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
+
+
+def _load_pyfunc(data_path: str) -> ServedJobModel:
+    """MLflow's entry point for ``loader_module`` models: the job model from its data folder."""
+    return ServedJobModel(load_job_model_folder(data_path))

@@ -1,0 +1,1 @@
+"""Only for models logged before the package was named profcast (see src/serve/job_model.py)."""
