@@ -37,6 +37,11 @@ class TopColumns:
             raise ProfcastError(f"features.k must be a positive whole number of columns, got {k!r}")
         self.k = int(k)
 
+    @property
+    def option_name(self) -> str:
+        """What runs call this selection: ``top<k>`` (features=top features.k=25 is top25)."""
+        return f"top{self.k}"
+
     def select(self, anchor_train: pd.DataFrame, target_train: pd.DataFrame) -> list[str]:
         column_sums = anchor_train.sum() + target_train.sum()
         ranked = column_sums[column_sums > 0].sort_values(ascending=False, kind="stable")
