@@ -31,15 +31,17 @@ CACHE_ROOT = cache_root()
 register_schemas()  # before any composition: conf/train.yaml and the shipped options name these schemas
 
 
-def instantiate_option(group: str, option: DictConfig):
-    """Build the object an option group's ``_target_`` names; a bad option is a one-line error."""
+def instantiate_option(group: str, option: DictConfig, choice: str | None = None):
+    """Build the object an option group's ``_target_`` names; a bad option is a one-line error naming
+    the ``choice`` (the option picked, e.g. ``rf``), else its ``_target_``."""
     from hydra.utils import instantiate
 
     if option is None or "_target_" not in option:
         raise ProfcastError(f"config group '{group}' has no _target_ to build; pick one of the files in conf/{group}/")
+    shown = choice or option["_target_"]
     missing = sorted(OmegaConf.missing_keys(option))
     if missing:
-        raise ProfcastError(f"{group} '{option['_target_']}' needs a value for {', '.join(missing)}")
+        raise ProfcastError(f"{group} '{shown}' needs a value for {', '.join(missing)}")
     try:
         return instantiate(OmegaConf.to_container(option, resolve=True), _convert_="all")
     except ProfcastError:
@@ -48,7 +50,7 @@ def instantiate_option(group: str, option: DictConfig):
         cause = error.__cause__ or error
         if isinstance(cause, ProfcastError):
             raise cause from None
-        raise ProfcastError(f"{group} '{option['_target_']}' cannot be built from its config: {cause}") from None
+        raise ProfcastError(f"{group} '{shown}' cannot be built from its config: {cause}") from None
 
 
 def option_choices(cfg: DictConfig) -> dict[str, str]:
@@ -121,7 +123,7 @@ def config_error_line(error: Exception) -> str:
     return f"config: {message} {', '.join(options)}" if options else f"config: {message}"
 
 
-def checked_estimator(group: str, option: DictConfig, estimator):
+def checked_estimator(group: str, choice: str, estimator):
     """Run scikit-learn's parameter checks now (the estimator's and a wrapped one's), so a bad
     hyper-parameter fails before any run opens rather than inside the first fit."""
     for part in (estimator, getattr(estimator, "estimator", None)):
@@ -129,5 +131,5 @@ def checked_estimator(group: str, option: DictConfig, estimator):
             try:
                 part._validate_params()
             except (ValueError, TypeError) as error:
-                raise ProfcastError(f"{group} '{option.get('_target_', '?')}': {error}") from None
+                raise ProfcastError(f"{group} '{choice}': {error}") from None
     return estimator

@@ -70,13 +70,10 @@ class TargetResult:
 def prepare_job(cfg: DictConfig) -> Job:
     """Build every option and load and pair the data, so bad input fails before any run is opened."""
     check_experiment_name(cfg.mlflow_experiment)
-    data = instantiate_option("data", cfg.data)
-    features = instantiate_option("features", cfg.features)
-    split = instantiate_option("split", cfg.split)
-    regressor = checked_estimator("regressor", cfg.regressor, instantiate_option("regressor", cfg.regressor))
-    pairing = instantiate_option("pairing", cfg.pairing)
-    whatif = instantiate_option("whatif", cfg.whatif)
     choices = option_choices(cfg)
+    data, features, split, regressor, pairing, whatif = (
+        instantiate_option(group, cfg[group], choices[group]) for group in ("data", "features", "split", "regressor", "pairing", "whatif"))
+    regressor = checked_estimator("regressor", choices["regressor"], regressor)
     built = {"data": data, "features": features, "split": split, "regressor": regressor, "pairing": pairing, "whatif": whatif}
     names = {group: option_name(choices[group], option) for group, option in built.items()}
     profiles = data.load()

@@ -32,7 +32,7 @@ class NonzeroColumns:
 class TopColumns:
     """The ``k`` op columns with the largest total time over the training rows."""
 
-    def __init__(self, k: int = 10):
+    def __init__(self, k: int):
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
             raise ProfcastError(f"features.k must be a positive whole number of columns, got {k!r}")
         self.k = int(k)
