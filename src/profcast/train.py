@@ -2,7 +2,7 @@
 
     python -m profcast.train -m regressor=rf,knn,dt,lr anchor=g3s.xlarge
 
-``train(cfg)`` builds what the config names (data source, feature selection, split, regressor),
+``train(cfg)`` builds what the config names (data source, feature selection, split, regressor, pairing, what-if),
 loads and pairs everything, and only then opens runs: bad input fails before anything is logged.
 """
 
@@ -29,6 +29,8 @@ from profcast.tracking.store import check_experiment_name
 
 log = logging.getLogger(__name__)
 
+# The option groups a job builds (conf/<group>/), each named in the runs by the option picked.
+OPTION_GROUPS = ("data", "features", "split", "regressor", "pairing", "whatif")
 # Metrics averaged over targets onto the job run, so the MLflow UI compares jobs at a glance.
 JOB_METRICS = ("mape_mean", "mape_median", "wape", "total_mape", "false_nonzero_rate", "batch_latency_mape", "interval_coverage")
 
@@ -70,11 +72,10 @@ class TargetResult:
 def prepare_job(cfg: DictConfig) -> Job:
     """Build every option and load and pair the data, so bad input fails before any run is opened."""
     check_experiment_name(cfg.mlflow_experiment)
-    choices = option_choices(cfg)
-    data, features, split, regressor, pairing, whatif = (
-        instantiate_option(group, cfg[group], choices[group]) for group in ("data", "features", "split", "regressor", "pairing", "whatif"))
-    regressor = checked_estimator("regressor", choices["regressor"], regressor)
-    built = {"data": data, "features": features, "split": split, "regressor": regressor, "pairing": pairing, "whatif": whatif}
+    choices = option_choices(cfg)  # the option picked in each group: what errors and runs call it
+    built = {group: instantiate_option(group, cfg[group], choices[group]) for group in OPTION_GROUPS}
+    data, features, split, pairing, whatif = (built[group] for group in ("data", "features", "split", "pairing", "whatif"))
+    regressor = checked_estimator("regressor", choices["regressor"], built["regressor"])
     names = {group: option_name(choices[group], option) for group, option in built.items()}
     profiles = data.load()
     targets = resolve_targets(profiles, cfg.anchor, cfg.target)
