@@ -234,8 +234,8 @@ def main(argv=None) -> int:
             lines += rows
             lines += job_rows("seed sweep, hydra/launcher=basic", [*SWEEP_ARGS, "hydra/launcher=basic"], env, work, bare)[0]
             # The floor of tracking alone: runs, params, metrics and CSVs, without figures, job models or what-ifs.
-            lines += job_rows("seed sweep, runs only (log_plots=false log_model=false whatif.enabled=false)",
-                              [*SWEEP_ARGS, "log_plots=false", "log_model=false", "whatif.enabled=false"], env, work, bare)[0]
+            lines += job_rows("seed sweep, runs only (log_plots=false log_model=false whatif=none)",
+                              [*SWEEP_ARGS, "log_plots=false", "log_model=false", "whatif=none"], env, work, bare)[0]
         if "real" in parts:
             if not REAL_DATA.exists():
                 lines.append(f"| real data: {REAL_DATA} not found, skipped | |")

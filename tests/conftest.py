@@ -8,8 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize
-from hydra.core.global_hydra import GlobalHydra
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_PROFET = REPO.parent / "shared" / "data" / "profet" / "profiles.csv.gz"
@@ -115,13 +113,11 @@ def store_and_profiles(tmp_path_factory, empty_database: Path, name: str) -> tup
 
 
 def compose_train(overrides=()):
-    """The train config exactly as the CLI would build it from these overrides."""
-    GlobalHydra.instance().clear()
-    try:
-        with initialize(version_base="1.3", config_path="../conf"):
-            return compose(config_name="train", overrides=list(overrides))
-    finally:
-        GlobalHydra.instance().clear()
+    """The train config exactly as the CLI would build it from these overrides (with its ``hydra``
+    node: runtime choices name the runs); a config error raises a one-line ProfcastError."""
+    from profcast.config import compose_train_config
+
+    return compose_train_config(overrides)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from profcast.cli import print_error
 from profcast.errors import ProfcastError
 from profcast.servers.model_server import free_loopback_port
 from profcast.tracking.run_endings import run_job
@@ -60,7 +61,13 @@ def trained(tmp_path_factory, empty_tracking_database):
 def train_in_process(overrides, capsys):
     """``python -m profcast.train`` without the process: the same run_job path (exit code, stderr)."""
     started = time.monotonic()
-    code = run_job(train, compose_train(overrides))
+    try:
+        cfg = compose_train(overrides)
+    except ProfcastError as error:  # a config error: one line and exit 2, as profcast.train.command gives it
+        print_error(error)
+        code = 2
+    else:
+        code = run_job(train, cfg)
     assert time.monotonic() - started < CASE_SECONDS
     return code, capsys.readouterr().err
 
@@ -131,7 +138,7 @@ def test_export_folder_with_non_utf8_files(mode, files, tracking_uri, capsys):
 # ---- options: every check runs before the first run opens -------------------------------------------
 OPTION_CASES = {
     "empty_experiment": (["mlflow_experiment="], "mlflow_experiment is empty"),
-    "k_text": (["features=top", "features.k=abc"], "features.k must be a positive whole number of columns, got 'abc'"),
+    "k_text": (["features=top", "features.k=abc"], "Error merging override features.k=abc. Value 'abc' of type 'str' could not be converted to Integer"),
     "k_zero": (["features=top", "features.k=0"], "features.k must be a positive whole number of columns, got 0"),
     "holdout_unknown": (["split.holdout=LeNet5"], "split.holdout names unknown model(s) LeNet5;"),
     "holdout_all": (["split.holdout=[lenet,vgg,resnet,alexnet]"], "split.holdout holds out every model"),
@@ -139,7 +146,8 @@ OPTION_CASES = {
     "target_transform": (["regressor=rf", "regressor.target_transform=sqrt"], "target_transform"),
     "estimator_param": (["regressor=rf", "regressor.estimator.n_estimators=-1"], "n_estimators"),
     "transfer_param": (["regressor=transfer", "regressor.max_iter=-5"], "max_iter"),
-    "pairing": (["pairing=zip"], "unknown pairing 'zip'"),
+    "pairing": (["pairing=zip"], "Could not find 'pairing/zip'"),
+    "pairing_mode": (["pairing.mode=zip"], "unknown pairing 'zip'; accepted: auto, same_exp, cross, median"),
     "anchor": (["anchor=p9.huge"], "unknown anchor instance 'p9.huge'"),
     "target": (["target=nope"], "unknown target instance 'nope'"),
     "on_bad_file": (["data.on_bad_file=maybe"], "unknown data.on_bad_file 'maybe'"),

@@ -127,7 +127,7 @@ def test_predict_on_the_example_profile_names_version_data_and_warns_on_generate
                       f"run_cli(main, ['--profile', r'{EXAMPLES / 'profiles' / 'vggsmall_cifar10_g3s.csv'}', '--anchor', 'g3s.xlarge', '--plot', r'{plot}'])")
     assert shown.returncode == 0, shown.stderr
     out = shown.stdout
-    assert f"{champion_uri('g3s.xlarge')} -> version {version.version}, job run {version.run_id}" in out
+    assert f"{champion_uri('g3s.xlarge', cfg.registry.alias)} -> version {version.version}, job run {version.run_id}" in out
     assert "trained on: generated data: embedded generated data (family cnn, seed 0)" in out
     assert f"warning: {provenance.GENERATED_WARNING}" in out
     assert [line.split()[1] for line in out.splitlines() if line.strip()[:1].isdigit()][-3:] != []  # a ranking follows
@@ -146,10 +146,10 @@ def test_champion_is_chosen_among_jobs_comparable_with_the_newest():
     nine_targets = [f"t{i}" for i in range(9)]
     generated = [fake_run("gen-rf", 1, 40.0, "aaa", nine_targets), fake_run("gen-knn", 2, 30.0, "aaa", nine_targets)]
     real_one_target = fake_run("real-1", 3, 5.0, "bbb", ["t0"])
-    assert best_runs_by_anchor([*generated, real_one_target])["a.gpu"].info.run_id == "real-1"
+    assert best_runs_by_anchor([*generated, real_one_target], "mean_wape", lower_is_better=True)["a.gpu"].info.run_id == "real-1"
     later_generated = fake_run("gen-lr", 4, 60.0, "aaa", nine_targets)
     # the 5% of a one-target real job does not beat 9-target jobs on other data: only these compete
-    assert best_runs_by_anchor([*generated, real_one_target, later_generated])["a.gpu"].info.run_id == "gen-knn"
+    assert best_runs_by_anchor([*generated, real_one_target, later_generated], "mean_wape", lower_is_better=True)["a.gpu"].info.run_id == "gen-knn"
 
 
 def test_single_run_registers_only_on_request(project_folder):

@@ -50,7 +50,7 @@ def profet_champion(store):
         train(compose_train(["data=file", f"data.path={REAL_PROFET}", f"anchor={ANCHOR}", "regressor=ratio"]))
         # Register this job directly: its mean_wape is not comparable with the embedded job's.
         job = mlflow.search_runs([store["experiment_id"]], filter_string=f"params.`data.path` = '{REAL_PROFET}' AND tags.`profcast.job_model` = 'profcast'").iloc[0]
-        return register_job(job.run_id)
+        return register_job(job.run_id, compose_train().registry.alias)
 
 
 def run_cli(*args, uri):

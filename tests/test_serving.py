@@ -106,7 +106,7 @@ def test_job_model_is_not_logged_without_log_model(store, tracking_uri):
 @pytest.fixture(scope="module")
 def server(sweep):
     """The champion served from the registry, the way the docs tell users to serve it."""
-    with ModelServer(champion_uri(ANCHOR), sweep["folder"] / "server.log", env={"MLFLOW_TRACKING_URI": sweep["uri"]}) as running:
+    with ModelServer(champion_uri(ANCHOR, compose_train().registry.alias), sweep["folder"] / "server.log", env={"MLFLOW_TRACKING_URI": sweep["uri"]}) as running:
         yield running
     with pytest.raises(ProcessLookupError):  # the server and its worker are gone, not left behind
         os.killpg(running.process.pid, 0)
@@ -138,7 +138,7 @@ def test_server_answers_dataframe_split_and_records_with_named_columns(store, se
     status, answer = post(server, {"dataframe_records": rows.to_dict(orient="records")})
     assert status == 200, answer
     pd.testing.assert_frame_equal(pd.DataFrame(answer["predictions"]), served)
-    champion = mlflow.pyfunc.load_model(champion_uri(ANCHOR))
+    champion = mlflow.pyfunc.load_model(champion_uri(ANCHOR, compose_train().registry.alias))
     np.testing.assert_allclose(served[PREDICTED_TOTAL], champion.predict(rows)[PREDICTED_TOTAL])
 
 

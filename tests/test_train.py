@@ -111,7 +111,7 @@ def test_bad_input_fails_in_one_line_and_keeps_earlier_runs(tmp_path, profile_cs
     before = runs_of(tracking_uri)[["run_id", "status"]]
     cases = list(bad_tables(tmp_path, profile_table)) + [
         ("unknown_anchor", [f"data.path={profile_csv}", "anchor=p9.huge"], "unknown anchor instance 'p9.huge'; instances in the data: fast.gpu, mid.gpu, slow.gpu"),
-        ("unknown_pairing", [f"data.path={profile_csv}", "pairing=zip"], "unknown pairing 'zip'"),
+        ("unknown_pairing", [f"data.path={profile_csv}", "pairing=zip"], "Could not find 'pairing/zip'. Available options in 'pairing': auto, cross, median, same_exp"),
         ("no_path", [], "data=file needs data.path=PATH"),
     ]
     for name, overrides, words in cases:

@@ -66,8 +66,7 @@ def main(argv=None) -> int:
     module = importlib.import_module(COMMANDS[command])
     if command == "train":  # Hydra parses sys.argv itself
         sys.argv = [f"profcast {command}", *rest]
-        module.main()
-        return 0
+        return module.command()
     return module.main(rest)
 
 

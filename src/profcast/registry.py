@@ -13,19 +13,19 @@ import logging
 from profcast.cli import run_cli
 from profcast.config import compose_train_config
 from profcast.errors import ProfcastError
-from profcast.registration.champion import DEFAULT_ALIAS, DEFAULT_METRIC, register_champions, register_job, store_errors_as_user_errors
+from profcast.registration.champion import register_champions, register_job, store_errors_as_user_errors
 
 
 def main(argv=None) -> int:
     """Register the best job (or one run) as profcast-<anchor>@<alias> and print what was registered."""
     defaults = compose_train_config()
-    registry = defaults.get("registry") or {}
+    registry = defaults.registry
     parser = argparse.ArgumentParser(prog="python -m profcast.registry", description="Register the best profcast job as profcast-<anchor>@champion.")
     parser.add_argument("--anchor", help="only jobs of this anchor (default: every anchor)")
     parser.add_argument("--run-id", help="register this job run instead of the best one")
-    parser.add_argument("--metric", default=registry.get("metric", DEFAULT_METRIC), help="job-run metric to rank by")
+    parser.add_argument("--metric", default=registry.metric, help="job-run metric to rank by (default: registry.metric of conf/train.yaml)")
     parser.add_argument("--higher-is-better", action="store_true", help="rank by the highest metric instead of the lowest")
-    parser.add_argument("--alias", default=registry.get("alias", DEFAULT_ALIAS))
+    parser.add_argument("--alias", default=registry.alias, help="alias to set (default: registry.alias of conf/train.yaml)")
     parser.add_argument("--experiment", default=defaults.mlflow_experiment, help="MLflow experiment of the jobs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
         if args.run_id:
             versions = {"run": register_job(args.run_id, args.alias, args.metric)}
         else:
-            lower = registry.get("lower_is_better", True) and not args.higher_is_better
+            lower = registry.lower_is_better and not args.higher_is_better
             versions = register_champions(experiment_id, args.metric, lower, args.alias, anchor=args.anchor)
     if not versions:
         raise ProfcastError(f"no finished job with a logged model and metric {args.metric} found; train one first")

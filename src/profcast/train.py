@@ -2,13 +2,14 @@
 
     python -m profcast.train -m regressor=rf,knn,dt,lr anchor=g3s.xlarge
 
-``train(cfg)`` builds what the config names (data source, feature selection, split, regressor),
+``train(cfg)`` builds what the config names (data source, feature selection, split, regressor, pairing, what-if),
 loads and pairs everything, and only then opens runs: bad input fails before anything is logged.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from functools import partial
@@ -19,16 +20,17 @@ import pandas as pd
 from omegaconf import DictConfig
 from sklearn.base import clone
 
-from profcast.config import CONF_DIR, checked_estimator, instantiate_option
-from profcast.errors import ProfcastError
+from profcast.config import CONF_DIR, checked_estimator, config_errors_as_user_errors, instantiate_option, option_choices, option_name
 from profcast.pipeline.evaluation import cross_validate, score, vector_frames
-from profcast.pipeline.pairing import PAIRING_MODES, PairedRuns, pair_runs, resolve_targets
+from profcast.pipeline.pairing import PairedRuns, resolve_targets
 from profcast.pipeline.parallel import resolve_n_jobs
 from profcast.schema import op_part
 from profcast.tracking.store import check_experiment_name
 
 log = logging.getLogger(__name__)
 
+# The option groups a job builds (conf/<group>/), each named in the runs by the option picked.
+OPTION_GROUPS = ("data", "features", "split", "regressor", "pairing", "whatif")
 # Metrics averaged over targets onto the job run, so the MLflow UI compares jobs at a glance.
 JOB_METRICS = ("mape_mean", "mape_median", "wape", "total_mape", "false_nonzero_rate", "batch_latency_mape", "interval_coverage")
 
@@ -41,6 +43,8 @@ class Job:
     features: object  # has select(anchor_train_ops, target_train_ops) -> op columns
     split: object  # has folds(keys) -> [(train_rows, test_rows)]
     regressor: object  # an unfitted profile regressor; each fit uses a clone
+    names: dict[str, str]  # what runs call each option: {data, features, split, regressor, pairing, whatif: name}
+    whatif: object  # the whatif option: FitSizeWhatIf or NoSizeWhatIf (profcast.pipeline.calibration)
     profiles: pd.DataFrame | None = None  # the loaded table (logged as the runs' dataset input)
     data_description: str = ""  # the source's describe(): which data, e.g. "PROFET real measurements"
     data_kind: str = ""  # generated | real (profcast.tracking.provenance)
@@ -67,16 +71,15 @@ class TargetResult:
 
 def prepare_job(cfg: DictConfig) -> Job:
     """Build every option and load and pair the data, so bad input fails before any run is opened."""
-    if cfg.pairing not in PAIRING_MODES:
-        raise ProfcastError(f"unknown pairing '{cfg.pairing}'; accepted: {', '.join(PAIRING_MODES)}")
-    check_experiment_name(cfg.get("mlflow_experiment"))
-    data = instantiate_option("data", cfg.data)
-    features = instantiate_option("features", cfg.features)
-    split = instantiate_option("split", cfg.split)
-    regressor = checked_estimator("regressor", cfg.regressor, instantiate_option("regressor", cfg.regressor))
+    check_experiment_name(cfg.mlflow_experiment)
+    choices = option_choices(cfg)  # the option picked in each group: what errors and runs call it
+    built = {group: instantiate_option(group, cfg[group], choices[group]) for group in OPTION_GROUPS}
+    data, features, split, pairing, whatif = (built[group] for group in ("data", "features", "split", "pairing", "whatif"))
+    regressor = checked_estimator("regressor", choices["regressor"], built["regressor"])
+    names = {group: option_name(choices[group], option) for group, option in built.items()}
     profiles = data.load()
     targets = resolve_targets(profiles, cfg.anchor, cfg.target)
-    pairs = {target: pair_runs(profiles, cfg.anchor, target, cfg.pairing) for target in targets}
+    pairs = {target: pairing(profiles, cfg.anchor, target) for target in targets}
     for paired in pairs.values():
         split.folds(paired.keys)  # an unknown holdout model or a single group fails here
     skipped = getattr(data, "skipped", None)
@@ -85,13 +88,13 @@ def prepare_job(cfg: DictConfig) -> Job:
                     "; ".join(f"{path} ({why})" for path, why in skipped))
     from profcast.tracking.provenance import data_fingerprint, data_kind
 
-    return Job(pairs=pairs, features=features, split=split, regressor=regressor, profiles=profiles,
+    return Job(pairs=pairs, features=features, split=split, regressor=regressor, names=names, whatif=whatif, profiles=profiles,
                data_description=data.describe(), data_kind=data_kind(cfg.data), data_fingerprint=data_fingerprint(profiles),
                data_source=str(getattr(data, "path", "") or data.describe()), skipped_files=skipped,
-               n_jobs=resolve_n_jobs(cfg.get("n_jobs", "auto")))
+               n_jobs=resolve_n_jobs(cfg.n_jobs))
 
 
-def evaluate_target(paired: PairedRuns, job: Job, cfg: DictConfig) -> TargetResult:
+def evaluate_target(paired: PairedRuns, job: Job) -> TargetResult:
     """Cross-validate on held-out groups, then refit on every paired row for the logged model."""
     folds = job.split.folds(paired.keys)
     make_regressor = partial(clone, job.regressor)  # a partial, not a lambda: worker processes get only the regressor
@@ -101,9 +104,7 @@ def evaluate_target(paired: PairedRuns, job: Job, cfg: DictConfig) -> TargetResu
     model, columns = held_out.refit
     from profcast.pipeline.calibration import target_extras
 
-    whatif = cfg.get("whatif") or {}
-    extras, extra_metrics = target_extras(paired, folds, held_out, bool(whatif.get("enabled", True)), int(whatif.get("max_iter", 150)),
-                                           n_jobs=job.n_jobs)
+    extras, extra_metrics = target_extras(paired, folds, held_out, job.whatif, n_jobs=job.n_jobs)
     metrics.update(extra_metrics)
     anchor_frame, _ = vector_frames(paired, columns)
     predictions = pd.concat(
@@ -118,9 +119,9 @@ def evaluate_target(paired: PairedRuns, job: Job, cfg: DictConfig) -> TargetResu
     params = {
         "anchor": paired.anchor,
         "target": paired.target,
-        "regressor": cfg.regressor.name,
-        "features": cfg.features.name,
-        "split": cfg.split.name,
+        "regressor": job.names["regressor"],
+        "features": job.names["features"],
+        "split": job.names["split"],
         "pairing": paired.mode,
         "n_pairs": len(paired),
         "n_anchor_runs": paired.n_anchor_runs,
@@ -152,23 +153,24 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     from profcast.tracking.sweep import sweep_parent_run_id
 
     experiment_id = configure_tracking(cfg.tracking_uri, cfg.mlflow_experiment)
-    job_name = f"{cfg.anchor} {cfg.regressor.name} {cfg.features.name} {cfg.split.name}"
+    names = job.names
+    job_name = f"{cfg.anchor} {names['regressor']} {names['features']} {names['split']}"
     parent_run_id = sweep_parent_run_id(experiment_id)
     fitted: dict[str, TargetResult] = {}
     target_runs: dict[str, str] = {}
     data_tags = provenance.job_tags(job.data_description, job.data_kind, job.data_fingerprint, cfg.anchor, job.pairs)
-    dataset = provenance.dataset_input(job.profiles, f"{cfg.data.name}-{job.data_fingerprint[:8]}", job.data_source)
+    dataset = provenance.dataset_input(job.profiles, f"{names['data']}-{job.data_fingerprint[:8]}", job.data_source)
     log.info("[%s] data: %s", job_name, provenance.trained_on(job.data_description, job.data_kind, job.data_fingerprint))
     if job.data_kind == provenance.GENERATED:
         log.warning("[%s] %s (data=profet or data=file for real profiles)", job_name, provenance.GENERATED_WARNING)
     data_params = {"data_kind": job.data_kind, "data_fingerprint": job.data_fingerprint}
-    with logging_beside_bars(), job_run(experiment_id, job_name, cfg, parent_run_id, data_tags, data_params, dataset) as job_run_id:
+    with logging_beside_bars(), job_run(experiment_id, job_name, cfg, names, parent_run_id, data_tags, data_params, dataset) as job_run_id:
         if job.skipped_files is not None:
             log_skipped_files(job.skipped_files)
         for number, (target, paired) in enumerate(track(job.pairs.items(), f"{job_name}: targets"), start=1):
             log.info("[%s] target %d/%d %s: %d pairs (%s pairing)", job_name, number, len(job.pairs), target, len(paired), paired.mode)
-            result = evaluate_target(paired, job, cfg)
-            with target_run(experiment_id, f"{cfg.anchor} -> {target} ({cfg.regressor.name})", data_tags, dataset) as run_id:
+            result = evaluate_target(paired, job)
+            with target_run(experiment_id, f"{cfg.anchor} -> {target} ({names['regressor']})", data_tags, dataset) as run_id:
                 log_target_result(result, cfg)
             target_runs[target], fitted[target] = run_id, result
             log.info("[%s] target %s: wape %.1f%%, median column MAPE %.1f%%", job_name, target, result.metrics["wape"], result.metrics["mape_median"])
@@ -182,12 +184,12 @@ def train(cfg: DictConfig) -> dict[str, dict]:
         log_job_summary(results, job_name)  # targets.csv, targets.md, targets.png on the job run
         if cfg.log_model:
             metadata = {"data": job.data_description, "data_kind": job.data_kind, "data_fingerprint": job.data_fingerprint,
-                        "job_run_id": job_run_id, "regressor": cfg.regressor.name}
+                        "job_run_id": job_run_id, "regressor": names["regressor"]}
             log_job_model(cfg.anchor, fitted, target_runs, metadata)  # one servable model: every target of this anchor
-    if cfg.log_model and (cfg.get("registry") or {}).get("register_single") and not parent_run_id:
+    if cfg.log_model and cfg.registry.register_single and not parent_run_id:
         from profcast.registration.champion import register_job
 
-        register_job(job_run_id, cfg.registry.get("alias", "champion"), cfg.registry.get("metric"))
+        register_job(job_run_id, cfg.registry.alias, cfg.registry.metric)
     log.info("[%s] done: mean wape over %d targets %.1f%%", job_name, len(results), job_means.get("mean_wape", float("nan")))
     return results
 
@@ -196,11 +198,29 @@ def train(cfg: DictConfig) -> dict[str, dict]:
 def main(cfg: DictConfig) -> None:
     """Command-line entry point: user errors become one line on stderr and exit code 2; Ctrl-C and
     SIGTERM end the open runs KILLED (exit 130/143). A sweep's parent run is ended by its callback."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     from profcast.tracking.run_endings import run_job
 
-    code = run_job(train, cfg)
+    try:
+        code = run_job(train, cfg)
+    except (HydraException, OmegaConfBaseException) as error:  # a config error inside the job is our bug, not the user's
+        raise RuntimeError(f"bug: {type(error).__name__} while training") from error
     if code:
         sys.exit(code)
+
+
+def command(_argv=None) -> int:
+    """Compose the config from ``sys.argv`` and run ``main``; Hydra's composition errors (an unknown
+    option or key, a wrong type) become one-line user errors, unless HYDRA_FULL_ERROR=1 asks for Hydra's own."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        main()
+        return 0
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra then raises its errors to us instead of printing several lines
+    with config_errors_as_user_errors():
+        main()
+    return 0
 
 
 def run_command() -> None:
@@ -210,7 +230,7 @@ def run_command() -> None:
 
     # A parallel sweep's parent waits for its workers inside the launcher: a stop there is not inside
     # any job's run_job. Its jobs end their own runs; the sweep's callback ends the parent run at exit.
-    sys.exit(exit_code(lambda _argv: main(), stop_note=RUNS_KILLED_NOTE))
+    sys.exit(exit_code(command, stop_note=RUNS_KILLED_NOTE))
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def add_forecast_columns(answer: pd.DataFrame, profiles: pd.DataFrame, anchor_pr
         key, words = WHAT_SIZE[column]
         if not extras or not all(part.get("whatif") is not None and part["moves"].get(key) for part in extras.values()):
             raise ProfcastError(f"column '{column}' asks for a what-if at another {words}, but this model was trained without one "
-                                f"(its data had one {words} per job, or whatif.enabled=false); leave the column out")
+                                f"(its data had one {words} per job, or whatif=none); leave the column out")
     if not extras:
         return answer
     sizes = request_sizes(profiles, anchor_profiles)

@@ -20,6 +20,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from profcast.errors import ProfcastError
 from profcast.models.intervals import ConformalInterval, coverage, log_residuals, mean_width
 from profcast.models.whatif import NO_SIZE_PAIRS, SizeWhatIf, input_size, size_move, workload_medians
 from profcast.pipeline.metrics import mape
@@ -63,8 +64,29 @@ def cross_conformal(residuals, predicted, fold_of_row, strata=None, by_fold: boo
     return low, high
 
 
-def target_extras(paired, folds, held_out, fit_whatif: bool = True, max_iter: int = 150, n_jobs: int = 1) -> tuple[dict, dict]:
-    """(extras for the job model, metrics for the target run) of one target.
+class FitSizeWhatIf:
+    """``whatif=sizes`` (conf/whatif/sizes.yaml): fit each target's size what-if (SizeWhatIf, ``max_iter``
+    boosting rounds per model) when the data has several sizes per job."""
+
+    enabled = True
+
+    def __init__(self, max_iter: int):
+        try:  # SizeWhatIf's own parameter check, now rather than in the first fit after runs opened
+            SizeWhatIf(max_iter=max_iter)._validate_params()
+        except ValueError as error:
+            raise ProfcastError(f"whatif.max_iter: {error}") from None
+        self.max_iter = max_iter
+
+
+class NoSizeWhatIf:
+    """``whatif=none`` (conf/whatif/none.yaml): no size what-if, a faster job; the interval is still calibrated."""
+
+    enabled = False
+
+
+def target_extras(paired, folds, held_out, whatif_option: FitSizeWhatIf | NoSizeWhatIf, n_jobs: int = 1) -> tuple[dict, dict]:
+    """(extras for the job model, metrics for the target run) of one target; ``whatif_option``: the
+    ``whatif`` option's object (whether to fit the size what-if, and how).
 
     extras: ``quantity`` (what the interval bounds: batch_latency, else predicted_total),
     ``interval`` (ConformalInterval or None), ``whatif`` (SizeWhatIf or None), ``whatif_interval``
@@ -91,10 +113,10 @@ def target_extras(paired, folds, held_out, fit_whatif: bool = True, max_iter: in
         low, high = cross_conformal(residuals, predicted, fold_of_row)
         metrics.update(interval_coverage=coverage(truth, low, high), interval_width=mean_width(predicted, low, high))
     grid = size_grid(paired.keys)
-    if fit_whatif and (grid["batchsize"] or grid["input_size"]):
+    if whatif_option.enabled and (grid["batchsize"] or grid["input_size"]):
         started = time.perf_counter()  # timed for the log only: metrics must not vary between equal runs
         whatif, whatif_interval, whatif_metrics = _fit_whatif(paired, folds, predicted if quantity == BATCH_LATENCY else None,
-                                                              fold_of_row, grid, max_iter, n_jobs)
+                                                              fold_of_row, grid, whatif_option.max_iter, n_jobs)
         if whatif is None:  # the sizes vary in the keys, but no job has a measured target run at two of them
             log.warning("%s -> %s: no job was measured on the target at two sizes; this model answers no what-if",
                         paired.anchor, paired.target)

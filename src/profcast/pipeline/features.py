@@ -32,10 +32,15 @@ class NonzeroColumns:
 class TopColumns:
     """The ``k`` op columns with the largest total time over the training rows."""
 
-    def __init__(self, k: int = 10):
+    def __init__(self, k: int):
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
             raise ProfcastError(f"features.k must be a positive whole number of columns, got {k!r}")
         self.k = int(k)
+
+    @property
+    def option_name(self) -> str:
+        """What runs call this selection: ``top<k>`` (features=top features.k=25 is top25)."""
+        return f"top{self.k}"
 
     def select(self, anchor_train: pd.DataFrame, target_train: pd.DataFrame) -> list[str]:
         column_sums = anchor_train.sum() + target_train.sum()

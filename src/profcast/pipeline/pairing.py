@@ -56,6 +56,27 @@ def resolve_targets(profiles: pd.DataFrame, anchor: str, target: str | list | No
     return targets
 
 
+def check_pairing_mode(mode: str) -> None:
+    """Fail with the accepted modes when ``mode`` is not one of PAIRING_MODES."""
+    if mode not in PAIRING_MODES:
+        raise ProfcastError(f"unknown pairing '{mode}'; accepted: {', '.join(PAIRING_MODES)}")
+
+
+class Pairing:
+    """A pairing strategy, the ``pairing`` config group's object (conf/pairing/<mode>.yaml):
+    called with (profiles, anchor, target), it pairs their runs by ``mode`` (see ``pair_runs``)."""
+
+    def __init__(self, mode: str):
+        check_pairing_mode(mode)  # at build time: before any data is loaded
+        self.mode = mode
+
+    def __call__(self, profiles: pd.DataFrame, anchor: str, target: str) -> PairedRuns:
+        return pair_runs(profiles, anchor, target, self.mode)
+
+    def __repr__(self) -> str:
+        return f"Pairing(mode={self.mode!r})"
+
+
 def pair_runs(profiles: pd.DataFrame, anchor: str, target: str, mode: str = "auto") -> PairedRuns:
     """Match anchor and target runs by workload keys; see PAIRING_MODES for repetitions.
 
@@ -63,8 +84,7 @@ def pair_runs(profiles: pd.DataFrame, anchor: str, target: str, mode: str = "aut
     target repetition of the workload; median pairs the medians of each side's repetitions;
     auto uses same_exp when both sides ran the same repetitions of every workload, else cross.
     """
-    if mode not in PAIRING_MODES:
-        raise ProfcastError(f"unknown pairing '{mode}'; accepted: {', '.join(PAIRING_MODES)}")
+    check_pairing_mode(mode)
     check_instance(profiles, anchor, "anchor")
     check_instance(profiles, target, "target")
     columns = op_columns(profiles.columns)

@@ -14,8 +14,8 @@ from profcast.errors import ProfcastError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ALIAS = "champion"
-DEFAULT_METRIC = "mean_wape"
+# The alias, the ranking metric and its direction are the ``registry`` block of conf/train.yaml, the one
+# place they are set; commands read them from the composed config (profcast.config.compose_train_config).
 
 
 def registered_name(anchor: str) -> str:
@@ -23,7 +23,7 @@ def registered_name(anchor: str) -> str:
     return f"profcast-{anchor}"
 
 
-def champion_uri(anchor: str, alias: str = DEFAULT_ALIAS) -> str:
+def champion_uri(anchor: str, alias: str) -> str:
     """``models:/profcast-<anchor>@<alias>``: what serving and the CLI load by default."""
     return f"models:/{registered_name(anchor)}@{alias}"
 
@@ -48,7 +48,7 @@ def job_runs(experiment_id: str, parent_run_id: str | None = None, anchor: str |
             return runs
 
 
-def best_runs_by_anchor(runs: list, metric: str = DEFAULT_METRIC, lower_is_better: bool = True) -> dict:
+def best_runs_by_anchor(runs: list, metric: str, lower_is_better: bool) -> dict:
     """For each anchor, the run with the best finite ``metric`` among the runs comparable with the
     newest one (same data fingerprint, anchor and targets); runs without the metric are passed over."""
     best: dict = {}
@@ -84,7 +84,7 @@ def _better(value: float, than: float, lower_is_better: bool) -> bool:
     return value < than if lower_is_better else value > than
 
 
-def register_job(run, alias: str = DEFAULT_ALIAS, metric: str | None = None):
+def register_job(run, alias: str, metric: str | None = None):
     """Register a job run's model as profcast-<anchor> and point ``alias`` at it; return the version.
 
     A run already behind the alias is not registered a second time.
@@ -122,9 +122,9 @@ def register_job(run, alias: str = DEFAULT_ALIAS, metric: str | None = None):
 
 def register_champions(
     experiment_id: str,
-    metric: str = DEFAULT_METRIC,
-    lower_is_better: bool = True,
-    alias: str = DEFAULT_ALIAS,
+    metric: str,
+    lower_is_better: bool,
+    alias: str,
     parent_run_id: str | None = None,
     anchor: str | None = None,
 ) -> dict:
@@ -135,20 +135,15 @@ def register_champions(
 
 def register_sweep(config, parent_run_id: str) -> dict:
     """The sweep callback's hook: apply the ``registry`` config block to the sweep's jobs."""
-    settings = config.get("registry") or {}
-    if not settings.get("enabled", True):
+    settings = config.registry
+    if not settings.enabled:
         return {}
     from profcast.tracking.store import configure_tracking
 
     experiment_id = configure_tracking(config.tracking_uri, config.mlflow_experiment)
-    metric = settings.get("metric", DEFAULT_METRIC)
-    versions = register_champions(
-        experiment_id,
-        metric=metric,
-        lower_is_better=settings.get("lower_is_better", True),
-        alias=settings.get("alias", DEFAULT_ALIAS),
-        parent_run_id=parent_run_id,
-    )
+    metric = settings.metric
+    versions = register_champions(experiment_id, metric=metric, lower_is_better=settings.lower_is_better,
+                                  alias=settings.alias, parent_run_id=parent_run_id)
     if not versions:
         log.warning("registry: no job of this sweep logged a model and metric %s (log_model=false?); nothing registered", metric)
     return versions

@@ -70,21 +70,21 @@ def _checked_spec(folder: Path, shown: str) -> Path:
     return data
 
 
-def load_job_model(model_uri: str | None, anchor: str):
-    """The job model at ``model_uri``, or the anchor's registered champion; one-line errors."""
+def load_job_model(model_uri: str | None, anchor: str, alias: str):
+    """The job model at ``model_uri``, or the one registered for the anchor under ``alias``; one-line errors."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     from profcast.registration.champion import champion_uri, registered_name
 
-    uri = model_uri or champion_uri(anchor)
+    uri = model_uri or champion_uri(anchor, alias)
     try:
         # Fetch and check the folder first: MLflow would load whatever its MLmodel names.
         model = load_checked_model(mlflow.artifacts.download_artifacts(artifact_uri=uri), shown=uri)
     except MlflowException as error:
         if model_uri is None:
             raise ProfcastError(
-                f"no model registered as {registered_name(anchor)}@champion in {mlflow.get_tracking_uri()}; "
+                f"no model registered as {registered_name(anchor)}@{alias} in {mlflow.get_tracking_uri()}; "
                 f"run the sweep first, e.g. python -m profcast.train -m anchor={anchor} regressor=rf,knn,ratio, "
                 "or pass --model URI"
             ) from None

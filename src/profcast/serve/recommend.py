@@ -203,8 +203,9 @@ def recommend(args) -> str:
     if args.plot:
         check_plot_path(args.plot)
     anchor_profile = read_anchor_profile(args.profile, args.anchor)
-    use_store(compose_train_config().get("tracking_uri"))
-    model, uri = load_job_model(args.model, args.anchor)
+    defaults = compose_train_config()
+    use_store(defaults.tracking_uri)
+    model, uri = load_job_model(args.model, args.anchor, defaults.registry.alias)
     sizes, whatif_notes = whatif_request(anchor_profile, args.batchsize, getattr(args, "input_size", None))
     predicted, ignored = predict_targets(model, anchor_profile.profile, args.anchor, sizes)
     notes = list(anchor_profile.notes) + whatif_notes

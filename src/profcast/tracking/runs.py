@@ -21,24 +21,26 @@ from profcast.tracking import plots
 
 
 def flat_config(cfg: DictConfig, skip: tuple[str, ...] = ()) -> dict[str, str]:
-    """The resolved config as dotted keys, for logging as MLflow params."""
-    flat = pd.json_normalize(OmegaConf.to_container(cfg, resolve=True), sep=".").iloc[0].to_dict()
+    """The resolved config as dotted keys, for logging as MLflow params (never Hydra's own ``hydra`` node)."""
+    job_keys = {key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
+                for key in cfg if key not in (*skip, "hydra")}  # each resolved in place: interpolations see the whole config
+    flat = pd.json_normalize(job_keys, sep=".").iloc[0].to_dict()
     return {key: str(value) for key, value in flat.items() if key.split(".")[0] not in skip}
 
 
 @contextmanager
-def job_run(experiment_id: str, job_name: str, cfg: DictConfig, parent_run_id: str | None = None,
+def job_run(experiment_id: str, job_name: str, cfg: DictConfig, names: dict[str, str], parent_run_id: str | None = None,
             tags: dict | None = None, extra_params: dict | None = None, dataset=None):
-    """The job's run (nested under the sweep's parent run when there is one), with its params, tags
-    and dataset input logged; yields its run id."""
+    """The job's run (nested under the sweep's parent run when there is one), with its params (``names``:
+    each option group's name), tags and dataset input logged; yields its run id."""
     from profcast.tracking.provenance import RUN_KIND_TAG
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=job_name, parent_run_id=parent_run_id,
                           nested=bool(parent_run_id), tags={**(tags or {}), RUN_KIND_TAG: "job"}) as run:
         mlflow.log_params({
-            **flat_config(cfg, skip=("anchor", "target", "pairing")),
-            "anchor": cfg.anchor, "target": cfg.target, "regressor": cfg.regressor.name,
-            "features": cfg.features.name, "split": cfg.split.name, "pairing": cfg.pairing, **(extra_params or {}),
+            **flat_config(cfg, skip=("anchor", "target")),
+            "anchor": cfg.anchor, "target": cfg.target, "regressor": names["regressor"],
+            "features": names["features"], "split": names["split"], "pairing": names["pairing"], **(extra_params or {}),
         })
         if dataset is not None:
             log_dataset_input(dataset)
@@ -87,7 +89,7 @@ def log_target_result(result, cfg: DictConfig) -> None:
 
     Params and metrics go in one batch call; the figures are skipped when ``cfg.log_plots`` is false.
     """
-    params = {**flat_config(cfg, skip=("anchor", "target", "pairing", "hydra")), **{k: str(v) for k, v in result.params.items()}}
+    params = {**flat_config(cfg, skip=("anchor", "target", "pairing")), **{k: str(v) for k, v in result.params.items()}}
     metrics = {name: value for name, value in result.metrics.items() if pd.notna(value)}
     metrics.update({f"mape.{column}": value for column, value in result.column_mape.items() if pd.notna(value)})
     run_id = mlflow.active_run().info.run_id
@@ -98,7 +100,7 @@ def log_target_result(result, cfg: DictConfig) -> None:
     )
     _log_csv(result.column_mape.rename("mape").rename_axis("column").reset_index(), "column_errors.csv")
     _log_csv(result.predictions, "heldout_predictions.csv")
-    if cfg.get("log_plots", True):
+    if cfg.log_plots:
         title = f"{result.params['anchor']} -> {result.params['target']} ({result.params['regressor']})"
         plots.log_target_figures(result.truth_ops, result.predicted_ops, result.column_mape, title)
 
