@@ -12,7 +12,7 @@ import sys
 import pytest
 
 import profcast
-from tests.conftest import REPO
+from tests.conftest import REPO, compose_train
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
@@ -81,6 +81,29 @@ def stale_references(text: str, targets: set[str], folder=REPO) -> list[str]:
     return stale
 
 
+TRAIN = re.compile(r"python -m (?:src|profcast)\.train((?:[ \t]+[^\s`#|\\]+)*)")
+
+
+def train_overrides(text: str) -> list[list[str]]:
+    """The overrides of each complete ``python -m src.train`` command in ``text``, one value per swept key
+    (a sweep's ``a,b,c`` composes as ``a``); Hydra's own settings and placeholders are left out."""
+    commands = []
+    for tail in TRAIN.findall(text):
+        tokens = tail.split()
+        if any("<" in token or "..." in token or token == "key=value" for token in tokens):
+            continue
+        overrides = []
+        for token in tokens:
+            if token in ("-m", "--multirun") or token.lstrip("+").startswith("hydra"):
+                continue
+            key, _, value = token.partition("=")
+            if "," in value and not value.startswith("["):
+                value = value.split(",")[0]
+            overrides.append(f"{key}={value}")
+        commands.append(overrides)
+    return commands
+
+
 def resolves(dotted: str) -> bool:
     """Whether ``dotted`` is an importable module or an attribute reached from one."""
     parts = dotted.split(".")
@@ -113,6 +136,21 @@ def test_architecture_names_every_module_of_the_package():
 def test_every_command_name_target_and_path_a_doc_names_exists(doc, monkeypatch):
     monkeypatch.syspath_prepend(str(REPO))  # python -m src.* runs from the repository root
     assert stale_references(doc.read_text(), make_targets(), doc.parent) == []
+
+
+@pytest.mark.parametrize("doc", [doc for doc in DOCS if doc.name != "extending.md"], ids=lambda path: path.name)
+def test_every_train_command_a_doc_shows_composes(doc):
+    """Config spellings in the docs are the config's (extending.md's own options: tests/test_extending.py)."""
+    for overrides in train_overrides(doc.read_text()):
+        compose_train(overrides)  # an unknown group, option or key raises
+
+
+def test_train_commands_are_parsed_into_composable_overrides():
+    text = """python -m src.train -m regressor=rf,knn anchor=g3s.xlarge hydra/launcher=ray split.holdout=[a,b]
+    `python -m src.train regressor=<name>` and `python -m profcast.train whatif.enabld=false`"""
+    assert train_overrides(text) == [["regressor=rf", "anchor=g3s.xlarge", "split.holdout=[a,b]"], ["whatif.enabld=false"]]
+    with pytest.raises(Exception, match="whatif.enabld"):
+        compose_train(train_overrides(text)[1])
 
 
 def test_the_parser_finds_each_kind_of_stale_reference():
