@@ -94,7 +94,7 @@ def format_table(table: pd.DataFrame) -> str:
     lines = [header]
     for rank, row in enumerate(table.itertuples(), start=1):
         lines.append([
-            str(rank), row.instance, row.gpu, "-" if row.vcpus is None else str(row.vcpus),
+            str(rank), row.instance, row.gpu, "-" if row.vcpus is None or pd.isna(row.vcpus) else str(int(row.vcpus)),
             f"{row.batch_latency_s * 1000:.2f} ms", _interval(row.low_s, row.high_s), _duration(row.epoch_s), _money(row.price_per_hour, 3),
             _money(row.cost_per_epoch, 4), "n/a" if np.isnan(row.speedup) else f"{row.speedup:.2f}x",
             "(anchor, measured)" if row.source != "predicted" else "",
