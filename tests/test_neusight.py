@@ -260,3 +260,32 @@ def test_pairs_need_enough_shared_workloads_of_two_models():
     profiles = pd.DataFrame(rows, columns=["instance_name", "model", "batchsize"]).assign(dataset="8tokens", optimizer="inf")
     assert parse_pairs("all", ["a", "b", "c"], profiles, min_shared=3) == [("a", "b"), ("b", "a")]
     assert len(parse_pairs("all", ["a", "b", "c"], profiles, min_shared=0)) == 6
+
+
+def test_size_whatif_with_few_pairs_learns_a_growth_law():
+    from profcast.models.whatif import SizeGrowthLaw, SizeWhatIf
+
+    # Two models, each at two batch sizes; step time grows as batch^0.8 (too few pairs for a tree).
+    keys = pd.DataFrame({"dataset": "512tokens", "model": ["a", "a", "b", "b"], "optimizer": "train",
+                         "batchsize": [2, 8, 1, 4], "anchor_exp": "exp1", "target_exp": "exp1"})
+    latency = np.array([1.0 * 2**0.8, 1.0 * 8**0.8, 3.0, 3.0 * 4**0.8])
+    anchor = pd.DataFrame({"Device_Linear_fw": latency * 5e5, "batch_latency": latency / 2})
+    target = pd.DataFrame({"Device_Linear_fw": latency * 1e6, "batch_latency": latency})
+    what_if = SizeWhatIf(predict_ops=False).fit(keys, anchor, target)
+    assert isinstance(what_if.latency_model_, SizeGrowthLaw)
+    scale = what_if.log_scale(anchor.iloc[[0]], [2], ["512tokens"], [4], ["512tokens"])
+    assert scale[0] == pytest.approx(0.8 * np.log(2))  # doubling the batch: 2^0.8, not "no growth"
+
+
+def test_intervals_from_few_groups_reach_beyond_their_biases():
+    from scipy.stats import t
+
+    from profcast.models.intervals import ConformalInterval
+
+    residuals = np.repeat([-0.1, 0.0, 0.1], 4)  # three held-out models, each misjudged alike
+    groups = np.repeat([0, 1, 2], 4)
+    low, high = ConformalInterval().fit(residuals, groups=groups).quantiles_
+    # A new model's bias: mean +- t(2 dof, 90%) x s x sqrt(1 + 1/3), s = 0.1
+    expected = t.ppf(0.9, 2) * 0.1 * np.sqrt(4 / 3)
+    assert low < -0.1 and high > 0.1
+    assert high == pytest.approx(expected, rel=0.02) and low == pytest.approx(-expected, rel=0.02)
