@@ -289,3 +289,18 @@ def test_intervals_from_few_groups_reach_beyond_their_biases():
     expected = t.ppf(0.9, 2) * 0.1 * np.sqrt(4 / 3)
     assert low < -0.1 and high > 0.1
     assert high == pytest.approx(expected, rel=0.02) and low == pytest.approx(-expected, rel=0.02)
+
+
+@needs_shared
+def test_a_neusight_checkout_reads_as_a_data_file_folder_and_converts(tmp_path):
+    from profcast.convert import convert
+    from profcast.ingest.sources import FileData
+
+    names = ["bert_large-inf-512-8.csv", "bert_large-inf-512-8.json", "gpt2_large-inf-1024-4.csv", "gpt2_large-inf-1024-4.json"]
+    root = copy_some(tmp_path, names)
+    (root / "README.md").write_text("not a profile")
+    table = FileData(str(root)).load()
+    assert sorted(table["model"]) == ["bert_large", "gpt2_large"] and set(table["instance_name"]) == {"v100-pcie-32gb"}
+    converted = convert([root]).profiles
+    by_model = [frame.set_index("model")["batch_latency"].sort_index() for frame in (converted, table)]
+    assert list(by_model[0]) == pytest.approx(list(by_model[1]))

@@ -37,6 +37,7 @@ ACCEPTED = ("a PyTorch profiler trace (.json/.json.gz with \"traceEvents\"), a T
 LAYOUT = "<root>/<exp_name>/<instance_name>/<dataset>-<model>-<optimizer>-<batchsize>.<ext>"
 # Longest first, so "x.pt.trace.json.gz" loses its whole suffix.
 RUN_FILE_SUFFIXES = (".pt.trace.json.gz", ".pt.trace.json", ".json.gz", ".csv.gz", ".parquet", ".json", ".csv")
+NEUSIGHT_LABELS = Path("scripts") / "asplos" / "label"
 HEAD_BYTES = 1 << 20  # enough to see a trace's "traceEvents" key or a CSV header
 
 # What read_profile_tree returns: the wide table, files seen, skipped files and duplicate runs.
@@ -95,6 +96,8 @@ def read_profile_tree(folder, on_bad_file: str = "raise", keys: dict | None = No
     root = Path(folder)
     if not root.is_dir():
         raise ProfcastError(f"{root}: profile folder does not exist; expected {LAYOUT}")
+    if (root / NEUSIGHT_LABELS).is_dir():  # a NeuSight checkout: its label files, not its README and summaries
+        root = root / NEUSIGHT_LABELS
     paths = sorted(p for p in root.rglob("*")
                    if p.is_file() and _is_run_file(p.relative_to(root)) and not is_neusight_sidecar(p))
     if not paths:
