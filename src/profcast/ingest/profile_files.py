@@ -259,7 +259,7 @@ def _looks_like_op_header(names: set[str]) -> bool:
 
 
 def _is_run_file(relative: Path) -> bool:
-    """Files a tree holds runs in: not hidden, not a tf_stats latency sidecar, not a NeuSight step-time .json."""
+    """Files a tree holds runs in: not hidden, not a tf_stats latency sidecar (NeuSight step-time .json: is_neusight_sidecar)."""
     return not any(part.startswith(".") for part in relative.parts) and not relative.name.endswith(SIDECAR_SUFFIX)
 
 
