@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
+import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -47,8 +48,6 @@ class ManifestEntry:
 
 def neusight_cache_dir() -> Path:
     """Where downloaded NeuSight files and the parsed table live: ``$PROFCAST_CACHE_DIR/neusight`` or ``~/.cache/profcast/neusight``."""
-    import os
-
     if os.environ.get(CACHE_ENV_VAR):
         return Path(os.environ[CACHE_ENV_VAR]).expanduser() / "neusight"
     return Path.home() / ".cache" / "profcast" / "neusight"
@@ -125,8 +124,8 @@ def load_neusight_profiles(path=None, mode: str = "both", timeout: float = 10, c
                 _make_folder(folder)
                 download_neusight(folder, absent, timeout)
             except ProfcastError as problem:
-                if len(absent) == len(entries):
-                    raise ProfcastError(f"{problem} (offline: put the files into {folder})") from None
+                if len(absent) == len(entries):  # nothing to fall back on: the one line names the folder
+                    raise
                 log.warning("%s; using the %d files already in %s", problem, len(entries) - len(absent), folder)
     else:
         folder = Path(str(path)).expanduser()
