@@ -1,6 +1,7 @@
 """Accuracy benchmark: every regressor on every ordered (anchor, target) pair, leave-one-model-out.
 
     python -m benchmarks.accuracy [--data PATH] [--json OUT] [--pairs all|A:B,...] [--methods ratio,transfer,...] [--jobs N]
+    python -m benchmarks.accuracy --data ../shared/data/neusight --mode train   # NeuSight's label folder
 
 For each pair the runs are paired by workload and repetition (pairing `auto`), each model is held
 out in turn, and the held-out predictions are scored. Besides the regressors, a `noise_floor` row
@@ -46,6 +47,7 @@ RECORD_FIELDS = (
 )
 METRIC_FIELDS = tuple(field for field in RECORD_FIELDS[4:] if field != "batch_ratio_log2")
 NOISE_FLOOR = "noise_floor"
+ROWS_FIELD = "_rows"  # a record's held-out runs; written to <markdown stem>-rows.csv, not to the JSON records
 
 # Methods are the regressors of conf/regressor/, with these overrides: forests of 30 trees (enough
 # for stable errors, few enough for 12 pairs x 12 folds on 2 cores), one thread each (pairs already
@@ -71,14 +73,18 @@ def device_columns(columns) -> list[str]:
     return [c for c in columns if c.startswith("Device_")]
 
 
-def benchmark_method(paired: PairedRuns, folds, method: str, fitted: list | None = None, overrides: tuple = ()) -> dict:
+def benchmark_method(paired: PairedRuns, folds, method: str, fitted: list | None = None, overrides: tuple = (),
+                     rows: list | None = None) -> dict:
     """Cross-validate one method on one pair and return its record; `fitted` collects the fold models;
-    ``overrides`` (Hydra, e.g. ``regressor.max_iter=75``) change the method's settings."""
+    ``overrides`` (Hydra, e.g. ``regressor.max_iter=75``) change the method's settings; ``rows``
+    collects each held-out run's measured and predicted batch latency."""
     make = partial(clone, build_method(method, overrides))
     if fitted is not None:
         make = partial(_collected, make, fitted)
     held_out = cross_validate(paired, folds, make, AllColumns().select)
     metrics, _ = score(held_out, op_part(paired.target_profile))
+    if rows is not None and BATCH_LATENCY in held_out.truth:
+        rows += held_out_rows(paired, held_out, method)
     record = {
         "cell_ape_median": metrics["cell_ape_median"],
         "column_mape_mean": metrics["mape_mean"],
@@ -90,6 +96,14 @@ def benchmark_method(paired: PairedRuns, folds, method: str, fitted: list | None
     if method in VECTORLESS_METHODS:
         record.update(cell_ape_median=None, column_mape_mean=None, wape=None, device_total_mape=None, false_nonzero_rate=None)
     return {"n_test_rows": len(held_out.truth), **record, "fit_seconds": held_out.fit_seconds}
+
+
+def held_out_rows(paired: PairedRuns, held_out, method: str) -> list[dict]:
+    """One dict per held-out run: pair, method, workload keys, measured and predicted batch latency (s)."""
+    keys = paired.keys.loc[held_out.truth.index, WORKLOAD_KEYS]
+    return [{"anchor": paired.anchor, "target": paired.target, "method": method, **key,
+             "measured_s": float(truth), "predicted_s": float(predicted)}
+            for key, truth, predicted in zip(keys.to_dict("records"), held_out.truth[BATCH_LATENCY], held_out.predicted[BATCH_LATENCY])]
 
 
 def _collected(make, fitted: list):
@@ -135,21 +149,36 @@ def _device_total_mape(truth: pd.DataFrame, predicted: pd.DataFrame) -> float | 
     return total_mape(truth[columns].sum(axis=1), predicted[columns].sum(axis=1, min_count=1).fillna(0))
 
 
-def read_benchmark_data(path: Path) -> tuple[pd.DataFrame, list[str]]:
-    """The profile table at `path` and its instances; it must exist and hold at least two instances."""
+def read_benchmark_data(path: Path, mode: str = "both") -> tuple[pd.DataFrame, list[str]]:
+    """The profile table at `path` (a table, a NeuSight folder or a folder of profiler exports) and its
+    instances; it must exist and hold at least two instances. ``mode`` train|inf keeps NeuSight's
+    training or inference rows (optimizer ``train``/``inf``)."""
+    from profcast.ingest.neusight_data import select_mode
+
     if not path.exists():
         raise ProfcastError(f"--data {path.resolve()}: no such file; pass --data PATH to a profile table")
-    profiles = read_profile_table(path)
+    if path.is_dir():
+        from profcast.ingest.sources import FileData
+
+        profiles = FileData(str(path)).load()
+    else:
+        profiles = read_profile_table(path)
+    if mode != "both":
+        profiles = select_mode(profiles, mode, source=str(path))
     instances = known_instances(profiles)
     if len(instances) < 2:
         raise ProfcastError(f"{path}: holds one instance ({instances[0]}); the benchmark needs at least two")
     return profiles, instances
 
 
-def parse_pairs(text: str, instances: list[str]) -> list[tuple[str, str]]:
-    """'all' -> every ordered pair of distinct instances; else 'A:B,C:D'."""
+def parse_pairs(text: str, instances: list[str], profiles: pd.DataFrame | None = None, min_shared: int = 0) -> list[tuple[str, str]]:
+    """'all' -> every ordered pair of distinct instances sharing at least ``min_shared`` workloads
+    from at least two models (leave-one-model-out needs two); else 'A:B,C:D'."""
     if text == "all":
-        return [(anchor, target) for anchor in instances for target in instances if anchor != target]
+        pairs = [(anchor, target) for anchor in instances for target in instances if anchor != target]
+        if profiles is None or min_shared <= 0:
+            return pairs
+        return [pair for pair in pairs if _enough_shared(profiles, *pair, min_shared)]
     pairs = []
     for item in text.split(","):
         anchor, sep, target = item.strip().partition(":")
@@ -162,10 +191,34 @@ def parse_pairs(text: str, instances: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def _enough_shared(profiles: pd.DataFrame, anchor: str, target: str, min_shared: int) -> bool:
+    workloads = [set(map(tuple, profiles.loc[profiles["instance_name"] == name, WORKLOAD_KEYS].to_numpy().tolist()))
+                 for name in (anchor, target)]
+    shared = workloads[0] & workloads[1]
+    return len(shared) >= min_shared and len({workload[1] for workload in shared}) >= 2
+
+
+def chosen_instances(text: str | None, instances: list[str]) -> list[str]:
+    """--instances A,B,C checked against the data (None: all)."""
+    if not text:
+        return instances
+    chosen = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in instances]
+    if unknown:
+        raise ProfcastError(f"--instances: unknown instance(s) {', '.join(unknown)}; instances in the data: {', '.join(instances)}")
+    return chosen
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """--data (the profile table) and --pairs (which ordered instance pairs), as every pair benchmark takes them."""
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="profile table (CSV, CSV.gz or Parquet)")
     parser.add_argument("--pairs", default="all", help="'all' or ANCHOR:TARGET[,ANCHOR:TARGET...]")
+    parser.add_argument("--mode", choices=("train", "inf", "both"), default="both",
+                        help="NeuSight data: training rows, inference rows or both (never paired with each other)")
+    parser.add_argument("--instances", default=None,
+                        help="with --pairs all: only pairs among these comma-separated instances (keeps a run short)")
+    parser.add_argument("--min-shared", type=int, default=4,
+                        help="with --pairs all: only pairs sharing at least this many workloads of two or more models")
 
 
 def parse_methods(text: str) -> list[str]:
@@ -188,7 +241,9 @@ def benchmark_pair(profiles: pd.DataFrame, anchor: str, target: str, methods: li
             lines.append(f"{anchor} -> {target}: skipping {method} (the data has no batch_latency)")
             continue
         fitted = [] if method == "transfer" else None
-        records.append({"anchor": anchor, "target": target, "method": method, **benchmark_method(paired, folds, method, fitted)})
+        rows = []  # per-run errors, for tables against published per-workload errors (benchmarks/neusight_comparison.py)
+        records.append({"anchor": anchor, "target": target, "method": method,
+                        **benchmark_method(paired, folds, method, fitted, rows=rows), ROWS_FIELD: rows})
         if fitted:
             # Intervals, a second profile, size what-ifs and PROFET's scaler reuse transfer's fold models.
             interval, *extra = transfer_family(paired, folds, fitted) or [{}]
@@ -263,8 +318,10 @@ def main(argv=None) -> int:
     parser.add_argument("--markdown", type=Path, default=None, help="markdown table path (default: benchmarks/results/accuracy-<data stem>.md)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    profiles, instances = read_benchmark_data(args.data)
-    pairs = parse_pairs(args.pairs, instances)
+    profiles, instances = read_benchmark_data(args.data, args.mode)
+    pairs = parse_pairs(args.pairs, chosen_instances(args.instances, instances), profiles, args.min_shared)
+    if not pairs:
+        raise ProfcastError(f"{args.data}: no instance pair shares {args.min_shared} workloads of two or more models")
     methods = parse_methods(args.methods)
     records = run_benchmark(profiles, pairs, methods, jobs=args.jobs)
     wall_seconds = time.perf_counter() - started
@@ -273,7 +330,7 @@ def main(argv=None) -> int:
     print(markdown_table(means))
     print(f"\nwall time {wall_seconds:.0f} s")
 
-    stem = data_stem(args.data)
+    stem = data_stem(args.data) + ("" if args.mode == "both" else f"-{args.mode}")
     markdown_path = args.markdown or RESULTS_DIR / f"accuracy-{stem}.md"
     json_path = args.json or markdown_path.with_suffix(".json")
     command = "python -m benchmarks.accuracy " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -289,7 +346,9 @@ def main(argv=None) -> int:
     markdown_path.write_text("\n".join(sections))
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps([_jsonable(record) for record in records], indent=1))
-    print(f"wrote {markdown_path} and {json_path}")
+    rows_path = markdown_path.with_name(markdown_path.stem + "-rows.csv")
+    pd.DataFrame([row for record in records for row in record.get(ROWS_FIELD, [])]).to_csv(rows_path, index=False)
+    print(f"wrote {markdown_path}, {json_path} and {rows_path}")
     return 0
 
 

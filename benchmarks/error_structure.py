@@ -23,7 +23,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import clone
 
-from benchmarks.accuracy import RESULTS_DIR, add_data_arguments, build_method, data_stem, parse_pairs, read_benchmark_data
+from benchmarks.accuracy import RESULTS_DIR, add_data_arguments, chosen_instances, build_method, data_stem, parse_pairs, read_benchmark_data
 from benchmarks.pair_report import pair_table, print_and_write
 from profcast.cli import run_cli
 from profcast.errors import ProfcastError
@@ -73,8 +73,8 @@ def main(argv=None) -> int:
     parser.add_argument("--markdown", type=Path, default=None, help="default: benchmarks/results/error-structure-<data stem>.md")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    profiles, instances = read_benchmark_data(args.data)
-    pairs = parse_pairs(args.pairs, instances)
+    profiles, instances = read_benchmark_data(args.data, args.mode)
+    pairs = parse_pairs(args.pairs, chosen_instances(args.instances, instances), profiles, args.min_shared)
     rows = Parallel(n_jobs=args.jobs)(delayed(error_structure_for_pair)(profiles, anchor, target) for anchor, target in pairs)
     markdown_path = args.markdown or RESULTS_DIR / f"error-structure-{data_stem(args.data)}.md"
     title = f"Transfer's held-out batch-latency MAPE after an oracle removes each group's mean error ({args.data.name})"

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from benchmarks.accuracy import RESULTS_DIR, add_data_arguments, data_stem, noise_floor, parse_pairs, read_benchmark_data
+from benchmarks.accuracy import RESULTS_DIR, add_data_arguments, chosen_instances, data_stem, noise_floor, parse_pairs, read_benchmark_data
 from benchmarks.pair_report import pair_table, print_and_write
 from profcast.cli import run_cli
 from profcast.errors import ProfcastError
@@ -71,8 +71,8 @@ def main(argv=None) -> int:
     parser.add_argument("--markdown", type=Path, default=None, help="default: benchmarks/results/latency-ceiling-<data stem>.md")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    profiles, instances = read_benchmark_data(args.data)
-    rows = [ceiling_for_pair(profiles, anchor, target) for anchor, target in parse_pairs(args.pairs, instances)]
+    profiles, instances = read_benchmark_data(args.data, args.mode)
+    rows = [ceiling_for_pair(profiles, anchor, target) for anchor, target in parse_pairs(args.pairs, chosen_instances(args.instances, instances), profiles, args.min_shared)]
     table = pair_table(rows, [f"leaf_{leaf_size}" for leaf_size in LEAF_SIZES] + ["best", "noise_floor"])
     markdown_path = args.markdown or RESULTS_DIR / f"latency-ceiling-{data_stem(args.data)}.md"
     title = f"Batch-latency MAPE given the measured target busy time ({args.data.name})"

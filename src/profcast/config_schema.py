@@ -49,6 +49,12 @@ class ProfetDataConfig(OptionConfig):
     all_models: bool = MISSING
 
 
+@dataclass
+class NeusightDataConfig(OptionConfig):
+    path: Optional[str] = MISSING
+    mode: str = MISSING
+
+
 # ---- features, split, pairing -------------------------------------------------------------------
 @dataclass
 class TopColumnsConfig(OptionConfig):
@@ -131,6 +137,7 @@ OPTION_SCHEMAS = (
     ("data", "base_embedded", EmbeddedDataConfig),
     ("data", "base_file", FileDataConfig),
     ("data", "base_profet", ProfetDataConfig),
+    ("data", "base_neusight", NeusightDataConfig),
     ("features", "base_features", OptionConfig),
     ("features", "base_top", TopColumnsConfig),
     ("split", "base_group_split", GroupSplitConfig),

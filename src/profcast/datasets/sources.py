@@ -52,6 +52,11 @@ class FileData:
         return str(self.path)
 
     def load(self) -> pd.DataFrame:
+        if self.path.is_dir() and (self.path / "scripts" / "asplos" / "label").is_dir():
+            from profcast.ingest.neusight_data import load_neusight_profiles
+
+            # A NeuSight checkout also holds README, summaries and device figures: read its label files, hash-checked.
+            return load_neusight_profiles(path=self.path)
         if self.path.is_dir():
             from profcast.ingest.profile_files import read_profile_tree
 
@@ -76,3 +81,27 @@ class ProfetData:
         from profcast.ingest.profet import load_profet_profiles
 
         return load_profet_profiles(all_models=self.all_models)
+
+
+class NeusightData:
+    """The public NeuSight measurements (12 GPUs, 5 transformer models), hash-checked; see docs/neusight.md.
+
+    ``path``: a folder holding the label files (e.g. a clone of the repository); without it they are
+    downloaded once into the cache. ``mode``: ``train``, ``inf`` or ``both``.
+    """
+
+    def __init__(self, path: str | None = None, mode: str = "both"):
+        from profcast.ingest.neusight_data import MODES
+
+        if mode not in MODES:
+            raise ProfcastError(f"unknown data.mode {mode!r}; accepted: {', '.join(MODES)}")
+        self.path = None if path in (None, "", "???") else Path(str(path)).expanduser()
+        self.mode = mode
+
+    def describe(self) -> str:
+        return f"NeuSight real measurements ({self.mode}, {self.path or 'cached download'})"
+
+    def load(self) -> pd.DataFrame:
+        from profcast.ingest.neusight_data import load_neusight_profiles
+
+        return load_neusight_profiles(path=self.path, mode=self.mode)

@@ -1,9 +1,11 @@
 """Read profile files of any supported kind, told apart by their content, into profile rows.
 
 Kinds: ``torch_trace`` (PyTorch profiler Chrome trace, ``.json``/``.json.gz``), ``tf_stats``
-(TensorBoard/XProf ``tensorflow_stats``/``framework_op_stats`` CSV export) and ``table`` (a wide
-profile table, CSV, gzipped CSV or Parquet). A folder mixes them in the tf_stats layout
-``<root>/<exp_name>/<instance_name>/<dataset>-<model>-<optimizer>-<batchsize>.<ext>``.
+(TensorBoard/XProf ``tensorflow_stats``/``framework_op_stats`` CSV export), ``neusight`` (a NeuSight
+label CSV with its ``.json`` beside it, see ``ingest/neusight.py``) and ``table`` (a wide profile
+table, CSV, gzipped CSV or Parquet). A folder mixes them in the tf_stats layout
+``<root>/<exp_name>/<instance_name>/<dataset>-<model>-<optimizer>-<batchsize>.<ext>``; NeuSight files
+keep their own layout (``<GPU folder>/<model>-<train|inf>-<seq_len>-<batch>.csv``, at any depth).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from profcast.errors import ProfcastError
+from profcast.ingest.neusight import is_neusight_header, is_neusight_sidecar, read_neusight_label
 from profcast.ingest.torch_trace import read_torch_trace
 from profcast.ingest.tables import text_encoding_problem, validate_profiles
 from profcast.schema import LATENCY_COLUMNS, RUN_KEYS
@@ -27,12 +30,14 @@ from profcast.ingest.tfstats import (COLUMN_ALIASES, ON_BAD_FILE_CHOICES, REQUIR
 
 log = logging.getLogger(__name__)
 
-KINDS = ("torch_trace", "tf_stats", "table")
+KINDS = ("torch_trace", "tf_stats", "neusight", "table")
 ACCEPTED = ("a PyTorch profiler trace (.json/.json.gz with \"traceEvents\"), a TensorBoard tf_stats/"
-            "framework_op_stats CSV export or a wide profile table (.csv, .csv.gz, .parquet)")
+            "framework_op_stats CSV export, a NeuSight label CSV (with its .json beside it) "
+            "or a wide profile table (.csv, .csv.gz, .parquet)")
 LAYOUT = "<root>/<exp_name>/<instance_name>/<dataset>-<model>-<optimizer>-<batchsize>.<ext>"
 # Longest first, so "x.pt.trace.json.gz" loses its whole suffix.
 RUN_FILE_SUFFIXES = (".pt.trace.json.gz", ".pt.trace.json", ".json.gz", ".csv.gz", ".parquet", ".json", ".csv")
+NEUSIGHT_LABELS = Path("scripts") / "asplos" / "label"
 HEAD_BYTES = 1 << 20  # enough to see a trace's "traceEvents" key or a CSV header
 
 # What read_profile_tree returns: the wide table, files seen, skipped files and duplicate runs.
@@ -54,6 +59,8 @@ def profile_kind(path) -> str:
     names = {name.strip() for name in header}
     if all(any(s in names for s in COLUMN_ALIASES.get(c, (c,))) for c in REQUIRED_COLUMNS):
         return "tf_stats"
+    if is_neusight_header(names):
+        return "neusight"
     if set(RUN_KEYS) <= names or _looks_like_op_header(names):
         return "table"
     raise ProfcastError(f"{path}: content of no known kind (first line {_shown(header)}); expected {ACCEPTED}")
@@ -89,7 +96,10 @@ def read_profile_tree(folder, on_bad_file: str = "raise", keys: dict | None = No
     root = Path(folder)
     if not root.is_dir():
         raise ProfcastError(f"{root}: profile folder does not exist; expected {LAYOUT}")
-    paths = sorted(p for p in root.rglob("*") if p.is_file() and _is_run_file(p.relative_to(root)))
+    if (root / NEUSIGHT_LABELS).is_dir():  # a NeuSight checkout: its label files, not its README and summaries
+        root = root / NEUSIGHT_LABELS
+    paths = sorted(p for p in root.rglob("*")
+                   if p.is_file() and _is_run_file(p.relative_to(root)) and not is_neusight_sidecar(p))
     if not paths:
         raise ProfcastError(f"{root}: no profile file found; expected {LAYOUT}")
     runs, skipped, duplicates = collect_runs(
@@ -152,6 +162,8 @@ def _rows_of_file(path: Path) -> tuple[str, list[dict]]:
     try:
         if kind == "torch_trace":
             return kind, [read_torch_trace(path)]
+        if kind == "neusight":
+            return kind, [read_neusight_label(path)]
         if kind == "tf_stats":
             if _is_gzip(path):  # the tf_stats reader reads plain text; TensorBoard never gzips its exports
                 raise ProfcastError(f"{path}: gzipped tf_stats export; gunzip it first")
@@ -164,7 +176,7 @@ def _rows_of_file(path: Path) -> tuple[str, list[dict]]:
 def _rows_in_tree(root: Path, path: Path) -> list[dict]:
     """A file's rows with the run keys its place in the tree gives (tables carry their own)."""
     kind, rows = _rows_of_file(path)
-    if kind == "table":
+    if kind in ("table", "neusight"):  # a NeuSight row carries its keys (GPU from its folder, workload from its name)
         return rows
     parts = path.relative_to(root).parts
     if len(parts) != 3:
@@ -247,8 +259,9 @@ def _looks_like_op_header(names: set[str]) -> bool:
 
 
 def _is_run_file(relative: Path) -> bool:
-    """Files a tree holds runs in: not hidden, not a tf_stats latency sidecar."""
+    """Files a tree holds runs in: not hidden, not a tf_stats latency sidecar (NeuSight step-time .json: is_neusight_sidecar)."""
     return not any(part.startswith(".") for part in relative.parts) and not relative.name.endswith(SIDECAR_SUFFIX)
+
 
 
 def _run_stem(file_name: str) -> str:

@@ -32,6 +32,11 @@ SMALLEST_STRATUM = 30
 # convolution, and fewer when there are many groups, so it never holds more than MAX_CONVOLUTION sums.
 WITHIN_QUANTILES = 1000
 MAX_CONVOLUTION = 2_000_000
+# Below this many calibration groups the groups' own biases cannot reach a new group's 10%/90% tails
+# (with 3 groups, as in NeuSight's 4 models, they span about the middle half): a new group's bias is
+# then read from a Student t fitted to them (the textbook prediction interval for one more draw).
+# PROFET's 12 models give 11 groups, so its intervals are unchanged.
+FEW_GROUPS = 8
 
 
 class ConformalInterval:
@@ -90,7 +95,14 @@ class ConformalInterval:
         if within.size > summary:
             within = np.quantile(within, (np.arange(summary) + 0.5) / summary)
         centre = biases.mean()
-        new_group_biases = centre + (biases - centre) * np.sqrt(1 + 1 / biases.size)
+        if 2 <= biases.size < FEW_GROUPS and biases.std(ddof=1) > 0:
+            from scipy.stats import t
+
+            grid = (np.arange(200) + 0.5) / 200
+            spread = biases.std(ddof=1) * np.sqrt(1 + 1 / biases.size)
+            new_group_biases = centre + spread * t.ppf(grid, df=biases.size - 1)
+        else:
+            new_group_biases = centre + (biases - centre) * np.sqrt(1 + 1 / biases.size)
         sums = (new_group_biases[:, None] + within[None, :]).ravel()
         return float(np.quantile(sums, self.lower)), float(np.quantile(sums, self.upper))
 

@@ -75,6 +75,26 @@ def workload_medians(keys: pd.DataFrame, profile: pd.DataFrame, exp_column: str 
     return runs.groupby(WORKLOAD_KEYS, as_index=False, sort=False)[list(profile.columns)].median()
 
 
+class SizeGrowthLaw(BaseEstimator):
+    """log growth = a * log2(b'/b) + c * log2(s'/s): a power law of the size move, least squares through 0.
+
+    The latency what-if for a target with too few size pairs to boost (NeuSight's data: two batch
+    sizes per job), where a tree cannot split and would forecast no growth at all. Reads the last
+    two columns of SizeWhatIf's features (the batch and input-size moves).
+    """
+
+    def fit(self, features, label):
+        """Least-squares exponents of the size moves (minimum norm when a move never varies)."""
+        moves = np.asarray(features, dtype=float)[:, -2:]
+        self.coef_ = np.linalg.lstsq(moves, np.asarray(label, dtype=float), rcond=None)[0]
+        return self
+
+    def predict(self, features) -> np.ndarray:
+        """The log growth of each row's size move."""
+        check_is_fitted(self)
+        return np.asarray(features, dtype=float)[:, -2:] @ self.coef_
+
+
 class SizeWhatIf(BaseEstimator):
     """Learned growth of a target's step time (and op times) from one size of a job to another.
 
@@ -85,8 +105,9 @@ class SizeWhatIf(BaseEstimator):
     Attributes
     ----------
     op_columns_ : list of str
-    latency_model_ : HistGradientBoostingRegressor or None
-        log(target latency at b', s') - log(target latency at b, s); None without latencies.
+    latency_model_ : HistGradientBoostingRegressor, SizeGrowthLaw or None
+        log(target latency at b', s') - log(target latency at b, s); None without latencies; a
+        power law of the size move below ``min_boosting_rows`` size pairs.
     op_model_ : HistGradientBoostingRegressor or None
         The same for each op cell; None when ``predict_ops`` is False.
     """
@@ -96,15 +117,17 @@ class SizeWhatIf(BaseEstimator):
         "max_training_rows": [Interval(Integral, 1, None, closed="left")],
         "cross_dataset": ["boolean"],
         "predict_ops": ["boolean"],
+        "min_boosting_rows": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
     }
 
     def __init__(self, max_iter: int = 150, max_training_rows: int = 10000, cross_dataset: bool = True,
-                 predict_ops: bool = True, random_state: int = 0):
+                 predict_ops: bool = True, min_boosting_rows: int = 40, random_state: int = 0):
         self.max_iter = max_iter
         self.max_training_rows = max_training_rows
         self.cross_dataset = cross_dataset
         self.predict_ops = predict_ops
+        self.min_boosting_rows = min_boosting_rows
         self.random_state = random_state
 
     def fit(self, keys: pd.DataFrame, anchor_profile: pd.DataFrame, target_profile: pd.DataFrame):
@@ -126,8 +149,11 @@ class SizeWhatIf(BaseEstimator):
             label = np.log(pairs["new_latency"].to_numpy(float) / pairs["latency"].to_numpy(float))
             usable = np.flatnonzero(np.isfinite(label))
             usable = self._subsample(usable, rng)
-            if usable.size:
+            if usable.size >= self.min_boosting_rows:
                 self.latency_model_ = self._boosted(usable.size).fit(features[usable], label[usable])
+            elif usable.size:
+                # Too few pairs for a tree to split (min_samples_leaf >= 5): it would forecast the mean, no growth.
+                self.latency_model_ = SizeGrowthLaw().fit(features[usable], label[usable])
         self.op_model_ = self._fit_op_model(anchor_profile, medians, pairs, features, rng) if self.predict_ops else None
         return self
 

@@ -15,6 +15,7 @@ from profcast.schema import BATCH_LATENCY, op_columns
 
 PROFILE_FORMATS = (
     "a PyTorch profiler trace (.json/.json.gz), a TensorBoard tf_stats/XProf CSV export, "
+    "a NeuSight label CSV (with its .json beside it), "
     "a CSV of training-table rows (op columns such as Device_Conv2D), "
     "or a JSON list of {op: microseconds} objects"
 )
@@ -63,7 +64,8 @@ def _read_run_file(path: Path, kind: str) -> AnchorProfile:
     row = read_profile_file(path)
     batchsize = row.get("batchsize")
     profile = pd.DataFrame([{name: value for name, value in row.items() if name in op_columns([name]) or name == BATCH_LATENCY}])
-    described = {"torch_trace": "PyTorch profiler trace", "tf_stats": "tf_stats export"}.get(kind, kind)
+    described = {"torch_trace": "PyTorch profiler trace", "tf_stats": "tf_stats export",
+                 "neusight": "NeuSight label file"}.get(kind, kind)
     return AnchorProfile(profile, described, batchsize=int(batchsize) if batchsize is not None else None, dataset=row.get("dataset"))
 
 

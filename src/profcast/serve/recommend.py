@@ -19,6 +19,7 @@ from profcast.schema import BATCH_LATENCY, op_columns
 from profcast.serve.profile_input import read_anchor_profile
 
 INSTANCE_CATALOGUE = CONF_DIR / "instances.yaml"
+GPU_CATALOGUE = CONF_DIR / "gpus.yaml"  # NeuSight's GPUs: figures, and price where one cloud instance has exactly one
 DEFAULT_DATASET_SIZE = 50_000
 
 
@@ -49,11 +50,19 @@ def predict_targets(model, profile: pd.DataFrame, anchor: str, sizes: dict | Non
         raise ProfcastError(f"profile: {error.message}") from None
 
 
-def load_catalogue(path=INSTANCE_CATALOGUE) -> dict[str, dict]:
-    """Instance name -> {gpu, vcpus, price_per_hour} from conf/instances.yaml."""
+def load_catalogue(path=INSTANCE_CATALOGUE, gpu_path=GPU_CATALOGUE) -> dict[str, dict]:
+    """Instance name -> {gpu, vcpus, price_per_hour} from conf/instances.yaml, plus the GPUs of
+    conf/gpus.yaml (NeuSight's, keyed by their instance_name) priced as their one-GPU cloud instance."""
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(OmegaConf.load(path))["instances"]
+    catalogue = dict(OmegaConf.to_container(OmegaConf.load(path))["instances"])
+    if gpu_path is not None and Path(gpu_path).is_file():
+        for name, gpu in OmegaConf.to_container(OmegaConf.load(gpu_path))["gpus"].items():
+            shown = f"{gpu['gpu']} ({gpu['cloud_instance']})" if gpu.get("cloud_instance") else gpu["gpu"]
+            price = gpu.get("price_per_hour")
+            catalogue.setdefault(name, {"gpu": shown, "vcpus": gpu.get("vcpus"),
+                                        "price_per_hour": float("nan") if price is None else price})
+    return catalogue
 
 
 def recommendation_table(predicted: pd.DataFrame, anchor: str, measured_latency: float | None,
@@ -85,7 +94,7 @@ def format_table(table: pd.DataFrame) -> str:
     lines = [header]
     for rank, row in enumerate(table.itertuples(), start=1):
         lines.append([
-            str(rank), row.instance, row.gpu, "-" if row.vcpus is None else str(row.vcpus),
+            str(rank), row.instance, row.gpu, "-" if row.vcpus is None or pd.isna(row.vcpus) else str(int(row.vcpus)),
             f"{row.batch_latency_s * 1000:.2f} ms", _interval(row.low_s, row.high_s), _duration(row.epoch_s), _money(row.price_per_hour, 3),
             _money(row.cost_per_epoch, 4), "n/a" if np.isnan(row.speedup) else f"{row.speedup:.2f}x",
             "(anchor, measured)" if row.source != "predicted" else "",
