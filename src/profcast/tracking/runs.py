@@ -18,6 +18,7 @@ from profcast.schema import BATCH_LATENCY, op_part, union_columns
 from profcast.serve.answer_format import OUTPUT_PARAM, OUTPUT_SHAPES
 from profcast.serve.requests import DESCRIPTIVE_COLUMNS, EPOCH_LATENCY, INPUT_ROW, PREDICTED_TOTAL, SIZE_COLUMNS, TARGET_INSTANCE, TRAINED_ON
 from profcast.tracking import plots
+from profcast.tracking.metric_keys import metric_keys
 
 
 def flat_config(cfg: DictConfig, skip: tuple[str, ...] = ()) -> dict[str, str]:
@@ -89,7 +90,8 @@ def log_target_result(result, cfg: DictConfig) -> None:
     """
     params = {**flat_config(cfg, skip=("anchor", "target", "pairing", "hydra")), **{k: str(v) for k, v in result.params.items()}}
     metrics = {name: value for name, value in result.metrics.items() if pd.notna(value)}
-    metrics.update({f"mape.{column}": value for column, value in result.column_mape.items() if pd.notna(value)})
+    keys = metric_keys(result.column_mape.index, prefix="mape.")  # op names may hold characters MLflow refuses
+    metrics.update({keys[column]: value for column, value in result.column_mape.items() if pd.notna(value)})
     run_id = mlflow.active_run().info.run_id
     mlflow.MlflowClient().log_batch(
         run_id,
@@ -97,6 +99,9 @@ def log_target_result(result, cfg: DictConfig) -> None:
         params=[Param(name, value) for name, value in params.items()],
     )
     _log_csv(result.column_mape.rename("mape").rename_axis("column").reset_index(), "column_errors.csv")
+    renamed = {column: key for column, key in keys.items() if key != f"mape.{column}"}
+    if renamed:  # which metric holds which op, for the names that had to change
+        _log_csv(pd.DataFrame({"column": list(renamed), "metric_key": list(renamed.values())}), "metric_keys.csv")
     _log_csv(result.predictions, "heldout_predictions.csv")
     if cfg.get("log_plots", True):
         title = f"{result.params['anchor']} -> {result.params['target']} ({result.params['regressor']})"
