@@ -22,6 +22,7 @@ from profcast.errors import ProfcastError, first_line
 from profcast.schema import BATCH_LATENCY, union_columns
 from profcast.serve.answer_format import requested_shape, shaped_answer
 from profcast.serve.one_thread import OpenMPLimit
+from profcast.serve.request_limits import Deadline, check_request_rows, served
 from profcast.serve.shared_neighbours import shared_neighbour_groups
 from profcast.serve.requests import (
     INPUT_ROW,
@@ -90,8 +91,12 @@ class JobModel:
 
         try:
             shape = requested_shape(params)
+            model_input = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+            if served():
+                check_request_rows(len(model_input), shape)  # before any work
             with self._one_thread():
-                return shaped_answer(_finite_answer(self._predict(model_input)), shape, self.output_op_columns)
+                return shaped_answer(_finite_answer(self._predict(model_input, Deadline.for_this_request())), shape,
+                                     self.output_op_columns)
         except MlflowException:
             raise
         except ProfcastError as error:  # a bad request: the scoring server answers it with HTTP 400
@@ -101,7 +106,7 @@ class JobModel:
             raise MlflowException(f"the model could not predict from this request ({type(error).__name__}: "
                                   f"{first_line(error)})", error_code=INVALID_PARAMETER_VALUE) from None
 
-    def _predict(self, model_input: pd.DataFrame) -> pd.DataFrame:
+    def _predict(self, model_input: pd.DataFrame, deadline: Deadline | None = None) -> pd.DataFrame:
         profiles = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         profiles = profiles.reset_index(drop=True)  # error messages count rows from 0
         ignored = unknown_columns(profiles.columns, self.op_columns)
@@ -116,6 +121,8 @@ class JobModel:
                 shared.update(group.predict(anchor_profiles))
         parts = []
         for rank, target in enumerate(self.targets):
+            if deadline is not None:
+                deadline.check()  # the server gave up on this request: stop instead of computing on
             if every_target:
                 rows, request = np.arange(len(anchor_profiles)), anchor_profiles
             else:
@@ -287,7 +294,14 @@ def _checked_manifest(folder: Path) -> tuple[dict, dict]:
 
 
 def _load_pyfunc(data_path: str) -> JobModel:
-    """MLflow's entry point for ``loader_module`` models: the job model from its data folder."""
+    """MLflow's entry point for ``loader_module`` models: the job model from its data folder.
+
+    Inside ``mlflow models serve`` it also installs the request guard (profcast.serve.request_guard).
+    """
+    from profcast.serve import request_guard
+
+    if request_guard.in_scoring_server():
+        request_guard.install()
     return load_job_model_folder(data_path)
 
 
