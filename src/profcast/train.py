@@ -63,6 +63,7 @@ class TargetResult:
     model: object
     input_example: pd.DataFrame
     extras: dict | None = None  # interval and size what-if (profcast.pipeline.calibration.target_extras)
+    trained_range: dict | None = None  # batch and input sizes of the training rows (profcast.serve.trained_range)
 
 
 def prepare_job(cfg: DictConfig) -> Job:
@@ -100,6 +101,7 @@ def evaluate_target(paired: PairedRuns, job: Job, cfg: DictConfig) -> TargetResu
     metrics, column_mape = score(held_out, paired.target_profile)
     model, columns = held_out.refit
     from profcast.pipeline.calibration import target_extras
+    from profcast.serve.trained_range import trained_range
 
     whatif = cfg.get("whatif") or {}
     extras, extra_metrics = target_extras(paired, folds, held_out, bool(whatif.get("enabled", True)), int(whatif.get("max_iter", 150)),
@@ -137,6 +139,7 @@ def evaluate_target(paired: PairedRuns, job: Job, cfg: DictConfig) -> TargetResu
         model=model,
         input_example=anchor_frame.head(3),
         extras=extras,
+        trained_range=trained_range(paired.keys),
     )
 
 

@@ -24,6 +24,7 @@ from profcast.serve.answer_format import requested_shape, shaped_answer
 from profcast.serve.one_thread import OpenMPLimit
 from profcast.serve.request_limits import Deadline, check_request_rows, served
 from profcast.serve.shared_neighbours import shared_neighbour_groups
+from profcast.serve.trained_range import CHECKED, RANGE_KEY, check_in_range
 from profcast.serve.requests import (
     INPUT_ROW,
     PREDICTED_TOTAL,
@@ -57,7 +58,8 @@ class JobModel:
     """Predicts every target instance's profile from an anchor profile, with named columns."""
 
     def __init__(self, anchor: str, models: dict, op_columns: list[str], output_op_columns: list[str], predicts_latency: bool,
-                 trained_on: str | None = None, extras: dict | None = None, interval_quantity: str | None = None):
+                 trained_on: str | None = None, extras: dict | None = None, interval_quantity: str | None = None,
+                 trained_range: dict | None = None):
         self.anchor = anchor
         self.models = models
         self.targets = list(models)
@@ -67,6 +69,7 @@ class JobModel:
         self.trained_on = trained_on  # e.g. "generated data: embedded generated data (...) (fingerprint ...)"
         self.extras = extras or {}  # target -> interval and size what-if (profcast.serve.forecast_extras); empty for older models
         self.interval_quantity = interval_quantity  # batch_latency | predicted_total: what the interval bounds
+        self.trained_range = trained_range  # sizes of the training rows: a request far outside is refused (None: older model)
         self._one_thread = OpenMPLimit()
         # Where each model's outputs land in the answer, worked out once instead of per request.
         position = {column: number for number, column in enumerate(output_op_columns)}
@@ -113,6 +116,7 @@ class JobModel:
         if ignored:
             log.warning("ignored column(s) never seen in training: %s", ", ".join(map(str, ignored)))
         anchor_profiles = checked_anchor_profiles(profiles, self.op_columns, self.anchor)
+        check_in_range(profiles, self.trained_range)  # before any model runs: no silent extrapolation
         wanted = requested_targets(profiles, self.targets)
         every_target = bool(wanted.isna().all())
         shared = {}
@@ -214,11 +218,12 @@ def use_one_thread(estimator) -> None:
 
 
 def save_job_model(folder, anchor: str, models: dict, op_columns: list[str], trained_on: str | None = None,
-                   extras: dict | None = None) -> dict:
+                   extras: dict | None = None, sizes: dict | None = None) -> dict:
     """Write every target's fitted regressor (one skops file each) and the manifest into ``folder``.
 
     ``op_columns`` are the anchor op columns any of the models reads. Returns the manifest; each regressor is serialised exactly once, here.
     ``extras`` (target -> interval and size what-if) go into files of their own (profcast.serve.forecast_extras).
+    ``sizes`` (the training rows' batch and input size range, profcast.serve.trained_range) goes into the manifest.
     """
     from profcast.serve.forecast_extras import save_extras
 
@@ -237,6 +242,7 @@ def save_job_model(folder, anchor: str, models: dict, op_columns: list[str], tra
         "output_op_columns": union_columns([c for c in model.output_columns_ if c != BATCH_LATENCY] for model in models.values()),
         "predicts_latency": any(BATCH_LATENCY in model.output_columns_ for model in models.values()),
         "trained_on": trained_on,
+        RANGE_KEY: sizes,
         **save_extras(folder, extras, files),
     }
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
@@ -254,7 +260,8 @@ def load_job_model_folder(folder) -> JobModel:
     from profcast.serve.forecast_extras import QUANTITY_KEY, load_extras
 
     return JobModel(manifest["anchor"], models, manifest["op_columns"], manifest["output_op_columns"], manifest["predicts_latency"],
-                    manifest.get("trained_on"), load_extras(folder, manifest, load_trusted), manifest.get(QUANTITY_KEY))
+                    manifest.get("trained_on"), load_extras(folder, manifest, load_trusted), manifest.get(QUANTITY_KEY),
+                    _checked_range(manifest.get(RANGE_KEY), folder))
 
 
 def load_trusted(path: Path):
@@ -291,6 +298,16 @@ def _checked_manifest(folder: Path) -> tuple[dict, dict]:
     if not paths or missing:
         raise ProfcastError(f"{folder}: job model files missing: {', '.join(missing) or 'no target files listed'}")
     return manifest, paths
+
+
+def _checked_range(value, folder: Path) -> dict | None:
+    """The manifest's trained range as {size: [min, max] | None}; a one-line error if it is not that shape."""
+    if value is None:
+        return None
+    try:
+        return {name: None if value.get(name) is None else [float(value[name][0]), float(value[name][1])] for name in CHECKED}
+    except (AttributeError, TypeError, ValueError, IndexError, KeyError):
+        raise ProfcastError(f"{folder}: not a profcast job model folder ('{RANGE_KEY}' is not a size range)") from None
 
 
 def _load_pyfunc(data_path: str) -> JobModel:

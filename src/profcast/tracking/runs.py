@@ -128,6 +128,7 @@ def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = 
     metadata, and its served output names the data in a ``trained_on`` column.
     """
     from profcast.serve.job_model import JOB_MODEL_NAME, JOB_MODEL_TAG, JOB_MODEL_URI_TAG, save_job_model
+    from profcast.serve.trained_range import merged_range
     from profcast.tracking.provenance import trained_on
 
     models = {target: result.model for target, result in target_results.items()}
@@ -137,7 +138,9 @@ def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = 
         metadata = dict(metadata or {})
         data_line = trained_on(metadata["data"], metadata["data_kind"], metadata["data_fingerprint"]) if "data" in metadata else None
         extras = {target: result.extras for target, result in target_results.items() if getattr(result, "extras", None)}
-        manifest = save_job_model(folder, anchor, models, op_columns, trained_on=data_line, extras=extras)
+        ranges = [getattr(result, "trained_range", None) for result in target_results.values()]
+        manifest = save_job_model(folder, anchor, models, op_columns, trained_on=data_line, extras=extras,
+                                  sizes=merged_range(ranges) if any(ranges) else None)
         logged = mlflow.pyfunc.log_model(
             name=JOB_MODEL_NAME,
             loader_module="profcast.serve.job_model",
