@@ -35,6 +35,8 @@ STEP_NAME = re.compile(r"ProfilerStep#\d+$")
 DROPPED_PREFIXES = ("aten::",)
 # Kineto writes ts with nanosecond decimals; sums of floats may miss containment by a hair.
 NESTING_SLACK_US = 1e-3
+# Kineto nests events 4 levels deep at most (traceEvents > event > args > list); far past that is not a trace.
+MAX_JSON_DEPTH = 64
 
 
 def read_torch_trace(path) -> dict[str, float]:
@@ -54,17 +56,15 @@ def load_trace_events(path: Path) -> list[dict]:
 
 
 def iter_trace_events(path: Path):
-    """The events of a Chrome-trace file one by one, parsed as a stream (ijson), within the input size limit."""
+    """The events of a Chrome-trace file one by one, parsed as a stream, within the input size and nesting limits."""
     accepted = "expected a PyTorch profiler trace (.json or .json.gz with \"traceEvents\")"
     import ijson
 
-    seen = 0
+    found = []
     try:
         with open_capped(path) as stream:
-            for event in ijson.items(stream, "traceEvents.item", use_float=True):
-                seen += 1
-                yield event
-        if not seen and not _has_event_list(path):
+            yield from _trace_event_stream(ijson.basic_parse(stream, use_float=True), found, str(path))
+        if not found:
             raise ProfcastError(f"{path}: JSON without a \"traceEvents\" list; {accepted}")
     except (EOFError, gzip.BadGzipFile, zlib.error):
         raise ProfcastError(f"{path}: truncated or corrupt gzip; {accepted}") from None
@@ -79,6 +79,55 @@ def iter_trace_events(path: Path):
         raise ProfcastError(f"{path}: cannot be read ({error.strerror or error})") from None
 
 
+def _trace_event_stream(tokens, found: list, source: str):
+    """Build and yield each element of the top-level ``traceEvents`` array from ijson's ``basic_parse`` tokens.
+
+    Hand-built rather than ``ijson.items``, whose prefix strings grow with the nesting depth (a
+    ``[[[[...`` file of 100,000 levels took GBs): here a file nested past MAX_JSON_DEPTH stops in one
+    line. Appends True to ``found`` once the ``traceEvents`` array opens.
+    """
+    depth, key, top_is_map, events_depth = 0, None, False, None
+    building: list = []  # the containers of the event being built, outermost first
+    for token, value in tokens:
+        if token == "map_key":
+            key = value
+        elif token in ("start_map", "start_array"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise ProfcastError(f"{source}: JSON nested deeper than {MAX_JSON_DEPTH} levels; not a profiler trace")
+            if depth == 1:
+                top_is_map = token == "start_map"
+            elif events_depth is None:
+                if depth == 2 and top_is_map and key == "traceEvents" and token == "start_array":
+                    events_depth = 2
+                    found.append(True)
+            else:
+                container = {} if token == "start_map" else []
+                if building:
+                    _add(building[-1], key, container)
+                building.append(container)
+        elif token in ("end_map", "end_array"):
+            if events_depth is not None and depth > events_depth:
+                done = building.pop()
+                if not building:
+                    yield done
+            elif depth == events_depth:
+                events_depth = None  # the traceEvents array closed
+            depth -= 1
+        elif events_depth is not None:  # a scalar inside traceEvents
+            if building:
+                _add(building[-1], key, value)
+            else:
+                yield value
+
+
+def _add(container, key, value) -> None:
+    if isinstance(container, dict):
+        container[key] = value
+    else:
+        container.append(value)
+
+
 def open_capped(path: Path):
     """A binary stream of the file's text (gunzipped if gzip) that raises a ProfcastError past the input size limit."""
     from profcast.limits import CappedReader
@@ -89,19 +138,6 @@ def open_capped(path: Path):
 def _starts_utf16(path: Path) -> bool:
     with open_capped(path) as stream:
         return stream.read(2) in (b"\xff\xfe", b"\xfe\xff")
-
-
-def _has_event_list(path: Path) -> bool:
-    """Whether the top-level JSON object has a ``traceEvents`` array (asked only when no event was read)."""
-    import ijson
-
-    with open_capped(path) as stream:
-        for prefix, event, _ in ijson.parse(stream):
-            if prefix == "traceEvents" and event == "start_array":
-                return True
-            if prefix == "" and event not in ("start_map", "map_key"):
-                return False
-    return False
 
 
 def op_name(name: str) -> str:

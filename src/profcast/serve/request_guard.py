@@ -8,7 +8,7 @@ on every request. When the job model is loaded inside that server, ``install`` w
 once, so the plain ``mlflow models serve`` command serves with the guard:
 
 - a body above ``limits.max_request_bytes()`` is a 400 naming the limit, before MLflow parses it;
-- an exception MLflow's parsing raises that is not an ``MlflowException`` (``RecursionError`` for
+- an exception MLflow's parsing raises that is not an ``MlflowException``, or is one with a 5xx code, (``RecursionError`` for
   ``[[[[...`` 50,000 deep, ``TypeError`` for a wrong shape) is a 400 with one line, logged here;
 - an error message longer than ``MAX_MESSAGE_CHARS`` (MLflow echoes the whole body of a request it
   cannot parse) is cut, so a bad 16 MB request is not answered with 16 MB.
@@ -63,6 +63,9 @@ def guarded(invocations):
         except MlflowException as error:
             if len(error.message) > MAX_MESSAGE_CHARS:
                 error.message = error.message[:MAX_MESSAGE_CHARS] + " ... (cut)"
+            if error.get_http_status_code() >= 500:  # the job model answers its own failures as 400: this is MLflow's parsing
+                log.warning("request refused: %s", first_line(error))
+                raise MlflowException(error.message, error_code=BAD_REQUEST) from None
             raise
         except RecursionError:
             raise MlflowException("the request is nested too deeply to be a table of profiles; send "

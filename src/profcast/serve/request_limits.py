@@ -29,7 +29,7 @@ def check_request_rows(rows: int, shape: str) -> None:
     limit = max_request_rows(totals=shape == "totals")
     if rows > limit:
         hint = ("split it into several requests" if shape == "totals"
-                else f"split it, or ask params {{\"output\": \"totals\"}} (up to {max_request_rows(totals=True):,} rows)")
+                else f"split it, or ask for output=totals (params {{\"output\": \"totals\"}}: up to {max_request_rows(totals=True):,} rows)")
         raise ProfcastError(f"the request holds {rows:,} profile rows, over the limit of {limit:,} for output={shape} "
                             f"({MAX_REQUEST_ROWS_ENV}); {hint}")
 
