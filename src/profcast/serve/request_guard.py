@@ -10,6 +10,7 @@ once, so the plain ``mlflow models serve`` command serves with the guard:
 - a body above ``limits.max_request_bytes()`` is a 400 naming the limit, before MLflow parses it;
 - an exception MLflow's parsing raises that is not an ``MlflowException``, or is one with a 5xx code, (``RecursionError`` for
   ``[[[[...`` 50,000 deep, ``TypeError`` for a wrong shape) is a 400 with one line, logged here;
+- a model's 400 keeps only its own line (MLflow prefixes a printout of the request's data);
 - an error message longer than ``MAX_MESSAGE_CHARS`` (MLflow echoes the whole body of a request it
   cannot parse) is cut, so a bad 16 MB request is not answered with 16 MB.
 
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 2000  # an error answer's message: enough for any of ours, not a copy of the body
 GUARDED = "__profcast_guarded__"
+# MLflow wraps a model's error as "Failed to predict data '<the whole frame printed>'. \nError: <message>".
+PREDICT_FAILED, ERROR_MARK = "Failed to predict data", "\nError: "
 
 
 def in_scoring_server() -> bool:
@@ -61,6 +64,8 @@ def guarded(invocations):
         try:
             return invocations(data, content_type, model, input_schema)
         except MlflowException as error:
+            if error.message.startswith(PREDICT_FAILED) and ERROR_MARK in error.message:
+                error.message = error.message.rsplit(ERROR_MARK, 1)[1]  # the model's own line, not a printout of the data
             if len(error.message) > MAX_MESSAGE_CHARS:
                 error.message = error.message[:MAX_MESSAGE_CHARS] + " ... (cut)"
             if error.get_http_status_code() >= 500:  # the job model answers its own failures as 400: this is MLflow's parsing
