@@ -167,6 +167,7 @@ KEPT_CATEGORIES = frozenset((HOST_OP, *RUNTIME_CATEGORIES, *DEVICE_CATEGORIES, "
 def _kept_events(events):
     """The complete events of the kept categories as TraceEvents; op names shared, not one string per event."""
     names: dict[str, str] = {}
+    threads: dict = {}  # one (pid, tid) tuple per thread, not per event
     for event in events:
         if not (isinstance(event, dict) and event.get("ph") == "X" and isinstance(event.get("name"), str) and _has_time(event)):
             continue
@@ -176,7 +177,9 @@ def _kept_events(events):
         name = names.setdefault(event["name"], event["name"])
         if cat == "user_annotation" and not STEP_NAME.match(name):
             continue
-        yield TraceEvent(name, cat, float(event["ts"]), float(event["dur"]), (event.get("pid"), event.get("tid")), _correlation(event))
+        thread = (event.get("pid"), event.get("tid"))
+        thread = threads.setdefault(thread, thread) if _hashable(thread) else None
+        yield TraceEvent(name, cat, float(event["ts"]), float(event["dur"]), thread, _correlation(event))
 
 
 def trace_row(events: list[dict], source: str = "trace") -> dict[str, float]:
@@ -222,6 +225,14 @@ def _row_of_kept(complete: list[TraceEvent], source: str) -> dict[str, float]:
 def _is_gzip(path: Path) -> bool:
     with open(path, "rb") as handle:
         return handle.read(2) == b"\x1f\x8b"
+
+
+def _hashable(value) -> bool:
+    try:
+        hash(value)
+    except TypeError:  # a pid or tid given as a list or object: one thread for all such events
+        return False
+    return True
 
 
 def _has_time(event: dict) -> bool:
