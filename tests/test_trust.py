@@ -232,7 +232,7 @@ def test_awkward_op_names_train_to_finished_runs_with_their_names_kept(weird_job
     errors = pd.read_csv(client.download_artifacts(target_run, "column_errors.csv"))
     renamed = dict(zip(mapping["column"], mapping["metric_key"]))
     assert set(PROFILER_OP_NAMES.values()) <= set(errors["column"])  # the original names, as written
-    assert set(renamed) == set(PROFILER_OP_NAMES.values()) - {"Device_a$b$/../c:d"} or set(renamed) == set(PROFILER_OP_NAMES.values())
+    assert set(renamed) == set(PROFILER_OP_NAMES.values())  # each holds a character MLflow refuses
     measured = errors.set_index("column")["mape"].dropna()
     for column, value in measured.items():
         assert metrics[renamed.get(column, f"mape.{column}")] == pytest.approx(value)
@@ -242,14 +242,11 @@ def test_awkward_op_names_train_to_finished_runs_with_their_names_kept(weird_job
 def test_awkward_op_names_are_answered_by_the_loaded_model(weird_job):
     import mlflow
 
-    from profcast.serve.job_model import MANIFEST_FILE
-
     model = mlflow.pyfunc.load_model(weird_job["model_uri"])
     request = weird_profiles().query("instance_name == 'slow.gpu'").head(2).drop(columns=["instance_name", "exp_name"])
     answer = model.predict(request)
     assert set(PROFILER_OP_NAMES.values()) - {"Device_a$b$/../c:d"} <= set(answer.columns)
-    manifest = json.loads((Path(model._model_impl.__dict__.get("_path", "")) / MANIFEST_FILE).read_text()) if False else None
-    assert np.isfinite(answer["predicted_total"]).all() and manifest is None
+    assert np.isfinite(answer["predicted_total"]).all() and set(answer["target_instance"]) == {"fast.gpu"}
 
 
 def test_manifest_records_the_trained_sizes_as_json(weird_job):
@@ -306,8 +303,7 @@ def test_requests_within_the_limits_are_answered_with_the_profiler_names(weird_s
 def test_server_still_answers_after_the_hostile_requests(weird_server):
     with urllib.request.urlopen(f"{weird_server.url}/ping", timeout=10) as answer:
         assert answer.status == 200
-    log = Path(weird_server.log_path).read_text()
-    assert "request guard installed" in log or "Traceback" not in log.split("nested too deeply")[0]
+    assert "Traceback" not in Path(weird_server.log_path).read_text()  # every hostile request was handled, none crashed
 
 
 # ---- slow tier: the CLIs a user runs ---------------------------------------------------------------
@@ -317,7 +313,7 @@ def test_convert_cli_stops_a_gzip_bomb_in_one_line(tmp_path):
     tree.mkdir(parents=True)
     gzip_bomb(tree / "mnist-lenet-sgd-32.pt.trace.json.gz", 3_000_000)
 
-    result = run_command(["-m", "profcast.convert", str(tmp_path / "traces"), "-o", str(tmp_path / "out.csv")],
+    result = run_command(["-m", "profcast.convert", str(tmp_path / "traces"), "--out", str(tmp_path / "out.csv")],
                          extra_env={MAX_INPUT_BYTES_ENV: "1000000"})
 
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
@@ -327,9 +323,10 @@ def test_convert_cli_stops_a_gzip_bomb_in_one_line(tmp_path):
 @pytest.mark.slow
 def test_predict_cli_refuses_an_absurd_whatif_in_one_line(weird_job, tmp_path):
     profile = tmp_path / "profile.csv"
-    weird_profiles().query("instance_name == 'slow.gpu'").head(1).assign(whatif_batchsize=10**9).to_csv(profile, index=False)
+    weird_profiles().query("instance_name == 'slow.gpu'").head(1).to_csv(profile, index=False)
 
-    result = run_command(["-m", "profcast.predict", "--profile", str(profile), "--anchor", "slow.gpu"], env_uri=weird_job["uri"])
+    result = run_command(["-m", "profcast.predict", "--profile", str(profile), "--anchor", "slow.gpu", "--model", weird_job["model_uri"],
+                          "--batchsize", str(10**9)], env_uri=weird_job["uri"])
 
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "trained on batch sizes 32 to 128" in result.stderr and len(error_lines(result.stderr)) == 1
