@@ -105,6 +105,24 @@ def test_a_plain_table_past_the_cap_is_refused_before_it_is_read(tmp_path, monke
         read_profile_file(table)
 
 
+def test_training_tables_and_exports_are_read_through_the_cap(tmp_path, monkeypatch):
+    from profcast.ingest.tables import read_profile_table
+    from profcast.ingest.tfstats import read_tfstats_export
+    from tests.bad_input_cases import TFSTATS_HEADER
+
+    table = tmp_path / "profiles.csv.gz"
+    weird_profiles().to_csv(table, index=False)  # ~2 kB gzipped, ~10 kB unpacked
+    export = tmp_path / "mnist-lenet-sgd-32.csv"
+    export.write_text(TFSTATS_HEADER + "1,Device,Conv2D,c,1,5,5,5,5\n" * 200)
+    assert len(read_profile_table(table)) == len(weird_profiles()) and read_tfstats_export(export)["Device_Conv2D"] == 1000.0
+    monkeypatch.setenv(MAX_INPUT_BYTES_ENV, "5000")
+
+    for read, path in ((read_profile_table, table), (read_tfstats_export, export)):
+        with pytest.raises(ProfcastError, match="input size limit") as caught:
+            read(path)
+        assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
 @pytest.mark.parametrize("value", ["lots", "-5", "0"])
 def test_a_bad_cap_setting_is_one_line(value, monkeypatch):
     monkeypatch.setenv(MAX_INPUT_BYTES_ENV, value)
