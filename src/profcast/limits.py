@@ -31,3 +31,83 @@ def value_rule(column: str) -> str:
     if column == "epoch_latency":
         return f"epoch_latency is the measured seconds per epoch: a finite number from 0 to {MAX_EPOCH_LATENCY_S:g} (1 year), or empty"
     return f"op times are microseconds per run: finite numbers from 0 to {MAX_OP_TIME_US:g}"
+
+
+# ---- Input size: bounded memory and time whatever a file or request holds --------------------------
+# Text a profile file may hold once decompressed: a gzip bomb (3 MB -> 3 GB) stops here, not in the OOM killer.
+MAX_INPUT_BYTES_ENV = "PROFCAST_MAX_INPUT_BYTES"
+DEFAULT_MAX_INPUT_BYTES = 2 * 1024**3  # 2 GiB: above the longest real traces seen, below a laptop's memory
+# A served request: refused before any work past either limit (docs/reliability.md).
+MAX_REQUEST_BYTES_ENV = "PROFCAST_MAX_REQUEST_BYTES"
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024**2  # 16 MiB of JSON/CSV is ~10,000 rows of ~100 ops
+MAX_REQUEST_ROWS_ENV = "PROFCAST_MAX_REQUEST_ROWS"
+DEFAULT_MAX_REQUEST_ROWS = 10_000  # rows x targets x op columns is the answer's size
+TOTALS_ROW_FACTOR = 10  # output=totals answers one number per row and target: 10x the rows are allowed
+
+
+def _env_limit(name: str, default: int) -> int:
+    import os
+
+    from profcast.errors import ProfcastError
+
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise ProfcastError(f"{name}={text!r} is not a number; give a positive whole number (default {default})") from None
+    if value <= 0:
+        raise ProfcastError(f"{name}={text!r} must be positive (default {default})")
+    return value
+
+
+def max_input_bytes() -> int:
+    """Most bytes of (decompressed) text read from one profile file: env PROFCAST_MAX_INPUT_BYTES, default 2 GiB."""
+    return _env_limit(MAX_INPUT_BYTES_ENV, DEFAULT_MAX_INPUT_BYTES)
+
+
+def max_request_bytes() -> int:
+    """Largest served request body: env PROFCAST_MAX_REQUEST_BYTES, default 16 MiB."""
+    return _env_limit(MAX_REQUEST_BYTES_ENV, DEFAULT_MAX_REQUEST_BYTES)
+
+
+def max_request_rows(totals: bool = False) -> int:
+    """Most profile rows in one served request: env PROFCAST_MAX_REQUEST_ROWS (default 10,000), 10x that for output=totals."""
+    rows = _env_limit(MAX_REQUEST_ROWS_ENV, DEFAULT_MAX_REQUEST_ROWS)
+    return rows * TOTALS_ROW_FACTOR if totals else rows
+
+
+def shown_bytes(count: int) -> str:
+    """``2147483648`` -> ``'2 GiB'``: a size as a reader compares it with the limit."""
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if count >= size:
+            return f"{count / size:.3g} {unit}"
+    return f"{count} bytes"
+
+
+class CappedReader:
+    """A binary stream that raises a one-line ProfcastError once more than ``max_input_bytes()`` were read from it."""
+
+    def __init__(self, stream, source: str, limit: int | None = None):
+        self.stream, self.source = stream, source
+        self.limit = max_input_bytes() if limit is None else limit
+        self.read_bytes = 0
+
+    def read(self, size: int = -1) -> bytes:
+        from profcast.errors import ProfcastError
+
+        # Never more than the limit allows plus one byte, so an unbounded read() cannot fill memory first.
+        room = self.limit + 1 - self.read_bytes
+        chunk = self.stream.read(room if size is None or size < 0 else min(size, room))
+        self.read_bytes += len(chunk)
+        if self.read_bytes > self.limit:
+            raise ProfcastError(f"{self.source}: more than {shown_bytes(self.limit)} of text (decompressed); that is past the "
+                                f"input size limit ({MAX_INPUT_BYTES_ENV}={self.limit}); raise it if the file is a real profile")
+        return chunk
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stream.close()

@@ -67,6 +67,7 @@ class TargetResult:
     model: object
     input_example: pd.DataFrame
     extras: dict | None = None  # interval and size what-if (profcast.pipeline.calibration.target_extras)
+    trained_range: dict | None = None  # batch and input sizes of the training rows (profcast.jobmodel.trained_range)
 
 
 def prepare_job(cfg: DictConfig) -> Job:
@@ -103,6 +104,7 @@ def evaluate_target(paired: PairedRuns, job: Job) -> TargetResult:
     metrics, column_mape = score(held_out, paired.target_profile)
     model, columns = held_out.refit
     from profcast.pipeline.calibration import target_extras
+    from profcast.jobmodel.trained_range import trained_range
 
     extras, extra_metrics = target_extras(paired, folds, held_out, job.whatif, n_jobs=job.n_jobs)
     metrics.update(extra_metrics)
@@ -138,6 +140,7 @@ def evaluate_target(paired: PairedRuns, job: Job) -> TargetResult:
         model=model,
         input_example=anchor_frame.head(3),
         extras=extras,
+        trained_range=trained_range(paired.keys),
     )
 
 

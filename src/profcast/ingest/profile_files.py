@@ -22,6 +22,7 @@ import pandas as pd
 
 from profcast.errors import ProfcastError
 from profcast.ingest.neusight import is_neusight_header, is_neusight_sidecar, read_neusight_label
+from profcast.limits import MAX_INPUT_BYTES_ENV, CappedReader, max_input_bytes, shown_bytes
 from profcast.ingest.torch_trace import read_torch_trace
 from profcast.ingest.tables import text_encoding_problem, validate_profiles
 from profcast.schema import LATENCY_COLUMNS, RUN_KEYS
@@ -208,7 +209,11 @@ def _table_rows(path: Path) -> list[dict]:
 
 def _head_text(path: Path) -> str | None:
     """The first HEAD_BYTES of the file as text (gunzipped if needed); None for Parquet."""
+    limit = max_input_bytes()
     try:
+        if path.stat().st_size > limit:
+            raise ProfcastError(f"{path}: {shown_bytes(path.stat().st_size)} is past the input size limit "
+                                f"({MAX_INPUT_BYTES_ENV}={limit}); raise it if the file is a real profile")
         with open(path, "rb") as handle:
             magic = handle.read(4)
             if magic == b"PAR1":
@@ -233,8 +238,8 @@ def _head_text(path: Path) -> str | None:
 
 def _gunzipped_head(path: Path) -> bytes:
     """Decompress the start of a gzip file and check the rest is whole (a cut-off file fails here)."""
-    try:
-        with gzip.open(path, "rb") as handle:
+    try:  # the capped reader stops a gzip bomb at the input size limit, in bounded memory
+        with CappedReader(gzip.open(path, "rb"), str(path)) as handle:
             head = handle.read(HEAD_BYTES)
             while handle.read(HEAD_BYTES):  # reading to the end checks length and CRC
                 pass

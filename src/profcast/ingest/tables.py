@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from profcast.errors import ProfcastError
-from profcast.limits import value_limit, value_rule
+from profcast.limits import MAX_INPUT_BYTES_ENV, CappedReader, max_input_bytes, shown_bytes, value_limit, value_rule
 from profcast.schema import LATENCY_COLUMNS, RUN_KEYS, op_columns
 
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
@@ -22,9 +23,16 @@ def read_profile_table(path: str | Path) -> pd.DataFrame:
     name = path.name.lower()
     first_line = None
     try:
+        if path.is_file() and path.stat().st_size > max_input_bytes():
+            raise ProfcastError(f"{path}: {shown_bytes(path.stat().st_size)} is past the input size limit "
+                                f"({MAX_INPUT_BYTES_ENV}={max_input_bytes()}); raise it if the file is a real profile")
         if name.endswith(".parquet"):
             table = pd.read_parquet(path)
-        elif name.endswith((".csv", ".csv.gz")):
+        elif name.endswith(".csv.gz"):  # read through the cap: a small gzip may unpack to GBs
+            with CappedReader(gzip.open(path, "rb"), str(path)) as stream:
+                table = pd.read_csv(stream)
+            first_line = 2
+        elif name.endswith(".csv"):
             table = pd.read_csv(path)
             first_line = 2  # data row 0 is line 2, under the header
         else:

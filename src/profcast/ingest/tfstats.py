@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from profcast.errors import ProfcastError
+from profcast.limits import MAX_INPUT_BYTES_ENV, max_input_bytes, shown_bytes
 from profcast.schema import LATENCY_COLUMNS, RUN_KEYS
 
 SIDECAR_SUFFIX = ".latency.json"
@@ -153,6 +154,8 @@ def _workload_from_name(file_name: str, instance_name: str | None) -> dict:
 
 def _op_times(path: Path) -> dict[str, float]:
     """Sum ``Total time (us)`` per ``<Host|Device>_<Type>`` over the rows of one export."""
+    if path.stat().st_size > max_input_bytes():  # rows are summed as they stream: only time grows, so cap it
+        raise _BadFile(f"{shown_bytes(path.stat().st_size)} is past the input size limit ({MAX_INPUT_BYTES_ENV}={max_input_bytes()})")
     # The csv module is ~10x faster per small file than pandas.read_csv (measured), and
     # utf-8-sig drops the byte-order mark some exporters write.
     with open(path, newline="", encoding="utf-8-sig") as handle:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import bisect
 import gzip
-import json
 import logging
 import re
 import statistics
@@ -36,32 +35,109 @@ STEP_NAME = re.compile(r"ProfilerStep#\d+$")
 DROPPED_PREFIXES = ("aten::",)
 # Kineto writes ts with nanosecond decimals; sums of floats may miss containment by a hair.
 NESTING_SLACK_US = 1e-3
+# Kineto nests events 4 levels deep at most (traceEvents > event > args > list); far past that is not a trace.
+MAX_JSON_DEPTH = 64
 
 
 def read_torch_trace(path) -> dict[str, float]:
-    """One trace file (``.json`` or ``.json.gz``) -> ``{column: µs per step}`` plus ``batch_latency`` (s)."""
+    """One trace file (``.json`` or ``.json.gz``) -> ``{column: µs per step}`` plus ``batch_latency`` (s).
+
+    The file is read as a stream: memory grows with the events kept (complete op, runtime, device
+    and step events, a few fields each), not with the file; past ``limits.max_input_bytes()`` of
+    (decompressed) text the read stops with a one-line error.
+    """
     path = Path(path)
-    return trace_row(load_trace_events(path), source=str(path))
+    return _row_of_kept(list(_kept_events(iter_trace_events(path))), source=str(path))
 
 
 def load_trace_events(path: Path) -> list[dict]:
-    """The ``traceEvents`` list of a Chrome-trace file; a ProfcastError naming the file otherwise."""
+    """The ``traceEvents`` list of a Chrome-trace file, every event whole; a ProfcastError naming the file otherwise."""
+    return list(iter_trace_events(Path(path)))
+
+
+def iter_trace_events(path: Path):
+    """The events of a Chrome-trace file one by one, parsed as a stream, within the input size and nesting limits."""
     accepted = "expected a PyTorch profiler trace (.json or .json.gz with \"traceEvents\")"
-    opener = gzip.open if _is_gzip(path) else open
+    import ijson
+
+    found = []
     try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            trace = json.load(handle)
+        with open_capped(path) as stream:
+            yield from _trace_event_stream(ijson.basic_parse(stream, use_float=True), found, str(path))
+        if not found:
+            raise ProfcastError(f"{path}: JSON without a \"traceEvents\" list; {accepted}")
     except (EOFError, gzip.BadGzipFile, zlib.error):
         raise ProfcastError(f"{path}: truncated or corrupt gzip; {accepted}") from None
-    except UnicodeDecodeError:
-        raise ProfcastError(f"{path}: not UTF-8 text; {accepted}") from None
-    except ValueError as error:
-        raise ProfcastError(f"{path}: not valid JSON ({error}); {accepted}") from None
+    except ijson.JSONError as error:
+        text = error.args[0] if error.args else ""
+        text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+        problem = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+        if "UTF8" in problem or _starts_utf16(path):
+            raise ProfcastError(f"{path}: not UTF-8 text; {accepted}") from None
+        raise ProfcastError(f"{path}: not valid JSON ({problem}); {accepted}") from None
     except OSError as error:
         raise ProfcastError(f"{path}: cannot be read ({error.strerror or error})") from None
-    if not isinstance(trace, dict) or not isinstance(trace.get("traceEvents"), list):
-        raise ProfcastError(f"{path}: JSON without a \"traceEvents\" list; {accepted}")
-    return trace["traceEvents"]
+
+
+def _trace_event_stream(tokens, found: list, source: str):
+    """Build and yield each element of the top-level ``traceEvents`` array from ijson's ``basic_parse`` tokens.
+
+    Hand-built rather than ``ijson.items``, whose prefix strings grow with the nesting depth (a
+    ``[[[[...`` file of 100,000 levels took GBs): here a file nested past MAX_JSON_DEPTH stops in one
+    line. Appends True to ``found`` once the ``traceEvents`` array opens.
+    """
+    depth, key, top_is_map, events_depth = 0, None, False, None
+    building: list = []  # the containers of the event being built, outermost first
+    for token, value in tokens:
+        if token == "map_key":
+            key = value
+        elif token in ("start_map", "start_array"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise ProfcastError(f"{source}: JSON nested deeper than {MAX_JSON_DEPTH} levels; not a profiler trace")
+            if depth == 1:
+                top_is_map = token == "start_map"
+            elif events_depth is None:
+                if depth == 2 and top_is_map and key == "traceEvents" and token == "start_array":
+                    events_depth = 2
+                    found.append(True)
+            else:
+                container = {} if token == "start_map" else []
+                if building:
+                    _add(building[-1], key, container)
+                building.append(container)
+        elif token in ("end_map", "end_array"):
+            if events_depth is not None and depth > events_depth:
+                done = building.pop()
+                if not building:
+                    yield done
+            elif depth == events_depth:
+                events_depth = None  # the traceEvents array closed
+            depth -= 1
+        elif events_depth is not None:  # a scalar inside traceEvents
+            if building:
+                _add(building[-1], key, value)
+            else:
+                yield value
+
+
+def _add(container, key, value) -> None:
+    if isinstance(container, dict):
+        container[key] = value
+    else:
+        container.append(value)
+
+
+def open_capped(path: Path):
+    """A binary stream of the file's text (gunzipped if gzip) that raises a ProfcastError past the input size limit."""
+    from profcast.limits import CappedReader
+
+    return CappedReader(gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb"), str(path))
+
+
+def _starts_utf16(path: Path) -> bool:
+    with open_capped(path) as stream:
+        return stream.read(2) in (b"\xff\xfe", b"\xfe\xff")
 
 
 def op_name(name: str) -> str:
@@ -72,32 +148,68 @@ def op_name(name: str) -> str:
     return name
 
 
+class TraceEvent:
+    """The fields of one complete event that the row needs; slots keep millions of them small."""
+
+    __slots__ = ("name", "cat", "ts", "dur", "thread", "correlation")
+
+    def __init__(self, name: str, cat, ts: float, dur: float, thread, correlation):
+        self.name, self.cat, self.ts, self.dur, self.thread, self.correlation = name, cat, ts, dur, thread, correlation
+
+    @property
+    def end(self) -> float:
+        return self.ts + self.dur
+
+
+KEPT_CATEGORIES = frozenset((HOST_OP, *RUNTIME_CATEGORIES, *DEVICE_CATEGORIES, "user_annotation"))
+
+
+def _kept_events(events):
+    """The complete events of the kept categories as TraceEvents; op names shared, not one string per event."""
+    names: dict[str, str] = {}
+    threads: dict = {}  # one (pid, tid) tuple per thread, not per event
+    for event in events:
+        if not (isinstance(event, dict) and event.get("ph") == "X" and isinstance(event.get("name"), str) and _has_time(event)):
+            continue
+        cat = event.get("cat")
+        if cat not in KEPT_CATEGORIES:
+            continue
+        name = names.setdefault(event["name"], event["name"])
+        if cat == "user_annotation" and not STEP_NAME.match(name):
+            continue
+        thread = (event.get("pid"), event.get("tid"))
+        thread = threads.setdefault(thread, thread) if _hashable(thread) else None
+        yield TraceEvent(name, cat, float(event["ts"]), float(event["dur"]), thread, _correlation(event))
+
+
 def trace_row(events: list[dict], source: str = "trace") -> dict[str, float]:
     """Per-step op times of one trace's events (see the module docstring)."""
-    complete = [e for e in events if isinstance(e, dict) and e.get("ph") == "X" and isinstance(e.get("name"), str) and _has_time(e)]
-    host = [e for e in complete if e.get("cat") == HOST_OP or e.get("cat") in RUNTIME_CATEGORIES]
-    device = [e for e in complete if e.get("cat") in DEVICE_CATEGORIES]
+    return _row_of_kept(list(_kept_events(events)), source)
+
+
+def _row_of_kept(complete: list[TraceEvent], source: str) -> dict[str, float]:
+    host = [e for e in complete if e.cat == HOST_OP or e.cat in RUNTIME_CATEGORIES]
+    device = [e for e in complete if e.cat in DEVICE_CATEGORIES]
     if not host and not device:
         raise ProfcastError(f"{source}: trace has no cpu_op, runtime or device events; nothing was profiled")
     steps = _steps_with_work(_unique_steps(complete), host + device)
     if steps:
-        windows = sorted((float(e["ts"]), float(e["ts"]) + float(e["dur"])) for e in steps)
+        windows = sorted((e.ts, e.end) for e in steps)
     else:  # no prof.step() annotations: the whole trace is one step
-        windows = [(min(float(e["ts"]) for e in host + device),
-                    max(float(e["ts"]) + float(e["dur"]) for e in host + device))]
+        windows = [(min(e.ts for e in host + device), max(e.end for e in host + device))]
     n_steps = len(windows)
     in_steps = _window_test(windows)
 
     self_time, launching_op = _host_self_times(host)
     totals: dict[str, float] = defaultdict(float)
     for event in host:
-        if in_steps(float(event["ts"])):
-            totals[f"Host_{op_name(event['name'])}"] += self_time[id(event)]
+        if in_steps(event.ts):
+            totals[f"Host_{op_name(event.name)}"] += self_time[id(event)]
     for event in device:
-        if in_steps(float(event["ts"])):
-            op = launching_op.get(_correlation(event))
-            column = f"Device_{op_name(op)}" if op else f"Device_unattributed_{event['cat']}"
-            totals[column] += float(event["dur"])
+        if in_steps(event.ts):
+            op = launching_op.get(event.correlation)
+            column = f"Device_{op_name(op)}" if op else f"Device_unattributed_{event.cat}"
+            totals[column] += event.dur
 
     step_time = sum(end - start for start, end in windows)
     totals["Host_IDLE"] = step_time - _covered_time(host, windows)
@@ -115,6 +227,14 @@ def _is_gzip(path: Path) -> bool:
         return handle.read(2) == b"\x1f\x8b"
 
 
+def _hashable(value) -> bool:
+    try:
+        hash(value)
+    except TypeError:  # a pid or tid given as a list or object: one thread for all such events
+        return False
+    return True
+
+
 def _has_time(event: dict) -> bool:
     ts, dur = event.get("ts"), event.get("dur")
     return isinstance(ts, (int, float)) and isinstance(dur, (int, float)) and dur >= 0
@@ -124,18 +244,18 @@ def _unique_steps(events: list[dict]) -> list[dict]:
     """``ProfilerStep#N`` annotations, one per step (a step seen twice is counted once)."""
     by_name = {}
     for event in events:
-        if event.get("cat") == "user_annotation" and STEP_NAME.match(str(event.get("name", ""))):
-            by_name.setdefault(event["name"], event)
+        if event.cat == "user_annotation" and STEP_NAME.match(event.name):
+            by_name.setdefault(event.name, event)
     return list(by_name.values())
 
 
 def _steps_with_work(steps: list[dict], events: list[dict]) -> list[dict]:
     """Steps in which some op or device event starts; drops the empty stub step that opens
     when the profiler is stopped right after ``prof.step()`` (it would halve the median)."""
-    starts = sorted(float(e["ts"]) for e in events)
+    starts = sorted(e.ts for e in events)
     kept = []
     for step in steps:
-        begin, end = float(step["ts"]), float(step["ts"]) + float(step["dur"])
+        begin, end = step.ts, step.end
         first = bisect.bisect_left(starts, begin)
         if first < len(starts) and starts[first] <= end:
             kept.append(step)
@@ -155,38 +275,39 @@ def _window_test(windows: list[tuple[float, float]]):
 
 def _correlation(event: dict):
     args = event.get("args")
-    return args.get("correlation") if isinstance(args, dict) else None
+    correlation = args.get("correlation") if isinstance(args, dict) else None
+    return correlation if isinstance(correlation, (int, float, str)) else None  # a key of a dict: never a list
 
 
-def _host_self_times(host: list[dict]) -> tuple[dict[int, float], dict]:
+def _host_self_times(host: list[TraceEvent]) -> tuple[dict[int, float], dict]:
     """Each host event's self time (minus its children on the same thread) and, per runtime
     correlation id, the name of the innermost ``cpu_op`` around that runtime call."""
     by_thread = defaultdict(list)
     for event in host:
-        by_thread[(event.get("pid"), event.get("tid"))].append(event)
+        by_thread[event.thread].append(event)
     self_time: dict[int, float] = {}
     launching_op: dict = {}
     for events in by_thread.values():
-        events.sort(key=lambda e: (float(e["ts"]), -float(e["dur"])))
-        stack: list[dict] = []
+        events.sort(key=lambda e: (e.ts, -e.dur))
+        stack: list[TraceEvent] = []
         for event in events:
-            start, duration = float(event["ts"]), float(event["dur"])
-            while stack and start + duration > float(stack[-1]["ts"]) + float(stack[-1]["dur"]) + NESTING_SLACK_US:
+            start, duration = event.ts, event.dur
+            while stack and start + duration > stack[-1].end + NESTING_SLACK_US:
                 stack.pop()  # the event ends after the top of the stack: not its child
             if stack:
                 self_time[id(stack[-1])] -= duration
             self_time[id(event)] = duration
-            if event.get("cat") in RUNTIME_CATEGORIES and _correlation(event) is not None:
-                parent = next((e for e in reversed(stack) if e.get("cat") == HOST_OP), None)
+            if event.cat in RUNTIME_CATEGORIES and event.correlation is not None:
+                parent = next((e for e in reversed(stack) if e.cat == HOST_OP), None)
                 if parent is not None:
-                    launching_op[_correlation(event)] = parent["name"]
+                    launching_op[event.correlation] = parent.name
             stack.append(event)
     return self_time, launching_op
 
 
-def _covered_time(events: list[dict], windows: list[tuple[float, float]]) -> float:
+def _covered_time(events: list[TraceEvent], windows: list[tuple[float, float]]) -> float:
     """Time inside the step windows covered by at least one event (union of intervals)."""
-    intervals = sorted((float(e["ts"]), float(e["ts"]) + float(e["dur"])) for e in events)
+    intervals = sorted((e.ts, e.end) for e in events)
     covered, window_index = 0.0, 0
     merged: list[list[float]] = []
     for start, end in intervals:

@@ -18,7 +18,9 @@ from profcast.errors import ProfcastError, first_line
 from profcast.schema import BATCH_LATENCY, union_columns
 from profcast.jobmodel.answer_format import requested_shape, shaped_answer
 from profcast.jobmodel.one_thread import OpenMPLimit
+from profcast.jobmodel.request_limits import Deadline, check_request_rows, served
 from profcast.jobmodel.shared_neighbours import shared_neighbour_groups
+from profcast.jobmodel.trained_range import check_in_range
 from profcast.jobmodel.requests import (
     INPUT_ROW,
     PREDICTED_TOTAL,
@@ -35,7 +37,8 @@ class JobModel:
     """Predicts every target instance's profile from an anchor profile, with named columns."""
 
     def __init__(self, anchor: str, models: dict, op_columns: list[str], output_op_columns: list[str], predicts_latency: bool,
-                 trained_on: str | None = None, extras: dict | None = None, interval_quantity: str | None = None):
+                 trained_on: str | None = None, extras: dict | None = None, interval_quantity: str | None = None,
+                 trained_range: dict | None = None):
         self.anchor = anchor
         self.models = models
         self.targets = list(models)
@@ -45,6 +48,7 @@ class JobModel:
         self.trained_on = trained_on  # e.g. "generated data: embedded generated data (...) (fingerprint ...)"
         self.extras = extras or {}  # target -> interval and size what-if (profcast.jobmodel.forecast_extras); empty for older models
         self.interval_quantity = interval_quantity  # batch_latency | predicted_total: what the interval bounds
+        self.trained_range = trained_range  # sizes of the training rows: a request far outside is refused (None: older model)
         self._one_thread = OpenMPLimit()
         # Where each model's outputs land in the answer, worked out once instead of per request.
         position = {column: number for number, column in enumerate(output_op_columns)}
@@ -66,8 +70,12 @@ class JobModel:
         """
         try:
             shape = requested_shape(params)
+            model_input = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+            if served():
+                check_request_rows(len(model_input), shape)  # before any work
             with self._one_thread():
-                return shaped_answer(_finite_answer(self._predict(model_input)), shape, self.output_op_columns)
+                return shaped_answer(_finite_answer(self._predict(model_input, Deadline.for_this_request())), shape,
+                                     self.output_op_columns)
         except ProfcastError:
             raise
         except Exception as error:  # a regressor failing on an input that passed the checks
@@ -75,13 +83,14 @@ class JobModel:
             raise ProfcastError(f"the model could not predict from this request ({type(error).__name__}: "
                                 f"{first_line(error)})") from None
 
-    def _predict(self, model_input: pd.DataFrame) -> pd.DataFrame:
+    def _predict(self, model_input: pd.DataFrame, deadline: Deadline | None = None) -> pd.DataFrame:
         profiles = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         profiles = profiles.reset_index(drop=True)  # error messages count rows from 0
         ignored = unknown_columns(profiles.columns, self.op_columns)
         if ignored:
             log.warning("ignored column(s) never seen in training: %s", ", ".join(map(str, ignored)))
         anchor_profiles = checked_anchor_profiles(profiles, self.op_columns, self.anchor)
+        check_in_range(profiles, self.trained_range)  # before any model runs: no silent extrapolation
         wanted = requested_targets(profiles, self.targets)
         every_target = bool(wanted.isna().all())
         shared = {}
@@ -90,6 +99,8 @@ class JobModel:
                 shared.update(group.predict(anchor_profiles))
         parts = []
         for rank, target in enumerate(self.targets):
+            if deadline is not None:
+                deadline.check()  # the server gave up on this request: stop instead of computing on
             if every_target:
                 rows, request = np.arange(len(anchor_profiles)), anchor_profiles
             else:

@@ -13,6 +13,7 @@ from pathlib import Path
 from profcast.errors import ProfcastError, first_line
 from profcast.jobmodel.legacy import current_type_name, legacy_names_resolved
 from profcast.jobmodel.model import JobModel, use_one_thread
+from profcast.jobmodel.trained_range import CHECKED, RANGE_KEY
 from profcast.schema import BATCH_LATENCY, union_columns
 
 # The module MLflow loads a job model through (the serving layer's adapter); named here for the
@@ -36,11 +37,12 @@ TRUSTED_PREFIXES = ("profcast.models.",)  # profcast's own estimators
 
 
 def save_job_model(folder, anchor: str, models: dict, op_columns: list[str], trained_on: str | None = None,
-                   extras: dict | None = None) -> dict:
+                   extras: dict | None = None, sizes: dict | None = None) -> dict:
     """Write every target's fitted regressor (one skops file each) and the manifest into ``folder``.
 
     ``op_columns`` are the anchor op columns any of the models reads. Returns the manifest; each regressor is serialised exactly once, here.
     ``extras`` (target -> interval and size what-if) go into files of their own (profcast.jobmodel.forecast_extras).
+    ``sizes`` (the training rows' batch and input size range, profcast.jobmodel.trained_range) goes into the manifest.
     """
     from profcast.jobmodel.forecast_extras import save_extras
 
@@ -59,6 +61,7 @@ def save_job_model(folder, anchor: str, models: dict, op_columns: list[str], tra
         "output_op_columns": union_columns([c for c in model.output_columns_ if c != BATCH_LATENCY] for model in models.values()),
         "predicts_latency": any(BATCH_LATENCY in model.output_columns_ for model in models.values()),
         "trained_on": trained_on,
+        RANGE_KEY: sizes,
         **save_extras(folder, extras, files),
     }
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
@@ -76,7 +79,8 @@ def load_job_model_folder(folder) -> JobModel:
     from profcast.jobmodel.forecast_extras import QUANTITY_KEY, load_extras
 
     return JobModel(manifest["anchor"], models, manifest["op_columns"], manifest["output_op_columns"], manifest["predicts_latency"],
-                    manifest.get("trained_on"), load_extras(folder, manifest, load_trusted), manifest.get(QUANTITY_KEY))
+                    manifest.get("trained_on"), load_extras(folder, manifest, load_trusted), manifest.get(QUANTITY_KEY),
+                    _checked_range(manifest.get(RANGE_KEY), folder))
 
 
 def load_trusted(path: Path):
@@ -114,6 +118,16 @@ def _checked_manifest(folder: Path) -> tuple[dict, dict]:
     if not paths or missing:
         raise ProfcastError(f"{folder}: job model files missing: {', '.join(missing) or 'no target files listed'}")
     return manifest, paths
+
+
+def _checked_range(value, folder: Path) -> dict | None:
+    """The manifest's trained range as {size: [min, max] | None}; a one-line error if it is not that shape."""
+    if value is None:
+        return None
+    try:
+        return {name: None if value.get(name) is None else [float(value[name][0]), float(value[name][1])] for name in CHECKED}
+    except (AttributeError, TypeError, ValueError, IndexError, KeyError):
+        raise ProfcastError(f"{folder}: not a profcast job model folder ('{RANGE_KEY}' is not a size range)") from None
 
 
 def _checked_types(path: Path) -> list[str]:

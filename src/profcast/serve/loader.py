@@ -32,5 +32,12 @@ class ServedJobModel:
 
 
 def _load_pyfunc(data_path: str) -> ServedJobModel:
-    """MLflow's entry point for ``loader_module`` models: the job model from its data folder."""
+    """MLflow's entry point for ``loader_module`` models: the job model from its data folder.
+
+    Inside ``mlflow models serve`` it also installs the request guard (profcast.serve.request_guard).
+    """
+    from profcast.serve import request_guard
+
+    if request_guard.in_scoring_server():
+        request_guard.install()
     return ServedJobModel(load_job_model_folder(data_path))

@@ -39,7 +39,10 @@ def column_error_figure(column_mape: pd.Series, title: str):
     ordered = column_mape.replace([np.inf, -np.inf], np.nan).dropna().sort_values()
     height = max(3, 0.22 * len(ordered) + 1)
     figure, axes = plt.subplots(figsize=(7, height))
-    axes.barh(ordered.index, ordered.to_numpy())
+    # Tick labels are positions' names, not categories: two op names that print alike stay two bars;
+    # '$' is escaped so a name like 'Host_$x$' is shown as written, not parsed as mathtext.
+    axes.barh(np.arange(len(ordered)), ordered.to_numpy())
+    axes.set_yticks(np.arange(len(ordered)), [str(name).replace("$", r"\$") for name in ordered.index])
     if ordered.empty:
         axes.text(0.5, 0.5, "no column with a measurable error", ha="center", transform=axes.transAxes)
     axes.set(xlabel="MAPE (%)", title=title)

@@ -18,6 +18,7 @@ from profcast.schema import BATCH_LATENCY, op_part, union_columns
 from profcast.jobmodel.answer_format import OUTPUT_PARAM, OUTPUT_SHAPES
 from profcast.jobmodel.requests import DESCRIPTIVE_COLUMNS, EPOCH_LATENCY, INPUT_ROW, PREDICTED_TOTAL, SIZE_COLUMNS, TARGET_INSTANCE, TRAINED_ON
 from profcast.tracking import plots
+from profcast.tracking.metric_keys import metric_keys
 
 
 def flat_config(cfg: DictConfig, skip: tuple[str, ...] = ()) -> dict[str, str]:
@@ -91,7 +92,8 @@ def log_target_result(result, cfg: DictConfig) -> None:
     """
     params = {**flat_config(cfg, skip=("anchor", "target", "pairing")), **{k: str(v) for k, v in result.params.items()}}
     metrics = {name: value for name, value in result.metrics.items() if pd.notna(value)}
-    metrics.update({f"mape.{column}": value for column, value in result.column_mape.items() if pd.notna(value)})
+    keys = metric_keys(result.column_mape.index, prefix="mape.")  # op names may hold characters MLflow refuses
+    metrics.update({keys[column]: value for column, value in result.column_mape.items() if pd.notna(value)})
     run_id = mlflow.active_run().info.run_id
     mlflow.MlflowClient().log_batch(
         run_id,
@@ -99,6 +101,9 @@ def log_target_result(result, cfg: DictConfig) -> None:
         params=[Param(name, value) for name, value in params.items()],
     )
     _log_csv(result.column_mape.rename("mape").rename_axis("column").reset_index(), "column_errors.csv")
+    renamed = {column: key for column, key in keys.items() if key != f"mape.{column}"}
+    if renamed:  # which metric holds which op, for the names that had to change
+        _log_csv(pd.DataFrame({"column": list(renamed), "metric_key": list(renamed.values())}), "metric_keys.csv")
     _log_csv(result.predictions, "heldout_predictions.csv")
     if cfg.log_plots:
         title = f"{result.params['anchor']} -> {result.params['target']} ({result.params['regressor']})"
@@ -144,6 +149,7 @@ def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = 
     metadata, and its served output names the data in a ``trained_on`` column.
     """
     from profcast.jobmodel.storage import JOB_MODEL_NAME, JOB_MODEL_TAG, JOB_MODEL_URI_TAG, LOADER_MODULE, save_job_model
+    from profcast.jobmodel.trained_range import merged_range
     from profcast.tracking.provenance import trained_on
 
     models = {target: result.model for target, result in target_results.items()}
@@ -153,7 +159,9 @@ def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = 
         metadata = dict(metadata or {})
         data_line = trained_on(metadata["data"], metadata["data_kind"], metadata["data_fingerprint"]) if "data" in metadata else None
         extras = {target: result.extras for target, result in target_results.items() if getattr(result, "extras", None)}
-        manifest = save_job_model(folder, anchor, models, op_columns, trained_on=data_line, extras=extras)
+        ranges = [getattr(result, "trained_range", None) for result in target_results.values()]
+        manifest = save_job_model(folder, anchor, models, op_columns, trained_on=data_line, extras=extras,
+                                  sizes=merged_range(ranges) if any(ranges) else None)
         logged = mlflow.pyfunc.log_model(
             name=JOB_MODEL_NAME,
             loader_module=LOADER_MODULE,
