@@ -24,8 +24,9 @@ from profcast.errors import ProfcastError
 from profcast.pipeline.evaluation import cross_validate, score, vector_frames
 from profcast.pipeline.pairing import PAIRING_MODES, PairedRuns, pair_runs, resolve_targets
 from profcast.pipeline.parallel import resolve_n_jobs
-from profcast.schema import op_part
+from profcast.schema import op_columns, op_part
 from profcast.tracking.store import check_experiment_name
+from profcast.vocabulary import Vocabulary, unmapped_note
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,9 @@ class Job:
     data_source: str = ""  # where the table came from (a path, or the description)
     skipped_files: list | None = None  # (file, why) a folder read left out (data.on_bad_file=skip); None: not a folder source
     n_jobs: int = 1  # processes for a target's fits (profcast.pipeline.parallel)
+    vocabulary: object = None  # profcast.vocabulary.Vocabulary: the op names the models read (native or canonical)
+    unmapped_ops: pd.DataFrame | None = None  # op columns the canonical vocabulary put in 'other' (None: native)
+    native_op_columns: list | None = None  # the loaded table's op columns before mapping (a canonical model also accepts them)
 
 
 @dataclass
@@ -74,7 +78,12 @@ def prepare_job(cfg: DictConfig) -> Job:
     features = instantiate_option("features", cfg.features)
     split = instantiate_option("split", cfg.split)
     regressor = checked_estimator("regressor", cfg.regressor, instantiate_option("regressor", cfg.regressor))
+    vocabulary = instantiate_option("vocabulary", cfg.vocabulary) if cfg.get("vocabulary") else Vocabulary()
     profiles = data.load()
+    native_op_columns = op_columns(profiles.columns)
+    profiles, unmapped_ops = vocabulary.apply(profiles)  # before pairing: every model reads the same names
+    if unmapped_ops is not None and not unmapped_ops.empty:
+        log.warning("%s", unmapped_note(unmapped_ops))
     targets = resolve_targets(profiles, cfg.anchor, cfg.target)
     pairs = {target: pair_runs(profiles, cfg.anchor, target, cfg.pairing) for target in targets}
     for paired in pairs.values():
@@ -88,7 +97,8 @@ def prepare_job(cfg: DictConfig) -> Job:
     return Job(pairs=pairs, features=features, split=split, regressor=regressor, profiles=profiles,
                data_description=data.describe(), data_kind=data_kind(cfg.data), data_fingerprint=data_fingerprint(profiles),
                data_source=str(getattr(data, "path", "") or data.describe()), skipped_files=skipped,
-               n_jobs=resolve_n_jobs(cfg.get("n_jobs", "auto")))
+               n_jobs=resolve_n_jobs(cfg.get("n_jobs", "auto")), vocabulary=vocabulary, unmapped_ops=unmapped_ops,
+               native_op_columns=native_op_columns)
 
 
 def evaluate_target(paired: PairedRuns, job: Job, cfg: DictConfig) -> TargetResult:
@@ -146,7 +156,8 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     # MLflow loads slowly: import it only once the input is known to be good.
     from profcast.progress import logging_beside_bars, track
     from profcast.tracking import provenance
-    from profcast.tracking.runs import job_run, log_job_metrics, log_job_model, log_skipped_files, log_target_result, target_run
+    from profcast.tracking.runs import (job_run, log_job_metrics, log_job_model, log_skipped_files, log_target_result, log_unmapped_ops,
+                                        target_run)
     from profcast.tracking.store import configure_tracking
     from profcast.tracking.summary import log_job_summary
     from profcast.tracking.sweep import sweep_parent_run_id
@@ -161,10 +172,12 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     log.info("[%s] data: %s", job_name, provenance.trained_on(job.data_description, job.data_kind, job.data_fingerprint))
     if job.data_kind == provenance.GENERATED:
         log.warning("[%s] %s (data=profet or data=file for real profiles)", job_name, provenance.GENERATED_WARNING)
-    data_params = {"data_kind": job.data_kind, "data_fingerprint": job.data_fingerprint}
+    data_params = {"data_kind": job.data_kind, "data_fingerprint": job.data_fingerprint, "vocabulary": job.vocabulary.name}
     with logging_beside_bars(), job_run(experiment_id, job_name, cfg, parent_run_id, data_tags, data_params, dataset) as job_run_id:
         if job.skipped_files is not None:
             log_skipped_files(job.skipped_files)
+        if job.unmapped_ops is not None:
+            log_unmapped_ops(job.unmapped_ops)
         for number, (target, paired) in enumerate(track(job.pairs.items(), f"{job_name}: targets"), start=1):
             log.info("[%s] target %d/%d %s: %d pairs (%s pairing)", job_name, number, len(job.pairs), target, len(paired), paired.mode)
             result = evaluate_target(paired, job, cfg)
@@ -183,7 +196,8 @@ def train(cfg: DictConfig) -> dict[str, dict]:
         if cfg.log_model:
             metadata = {"data": job.data_description, "data_kind": job.data_kind, "data_fingerprint": job.data_fingerprint,
                         "job_run_id": job_run_id, "regressor": cfg.regressor.name}
-            log_job_model(cfg.anchor, fitted, target_runs, metadata)  # one servable model: every target of this anchor
+            log_job_model(cfg.anchor, fitted, target_runs, metadata, vocabulary=job.vocabulary.stored(),
+                          native_op_columns=job.native_op_columns if job.vocabulary.mapping is not None else None)  # one servable model: every target of this anchor
     if cfg.log_model and (cfg.get("registry") or {}).get("register_single") and not parent_run_id:
         from profcast.serve.registry import register_job
 

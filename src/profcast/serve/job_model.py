@@ -76,6 +76,11 @@ class JobModel:
             self._layout[target] = (np.array(ops, dtype=np.intp), np.array([position[outputs[n]] for n in ops], dtype=np.intp),
                                     outputs.index(BATCH_LATENCY) if BATCH_LATENCY in outputs else None)
         self._shared_searches = shared_neighbour_groups(models)  # kNN targets fitted on the same anchor rows
+        self.vocabulary = None  # a canonical model's profcast.vocabulary.Mapping: requests are mapped with it
+
+    def get_raw_model(self):
+        """This object (MLflow's PyFuncModel.get_raw_model hands it out: profcast.predict reads the vocabulary)."""
+        return self
 
     def predict(self, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """One row per (request row, target): target_instance, op columns, batch_latency, total.
@@ -104,6 +109,8 @@ class JobModel:
     def _predict(self, model_input: pd.DataFrame) -> pd.DataFrame:
         profiles = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         profiles = profiles.reset_index(drop=True)  # error messages count rows from 0
+        if self.vocabulary is not None:
+            profiles = _in_model_vocabulary(profiles, self.vocabulary, self.anchor)
         ignored = unknown_columns(profiles.columns, self.op_columns)
         if ignored:
             log.warning("ignored column(s) never seen in training: %s", ", ".join(map(str, ignored)))
@@ -163,6 +170,23 @@ class JobModel:
         return frame
 
 
+def _in_model_vocabulary(profiles: pd.DataFrame, mapping, anchor: str) -> pd.DataFrame:
+    """A request's op columns mapped as in training (profcast.vocabulary); its values checked first, so a
+    bad cell is named by the request's own column."""
+    from profcast.serve.requests import DESCRIPTIVE_COLUMNS, SIZE_COLUMNS
+    from profcast.schema import op_columns
+    from profcast.vocabulary import to_canonical, unmapped_note
+
+    keep = {*DESCRIPTIVE_COLUMNS, TARGET_INSTANCE, *SIZE_COLUMNS, INPUT_ROW, TRAINED_ON}
+    native = [column for column in op_columns(profiles.columns) if column not in keep]
+    if native:
+        checked_anchor_profiles(profiles, native, anchor)
+    mapped, unmapped = to_canonical(profiles, mapping, keep=keep)
+    if not unmapped.empty:
+        log.warning("%s", unmapped_note(unmapped))
+    return mapped
+
+
 def _finite_answer(predicted: pd.DataFrame) -> pd.DataFrame:
     """Refuse an answer JSON cannot carry: a non-finite op time is a 400; a latency not predicted is null."""
     from mlflow.exceptions import MlflowException
@@ -207,11 +231,13 @@ def use_one_thread(estimator) -> None:
 
 
 def save_job_model(folder, anchor: str, models: dict, op_columns: list[str], trained_on: str | None = None,
-                   extras: dict | None = None) -> dict:
+                   extras: dict | None = None, vocabulary: dict | None = None) -> dict:
     """Write every target's fitted regressor (one skops file each) and the manifest into ``folder``.
 
     ``op_columns`` are the anchor op columns any of the models reads. Returns the manifest; each regressor is serialised exactly once, here.
     ``extras`` (target -> interval and size what-if) go into files of their own (profcast.serve.forecast_extras).
+    ``vocabulary`` (profcast.vocabulary.Vocabulary.stored: name and table, plain data) goes into the
+    manifest; the loaded model maps requests with it. None: native op names, nothing stored.
     """
     from profcast.serve.forecast_extras import save_extras
 
@@ -231,6 +257,7 @@ def save_job_model(folder, anchor: str, models: dict, op_columns: list[str], tra
         "predicts_latency": any(BATCH_LATENCY in model.output_columns_ for model in models.values()),
         "trained_on": trained_on,
         **save_extras(folder, extras, files),
+        **({"vocabulary": vocabulary} if vocabulary else {}),
     }
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return manifest
@@ -245,9 +272,12 @@ def load_job_model_folder(folder) -> JobModel:
         models[target] = load_trusted(path)
         use_one_thread(models[target])
     from profcast.serve.forecast_extras import QUANTITY_KEY, load_extras
+    from profcast.vocabulary import mapping_from_stored
 
-    return JobModel(manifest["anchor"], models, manifest["op_columns"], manifest["output_op_columns"], manifest["predicts_latency"],
-                    manifest.get("trained_on"), load_extras(folder, manifest, load_trusted), manifest.get(QUANTITY_KEY))
+    model = JobModel(manifest["anchor"], models, manifest["op_columns"], manifest["output_op_columns"], manifest["predicts_latency"],
+                     manifest.get("trained_on"), load_extras(folder, manifest, load_trusted), manifest.get(QUANTITY_KEY))
+    model.vocabulary = mapping_from_stored(manifest.get("vocabulary"))
+    return model
 
 
 def load_trusted(path: Path):
