@@ -36,6 +36,7 @@ class Mapping:
     exact: dict[str, str]
     rules: tuple[tuple[str, str], ...]  # (pattern, category), first match wins
     categories: dict[str, str]  # category -> what it holds
+    strip: tuple[str, ...] = ()  # patterns removed from a name before lookup (wrappers, namespaces)
 
     def category(self, name: str) -> str | None:
         """The category of an op name (without Device_/Host_), or None when nothing matches."""
@@ -43,7 +44,7 @@ class Mapping:
 
     def as_dict(self) -> dict:
         """The table as plain data (stored in a job model's manifest as JSON)."""
-        return {"categories": dict(self.categories), "exact": dict(self.exact),
+        return {"categories": dict(self.categories), "strip": list(self.strip), "exact": dict(self.exact),
                 "rules": [{"pattern": pattern, "category": category} for pattern, category in self.rules]}
 
 
@@ -53,6 +54,12 @@ def mapping_from_dict(table: dict, source: str = "vocabulary table") -> Mapping:
         raise ProfcastError(f"{source}: expected a mapping with keys categories, exact, rules")
     categories = dict(table.get("categories") or {})
     exact = {str(name): str(category) for name, category in (table.get("exact") or {}).items()}
+    strip = tuple(str(pattern) for pattern in table.get("strip") or [])
+    for pattern in strip:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ProfcastError(f"{source}: strip pattern {pattern!r} is not a regular expression ({error})") from None
     rules = []
     for number, rule in enumerate(table.get("rules") or []):
         if not isinstance(rule, dict) or "pattern" not in rule or "category" not in rule:
@@ -67,17 +74,19 @@ def mapping_from_dict(table: dict, source: str = "vocabulary table") -> Mapping:
         unknown = sorted(used - set(categories))
         if unknown:
             raise ProfcastError(f"{source}: categories used but not declared under 'categories': {', '.join(unknown)}")
-    return Mapping(exact=exact, rules=tuple(rules), categories=categories)
+    return Mapping(exact=exact, rules=tuple(rules), categories=categories, strip=strip)
 
 
 def load_mapping(extra=None) -> Mapping:
     """The packaged table, with ``extra`` (a YAML file of the same shape) merged over it:
-    its exact names override the packaged ones, its rules are tried first, its categories are added."""
+    its exact names override the packaged ones, its rules are tried before the packaged rules (after
+    every exact name), its categories and strip patterns are added."""
     table = _read_table(DEFAULT_TABLE)
     if extra:
         added = _read_table(Path(extra))
         table = {
             "categories": {**(table.get("categories") or {}), **(added.get("categories") or {})},
+            "strip": [*(table.get("strip") or []), *(added.get("strip") or [])],
             "exact": {**(table.get("exact") or {}), **(added.get("exact") or {})},
             "rules": [*(added.get("rules") or []), *(table.get("rules") or [])],
         }
@@ -189,6 +198,8 @@ def _compiled(pattern: str) -> re.Pattern:
 
 
 def _category(mapping: Mapping, name: str) -> str | None:
+    for pattern in mapping.strip:
+        name = _compiled(pattern).sub("", name)
     if name in mapping.categories:  # already canonical: mapping twice changes nothing
         return name
     if name in mapping.exact:

@@ -1,0 +1,172 @@
+"""One op vocabulary across frameworks: the mapping, its unmapped report, training, serving, and a
+torch CPU trace against an FX-node profile of the same training step."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from profcast.errors import ProfcastError
+from profcast.schema import op_columns
+from profcast.vocabulary import Vocabulary, load_mapping, mapping_from_stored, to_canonical
+from tests.conftest import REPO
+
+REAL_PROFET = REPO.parent / "shared" / "data" / "profet" / "profiles.csv.gz"
+
+
+@pytest.fixture(scope="module")
+def mapping():
+    return load_mapping()
+
+
+def frameworks_frame() -> pd.DataFrame:
+    """Two rows naming the same kinds of work as TensorFlow, a torch trace and a NeuSight FX profile would."""
+    return pd.DataFrame({
+        "model": ["a", "b"],
+        "batchsize": [32, 64],
+        "batch_latency": [0.5, 0.7],
+        "Device_MatMul": [10.0, 1.0],  # TensorFlow
+        "Device_addmm": [5.0, 2.0],  # torch trace (aten:: dropped by the reader)
+        "Device_Linear_fw": [2.0, 3.0],  # FX call_module Linear, forward
+        "Device_Linear_bw": [3.0, np.nan],  # and backward (missing: 0 in a sum)
+        "Device_Conv2DBackpropFilter": [7.0, 0.0],
+        "Device_convolution_backward": [1.0, 4.0],
+        "Device_FusedBatchNormV3": [6.0, 1.0],  # a variant no exact entry names: the rules
+        "Device_native_batch_norm_backward": [1.0, 1.0],
+        "Device_matmul_fw": [4.0, 4.0],  # FX torch.matmul: the attention products
+        "Device_Linear_acc": [0.5, 0.5],  # gradient accumulation
+        "Host_IDLE": [4.0, 2.0],
+        "Host_cudaLaunchKernel": [2.0, 1.0],
+        "Device_mystery_op": [8.0, 0.0],  # nothing names it: other, reported
+        "Host_MysteryHostThing": [np.nan, 2.0],
+    })
+
+
+def test_op_columns_are_summed_per_category_and_keys_kept(mapping):
+    frame = frameworks_frame()
+
+    canonical, _ = to_canonical(frame, mapping)
+
+    assert list(canonical[["model", "batchsize", "batch_latency"]].itertuples(index=False)) == [("a", 32, 0.5), ("b", 64, 0.7)]
+    expected = {
+        "Device_dense_matmul": [10 + 5 + 2 + 3, 1 + 2 + 3],
+        "Device_conv_backward": [7 + 1, 0 + 4],
+        "Device_normalization": [6 + 1, 1 + 1],
+        "Device_batched_matmul": [4, 4],
+        "Device_optimizer_update": [0.5, 0.5],
+        "Host_idle": [4, 2],
+        "Host_host_launch_overhead": [2, 1],
+        "Device_other": [8, 0],
+        "Host_other": [np.nan, 2],  # every summed cell missing stays missing
+    }
+    assert set(op_columns(canonical.columns)) == set(expected)
+    for column, values in expected.items():
+        np.testing.assert_allclose(canonical[column].to_numpy(dtype=float), values, err_msg=column)
+
+
+def test_unmapped_names_are_reported_with_their_share_of_time(mapping):
+    frame = frameworks_frame()
+    all_time = np.nansum(frame[op_columns(frame.columns)].to_numpy(dtype=float))
+
+    _, unmapped = to_canonical(frame, mapping)
+
+    assert list(unmapped["column"]) == ["Device_mystery_op", "Host_MysteryHostThing"]  # largest share first
+    assert list(unmapped["canonical_column"]) == ["Device_other", "Host_other"]
+    np.testing.assert_allclose(unmapped["share"], [8 / all_time, 2 / all_time])
+
+
+def test_mapping_twice_changes_nothing(mapping):
+    once, _ = to_canonical(frameworks_frame(), mapping)
+    twice, unmapped = to_canonical(once, mapping)
+
+    pd.testing.assert_frame_equal(twice[once.columns], once)
+    assert unmapped.empty
+
+
+@pytest.mark.parametrize("name, category", [
+    ("Conv2D", "conv_forward"), ("_FusedConv2D", "conv_forward"), ("conv2d", "conv_forward"),
+    ("Conv2DBackpropInput", "conv_backward"), ("ConvolutionBackward0", "conv_backward"),
+    ("autograd::engine::evaluate_function: AddmmBackward0", "dense_matmul"), ("AddmmBackward0", "dense_matmul"),
+    ("BatchMatMulV2", "batched_matmul"), ("baddbmm_fw", "batched_matmul"), ("BmmBackward0", "batched_matmul"),
+    ("LayerNorm_bw", "normalization"), ("native_layer_norm_backward", "normalization"),
+    ("NewGELUActivation_fw", "elementwise_activation"), ("gelu_backward", "elementwise_activation"), ("Relu", "elementwise_activation"),
+    ("add_fw", "elementwise_activation"), ("ReluGrad", "elementwise_activation"),
+    ("MaxPoolGrad", "pooling"), ("max_pool2d_with_indices_backward", "pooling"),
+    ("softmax_bw", "softmax_loss"), ("_softmax_backward_data", "softmax_loss"), ("SoftmaxCrossEntropyWithLogits", "softmax_loss"),
+    ("Embedding_fw", "embedding"), ("embedding_dense_backward", "embedding"), ("GatherV2", "embedding"),
+    ("Dropout_fw", "dropout"), ("native_dropout", "dropout"), ("RandomUniform", "dropout"),
+    ("ResourceApplyAdam", "optimizer_update"), ("_foreach_add_", "optimizer_update"), ("AccumulateGrad", "optimizer_update"),
+    ("view_fw", "data_movement_layout"), ("permute_bw", "data_movement_layout"), ("contiguous_fw", "data_movement_layout"),
+    ("masked_fill_fw", "elementwise_activation"), ("getitem_fw", "data_movement_layout"), ("Transpose", "data_movement_layout"),
+    ("Memcpy HtoD (Pageable -> Device)", "data_movement_layout"), ("unattributed_gpu_memset", "data_movement_layout"),
+    ("_Recv", "communication"), ("nccl:all_reduce", "communication"),
+    ("cudaLaunchKernel", "host_launch_overhead"), ("hipLaunchKernel", "host_launch_overhead"),
+    ("IteratorGetNext", "input_pipeline"), ("IDLE", "idle"),
+    ("CudnnRNNBackprop", "recurrent"), ("_cudnn_rnn_backward", "recurrent"), ("LSTM_fw", "recurrent"),
+    ("Conv1D_fw", "dense_matmul"),  # HuggingFace's Conv1D is a Linear
+])
+def test_names_of_every_framework_map_to_their_category(mapping, name, category):
+    assert mapping.category(name) == category
+
+
+@pytest.mark.skipif(not REAL_PROFET.exists(), reason="real PROFET data not found")
+def test_every_op_of_the_real_profet_table_has_a_category(mapping):
+    profiles = pd.read_csv(REAL_PROFET, nrows=5)
+
+    canonical, unmapped = to_canonical(profiles, mapping)
+
+    assert unmapped.empty, list(unmapped["column"])
+    assert len(op_columns(canonical.columns)) < len(op_columns(profiles.columns))
+
+
+def test_every_op_of_the_generated_study_has_a_category(mapping):
+    from profcast.generate.networks import workload_step_ops, workloads
+
+    names = {row[0] for workload in workloads() for row in workload_step_ops(workload).rows}
+    assert {"CudnnRNN", "Conv2DBackpropFilter", "MatMul"} <= names
+    assert not [name for name in sorted(names) if mapping.category(name) is None]
+
+
+def test_an_extra_table_overrides_names_and_adds_rules_first(tmp_path):
+    extra = tmp_path / "mine.yaml"
+    extra.write_text("categories:\n  custom_kernels: hand-written CUDA kernels\n"
+                     "exact:\n  mystery_op: custom_kernels\n  MatMul: batched_matmul\n"
+                     "rules:\n  - {pattern: '^my_', category: custom_kernels}\n  - {pattern: 'FusedBatchNorm|Conv2D', category: other}\n")
+
+    mapping = Vocabulary(canonical=True, extra=str(extra)).mapping
+
+    assert mapping.category("mystery_op") == "custom_kernels" and mapping.category("my_fused_gelu") == "custom_kernels"
+    assert mapping.category("MatMul") == "batched_matmul"  # its exact names win
+    assert mapping.category("FusedBatchNormV3") == "other"  # its rules come before the packaged rules
+    assert mapping.category("Conv2DBackpropFilter") == "conv_backward"  # ...but after every exact name
+    assert mapping.category("addmm") == "dense_matmul"  # the packaged table still applies
+
+
+@pytest.mark.parametrize("text, message", [
+    ("rules:\n  - {pattern: '([', category: other}\n", "is not a regular expression"),
+    ("exact:\n  foo: no_such_category\n", "not declared"),
+    ("rules:\n  - just a string\n", "is not {pattern"),
+    ("[1, 2]\n", "expected a mapping"),
+])
+def test_a_bad_extra_table_is_a_one_line_error(tmp_path, text, message):
+    extra = tmp_path / "bad.yaml"
+    extra.write_text(text)
+    with pytest.raises(ProfcastError, match=message):
+        Vocabulary(canonical=True, extra=str(extra))
+
+
+def test_native_keeps_the_profile_and_stores_nothing():
+    frame = frameworks_frame()
+    native = Vocabulary()
+
+    mapped, unmapped = native.apply(frame)
+
+    assert mapped is frame and unmapped is None and native.stored() is None
+
+
+def test_the_stored_table_maps_as_the_loaded_one(mapping):
+    stored = Vocabulary(canonical=True).stored()
+    import json
+
+    restored = mapping_from_stored(json.loads(json.dumps(stored)))  # what a manifest keeps: plain JSON
+
+    pd.testing.assert_frame_equal(to_canonical(frameworks_frame(), restored)[0], to_canonical(frameworks_frame(), mapping)[0])
