@@ -170,3 +170,77 @@ def test_the_stored_table_maps_as_the_loaded_one(mapping):
     restored = mapping_from_stored(json.loads(json.dumps(stored)))  # what a manifest keeps: plain JSON
 
     pd.testing.assert_frame_equal(to_canonical(frameworks_frame(), restored)[0], to_canonical(frameworks_frame(), mapping)[0])
+
+
+# --- training, the served model and profcast.predict in the canonical vocabulary ---------------------
+
+ANCHOR, TARGET = "g3s.xlarge", "p3.2xlarge"
+
+
+@pytest.fixture(scope="module")
+def canonical_job(tmp_path_factory, empty_tracking_database):
+    """``python -m profcast.train vocabulary=canonical regressor=ratio target=p3.2xlarge`` on the embedded data."""
+    from tests.conftest import train_into_fresh_store
+
+    folder = tmp_path_factory.mktemp("vocabulary")
+    return train_into_fresh_store(folder, empty_tracking_database,
+                                  [f"anchor={ANCHOR}", "vocabulary=canonical", "regressor=ratio", f"target={TARGET}", "log_plots=false"])
+
+
+def native_anchor_rows(count: int = 3) -> pd.DataFrame:
+    from profcast.ingest.embedded import load_embedded_profiles
+
+    profiles = load_embedded_profiles("cnn")
+    return profiles[profiles["instance_name"] == ANCHOR].head(count).reset_index(drop=True)
+
+
+def test_training_in_the_canonical_vocabulary_logs_canonical_columns_and_the_choice(canonical_job):
+    import mlflow
+
+    mlflow.set_tracking_uri(canonical_job["uri"])
+    runs = mlflow.search_runs([canonical_job["experiment_id"]])
+    job = runs[runs["tags.mlflow.parentRunId"].isna()].iloc[0]
+    target = runs[runs["tags.mlflow.parentRunId"] == job.run_id].iloc[0]
+
+    assert job["params.vocabulary"] == "canonical"
+    column_metrics = [name[len("metrics.mape."):] for name in runs.columns if name.startswith("metrics.mape.") and pd.notna(target[name])]
+    assert "Device_conv_forward" in column_metrics and "Device_dense_matmul" in column_metrics
+    assert not [name for name in column_metrics if name in ("Device_Conv2D", "Device_MatMul")]  # no native names left
+    unmapped = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=job.run_id, artifact_path="unmapped_ops.csv"))
+    assert list(unmapped.columns) == ["column", "name", "canonical_column", "time_us", "share"]
+    assert int(job["params.n_unmapped_ops"]) == len(unmapped)  # the CNN study: every op has a category
+    assert len(unmapped) == 0
+
+
+def test_the_served_model_maps_a_native_request_as_training_did(canonical_job):
+    import mlflow
+
+    mlflow.set_tracking_uri(canonical_job["uri"])
+    model = mlflow.pyfunc.load_model(canonical_job["model_uri"])
+    native = native_anchor_rows()
+    canonical, _ = to_canonical(native, load_mapping())
+
+    from_native = model.predict(native.drop(columns=["exp_name"]))
+    from_canonical = model.predict(canonical.drop(columns=["exp_name"]))
+
+    assert "Device_conv_forward" in from_native.columns and "Device_Conv2D" not in from_native.columns
+    pd.testing.assert_frame_equal(from_native, from_canonical)
+    assert (from_native["batch_latency"] > 0).all()
+
+
+def test_predict_maps_a_native_profile_and_names_what_fell_into_other(canonical_job, tmp_path, capsys, monkeypatch):
+    from profcast.cli import exit_code
+    from profcast.predict import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", canonical_job["uri"])
+    row = native_anchor_rows(1)
+    profile = row[[*op_columns(row.columns), "batchsize"]].assign(Device_my_custom_kernel=row["Device_Conv2D"])
+    path = tmp_path / "profile.csv"
+    profile.to_csv(path, index=False)
+
+    assert exit_code(main, ["--profile", str(path), "--anchor", ANCHOR, "--model", canonical_job["model_uri"]]) == 0
+
+    out = capsys.readouterr().out
+    assert TARGET in out
+    share = row["Device_Conv2D"].iloc[0] / profile.drop(columns="batchsize").sum(axis=1).iloc[0]
+    assert f"Device_my_custom_kernel ({100 * share:.1f}%)" in out and "went to 'other'" in out
