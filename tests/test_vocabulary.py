@@ -244,3 +244,145 @@ def test_predict_maps_a_native_profile_and_names_what_fell_into_other(canonical_
     assert TARGET in out
     share = row["Device_Conv2D"].iloc[0] / profile.drop(columns="batchsize").sum(axis=1).iloc[0]
     assert f"Device_my_custom_kernel ({100 * share:.1f}%)" in out and "went to 'other'" in out
+
+
+# --- across frameworks: a torch CPU trace and an FX-node profile of the same training step -----------
+
+COMPARED = "elementwise_activation softmax_loss normalization dense_matmul batched_matmul data_movement_layout".split()
+
+
+def attention_block():
+    """A small pre-norm transformer block (Linear, LayerNorm, GELU, softmax attention), shapes fixed for FX.
+
+    No dropout: a trace credits a composite op's leaves (dropout's mask multiply is a ``mul``), an FX
+    profile the module, so dropout's time would split differently by construction (docs/profile-formats.md).
+    """
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, batch=2, seq=128, width=256, heads=4):
+            super().__init__()
+            self.batch, self.seq, self.width, self.heads = batch, seq, width, heads
+            self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
+            self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
+            self.fc1, self.act, self.fc2 = nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width)
+
+        def forward(self, x):
+            b, s, d, h = self.batch, self.seq, self.width, self.heads
+            q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
+            q, k, v = (t.view(b, s, h, d // h).transpose(1, 2) for t in (q, k, v))
+            attention = torch.softmax(torch.matmul(q, k.transpose(-2, -1)) / (d // h) ** 0.5, dim=-1)
+            y = torch.matmul(attention, v).transpose(1, 2).contiguous().view(b, s, d)
+            x = x + self.proj(y)
+            return x + self.fc2(self.act(self.fc1(self.ln2(x))))
+
+    torch.manual_seed(0)
+    block = Block()
+    return block, torch.randn(block.batch, block.seq, block.width)
+
+
+def profiled_steps(block, x, folder, steps: int = 4) -> tuple[dict, dict]:
+    """The same training steps (forward, backward) seen two ways: a torch.profiler CPU trace, read as
+    any trace (op times per step), and NeuSight's FX-node naming, ``Device_<kind>_fw``, ``_bw`` and
+    ``_acc`` µs per step, kind = module class, function or method name.
+
+    FX times: forward around each node as an fx.Interpreter runs it; backward around each autograd
+    node the FX node created (hooks before and after it runs), its parameters' AccumulateGrad as
+    ``_acc``. Both come from the very same steps, so a shared machine's preemptions hit both alike.
+    """
+    import time
+    from collections import defaultdict
+
+    import torch
+    from torch import fx
+
+    graph = fx.symbolic_trace(block)
+    modules = dict(graph.named_modules())
+
+    def kind_of(node) -> str:
+        if node.op == "call_module":
+            return type(modules[node.target]).__name__
+        return node.target.__name__ if node.op == "call_function" else node.target
+
+    def tensors(value) -> list:
+        if isinstance(value, torch.Tensor):
+            return [value]
+        return [t for item in value for t in tensors(item)] if isinstance(value, (tuple, list)) else []
+
+    class TimedStep(fx.Interpreter):
+        def __init__(self):
+            super().__init__(graph)
+            self.times, self.starts, self.handles, self.claimed = defaultdict(float), {}, [], set()
+
+        def run_node(self, node):
+            if node.op not in ("call_module", "call_function", "call_method"):
+                return super().run_node(node)
+            start = time.perf_counter()
+            out = super().run_node(node)
+            self.times[f"Device_{kind_of(node)}_fw"] += (time.perf_counter() - start) * 1e6
+            inputs = {t.grad_fn for n in node.all_input_nodes for t in tensors(self.env[n])}
+            pending = [t.grad_fn for t in tensors(out) if t.grad_fn is not None and t.grad_fn not in inputs]
+            while pending:  # the autograd nodes this FX node created: from its outputs back to its inputs'
+                grad_node = pending.pop()
+                if grad_node is None or grad_node in inputs or grad_node in self.claimed:
+                    continue
+                self.claimed.add(grad_node)
+                suffix = "acc" if type(grad_node).__name__ == "AccumulateGrad" else "bw"
+                self.watch(grad_node, f"Device_{kind_of(node)}_{suffix}")
+                pending += [parent for parent, _ in grad_node.next_functions]
+            return out
+
+        def watch(self, grad_node, column):
+            def before(*_):
+                self.starts[grad_node] = time.perf_counter()
+
+            def after(*_):
+                self.times[column] += (time.perf_counter() - self.starts[grad_node]) * 1e6
+
+            self.handles += [grad_node.register_prehook(before), grad_node.register_hook(after)]
+
+    from profcast.ingest.torch_trace import read_torch_trace
+
+    path, rows = folder / "steps.pt.trace.json", []
+    schedule = torch.profiler.schedule(wait=0, warmup=1, active=steps, repeat=1)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], schedule=schedule,
+                                on_trace_ready=lambda prof: prof.export_chrome_trace(str(path))) as prof:
+        for _ in range(steps + 1):
+            block.zero_grad(set_to_none=True)
+            step = TimedStep()
+            step.run(x).pow(2).mean().backward()  # a contiguous gradient, as a real loss gives
+            for handle in step.handles:  # AccumulateGrad nodes outlive the step
+                handle.remove()
+            rows.append(dict(step.times))
+            prof.step()
+    fx_profile = pd.DataFrame(rows[1:]).fillna(0.0).mean().to_dict()  # the steps the trace holds
+    return read_torch_trace(path), fx_profile
+
+
+def category_shares(row: dict, mapping) -> pd.Series:
+    """Each compared category's share of their summed time, Device_ and Host_ sides together (a CPU
+    trace has its work on the host side: there is no device)."""
+    canonical, _ = to_canonical(pd.DataFrame([row]), mapping)
+    times = canonical[op_columns(canonical.columns)].iloc[0]
+    by_category = times.groupby(lambda column: column.split("_", 1)[1]).sum()
+    compared = by_category.reindex(COMPARED, fill_value=0.0)
+    return compared / compared.sum()
+
+
+def test_a_torch_cpu_trace_and_an_fx_profile_of_one_step_agree_on_each_category_share(tmp_path, mapping):
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: both measurements see the same per-op cost
+    try:
+        block, x = attention_block()
+        trace, fx_profile = profiled_steps(block, x, tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+
+    assert "Host_addmm" in trace and trace["batch_latency"] > 0 and "Device_Linear_bw" in fx_profile
+    from_trace, from_fx = category_shares(trace, mapping), category_shares(fx_profile, mapping)
+
+    assert (from_trace > 0).all() and (from_fx > 0).all()  # each side's names reached every category
+    differences = (from_trace - from_fx).abs()
+    assert (differences <= 0.05).all(), pd.DataFrame({"trace": from_trace, "fx": from_fx, "difference": differences})
