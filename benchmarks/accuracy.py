@@ -33,7 +33,7 @@ from profcast.pipeline.features import AllColumns
 from profcast.pipeline.metrics import mape, summarise_errors, total_mape
 from profcast.pipeline.pairing import PairedRuns, pair_runs
 from profcast.pipeline.splits import GroupSplit
-from profcast.schema import BATCH_LATENCY, WORKLOAD_KEYS, op_part
+from profcast.schema import BATCH_LATENCY, WORKLOAD_KEYS, op_columns, op_part
 
 from benchmarks.whatif import transfer_family
 
@@ -158,7 +158,7 @@ def read_benchmark_data(path: Path, mode: str = "both") -> tuple[pd.DataFrame, l
     if not path.exists():
         raise ProfcastError(f"--data {path.resolve()}: no such file; pass --data PATH to a profile table")
     if path.is_dir():
-        from profcast.ingest.sources import FileData
+        from profcast.datasets.sources import FileData
 
         profiles = FileData(str(path)).load()
     else:
@@ -169,6 +169,17 @@ def read_benchmark_data(path: Path, mode: str = "both") -> tuple[pd.DataFrame, l
     if len(instances) < 2:
         raise ProfcastError(f"{path}: holds one instance ({instances[0]}); the benchmark needs at least two")
     return profiles, instances
+
+
+def in_vocabulary(profiles: pd.DataFrame, vocabulary: str) -> pd.DataFrame:
+    """The table with op columns as profiled (native) or summed per canonical category (profcast.vocabulary)."""
+    from profcast.vocabulary import Vocabulary, unmapped_note
+
+    mapped, unmapped = Vocabulary(canonical=vocabulary == "canonical").apply(profiles)
+    if unmapped is not None:
+        print(f"vocabulary canonical: {len(op_columns(profiles.columns))} op columns -> {len(op_columns(mapped.columns))}; "
+              f"{unmapped_note(unmapped) or 'every op name mapped'}")
+    return mapped
 
 
 def parse_pairs(text: str, instances: list[str], profiles: pd.DataFrame | None = None, min_shared: int = 0) -> list[tuple[str, str]]:
@@ -316,9 +327,12 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated from {', '.join(METHODS)}")
     parser.add_argument("--jobs", type=int, default=-1, help="pairs run in parallel processes (default -1: one per core)")
     parser.add_argument("--markdown", type=Path, default=None, help="markdown table path (default: benchmarks/results/accuracy-<data stem>.md)")
+    parser.add_argument("--vocabulary", choices=("native", "canonical"), default="native",
+                        help="op columns as profiled (native) or mapped to the canonical categories, as vocabulary=canonical trains")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     profiles, instances = read_benchmark_data(args.data, args.mode)
+    profiles = in_vocabulary(profiles, args.vocabulary)
     pairs = parse_pairs(args.pairs, chosen_instances(args.instances, instances), profiles, args.min_shared)
     if not pairs:
         raise ProfcastError(f"{args.data}: no instance pair shares {args.min_shared} workloads of two or more models")
@@ -331,7 +345,8 @@ def main(argv=None) -> int:
     print(f"\nwall time {wall_seconds:.0f} s")
 
     stem = data_stem(args.data) + ("" if args.mode == "both" else f"-{args.mode}")
-    markdown_path = args.markdown or RESULTS_DIR / f"accuracy-{stem}.md"
+    suffix = "" if args.vocabulary == "native" else f"-{args.vocabulary}"
+    markdown_path = args.markdown or RESULTS_DIR / f"accuracy-{stem}{suffix}.md"
     json_path = args.json or markdown_path.with_suffix(".json")
     command = "python -m benchmarks.accuracy " + " ".join(argv if argv is not None else sys.argv[1:])
     per_pair = labelled(pd.DataFrame(records))

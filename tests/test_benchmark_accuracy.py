@@ -132,3 +132,16 @@ def test_error_structure_needs_batch_latency(tmp_path, capsys):
     synthetic_profiles(instances=("slow.gpu", "fast.gpu")).drop(columns=["batch_latency"]).to_csv(table, index=False)
     assert exit_code(error_structure.main, ["--data", str(table), "--markdown", str(tmp_path / "s.md"), "--jobs", "1"]) == 2
     assert "needs batch_latency" in capsys.readouterr().err
+
+
+def test_the_canonical_vocabulary_sums_op_columns_per_category_and_keeps_latencies(capsys):
+    table = synthetic_profiles()
+
+    mapped = accuracy.in_vocabulary(table, "canonical")
+
+    assert accuracy.in_vocabulary(table, "native") is table
+    assert "Device_conv_forward" in mapped and "Device_Conv2D" not in mapped
+    pd.testing.assert_series_equal(mapped["batch_latency"], table["batch_latency"])
+    device = [c for c in table if c.startswith("Device_")]
+    np.testing.assert_allclose(mapped.filter(like="Device_").sum(axis=1), table[device].sum(axis=1))  # time moved, none lost
+    assert "vocabulary canonical" in capsys.readouterr().out

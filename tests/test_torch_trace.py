@@ -167,3 +167,45 @@ def test_a_truncated_gzip_trace_is_named_as_such(tmp_path):
     with pytest.raises(ProfcastError, match="truncated or corrupt gzip"):
         read_torch_trace(path)
     assert gzip.decompress(whole)  # the original is whole
+
+
+def lagging_gpu_trace() -> list[dict]:
+    """Two 100 µs steps whose kernels run after their step's window: the GPU lags the CPU.
+
+    Launched in step 1 (ts 0-100): an mm kernel running at 150-190 (inside step 2's window) and a
+    memcpy at 195-205 (straddling the end). Launched in step 2 (100-200): an mm kernel at 210-250,
+    after every window. Launched before profiling's first step (ts -50): a kernel running at 30-33,
+    inside step 1, that no step launched. A kernel with no runtime launch at all (5-8) falls back
+    to the window its start falls in.
+    """
+    def op(name, ts, dur, cat="cpu_op", **args):
+        return {"ph": "X", "cat": cat, "name": name, "ts": ts, "dur": dur, "pid": 1, "tid": 1, "args": args}
+
+    def work(name, ts, dur, correlation, cat="kernel"):
+        event = {"ph": "X", "cat": cat, "name": name, "ts": ts, "dur": dur, "pid": 0, "tid": 7, "args": {}}
+        if correlation is not None:
+            event["args"]["correlation"] = correlation
+        return event
+
+    return [
+        op("ProfilerStep#1", 0, 100, cat="user_annotation"), op("ProfilerStep#2", 100, 100, cat="user_annotation"),
+        op("aten::mm", -60, 20), op("cudaLaunchKernel", -50, 5, cat="cuda_runtime", correlation=4),
+        op("aten::mm", 10, 30), op("cudaLaunchKernel", 20, 5, cat="cuda_runtime", correlation=1),
+        op("aten::copy_", 50, 20), op("cudaMemcpyAsync", 55, 5, cat="cuda_runtime", correlation=3),
+        op("aten::mm", 110, 30), op("cudaLaunchKernel", 120, 5, cat="cuda_runtime", correlation=2),
+        work("volta_sgemm_128x64_nn", 30, 3, 4),
+        work("volta_sgemm_128x64_nn", 150, 40, 1), work("Memcpy HtoD", 195, 10, 3, cat="gpu_memcpy"),
+        work("volta_sgemm_128x64_nn", 210, 40, 2), work("orphan_kernel", 5, 3, None),
+    ]
+
+
+def test_device_work_is_credited_to_the_step_that_launched_it_when_the_gpu_lags():
+    row = trace_row(lagging_gpu_trace())
+
+    # Every kernel the two steps launched counts once, wherever the GPU ran it (per step: / 2);
+    # the kernel launched before the first step does not, though it ran inside step 1's window.
+    assert row["Device_mm"] == pytest.approx((40 + 40) / 2)
+    assert row["Device_copy_"] == pytest.approx(10 / 2)
+    assert row["Device_unattributed_kernel"] == pytest.approx(3 / 2)  # no launch: its own start's window
+    assert sum(busy(row, "Device").values()) == pytest.approx((40 + 10 + 40 + 3) / 2)
+    assert row["batch_latency"] == pytest.approx(100e-6)

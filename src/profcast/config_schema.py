@@ -50,6 +50,12 @@ class ProfetDataConfig(OptionConfig):
 
 
 @dataclass
+class VocabularyConfig(OptionConfig):
+    canonical: bool = MISSING
+    extra: Optional[str] = MISSING
+
+
+@dataclass
 class NeusightDataConfig(OptionConfig):
     path: Optional[str] = MISSING
     mode: str = MISSING
@@ -122,6 +128,7 @@ class TrainConfig:
     regressor: Any = MISSING
     pairing: Any = MISSING
     whatif: Any = MISSING
+    vocabulary: Any = MISSING
     anchor: str = MISSING
     target: Any = MISSING  # 'all', one instance name or a list
     mlflow_experiment: str = MISSING
@@ -138,6 +145,7 @@ OPTION_SCHEMAS = (
     ("data", "base_file", FileDataConfig),
     ("data", "base_profet", ProfetDataConfig),
     ("data", "base_neusight", NeusightDataConfig),
+    ("vocabulary", "base_vocabulary", VocabularyConfig),
     ("features", "base_features", OptionConfig),
     ("features", "base_top", TopColumnsConfig),
     ("split", "base_group_split", GroupSplitConfig),

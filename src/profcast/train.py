@@ -24,13 +24,14 @@ from profcast.config import CONF_DIR, checked_estimator, config_errors_as_user_e
 from profcast.pipeline.evaluation import cross_validate, score, vector_frames
 from profcast.pipeline.pairing import PairedRuns, resolve_targets
 from profcast.pipeline.parallel import resolve_n_jobs
-from profcast.schema import op_part
+from profcast.schema import op_columns, op_part
 from profcast.tracking.store import check_experiment_name
+from profcast.vocabulary import unmapped_note
 
 log = logging.getLogger(__name__)
 
 # The option groups a job builds (conf/<group>/), each named in the runs by the option picked.
-OPTION_GROUPS = ("data", "features", "split", "regressor", "pairing", "whatif")
+OPTION_GROUPS = ("data", "features", "split", "regressor", "pairing", "whatif", "vocabulary")
 # Metrics averaged over targets onto the job run, so the MLflow UI compares jobs at a glance.
 JOB_METRICS = ("mape_mean", "mape_median", "wape", "total_mape", "false_nonzero_rate", "batch_latency_mape", "interval_coverage")
 
@@ -52,6 +53,9 @@ class Job:
     data_source: str = ""  # where the table came from (a path, or the description)
     skipped_files: list | None = None  # (file, why) a folder read left out (data.on_bad_file=skip); None: not a folder source
     n_jobs: int = 1  # processes for a target's fits (profcast.pipeline.parallel)
+    vocabulary: object = None  # profcast.vocabulary.Vocabulary: the op names the models read (native or canonical)
+    unmapped_ops: pd.DataFrame | None = None  # op columns the canonical vocabulary put in 'other' (None: native)
+    native_op_columns: list | None = None  # the loaded table's op columns before mapping (a canonical model also accepts them)
 
 
 @dataclass
@@ -78,7 +82,12 @@ def prepare_job(cfg: DictConfig) -> Job:
     data, features, split, pairing, whatif = (built[group] for group in ("data", "features", "split", "pairing", "whatif"))
     regressor = checked_estimator("regressor", choices["regressor"], built["regressor"])
     names = {group: option_name(choices[group], option) for group, option in built.items()}
+    vocabulary = built["vocabulary"]
     profiles = data.load()
+    native_op_columns = op_columns(profiles.columns)
+    profiles, unmapped_ops = vocabulary.apply(profiles)  # before pairing: every model reads the same names
+    if unmapped_ops is not None and not unmapped_ops.empty:
+        log.warning("%s", unmapped_note(unmapped_ops))
     targets = resolve_targets(profiles, cfg.anchor, cfg.target)
     pairs = {target: pairing(profiles, cfg.anchor, target) for target in targets}
     for paired in pairs.values():
@@ -92,7 +101,8 @@ def prepare_job(cfg: DictConfig) -> Job:
     return Job(pairs=pairs, features=features, split=split, regressor=regressor, names=names, whatif=whatif, profiles=profiles,
                data_description=data.describe(), data_kind=data_kind(cfg.data), data_fingerprint=data_fingerprint(profiles),
                data_source=str(getattr(data, "path", "") or data.describe()), skipped_files=skipped,
-               n_jobs=resolve_n_jobs(cfg.n_jobs))
+               n_jobs=resolve_n_jobs(cfg.n_jobs), vocabulary=vocabulary, unmapped_ops=unmapped_ops,
+               native_op_columns=native_op_columns)
 
 
 def evaluate_target(paired: PairedRuns, job: Job) -> TargetResult:
@@ -150,7 +160,8 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     # MLflow loads slowly: import it only once the input is known to be good.
     from profcast.progress import logging_beside_bars, track
     from profcast.tracking import provenance
-    from profcast.tracking.runs import job_run, log_job_metrics, log_job_model, log_skipped_files, log_target_result, target_run
+    from profcast.tracking.runs import (job_run, log_job_metrics, log_job_model, log_skipped_files, log_target_result, log_unmapped_ops,
+                                        target_run)
     from profcast.tracking.store import configure_tracking
     from profcast.tracking.summary import log_job_summary
     from profcast.tracking.sweep import sweep_parent_run_id
@@ -166,10 +177,12 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     log.info("[%s] data: %s", job_name, provenance.trained_on(job.data_description, job.data_kind, job.data_fingerprint))
     if job.data_kind == provenance.GENERATED:
         log.warning("[%s] %s (data=profet or data=file for real profiles)", job_name, provenance.GENERATED_WARNING)
-    data_params = {"data_kind": job.data_kind, "data_fingerprint": job.data_fingerprint}
+    data_params = {"data_kind": job.data_kind, "data_fingerprint": job.data_fingerprint, "vocabulary": job.names["vocabulary"]}
     with logging_beside_bars(), job_run(experiment_id, job_name, cfg, names, parent_run_id, data_tags, data_params, dataset) as job_run_id:
         if job.skipped_files is not None:
             log_skipped_files(job.skipped_files)
+        if job.unmapped_ops is not None:
+            log_unmapped_ops(job.unmapped_ops)
         for number, (target, paired) in enumerate(track(job.pairs.items(), f"{job_name}: targets"), start=1):
             log.info("[%s] target %d/%d %s: %d pairs (%s pairing)", job_name, number, len(job.pairs), target, len(paired), paired.mode)
             result = evaluate_target(paired, job)
@@ -188,7 +201,8 @@ def train(cfg: DictConfig) -> dict[str, dict]:
         if cfg.log_model:
             metadata = {"data": job.data_description, "data_kind": job.data_kind, "data_fingerprint": job.data_fingerprint,
                         "job_run_id": job_run_id, "regressor": names["regressor"]}
-            log_job_model(cfg.anchor, fitted, target_runs, metadata)  # one servable model: every target of this anchor
+            log_job_model(cfg.anchor, fitted, target_runs, metadata, vocabulary=job.vocabulary.stored(),  # one servable model: every target
+                          native_op_columns=job.native_op_columns if job.vocabulary.mapping is not None else None)
     if cfg.log_model and cfg.registry.register_single and not parent_run_id:
         from profcast.registration.champion import register_job
 

@@ -7,7 +7,8 @@ The trace's ``traceEvents`` hold complete events (``ph: "X"``, ``ts``/``dur`` in
   ``kernel``, ``gpu_memcpy``, ``gpu_memset``: device work.
   ``user_annotation`` ``ProfilerStep#N``: one training step (written by ``prof.step()``).
 The row: ``Host_<op>`` self time of each op and runtime call, ``Device_<op>`` device time credited to
-the op that launched it (kernel names change with the GPU architecture, launching ops do not),
+the op that launched it (kernel names change with the GPU architecture, launching ops do not) and
+to the step whose window holds the launch (the GPU may run it after the window closed),
 ``Host_IDLE``/``Device_IDLE`` step time when that side runs nothing, all divided by the number of
 steps, and ``batch_latency``, the median step in seconds. docs/profile-formats.md has the rules.
 """
@@ -205,13 +206,21 @@ def _row_of_kept(complete: list[TraceEvent], source: str) -> dict[str, float]:
     for event in host:
         if in_steps(event.ts):
             totals[f"Host_{op_name(event.name)}"] += self_time[id(event)]
+    launched_at = _launch_times(host)
     for event in device:
-        if in_steps(event.ts):
+        # Device work belongs to the step that launched it: when the GPU lags the CPU, a kernel
+        # starts after its step's window has closed (or inside the next one). A kernel with no
+        # runtime launch in the trace (its launch fell before profiling began, or the runtime
+        # events were not recorded) falls back to the window its own start falls in.
+        credited_at = launched_at.get(event.correlation, event.ts)
+        if in_steps(credited_at):
             op = launching_op.get(event.correlation)
             column = f"Device_{op_name(op)}" if op else f"Device_unattributed_{event.cat}"
             totals[column] += event.dur
 
     step_time = sum(end - start for start, end in windows)
+    # IDLE stays a measure of the windows' wall time (what each side did while the steps ran), so
+    # with a lagging GPU the Device_ columns may add up to more than the step time.
     totals["Host_IDLE"] = step_time - _covered_time(host, windows)
     if device:  # a CPU-only trace has no device to be idle
         totals["Device_IDLE"] = step_time - _covered_time(device, windows)
@@ -271,6 +280,11 @@ def _window_test(windows: list[tuple[float, float]]):
         return i >= 0 and ts <= windows[i][1]
 
     return inside
+
+
+def _launch_times(host: list[TraceEvent]) -> dict:
+    """Start time of each runtime call (``cudaLaunchKernel``, ``cudaMemcpyAsync``...) by its correlation id."""
+    return {e.correlation: e.ts for e in host if e.cat in RUNTIME_CATEGORIES and e.correlation is not None}
 
 
 def _correlation(event: dict):

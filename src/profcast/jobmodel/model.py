@@ -59,6 +59,11 @@ class JobModel:
             self._layout[target] = (np.array(ops, dtype=np.intp), np.array([position[outputs[n]] for n in ops], dtype=np.intp),
                                     outputs.index(BATCH_LATENCY) if BATCH_LATENCY in outputs else None)
         self._shared_searches = shared_neighbour_groups(models)  # kNN targets fitted on the same anchor rows
+        self.vocabulary = None  # a canonical model's profcast.vocabulary.Mapping: requests are mapped with it
+
+    def get_raw_model(self):
+        """This object (MLflow's PyFuncModel.get_raw_model hands it out: profcast.predict reads the vocabulary)."""
+        return self
 
     def predict(self, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """One row per (request row, target): target_instance, op columns, batch_latency, total.
@@ -86,6 +91,8 @@ class JobModel:
     def _predict(self, model_input: pd.DataFrame, deadline: Deadline | None = None) -> pd.DataFrame:
         profiles = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         profiles = profiles.reset_index(drop=True)  # error messages count rows from 0
+        if self.vocabulary is not None:
+            profiles = _in_model_vocabulary(profiles, self.vocabulary, self.anchor)
         ignored = unknown_columns(profiles.columns, self.op_columns)
         if ignored:
             log.warning("ignored column(s) never seen in training: %s", ", ".join(map(str, ignored)))
@@ -146,6 +153,23 @@ class JobModel:
         if self.trained_on is not None:
             frame[TRAINED_ON] = self.trained_on
         return frame
+
+
+def _in_model_vocabulary(profiles: pd.DataFrame, mapping, anchor: str) -> pd.DataFrame:
+    """A request's op columns mapped as in training (profcast.vocabulary); its values checked first, so a
+    bad cell is named by the request's own column."""
+    from profcast.jobmodel.requests import DESCRIPTIVE_COLUMNS, SIZE_COLUMNS
+    from profcast.schema import op_columns
+    from profcast.vocabulary import to_canonical, unmapped_note
+
+    keep = {*DESCRIPTIVE_COLUMNS, TARGET_INSTANCE, *SIZE_COLUMNS, INPUT_ROW, TRAINED_ON}
+    native = [column for column in op_columns(profiles.columns) if column not in keep]
+    if native:
+        checked_anchor_profiles(profiles, native, anchor)
+    mapped, unmapped = to_canonical(profiles, mapping, keep=keep)
+    if not unmapped.empty:
+        log.warning("%s", unmapped_note(unmapped))
+    return mapped
 
 
 def _finite_answer(predicted: pd.DataFrame) -> pd.DataFrame:

@@ -37,12 +37,14 @@ TRUSTED_PREFIXES = ("profcast.models.",)  # profcast's own estimators
 
 
 def save_job_model(folder, anchor: str, models: dict, op_columns: list[str], trained_on: str | None = None,
-                   extras: dict | None = None, sizes: dict | None = None) -> dict:
+                   extras: dict | None = None, sizes: dict | None = None, vocabulary: dict | None = None) -> dict:
     """Write every target's fitted regressor (one skops file each) and the manifest into ``folder``.
 
     ``op_columns`` are the anchor op columns any of the models reads. Returns the manifest; each regressor is serialised exactly once, here.
     ``extras`` (target -> interval and size what-if) go into files of their own (profcast.jobmodel.forecast_extras).
     ``sizes`` (the training rows' batch and input size range, profcast.jobmodel.trained_range) goes into the manifest.
+    ``vocabulary`` (profcast.vocabulary.Vocabulary.stored: name and table, plain data) goes into the
+    manifest; the loaded model maps requests with it. None: native op names, nothing stored.
     """
     from profcast.jobmodel.forecast_extras import save_extras
 
@@ -63,6 +65,7 @@ def save_job_model(folder, anchor: str, models: dict, op_columns: list[str], tra
         "trained_on": trained_on,
         RANGE_KEY: sizes,
         **save_extras(folder, extras, files),
+        **({"vocabulary": vocabulary} if vocabulary else {}),
     }
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return manifest
@@ -78,9 +81,13 @@ def load_job_model_folder(folder) -> JobModel:
         use_one_thread(models[target])
     from profcast.jobmodel.forecast_extras import QUANTITY_KEY, load_extras
 
-    return JobModel(manifest["anchor"], models, manifest["op_columns"], manifest["output_op_columns"], manifest["predicts_latency"],
-                    manifest.get("trained_on"), load_extras(folder, manifest, load_trusted), manifest.get(QUANTITY_KEY),
-                    _checked_range(manifest.get(RANGE_KEY), folder))
+    from profcast.vocabulary import mapping_from_stored
+
+    model = JobModel(manifest["anchor"], models, manifest["op_columns"], manifest["output_op_columns"], manifest["predicts_latency"],
+                     manifest.get("trained_on"), load_extras(folder, manifest, load_trusted), manifest.get(QUANTITY_KEY),
+                     _checked_range(manifest.get(RANGE_KEY), folder))
+    model.vocabulary = mapping_from_stored(manifest.get("vocabulary"))
+    return model
 
 
 def load_trusted(path: Path):

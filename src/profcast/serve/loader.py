@@ -20,6 +20,10 @@ class ServedJobModel:
     def __init__(self, job_model):
         self.job_model = job_model
 
+    def get_raw_model(self):
+        """The job model itself (MLflow's PyFuncModel.get_raw_model hands it out: profcast.predict reads its vocabulary)."""
+        return self.job_model
+
     def predict(self, model_input, params=None):
         """The job model's answer; a bad request raises MlflowException(INVALID_PARAMETER_VALUE)."""
         from mlflow.exceptions import MlflowException

@@ -24,6 +24,22 @@ DEFAULT_DATASET_SIZE = 50_000
 
 
 
+def in_model_vocabulary(model, profile: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The profile mapped to the op vocabulary the model was trained in (profcast.vocabulary), as the
+    served model would map it, and a note naming the op names that fell into 'other' with their share."""
+    try:
+        mapping = getattr(model.get_raw_model(), "vocabulary", None)
+    except (NotImplementedError, AttributeError):  # not a profcast job model: nothing to map
+        mapping = None
+    if mapping is None:
+        return profile, []
+    from profcast.vocabulary import to_canonical, unmapped_note
+
+    mapped, unmapped = to_canonical(profile, mapping)
+    note = unmapped_note(unmapped)
+    return mapped, [note] if note else []
+
+
 def predict_targets(model, profile: pd.DataFrame, anchor: str, sizes: dict | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Predicted rows per target for a one-row profile, and the profile columns the model ignores.
 
@@ -216,8 +232,9 @@ def recommend(args) -> str:
     use_store(defaults.tracking_uri)
     model, uri = load_job_model(args.model, args.anchor, defaults.registry.alias)
     sizes, whatif_notes = whatif_request(anchor_profile, args.batchsize, getattr(args, "input_size", None))
-    predicted, ignored = predict_targets(model, anchor_profile.profile, args.anchor, sizes)
-    notes = list(anchor_profile.notes) + whatif_notes
+    profile, vocabulary_notes = in_model_vocabulary(model, anchor_profile.profile)  # a canonical model: mapped as in training
+    predicted, ignored = predict_targets(model, profile, args.anchor, sizes)
+    notes = list(anchor_profile.notes) + whatif_notes + vocabulary_notes
     batchsize = args.batchsize or anchor_profile.batchsize
     if batchsize is None:
         notes.append("no batch size in the profile: pass --batchsize N for epoch time and cost")

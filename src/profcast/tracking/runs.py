@@ -138,7 +138,8 @@ def package_code():
         yield str(copy)
 
 
-def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = None, metadata: dict | None = None) -> str:
+def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = None, metadata: dict | None = None,
+                  vocabulary: dict | None = None, native_op_columns: list | None = None) -> str:
     """Log every target's fitted regressor as one servable model on the active run; return its URI.
 
     ``target_results`` maps each target instance to an object with ``.model`` (fitted regressor)
@@ -161,17 +162,18 @@ def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = 
         extras = {target: result.extras for target, result in target_results.items() if getattr(result, "extras", None)}
         ranges = [getattr(result, "trained_range", None) for result in target_results.values()]
         manifest = save_job_model(folder, anchor, models, op_columns, trained_on=data_line, extras=extras,
-                                  sizes=merged_range(ranges) if any(ranges) else None)
+                                  sizes=merged_range(ranges) if any(ranges) else None, vocabulary=vocabulary)
+        accepted = union_columns([op_columns, native_op_columns or []])
         logged = mlflow.pyfunc.log_model(
             name=JOB_MODEL_NAME,
             loader_module=LOADER_MODULE,
             data_path=folder,
             code_paths=[code],
-            signature=job_signature(op_columns, manifest["output_op_columns"], manifest["predicts_latency"], data_line is not None,
+            signature=job_signature(accepted, manifest["output_op_columns"], manifest["predicts_latency"], data_line is not None,
                                     manifest.get("interval_quantity")),
             input_example=input_example,
             pip_requirements=model_requirements(),
-            metadata={**metadata, "anchor": anchor, "targets": list(models)},
+            metadata={**metadata, "anchor": anchor, "targets": list(models), "vocabulary": (vocabulary or {}).get("name", "native")},
         )
     mlflow.set_tags({JOB_MODEL_TAG: JOB_MODEL_NAME, JOB_MODEL_URI_TAG: logged.model_uri})
     client = mlflow.MlflowClient()
@@ -192,6 +194,13 @@ def log_skipped_files(skipped: list) -> None:
         if len(listed) > MAX_TAG_CHARS:
             listed = listed[:MAX_TAG_CHARS].rsplit("\n", 1)[0] + f"\n... ({len(skipped)} files in all; see the job log)"
         mlflow.set_tag(SKIPPED_FILES_TAG, listed)
+
+
+def log_unmapped_ops(unmapped: pd.DataFrame) -> None:
+    """The op columns the canonical vocabulary put in 'other': ``unmapped_ops.csv`` (name, share of time)
+    and params ``n_unmapped_ops`` and ``unmapped_ops_share``."""
+    mlflow.log_params({"n_unmapped_ops": len(unmapped), "unmapped_ops_share": f"{float(unmapped['share'].sum()):.6f}"})
+    _log_csv(unmapped, "unmapped_ops.csv")
 
 
 def _log_csv(frame: pd.DataFrame, artifact_file: str) -> None:
