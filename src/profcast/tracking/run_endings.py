@@ -13,6 +13,7 @@ import sys
 import threading
 
 from profcast.errors import ProfcastError
+from profcast.tracking.store_faults import store_fault
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +76,18 @@ def stop_status() -> str:
     return "KILLED" if _signals_seen else "FAILED"
 
 
-def end_active_runs(status: str) -> None:
-    """End the job's open runs (innermost first) with ``status``, if MLflow is in use."""
+def end_active_runs(status: str) -> bool:
+    """End the job's open runs (innermost first) with ``status``, if MLflow is in use; False if the store refused."""
     mlflow = sys.modules.get("mlflow")
     if mlflow is None:
-        return
+        return True
     try:
         while mlflow.active_run() is not None:
             mlflow.end_run(status)
     except Exception as error:  # the store may be what failed; the exit must still be clean
         log.error("could not end the open MLflow run(s) as %s: %s", status, error)
+        return False
+    return True
 
 
 RUNS_KILLED_NOTE = "; open runs ended KILLED"  # how a stopped training command ends its runs
@@ -116,7 +119,13 @@ def run_job(train, cfg) -> int:
     except KeyboardInterrupt as stop:
         end_active_runs("KILLED")
         return stop_exit_code(stop)
-    except BaseException:
+    except BaseException as error:
+        fault = store_fault(error) if isinstance(error, Exception) else None
+        if fault is not None and not _signals_seen:  # the store or its disk failed, not our code: one line
+            ended = end_active_runs("FAILED")
+            print_error(ProfcastError(fault + ("; open runs ended FAILED" if ended else
+                                               "; the store took no more writes, so the open runs stay RUNNING until it does")))
+            return 2
         if _signals_seen:  # a stop that some library turned into its own error is still a stop
             end_active_runs("KILLED")
             print("profcast: stopped by a signal; open runs ended KILLED", file=sys.stderr)
