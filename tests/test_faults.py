@@ -110,3 +110,95 @@ def test_a_disk_full_while_logging_fails_the_run_in_one_line_and_a_rerun_complet
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     final = statuses(uri, experiment)
     assert "RUNNING" not in final.values() and list(final.values()).count("FINISHED") == 2 * len(jobs_before)
+
+
+def kill_mlflow_server(folder: Path) -> None:
+    """kill -9 the MLflow server's whole process group (the CLI and its uvicorn workers)."""
+    import signal
+
+    from profcast.servers import tracking_server
+
+    os.killpg(tracking_server.read_state(folder).pid, signal.SIGKILL)
+
+
+def crash_postgres(folder: Path) -> None:
+    """Stop PostgreSQL the way a crash does (immediate: no checkpoint, sessions cut)."""
+    from profcast.servers import tracking_server
+
+    tracking_server._pg("pg_ctl", "-D", str(folder / "postgres"), "-m", "immediate", "-w", "stop")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("victim", ["mlflow server", "postgres"])
+def test_a_sweep_rides_out_its_tracking_server_or_database_restarting(victim, tmp_path):
+    """Killed mid-job and back within MLflow's retries (about 2 minutes): every job still finishes."""
+    from profcast.servers import tracking_server
+    from profcast.servers.credentials import server_secrets
+    from tests.fixtures_scale import finish_sweep, logged_in_as_admin, require_scale, server_folder, start_sweep
+    from tests.test_scale import sweep_runs, wait_until_a_job_is_midway
+
+    require_scale()
+    from profcast.servers.model_server import free_loopback_port
+
+    folder = server_folder()
+    port = free_loopback_port()
+    try:
+        state = tracking_server.start(folder, "127.0.0.1", port)
+        with logged_in_as_admin(folder):
+            experiment, sweep_dir = f"restart-{uuid.uuid4().hex[:6]}", str(tmp_path / "sweep")
+            # The embedded data's 9 targets make a job long enough to kill the server midway.
+            sweep = start_sweep(["anchor=g3s.xlarge", "regressor=ratio,lr", "log_model=false", f"tracking_uri={state.uri}",
+                                 f"mlflow_experiment={experiment}", f"hydra.sweep.dir={sweep_dir}"])
+            try:
+                client = MlflowClient(state.uri)
+                wait_until_a_job_is_midway(client, experiment, sweep)
+                if victim == "mlflow server":
+                    kill_mlflow_server(folder)
+                    time.sleep(5)
+                    tracking_server.start(folder, "127.0.0.1", port)  # PostgreSQL is restarted with it
+                else:
+                    crash_postgres(folder)
+                    time.sleep(5)
+                    tracking_server.start_postgres(folder, state.pg_port, server_secrets(folder)["postgres_password"])
+            finally:
+                output = finish_sweep(sweep)
+            assert sweep.returncode == 0, output[-3000:]
+            parent, jobs, everything = sweep_runs(client, experiment, sweep_dir)
+            assert sorted(job.data.params["regressor"] for job in jobs) == ["lr", "ratio"]
+            assert {run.info.status for run in everything} == {"FINISHED"}
+            assert all(len(client.get_run(job.info.run_id).data.metrics) > 0 for job in jobs)
+    finally:
+        tracking_server.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_store_fault_is_one_line_and_a_bug_is_not(tracking_uri, capsys):
+    import errno
+
+    import mlflow
+
+    from profcast.tracking.run_endings import run_job
+    from profcast.tracking.store_faults import store_fault
+
+    full = OSError(errno.ENOSPC, "No space left on device", "/tmp/model.skops", None, "/store/mlruns/model.skops")
+    assert store_fault(RuntimeError("logging failed")) is None  # a bug keeps its traceback
+    wrapped = RuntimeError("logging failed")
+    wrapped.__cause__ = full
+    assert store_fault(wrapped).startswith("no space left on the device writing /store/mlruns/model.skops")
+    assert store_fault(Exception("API request to endpoint /api/2.0/mlflow/runs/update failed with error code 503 != 200")
+                       ).startswith("the tracking server stopped answering")
+    assert store_fault(Exception("(psycopg2.OperationalError) server closed the connection unexpectedly")
+                       ).startswith("the tracking server lost its database connection")
+
+    opened = []
+
+    def train_until_the_disk_fills(cfg):
+        opened.append(mlflow.start_run().info.run_id)
+        mlflow.start_run(nested=True)
+        raise wrapped
+
+    assert run_job(train_until_the_disk_fills, None) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("profcast: error: no space left on the device writing /store/mlruns/model.skops")
+    assert lines[-1].endswith("open runs ended FAILED")
+    assert mlflow.get_run(opened[0]).info.status == "FAILED" and mlflow.active_run() is None

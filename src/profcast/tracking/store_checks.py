@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 
 # Schemes MLflow has a tracking store for (file: only with MLFLOW_ALLOW_FILE_STORE=true).
 KNOWN_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "file")
-# MLflow's HTTP client retries with backoff for minutes by default; fail a dead server within seconds.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+# A dead server fails within seconds by the probe below, before MLflow's client is used. Once the job
+# runs, MLflow's retries (backoff 2, 4, ... 64 s: about two minutes) ride out a server or database
+# restart instead of losing the job; past that the job ends in one line (store_faults).
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "6", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 PROBE_SECONDS = 5.0
 
 
