@@ -90,6 +90,26 @@ def end_active_runs(status: str) -> bool:
     return True
 
 
+def end_runs_after_fault() -> bool:
+    """End the open runs FAILED after a store fault, and the run whose own ending the fault broke; False if any stays RUNNING.
+
+    A run's ``with`` block pops it from MLflow's stack before writing its end: when that write
+    fails (a full disk), the run is no longer active but still RUNNING in the store.
+    """
+    ended = end_active_runs("FAILED")
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is None:
+        return ended
+    try:
+        last = mlflow.last_active_run()
+        if last is not None and last.info.status == "RUNNING":
+            mlflow.MlflowClient().set_terminated(last.info.run_id, "FAILED")
+    except Exception as error:  # the store is still refusing writes
+        log.error("could not end the interrupted MLflow run as FAILED: %s", error)
+        return False
+    return ended
+
+
 RUNS_KILLED_NOTE = "; open runs ended KILLED"  # how a stopped training command ends its runs
 
 
@@ -122,7 +142,7 @@ def run_job(train, cfg) -> int:
     except BaseException as error:
         fault = store_fault(error) if isinstance(error, Exception) else None
         if fault is not None and not _signals_seen:  # the store or its disk failed, not our code: one line
-            ended = end_active_runs("FAILED")
+            ended = end_runs_after_fault()
             print_error(ProfcastError(fault + ("; open runs ended FAILED" if ended else
                                                "; the store took no more writes, so the open runs stay RUNNING until it does")))
             return 2
