@@ -58,11 +58,11 @@ def test_a_truncated_sqlite_store_is_named_and_a_new_one_can_start(profile_csv, 
 
 @pytest.fixture
 def small_disk():
-    """A real 4 MB tmpfs (root only), unmounted afterwards."""
+    """A real 16 MB tmpfs (root only), unmounted afterwards."""
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a small tmpfs needs root")
     folder = Path(tempfile.mkdtemp(prefix="profcast-disk-"))
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], capture_output=True, text=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(folder)], capture_output=True, text=True)
     if mounted.returncode != 0:
         folder.rmdir()
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
