@@ -42,9 +42,7 @@ from pathlib import Path
 from profcast.errors import ProfcastError
 from profcast.servers.credentials import AUTH_DATABASE, admin_login, server_secrets, write_auth_config
 from profcast.servers.model_server import free_loopback_port
-from profcast.tracking.credentials import DEFAULT_SERVER_DIR, server_dir, write_private
-
-__all__ = ["server_dir", "start", "stop", "status", "read_state", "server_address"]
+from profcast.tracking.credentials import DEFAULT_SERVER_DIR, server_dir, write_private  # noqa: F401 (server_dir: public here too)
 
 log = logging.getLogger(__name__)
 
