@@ -15,15 +15,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from profcast.servers.model_server import free_loopback_port
 from profcast.servers import tracking_server
+from profcast.tracking.credentials import read_credentials
 from tests.conftest import REPO
 
-SCALE_MODULES = ("ray", "psycopg2", "hydra_plugins.hydra_joblib_launcher", "hydra_plugins.hydra_ray_launcher")
+SCALE_MODULES = ("ray", "psycopg2", "hydra_plugins.hydra_joblib_launcher", "hydra_plugins.hydra_ray_launcher", "flask_wtf")
 RAY_CPUS = 2
 
 
@@ -54,19 +56,54 @@ def worker_environment(**extra: str) -> dict:
     return env
 
 
-@pytest.fixture(scope="session")
-def postgres_tracking_server():
-    """A PostgreSQL-backed `mlflow server` with served artifacts; yields its http tracking URI."""
-    require_scale()
-    # Not under pytest's tmp folder: that is private to us, and PostgreSQL may run as another user.
+def server_folder() -> Path:
+    """A folder for a throwaway server. Not under pytest's tmp folder: that is private to us, and PostgreSQL may
+    run as another user."""
     folder = Path(tempfile.mkdtemp(prefix="profcast-pg-"))
     folder.chmod(0o755)
+    return folder
+
+
+@contextmanager
+def logged_in_as_admin(folder: Path):
+    """This process and the sweeps it starts log in as the server's admin (its credentials file), then not."""
+    saved = {name: os.environ.get(name) for name in LOGIN_VARIABLES}
+    os.environ["PROFCAST_CREDENTIALS_FILE"] = str(folder / "credentials")
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = read_credentials(folder / "credentials")
     try:
-        state = tracking_server.start(folder, "127.0.0.1", free_loopback_port())
-        yield state.uri
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+LOGIN_VARIABLES = ("PROFCAST_CREDENTIALS_FILE", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
+@pytest.fixture(scope="session")
+def postgres_tracking_server_folder():
+    """A PostgreSQL-backed `mlflow server` (basic-auth, served artifacts); yields its data folder.
+
+    While it runs, the tests (and the sweeps they start) are logged in as its admin.
+    """
+    require_scale()
+    folder = server_folder()
+    try:
+        tracking_server.start(folder, "127.0.0.1", free_loopback_port())
+        with logged_in_as_admin(folder):
+            yield folder
     finally:
         tracking_server.stop(folder)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_tracking_server(postgres_tracking_server_folder):
+    """The http tracking URI of the shared test server (logged in as its admin)."""
+    return tracking_server.read_state(postgres_tracking_server_folder).uri
 
 
 def ray_overrides(ray_temp_dir: Path) -> list[str]:

@@ -472,3 +472,29 @@ def test_two_sweeps_started_together_on_a_new_store_log_every_job(files, tmp_pat
     for parent_id in parents.run_id:
         assert sorted(runs[runs["parent"] == parent_id]["params.regressor"]) == ["lr", "ratio"]
     assert "RUNNING" not in set(runs.status)
+
+
+def test_registry_check_refuses_a_champion_that_would_run_its_own_code(crafted, trained, tracking_uri):
+    """Whoever can move the alias must not get code run on the serving host: check, predict and serve refuse."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    client.create_registered_model("profcast-slow.gpu")
+    good = client.create_model_version("profcast-slow.gpu", str(trained["model_dir"]))
+    planted = client.create_model_version("profcast-slow.gpu", str(crafted["models"]["cloudpickle_mlmodel"]))
+
+    client.set_registered_model_alias("profcast-slow.gpu", "champion", good.version)
+    checked = run_command(["-m", "profcast.registry", "--check", "--anchor", "slow.gpu"], env_uri=tracking_uri)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith(f"models:/profcast-slow.gpu/{good.version}: a profcast job model")  # the version, not the alias
+
+    client.set_registered_model_alias("profcast-slow.gpu", "champion", planted.version)
+    refused = run_command(["-m", "profcast.registry", "--check", "--anchor", "slow.gpu"], env_uri=tracking_uri,
+                          extra_env={"PYTHONPATH": str(crafted["payload"])})
+    assert_refused(refused.returncode, refused.stderr, f"models:/profcast-slow.gpu/{planted.version}: not a profcast job model")
+    profile = trained["folder"] / "one-profile.csv"
+    synthetic_profiles().query("instance_name == 'slow.gpu'").head(1).to_csv(profile, index=False)
+    predicted = run_command(["-m", "profcast.predict", "--profile", str(profile), "--anchor", "slow.gpu"], env_uri=tracking_uri,
+                            extra_env={"PYTHONPATH": str(crafted["payload"])})  # no --model: the champion
+    assert_refused(predicted.returncode, predicted.stderr, "models:/profcast-slow.gpu@champion: not a profcast job model")
+    assert not crafted["marker"].exists()

@@ -27,6 +27,7 @@ from tests.conftest import REPO
 from tests.fixtures_scale import (  # noqa: F401 (fixtures)
     finish_sweep,
     postgres_tracking_server,
+    postgres_tracking_server_folder,
     ray_job_workers,
     ray_overrides,
     ray_temp_dir,

@@ -2,7 +2,8 @@
 
     python -m profcast.registry --anchor g3s.xlarge            # best job of the experiment
     python -m profcast.registry --run-id <job run id>          # that job
-    mlflow models serve -m models:/profcast-g3s.xlarge@champion --env-manager local
+    python -m profcast.registry --check --anchor g3s.xlarge    # is the champion a profcast model? prints its version
+    mlflow models serve -m models:/profcast-g3s.xlarge/<that version> --env-manager local
 """
 
 from __future__ import annotations
@@ -27,9 +28,25 @@ def main(argv=None) -> int:
     parser.add_argument("--higher-is-better", action="store_true", help="rank by the highest metric instead of the lowest")
     parser.add_argument("--alias", default=registry.alias, help="alias to set (default: registry.alias of conf/train.yaml)")
     parser.add_argument("--experiment", default=defaults.mlflow_experiment, help="MLflow experiment of the jobs")
+    parser.add_argument("--check", action="store_true", help="register nothing: check that the --anchor's <alias> (or --model) "
+                        "is a profcast job model that runs no code of its own, and print the version URI to serve")
+    parser.add_argument("--model", help="with --check: the model URI to check (default models:/profcast-<anchor>@<alias>)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from profcast.tracking.store import configure_tracking
+    from profcast.tracking.store import configure_tracking, use_store
+
+    if args.check:
+        from profcast.serve.registry import champion_uri
+        from profcast.serve.registry_check import checked_version_uri
+
+        if not (args.model or args.anchor):
+            raise ProfcastError("--check needs --anchor A (its champion) or --model URI")
+        use_store(defaults.tracking_uri)
+        with store_errors_as_user_errors():
+            pinned = checked_version_uri(args.model or champion_uri(args.anchor, args.alias))
+        print(f"{pinned}: a profcast job model (loader profcast.serve.job_model, no code or pickle, trusted skops types); "
+              f"serve it with: mlflow models serve -m {pinned} --env-manager local")
+        return 0
 
     with store_errors_as_user_errors():
         experiment_id = configure_tracking(defaults.tracking_uri, args.experiment)

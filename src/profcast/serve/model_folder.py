@@ -68,32 +68,3 @@ def _checked_spec(folder: Path, shown: str) -> Path:
 
     check_job_model_folder(data)
     return data
-
-
-def load_job_model(model_uri: str | None, anchor: str, alias: str):
-    """The job model at ``model_uri``, or the one registered for the anchor under ``alias``; one-line errors."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from profcast.registration.champion import champion_uri, registered_name
-
-    uri = model_uri or champion_uri(anchor, alias)
-    try:
-        # Fetch and check the folder first: MLflow would load whatever its MLmodel names.
-        model = load_checked_model(mlflow.artifacts.download_artifacts(artifact_uri=uri), shown=uri)
-    except MlflowException as error:
-        if model_uri is None:
-            raise ProfcastError(
-                f"no model registered as {registered_name(anchor)}@{alias} in {mlflow.get_tracking_uri()}; "
-                f"run the sweep first, e.g. python -m profcast.train -m anchor={anchor} regressor=rf,knn,ratio, "
-                "or pass --model URI"
-            ) from None
-        raise ProfcastError(f"cannot load model {uri}: {error.message.splitlines()[0]}") from None
-    except OSError as error:
-        raise ProfcastError(f"cannot load model {uri}: {error}") from None
-    model_anchor = (model.metadata.metadata or {}).get("anchor")
-    if model_anchor is None:
-        raise ProfcastError(f"{uri} is not a profcast job model (no anchor in its metadata); pass a runs:/<job run>/profcast or models:/ URI")
-    if model_anchor != anchor:
-        raise ProfcastError(f"{uri} predicts from profiles taken on {model_anchor}, not {anchor}; pass --anchor {model_anchor} or another model")
-    return model, uri

@@ -216,7 +216,6 @@ def recommend(args) -> str:
     """Everything the CLI does, returning the text it prints (errors raise ProfcastError)."""
     from profcast.config import compose_train_config
     from profcast.serve.model_info import model_lines, training_data_line
-    from profcast.serve.model_folder import load_job_model
     from profcast.tracking.store import use_store
 
     if args.dataset_size <= 0:
@@ -264,3 +263,33 @@ def recommend(args) -> str:
         plot_ranking(table, args.plot, title)
         lines.append(f"plot:    {args.plot}")
     return "\n".join(lines)
+
+
+def load_job_model(model_uri: str | None, anchor: str, alias: str):
+    """The job model at ``model_uri``, or the one registered for the anchor under ``alias``; one-line errors."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from profcast.registration.champion import champion_uri, registered_name
+    from profcast.serve.model_folder import load_checked_model
+
+    uri = model_uri or champion_uri(anchor, alias)
+    try:
+        # Fetch and check the folder first: MLflow would load whatever its MLmodel names.
+        model = load_checked_model(mlflow.artifacts.download_artifacts(artifact_uri=uri), shown=uri)
+    except MlflowException as error:
+        if model_uri is None:
+            raise ProfcastError(
+                f"no model registered as {registered_name(anchor)}@{alias} in {mlflow.get_tracking_uri()}; "
+                f"run the sweep first, e.g. python -m profcast.train -m anchor={anchor} regressor=rf,knn,ratio, "
+                "or pass --model URI"
+            ) from None
+        raise ProfcastError(f"cannot load model {uri}: {error.message.splitlines()[0]}") from None
+    except OSError as error:
+        raise ProfcastError(f"cannot load model {uri}: {error}") from None
+    model_anchor = (model.metadata.metadata or {}).get("anchor")
+    if model_anchor is None:
+        raise ProfcastError(f"{uri} is not a profcast job model (no anchor in its metadata); pass a runs:/<job run>/profcast or models:/ URI")
+    if model_anchor != anchor:
+        raise ProfcastError(f"{uri} predicts from profiles taken on {model_anchor}, not {anchor}; pass --anchor {model_anchor} or another model")
+    return model, uri

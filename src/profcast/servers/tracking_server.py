@@ -10,9 +10,15 @@ write to at once; a SQLite file is not that. This module keeps, in one data fold
     artifacts/      the artifact store, served by the MLflow server (``--serve-artifacts``)
     postgres.log, server.log, server.json (ports and process id of the running server)
 
+    credentials, secrets.ini, basic_auth.ini, basic_auth.db   (0600; profcast.servers.credentials)
+
 and serves it at ``http://$PROFCAST_SERVER_HOST:$PROFCAST_SERVER_PORT`` (default 127.0.0.1:5050).
-PostgreSQL listens on 127.0.0.1 only, with trust authentication: only the MLflow server talks to it.
-PostgreSQL refuses to run as root, so under root it runs as the ``postgres`` user.
+Nothing is open without a password, wherever the server binds: any local account reaches 127.0.0.1
+too. PostgreSQL listens on 127.0.0.1 only and asks for a password (scram-sha-256) that only the
+MLflow server knows. The MLflow server runs MLflow's basic-auth app; its admin login, generated on
+the first start, is in ``credentials`` (how jobs find it: profcast.tracking.credentials).
+PostgreSQL refuses to run as root, so under root it runs as the ``postgres`` user, and the data
+folder must be one that account can reach.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import argparse
 import json
 import logging
 import os
+import pwd
 import shutil
+import stat
 import signal
 import socket
 import subprocess
@@ -31,13 +39,14 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from profcast.config import REPO_ROOT
 from profcast.errors import ProfcastError
+from profcast.servers.credentials import AUTH_DATABASE, admin_login, server_secrets, write_auth_config
 from profcast.servers.model_server import free_loopback_port
+from profcast.tracking.credentials import DEFAULT_SERVER_DIR, server_dir, write_private  # noqa: F401 (server_dir: public here too)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DIR = REPO_ROOT / ".cache" / "profcast" / "server"
+DEFAULT_DIR = DEFAULT_SERVER_DIR
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5050
 PG_BIN = Path(os.environ.get("PROFCAST_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -59,11 +68,6 @@ class ServerState:
     @property
     def uri(self) -> str:
         return f"http://{self.host}:{self.port}"
-
-
-def server_dir() -> Path:
-    """The data folder: $PROFCAST_SERVER_DIR, else <repo>/.cache/profcast/server."""
-    return Path(os.environ.get("PROFCAST_SERVER_DIR") or DEFAULT_DIR).resolve()
 
 
 def server_address() -> tuple[str, int]:
@@ -90,23 +94,105 @@ def _pg(binary: str, *args: str, timeout: float = 120) -> None:
         raise ProfcastError(f"{binary} {' '.join(args)} failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
 
 
-def start_postgres(folder: Path, pg_port: int) -> None:
-    """Create (first time) and start the PostgreSQL cluster in folder/postgres on 127.0.0.1:pg_port."""
+def unreachable_by_postgres(folder: Path) -> Path | None:
+    """The first folder on the way to `folder` that the `postgres` account cannot enter, or None.
+
+    Only matters under root, where PostgreSQL runs as `postgres`: a checkout under a 0700 home or a
+    `mktemp -d` folder would make initdb fail with a bare 'Permission denied'.
+    """
+    account = pwd.getpwnam(PG_USER)
+    groups = {account.pw_gid} | {entry.gr_gid for entry in _groups_of(PG_USER)}
+    for step in [*reversed(folder.parents), folder]:
+        if not step.exists():
+            return None  # made by us below, 0755
+        info = step.stat()
+        if info.st_uid == account.pw_uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid in groups:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed:
+            return step
+    return None
+
+
+def _groups_of(user: str) -> list:
+    import grp
+
+    return [entry for entry in grp.getgrall() if user in entry.gr_mem]
+
+
+def check_postgres_can_reach(folder: Path) -> None:
+    """Under root: a one-line error naming the folder `postgres` cannot enter, and what to do."""
+    if os.geteuid() != 0:
+        return
+    try:
+        blocked = unreachable_by_postgres(folder)
+    except KeyError:
+        raise ProfcastError(f"PostgreSQL refuses to run as root and there is no '{PG_USER}' account to run it as; "
+                            f"create it (useradd --system {PG_USER}) or start the server as another user") from None
+    if blocked is not None:
+        raise ProfcastError(
+            f"PostgreSQL runs as the '{PG_USER}' account, which cannot enter {blocked} (mode {stat.S_IMODE(blocked.stat().st_mode):04o}) "
+            f"on the way to the data folder {folder}; pick a folder it can reach, e.g. "
+            f"PROFCAST_SERVER_DIR=/var/lib/profcast/server, or open that folder to it (chmod o+x {blocked})")
+
+
+def start_postgres(folder: Path, pg_port: int, password: str) -> None:
+    """Create (first time) and start the PostgreSQL cluster in folder/postgres on 127.0.0.1:pg_port.
+
+    Every connection, local socket included, must give the password (scram-sha-256).
+    """
     data = folder / "postgres"
     logfile = folder / "postgres.log"
     if not (data / "PG_VERSION").exists():
         data.mkdir(parents=True, exist_ok=True)
         data.chmod(0o700)
+        # initdb reads the superuser's password from a file (0600, removed right after).
+        password_file = data.parent / ".pgpass-initdb"
+        write_private(password_file, password + "\n")
         if os.geteuid() == 0:  # the cluster's files must belong to the account that runs it
             shutil.chown(data, PG_USER, PG_USER)
-        _pg("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions")
+            shutil.chown(password_file, PG_USER, PG_USER)
+        try:
+            _pg("initdb", "-D", str(data), "-U", "postgres", "--auth=scram-sha-256", f"--pwfile={password_file}",
+                "-E", "UTF8", "--no-instructions")
+        finally:
+            password_file.unlink(missing_ok=True)
     logfile.touch()
     if os.geteuid() == 0:
         shutil.chown(logfile, PG_USER, PG_USER)
     # The socket goes in the data folder: /var/run/postgresql may not exist or be writable.
     options = f"-p {pg_port} -c listen_addresses=127.0.0.1 -k {data}"
     _pg("pg_ctl", "-D", str(data), "-l", str(logfile), "-o", options, "-w", "-t", "60", "start")
-    _create_database(pg_port)
+    if _trusts_local_connections(data):
+        _require_password(data, pg_port, password)
+    _create_database(pg_port, password)
+
+
+def _trusts_local_connections(data: Path) -> bool:
+    """True for a cluster made by an older profcast with --auth=trust."""
+    rules = (data / "pg_hba.conf").read_text(errors="replace")
+    return any(line.split()[-1:] == ["trust"] for line in rules.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+
+
+def _require_password(data: Path, pg_port: int, password: str) -> None:
+    """Give an older trust-authenticated cluster the password and switch it to scram-sha-256, then reload it."""
+    import psycopg2
+
+    log.info("PostgreSQL cluster %s trusted local connections; setting a password and requiring it", data)
+    connection = psycopg2.connect(host="127.0.0.1", port=pg_port, user="postgres", dbname="postgres")
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute("SET password_encryption = 'scram-sha-256'")
+        cursor.execute("ALTER USER postgres PASSWORD %s", (password,))
+    connection.close()
+    rules = (data / "pg_hba.conf").read_text(errors="replace").splitlines()
+    switched = [line.rsplit("trust", 1)[0] + "scram-sha-256" if line.split()[-1:] == ["trust"] and not line.lstrip().startswith("#")
+                else line for line in rules]
+    (data / "pg_hba.conf").write_text("\n".join(switched) + "\n")
+    _pg("pg_ctl", "-D", str(data), "reload")
 
 
 def stop_postgres(folder: Path) -> None:
@@ -116,12 +202,12 @@ def stop_postgres(folder: Path) -> None:
         _pg("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
 
 
-def _create_database(pg_port: int) -> None:
+def _create_database(pg_port: int, password: str) -> None:
     try:
         import psycopg2
     except ImportError as error:
         raise ProfcastError('psycopg2 is missing; install the scale extra: pip install -e ".[scale]"') from error
-    connection = psycopg2.connect(host="127.0.0.1", port=pg_port, user="postgres", dbname="postgres")
+    connection = psycopg2.connect(host="127.0.0.1", port=pg_port, user="postgres", password=password, dbname="postgres")
     connection.autocommit = True  # CREATE DATABASE cannot run inside a transaction
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
@@ -131,7 +217,8 @@ def _create_database(pg_port: int) -> None:
 
 
 def backend_store_uri(pg_port: int) -> str:
-    """The SQLAlchemy URI of the MLflow database in the local cluster."""
+    """The SQLAlchemy URI of the MLflow database in the local cluster (the password goes in PGPASSWORD, not here:
+    a command line is visible to every local account)."""
     return f"postgresql+psycopg2://postgres@127.0.0.1:{pg_port}/{DATABASE}"
 
 
@@ -168,20 +255,32 @@ def start(folder: Path, host: str, port: int, workers: int = 2) -> ServerState:
         return running
     if _port_taken(host, port):
         raise ProfcastError(f"port {port} on {host} is in use; choose another with PROFCAST_SERVER_PORT")
+    check_postgres_can_reach(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "artifacts").mkdir(exist_ok=True)
+    if not (folder / AUTH_DATABASE).exists():
+        write_private(folder / AUTH_DATABASE, "")  # SQLite takes an empty file as a new database; it holds password hashes
+    secrets = server_secrets(folder)
+    _, admin_password = admin_login(folder)
     stop_postgres(folder)  # a cluster left over from an unclean stop
     pg_port = free_loopback_port()
-    start_postgres(folder, pg_port)
+    start_postgres(folder, pg_port, secrets["postgres_password"])
     command = [
-        sys.executable, "-m", "mlflow", "server",
+        sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth",
         "--backend-store-uri", backend_store_uri(pg_port),
         "--serve-artifacts", "--artifacts-destination", str(folder / "artifacts"),
         "--host", host, "--port", str(port), "--workers", str(workers),
     ]
+    environment = {
+        **os.environ,
+        "PGPASSWORD": secrets["postgres_password"],
+        "MLFLOW_AUTH_CONFIG_PATH": str(write_auth_config(folder)),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,  # read only when the user store is new
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets["flask_secret_key"],
+    }
     with open(folder / "server.log", "ab") as server_log:
         # Its own session, so `stop` ends the server and its workers together.
-        server = subprocess.Popen(command, stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(command, stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True, env=environment)
     state = ServerState(host=host, port=port, pg_port=pg_port, pid=server.pid)
     (folder / STATE_FILE).write_text(json.dumps(asdict(state)))
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -191,7 +290,8 @@ def start(folder: Path, host: str, port: int, workers: int = 2) -> ServerState:
             stop(folder)
             raise ProfcastError(f"mlflow server did not start on {host}:{port}; see {folder / 'server.log'}")
         time.sleep(0.5)
-    log.info("tracking server at %s (PostgreSQL on 127.0.0.1:%d, artifacts in %s)", state.uri, pg_port, folder / "artifacts")
+    log.info("tracking server at %s (PostgreSQL on 127.0.0.1:%d, artifacts in %s; login in %s)",
+             state.uri, pg_port, folder / "artifacts", folder / "credentials")
     return state
 
 

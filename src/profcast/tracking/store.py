@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from profcast.errors import ProfcastError, first_line
+from profcast.tracking.credentials import refused_login_message, use_server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ def use_store(configured_uri: str | None) -> str:
     uri = tracking_uri(configured_uri)
     if check_scheme(uri) in ("http", "https"):
         probe_server(uri)  # a dead server fails in seconds, not after MLflow's retries
+        use_server_credentials()
     mlflow.set_tracking_uri(uri)
     return uri
 
@@ -92,6 +94,8 @@ def configure_tracking(configured_uri: str | None, experiment: str) -> str:
     log.info("tracking store: %s (from %s)", uri, source)
     if scheme in ("http", "https"):
         probe_server(uri)
+        login = use_server_credentials()
+        log.info("tracking server login: %s", f"from {login}" if login else "none found (MLflow's ~/.mlflow/credentials, if any)")
     mlflow.set_tracking_uri(uri)
     launched_run = os.environ.get("MLFLOW_RUN_ID")
     try:
@@ -107,7 +111,7 @@ def configure_tracking(configured_uri: str | None, experiment: str) -> str:
     except ProfcastError:
         raise
     except Exception as error:  # MLflow, SQLAlchemy and requests raise many types; all are the store's problem
-        raise ProfcastError(f"tracking store {uri}: {first_line(error)}") from None
+        raise ProfcastError(refused_login_message(uri, error) or f"tracking store {uri}: {first_line(error)}") from None
 
 
 def _lock_after_mkdir(database: Path):

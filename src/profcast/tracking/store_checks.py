@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 
 # Schemes MLflow has a tracking store for (file: only with MLFLOW_ALLOW_FILE_STORE=true).
 KNOWN_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "file")
-# MLflow's HTTP client retries with backoff for minutes by default; fail a dead server within seconds.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+# A dead server fails within seconds by the probe below, before MLflow's client is used. Once the job
+# runs, MLflow's retries (backoff 2, 4, ... 64 s: about two minutes) ride out a server or database
+# restart instead of losing the job; past that the job ends in one line (store_faults).
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "6", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 PROBE_SECONDS = 5.0
 
 
@@ -107,6 +109,32 @@ def prepare_sqlite_store(uri: str) -> Path:
     return database
 
 
+def broken_store_advice(database: Path) -> str:
+    """What to do with a damaged store: nothing here repairs it, and nothing is overwritten."""
+    return (f"restore it from a backup, or move it aside (mv {database} {database}.broken) and run again to start a new "
+            f"store (the artifacts in {database.parent / 'mlruns'} stay)")
+
+
+def check_not_truncated(database: Path, uri: str) -> None:
+    """A one-line error when the file is shorter than its own header says (cut by a full disk or a broken copy).
+
+    SQLite's header gives the page size (offset 16) and, when its change counters at 24 and 92
+    agree, the database's size in pages (offset 28): reading 100 bytes costs nothing, unlike an
+    integrity check of a large store.
+    """
+    with open(database, "rb") as handle:
+        header = handle.read(100)
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\0"):
+        return  # sqlite3 itself says what it is not
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages, counter, valid_for = (int.from_bytes(header[at:at + 4], "big") for at in (28, 24, 92))
+    expected, actual = page_size * pages, database.stat().st_size
+    if counter == valid_for and pages and actual < expected:
+        raise ProfcastError(f"tracking store {uri} is truncated: {actual:,} of its {expected:,} bytes are there "
+                            f"(a full disk or an interrupted copy?); {broken_store_advice(database)}")
+
+
 def sqlite_path(uri: str) -> Path:
     """The database file of a sqlite:/// URI."""
     return Path(uri.removeprefix("sqlite:///").split("?")[0])
@@ -116,6 +144,7 @@ def schema_revision(database: Path, uri: str) -> str | None:
     """The store's alembic schema revision, or None for a new (missing or empty) database."""
     if not database.exists() or database.stat().st_size == 0:
         return None
+    check_not_truncated(database, uri)
     try:
         with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
             tables = {row[0] for row in connection.execute("select name from sqlite_master where type='table'")}
@@ -125,7 +154,7 @@ def schema_revision(database: Path, uri: str) -> str | None:
                 raise ProfcastError(f"tracking store {uri}: a SQLite database but not an MLflow store (no alembic_version table)")
             row = connection.execute("select version_num from alembic_version").fetchone()
     except sqlite3.DatabaseError as error:
-        raise ProfcastError(f"tracking store {uri}: not a readable SQLite database ({error})") from None
+        raise ProfcastError(f"tracking store {uri}: not a readable SQLite database ({error}); {broken_store_advice(database)}") from None
     if row is None:
         raise ProfcastError(f"tracking store {uri}: its schema version is empty (an interrupted creation?); "
                             "remove the file or pick another store")
