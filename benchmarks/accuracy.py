@@ -24,6 +24,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import clone
 
+from benchmarks.whatif import transfer_family
 from profcast.cli import run_cli
 from profcast.config import REPO_ROOT, compose_train_config, instantiate_option
 from profcast.errors import ProfcastError
@@ -35,15 +36,24 @@ from profcast.pipeline.pairing import PairedRuns, pair_runs
 from profcast.pipeline.splits import GroupSplit
 from profcast.schema import BATCH_LATENCY, WORKLOAD_KEYS, op_columns, op_part
 
-from benchmarks.whatif import transfer_family
-
 DEFAULT_DATA = REPO_ROOT / ".." / "shared" / "data" / "profet" / "profiles.csv.gz"
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 
 RECORD_FIELDS = (
-    "anchor", "target", "method", "n_test_rows", "cell_ape_median", "column_mape_mean", "wape",
-    "device_total_mape", "batch_latency_mape", "false_nonzero_rate", "fit_seconds",
-    "batch_ratio_log2", "interval_coverage", "interval_width",
+    "anchor",
+    "target",
+    "method",
+    "n_test_rows",
+    "cell_ape_median",
+    "column_mape_mean",
+    "wape",
+    "device_total_mape",
+    "batch_latency_mape",
+    "false_nonzero_rate",
+    "fit_seconds",
+    "batch_ratio_log2",
+    "interval_coverage",
+    "interval_width",
 )
 METRIC_FIELDS = tuple(field for field in RECORD_FIELDS[4:] if field != "batch_ratio_log2")
 NOISE_FLOOR = "noise_floor"
@@ -73,8 +83,9 @@ def device_columns(columns) -> list[str]:
     return [c for c in columns if c.startswith("Device_")]
 
 
-def benchmark_method(paired: PairedRuns, folds, method: str, fitted: list | None = None, overrides: tuple = (),
-                     rows: list | None = None) -> dict:
+def benchmark_method(
+    paired: PairedRuns, folds, method: str, fitted: list | None = None, overrides: tuple = (), rows: list | None = None
+) -> dict:
     """Cross-validate one method on one pair and return its record; `fitted` collects the fold models;
     ``overrides`` (Hydra, e.g. ``regressor.max_iter=75``) change the method's settings; ``rows``
     collects each held-out run's measured and predicted batch latency."""
@@ -94,16 +105,28 @@ def benchmark_method(paired: PairedRuns, folds, method: str, fitted: list | None
         "false_nonzero_rate": metrics["false_nonzero_rate"],
     }
     if method in VECTORLESS_METHODS:
-        record.update(cell_ape_median=None, column_mape_mean=None, wape=None, device_total_mape=None, false_nonzero_rate=None)
+        record.update(
+            cell_ape_median=None, column_mape_mean=None, wape=None, device_total_mape=None, false_nonzero_rate=None
+        )
     return {"n_test_rows": len(held_out.truth), **record, "fit_seconds": held_out.fit_seconds}
 
 
 def held_out_rows(paired: PairedRuns, held_out, method: str) -> list[dict]:
     """One dict per held-out run: pair, method, workload keys, measured and predicted batch latency (s)."""
     keys = paired.keys.loc[held_out.truth.index, WORKLOAD_KEYS]
-    return [{"anchor": paired.anchor, "target": paired.target, "method": method, **key,
-             "measured_s": float(truth), "predicted_s": float(predicted)}
-            for key, truth, predicted in zip(keys.to_dict("records"), held_out.truth[BATCH_LATENCY], held_out.predicted[BATCH_LATENCY])]
+    return [
+        {
+            "anchor": paired.anchor,
+            "target": paired.target,
+            "method": method,
+            **key,
+            "measured_s": float(truth),
+            "predicted_s": float(predicted),
+        }
+        for key, truth, predicted in zip(
+            keys.to_dict("records"), held_out.truth[BATCH_LATENCY], held_out.predicted[BATCH_LATENCY]
+        )
+    ]
 
 
 def _collected(make, fitted: list):
@@ -177,12 +200,16 @@ def in_vocabulary(profiles: pd.DataFrame, vocabulary: str) -> pd.DataFrame:
 
     mapped, unmapped = Vocabulary(canonical=vocabulary == "canonical").apply(profiles)
     if unmapped is not None:
-        print(f"vocabulary canonical: {len(op_columns(profiles.columns))} op columns -> {len(op_columns(mapped.columns))}; "
-              f"{unmapped_note(unmapped) or 'every op name mapped'}")
+        print(
+            f"vocabulary canonical: {len(op_columns(profiles.columns))} op columns -> {len(op_columns(mapped.columns))}; "
+            f"{unmapped_note(unmapped) or 'every op name mapped'}"
+        )
     return mapped
 
 
-def parse_pairs(text: str, instances: list[str], profiles: pd.DataFrame | None = None, min_shared: int = 0) -> list[tuple[str, str]]:
+def parse_pairs(
+    text: str, instances: list[str], profiles: pd.DataFrame | None = None, min_shared: int = 0
+) -> list[tuple[str, str]]:
     """'all' -> every ordered pair of distinct instances sharing at least ``min_shared`` workloads
     from at least two models (leave-one-model-out needs two); else 'A:B,C:D'."""
     if text == "all":
@@ -197,14 +224,18 @@ def parse_pairs(text: str, instances: list[str], profiles: pd.DataFrame | None =
             raise ProfcastError(f"--pairs: '{item}' is not ANCHOR:TARGET; accepted: all or A:B,C:D")
         for name in (anchor, target):
             if name not in instances:
-                raise ProfcastError(f"--pairs: unknown instance '{name}'; instances in the data: {', '.join(instances)}")
+                raise ProfcastError(
+                    f"--pairs: unknown instance '{name}'; instances in the data: {', '.join(instances)}"
+                )
         pairs.append((anchor, target))
     return pairs
 
 
 def _enough_shared(profiles: pd.DataFrame, anchor: str, target: str, min_shared: int) -> bool:
-    workloads = [set(map(tuple, profiles.loc[profiles["instance_name"] == name, WORKLOAD_KEYS].to_numpy().tolist()))
-                 for name in (anchor, target)]
+    workloads = [
+        set(map(tuple, profiles.loc[profiles["instance_name"] == name, WORKLOAD_KEYS].to_numpy().tolist()))
+        for name in (anchor, target)
+    ]
     shared = workloads[0] & workloads[1]
     return len(shared) >= min_shared and len({workload[1] for workload in shared}) >= 2
 
@@ -216,7 +247,9 @@ def chosen_instances(text: str | None, instances: list[str]) -> list[str]:
     chosen = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in instances]
     if unknown:
-        raise ProfcastError(f"--instances: unknown instance(s) {', '.join(unknown)}; instances in the data: {', '.join(instances)}")
+        raise ProfcastError(
+            f"--instances: unknown instance(s) {', '.join(unknown)}; instances in the data: {', '.join(instances)}"
+        )
     return chosen
 
 
@@ -224,12 +257,23 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """--data (the profile table) and --pairs (which ordered instance pairs), as every pair benchmark takes them."""
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="profile table (CSV, CSV.gz or Parquet)")
     parser.add_argument("--pairs", default="all", help="'all' or ANCHOR:TARGET[,ANCHOR:TARGET...]")
-    parser.add_argument("--mode", choices=("train", "inf", "both"), default="both",
-                        help="NeuSight data: training rows, inference rows or both (never paired with each other)")
-    parser.add_argument("--instances", default=None,
-                        help="with --pairs all: only pairs among these comma-separated instances (keeps a run short)")
-    parser.add_argument("--min-shared", type=int, default=4,
-                        help="with --pairs all: only pairs sharing at least this many workloads of two or more models")
+    parser.add_argument(
+        "--mode",
+        choices=("train", "inf", "both"),
+        default="both",
+        help="NeuSight data: training rows, inference rows or both (never paired with each other)",
+    )
+    parser.add_argument(
+        "--instances",
+        default=None,
+        help="with --pairs all: only pairs among these comma-separated instances (keeps a run short)",
+    )
+    parser.add_argument(
+        "--min-shared",
+        type=int,
+        default=4,
+        help="with --pairs all: only pairs sharing at least this many workloads of two or more models",
+    )
 
 
 def parse_methods(text: str) -> list[str]:
@@ -237,24 +281,37 @@ def parse_methods(text: str) -> list[str]:
     methods = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in methods if name not in METHODS and name != NOISE_FLOOR]
     if unknown or not methods:
-        raise ProfcastError(f"--methods: unknown method(s) {', '.join(unknown) or '(none)'}; accepted: {', '.join(METHODS)}")
+        raise ProfcastError(
+            f"--methods: unknown method(s) {', '.join(unknown) or '(none)'}; accepted: {', '.join(METHODS)}"
+        )
     return [name for name in methods if name != NOISE_FLOOR]
 
 
-def benchmark_pair(profiles: pd.DataFrame, anchor: str, target: str, methods: list[str]) -> tuple[list[dict], list[str]]:
+def benchmark_pair(
+    profiles: pd.DataFrame, anchor: str, target: str, methods: list[str]
+) -> tuple[list[dict], list[str]]:
     """Every method on one pair, plus the noise floor: its records and the lines to print."""
     paired = pair_runs(profiles, anchor, target, mode="auto")
     folds = GroupSplit(["model"]).folds(paired.keys)
     records = [{"anchor": anchor, "target": target, "method": NOISE_FLOOR, **noise_floor(paired)}]
     lines = []
     for method in methods:
-        if method in VECTORLESS_METHODS and not (BATCH_LATENCY in paired.anchor_profile and BATCH_LATENCY in paired.target_profile):
+        if method in VECTORLESS_METHODS and not (
+            BATCH_LATENCY in paired.anchor_profile and BATCH_LATENCY in paired.target_profile
+        ):
             lines.append(f"{anchor} -> {target}: skipping {method} (the data has no batch_latency)")
             continue
         fitted = [] if method == "transfer" else None
         rows = []  # per-run errors, for tables against published per-workload errors (benchmarks/neusight_comparison.py)
-        records.append({"anchor": anchor, "target": target, "method": method,
-                        **benchmark_method(paired, folds, method, fitted, rows=rows), ROWS_FIELD: rows})
+        records.append(
+            {
+                "anchor": anchor,
+                "target": target,
+                "method": method,
+                **benchmark_method(paired, folds, method, fitted, rows=rows),
+                ROWS_FIELD: rows,
+            }
+        )
         if fitted:
             # Intervals, a second profile, size what-ifs and PROFET's scaler reuse transfer's fold models.
             interval, *extra = transfer_family(paired, folds, fitted) or [{}]
@@ -265,7 +322,9 @@ def benchmark_pair(profiles: pd.DataFrame, anchor: str, target: str, methods: li
     return records, lines
 
 
-def run_benchmark(profiles: pd.DataFrame, pairs: list[tuple[str, str]], methods: list[str], log=print, jobs: int = 1) -> list[dict]:
+def run_benchmark(
+    profiles: pd.DataFrame, pairs: list[tuple[str, str]], methods: list[str], log=print, jobs: int = 1
+) -> list[dict]:
     """Every method on every pair, plus the noise floor; one record per (pair, method).
 
     `jobs` > 1 (or -1: one per core) runs pairs in parallel processes; records keep the pair order.
@@ -325,10 +384,21 @@ def main(argv=None) -> int:
     add_data_arguments(parser)
     parser.add_argument("--json", type=Path, default=None, help="write the records here (default: beside the markdown)")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated from {', '.join(METHODS)}")
-    parser.add_argument("--jobs", type=int, default=-1, help="pairs run in parallel processes (default -1: one per core)")
-    parser.add_argument("--markdown", type=Path, default=None, help="markdown table path (default: benchmarks/results/accuracy-<data stem>.md)")
-    parser.add_argument("--vocabulary", choices=("native", "canonical"), default="native",
-                        help="op columns as profiled (native) or mapped to the canonical categories, as vocabulary=canonical trains")
+    parser.add_argument(
+        "--jobs", type=int, default=-1, help="pairs run in parallel processes (default -1: one per core)"
+    )
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help="markdown table path (default: benchmarks/results/accuracy-<data stem>.md)",
+    )
+    parser.add_argument(
+        "--vocabulary",
+        choices=("native", "canonical"),
+        default="native",
+        help="op columns as profiled (native) or mapped to the canonical categories, as vocabulary=canonical trains",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     profiles, instances = read_benchmark_data(args.data, args.mode)
@@ -353,7 +423,9 @@ def main(argv=None) -> int:
     sections = [
         f"# Accuracy on {args.data.name}\n",
         f"`{command.strip()}` — leave-one-model-out, wall time {wall_seconds:.0f} s. Percentages.\n",
-        f"## Mean over {len(pairs)} pair(s)\n", markdown_table(means), "",
+        f"## Mean over {len(pairs)} pair(s)\n",
+        markdown_table(means),
+        "",
     ]
     for (anchor, target), rows in per_pair.groupby(["anchor", "target"], sort=False):
         sections += [f"## {anchor} -> {target}\n", markdown_table(rows[list(METRIC_FIELDS)]), ""]

@@ -23,7 +23,15 @@ import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import clone
 
-from benchmarks.accuracy import RESULTS_DIR, add_data_arguments, chosen_instances, build_method, data_stem, parse_pairs, read_benchmark_data
+from benchmarks.accuracy import (
+    RESULTS_DIR,
+    add_data_arguments,
+    build_method,
+    chosen_instances,
+    data_stem,
+    parse_pairs,
+    read_benchmark_data,
+)
 from benchmarks.pair_report import pair_table, print_and_write
 from profcast.cli import run_cli
 from profcast.errors import ProfcastError
@@ -52,7 +60,9 @@ def error_structure_for_pair(profiles: pd.DataFrame, anchor: str, target: str) -
     regressor = build_method("transfer")
     held_out = cross_validate(paired, folds, partial(clone, regressor), AllColumns().select)
     keys = paired.keys.loc[held_out.truth.index]
-    log_error = np.log(held_out.truth[BATCH_LATENCY].to_numpy(float) / held_out.predicted[BATCH_LATENCY].to_numpy(float))
+    log_error = np.log(
+        held_out.truth[BATCH_LATENCY].to_numpy(float) / held_out.predicted[BATCH_LATENCY].to_numpy(float)
+    )
     return {"anchor": anchor, "target": target, **oracle_mapes(log_error, keys)}
 
 
@@ -61,7 +71,11 @@ def oracle_mapes(log_error, keys: pd.DataFrame) -> dict[str, float]:
     log_error = pd.Series(np.asarray(log_error, dtype=float), index=keys.index)
     left = {}
     for name, group_keys in ORACLE_GROUPS.items():
-        rest = log_error - log_error.groupby([keys[key] for key in group_keys]).transform("mean") if group_keys else log_error
+        rest = (
+            log_error - log_error.groupby([keys[key] for key in group_keys]).transform("mean")
+            if group_keys
+            else log_error
+        )
         left[name] = float(100 * np.mean(np.abs(np.exp(-rest) - 1)))  # |predicted / true - 1|
     return left
 
@@ -69,16 +83,24 @@ def oracle_mapes(log_error, keys: pd.DataFrame) -> dict[str, float]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.error_structure", description=__doc__.split("\n\n")[0])
     add_data_arguments(parser)
-    parser.add_argument("--jobs", type=int, default=-1, help="pairs run in parallel processes (default -1: one per core)")
-    parser.add_argument("--markdown", type=Path, default=None, help="default: benchmarks/results/error-structure-<data stem>.md")
+    parser.add_argument(
+        "--jobs", type=int, default=-1, help="pairs run in parallel processes (default -1: one per core)"
+    )
+    parser.add_argument(
+        "--markdown", type=Path, default=None, help="default: benchmarks/results/error-structure-<data stem>.md"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     profiles, instances = read_benchmark_data(args.data, args.mode)
     pairs = parse_pairs(args.pairs, chosen_instances(args.instances, instances), profiles, args.min_shared)
-    rows = Parallel(n_jobs=args.jobs)(delayed(error_structure_for_pair)(profiles, anchor, target) for anchor, target in pairs)
+    rows = Parallel(n_jobs=args.jobs)(
+        delayed(error_structure_for_pair)(profiles, anchor, target) for anchor, target in pairs
+    )
     markdown_path = args.markdown or RESULTS_DIR / f"error-structure-{data_stem(args.data)}.md"
     title = f"Transfer's held-out batch-latency MAPE after an oracle removes each group's mean error ({args.data.name})"
-    print_and_write(pair_table(rows, list(ORACLE_GROUPS)), title, "benchmarks.error_structure", argv, markdown_path, started)
+    print_and_write(
+        pair_table(rows, list(ORACLE_GROUPS)), title, "benchmarks.error_structure", argv, markdown_path, started
+    )
     return 0
 
 

@@ -55,7 +55,9 @@ def main(argv=None) -> int:
     table = pd.DataFrame(rows).set_index(["regressor", "data"]).round(1)
     markdown = table.to_markdown()
     print(markdown)
-    print(f"\nwall time {time.perf_counter() - started:.0f} s; errors in %, mean over targets, anchor g3s.xlarge, leave-one-model-out")
+    print(
+        f"\nwall time {time.perf_counter() - started:.0f} s; errors in %, mean over targets, anchor g3s.xlarge, leave-one-model-out"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(markdown + "\n")
     return 0

@@ -21,16 +21,23 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from benchmarks.accuracy import RESULTS_DIR, add_data_arguments, chosen_instances, data_stem, noise_floor, parse_pairs, read_benchmark_data
+from benchmarks.accuracy import (
+    RESULTS_DIR,
+    add_data_arguments,
+    chosen_instances,
+    data_stem,
+    noise_floor,
+    parse_pairs,
+    read_benchmark_data,
+)
 from benchmarks.pair_report import pair_table, print_and_write
 from profcast.cli import run_cli
 from profcast.errors import ProfcastError
+from profcast.models.transfer import TransferRegressor, busy_time_features, time_kinds
 from profcast.pipeline.metrics import mape
 from profcast.pipeline.pairing import pair_runs
 from profcast.pipeline.splits import GroupSplit
 from profcast.schema import BATCH_LATENCY, aligned_ops, op_part
-from profcast.models.transfer import TransferRegressor, busy_time_features, time_kinds
-
 
 # Smallest number of training runs per leaf of the latency model (the transfer regressor's default is 20);
 # its other hyper-parameters are the transfer regressor's defaults.
@@ -54,9 +61,11 @@ def ceiling_for_pair(profiles: pd.DataFrame, anchor: str, target: str) -> dict:
     for leaf_size in LEAF_SIZES:
         predicted = np.full(len(log_ratio), np.nan)
         for train_rows, test_rows in folds:
-            model = TransferRegressor(min_samples_leaf=leaf_size).boosted_model(
-                HistGradientBoostingRegressor, len(train_rows), loss="absolute_error"
-            ).fit(features[train_rows], log_ratio[train_rows])
+            model = (
+                TransferRegressor(min_samples_leaf=leaf_size)
+                .boosted_model(HistGradientBoostingRegressor, len(train_rows), loss="absolute_error")
+                .fit(features[train_rows], log_ratio[train_rows])
+            )
             predicted[test_rows] = anchor_latency[test_rows] * np.exp(model.predict(features[test_rows]))
         known = np.isfinite(predicted)
         row[f"leaf_{leaf_size}"] = mape(target_latency[known], predicted[known])
@@ -68,11 +77,18 @@ def ceiling_for_pair(profiles: pd.DataFrame, anchor: str, target: str) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.latency_ceiling", description=__doc__.split("\n\n")[0])
     add_data_arguments(parser)
-    parser.add_argument("--markdown", type=Path, default=None, help="default: benchmarks/results/latency-ceiling-<data stem>.md")
+    parser.add_argument(
+        "--markdown", type=Path, default=None, help="default: benchmarks/results/latency-ceiling-<data stem>.md"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     profiles, instances = read_benchmark_data(args.data, args.mode)
-    rows = [ceiling_for_pair(profiles, anchor, target) for anchor, target in parse_pairs(args.pairs, chosen_instances(args.instances, instances), profiles, args.min_shared)]
+    rows = [
+        ceiling_for_pair(profiles, anchor, target)
+        for anchor, target in parse_pairs(
+            args.pairs, chosen_instances(args.instances, instances), profiles, args.min_shared
+        )
+    ]
     table = pair_table(rows, [f"leaf_{leaf_size}" for leaf_size in LEAF_SIZES] + ["best", "noise_floor"])
     markdown_path = args.markdown or RESULTS_DIR / f"latency-ceiling-{data_stem(args.data)}.md"
     title = f"Batch-latency MAPE given the measured target busy time ({args.data.name})"

@@ -17,20 +17,24 @@ import argparse
 import csv
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from benchmarks.accuracy import RESULTS_DIR
 from profcast.cli import run_cli
 from profcast.errors import ProfcastError
 from profcast.ingest.neusight import instance_slug
 
-from benchmarks.accuracy import RESULTS_DIR
-
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "neusight"
 SUMMARY = Path("scripts") / "asplos" / "summary"
 # The paper's model names -> the model names of the label files.
-MODEL_NAMES = {"BERT-Large": "bert_large", "GPT2-Large": "gpt2_large", "GPT3-XL": "gpt3_xl", "OPT-1.3B": "opt_13",
-               "GPT3-2.7B": "gpt3_27", "SwitchTrans": "switch_transformer"}
+MODEL_NAMES = {
+    "BERT-Large": "bert_large",
+    "GPT2-Large": "gpt2_large",
+    "GPT3-XL": "gpt3_xl",
+    "OPT-1.3B": "opt_13",
+    "GPT3-2.7B": "gpt3_27",
+    "SwitchTrans": "switch_transformer",
+}
 PREDICTOR = "NeuSight"
 
 
@@ -126,19 +130,32 @@ def render(table: pd.DataFrame, method: str, rows_path: Path) -> str:
     ]
     for row in table.itertuples():
         published = "-" if pd.isna(row.published_error) else f"{row.published_error:.1f}"
-        lines.append(f"| {row.target} | {row.mode} | {row.model} | {row.batchsize} | {row.our_error:.1f} | {row.anchors} | {published} |")
+        lines.append(
+            f"| {row.target} | {row.mode} | {row.model} | {row.batchsize} | {row.our_error:.1f} | {row.anchors} | {published} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.neusight_comparison", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=Path, default=RESULTS_DIR / "accuracy-neusight-rows.csv", help="per-run file of benchmarks.accuracy")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="NeuSight folder (with scripts/asplos/summary/)")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.neusight_comparison", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--rows",
+        type=Path,
+        default=RESULTS_DIR / "accuracy-neusight-rows.csv",
+        help="per-run file of benchmarks.accuracy",
+    )
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="NeuSight folder (with scripts/asplos/summary/)"
+    )
     parser.add_argument("--method", default="transfer", help="which method's rows to compare (default transfer)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "neusight-vs-published.md")
     args = parser.parse_args(argv)
     if not args.rows.is_file():
-        raise ProfcastError(f"--rows {args.rows}: no such file; run python -m benchmarks.accuracy --data <NeuSight folder> first")
+        raise ProfcastError(
+            f"--rows {args.rows}: no such file; run python -m benchmarks.accuracy --data <NeuSight folder> first"
+        )
     table = comparison_table(our_errors(pd.read_csv(args.rows), args.method), published_errors(args.data / SUMMARY))
     text = render(table, args.method, args.rows)
     args.out.write_text(text)

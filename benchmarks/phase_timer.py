@@ -35,7 +35,7 @@ def stopwatch(seconds: dict, phase: str, function):
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    out, train_args = argv[0], argv[argv.index("--") + 1:]
+    out, train_args = argv[0], argv[argv.index("--") + 1 :]
     import profcast.datasets.sources as sources
     import profcast.train as train_module
 

@@ -43,7 +43,9 @@ def train_job_model(regressor: str) -> str:
     trained = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     if trained.returncode != 0:
         raise SystemExit(f"training failed ({' '.join(command)}):\n{trained.stderr[-2000:]}")
-    runs = mlflow.search_runs(experiment_names=["profcast"], filter_string=f"tags.`{JOB_MODEL_TAG}` = '{JOB_MODEL_NAME}'")
+    runs = mlflow.search_runs(
+        experiment_names=["profcast"], filter_string=f"tags.`{JOB_MODEL_TAG}` = '{JOB_MODEL_NAME}'"
+    )
     return f"runs:/{runs.iloc[0].run_id}/{JOB_MODEL_NAME}"
 
 
@@ -54,7 +56,9 @@ def request_rows(model) -> pd.DataFrame:
 
     profiles = load_embedded_profiles()
     anchor = profiles[profiles["instance_name"] == ANCHOR]
-    columns = [c for c in model_op_columns(model.metadata.get_input_schema()) if c in anchor.columns] + ["batch_latency"]
+    columns = [c for c in model_op_columns(model.metadata.get_input_schema()) if c in anchor.columns] + [
+        "batch_latency"
+    ]
     return anchor.sample(BATCH_ROWS, replace=True, random_state=0)[columns].reset_index(drop=True)
 
 
@@ -87,17 +91,24 @@ def http_caller(port: int, payload: bytes):
 
 
 def summary(seconds: np.ndarray, rows: int) -> dict:
-    return {"p50_ms": 1000 * np.percentile(seconds, 50), "p99_ms": 1000 * np.percentile(seconds, 99),
-            "rows_per_s": rows * len(seconds) / seconds.sum()}
+    return {
+        "p50_ms": 1000 * np.percentile(seconds, 50),
+        "p99_ms": 1000 * np.percentile(seconds, 99),
+        "rows_per_s": rows * len(seconds) / seconds.sum(),
+    }
 
 
 def report(results: dict, n_targets: int) -> str:
     lines = [f"{'request':<10}{'path':<16}{'calls':>6}{'p50 ms':>10}{'p99 ms':>10}{'rows/s':>11}"]
     for label, (calls, in_process, over_http) in results.items():
         for path, figures in (("in-process", in_process), ("HTTP", over_http)):
-            lines.append(f"{label:<10}{path:<16}{calls:>6}{figures['p50_ms']:>10.2f}{figures['p99_ms']:>10.2f}{figures['rows_per_s']:>11.0f}")
-        lines.append(f"{label:<10}{'HTTP/in-process':<16}{'':>6}{over_http['p50_ms'] / in_process['p50_ms']:>9.1f}x"
-                     f"{over_http['p99_ms'] / in_process['p99_ms']:>9.1f}x{over_http['rows_per_s'] / in_process['rows_per_s']:>10.2f}x")
+            lines.append(
+                f"{label:<10}{path:<16}{calls:>6}{figures['p50_ms']:>10.2f}{figures['p99_ms']:>10.2f}{figures['rows_per_s']:>11.0f}"
+            )
+        lines.append(
+            f"{label:<10}{'HTTP/in-process':<16}{'':>6}{over_http['p50_ms'] / in_process['p50_ms']:>9.1f}x"
+            f"{over_http['p99_ms'] / in_process['p99_ms']:>9.1f}x{over_http['rows_per_s'] / in_process['rows_per_s']:>10.2f}x"
+        )
     lines.append(f"rows/s counts request (anchor) rows; each returns {n_targets} prediction rows, one per target.")
     return "\n".join(lines)
 
@@ -105,7 +116,9 @@ def report(results: dict, n_targets: int) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="job model URI to serve (default: train one into a temporary store)")
-    parser.add_argument("--regressor", default="rf", help="regressor for the trained job (default rf, the config default)")
+    parser.add_argument(
+        "--regressor", default="rf", help="regressor for the trained job (default rf, the config default)"
+    )
     parser.add_argument("--single", type=int, default=100, help="number of timed 1-row requests")
     parser.add_argument("--batches", type=int, default=20, help=f"number of timed {BATCH_ROWS}-row requests")
     args = parser.parse_args(argv)
@@ -134,7 +147,9 @@ def main(argv=None) -> int:
             results = {}
             for label, (frame, calls) in cases.items():
                 in_process = time_calls(lambda: model.predict(frame), calls)
-                payload = json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}).encode()
+                payload = json.dumps(
+                    {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}
+                ).encode()
                 call, connection = http_caller(server.port, payload)
                 over_http = time_calls(call, calls)
                 connection.close()

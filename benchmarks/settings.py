@@ -20,7 +20,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.accuracy import DEFAULT_DATA, RESULTS_DIR, benchmark_method, markdown_table, parse_pairs, read_benchmark_data
+from benchmarks.accuracy import (
+    DEFAULT_DATA,
+    RESULTS_DIR,
+    benchmark_method,
+    markdown_table,
+    parse_pairs,
+    read_benchmark_data,
+)
 from profcast.cli import run_cli
 from profcast.errors import ProfcastError
 
@@ -43,8 +50,15 @@ def benchmark_pair(profiles: pd.DataFrame, anchor: str, target: str, method: str
     for setting in settings:
         started = time.process_time()
         record = benchmark_method(paired, folds, method, overrides=tuple(setting.split()))
-        records.append({"anchor": anchor, "target": target, "setting": setting_label(setting), **record,
-                        "cpu_seconds": time.process_time() - started})
+        records.append(
+            {
+                "anchor": anchor,
+                "target": target,
+                "setting": setting_label(setting),
+                **record,
+                "cpu_seconds": time.process_time() - started,
+            }
+        )
     return records
 
 
@@ -53,8 +67,14 @@ def tables(records: list[dict]) -> list[str]:
     frame = pd.DataFrame(records)
     order = list(dict.fromkeys(frame["setting"]))
     means = frame.groupby("setting")[list(SHOWN)].mean().reindex(order)
-    lines = [f"## Mean over {frame[['anchor', 'target']].drop_duplicates().shape[0]} pair(s)\n", markdown_table(means), ""]
-    latency = frame.pivot_table(index=["anchor", "target"], columns="setting", values="batch_latency_mape", sort=False)[order]
+    lines = [
+        f"## Mean over {frame[['anchor', 'target']].drop_duplicates().shape[0]} pair(s)\n",
+        markdown_table(means),
+        "",
+    ]
+    latency = frame.pivot_table(index=["anchor", "target"], columns="setting", values="batch_latency_mape", sort=False)[
+        order
+    ]
     latency.index = [f"{anchor} -> {target}" for anchor, target in latency.index]
     latency.index.name = "pair"
     lines += ["## batch_latency_mape per pair\n", markdown_table(latency), ""]
@@ -64,11 +84,22 @@ def tables(records: list[dict]) -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.settings", description=__doc__.split("\n\n")[0])
     parser.add_argument("--method", default="transfer", help="a regressor of conf/regressor/ (default transfer)")
-    parser.add_argument("--setting", action="append", required=True, help="space-separated Hydra overrides; repeat per setting; '' = as configured")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="profile table (default: the PROFET table beside the repo)")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        required=True,
+        help="space-separated Hydra overrides; repeat per setting; '' = as configured",
+    )
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="profile table (default: the PROFET table beside the repo)"
+    )
     parser.add_argument("--pairs", default="all", help="'all' or ANCHOR:TARGET[,ANCHOR:TARGET...]")
-    parser.add_argument("--jobs", type=int, default=-1, help="pairs run in parallel processes (default -1: one per core)")
-    parser.add_argument("--markdown", type=Path, default=None, help="output (default benchmarks/results/settings-<method>.md)")
+    parser.add_argument(
+        "--jobs", type=int, default=-1, help="pairs run in parallel processes (default -1: one per core)"
+    )
+    parser.add_argument(
+        "--markdown", type=Path, default=None, help="output (default benchmarks/results/settings-<method>.md)"
+    )
     args = parser.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = "1"  # before any worker starts: CPU seconds of one thread per pair
     from joblib import Parallel, delayed
@@ -83,17 +114,21 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     profiles, instances = read_benchmark_data(args.data)
     pairs = parse_pairs(args.pairs, instances)
-    results = Parallel(n_jobs=args.jobs)(delayed(benchmark_pair)(profiles, a, t, args.method, args.setting) for a, t in pairs)
+    results = Parallel(n_jobs=args.jobs)(
+        delayed(benchmark_pair)(profiles, a, t, args.method, args.setting) for a, t in pairs
+    )
     records = [record for pair_records in results for record in pair_records]
     wall = time.perf_counter() - started
     body = tables(records)
     print("\n".join(body))
     out = args.markdown or RESULTS_DIR / f"settings-{args.method}.md"
     settings = " ".join(f"--setting '{s}'" for s in args.setting)
-    header = [f"# {args.method} under {len(args.setting)} settings on {args.data.name}\n",
-              f"`python -m benchmarks.settings --method {args.method} {settings} --pairs {args.pairs}` — "
-              f"leave-one-model-out as in benchmarks.accuracy; percentages; cpu_seconds = one thread, per pair "
-              f"(all folds); wall time {wall:.0f} s, load average {os.getloadavg()[0]:.1f} at the end.\n"]
+    header = [
+        f"# {args.method} under {len(args.setting)} settings on {args.data.name}\n",
+        f"`python -m benchmarks.settings --method {args.method} {settings} --pairs {args.pairs}` — "
+        f"leave-one-model-out as in benchmarks.accuracy; percentages; cpu_seconds = one thread, per pair "
+        f"(all folds); wall time {wall:.0f} s, load average {os.getloadavg()[0]:.1f} at the end.\n",
+    ]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(header + body))
     print(f"wrote {out}")

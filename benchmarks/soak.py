@@ -39,6 +39,7 @@ MAX_RSS_GROWTH = 0.10
 
 def payloads(rows) -> dict:
     """Request bodies by kind: the good ones, and a list of bad ones that must each get a 400."""
+
     def encode(frame) -> bytes:
         return json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}).encode()
 
@@ -49,9 +50,16 @@ def payloads(rows) -> dict:
     negative.iloc[0, 0] = -5.0
     text = json.loads(encode(one))
     text["dataframe_split"]["data"][0][0] = "fast"
-    return {"1 row": encode(one), "100 rows": encode(rows),
-            "bad": [("no known op column", encode(unknown)), ("negative time", encode(negative)),
-                    ("text for a number", json.dumps(text).encode()), ("not JSON", b'{"dataframe_split": [1, 2')]}
+    return {
+        "1 row": encode(one),
+        "100 rows": encode(rows),
+        "bad": [
+            ("no known op column", encode(unknown)),
+            ("negative time", encode(negative)),
+            ("text for a number", json.dumps(text).encode()),
+            ("not JSON", b'{"dataframe_split": [1, 2'),
+        ],
+    }
 
 
 class Client(threading.Thread):
@@ -68,7 +76,11 @@ class Client(threading.Thread):
         step = self.number  # clients start at different points of the mix
         while time.monotonic() < self.deadline:
             kind = MIX[step % len(MIX)]
-            label, body = (kind, self.bodies[kind]) if kind != "bad" else self.bodies["bad"][(step // len(MIX)) % len(self.bodies["bad"])]
+            label, body = (
+                (kind, self.bodies[kind])
+                if kind != "bad"
+                else self.bodies["bad"][(step // len(MIX)) % len(self.bodies["bad"])]
+            )
             step += 1
             started = time.perf_counter()
             try:
@@ -111,17 +123,24 @@ def champion_version(regressor: str) -> str:
     from profcast.serve.registry_check import checked_version_uri
 
     train_job_model(regressor)
-    registered = subprocess.run([sys.executable, "-m", "profcast.registry", "--anchor", ANCHOR], cwd=REPO_ROOT,
-                                capture_output=True, text=True)
+    registered = subprocess.run(
+        [sys.executable, "-m", "profcast.registry", "--anchor", ANCHOR], cwd=REPO_ROOT, capture_output=True, text=True
+    )
     if registered.returncode != 0:
         raise SystemExit(f"registering the champion failed:\n{registered.stderr[-2000:]}")
     return checked_version_uri(champion_uri(ANCHOR))
 
 
-def report(clients: list, minutes: float, rss: list, warm_index: int, model_uri: str, regressor: str) -> tuple[str, bool]:
+def report(
+    clients: list, minutes: float, rss: list, warm_index: int, model_uri: str, regressor: str
+) -> tuple[str, bool]:
     """The markdown table and whether the bars (0 errors on good requests, RSS growth < 10%) were met."""
-    lines = [f"Model `{model_uri}` ({regressor}, anchor {ANCHOR}), {len(clients)} clients, {minutes:g} min, loopback.", "",
-             "| request | answered | wrong answers | p50 ms | p99 ms |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"Model `{model_uri}` ({regressor}, anchor {ANCHOR}), {len(clients)} clients, {minutes:g} min, loopback.",
+        "",
+        "| request | answered | wrong answers | p50 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
     good_errors = 0
     for kind in ("1 row", "100 rows", "bad"):
         seconds = np.array([s for client in clients for s in client.seconds[kind]])
@@ -129,16 +148,21 @@ def report(clients: list, minutes: float, rss: list, warm_index: int, model_uri:
         if kind != "bad":
             good_errors += len(errors)
         p50, p99 = (1000 * np.percentile(seconds, q) if len(seconds) else float("nan") for q in (50, 99))
-        lines.append(f"| {kind}{' (must be 400)' if kind == 'bad' else ''} | {len(seconds)} | {len(errors)} | {p50:.1f} | {p99:.1f} |")
+        lines.append(
+            f"| {kind}{' (must be 400)' if kind == 'bad' else ''} | {len(seconds)} | {len(errors)} | {p50:.1f} | {p99:.1f} |"
+        )
         if errors:
             lines.append(f"|  first wrong answers: {'; '.join(sorted(set(errors))[:3])} | | | | |")
     warm, end = rss[warm_index][1], rss[-1][1]
     growth = (end - warm) / warm
     peak = max(value for _, value in rss)
-    lines += ["", f"Server RSS (all processes of its group): {rss[0][1]:.0f} MB at start, {warm:.0f} MB after warm-up "
-              f"({rss[warm_index][0]:.0f} s), {end:.0f} MB at the end, peak {peak:.0f} MB; growth after warm-up {100 * growth:+.1f}% "
-              f"(bar: < {100 * MAX_RSS_GROWTH:.0f}%).",
-              f"Errors on good requests: {good_errors} (bar: 0)."]
+    lines += [
+        "",
+        f"Server RSS (all processes of its group): {rss[0][1]:.0f} MB at start, {warm:.0f} MB after warm-up "
+        f"({rss[warm_index][0]:.0f} s), {end:.0f} MB at the end, peak {peak:.0f} MB; growth after warm-up {100 * growth:+.1f}% "
+        f"(bar: < {100 * MAX_RSS_GROWTH:.0f}%).",
+        f"Errors on good requests: {good_errors} (bar: 0).",
+    ]
     return "\n".join(lines), good_errors == 0 and growth < MAX_RSS_GROWTH
 
 
@@ -146,7 +170,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="how long the clients run (default 10)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
-    parser.add_argument("--regressor", default="rf", help="regressor of the served job (default rf, the config default)")
+    parser.add_argument(
+        "--regressor", default="rf", help="regressor of the served job (default rf, the config default)"
+    )
     parser.add_argument("--markdown", help="also write the result table to this file")
     args = parser.parse_args(argv)
 
@@ -164,7 +190,10 @@ def main(argv=None) -> int:
         log_path = temporary / "soak-server.log"
         with ModelServer(model_uri, log_path, env={"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}) as server:
             started_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-            print(f"serving {model_uri} on {server.url}; {args.clients} clients for {args.minutes:g} min from {started_at}", flush=True)
+            print(
+                f"serving {model_uri} on {server.url}; {args.clients} clients for {args.minutes:g} min from {started_at}",
+                flush=True,
+            )
             start = time.monotonic()
             deadline = start + 60 * args.minutes
             clients = [Client(number, server.port, bodies, deadline) for number in range(args.clients)]
@@ -179,9 +208,11 @@ def main(argv=None) -> int:
         warm_s = min(60.0, 6.0 * args.minutes)
         warm_index = next(index for index, (second, _) in enumerate(rss) if second >= warm_s or index == len(rss) - 1)
         table, met = report(clients, args.minutes, rss, warm_index, model_uri, args.regressor)
-        text = (f"# Soak: the served champion under load\n\n`python -m benchmarks.soak --minutes {args.minutes:g}`, "
-                f"started {started_at}, 2-core machine shared with other sessions (load average at the end "
-                f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}).\n\n{table}\n\nBars {'met' if met else 'NOT met'}.\n")
+        text = (
+            f"# Soak: the served champion under load\n\n`python -m benchmarks.soak --minutes {args.minutes:g}`, "
+            f"started {started_at}, 2-core machine shared with other sessions (load average at the end "
+            f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}).\n\n{table}\n\nBars {'met' if met else 'NOT met'}.\n"
+        )
         print(text)
         if args.markdown:
             Path(args.markdown).write_text(text)

@@ -42,8 +42,13 @@ def launcher_overrides(launcher: str, workers: int, scratch: Path) -> list[str]:
         return ["hydra/launcher=basic"]
     if launcher == "joblib":
         return ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={workers}"]
-    return ["hydra/launcher=ray", f"+hydra.launcher.ray.init.num_cpus={workers}", "+hydra.launcher.ray.init.include_dashboard=false",
-            "+hydra.launcher.ray.init._node_ip_address=127.0.0.1", f"+hydra.launcher.ray.init._temp_dir={scratch / 'ray'}"]
+    return [
+        "hydra/launcher=ray",
+        f"+hydra.launcher.ray.init.num_cpus={workers}",
+        "+hydra.launcher.ray.init.include_dashboard=false",
+        "+hydra.launcher.ray.init._node_ip_address=127.0.0.1",
+        f"+hydra.launcher.ray.init._temp_dir={scratch / 'ray'}",
+    ]
 
 
 def run_sweep(launcher: str, workers: int, uri: str, scratch: Path) -> dict:
@@ -51,11 +56,21 @@ def run_sweep(launcher: str, workers: int, uri: str, scratch: Path) -> dict:
     experiment = f"bench-sweep-{launcher}-{uuid.uuid4().hex[:6]}"
     sweep_dir = scratch / f"sweep-{launcher}"
     command = [
-        sys.executable, "-m", "profcast.train", "-m", *launcher_overrides(launcher, workers, scratch),
-        f"anchor={ANCHOR}", f"regressor={','.join(REGRESSORS)}", f"features={','.join(FEATURES)}",
-        f"tracking_uri={uri}", f"mlflow_experiment={experiment}", f"hydra.sweep.dir={sweep_dir}",
+        sys.executable,
+        "-m",
+        "profcast.train",
+        "-m",
+        *launcher_overrides(launcher, workers, scratch),
+        f"anchor={ANCHOR}",
+        f"regressor={','.join(REGRESSORS)}",
+        f"features={','.join(FEATURES)}",
+        f"tracking_uri={uri}",
+        f"mlflow_experiment={experiment}",
+        f"hydra.sweep.dir={sweep_dir}",
     ]
-    env = {key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "PROFCAST_PARENT_RUN_ID")}
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "PROFCAST_PARENT_RUN_ID")
+    }
     if launcher != "basic":
         env.update(ONE_THREAD)
     # Ray runs its workers at nice 15; on a machine shared with other work that makes every other
@@ -74,8 +89,15 @@ def run_sweep(launcher: str, workers: int, uri: str, scratch: Path) -> dict:
             print(f"{launcher}: sweep exited {sweep.returncode}:\n{output.read()[-3000:]}", file=sys.stderr)
     launched = len(REGRESSORS) * len(FEATURES)
     finished = finished_job_runs(uri, experiment, str(sweep_dir))
-    return {"launcher": launcher, "workers": 1 if launcher == "basic" else workers, "wall_s": wall,
-            "mean_load_1min": sum(loads) / max(len(loads), 1), "jobs_launched": launched, "job_runs_finished": finished, "lost_runs": launched - finished}
+    return {
+        "launcher": launcher,
+        "workers": 1 if launcher == "basic" else workers,
+        "wall_s": wall,
+        "mean_load_1min": sum(loads) / max(len(loads), 1),
+        "jobs_launched": launched,
+        "job_runs_finished": finished,
+        "lost_runs": launched - finished,
+    }
 
 
 def finished_job_runs(uri: str, experiment: str, sweep_dir: str) -> int:
@@ -100,7 +122,16 @@ def results_table(rows: list[dict]) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     basic = table.loc[table.launcher == "basic", "wall_s"]
     table["vs_basic"] = table.wall_s / basic.iloc[0] if len(basic) else float("nan")
-    columns = ["launcher", "workers", "wall_s", "vs_basic", "mean_load_1min", "jobs_launched", "job_runs_finished", "lost_runs"]
+    columns = [
+        "launcher",
+        "workers",
+        "wall_s",
+        "vs_basic",
+        "mean_load_1min",
+        "jobs_launched",
+        "job_runs_finished",
+        "lost_runs",
+    ]
     return table[columns].round(2)
 
 
@@ -112,8 +143,8 @@ def main(argv=None) -> int:
     parser.add_argument("--launchers", default="basic,joblib,ray")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
-    from profcast.servers.model_server import free_loopback_port
     from profcast.servers import tracking_server
+    from profcast.servers.model_server import free_loopback_port
 
     scratch = Path(tempfile.mkdtemp(prefix="profcast-bench-"))
     scratch.chmod(0o755)  # PostgreSQL may run as another user and must reach its folder
@@ -122,7 +153,10 @@ def main(argv=None) -> int:
         rows = []
         for launcher in args.launchers.split(","):
             rows.append(run_sweep(launcher, args.workers, uri, scratch))
-            print(f"{launcher}: {rows[-1]['wall_s']:.1f} s, {rows[-1]['job_runs_finished']}/{rows[-1]['jobs_launched']} job runs", file=sys.stderr)
+            print(
+                f"{launcher}: {rows[-1]['wall_s']:.1f} s, {rows[-1]['job_runs_finished']}/{rows[-1]['jobs_launched']} job runs",
+                file=sys.stderr,
+            )
     finally:
         if not args.uri:
             tracking_server.stop(scratch / "server")
@@ -131,8 +165,10 @@ def main(argv=None) -> int:
     sweep = f"regressor={','.join(REGRESSORS)} features={','.join(FEATURES)} ({len(list(itertools.product(REGRESSORS, FEATURES)))} jobs)"
     print(f"{sweep}, anchor {ANCHOR}, embedded default data, {os.cpu_count()} cores\n\n{table}")
     if args.markdown:
-        args.markdown.write_text(f"# Sweep benchmark\n\n`python -m benchmarks.sweep`: {sweep}, anchor {ANCHOR}, "
-                                 f"embedded default data, {os.cpu_count()} cores, PostgreSQL-backed tracking server.\n\n{table}\n")
+        args.markdown.write_text(
+            f"# Sweep benchmark\n\n`python -m benchmarks.sweep`: {sweep}, anchor {ANCHOR}, "
+            f"embedded default data, {os.cpu_count()} cores, PostgreSQL-backed tracking server.\n\n{table}\n"
+        )
     return 0
 
 

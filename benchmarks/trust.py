@@ -64,23 +64,89 @@ def write_real_shaped_trace(path: Path, size: int) -> int:
             for op in range(200):
                 correlation += 1
                 name = f"aten::op{op % 40}"
-                lines.append({"ph": "X", "cat": "python_function", "name": f"torch/nn/modules/module.py(1736): _call_impl", "pid": 1,
-                              "tid": 1, "ts": ts, "dur": 30.0, "args": {"Python parent id": op, "Python id": op + 1, "Python thread": 0}})
-                lines.append({"ph": "X", "cat": "cpu_op", "name": name, "pid": 1, "tid": 1, "ts": ts + 1, "dur": 20.0,
-                              "args": {"External id": correlation, "Record function id": 0, "Sequence number": correlation,
-                                       "Fwd thread id": 0, "Concrete Inputs": ["", ""], "Input type": ["float", "float"],
-                                       "Input Strides": [[1024, 1], [1024, 1]], "Input Dims": [[64, 1024], [64, 1024]]}})
-                lines.append({"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 1, "tid": 1, "ts": ts + 5, "dur": 4.0,
-                              "args": {"External id": correlation, "cbid": 211, "correlation": correlation}})
-                lines.append({"ph": "X", "cat": "kernel", "name": "void at::native::vectorized_elementwise_kernel<4>(...)", "pid": 0,
-                              "tid": 7, "ts": ts + 10, "dur": 8.0,
-                              "args": {"External id": correlation, "queued": 0, "device": 0, "context": 1, "stream": 7,
-                                       "correlation": correlation, "registers per thread": 16, "shared memory": 0,
-                                       "blocks per SM": 0.5, "warps per SM": 2.0, "grid": [128, 1, 1], "block": [128, 1, 1],
-                                       "est. achieved occupancy %": 3}})
+                lines.append(
+                    {
+                        "ph": "X",
+                        "cat": "python_function",
+                        "name": "torch/nn/modules/module.py(1736): _call_impl",
+                        "pid": 1,
+                        "tid": 1,
+                        "ts": ts,
+                        "dur": 30.0,
+                        "args": {"Python parent id": op, "Python id": op + 1, "Python thread": 0},
+                    }
+                )
+                lines.append(
+                    {
+                        "ph": "X",
+                        "cat": "cpu_op",
+                        "name": name,
+                        "pid": 1,
+                        "tid": 1,
+                        "ts": ts + 1,
+                        "dur": 20.0,
+                        "args": {
+                            "External id": correlation,
+                            "Record function id": 0,
+                            "Sequence number": correlation,
+                            "Fwd thread id": 0,
+                            "Concrete Inputs": ["", ""],
+                            "Input type": ["float", "float"],
+                            "Input Strides": [[1024, 1], [1024, 1]],
+                            "Input Dims": [[64, 1024], [64, 1024]],
+                        },
+                    }
+                )
+                lines.append(
+                    {
+                        "ph": "X",
+                        "cat": "cuda_runtime",
+                        "name": "cudaLaunchKernel",
+                        "pid": 1,
+                        "tid": 1,
+                        "ts": ts + 5,
+                        "dur": 4.0,
+                        "args": {"External id": correlation, "cbid": 211, "correlation": correlation},
+                    }
+                )
+                lines.append(
+                    {
+                        "ph": "X",
+                        "cat": "kernel",
+                        "name": "void at::native::vectorized_elementwise_kernel<4>(...)",
+                        "pid": 0,
+                        "tid": 7,
+                        "ts": ts + 10,
+                        "dur": 8.0,
+                        "args": {
+                            "External id": correlation,
+                            "queued": 0,
+                            "device": 0,
+                            "context": 1,
+                            "stream": 7,
+                            "correlation": correlation,
+                            "registers per thread": 16,
+                            "shared memory": 0,
+                            "blocks per SM": 0.5,
+                            "warps per SM": 2.0,
+                            "grid": [128, 1, 1],
+                            "block": [128, 1, 1],
+                            "est. achieved occupancy %": 3,
+                        },
+                    }
+                )
                 ts += 32.0
-            lines.append({"ph": "X", "cat": "user_annotation", "name": f"ProfilerStep#{step}", "pid": 1, "tid": 1,
-                          "ts": step_start, "dur": ts - step_start})
+            lines.append(
+                {
+                    "ph": "X",
+                    "cat": "user_annotation",
+                    "name": f"ProfilerStep#{step}",
+                    "pid": 1,
+                    "tid": 1,
+                    "ts": step_start,
+                    "dur": ts - step_start,
+                }
+            )
             text = ",\n".join(json.dumps(line) for line in lines)
             out.write(("" if events == 0 else ",\n") + text)
             written += len(text)
@@ -92,8 +158,13 @@ def write_real_shaped_trace(path: Path, size: int) -> int:
 def read_in_child(path: Path, extra_env: dict | None = None) -> tuple[str, float, float]:
     """(outcome, seconds, peak RSS in GiB) of reading ``path`` in a fresh child process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    result = subprocess.run([sys.executable, "-c", READ_CHILD, str(path)], capture_output=True, text=True, cwd=REPO_ROOT,
-                            env={**os.environ, **(extra_env or {})})
+    result = subprocess.run(
+        [sys.executable, "-c", READ_CHILD, str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, **(extra_env or {})},
+    )
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest child so far
     if result.returncode != 0:
         return f"crashed: {result.stderr.strip().splitlines()[-1][:90]}", float("nan"), peak_kib / 1024**2
@@ -126,7 +197,15 @@ def serve_and_send(folder: Path, request_mb: float) -> dict:
 
     store = f"sqlite:///{folder / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": store}
-    command = [sys.executable, "-m", "profcast.train", "anchor=g3s.xlarge", "regressor=ratio", "target=p3.2xlarge", "log_plots=false"]
+    command = [
+        sys.executable,
+        "-m",
+        "profcast.train",
+        "anchor=g3s.xlarge",
+        "regressor=ratio",
+        "target=p3.2xlarge",
+        "log_plots=false",
+    ]
     trained = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, env=env)
     if trained.returncode != 0:
         raise SystemExit(f"training failed:\n{trained.stderr[-2000:]}")
@@ -139,7 +218,9 @@ def serve_and_send(folder: Path, request_mb: float) -> dict:
     with ModelServer(model_uri, folder / "server.log", env={"MLFLOW_TRACKING_URI": store}) as server:
         time.sleep(2)
         idle = group_rss_mb(server.process.pid)
-        request = urllib.request.Request(f"{server.url}/invocations", data=body, headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{server.url}/invocations", data=body, headers={"Content-Type": "application/json"}
+        )
         started = time.monotonic()
         try:
             with urllib.request.urlopen(request, timeout=120) as answer:
@@ -148,8 +229,15 @@ def serve_and_send(folder: Path, request_mb: float) -> dict:
             status, text = error.code, error.read().decode()
         seconds = time.monotonic() - started
         after = group_rss_mb(server.process.pid)
-    return {"rows": rows, "bytes": len(body), "status": status, "seconds": seconds, "idle_mb": idle, "after_mb": after,
-            "message": json.loads(text).get("message", "")[:110] if status != 200 else "answered"}
+    return {
+        "rows": rows,
+        "bytes": len(body),
+        "status": status,
+        "seconds": seconds,
+        "idle_mb": idle,
+        "after_mb": after,
+        "message": json.loads(text).get("message", "")[:110] if status != 200 else "answered",
+    }
 
 
 def main(argv=None) -> int:
@@ -159,34 +247,48 @@ def main(argv=None) -> int:
     parser.add_argument("--request-mb", type=float, default=28.0)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "trust.md")
     args = parser.parse_args(argv)
-    lines = ["# Input trust: bounded memory and time", "",
-             f"`python -m benchmarks.trust --bomb-gib {args.bomb_gib:g} --trace-gib {args.trace_gib:g} --request-mb {args.request_mb:g}`"
-             f" ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores shared with other jobs; default limits)", "",
-             "| input | on disk | outcome | time (s) | peak RSS (GiB) | bar |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "# Input trust: bounded memory and time",
+        "",
+        f"`python -m benchmarks.trust --bomb-gib {args.bomb_gib:g} --trace-gib {args.trace_gib:g} --request-mb {args.request_mb:g}`"
+        f" ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores shared with other jobs; default limits)",
+        "",
+        "| input | on disk | outcome | time (s) | peak RSS (GiB) | bar |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     with tempfile.TemporaryDirectory(prefix="profcast-trust-") as temp:
         folder = Path(temp)
         bomb = folder / "bomb.pt.trace.json.gz"
         write_bomb(bomb, int(args.bomb_gib * GIB))
         outcome, seconds, peak = read_in_child(bomb)
-        lines.append(f"| gzip bomb, {args.bomb_gib:g} GiB unpacked | {bomb.stat().st_size / 1e6:.1f} MB | {outcome} | {seconds:.0f} | "
-                     f"{peak:.2f} | {'met' if peak < 2 else 'NOT met'} (< 2 GiB) |")
+        lines.append(
+            f"| gzip bomb, {args.bomb_gib:g} GiB unpacked | {bomb.stat().st_size / 1e6:.1f} MB | {outcome} | {seconds:.0f} | "
+            f"{peak:.2f} | {'met' if peak < 2 else 'NOT met'} (< 2 GiB) |"
+        )
         bomb.unlink()
         print(lines[-1], flush=True)
         trace = folder / "exp1" / "a100" / "imagenet-resnet-sgd-64.pt.trace.json"
         trace.parent.mkdir(parents=True)
         n_events = write_real_shaped_trace(trace, int(args.trace_gib * GIB))
         outcome, seconds, peak = read_in_child(trace)
-        lines.append(f"| real-shaped trace, {n_events:,} events | {trace.stat().st_size / GIB:.2f} GiB | {outcome} | {seconds:.0f} | "
-                     f"{peak:.2f} | {'met' if peak < 2 else 'NOT met'} (< 2 GiB) |")
+        lines.append(
+            f"| real-shaped trace, {n_events:,} events | {trace.stat().st_size / GIB:.2f} GiB | {outcome} | {seconds:.0f} | "
+            f"{peak:.2f} | {'met' if peak < 2 else 'NOT met'} (< 2 GiB) |"
+        )
         trace.unlink()
         print(lines[-1], flush=True)
         served = serve_and_send(folder, args.request_mb)
     growth = served["after_mb"] - served["idle_mb"]
-    lines += ["", "Peak RSS is the largest child process so far (the bomb is read first, so the trace's row is an upper bound of its own).", "",
-              "| request | status | time to answer (s) | server RSS idle -> after (MB) | bar |", "| --- | --- | --- | --- | --- |",
-              f"| {served['rows']:,} rows, {served['bytes'] / 1e6:.1f} MB JSON | {served['status']}: {served['message']} | "
-              f"{served['seconds']:.2f} | {served['idle_mb']:.0f} -> {served['after_mb']:.0f} | "
-              f"{'met' if served['seconds'] < 1 and growth < 500 and served['status'] == 400 else 'NOT met'} (400 in < 1 s, < 500 MB) |"]
+    lines += [
+        "",
+        "Peak RSS is the largest child process so far (the bomb is read first, so the trace's row is an upper bound of its own).",
+        "",
+        "| request | status | time to answer (s) | server RSS idle -> after (MB) | bar |",
+        "| --- | --- | --- | --- | --- |",
+        f"| {served['rows']:,} rows, {served['bytes'] / 1e6:.1f} MB JSON | {served['status']}: {served['message']} | "
+        f"{served['seconds']:.2f} | {served['idle_mb']:.0f} -> {served['after_mb']:.0f} | "
+        f"{'met' if served['seconds'] < 1 and growth < 500 and served['status'] == 400 else 'NOT met'} (400 in < 1 s, < 500 MB) |",
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.write_text(text, encoding="utf-8")

@@ -16,8 +16,8 @@ from profcast.models.intervals import coverage, log_residuals, mean_width
 from profcast.models.profet_scaler import ProfetBatchScaler
 from profcast.models.second_profile import SecondProfileLatency, second_profile_rows
 from profcast.models.whatif import SizeWhatIf, workload_medians
-from profcast.pipeline.metrics import mape
 from profcast.pipeline.calibration import cross_conformal, size_queries
+from profcast.pipeline.metrics import mape
 from profcast.pipeline.pairing import PairedRuns
 from profcast.schema import BATCH_LATENCY, op_part
 
@@ -39,7 +39,9 @@ def transfer_family(paired: PairedRuns, folds, models: list) -> list[dict]:
     for fold, ((_, test_rows), model) in enumerate(zip(folds, models)):
         frame = pd.DataFrame(model.predict(paired.anchor_profile.iloc[test_rows]), columns=model.output_columns_)
         predicted[test_rows] = frame[BATCH_LATENCY].to_numpy(float)
-        predicted_ops[test_rows] = frame.reindex(columns=op_part(paired.target_profile).columns, fill_value=0.0).clip(lower=0).to_numpy(float)
+        predicted_ops[test_rows] = (
+            frame.reindex(columns=op_part(paired.target_profile).columns, fill_value=0.0).clip(lower=0).to_numpy(float)
+        )
         fold_of_row[test_rows] = fold
     low, high = cross_conformal(log_residuals(truth, predicted), predicted, fold_of_row)
     interval = {"interval_coverage": coverage(truth, low, high), "interval_width": mean_width(predicted, low, high)}
@@ -65,20 +67,33 @@ def two_profiles(paired: PairedRuns, folds, predicted, predicted_ops, fold_of_ro
             continue
         started = time.perf_counter()
         model = SecondProfileLatency().fit(
-            anchor.iloc[train["row"]], anchor.iloc[train["second_row"]], target.iloc[train["row"]],
-            train["batchsize"], train["second_batchsize"],
+            anchor.iloc[train["row"]],
+            anchor.iloc[train["second_row"]],
+            target.iloc[train["row"]],
+            train["batchsize"],
+            train["second_batchsize"],
         )
         fit_seconds += time.perf_counter() - started
         rows = test["row"].to_numpy()
-        second = model.predict(anchor.iloc[rows], anchor.iloc[test["second_row"]], predicted_ops[rows], test["batchsize"], test["second_batchsize"])
+        second = model.predict(
+            anchor.iloc[rows],
+            anchor.iloc[test["second_row"]],
+            predicted_ops[rows],
+            test["batchsize"],
+            test["second_batchsize"],
+        )
         combined[rows] = anchor_latency[rows] * np.exp((np.log(predicted[rows] / anchor_latency[rows]) + second) / 2)
     held = fold_of_row >= 0
     low, high = cross_conformal(log_residuals(truth, combined), combined, fold_of_row)
     n_second = int(chosen["row"].isin(np.flatnonzero(held)).sum())
     return {
-        "method": "transfer_2profiles", "n_test_rows": int(held.sum()), "batch_latency_mape": mape(truth[held], combined[held]),
-        "interval_coverage": coverage(truth, low, high), "interval_width": mean_width(combined, low, high),
-        "fit_seconds": fit_seconds, "rows_with_second_profile": n_second,
+        "method": "transfer_2profiles",
+        "n_test_rows": int(held.sum()),
+        "batch_latency_mape": mape(truth[held], combined[held]),
+        "interval_coverage": coverage(truth, low, high),
+        "interval_width": mean_width(combined, low, high),
+        "fit_seconds": fit_seconds,
+        "rows_with_second_profile": n_second,
     }
 
 
@@ -88,7 +103,9 @@ def size_what_ifs(paired: PairedRuns, folds, predicted, fold_of_row) -> list[dic
     keys = paired.keys.reset_index(drop=True)
     anchor, target = paired.anchor_profile.reset_index(drop=True), paired.target_profile.reset_index(drop=True)
     queries = size_queries(keys, target, cross_dataset=False)  # other batch sizes of the same dataset
-    queries["bucket"] = np.abs(np.log2(queries["new_batchsize"].astype(float) / queries["batchsize"].astype(float))).round().astype(int)
+    queries["bucket"] = (
+        np.abs(np.log2(queries["new_batchsize"].astype(float) / queries["batchsize"].astype(float))).round().astype(int)
+    )
     forecasts = {"whatif": np.full(len(queries), np.nan), "profet_scaler": np.full(len(queries), np.nan)}
     query_fold = fold_of_row[queries["row"].to_numpy()]
     for fold, (train_rows, test_rows) in enumerate(folds):
@@ -98,9 +115,15 @@ def size_what_ifs(paired: PairedRuns, folds, predicted, fold_of_row) -> list[dic
         rows = queries["row"].to_numpy()[mine]
         batch, new_batch = queries["batchsize"].to_numpy()[mine], queries["new_batchsize"].to_numpy()[mine]
         dataset = queries["dataset"].to_numpy()[mine]
-        what_if = SizeWhatIf(predict_ops=False).fit(keys.iloc[train_rows], anchor.iloc[train_rows], target.iloc[train_rows])
-        forecasts["whatif"][mine] = predicted[rows] * np.exp(what_if.log_scale(anchor.iloc[rows], batch, dataset, new_batch, dataset))
-        scaler = ProfetBatchScaler().fit(workload_medians(keys.iloc[train_rows], target.iloc[train_rows][[BATCH_LATENCY]]))
+        what_if = SizeWhatIf(predict_ops=False).fit(
+            keys.iloc[train_rows], anchor.iloc[train_rows], target.iloc[train_rows]
+        )
+        forecasts["whatif"][mine] = predicted[rows] * np.exp(
+            what_if.log_scale(anchor.iloc[rows], batch, dataset, new_batch, dataset)
+        )
+        scaler = ProfetBatchScaler().fit(
+            workload_medians(keys.iloc[train_rows], target.iloc[train_rows][[BATCH_LATENCY]])
+        )
         forecasts["profet_scaler"][mine] = predicted[rows] * np.exp(scaler.log_scale(batch, new_batch))
     records = []
     truth, bucket = queries["truth"].to_numpy(float), queries["bucket"].to_numpy()
@@ -110,10 +133,14 @@ def size_what_ifs(paired: PairedRuns, folds, predicted, fold_of_row) -> list[dic
             rows = (bucket == ratio) & np.isfinite(forecast)
             if not rows.any():
                 continue
-            records.append({
-                "method": method, "batch_ratio_log2": ratio, "n_test_rows": int(rows.sum()),
-                "batch_latency_mape": mape(truth[rows], forecast[rows]),
-                "interval_coverage": coverage(truth[rows], low[rows], high[rows]),
-                "interval_width": mean_width(forecast[rows], low[rows], high[rows]),
-            })
+            records.append(
+                {
+                    "method": method,
+                    "batch_ratio_log2": ratio,
+                    "n_test_rows": int(rows.sum()),
+                    "batch_latency_mape": mape(truth[rows], forecast[rows]),
+                    "interval_coverage": coverage(truth[rows], low[rows], high[rows]),
+                    "interval_width": mean_width(forecast[rows], low[rows], high[rows]),
+                }
+            )
     return records

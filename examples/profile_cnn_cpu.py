@@ -17,9 +17,15 @@ def small_cnn(torch):
     """Two conv blocks and a linear head for 32x32 RGB images (plain torch.nn)."""
     nn = torch.nn
     return nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 8 * 8, 10),
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 8 * 8, 10),
     )
 
 
@@ -47,8 +53,17 @@ def main(argv=None) -> int:
         optimizer.step()
 
     try:
-        row = profile_steps(train_step, steps=args.steps, warmup=1, out_dir=args.out_dir, instance=args.instance,
-                            model="smallcnn", dataset="synthetic", optimizer="sgd", batchsize=args.batchsize)
+        row = profile_steps(
+            train_step,
+            steps=args.steps,
+            warmup=1,
+            out_dir=args.out_dir,
+            instance=args.instance,
+            model="smallcnn",
+            dataset="synthetic",
+            optimizer="sgd",
+            batchsize=args.batchsize,
+        )
     except ProfcastError as error:
         print(f"profcast: error: {error}", file=sys.stderr)
         return 2

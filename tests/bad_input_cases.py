@@ -31,9 +31,14 @@ def write_bad_tables(folder: Path) -> dict[str, Path]:
         frame.to_csv(files[name], **{"index": False, **to_csv})
 
     table("pandas_index", good, index=True)  # 'Unnamed: 0' column
-    for name, column, value in [("huge_op", "Device_Conv2D", 1e300), ("huge_latency", "batch_latency", 5e6),
-                                ("negative_op", OP, -1.0), ("text_op", OP, "12ms"), ("inf_op", OP, np.inf),
-                                ("zero_batchsize", "batchsize", 0)]:
+    for name, column, value in [
+        ("huge_op", "Device_Conv2D", 1e300),
+        ("huge_latency", "batch_latency", 5e6),
+        ("negative_op", OP, -1.0),
+        ("text_op", OP, "12ms"),
+        ("inf_op", OP, np.inf),
+        ("zero_batchsize", "batchsize", 0),
+    ]:
         bad = good.copy().astype({column: object})
         bad.loc[3, column] = value
         table(name, bad)
@@ -62,7 +67,12 @@ TFSTATS_HEADER = "Rank,Host/device,Type,Operation,#Occurrences,Total time (us),A
 def write_export_tree(folder: Path, bad: dict[str, bytes] | None = None) -> Path:
     """A tf_stats folder (<exp>/<instance>/<dataset>-<model>-<opt>-<batch>.csv) from the synthetic table, plus ``bad`` files."""
     for row in synthetic_profiles().to_dict("records"):
-        path = folder / row["exp_name"] / row["instance_name"] / f"{row['dataset']}-{row['model']}-sgd-{row['batchsize']}.csv"
+        path = (
+            folder
+            / row["exp_name"]
+            / row["instance_name"]
+            / f"{row['dataset']}-{row['model']}-sgd-{row['batchsize']}.csv"
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         lines = [TFSTATS_HEADER]
         for rank, (column, value) in enumerate((c, v) for c, v in row.items() if c.startswith(("Device_", "Host_"))):
@@ -82,13 +92,13 @@ BAD_EXPORTS = {
 
 
 # A module whose import creates a file: a model file that names one of its types would run it when loaded blindly.
-PAYLOAD_MODULE = '''
+PAYLOAD_MODULE = """
 from pathlib import Path
 Path({marker!r}).write_text("code from a model file ran")
 
 class Payload:
     pass
-'''
+"""
 
 
 class FilePlantingPickle:
@@ -136,7 +146,10 @@ def craft_model_folders(good_model: Path, folder: Path, marker: Path) -> dict[st
         else:
             (target / "python_model.pkl").write_bytes(pickle.dumps(FilePlantingPickle(marker)))
             mlmodel = (target / "MLmodel").read_text()
-            mlmodel = mlmodel.replace("loader_module: profcast.serve.loader", "loader_module: mlflow.pyfunc.model\n    python_model: python_model.pkl")
+            mlmodel = mlmodel.replace(
+                "loader_module: profcast.serve.loader",
+                "loader_module: mlflow.pyfunc.model\n    python_model: python_model.pkl",
+            )
             (target / "MLmodel").write_text(mlmodel)
         crafted[name] = target
     return crafted
@@ -158,7 +171,9 @@ def start_command(args, env_uri, log_path: Path) -> subprocess.Popen:
     env = {**os.environ, "MLFLOW_TRACKING_URI": env_uri, "PYTHONPATH": str(REPO)}
     env.pop("PROFCAST_PARENT_RUN_ID", None)
     with open(log_path, "wb") as log:
-        return subprocess.Popen([PYTHON, *args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        return subprocess.Popen(
+            [PYTHON, *args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
 
 
 def wait_for(condition, seconds: float, what: str):
@@ -190,9 +205,16 @@ def runs_in(uri: str) -> pd.DataFrame:
     experiments = [e.experiment_id for e in client.search_experiments()]
     rows = []
     for run in client.search_runs(experiments, max_results=10000) if experiments else []:
-        rows.append({"run_id": run.info.run_id, "status": run.info.status, "name": run.info.run_name,
-                     "parent": run.data.tags.get("mlflow.parentRunId"), **{f"params.{k}": v for k, v in run.data.params.items()},
-                     **{f"tags.{k}": v for k, v in run.data.tags.items()}})
+        rows.append(
+            {
+                "run_id": run.info.run_id,
+                "status": run.info.status,
+                "name": run.info.run_name,
+                "parent": run.data.tags.get("mlflow.parentRunId"),
+                **{f"params.{k}": v for k, v in run.data.params.items()},
+                **{f"tags.{k}": v for k, v in run.data.tags.items()},
+            }
+        )
     return pd.DataFrame(rows, columns=["run_id", "status", "name", "parent"] if not rows else None)
 
 

@@ -13,9 +13,11 @@ REPO = Path(__file__).resolve().parents[1]
 REAL_PROFET = REPO.parent / "shared" / "data" / "profet" / "profiles.csv.gz"
 
 # Relative speed of each instance per op (bigger = slower); BatchNorm ops only in 'resnet'.
-INSTANCE_SLOWDOWN = {"slow.gpu": {"Conv": 3.0, "Relu": 2.0, "BatchNorm": 2.5, "IDLE": 1.5},
-                     "mid.gpu": {"Conv": 1.5, "Relu": 1.2, "BatchNorm": 1.3, "IDLE": 1.2},
-                     "fast.gpu": {"Conv": 1.0, "Relu": 1.0, "BatchNorm": 1.0, "IDLE": 1.0}}
+INSTANCE_SLOWDOWN = {
+    "slow.gpu": {"Conv": 3.0, "Relu": 2.0, "BatchNorm": 2.5, "IDLE": 1.5},
+    "mid.gpu": {"Conv": 1.5, "Relu": 1.2, "BatchNorm": 1.3, "IDLE": 1.2},
+    "fast.gpu": {"Conv": 1.0, "Relu": 1.0, "BatchNorm": 1.0, "IDLE": 1.0},
+}
 MODEL_SIZE = {"lenet": 1.0, "vgg": 6.0, "resnet": 4.0, "alexnet": 3.0}
 
 
@@ -38,16 +40,24 @@ def synthetic_profiles(
                         work = MODEL_SIZE[model] * batchsize * (1 + dataset_number)
                         slowdown = INSTANCE_SLOWDOWN[instance]
                         noise = lambda: rng.normal(1.0, 0.01)  # noqa: E731
-                        rows.append({
-                            "exp_name": exp, "instance_name": instance, "dataset": dataset, "model": model,
-                            "optimizer": "sgd", "batchsize": batchsize,
-                            "Device_Conv2D": 10 * work * slowdown["Conv"] * noise(),
-                            "Device_Relu": 2 * work * slowdown["Relu"] * noise(),
-                            "Device_FusedBatchNormV3": (3 * work * slowdown["BatchNorm"] * noise()) if model == "resnet" else 0.0,
-                            "Host_IDLE": 50 * work * slowdown["IDLE"] * rng.normal(1.0, 0.05),
-                            "Device_Unused": 0.0,
-                            "batch_latency": 1e-4 * work * slowdown["Conv"] * noise(),
-                        })
+                        rows.append(
+                            {
+                                "exp_name": exp,
+                                "instance_name": instance,
+                                "dataset": dataset,
+                                "model": model,
+                                "optimizer": "sgd",
+                                "batchsize": batchsize,
+                                "Device_Conv2D": 10 * work * slowdown["Conv"] * noise(),
+                                "Device_Relu": 2 * work * slowdown["Relu"] * noise(),
+                                "Device_FusedBatchNormV3": (3 * work * slowdown["BatchNorm"] * noise())
+                                if model == "resnet"
+                                else 0.0,
+                                "Host_IDLE": 50 * work * slowdown["IDLE"] * rng.normal(1.0, 0.05),
+                                "Device_Unused": 0.0,
+                                "batch_latency": 1e-4 * work * slowdown["Conv"] * noise(),
+                            }
+                        )
     return pd.DataFrame(rows)
 
 

@@ -14,18 +14,23 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from profcast.servers.model_server import free_loopback_port
 from profcast.servers import tracking_server
+from profcast.servers.model_server import free_loopback_port
 from profcast.tracking.credentials import read_credentials
 from tests.conftest import REPO
 
-SCALE_MODULES = ("ray", "psycopg2", "hydra_plugins.hydra_joblib_launcher", "hydra_plugins.hydra_ray_launcher", "flask_wtf")
+SCALE_MODULES = (
+    "ray",
+    "psycopg2",
+    "hydra_plugins.hydra_joblib_launcher",
+    "hydra_plugins.hydra_ray_launcher",
+    "flask_wtf",
+)
 RAY_CPUS = 2
 
 
@@ -69,7 +74,9 @@ def logged_in_as_admin(folder: Path):
     """This process and the sweeps it starts log in as the server's admin (its credentials file), then not."""
     saved = {name: os.environ.get(name) for name in LOGIN_VARIABLES}
     os.environ["PROFCAST_CREDENTIALS_FILE"] = str(folder / "credentials")
-    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = read_credentials(folder / "credentials")
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = read_credentials(
+        folder / "credentials"
+    )
     try:
         yield
     finally:
@@ -128,8 +135,15 @@ def ray_temp_dir():
 
 def start_sweep(overrides: list[str], **env: str) -> subprocess.Popen:
     """`python -m profcast.train -m ...` in its own session, so its Ray cluster's processes are findable and stoppable."""
-    return subprocess.Popen([sys.executable, "-m", "profcast.train", "-m", *overrides], cwd=REPO, env=worker_environment(**env),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "profcast.train", "-m", *overrides],
+        cwd=REPO,
+        env=worker_environment(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def finish_sweep(sweep: subprocess.Popen, timeout_s: float = 600) -> str:

@@ -13,14 +13,24 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-LEGACY_MODEL = REPO / "tests" / "data" / "legacy_src_model"  # logged by the code of 9a38112 (loader src.serve.job_model)
-LEGACY_ANSWER = REPO / "tests" / "data" / "legacy_src_model_expected.csv"  # what that code answered to its input example
+LEGACY_MODEL = (
+    REPO / "tests" / "data" / "legacy_src_model"
+)  # logged by the code of 9a38112 (loader src.serve.job_model)
+LEGACY_ANSWER = (
+    REPO / "tests" / "data" / "legacy_src_model_expected.csv"
+)  # what that code answered to its input example
 
 
 def lint_imports(package_parent: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(package_parent)}
-    return subprocess.run([str(LINT_IMPORTS), "--config", str(REPO / "pyproject.toml"), "--no-cache"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--config", str(REPO / "pyproject.toml"), "--no-cache"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_import_contracts_hold():
@@ -29,12 +39,15 @@ def test_import_contracts_hold():
     assert "0 broken" in linted.stdout
 
 
-@pytest.mark.parametrize("module, upward_import", [
-    ("tracking/runs.py", "import profcast.serve.recommend"),  # tracking -> serve: the cycle there was
-    ("ingest/tables.py", "import profcast.datasets.embedded"),  # ingest -> generated data: the other one
-    ("jobmodel/model.py", "import mlflow"),  # the job model stays free of MLflow
-    ("jobmodel/forecast_columns.py", "import profcast.pipeline.calibration"),  # serving never imports training
-])
+@pytest.mark.parametrize(
+    "module, upward_import",
+    [
+        ("tracking/runs.py", "import profcast.serve.recommend"),  # tracking -> serve: the cycle there was
+        ("ingest/tables.py", "import profcast.datasets.embedded"),  # ingest -> generated data: the other one
+        ("jobmodel/model.py", "import mlflow"),  # the job model stays free of MLflow
+        ("jobmodel/forecast_columns.py", "import profcast.pipeline.calibration"),  # serving never imports training
+    ],
+)
 def test_an_upward_import_breaks_a_contract(tmp_path, module, upward_import):
     copy = tmp_path / "profcast"
     shutil.copytree(REPO / "src" / "profcast", copy, ignore=shutil.ignore_patterns("__pycache__", "conf"))

@@ -24,8 +24,18 @@ from profcast.errors import ProfcastError
 from profcast.servers.model_server import free_loopback_port
 from profcast.tracking.run_endings import run_job
 from profcast.train import train
-from tests.bad_input_cases import (BAD_EXPORTS, craft_model_folders, error_lines, run_command, runs_in, signal_group,
-                                   start_command, wait_for, write_bad_tables, write_export_tree)
+from tests.bad_input_cases import (
+    BAD_EXPORTS,
+    craft_model_folders,
+    error_lines,
+    run_command,
+    runs_in,
+    signal_group,
+    start_command,
+    wait_for,
+    write_bad_tables,
+    write_export_tree,
+)
 from tests.conftest import compose_train, store_and_profiles, synthetic_profiles
 
 CASE_SECONDS = 60  # every case must be answered within this
@@ -116,14 +126,27 @@ def test_bad_table_is_refused_in_one_line_before_any_run(case, files, tracking_u
 
 
 # What the bad cell reads as in the file, for the cases whose message names a line.
-BAD_CELL_TEXT = {"huge_op": "1e+300", "huge_latency": "5000000.0", "negative_op": "-1.0", "text_op": "12ms",
-                 "inf_op": "inf", "zero_batchsize": "0"}
+BAD_CELL_TEXT = {
+    "huge_op": "1e+300",
+    "huge_latency": "5000000.0",
+    "negative_op": "-1.0",
+    "text_op": "12ms",
+    "inf_op": "inf",
+    "zero_batchsize": "0",
+}
 
 
 @pytest.mark.parametrize("mode", ["raise", "skip"])
 def test_export_folder_with_non_utf8_files(mode, files, tracking_uri, capsys):
-    overrides = ["data=file", f"data.path={files['tree_bad']}", f"data.on_bad_file={mode}", "anchor=slow.gpu",
-                 "target=fast.gpu", "regressor=ratio", "log_model=false"]
+    overrides = [
+        "data=file",
+        f"data.path={files['tree_bad']}",
+        f"data.on_bad_file={mode}",
+        "anchor=slow.gpu",
+        "target=fast.gpu",
+        "regressor=ratio",
+        "log_model=false",
+    ]
     code, stderr = train_in_process(overrides, capsys)
     if mode == "raise":
         assert_refused(code, stderr, "mnist-yyy-sgd-32.csv: not UTF-8 text", tracking_uri)
@@ -138,7 +161,10 @@ def test_export_folder_with_non_utf8_files(mode, files, tracking_uri, capsys):
 # ---- options: every check runs before the first run opens -------------------------------------------
 OPTION_CASES = {
     "empty_experiment": (["mlflow_experiment="], "mlflow_experiment is empty"),
-    "k_text": (["features=top", "features.k=abc"], "Error merging override features.k=abc. Value 'abc' of type 'str' could not be converted to Integer"),
+    "k_text": (
+        ["features=top", "features.k=abc"],
+        "Error merging override features.k=abc. Value 'abc' of type 'str' could not be converted to Integer",
+    ),
     "k_zero": (["features=top", "features.k=0"], "features.k must be a positive whole number of columns, got 0"),
     "holdout_unknown": (["split.holdout=LeNet5"], "split.holdout names unknown model(s) LeNet5;"),
     "holdout_all": (["split.holdout=[lenet,vgg,resnet,alexnet]"], "split.holdout holds out every model"),
@@ -162,8 +188,19 @@ def test_bad_option_is_refused_before_any_run(case, files, tracking_uri, capsys)
 
 
 def test_holdout_given_as_one_name_holds_out_that_model_not_its_letters(files, tracking_uri, compose_config):
-    results = train(compose_config(["data=file", f"data.path={files['good']}", "anchor=slow.gpu", "target=fast.gpu",
-                                    "regressor=ratio", "log_model=false", "split.holdout=lenet"]))
+    results = train(
+        compose_config(
+            [
+                "data=file",
+                f"data.path={files['good']}",
+                "anchor=slow.gpu",
+                "target=fast.gpu",
+                "regressor=ratio",
+                "log_model=false",
+                "split.holdout=lenet",
+            ]
+        )
+    )
     table = synthetic_profiles()
     lenet_rows = len(table.query("model == 'lenet' and instance_name == 'fast.gpu'"))
     assert results["fast.gpu"]["n_test_rows"] == lenet_rows  # one fold: exactly lenet's pairs held out
@@ -200,7 +237,14 @@ def store_case(name, tmp_path, template) -> tuple[str, str]:
     return f"sqlite:///{database}", f"back up {database}, then run: mlflow db upgrade sqlite:///{database}"
 
 
-STORE_CASES = ["unknown_scheme", "unreachable_server", "unwritable_folder", "not_a_database", "newer_mlflow", "older_mlflow"]
+STORE_CASES = [
+    "unknown_scheme",
+    "unreachable_server",
+    "unwritable_folder",
+    "not_a_database",
+    "newer_mlflow",
+    "older_mlflow",
+]
 
 
 @pytest.mark.parametrize("case", STORE_CASES)
@@ -209,19 +253,41 @@ def test_bad_store_is_one_line_within_seconds(case, files, tmp_path, empty_track
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     before = (tmp_path / "mlflow.db").read_bytes() if (tmp_path / "mlflow.db").exists() else None
     started = time.monotonic()
-    code, stderr = train_in_process(["data=file", f"data.path={files['good']}", "anchor=slow.gpu", "target=fast.gpu",
-                                     "regressor=ratio", f"tracking_uri={uri}"], capsys)
+    code, stderr = train_in_process(
+        [
+            "data=file",
+            f"data.path={files['good']}",
+            "anchor=slow.gpu",
+            "target=fast.gpu",
+            "regressor=ratio",
+            f"tracking_uri={uri}",
+        ],
+        capsys,
+    )
     assert time.monotonic() - started < 20, "a bad store must fail within seconds, not after retries"
     assert_refused(code, stderr, words)
     if before is not None:  # never migrated or touched without the user
         assert (tmp_path / "mlflow.db").read_bytes() == before
 
 
-def test_tracking_uri_option_wins_over_the_environment_and_is_named(files, tmp_path, tracking_uri, caplog, compose_config):
+def test_tracking_uri_option_wins_over_the_environment_and_is_named(
+    files, tmp_path, tracking_uri, caplog, compose_config
+):
     chosen = f"sqlite:///{tmp_path / 'chosen' / 'mlflow.db'}"
     with caplog.at_level("INFO", logger="profcast.tracking.store"):
-        train(compose_config(["data=file", f"data.path={files['good']}", "anchor=slow.gpu", "target=fast.gpu",
-                              "regressor=ratio", "log_model=false", f"tracking_uri={chosen}"]))
+        train(
+            compose_config(
+                [
+                    "data=file",
+                    f"data.path={files['good']}",
+                    "anchor=slow.gpu",
+                    "target=fast.gpu",
+                    "regressor=ratio",
+                    "log_model=false",
+                    f"tracking_uri={chosen}",
+                ]
+            )
+        )
     assert f"tracking store: {chosen} (from tracking_uri=)" in caplog.text
     assert len(runs_in(chosen)) == 2 and len(runs_in(tracking_uri)) == 0  # the environment's store is untouched
 
@@ -231,18 +297,34 @@ def test_tracking_uri_option_wins_over_the_environment_and_is_named(files, tmp_p
 @pytest.mark.parametrize("case", ["utf16", "huge_op", "pandas_index"])
 def test_train_cli_refuses_bad_table(case, files, tracking_uri):
     started = time.monotonic()
-    result = run_command(["-m", "profcast.train", "data=file", f"data.path={files[case]}", "anchor=slow.gpu"], env_uri=tracking_uri)
+    result = run_command(
+        ["-m", "profcast.train", "data=file", f"data.path={files[case]}", "anchor=slow.gpu"], env_uri=tracking_uri
+    )
     assert time.monotonic() - started < CASE_SECONDS
     assert_refused(result.returncode, result.stderr, FILE_CASES[case], tracking_uri)
 
 
 @pytest.mark.slow
 def test_sweep_with_bad_store_or_experiment_stops_in_one_line(files, tracking_uri, tmp_path):
-    for overrides, words in [(["mlflow_experiment="], "mlflow_experiment is empty"),
-                             ([f"tracking_uri=http://127.0.0.1:{free_loopback_port()}"], "does not answer")]:
+    for overrides, words in [
+        (["mlflow_experiment="], "mlflow_experiment is empty"),
+        ([f"tracking_uri=http://127.0.0.1:{free_loopback_port()}"], "does not answer"),
+    ]:
         started = time.monotonic()
-        result = run_command(["-m", "profcast.train", "-m", "regressor=ratio,lr", "data=file", f"data.path={files['good']}",
-                              "anchor=slow.gpu", f"hydra.sweep.dir={tmp_path / 'sweep'}", *overrides], env_uri=tracking_uri)
+        result = run_command(
+            [
+                "-m",
+                "profcast.train",
+                "-m",
+                "regressor=ratio,lr",
+                "data=file",
+                f"data.path={files['good']}",
+                "anchor=slow.gpu",
+                f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                *overrides,
+            ],
+            env_uri=tracking_uri,
+        )
         assert time.monotonic() - started < CASE_SECONDS
         assert_refused(result.returncode, result.stderr, words, tracking_uri)
 
@@ -284,16 +366,51 @@ def test_predict_cli_refuses_in_one_line(case, trained, tmp_path):
 
 # ---- HTTP: mlflow models serve answers 400, never 500, with valid JSON and no stack trace ------------
 HTTP_CASES = {
-    "good": ("application/json", json.dumps({"dataframe_records": [{"Device_Conv2D": 100.0, "Host_IDLE": 500.0}]}), 200, "predictions"),
-    "huge_op": ("application/json", json.dumps({"dataframe_records": [{"Device_Conv2D": 1e300}]}), 400, "past the plausible limit"),
-    "huge_latency": ("application/json", json.dumps({"dataframe_records": [{"Device_Conv2D": 1.0, "batch_latency": 1e6}]}), 400, "batch_latency is the measured seconds per training step"),
-    "infinity_literal": ("application/json", '{"dataframe_records": [{"Device_Conv2D": Infinity}]}', 400, "is infinite"),
+    "good": (
+        "application/json",
+        json.dumps({"dataframe_records": [{"Device_Conv2D": 100.0, "Host_IDLE": 500.0}]}),
+        200,
+        "predictions",
+    ),
+    "huge_op": (
+        "application/json",
+        json.dumps({"dataframe_records": [{"Device_Conv2D": 1e300}]}),
+        400,
+        "past the plausible limit",
+    ),
+    "huge_latency": (
+        "application/json",
+        json.dumps({"dataframe_records": [{"Device_Conv2D": 1.0, "batch_latency": 1e6}]}),
+        400,
+        "batch_latency is the measured seconds per training step",
+    ),
+    "infinity_literal": (
+        "application/json",
+        '{"dataframe_records": [{"Device_Conv2D": Infinity}]}',
+        400,
+        "is infinite",
+    ),
     "nan_literal": ("application/json", '{"dataframe_records": [{"Device_Conv2D": NaN}]}', 400, "is missing"),
     "broken_json": ("application/json", '{"dataframe_records": [{', 400, "valid JSON"),
     "empty_body": ("application/json", "", 400, "valid JSON"),
-    "text_value": ("application/json", json.dumps({"dataframe_records": [{"Device_Conv2D": "abc"}]}), 400, "Device_Conv2D"),
-    "unknown_target": ("application/json", json.dumps({"dataframe_records": [{"Device_Conv2D": 1.0, "target_instance": "zz"}]}), 400, "asks for 'zz'"),
-    "no_known_column": ("application/json", json.dumps({"dataframe_records": [{"Foo": 1.0}]}), 400, "no known op column"),
+    "text_value": (
+        "application/json",
+        json.dumps({"dataframe_records": [{"Device_Conv2D": "abc"}]}),
+        400,
+        "Device_Conv2D",
+    ),
+    "unknown_target": (
+        "application/json",
+        json.dumps({"dataframe_records": [{"Device_Conv2D": 1.0, "target_instance": "zz"}]}),
+        400,
+        "asks for 'zz'",
+    ),
+    "no_known_column": (
+        "application/json",
+        json.dumps({"dataframe_records": [{"Foo": 1.0}]}),
+        400,
+        "no known op column",
+    ),
     "negative": ("text/csv", "Device_Conv2D\n-3\n", 400, "is negative"),
     "wrong_content_type": ("text/plain", "hello", 415, "content types"),
 }
@@ -313,15 +430,19 @@ def server(trained, tmp_path_factory):
 
 def strict_json(text: str):
     """JSON as the standard defines it: NaN and Infinity are not JSON."""
+
     def refuse(constant):
         raise ValueError(f"{constant} is not JSON")
+
     return json.loads(text, parse_constant=refuse)
 
 
 @pytest.mark.parametrize("case", HTTP_CASES)
 def test_http_request(case, server):
     content_type, body, status, words = HTTP_CASES[case]
-    request = urllib.request.Request(f"{server.url}/invocations", data=body.encode(), headers={"Content-Type": content_type})
+    request = urllib.request.Request(
+        f"{server.url}/invocations", data=body.encode(), headers={"Content-Type": content_type}
+    )
     started = time.monotonic()
     try:
         with urllib.request.urlopen(request, timeout=CASE_SECONDS) as answer:
@@ -380,8 +501,20 @@ def test_pyfunc_load_model_refuses_crafted_model(name, crafted, monkeypatch):
 def test_predict_cli_refuses_crafted_model(name, crafted, trained, tmp_path):
     profile = tmp_path / "profile.csv"
     synthetic_profiles().query("instance_name == 'slow.gpu'").head(1).to_csv(profile, index=False)
-    result = run_command(["-m", "profcast.predict", "--profile", str(profile), "--anchor", "slow.gpu", "--model", str(crafted["models"][name])],
-                         env_uri=trained["uri"], extra_env={"PYTHONPATH": str(crafted["payload"])})
+    result = run_command(
+        [
+            "-m",
+            "profcast.predict",
+            "--profile",
+            str(profile),
+            "--anchor",
+            "slow.gpu",
+            "--model",
+            str(crafted["models"][name]),
+        ],
+        env_uri=trained["uri"],
+        extra_env={"PYTHONPATH": str(crafted["payload"])},
+    )
     words = "not a profcast job model" if name == "cloudpickle_mlmodel" else "target0.skops"
     assert_refused(result.returncode, result.stderr, words)
     assert not crafted["marker"].exists()
@@ -393,7 +526,10 @@ def test_models_serve_refuses_crafted_model(crafted, trained, tmp_path):
 
     from profcast.servers.model_server import ModelServer
 
-    env = {"PYTHONPATH": str(crafted["payload"]), "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
+    env = {
+        "PYTHONPATH": str(crafted["payload"]),
+        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+    }
     log = tmp_path / "serve.log"
     with pytest.raises(RuntimeError, match="exited"):
         with ModelServer(str(crafted["models"]["untrusted_skops"]), log, env=env, startup_seconds=CASE_SECONDS):
@@ -418,16 +554,29 @@ def test_predict_refuses_a_model_folder_that_does_not_check_out(trained, tmp_pat
 
 # ---- faults: signals, a job's bug, two sweeps at once ------------------------------------------------
 def sweep_args(table, sweep_dir, regressors="ratio,lr", *extra):
-    return ["-m", "profcast.train", "-m", f"regressor={regressors}", "data=file", f"data.path={table}", "anchor=slow.gpu",
-            f"hydra.sweep.dir={sweep_dir}", *extra]
+    return [
+        "-m",
+        "profcast.train",
+        "-m",
+        f"regressor={regressors}",
+        "data=file",
+        f"data.path={table}",
+        "anchor=slow.gpu",
+        f"hydra.sweep.dir={sweep_dir}",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
 def test_signal_during_sweep_leaves_no_run_running(number, files, tracking_uri, tmp_path):
-    process = start_command(sweep_args(files["good"], tmp_path / "sweep", "ratio,transfer,rf"), tracking_uri, tmp_path / "log")
+    process = start_command(
+        sweep_args(files["good"], tmp_path / "sweep", "ratio,transfer,rf"), tracking_uri, tmp_path / "log"
+    )
     try:
-        wait_for(lambda: (runs := runs_in(tracking_uri)).empty is False and runs["parent"].notna().any(), 120, "a job run")
+        wait_for(
+            lambda: (runs := runs_in(tracking_uri)).empty is False and runs["parent"].notna().any(), 120, "a job run"
+        )
         code = signal_group(process, number)
     finally:
         if process.poll() is None:
@@ -443,8 +592,11 @@ def test_signal_during_sweep_leaves_no_run_running(number, files, tracking_uri, 
 
 @pytest.mark.slow
 def test_job_bug_fails_its_run_and_the_sweep_but_finished_jobs_are_registered(files, tracking_uri, tmp_path):
-    result = run_command(sweep_args(files["good"], tmp_path / "sweep", "ratio,exploding",
-                                    "hydra.searchpath=[file://tests/conf]"), env_uri=tracking_uri, timeout=180)
+    result = run_command(
+        sweep_args(files["good"], tmp_path / "sweep", "ratio,exploding", "hydra.searchpath=[file://tests/conf]"),
+        env_uri=tracking_uri,
+        timeout=180,
+    )
     assert result.returncode != 0
     runs = runs_in(tracking_uri)
     assert "RUNNING" not in set(runs.status), runs[["name", "status"]]
@@ -461,8 +613,12 @@ def test_job_bug_fails_its_run_and_the_sweep_but_finished_jobs_are_registered(fi
 @pytest.mark.slow
 def test_two_sweeps_started_together_on_a_new_store_log_every_job(files, tmp_path):
     uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"  # does not exist yet: both sweeps create it
-    processes = [start_command(sweep_args(files["good"], tmp_path / f"sweep{i}", "ratio,lr", "log_model=false"), uri, tmp_path / f"log{i}")
-                 for i in range(2)]
+    processes = [
+        start_command(
+            sweep_args(files["good"], tmp_path / f"sweep{i}", "ratio,lr", "log_model=false"), uri, tmp_path / f"log{i}"
+        )
+        for i in range(2)
+    ]
     codes = [process.wait(timeout=300) for process in processes]
     logs = [(tmp_path / f"log{i}").read_text() for i in range(2)]
     assert codes == [0, 0], logs
@@ -486,15 +642,27 @@ def test_registry_check_refuses_a_champion_that_would_run_its_own_code(crafted, 
     client.set_registered_model_alias("profcast-slow.gpu", "champion", good.version)
     checked = run_command(["-m", "profcast.registry", "--check", "--anchor", "slow.gpu"], env_uri=tracking_uri)
     assert checked.returncode == 0, checked.stderr
-    assert checked.stdout.startswith(f"models:/profcast-slow.gpu/{good.version}: a profcast job model")  # the version, not the alias
+    assert checked.stdout.startswith(
+        f"models:/profcast-slow.gpu/{good.version}: a profcast job model"
+    )  # the version, not the alias
 
     client.set_registered_model_alias("profcast-slow.gpu", "champion", planted.version)
-    refused = run_command(["-m", "profcast.registry", "--check", "--anchor", "slow.gpu"], env_uri=tracking_uri,
-                          extra_env={"PYTHONPATH": str(crafted["payload"])})
-    assert_refused(refused.returncode, refused.stderr, f"models:/profcast-slow.gpu/{planted.version}: not a profcast job model")
+    refused = run_command(
+        ["-m", "profcast.registry", "--check", "--anchor", "slow.gpu"],
+        env_uri=tracking_uri,
+        extra_env={"PYTHONPATH": str(crafted["payload"])},
+    )
+    assert_refused(
+        refused.returncode, refused.stderr, f"models:/profcast-slow.gpu/{planted.version}: not a profcast job model"
+    )
     profile = trained["folder"] / "one-profile.csv"
     synthetic_profiles().query("instance_name == 'slow.gpu'").head(1).to_csv(profile, index=False)
-    predicted = run_command(["-m", "profcast.predict", "--profile", str(profile), "--anchor", "slow.gpu"], env_uri=tracking_uri,
-                            extra_env={"PYTHONPATH": str(crafted["payload"])})  # no --model: the champion
-    assert_refused(predicted.returncode, predicted.stderr, "models:/profcast-slow.gpu@champion: not a profcast job model")
+    predicted = run_command(
+        ["-m", "profcast.predict", "--profile", str(profile), "--anchor", "slow.gpu"],
+        env_uri=tracking_uri,
+        extra_env={"PYTHONPATH": str(crafted["payload"])},
+    )  # no --model: the champion
+    assert_refused(
+        predicted.returncode, predicted.stderr, "models:/profcast-slow.gpu@champion: not a profcast job model"
+    )
     assert not crafted["marker"].exists()

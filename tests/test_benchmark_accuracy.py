@@ -17,11 +17,21 @@ def test_cli_writes_documented_json(tmp_path, capsys):
     table = tmp_path / "tiny.csv"
     synthetic_profiles(instances=("slow.gpu", "fast.gpu"), models=("lenet", "vgg", "resnet")).to_csv(table, index=False)
     out, markdown = tmp_path / "out.json", tmp_path / "tiny.md"
-    code = exit_code(accuracy.main, ["--data", str(table), "--json", str(out), "--markdown", str(markdown), "--methods", "ratio,transfer"])
+    code = exit_code(
+        accuracy.main,
+        ["--data", str(table), "--json", str(out), "--markdown", str(markdown), "--methods", "ratio,transfer"],
+    )
     assert code == 0
     records = json.loads(out.read_text())
     assert {(r["anchor"], r["target"]) for r in records} == {("slow.gpu", "fast.gpu"), ("fast.gpu", "slow.gpu")}
-    assert {r["method"] for r in records} == {"ratio", "transfer", "noise_floor", "transfer_2profiles", "whatif", "profet_scaler"}
+    assert {r["method"] for r in records} == {
+        "ratio",
+        "transfer",
+        "noise_floor",
+        "transfer_2profiles",
+        "whatif",
+        "profet_scaler",
+    }
     for record in records:
         assert tuple(record) == accuracy.RECORD_FIELDS
         assert record["n_test_rows"] > 0
@@ -39,8 +49,24 @@ def test_profet_predicts_latency_only(tmp_path):
     table = tmp_path / "tiny.csv"
     synthetic_profiles(instances=("slow.gpu", "fast.gpu"), models=("lenet", "vgg", "resnet")).to_csv(table, index=False)
     out = tmp_path / "out.json"
-    assert exit_code(accuracy.main, ["--data", str(table), "--json", str(out), "--markdown", str(tmp_path / "t.md"),
-                          "--pairs", "slow.gpu:fast.gpu", "--methods", "profet"]) == 0
+    assert (
+        exit_code(
+            accuracy.main,
+            [
+                "--data",
+                str(table),
+                "--json",
+                str(out),
+                "--markdown",
+                str(tmp_path / "t.md"),
+                "--pairs",
+                "slow.gpu:fast.gpu",
+                "--methods",
+                "profet",
+            ],
+        )
+        == 0
+    )
     profet = next(r for r in json.loads(out.read_text()) if r["method"] == "profet")
     assert profet["batch_latency_mape"] is not None
     assert profet["cell_ape_median"] is None and profet["device_total_mape"] is None
@@ -90,7 +116,11 @@ def test_latency_ceiling_reports_every_pair_with_mean_and_max(tmp_path, capsys):
     text = markdown.read_text()
     for row in ("slow.gpu -> fast.gpu", "fast.gpu -> slow.gpu", "| mean |", "| max |"):
         assert row in text
-    pair_rows = [[float(cell) for cell in line.split("|")[2:-1]] for line in text.splitlines() if "->" in line and line.startswith("|")]
+    pair_rows = [
+        [float(cell) for cell in line.split("|")[2:-1]]
+        for line in text.splitlines()
+        if "->" in line and line.startswith("|")
+    ]
     assert len(pair_rows) == 2
     for *per_leaf_size, best, _noise in pair_rows:
         assert len(per_leaf_size) == len(latency_ceiling.LEAF_SIZES)
@@ -130,7 +160,10 @@ def test_error_structure_cli_reports_every_pair(tmp_path, capsys):
 def test_error_structure_needs_batch_latency(tmp_path, capsys):
     table = tmp_path / "tiny.csv"
     synthetic_profiles(instances=("slow.gpu", "fast.gpu")).drop(columns=["batch_latency"]).to_csv(table, index=False)
-    assert exit_code(error_structure.main, ["--data", str(table), "--markdown", str(tmp_path / "s.md"), "--jobs", "1"]) == 2
+    assert (
+        exit_code(error_structure.main, ["--data", str(table), "--markdown", str(tmp_path / "s.md"), "--jobs", "1"])
+        == 2
+    )
     assert "needs batch_latency" in capsys.readouterr().err
 
 
@@ -143,5 +176,7 @@ def test_the_canonical_vocabulary_sums_op_columns_per_category_and_keeps_latenci
     assert "Device_conv_forward" in mapped and "Device_Conv2D" not in mapped
     pd.testing.assert_series_equal(mapped["batch_latency"], table["batch_latency"])
     device = [c for c in table if c.startswith("Device_")]
-    np.testing.assert_allclose(mapped.filter(like="Device_").sum(axis=1), table[device].sum(axis=1))  # time moved, none lost
+    np.testing.assert_allclose(
+        mapped.filter(like="Device_").sum(axis=1), table[device].sum(axis=1)
+    )  # time moved, none lost
     assert "vocabulary canonical" in capsys.readouterr().out

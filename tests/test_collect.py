@@ -38,7 +38,12 @@ def test_profile_steps_writes_the_layout_and_returns_the_trace_row(tmp_path):
     assert trace in written and not [p for p in written if "partial" in p.name]
     assert row == {**row, **read_torch_trace(trace)} and row["batch_latency"] > 0
     tree_row = read_profile_tree(tmp_path).profiles.iloc[0]
-    assert (tree_row["exp_name"], tree_row["instance_name"], tree_row["model"], tree_row["batchsize"]) == ("exp7", "cpu.local", "mlp", 8)
+    assert (tree_row["exp_name"], tree_row["instance_name"], tree_row["model"], tree_row["batchsize"]) == (
+        "exp7",
+        "cpu.local",
+        "mlp",
+        8,
+    )
 
 
 def test_a_fresh_trace_matches_key_averages_self_cpu_time_per_op(tmp_path):
@@ -77,8 +82,14 @@ def test_without_torch_the_error_says_how_to_install_it(tmp_path, monkeypatch):
 
 def test_the_cpu_cnn_example_runs_and_prints_a_row(tmp_path):
     pytest.importorskip("torch")
-    done = subprocess.run([sys.executable, str(REPO / "examples" / "profile_cnn_cpu.py"), "--out-dir", str(tmp_path), "--steps", "2"],
-                          cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": ""}, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "profile_cnn_cpu.py"), "--out-dir", str(tmp_path), "--steps", "2"],
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
     assert done.returncode == 0, done.stderr[-2000:]
     assert "batch_latency" in done.stdout and "Host_" in done.stdout

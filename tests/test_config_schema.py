@@ -49,18 +49,30 @@ def test_every_experiment_composes(experiment):
 
 def test_the_top_level_keys_are_typed():
     cfg = compose_train()
-    assert OmegaConf.get_type(cfg).__name__ == "TrainConfig" and OmegaConf.get_type(cfg.registry).__name__ == "RegistryConfig"
+    assert (
+        OmegaConf.get_type(cfg).__name__ == "TrainConfig"
+        and OmegaConf.get_type(cfg.registry).__name__ == "RegistryConfig"
+    )
     assert cfg.whatif.max_iter == 150 and cfg.registry.alias == "champion"  # stated once, in the YAML
 
 
 IN_PROCESS_CASES = {
     "unknown_key": (["regresor=rf"], "Key 'regresor' not in 'TrainConfig'"),
-    "key_typo_in_option": (["regressor=transfer", "regressor.max_iterr=3"], "Key 'max_iterr' not in 'TransferRegressorConfig'"),
-    "wrong_type": (["whatif.max_iter=abc"], "whatif.max_iter=abc. Value 'abc' of type 'str' could not be converted to Integer"),
+    "key_typo_in_option": (
+        ["regressor=transfer", "regressor.max_iterr=3"],
+        "Key 'max_iterr' not in 'TransferRegressorConfig'",
+    ),
+    "wrong_type": (
+        ["whatif.max_iter=abc"],
+        "whatif.max_iter=abc. Value 'abc' of type 'str' could not be converted to Integer",
+    ),
     "wrong_bool": (["log_plots=maybe"], "Value 'maybe' is not a valid bool"),
     "wrong_type_in_registry": (["registry.lower_is_better=often"], "Value 'often' is not a valid bool"),
     "list_for_a_path": (["data=file", "data.path=[a,b]"], "Cannot convert 'list' to string"),
-    **{f"unknown_{group}": ([f"{group}=nope"], f"Could not find '{group}/nope'. Available options in '{group}': ") for group in GROUPS},
+    **{
+        f"unknown_{group}": ([f"{group}=nope"], f"Could not find '{group}/nope'. Available options in '{group}': ")
+        for group in GROUPS
+    },
 }
 
 
@@ -85,7 +97,8 @@ def test_a_typo_in_an_option_file_is_refused(tmp_path):
     """A user's option YAML that names a schema gets its keys checked too."""
     (tmp_path / "regressor").mkdir()
     (tmp_path / "regressor" / "slow_transfer.yaml").write_text(
-        "defaults:\n  - base_transfer\n_target_: profcast.models.transfer.TransferRegressor\nmax_iter: 10\nlerning_rate: 0.1\n")
+        "defaults:\n  - base_transfer\n_target_: profcast.models.transfer.TransferRegressor\nmax_iter: 10\nlerning_rate: 0.1\n"
+    )
     with pytest.raises(ProfcastError, match="Key 'lerning_rate' not in 'TransferRegressorConfig'"):
         compose_train([f"hydra.searchpath=[file://{tmp_path}]", "regressor=slow_transfer"])
 
@@ -93,9 +106,17 @@ def test_a_typo_in_an_option_file_is_refused(tmp_path):
 def test_a_required_key_left_out_of_an_option_file_is_one_line(tmp_path, profile_csv):
     (tmp_path / "regressor").mkdir()
     (tmp_path / "regressor" / "short.yaml").write_text(
-        "defaults:\n  - base_profet\n_target_: profcast.models.profet.ProfetLatencyRegressor\nn_estimators: 10\nn_jobs: null\n")
-    cfg = compose_train([f"hydra.searchpath=[file://{tmp_path}]", "regressor=short", "data=file", f"data.path={profile_csv}",
-                         "anchor=slow.gpu"])
+        "defaults:\n  - base_profet\n_target_: profcast.models.profet.ProfetLatencyRegressor\nn_estimators: 10\nn_jobs: null\n"
+    )
+    cfg = compose_train(
+        [
+            f"hydra.searchpath=[file://{tmp_path}]",
+            "regressor=short",
+            "data=file",
+            f"data.path={profile_csv}",
+            "anchor=slow.gpu",
+        ]
+    )
     with pytest.raises(ProfcastError, match=r"needs a value for regressor\.random_state"):
         prepare_job(cfg)
 
@@ -113,8 +134,14 @@ CLI_CASES = {
 @pytest.mark.parametrize("case", CLI_CASES)
 def test_the_command_refuses_a_bad_config_in_one_line_before_any_run(case, tmp_path):
     env = {key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR")}
-    result = subprocess.run([sys.executable, "-m", "profcast.train", *CLI_CASES[case]], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "profcast.train", *CLI_CASES[case]],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("profcast: error: "), result.stderr
@@ -123,40 +150,98 @@ def test_the_command_refuses_a_bad_config_in_one_line_before_any_run(case, tmp_p
 
 def test_hydra_full_error_still_gives_hydras_own_report(tmp_path):
     env = {**{key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}, "HYDRA_FULL_ERROR": "1"}
-    result = subprocess.run([sys.executable, "-m", "profcast.train", "regresor=rf"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "profcast.train", "regresor=rf"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode != 0 and "Traceback" in result.stderr and "regresor" in result.stderr
 
 
 # ---- runtime choices name the runs -----------------------------------------------------------------
 def test_runtime_choices_name_the_options(profile_csv):
-    job = prepare_job(compose_train(["data=file", f"data.path={profile_csv}", "anchor=slow.gpu", "target=fast.gpu",
-                                     "regressor=ratio", "features=top50", "features.k=3", "split=model_dataset", "pairing=cross"]))
-    assert job.names == {"data": "file", "features": "top3", "split": "model_dataset", "regressor": "ratio",
-                         "pairing": "cross", "whatif": "sizes"}
+    job = prepare_job(
+        compose_train(
+            [
+                "data=file",
+                f"data.path={profile_csv}",
+                "anchor=slow.gpu",
+                "target=fast.gpu",
+                "regressor=ratio",
+                "features=top50",
+                "features.k=3",
+                "split=model_dataset",
+                "pairing=cross",
+            ]
+        )
+    )
+    assert job.names == {
+        "data": "file",
+        "features": "top3",
+        "split": "model_dataset",
+        "regressor": "ratio",
+        "pairing": "cross",
+        "whatif": "sizes",
+    }
     assert job.pairs["fast.gpu"].mode == "cross"
 
 
 def test_a_cli_run_is_named_by_its_choices(profile_csv, tmp_path, tracking_uri):
-    env = {**{key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}, "MLFLOW_TRACKING_URI": tracking_uri}
+    env = {
+        **{key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"},
+        "MLFLOW_TRACKING_URI": tracking_uri,
+    }
     result = subprocess.run(
-        [sys.executable, "-m", "profcast.train", "data=file", f"data.path={profile_csv}", "anchor=slow.gpu", "target=fast.gpu",
-         "regressor=ratio", "features=top", "features.k=3", "whatif=none", "log_model=false", "log_plots=false"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "profcast.train",
+            "data=file",
+            f"data.path={profile_csv}",
+            "anchor=slow.gpu",
+            "target=fast.gpu",
+            "regressor=ratio",
+            "features=top",
+            "features.k=3",
+            "whatif=none",
+            "log_model=false",
+            "log_plots=false",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     mlflow.set_tracking_uri(tracking_uri)
     runs = mlflow.search_runs(experiment_names=["profcast"])
     job = runs[runs["tags.mlflow.parentRunId"].isna()].iloc[0]
     assert job["tags.mlflow.runName"] == "slow.gpu ratio top3 model"
-    assert (job["params.regressor"], job["params.features"], job["params.split"], job["params.pairing"]) == ("ratio", "top3", "model", "auto")
+    assert (job["params.regressor"], job["params.features"], job["params.split"], job["params.pairing"]) == (
+        "ratio",
+        "top3",
+        "model",
+        "auto",
+    )
     target = runs[runs["tags.mlflow.parentRunId"] == job.run_id].iloc[0]
     assert target["tags.mlflow.runName"] == "slow.gpu -> fast.gpu (ratio)" and target["params.pairing"] == "same_exp"
     assert not any(column.startswith("params.hydra") for column in runs.columns)
 
 
 def test_whatif_none_fits_no_whatif(profile_csv, tracking_uri):
-    base = ["data=file", f"data.path={profile_csv}", "anchor=slow.gpu", "target=fast.gpu", "regressor=ratio", "log_model=false",
-            "log_plots=false"]
+    base = [
+        "data=file",
+        f"data.path={profile_csv}",
+        "anchor=slow.gpu",
+        "target=fast.gpu",
+        "regressor=ratio",
+        "log_model=false",
+        "log_plots=false",
+    ]
     with_sizes = train(compose_train(base))["fast.gpu"]
     without = train(compose_train([*base, "whatif=none"]))["fast.gpu"]
     assert "whatif_batch_latency_mape" in with_sizes and "whatif_batch_latency_mape" not in without

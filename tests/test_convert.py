@@ -9,8 +9,8 @@ import pytest
 
 from profcast.cli import exit_code
 from profcast.convert import main
-from profcast.ingest.torch_trace import read_torch_trace
 from profcast.ingest.tables import read_profile_table, validate_profiles
+from profcast.ingest.torch_trace import read_torch_trace
 from tests.conftest import REPO
 from tests.test_profile_files import bad_files, mixed_tree
 from tests.test_torch_trace import CPU_TRACES, GPU_TRACES, TEST_TRACES
@@ -20,8 +20,13 @@ RUNS = TEST_TRACES / "runs"
 
 def convert(*args):
     """Run the CLI in a child process: exit code, stdout, stderr."""
-    done = subprocess.run([sys.executable, "-m", "profcast.convert", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "profcast.convert", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return done.returncode, done.stdout, done.stderr
 
 
@@ -34,14 +39,36 @@ def test_folders_and_single_files_become_one_table_with_one_row_per_run(tmp_path
     assert code == 2 and "--exp NAME" in capsys.readouterr().err and not out.exists()
 
     tree = mixed_tree(tmp_path / "tree")  # repeats two of RUNS' runs
-    assert exit_code(main, [str(RUNS), str(tree), "--out", str(out)]) == 2 and "duplicate run" in capsys.readouterr().err
+    assert (
+        exit_code(main, [str(RUNS), str(tree), "--out", str(out)]) == 2 and "duplicate run" in capsys.readouterr().err
+    )
     code = exit_code(main, [str(RUNS), str(tree), "--out", str(out), "--on-bad-file", "skip"])
     printed = capsys.readouterr().out
     assert code == 0 and "converted 14 runs from 16 files" in printed and "2 duplicate runs" in printed
     table = read_profile_table(out)
-    assert len(table) == 14 and table.columns[:6].tolist() == ["exp_name", "instance_name", "dataset", "model", "optimizer", "batchsize"]
+    assert len(table) == 14 and table.columns[:6].tolist() == [
+        "exp_name",
+        "instance_name",
+        "dataset",
+        "model",
+        "optimizer",
+        "batchsize",
+    ]
 
-    keys = ["--exp", "mine", "--instance", "laptop", "--dataset", "cifar10", "--model", "cnn", "--optimizer", "adam", "--batchsize", "32"]
+    keys = [
+        "--exp",
+        "mine",
+        "--instance",
+        "laptop",
+        "--dataset",
+        "cifar10",
+        "--model",
+        "cnn",
+        "--optimizer",
+        "adam",
+        "--batchsize",
+        "32",
+    ]
     assert exit_code(main, [str(single), "--out", str(out)] + keys) == 0
     row = read_profile_table(out).iloc[0]
     assert (row["instance_name"], row["model"], row["batchsize"]) == ("laptop", "cnn", 32)
@@ -54,7 +81,9 @@ def test_cuda_rocm_and_cpu_traces_convert_together(tmp_path, capsys):
     for trace, instance in (("a100_alexnet", "a100"), ("mi250_minitoy_train", "mi250")):
         folder = tmp_path / "tree" / "exp1" / instance
         folder.mkdir(parents=True)
-        (folder / f"imagenet-{instance}model-sgd-64.json.gz").write_bytes((GPU_TRACES / f"{trace}.json.gz").read_bytes())
+        (folder / f"imagenet-{instance}model-sgd-64.json.gz").write_bytes(
+            (GPU_TRACES / f"{trace}.json.gz").read_bytes()
+        )
 
     assert exit_code(main, [str(tmp_path / "tree"), str(RUNS), "--out", str(out)]) == 0
 
@@ -104,10 +133,23 @@ def test_a_table_converted_from_traces_trains_end_to_end(tmp_path, tracking_uri)
     assert convert(RUNS, "--out", table)[0] == 0
     validate_profiles(pd.read_csv(table))
 
-    done = subprocess.run([sys.executable, "-m", "profcast.train", "data=file", f"data.path={table}", "anchor=cpu1t",
-                           "regressor=ratio", f"tracking_uri={tracking_uri}"],
-                          cwd=REPO, env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "profcast.train",
+            "data=file",
+            f"data.path={table}",
+            "anchor=cpu1t",
+            "regressor=ratio",
+            f"tracking_uri={tracking_uri}",
+        ],
+        cwd=REPO,
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
     assert done.returncode == 0, done.stderr[-2000:]
     assert "target cpu2t" in done.stderr + done.stdout

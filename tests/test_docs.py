@@ -7,7 +7,6 @@ import importlib
 import importlib.util
 import pkgutil
 import re
-import sys
 
 import pytest
 
@@ -20,8 +19,11 @@ DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 ALLOWED_MISSING: dict[str, str] = {}
 
 # Names such as the MLflow tags `profcast.data_kind` are strings the code writes, not modules.
-TAG_NAMES = {name for source in (REPO / "src" / "profcast").rglob("*.py")
-             for name in re.findall(r"[\"'](profcast\.[\w.]+)[\"']", source.read_text())}
+TAG_NAMES = {
+    name
+    for source in (REPO / "src" / "profcast").rglob("*.py")
+    for name in re.findall(r"[\"'](profcast\.[\w.]+)[\"']", source.read_text())
+}
 
 COMMAND = re.compile(r"python -m ([A-Za-z_][\w.]*)")
 DOTTED = re.compile(r"(?<![\w./-])(profcast(?:\.[A-Za-z_]\w*)+)")
@@ -64,8 +66,11 @@ def stale_references(text: str, targets: set[str], folder=REPO) -> list[str]:
         if dotted not in ALLOWED_MISSING and dotted not in TAG_NAMES and not resolves(dotted):
             stale.append(dotted)
     for module, names in IMPORT.findall(text):
-        stale += [f"from {module} import {name.strip()}" for name in names.split(",")
-                  if name.strip() and not resolves(f"{module}.{name.strip()}")]
+        stale += [
+            f"from {module} import {name.strip()}"
+            for name in names.split(",")
+            if name.strip() and not resolves(f"{module}.{name.strip()}")
+        ]
     stale += [f"make {name}" for name in MAKE.findall(text) if name not in targets]
     for path in PATH.findall(text):
         if path in ALLOWED_MISSING or path in written_by_the_page:
@@ -125,7 +130,9 @@ def test_architecture_names_every_module_of_the_package():
         dotted_name = module
         relative = module.replace(".", "/")
         short = "/".join(module.split(".")[-2:])  # package/module, e.g. serve/loader
-        if not any(re.search(rf"(?<![\w./]){re.escape(name)}(?![\w])", text) for name in (dotted_name, relative, short)):
+        if not any(
+            re.search(rf"(?<![\w./]){re.escape(name)}(?![\w])", text) for name in (dotted_name, relative, short)
+        ):
             missing.append(module)
     assert missing == []
 
@@ -146,7 +153,10 @@ def test_every_train_command_a_doc_shows_composes(doc):
 def test_train_commands_are_parsed_into_composable_overrides():
     text = """python -m src.train -m regressor=rf,knn anchor=g3s.xlarge hydra/launcher=ray split.holdout=[a,b]
     `python -m src.train regressor=<name>` and `python -m profcast.train whatif.enabld=false`"""
-    assert train_overrides(text) == [["regressor=rf", "anchor=g3s.xlarge", "split.holdout=[a,b]"], ["whatif.enabld=false"]]
+    assert train_overrides(text) == [
+        ["regressor=rf", "anchor=g3s.xlarge", "split.holdout=[a,b]"],
+        ["whatif.enabld=false"],
+    ]
     with pytest.raises(Exception, match="whatif.enabld"):
         compose_train(train_overrides(text)[1])
 

@@ -27,9 +27,16 @@ from profcast.pipeline.pairing import pair_runs
 from tests.conftest import synthetic_profiles
 
 API_CHECKS = {
-    "check_do_not_raise_errors_in_init_or_set_params", "check_estimator_cloneable", "check_estimator_repr",
-    "check_estimator_tags_renamed", "check_estimators_unfitted", "check_get_params_invariance", "check_mixin_order",
-    "check_no_attributes_set_in_init", "check_parameters_default_constructible", "check_set_params",
+    "check_do_not_raise_errors_in_init_or_set_params",
+    "check_estimator_cloneable",
+    "check_estimator_repr",
+    "check_estimator_tags_renamed",
+    "check_estimators_unfitted",
+    "check_get_params_invariance",
+    "check_mixin_order",
+    "check_no_attributes_set_in_init",
+    "check_parameters_default_constructible",
+    "check_set_params",
     "check_valid_tag_types",
 }
 ESTIMATORS = [
@@ -75,12 +82,16 @@ def test_profile_contract(estimator, paired):
     assert np.array_equal(restored.predict(anchor), predicted, equal_nan=True)
 
 
-@pytest.mark.parametrize("estimator, bad", [
-    (ProfileRegressor(LinearRegression()), {"target_transform": "sqrt"}),
-    (TransferRegressor(), {"learning_rate": -1.0}),
-    (TransferRegressor(), {"max_training_cells": 0}),
-    (ProfetLatencyRegressor(), {"n_estimators": "many"}),
-], ids=["target_transform", "learning_rate", "max_training_cells", "n_estimators"])
+@pytest.mark.parametrize(
+    "estimator, bad",
+    [
+        (ProfileRegressor(LinearRegression()), {"target_transform": "sqrt"}),
+        (TransferRegressor(), {"learning_rate": -1.0}),
+        (TransferRegressor(), {"max_training_cells": 0}),
+        (ProfetLatencyRegressor(), {"n_estimators": "many"}),
+    ],
+    ids=["target_transform", "learning_rate", "max_training_cells", "n_estimators"],
+)
 def test_bad_parameters_raise_value_error_naming_them(estimator, bad, paired):
     name = next(iter(bad))
     with pytest.raises(ValueError, match=f"'{name}' parameter"):

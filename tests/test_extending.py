@@ -39,7 +39,10 @@ def extension(tmp_path, monkeypatch):
 def test_page_holds_one_yaml_and_one_class_per_extension():
     files = example_files()
     assert sorted(path for path in files if path.endswith(".yaml")) == [
-        "conf/data/glob_tables.yaml", "conf/features/device.yaml", "conf/regressor/mean_ratio.yaml"]
+        "conf/data/glob_tables.yaml",
+        "conf/features/device.yaml",
+        "conf/regressor/mean_ratio.yaml",
+    ]
     assert sum(path.endswith(".py") for path in files) == 3
 
 
@@ -50,13 +53,20 @@ def test_the_three_extensions_train_a_job(extension, tmp_path, tracking_uri):
     profiles = synthetic_profiles()
     for instance, rows in profiles.groupby("instance_name"):  # one table per instance, stacked by the source
         rows.to_csv(tables / f"{instance}.csv", index=False)
-    cfg = compose_train([
-        f"hydra.searchpath=[file://{folder / 'conf'}]",
-        "data=glob_tables", f"data.pattern={tables}/*.csv",
-        "features=device", "regressor=mean_ratio", "anchor=slow.gpu", "target=fast.gpu",
-    ])
+    cfg = compose_train(
+        [
+            f"hydra.searchpath=[file://{folder / 'conf'}]",
+            "data=glob_tables",
+            f"data.pattern={tables}/*.csv",
+            "features=device",
+            "regressor=mean_ratio",
+            "anchor=slow.gpu",
+            "target=fast.gpu",
+        ]
+    )
     selected = instantiate_option("features", cfg.features).select(
-        profiles.filter(like="Device_"), profiles.filter(like="Device_"))
+        profiles.filter(like="Device_"), profiles.filter(like="Device_")
+    )
     assert selected == ["Device_Conv2D", "Device_Relu", "Device_FusedBatchNormV3"]
     metrics = train(cfg)["fast.gpu"]
     # mean ratios on data whose ops scale by a fixed per-op factor are close to exact

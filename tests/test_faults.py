@@ -21,8 +21,16 @@ from tests.bad_input_cases import error_lines, run_command
 
 
 def train_args(table: Path, uri: str, *extra: str) -> list[str]:
-    return ["-m", "profcast.train", "data=file", f"data.path={table}", "anchor=slow.gpu", "regressor=ratio",
-            f"tracking_uri={uri}", *extra]
+    return [
+        "-m",
+        "profcast.train",
+        "data=file",
+        f"data.path={table}",
+        "anchor=slow.gpu",
+        "regressor=ratio",
+        f"tracking_uri={uri}",
+        *extra,
+    ]
 
 
 def statuses(uri: str, experiment: str = "profcast") -> dict:
@@ -47,7 +55,9 @@ def test_a_truncated_sqlite_store_is_named_and_a_new_one_can_start(profile_csv, 
     with open(database, "r+b") as handle:
         handle.truncate(whole * 9 // 10)  # the tail of the file is gone, the header still says how long it was
     refused = run_command(train_args(profile_csv, uri), timeout=300)
-    line = assert_one_error_line(refused, f"tracking store {uri} is truncated: {whole * 9 // 10:,} of its {whole:,} bytes")
+    line = assert_one_error_line(
+        refused, f"tracking store {uri} is truncated: {whole * 9 // 10:,} of its {whole:,} bytes"
+    )
     assert f"mv {database} {database}.broken" in line
     assert database.stat().st_size == whole * 9 // 10  # nothing was written over it
     database.rename(database.with_name("mlflow.db.broken"))  # what the line says to do
@@ -62,7 +72,9 @@ def small_disk():
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a small tmpfs needs root")
     folder = Path(tempfile.mkdtemp(prefix="profcast-disk-"))
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(folder)], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(folder)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         folder.rmdir()
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
@@ -101,8 +113,11 @@ def test_a_disk_full_while_logging_fails_the_run_in_one_line_and_a_rerun_complet
     assert "FAILED" in after.values()
     assert {run: after[run] for run in jobs_before} == jobs_before  # earlier runs untouched
     client = MlflowClient(uri)
-    earlier_job = next(run for run in client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-                       if run.info.run_id in jobs_before and "mlflow.parentRunId" not in run.data.tags)
+    earlier_job = next(
+        run
+        for run in client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+        if run.info.run_id in jobs_before and "mlflow.parentRunId" not in run.data.tags
+    )
     assert client.get_run(earlier_job.info.run_id).data.tags.get("profcast.job_model_uri")  # its model still listed
 
     filler.unlink()  # space freed
@@ -147,8 +162,16 @@ def test_a_sweep_rides_out_its_tracking_server_or_database_restarting(victim, tm
         with logged_in_as_admin(folder):
             experiment, sweep_dir = f"restart-{uuid.uuid4().hex[:6]}", str(tmp_path / "sweep")
             # The embedded data's 9 targets make a job long enough to kill the server midway.
-            sweep = start_sweep(["anchor=g3s.xlarge", "regressor=ratio,lr", "log_model=false", f"tracking_uri={state.uri}",
-                                 f"mlflow_experiment={experiment}", f"hydra.sweep.dir={sweep_dir}"])
+            sweep = start_sweep(
+                [
+                    "anchor=g3s.xlarge",
+                    "regressor=ratio,lr",
+                    "log_model=false",
+                    f"tracking_uri={state.uri}",
+                    f"mlflow_experiment={experiment}",
+                    f"hydra.sweep.dir={sweep_dir}",
+                ]
+            )
             try:
                 client = MlflowClient(state.uri)
                 wait_until_a_job_is_midway(client, experiment, sweep)
@@ -185,10 +208,12 @@ def test_a_store_fault_is_one_line_and_a_bug_is_not(tracking_uri, capsys):
     wrapped = RuntimeError("logging failed")
     wrapped.__cause__ = full
     assert store_fault(wrapped).startswith("no space left on the device writing /store/mlruns/model.skops")
-    assert store_fault(Exception("API request to endpoint /api/2.0/mlflow/runs/update failed with error code 503 != 200")
-                       ).startswith("the tracking server stopped answering")
-    assert store_fault(Exception("(psycopg2.OperationalError) server closed the connection unexpectedly")
-                       ).startswith("the tracking server lost its database connection")
+    assert store_fault(
+        Exception("API request to endpoint /api/2.0/mlflow/runs/update failed with error code 503 != 200")
+    ).startswith("the tracking server stopped answering")
+    assert store_fault(Exception("(psycopg2.OperationalError) server closed the connection unexpectedly")).startswith(
+        "the tracking server lost its database connection"
+    )
 
     opened = []
 

@@ -52,7 +52,7 @@ def test_groups_never_straddle_train_and_test(paired, group_columns):
 
 def test_fixed_holdout_models(paired):
     for holdout in (["vgg"], "vgg"):  # one name is one model, never its letters
-        (train, test), = GroupSplit(["model"], holdout=holdout).folds(paired.keys)
+        ((train, test),) = GroupSplit(["model"], holdout=holdout).folds(paired.keys)
         assert set(paired.keys.iloc[test].model) == {"vgg"}
         assert "vgg" not in set(paired.keys.iloc[train].model)
     with pytest.raises(ProfcastError, match="unknown model\\(s\\) vggsmall"):

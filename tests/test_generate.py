@@ -11,8 +11,8 @@ from profcast.cli import exit_code
 from profcast.errors import ProfcastError
 from profcast.generate.__main__ import main
 from profcast.generate.exports import EXPERIMENTS, ONLY_IN_FIRST_EXPERIMENT, TFSTATS_HEADER, generate_tree
-from profcast.generate.networks import workloads
 from profcast.generate.hardware import INSTANCES
+from profcast.generate.networks import workloads
 from profcast.ingest.tfstats import read_tfstats_tree
 
 GPU_INSTANCES = [name for name, hw in INSTANCES.items() if hw.is_gpu]
@@ -41,8 +41,11 @@ def profiles(tree_dir):
 
 def _files(root, instances=None):
     """Relative path -> bytes of every file, optionally only under the given instance folders."""
-    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and (instances is None or p.parent.name in instances)}
+    return {
+        p.relative_to(root): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and (instances is None or p.parent.name in instances)
+    }
 
 
 def test_tree_has_one_export_and_one_sidecar_per_run(tree_dir):
@@ -70,7 +73,8 @@ def test_different_seed_changes_the_values_but_not_the_layout(tree_dir, profiles
     assert sorted(_files(tmp_path / "seed1")) == sorted(_files(tree_dir, instances=some))
     assert list(other.columns) == list(profiles.columns)
     assert other[["exp_name", "instance_name", "dataset", "model", "batchsize"]].equals(
-        same_runs[["exp_name", "instance_name", "dataset", "model", "batchsize"]])
+        same_runs[["exp_name", "instance_name", "dataset", "model", "batchsize"]]
+    )
     assert (other["Device_MatMul"] != same_runs["Device_MatMul"]).all()
     assert (other["batch_latency"] != same_runs["batch_latency"]).all()
 
@@ -141,22 +145,37 @@ def test_batch_norm_and_residual_ops_only_in_resnetsmall(profiles):
 
 
 def test_large_convolution_is_fastest_on_p3_and_slowest_on_p2(profiles):
-    run = profiles[(profiles.model == "vggsmall") & (profiles.dataset == "cifar10") & (profiles.batchsize == 256)
-                   & (profiles.exp_name == "exp1") & profiles.instance_name.isin(GPU_INSTANCES)]
+    run = profiles[
+        (profiles.model == "vggsmall")
+        & (profiles.dataset == "cifar10")
+        & (profiles.batchsize == 256)
+        & (profiles.exp_name == "exp1")
+        & profiles.instance_name.isin(GPU_INSTANCES)
+    ]
     by_instance = run.set_index("instance_name")["Device_Conv2DBackpropFilter"]
     assert by_instance.idxmin() == "p3.2xlarge"
     assert by_instance.idxmax() == "p2.xlarge"
 
 
 # vggsmall's convolutions already fill a T4 at batch 16, so its g3s->g4dn ratio barely moves.
-@pytest.mark.parametrize("model,dataset,target", [
-    ("lenet5", "mnist", "p3.2xlarge"), ("vggsmall", "cifar10", "p3.2xlarge"), ("resnetsmall", "cifar10", "p3.2xlarge"),
-    ("lenet5", "mnist", "g4dn.xlarge"), ("resnetsmall", "cifar10", "g4dn.xlarge"),
-])
+@pytest.mark.parametrize(
+    "model,dataset,target",
+    [
+        ("lenet5", "mnist", "p3.2xlarge"),
+        ("vggsmall", "cifar10", "p3.2xlarge"),
+        ("resnetsmall", "cifar10", "p3.2xlarge"),
+        ("lenet5", "mnist", "g4dn.xlarge"),
+        ("resnetsmall", "cifar10", "g4dn.xlarge"),
+    ],
+)
 def test_anchor_to_target_conv_ratio_depends_on_batch_size(profiles, model, dataset, target):
     def ratio(batchsize):
-        run = profiles[(profiles.model == model) & (profiles.dataset == dataset) & (profiles.batchsize == batchsize)
-                       & (profiles.exp_name == "exp1")].set_index("instance_name")["Device_Conv2D"]
+        run = profiles[
+            (profiles.model == model)
+            & (profiles.dataset == dataset)
+            & (profiles.batchsize == batchsize)
+            & (profiles.exp_name == "exp1")
+        ].set_index("instance_name")["Device_Conv2D"]
         return run["g3s.xlarge"] / run[target]
 
     small, large = ratio(16), ratio(256)

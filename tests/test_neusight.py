@@ -31,8 +31,17 @@ STACK = "{'nn_module_stack': OrderedDict([('model', <class 'x.Model'>)%s])}"
 def node(op, target, modules=(), fw=0.0, bw=0.0, acc=0.0):
     """One FX-node row as NeuSight writes it; ``modules`` are (path, class) pairs below the model."""
     entries = "".join(f", ('{path}', <class 'x.{cls}'>)" for path, cls in modules)
-    return {"op": op, "target": target, "meta": STACK % entries, "input_shapes": "[]",
-            "latency": fw + bw + acc, "fw_latency": fw, "bw_latency": bw, "acc_latency": acc, "Name": target}
+    return {
+        "op": op,
+        "target": target,
+        "meta": STACK % entries,
+        "input_shapes": "[]",
+        "latency": fw + bw + acc,
+        "fw_latency": fw,
+        "bw_latency": bw,
+        "acc_latency": acc,
+        "Name": target,
+    }
 
 
 def write_label(folder: Path, name: str, nodes: list[dict], num_layer: int, e2e_ms: float) -> Path:
@@ -62,8 +71,13 @@ def test_reader_counts_the_traced_layer_num_layer_times_and_the_rest_once(tmp_pa
     path = write_label(tmp_path / "NVIDIA_H100_80GB_HBM3", "toy-train-128-4", TOY_TRAIN, num_layer=10, e2e_ms=250.0)
     row = read_neusight_label(path)
     assert {k: row[k] for k in ("exp_name", "instance_name", "dataset", "model", "optimizer", "batchsize")} == {
-        "exp_name": "exp1", "instance_name": "h100-80gb-hbm3", "dataset": "128tokens", "model": "toy",
-        "optimizer": "train", "batchsize": 4}
+        "exp_name": "exp1",
+        "instance_name": "h100-80gb-hbm3",
+        "dataset": "128tokens",
+        "model": "toy",
+        "optimizer": "train",
+        "batchsize": 4,
+    }
     assert row["batch_latency"] == pytest.approx(0.25)
     # Linear: the layer's fc 10 times plus the head once, in microseconds.
     assert row["Device_Linear_fw"] == pytest.approx((2.0 * 10 + 3.0) * 1000)
@@ -78,16 +92,26 @@ def test_reader_counts_the_traced_layer_num_layer_times_and_the_rest_once(tmp_pa
 
 
 def test_inference_files_give_forward_columns_only(tmp_path):
-    nodes = [node("call_module", "model.layers.0.fc", [("model.layers.0", "Block"), ("model.layers.0.fc", "Linear")], fw=1.5)]
+    nodes = [
+        node("call_module", "model.layers.0.fc", [("model.layers.0", "Block"), ("model.layers.0.fc", "Linear")], fw=1.5)
+    ]
     row = read_neusight_label(write_label(tmp_path / "Tesla_T4", "opt_13-inf-2048-2", nodes, 24, 40.0))
     assert row["instance_name"] == "t4" and row["optimizer"] == "inf" and row["dataset"] == "2048tokens"
     assert {k for k in row if k.startswith("Device_")} == {"Device_Linear_fw"}
     assert row["Device_Linear_fw"] == pytest.approx(1.5 * 24 * 1000)
 
 
-@pytest.mark.parametrize("folder, slug", [
-    ("NVIDIA_H100_80GB_HBM3", "h100-80gb-hbm3"), ("Tesla_V100-PCIE-32GB", "v100-pcie-32gb"),
-    ("NVIDIA_A100-PCIE-40GB", "a100-pcie-40gb"), ("AMD_Instinct_MI250", "mi250"), ("NVIDIA_L4", "l4"), ("MI100", "mi100")])
+@pytest.mark.parametrize(
+    "folder, slug",
+    [
+        ("NVIDIA_H100_80GB_HBM3", "h100-80gb-hbm3"),
+        ("Tesla_V100-PCIE-32GB", "v100-pcie-32gb"),
+        ("NVIDIA_A100-PCIE-40GB", "a100-pcie-40gb"),
+        ("AMD_Instinct_MI250", "mi250"),
+        ("NVIDIA_L4", "l4"),
+        ("MI100", "mi100"),
+    ],
+)
 def test_instance_slug(folder, slug):
     assert instance_slug(folder) == slug
 
@@ -162,7 +186,9 @@ def test_shared_folder_loads_though_it_lacks_a_manifest_family(tmp_path, caplog)
     assert set(table["optimizer"]) == {"train", "inf"}
     inference = select_mode(table, "inf", source="test")
     assert set(inference["optimizer"]) == {"inf"} and not any(c.endswith(("_bw", "_acc")) for c in inference.columns)
-    assert list(load_neusight_profiles(path=SHARED, cache_dir=tmp_path).columns) == list(table.columns)  # from the cache
+    assert list(load_neusight_profiles(path=SHARED, cache_dir=tmp_path).columns) == list(
+        table.columns
+    )  # from the cache
 
 
 def copy_some(tmp_path: Path, names: list[str]) -> Path:
@@ -178,7 +204,12 @@ def copy_some(tmp_path: Path, names: list[str]) -> Path:
 
 @needs_shared
 def test_manifest_refuses_a_tampered_file_before_parsing(tmp_path):
-    names = ["bert_large-train-512-2.csv", "bert_large-train-512-2.json", "gpt2_large-train-1024-1.csv", "gpt2_large-train-1024-1.json"]
+    names = [
+        "bert_large-train-512-2.csv",
+        "bert_large-train-512-2.json",
+        "gpt2_large-train-1024-1.csv",
+        "gpt2_large-train-1024-1.json",
+    ]
     root = copy_some(tmp_path, names)
     table = load_neusight_profiles(path=root, cache_dir=tmp_path / "cache")
     assert len(table) == 2
@@ -256,8 +287,19 @@ def test_published_errors_parse_the_summary_tables():
 def test_pairs_need_enough_shared_workloads_of_two_models():
     from benchmarks.accuracy import parse_pairs
 
-    rows = [("a", "m1", 1), ("a", "m1", 2), ("a", "m2", 1), ("b", "m1", 1), ("b", "m1", 2), ("b", "m2", 1), ("c", "m1", 1), ("c", "m1", 2)]
-    profiles = pd.DataFrame(rows, columns=["instance_name", "model", "batchsize"]).assign(dataset="8tokens", optimizer="inf")
+    rows = [
+        ("a", "m1", 1),
+        ("a", "m1", 2),
+        ("a", "m2", 1),
+        ("b", "m1", 1),
+        ("b", "m1", 2),
+        ("b", "m2", 1),
+        ("c", "m1", 1),
+        ("c", "m1", 2),
+    ]
+    profiles = pd.DataFrame(rows, columns=["instance_name", "model", "batchsize"]).assign(
+        dataset="8tokens", optimizer="inf"
+    )
     assert parse_pairs("all", ["a", "b", "c"], profiles, min_shared=3) == [("a", "b"), ("b", "a")]
     assert len(parse_pairs("all", ["a", "b", "c"], profiles, min_shared=0)) == 6
 
@@ -266,8 +308,16 @@ def test_size_whatif_with_few_pairs_learns_a_growth_law():
     from profcast.models.whatif import SizeGrowthLaw, SizeWhatIf
 
     # Two models, each at two batch sizes; step time grows as batch^0.8 (too few pairs for a tree).
-    keys = pd.DataFrame({"dataset": "512tokens", "model": ["a", "a", "b", "b"], "optimizer": "train",
-                         "batchsize": [2, 8, 1, 4], "anchor_exp": "exp1", "target_exp": "exp1"})
+    keys = pd.DataFrame(
+        {
+            "dataset": "512tokens",
+            "model": ["a", "a", "b", "b"],
+            "optimizer": "train",
+            "batchsize": [2, 8, 1, 4],
+            "anchor_exp": "exp1",
+            "target_exp": "exp1",
+        }
+    )
     latency = np.array([1.0 * 2**0.8, 1.0 * 8**0.8, 3.0, 3.0 * 4**0.8])
     anchor = pd.DataFrame({"Device_Linear_fw": latency * 5e5, "batch_latency": latency / 2})
     target = pd.DataFrame({"Device_Linear_fw": latency * 1e6, "batch_latency": latency})
@@ -296,7 +346,12 @@ def test_a_neusight_checkout_reads_as_a_data_file_folder_and_converts(tmp_path):
     from profcast.convert import convert
     from profcast.datasets.sources import FileData
 
-    names = ["bert_large-inf-512-8.csv", "bert_large-inf-512-8.json", "gpt2_large-inf-1024-4.csv", "gpt2_large-inf-1024-4.json"]
+    names = [
+        "bert_large-inf-512-8.csv",
+        "bert_large-inf-512-8.json",
+        "gpt2_large-inf-1024-4.csv",
+        "gpt2_large-inf-1024-4.json",
+    ]
     root = copy_some(tmp_path, names)
     (root / "README.md").write_text("not a profile")
     table = FileData(str(root)).load()

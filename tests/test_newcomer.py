@@ -30,10 +30,14 @@ EXAMPLES = REPO / "examples"
 
 def python_in(folder, code, **env_changes):
     """Run ``code`` in a fresh interpreter started in ``folder`` with MLFLOW_TRACKING_URI unset."""
-    env = {key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "PROFCAST_PARENT_RUN_ID")}
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "PROFCAST_PARENT_RUN_ID")
+    }
     env["PYTHONPATH"] = str(REPO)
     env.update(env_changes)
-    return subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture
@@ -55,6 +59,7 @@ def small_job(profiles, *extra):
 
 # --- one store ------------------------------------------------------------------------------------
 
+
 def test_default_store_is_mlflows_own_and_the_environment_still_wins(monkeypatch):
     from mlflow.store.tracking import DEFAULT_TRACKING_URI as MLFLOW_DEFAULT
 
@@ -72,9 +77,15 @@ def test_plain_mlflow_in_the_same_folder_sees_the_job_and_artifacts_stay_in_mlru
     assert not (project_folder / "mlruns" / "mlflow.db").exists()
     experiment = mlflow.get_experiment_by_name("profcast")
     assert experiment.artifact_location.startswith((project_folder / "mlruns").as_uri())
-    found = python_in(project_folder, "import mlflow; runs = mlflow.search_runs(search_all_experiments=True); print(len(runs), mlflow.get_tracking_uri())")
+    found = python_in(
+        project_folder,
+        "import mlflow; runs = mlflow.search_runs(search_all_experiments=True); print(len(runs), mlflow.get_tracking_uri())",
+    )
     assert found.returncode == 0, found.stderr
-    assert found.stdout.split() == ["2", f"sqlite:///{project_folder}/mlflow.db"]  # the job and its one target, in ./mlflow.db
+    assert found.stdout.split() == [
+        "2",
+        f"sqlite:///{project_folder}/mlflow.db",
+    ]  # the job and its one target, in ./mlflow.db
 
 
 def test_gitignore_ignores_the_database_and_keeps_the_mlruns_folder():
@@ -84,6 +95,7 @@ def test_gitignore_ignores_the_database_and_keeps_the_mlruns_folder():
 
 
 # --- what a job stands on, in MLflow ----------------------------------------------------------------
+
 
 def test_fingerprint_ignores_order_and_sees_every_value():
     table = synthetic_profiles()
@@ -113,21 +125,34 @@ def test_job_run_names_its_data_logs_a_dataset_input_and_a_target_summary(projec
     assert {"targets.csv", "targets.md", "targets.png"} <= artifacts
     assert "fast.gpu" in job["tags.mlflow.note.content"]
     model = mlflow.pyfunc.load_model(f"runs:/{job.run_id}/profcast")
-    assert model.metadata.metadata["data_fingerprint"] == fingerprint and model.metadata.metadata["job_run_id"] == job.run_id
+    assert (
+        model.metadata.metadata["data_fingerprint"] == fingerprint
+        and model.metadata.metadata["job_run_id"] == job.run_id
+    )
     served = model.predict(pd.read_csv(project_folder / "profiles.csv").query("instance_name == 'slow.gpu'").head(1))
-    assert served["trained_on"].str.contains(fingerprint).all() and served["trained_on"].str.startswith("real data").all()
+    assert (
+        served["trained_on"].str.contains(fingerprint).all() and served["trained_on"].str.startswith("real data").all()
+    )
 
 
 def test_predict_on_the_example_profile_names_version_data_and_warns_on_generated(project_folder):
-    cfg = compose_train(["anchor=g3s.xlarge", "target=[p3.2xlarge,p2.xlarge]", "regressor=ratio", "registry.register_single=true"])
+    cfg = compose_train(
+        ["anchor=g3s.xlarge", "target=[p3.2xlarge,p2.xlarge]", "regressor=ratio", "registry.register_single=true"]
+    )
     train(cfg)
     version = mlflow.MlflowClient().get_model_version_by_alias("profcast-g3s.xlarge", "champion")
     plot = project_folder / "ranking.png"
-    shown = python_in(project_folder, "from profcast.predict import main; from profcast.cli import run_cli; "
-                      f"run_cli(main, ['--profile', r'{EXAMPLES / 'profiles' / 'vggsmall_cifar10_g3s.csv'}', '--anchor', 'g3s.xlarge', '--plot', r'{plot}'])")
+    shown = python_in(
+        project_folder,
+        "from profcast.predict import main; from profcast.cli import run_cli; "
+        f"run_cli(main, ['--profile', r'{EXAMPLES / 'profiles' / 'vggsmall_cifar10_g3s.csv'}', '--anchor', 'g3s.xlarge', '--plot', r'{plot}'])",
+    )
     assert shown.returncode == 0, shown.stderr
     out = shown.stdout
-    assert f"{champion_uri('g3s.xlarge', cfg.registry.alias)} -> version {version.version}, job run {version.run_id}" in out
+    assert (
+        f"{champion_uri('g3s.xlarge', cfg.registry.alias)} -> version {version.version}, job run {version.run_id}"
+        in out
+    )
     assert "trained on: generated data: embedded generated data (family cnn, seed 0)" in out
     assert f"warning: {provenance.GENERATED_WARNING}" in out
     assert [line.split()[1] for line in out.splitlines() if line.strip()[:1].isdigit()][-3:] != []  # a ranking follows
@@ -136,20 +161,31 @@ def test_predict_on_the_example_profile_names_version_data_and_warns_on_generate
 
 # --- registry: only comparable jobs compete ----------------------------------------------------------
 
+
 def fake_run(run_id, start, wape, fingerprint, targets):
     tags = provenance.job_tags("d", "real", fingerprint, "a.gpu", targets)
-    return SimpleNamespace(info=SimpleNamespace(run_id=run_id, start_time=start),
-                           data=SimpleNamespace(params={"anchor": "a.gpu"}, metrics={"mean_wape": wape}, tags=tags))
+    return SimpleNamespace(
+        info=SimpleNamespace(run_id=run_id, start_time=start),
+        data=SimpleNamespace(params={"anchor": "a.gpu"}, metrics={"mean_wape": wape}, tags=tags),
+    )
 
 
 def test_champion_is_chosen_among_jobs_comparable_with_the_newest():
     nine_targets = [f"t{i}" for i in range(9)]
     generated = [fake_run("gen-rf", 1, 40.0, "aaa", nine_targets), fake_run("gen-knn", 2, 30.0, "aaa", nine_targets)]
     real_one_target = fake_run("real-1", 3, 5.0, "bbb", ["t0"])
-    assert best_runs_by_anchor([*generated, real_one_target], "mean_wape", lower_is_better=True)["a.gpu"].info.run_id == "real-1"
+    assert (
+        best_runs_by_anchor([*generated, real_one_target], "mean_wape", lower_is_better=True)["a.gpu"].info.run_id
+        == "real-1"
+    )
     later_generated = fake_run("gen-lr", 4, 60.0, "aaa", nine_targets)
     # the 5% of a one-target real job does not beat 9-target jobs on other data: only these compete
-    assert best_runs_by_anchor([*generated, real_one_target, later_generated], "mean_wape", lower_is_better=True)["a.gpu"].info.run_id == "gen-knn"
+    assert (
+        best_runs_by_anchor([*generated, real_one_target, later_generated], "mean_wape", lower_is_better=True)[
+            "a.gpu"
+        ].info.run_id
+        == "gen-knn"
+    )
 
 
 def test_single_run_registers_only_on_request(project_folder):
@@ -157,12 +193,18 @@ def test_single_run_registers_only_on_request(project_folder):
     train(small_job(profiles, "target=fast.gpu"))
     assert mlflow.search_registered_models() == []
     train(small_job(profiles, "target=fast.gpu", "registry.register_single=true"))
-    newest = mlflow.search_runs(experiment_names=["profcast"], filter_string="tags.`profcast.run_kind` = 'job'", order_by=["start_time DESC"]).iloc[0]
+    newest = mlflow.search_runs(
+        experiment_names=["profcast"], filter_string="tags.`profcast.run_kind` = 'job'", order_by=["start_time DESC"]
+    ).iloc[0]
     version = mlflow.MlflowClient().get_model_version_by_alias("profcast-slow.gpu", "champion")
-    assert version.run_id == newest.run_id and version.tags["profcast.data_fingerprint"] == newest["tags.profcast.data_fingerprint"]
+    assert (
+        version.run_id == newest.run_id
+        and version.tags["profcast.data_fingerprint"] == newest["tags.profcast.data_fingerprint"]
+    )
 
 
 # --- progress ---------------------------------------------------------------------------------------
+
 
 class Terminal(io.StringIO):
     def isatty(self):
@@ -200,6 +242,7 @@ def test_progress_in_a_worker_process_logs_lines_even_on_a_terminal():
 
 # --- examples and MLproject -------------------------------------------------------------------------
 
+
 def test_example_profiles_are_the_generated_anchor_run_and_the_request_is_a_full_profile():
     from profcast.datasets.embedded import load_embedded_profiles
     from profcast.ingest.profile_files import read_profile_file
@@ -226,11 +269,17 @@ def test_mlproject_main_entry_point_is_the_training_job():
 
 # --- packaging ----------------------------------------------------------------------------------------
 
+
 def test_configs_live_inside_the_package_and_the_wheel_rules_ship_every_one():
     assert (CONF_DIR / "train.yaml").is_file() and CONF_DIR.parent.name == "profcast"
-    shipped = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["profcast.conf"]
+    shipped = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "profcast.conf"
+    ]
     files = [path.relative_to(REPO / "conf").as_posix() for path in (REPO / "conf").rglob("*") if path.is_file()]
-    assert files and all(any(fnmatch(name, pattern) or fnmatch(name, pattern.removeprefix("**/")) for pattern in shipped) for name in files)
+    assert files and all(
+        any(fnmatch(name, pattern) or fnmatch(name, pattern.removeprefix("**/")) for pattern in shipped)
+        for name in files
+    )
     assert {path.relative_to(CONF_DIR).as_posix() for path in CONF_DIR.rglob("*.yaml")} == set(files)
 
 
@@ -244,28 +293,66 @@ def test_an_installed_package_caches_in_the_users_cache(tmp_path, monkeypatch):
 def test_wheel_installs_and_trains_outside_the_repository(tmp_path):
     """A non-editable install: build the wheel, install it without dependencies into a venv that sees
     this interpreter's packages, and train from an empty folder."""
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheel")],
-                           capture_output=True, text=True, timeout=600)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(REPO),
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "wheel"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if built.returncode != 0 and "No module named" in built.stderr:
         pytest.skip(f"cannot build without isolation here: {built.stderr.splitlines()[-1]}")
     assert built.returncode == 0, built.stderr
     wheel = next((tmp_path / "wheel").glob("profcast-*.whl"))
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)], check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
     env.update(PYTHONPATH=str(target), XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONSAFEPATH="1")
-    ran = subprocess.run([sys.executable, "-m", "profcast.train", "regressor=ratio", "target=p3.2xlarge", "log_model=false"],
-                         cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    ran = subprocess.run(
+        [sys.executable, "-m", "profcast.train", "regressor=ratio", "target=p3.2xlarge", "log_model=false"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert (work / "mlflow.db").is_file() and (tmp_path / "cache" / "profcast").is_dir()
-    assert str(target) in subprocess.run([sys.executable, "-c", "import profcast; print(profcast.__file__)"], cwd=work, env=env, capture_output=True, text=True).stdout
+    assert (
+        str(target)
+        in subprocess.run(
+            [sys.executable, "-c", "import profcast; print(profcast.__file__)"],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
     # One top-level package of its own name: nothing called src (or anything else) lands in site-packages.
-    assert sorted(path.name for path in target.iterdir() if not path.name.endswith(".dist-info")) == ["bin", "profcast"]  # bin: the console script
+    assert sorted(path.name for path in target.iterdir() if not path.name.endswith(".dist-info")) == [
+        "bin",
+        "profcast",
+    ]  # bin: the console script
 
 
 # --- a reader that stops early ----------------------------------------------------------------------
+
 
 def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
     """`profcast ... | head -1`: the command ends with 141 and no traceback when its reader goes away."""
@@ -273,11 +360,19 @@ def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
     import sys
 
     script = tmp_path / "many_lines.py"
-    script.write_text("import sys\nfrom profcast.cli import run_cli\n"
-                      "run_cli(lambda argv: print('\\n'.join(f'row {n}' for n in range(200000))))\n")
+    script.write_text(
+        "import sys\nfrom profcast.cli import run_cli\n"
+        "run_cli(lambda argv: print('\\n'.join(f'row {n}' for n in range(200000))))\n"
+    )
     command = f"{sys.executable} {script} | head -1"
-    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert done.stdout == "row 0\n"
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
     assert done.returncode == 141

@@ -37,8 +37,17 @@ def study_layout() -> pd.DataFrame:
     rows = []
     for instance, exps in (("anchor.gpu", ["exp1"]), ("target.gpu", ["exp1", "exp2", "exp3"])):
         for exp, model, dataset, batchsize in itertools.product(exps, models, datasets, batchsizes):
-            rows.append({"exp_name": exp, "instance_name": instance, "dataset": dataset, "model": model,
-                         "optimizer": "sgd", "batchsize": batchsize, "Device_Conv2D": float(batchsize + int(exp[-1]))})
+            rows.append(
+                {
+                    "exp_name": exp,
+                    "instance_name": instance,
+                    "dataset": dataset,
+                    "model": model,
+                    "optimizer": "sgd",
+                    "batchsize": batchsize,
+                    "Device_Conv2D": float(batchsize + int(exp[-1])),
+                }
+            )
     return pd.DataFrame(rows).sample(frac=1.0, random_state=0)
 
 
@@ -67,7 +76,9 @@ def test_median_pairing_uses_medians_of_repetitions():
 
 
 def test_unknown_instances_and_missing_matches_are_clear_errors(profile_table):
-    with pytest.raises(ProfcastError, match="unknown anchor instance 'p9.huge'; instances in the data: fast.gpu, mid.gpu, slow.gpu"):
+    with pytest.raises(
+        ProfcastError, match="unknown anchor instance 'p9.huge'; instances in the data: fast.gpu, mid.gpu, slow.gpu"
+    ):
         pair_runs(profile_table, "p9.huge", "fast.gpu")
     with pytest.raises(ProfcastError, match="unknown target instance"):
         resolve_targets(profile_table, "slow.gpu", "nope")
@@ -83,4 +94,6 @@ def test_unknown_instances_and_missing_matches_are_clear_errors(profile_table):
 
 def test_target_all_means_every_other_instance(profile_table):
     assert resolve_targets(profile_table, "mid.gpu", "all") == ["fast.gpu", "slow.gpu"]
-    assert resolve_targets(synthetic_profiles(instances=("slow.gpu", "fast.gpu")), "fast.gpu", "slow.gpu") == ["slow.gpu"]
+    assert resolve_targets(synthetic_profiles(instances=("slow.gpu", "fast.gpu")), "fast.gpu", "slow.gpu") == [
+        "slow.gpu"
+    ]

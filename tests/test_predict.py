@@ -13,8 +13,8 @@ import pytest
 
 from profcast.cli import exit_code
 from profcast.datasets.embedded import embedded_tree_path
-from profcast.predict import main
 from profcast.ingest.tfstats import read_tfstats_export
+from profcast.predict import main
 from profcast.registration.champion import register_job
 from profcast.train import train
 from tests.conftest import REAL_PROFET, REPO, compose_train, train_into_fresh_store
@@ -29,8 +29,11 @@ PROFET_WORKLOAD = {"exp_name": "exp01", "dataset": "64dataset", "model": "VGG11"
 def store(tmp_path_factory, empty_tracking_database):
     """An MLflow store of this module's own, with a job trained on the embedded data (not registered)."""
     folder = tmp_path_factory.mktemp("predict")
-    trained = train_into_fresh_store(folder, empty_tracking_database,
-                                     [f"anchor={ANCHOR}", "regressor=ratio", f"target=[{','.join(EMBEDDED_TARGETS)}]"])
+    trained = train_into_fresh_store(
+        folder,
+        empty_tracking_database,
+        [f"anchor={ANCHOR}", "regressor=ratio", f"target=[{','.join(EMBEDDED_TARGETS)}]"],
+    )
     yield {"uri": trained["uri"], "experiment_id": trained["experiment_id"], "embedded_model": trained["model_uri"]}
 
 
@@ -49,13 +52,23 @@ def profet_champion(store):
         patch.setenv("MLFLOW_TRACKING_URI", store["uri"])
         train(compose_train(["data=file", f"data.path={REAL_PROFET}", f"anchor={ANCHOR}", "regressor=ratio"]))
         # Register this job directly: its mean_wape is not comparable with the embedded job's.
-        job = mlflow.search_runs([store["experiment_id"]], filter_string=f"params.`data.path` = '{REAL_PROFET}' AND tags.`profcast.job_model` = 'profcast'").iloc[0]
+        job = mlflow.search_runs(
+            [store["experiment_id"]],
+            filter_string=f"params.`data.path` = '{REAL_PROFET}' AND tags.`profcast.job_model` = 'profcast'",
+        ).iloc[0]
         return register_job(job.run_id, compose_train().registry.alias)
 
 
 def run_cli(*args, uri):
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    return subprocess.run([sys.executable, "-m", "profcast.predict", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "profcast.predict", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def ranked_instances(stdout: str) -> list[str]:
@@ -69,8 +82,19 @@ def embedded_export():
 
 def test_cli_ranks_a_tfstats_export_and_plots(store, tmp_path):
     plot = tmp_path / "ranking.png"
-    result = run_cli("--profile", str(embedded_export()), "--anchor", ANCHOR, "--model", store["embedded_model"],
-                     "--dataset-size", "50000", "--plot", str(plot), uri=store["uri"])
+    result = run_cli(
+        "--profile",
+        str(embedded_export()),
+        "--anchor",
+        ANCHOR,
+        "--model",
+        store["embedded_model"],
+        "--dataset-size",
+        "50000",
+        "--plot",
+        str(plot),
+        uri=store["uri"],
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(ranked_instances(result.stdout)) == sorted(EMBEDDED_TARGETS + [ANCHOR])
     assert "tf_stats export" in result.stdout and "50,000 samples / batch 64 = 782 steps" in result.stdout
@@ -84,7 +108,13 @@ def test_cli_reads_a_json_list_of_op_objects(tracking, tmp_path, capsys):
     ops = {op: us for op, us in read_tfstats_export(embedded_export()).items() if op.startswith(("Device_", "Host_"))}
     path = tmp_path / "profile.json"
     path.write_text(json.dumps([{op: value} for op, value in ops.items()]))
-    assert exit_code(main, ["--profile", str(path), "--anchor", ANCHOR, "--model", tracking["embedded_model"], "--batchsize", "64"]) == 0
+    assert (
+        exit_code(
+            main,
+            ["--profile", str(path), "--anchor", ANCHOR, "--model", tracking["embedded_model"], "--batchsize", "64"],
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "JSON profile" in out and sorted(ranked_instances(out)) == sorted(EMBEDDED_TARGETS)
     assert "speed-up is n/a" in out and "782 steps" in out
@@ -101,8 +131,18 @@ def test_cli_ranking_matches_real_latencies_at_both_ends(profet_champion, store,
     assert result.returncode == 0, result.stderr
     assert f"models:/profcast-{ANCHOR}@champion" in result.stdout
     ranking = ranked_instances(result.stdout)
-    true_order = list(table[(table[["dataset", "model", "batchsize"]] == pd.Series(PROFET_WORKLOAD)[["dataset", "model", "batchsize"]]).all(axis=1)]
-                      .groupby("instance_name")["batch_latency"].median().sort_values().index)
+    true_order = list(
+        table[
+            (
+                table[["dataset", "model", "batchsize"]]
+                == pd.Series(PROFET_WORKLOAD)[["dataset", "model", "batchsize"]]
+            ).all(axis=1)
+        ]
+        .groupby("instance_name")["batch_latency"]
+        .median()
+        .sort_values()
+        .index
+    )
     assert sorted(ranking) == sorted(true_order)
     assert ranking[0] == true_order[0] and ranking[-1] == true_order[-1]
 
@@ -135,9 +175,19 @@ def bad_profiles(tmp_path):
     yield "negative", negative, [], "column 'Host_IDLE' row 0 value -5 is negative"
     yield "no known op", unknown_only, [], "no known op column"
     yield "broken export", broken_export, [], "Total time (us) is 'fast'"
-    yield "other instance", other_instance, [], "no row was profiled on the anchor g3s.xlarge; instance_name values: p2.xlarge"
+    yield (
+        "other instance",
+        other_instance,
+        [],
+        "no row was profiled on the anchor g3s.xlarge; instance_name values: p2.xlarge",
+    )
     yield "not json", not_json, [], "not valid JSON"
-    yield "wrong anchor model", embedded_export(), ["--anchor", "p2.xlarge"], "predicts from profiles taken on g3s.xlarge, not p2.xlarge"
+    yield (
+        "wrong anchor model",
+        embedded_export(),
+        ["--anchor", "p2.xlarge"],
+        "predicts from profiles taken on g3s.xlarge, not p2.xlarge",
+    )
     yield "bad dataset size", embedded_export(), ["--dataset-size", "0"], "--dataset-size 0"
 
 

@@ -23,16 +23,26 @@ from tests.conftest import REAL_PROFET
 
 # The globals the four real PROFET pickles name (listed with pickletools from commit ace81bf2).
 REAL_PICKLE_GLOBALS = {
-    "pandas.core.frame DataFrame", "pandas.core.internals.managers BlockManager",
-    "pandas.core.indexes.base _new_Index", "pandas.core.indexes.base Index",
-    "pandas.core.indexes.numeric Int64Index", "numpy.core.multiarray _reconstruct",
-    "numpy ndarray", "numpy dtype", "builtins slice",
+    "pandas.core.frame DataFrame",
+    "pandas.core.internals.managers BlockManager",
+    "pandas.core.indexes.base _new_Index",
+    "pandas.core.indexes.base Index",
+    "pandas.core.indexes.numeric Int64Index",
+    "numpy.core.multiarray _reconstruct",
+    "numpy ndarray",
+    "numpy dtype",
+    "builtins slice",
 }
-INSTANCE_FILES = {"g3s.xlarge": "anchor_g3.pickle", "g4dn.xlarge": "anchor_g4.pickle",
-                  "p2.xlarge": "anchor_p2.pickle", "p3.2xlarge": "anchor_p3.pickle"}
+INSTANCE_FILES = {
+    "g3s.xlarge": "anchor_g3.pickle",
+    "g4dn.xlarge": "anchor_g4.pickle",
+    "p2.xlarge": "anchor_p2.pickle",
+    "p3.2xlarge": "anchor_p3.pickle",
+}
 
 
 # --- writing pickles the way pandas 1.x / numpy 1.x wrote PROFET's files ---------------------------
+
 
 class _Global:
     def __init__(self, module: str, name: str):
@@ -83,11 +93,14 @@ class _LegacyPickler(pickle._Pickler):
 
 def legacy_frame_pickle(frame: pd.DataFrame) -> bytes:
     """``frame`` pickled (protocol 3) in the layout of PROFET's pandas-1.x files: one block per dtype run."""
+
     def index(values, cls):
         return _Call(_Global("pandas.core.indexes.base", "_new_Index"), (cls, {"data": values, "name": None}))
 
-    axes = [index(np.array(list(frame.columns), dtype=object), _Global("pandas.core.indexes.base", "Index")),
-            index(np.arange(len(frame), dtype=np.int64), _Global("pandas.core.indexes.numeric", "Int64Index"))]
+    axes = [
+        index(np.array(list(frame.columns), dtype=object), _Global("pandas.core.indexes.base", "Index")),
+        index(np.arange(len(frame), dtype=np.int64), _Global("pandas.core.indexes.numeric", "Int64Index")),
+    ]
     kinds = [np.dtype(object) if frame[c].dtype.kind not in "if" else frame[c].dtype for c in frame.columns]
     blocks, start = [], 0
     for stop in range(1, len(kinds) + 1):
@@ -95,8 +108,12 @@ def legacy_frame_pickle(frame: pd.DataFrame) -> bytes:
             values = frame.iloc[:, start:stop].to_numpy(dtype=kinds[start]).T.copy()
             blocks.append({"values": values, "mgr_locs": slice(start, stop, 1)})
             start = stop
-    manager_state = (axes, [b["values"] for b in blocks], [b["mgr_locs"] for b in blocks],
-                     {"0.14.1": {"axes": axes, "blocks": blocks}})
+    manager_state = (
+        axes,
+        [b["values"] for b in blocks],
+        [b["mgr_locs"] for b in blocks],
+        {"0.14.1": {"axes": axes, "blocks": blocks}},
+    )
     manager = _New(_Global("pandas.core.internals.managers", "BlockManager"), manager_state)
     state = {"_mgr": manager, "_typ": "dataframe", "_metadata": [], "attrs": {}}
     buffer = io.BytesIO()
@@ -110,6 +127,7 @@ def pickle_globals(data: bytes) -> set[str]:
 
 # --- a small PROFET-shaped dataset ------------------------------------------------------------------
 
+
 def profet_rows(models=("ResNet18", "VGG11", "VGG16", "MobileNetV2")) -> pd.DataFrame:
     """Two repetitions of each model on each instance; Device_Relu6 is MobileNetV2's own op."""
     rows = []
@@ -117,14 +135,21 @@ def profet_rows(models=("ResNet18", "VGG11", "VGG16", "MobileNetV2")) -> pd.Data
         for exp in ("exp01", "exp02"):
             for size, model in enumerate(models, start=1):
                 batch_latency = 0.01 * size / speed
-                rows.append({
-                    "exp_name": exp, "instance_name": instance, "dataset": "32dataset", "model": model,
-                    "optimizer": "SGD", "batchsize": 64, "batch_latency": batch_latency,
-                    "epoch_latency": 100 * batch_latency,
-                    "Device_Conv2D": 1000.0 * size / speed + (exp == "exp02"),
-                    "Host_IDLE": 5000.0 / speed,
-                    "Device_Relu6": 70.0 / speed if model == "MobileNetV2" else 0.0,
-                })
+                rows.append(
+                    {
+                        "exp_name": exp,
+                        "instance_name": instance,
+                        "dataset": "32dataset",
+                        "model": model,
+                        "optimizer": "SGD",
+                        "batchsize": 64,
+                        "batch_latency": batch_latency,
+                        "epoch_latency": 100 * batch_latency,
+                        "Device_Conv2D": 1000.0 * size / speed + (exp == "exp02"),
+                        "Host_IDLE": 5000.0 / speed,
+                        "Device_Relu6": 70.0 / speed if model == "MobileNetV2" else 0.0,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -144,6 +169,7 @@ def anchor_frame(rows: pd.DataFrame, instance: str) -> pd.DataFrame:
 @pytest.fixture
 def profet_folder(tmp_path, monkeypatch):
     """A cache folder holding four legacy-format anchor pickles; their hashes are the pinned ones."""
+
     def make(rows: pd.DataFrame):
         folder = tmp_path / "profet"
         folder.mkdir(exist_ok=True)
@@ -154,6 +180,7 @@ def profet_folder(tmp_path, monkeypatch):
             hashes[name] = hashlib.sha256(data).hexdigest()
         monkeypatch.setattr(profet, "PROFET_FILES", hashes)
         return folder
+
     return make
 
 
@@ -282,7 +309,12 @@ def test_data_profet_config_loads_through_load_profiles(profet_folder, monkeypat
     folder = profet_folder(profet_rows())
     monkeypatch.setenv("PROFCAST_CACHE_DIR", str(folder.parent))
     cfg = compose_config(["data=profet", "data.all_models=true"])
-    assert sorted(instantiate_option("data", cfg.data).load()["model"].unique()) == ["MobileNetV2", "ResNet18", "VGG11", "VGG16"]
+    assert sorted(instantiate_option("data", cfg.data).load()["model"].unique()) == [
+        "MobileNetV2",
+        "ResNet18",
+        "VGG11",
+        "VGG16",
+    ]
 
 
 def test_converted_rows_of_the_real_table_come_back_unchanged(profet_folder):
@@ -295,7 +327,9 @@ def test_converted_rows_of_the_real_table_come_back_unchanged(profet_folder):
     rows = shared.merge(picked)
     # Op columns in another order than the shared table's: the converter must match them by name.
     ops = [c for c in shared.columns if c.startswith(("Device_", "Host_"))]
-    table = profet.load_profet_profiles(all_models=True, cache_dir=profet_folder(rows[RUN_KEYS + LATENCY_COLUMNS + ops[::-1]]))
+    table = profet.load_profet_profiles(
+        all_models=True, cache_dir=profet_folder(rows[RUN_KEYS + LATENCY_COLUMNS + ops[::-1]])
+    )
     assert set(table.columns) == set(shared.columns)
     assert len(table) == 4 * len(picked)
     merged = table.merge(rows, on=RUN_KEYS, suffixes=("_out", "_in"), validate="one_to_one")

@@ -9,10 +9,10 @@ import pytest
 
 from profcast.errors import ProfcastError
 from profcast.ingest.profile_files import profile_kind, read_profile_file, read_profile_tree
-from profcast.ingest.torch_trace import read_torch_trace
 from profcast.ingest.tables import validate_profiles
-from profcast.schema import RUN_KEYS
 from profcast.ingest.tfstats import read_tfstats_export
+from profcast.ingest.torch_trace import read_torch_trace
+from profcast.schema import RUN_KEYS
 from tests.test_tfstats import GOOD_ROWS, HEADER, export_text
 from tests.test_torch_trace import CPU_TRACES, TEST_TRACES
 
@@ -67,14 +67,26 @@ def test_kind_comes_from_the_content_not_the_name(tmp_path):
 def test_one_run_file_takes_its_workload_from_its_name_and_keys_override_it():
     row = read_profile_file(TRACE, keys={"instance_name": "laptop", "batchsize": 99})
 
-    assert (row["dataset"], row["optimizer"], row["instance_name"], row["batchsize"]) == ("synthetic", "sgd", "laptop", 99)
+    assert (row["dataset"], row["optimizer"], row["instance_name"], row["batchsize"]) == (
+        "synthetic",
+        "sgd",
+        "laptop",
+        99,
+    )
     assert row["model"] in TRACE.name and row["batch_latency"] > 0
 
 
-@pytest.mark.parametrize("name, message", [
-    ("unknown.csv", "no known kind"), ("truncated.json.gz", "truncated or corrupt gzip"), ("utf16.csv", "UTF-16"),
-    ("no_trace_events.json", "traceEvents"), ("empty.csv", "empty"), ("latin1.csv", "not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("unknown.csv", "no known kind"),
+        ("truncated.json.gz", "truncated or corrupt gzip"),
+        ("utf16.csv", "UTF-16"),
+        ("no_trace_events.json", "traceEvents"),
+        ("empty.csv", "empty"),
+        ("latin1.csv", "not UTF-8"),
+    ],
+)
 def test_a_bad_file_gets_a_one_line_error_naming_it(tmp_path, name, message):
     path = bad_files(tmp_path)[name]
 
@@ -105,7 +117,9 @@ def test_a_mixed_folder_gives_one_row_per_run_with_keys_from_the_layout(tmp_path
     assert tree.n_files == 4 and tree.skipped == [] and len(profiles) == 4
     assert profiles.loc[("gpu", "vgg"), "batch_latency"] == 0.05  # from the export's sidecar
     assert profiles.loc[("gpu", "vgg"), "Device_Conv2D"] > 0 and profiles.loc[("gpu", "mlp"), "Device_Conv2D"] == 0
-    assert profiles.loc[("gpu", "mlp"), "batch_latency"] == pytest.approx(read_torch_trace(CPU_TRACES[2])["batch_latency"])
+    assert profiles.loc[("gpu", "mlp"), "batch_latency"] == pytest.approx(
+        read_torch_trace(CPU_TRACES[2])["batch_latency"]
+    )
     assert validate_profiles(tree.profiles).equals(tree.profiles)
 
 
@@ -143,7 +157,9 @@ def test_the_same_run_twice_is_a_duplicate(tmp_path):
 
 def test_a_wide_table_in_a_folder_brings_its_own_rows_and_keys(tmp_path):
     root = mixed_tree(tmp_path / "tree")
-    table = validate_profiles(pd.DataFrame([{**dict(zip(RUN_KEYS, ["exp9", "tpu", "d", "m", "o", 8])), "Host_IDLE": 5.0}]))
+    table = validate_profiles(
+        pd.DataFrame([{**dict(zip(RUN_KEYS, ["exp9", "tpu", "d", "m", "o", 8])), "Host_IDLE": 5.0}])
+    )
     table.to_csv(root / "extra.csv", index=False)  # anywhere in the tree: its keys are its own
     with_gap = table.assign(exp_name="exp10", Host_IDLE=float("nan"))
     with_gap.to_csv(tmp_path / "gap.csv", index=False)

@@ -55,5 +55,9 @@ def test_later_targets_without_a_probe_give_the_same_predictions(pairs, monkeypa
     tolerance = {"check_exact": False, "rtol": 1e-12, "atol": 0} if kind == "rf" else {"check_exact": True}
     for held in (probed, unprobed):
         pd.testing.assert_frame_equal(held.predicted, serial.predicted, **tolerance)
-        np.testing.assert_allclose(held.refit[0].predict(paired.anchor_profile), serial.refit[0].predict(paired.anchor_profile),
-                                   rtol=1e-12 if kind == "rf" else 0, atol=0)
+        np.testing.assert_allclose(
+            held.refit[0].predict(paired.anchor_profile),
+            serial.refit[0].predict(paired.anchor_profile),
+            rtol=1e-12 if kind == "rf" else 0,
+            atol=0,
+        )

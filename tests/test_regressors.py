@@ -1,15 +1,14 @@
 """The profile contract every regressor follows, and the median-ratio baseline."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import skops.io
 from sklearn.base import clone
 from sklearn.linear_model import LinearRegression
 
-from profcast.pipeline.pairing import pair_runs
 from profcast.models.profile_regressor import ProfileRegressor
 from profcast.models.ratio import MedianRatioRegressor
+from profcast.pipeline.pairing import pair_runs
 
 
 def test_median_ratio_learns_per_column_ratios_and_keeps_zeros():
@@ -26,7 +25,9 @@ def test_profile_regressor_outputs_ops_then_batch_latency(profile_table):
     assert model.output_columns_[-1] == "batch_latency"
     predicted = model.predict(paired.anchor_profile)
     assert predicted.shape == (len(paired), len(model.output_columns_))
-    relative_error = np.abs(predicted[:, -1] - paired.target_profile["batch_latency"]) / paired.target_profile["batch_latency"]
+    relative_error = (
+        np.abs(predicted[:, -1] - paired.target_profile["batch_latency"]) / paired.target_profile["batch_latency"]
+    )
     assert np.median(relative_error) < 0.1
 
 

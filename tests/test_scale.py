@@ -53,7 +53,9 @@ def multirun_job(tmp_path):
     HydraConfig.instance().cfg = None
 
 
-def test_a_job_in_another_process_finds_its_parent_by_the_sweep_folder(tracking_uri, multirun_job, profile_csv, compose_config):
+def test_a_job_in_another_process_finds_its_parent_by_the_sweep_folder(
+    tracking_uri, multirun_job, profile_csv, compose_config
+):
     mlflow.set_tracking_uri(tracking_uri)  # what configure_tracking does in a job
     client = MlflowClient()
     experiment_id = client.create_experiment("profcast")
@@ -63,7 +65,11 @@ def test_a_job_in_another_process_finds_its_parent_by_the_sweep_folder(tracking_
     parent = client.create_run(experiment_id, tags={SWEEP_DIR_TAG: multirun_job}).info.run_id
     # No environment variable reaches the worker: the lookup alone finds the open sweep of this folder.
     assert job_parent_run(experiment_id, None) == parent
-    train(compose_config(["data=file", f"data.path={profile_csv}", "anchor=slow.gpu", "regressor=ratio", "log_model=false"]))
+    train(
+        compose_config(
+            ["data=file", f"data.path={profile_csv}", "anchor=slow.gpu", "regressor=ratio", "log_model=false"]
+        )
+    )
     jobs = client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'")
     assert len(jobs) == 1 and jobs[0].data.params["regressor"] == "ratio"
     for not_this_sweep in (other_sweep, ended_sweep):
@@ -86,10 +92,23 @@ def test_ending_a_sweep_kills_the_runs_a_dead_job_left_open(tracking_uri):
 
 def test_ray_launcher_joining_a_cluster_refuses_a_sqlite_store(tracking_uri):
     require_scale()
-    command = [sys.executable, "-m", "profcast.train", "-m", "hydra/launcher=ray", "+hydra.launcher.ray.init.address=10.9.8.7:6379",
-               "regressor=ratio,lr"]
-    done = subprocess.run(command, cwd=REPO, env=worker_environment(MLFLOW_TRACKING_URI=tracking_uri),
-                          capture_output=True, text=True, timeout=300)
+    command = [
+        sys.executable,
+        "-m",
+        "profcast.train",
+        "-m",
+        "hydra/launcher=ray",
+        "+hydra.launcher.ray.init.address=10.9.8.7:6379",
+        "regressor=ratio,lr",
+    ]
+    done = subprocess.run(
+        command,
+        cwd=REPO,
+        env=worker_environment(MLFLOW_TRACKING_URI=tracking_uri),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2
     message = done.stderr.strip().splitlines()[-1]
     assert message.startswith("profcast: error: tracking_uri=sqlite:") and "tracking server" in message
@@ -124,9 +143,19 @@ def test_parallel_sweep_on_the_postgres_server_logs_every_job_and_registers_the_
 ):
     experiment = f"scale-{launcher}-{uuid.uuid4().hex[:6]}"
     sweep_dir = str(tmp_path / "sweep")
-    launcher_overrides = ray_overrides(ray_temp_dir) if launcher == "ray" else ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
-    overrides = [*launcher_overrides, "data=file", f"data.path={profile_csv}", "anchor=slow.gpu", "regressor=ratio,lr,knn",
-                 f"tracking_uri={postgres_tracking_server}", f"mlflow_experiment={experiment}", f"hydra.sweep.dir={sweep_dir}"]
+    launcher_overrides = (
+        ray_overrides(ray_temp_dir) if launcher == "ray" else ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    )
+    overrides = [
+        *launcher_overrides,
+        "data=file",
+        f"data.path={profile_csv}",
+        "anchor=slow.gpu",
+        "regressor=ratio,lr,knn",
+        f"tracking_uri={postgres_tracking_server}",
+        f"mlflow_experiment={experiment}",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     sweep = start_sweep(overrides)
     output = finish_sweep(sweep)
     assert sweep.returncode == 0, output[-3000:]
@@ -144,10 +173,16 @@ def wait_until_a_job_is_midway(client: MlflowClient, experiment: str, sweep: sub
     while time.monotonic() < deadline and sweep.poll() is None:
         found = client.get_experiment_by_name(experiment)
         if found is not None:
-            running = [run for run in client.search_runs([found.experiment_id], "attributes.status = 'RUNNING'")
-                       if "sweep" not in (run.info.run_name or "")]
+            running = [
+                run
+                for run in client.search_runs([found.experiment_id], "attributes.status = 'RUNNING'")
+                if "sweep" not in (run.info.run_name or "")
+            ]
             for job in running:
-                done = client.search_runs([found.experiment_id], f"tags.`mlflow.parentRunId` = '{job.info.run_id}' AND attributes.status = 'FINISHED'")
+                done = client.search_runs(
+                    [found.experiment_id],
+                    f"tags.`mlflow.parentRunId` = '{job.info.run_id}' AND attributes.status = 'FINISHED'",
+                )
                 if done:
                     return job
         time.sleep(1)
@@ -161,8 +196,15 @@ def sweep_with_a_worker_killed_midway(launcher_overrides: list[str], find_worker
     """
     experiment = f"scale-kill-{uuid.uuid4().hex[:6]}"
     # The embedded data's 9 targets make a job long enough to kill it midway.
-    overrides = [*launcher_overrides, "anchor=g3s.xlarge", "regressor=ratio,lr", "log_model=false",
-                 f"tracking_uri={tracking_uri}", f"mlflow_experiment={experiment}", f"hydra.sweep.dir={sweep_dir}"]
+    overrides = [
+        *launcher_overrides,
+        "anchor=g3s.xlarge",
+        "regressor=ratio,lr",
+        "log_model=false",
+        f"tracking_uri={tracking_uri}",
+        f"mlflow_experiment={experiment}",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     sweep = start_sweep(overrides)
     client = MlflowClient(tracking_uri)
     try:
@@ -176,10 +218,13 @@ def sweep_with_a_worker_killed_midway(launcher_overrides: list[str], find_worker
 
 
 @pytest.mark.slow
-def test_a_killed_ray_worker_leaves_no_run_running_and_its_job_is_retried(postgres_tracking_server, ray_temp_dir, tmp_path):
+def test_a_killed_ray_worker_leaves_no_run_running_and_its_job_is_retried(
+    postgres_tracking_server, ray_temp_dir, tmp_path
+):
     sweep_dir = str(tmp_path / "sweep")
     sweep, output, client, experiment = sweep_with_a_worker_killed_midway(
-        ray_overrides(ray_temp_dir), ray_job_workers, postgres_tracking_server, sweep_dir)
+        ray_overrides(ray_temp_dir), ray_job_workers, postgres_tracking_server, sweep_dir
+    )
     assert sweep.returncode == 0, output[-3000:]  # Ray re-ran the job whose worker died
     parent, jobs, everything = sweep_runs(client, experiment, sweep_dir)
     assert "RUNNING" not in {run.info.status for run in everything}
@@ -194,9 +239,19 @@ def test_joblib_workers_share_a_new_sqlite_store_without_losing_a_job(profile_cs
     require_scale()
     uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"  # does not exist yet: the sweep callback creates it
     sweep_dir = str(tmp_path / "sweep")
-    sweep = start_sweep(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data=file", f"data.path={profile_csv}",
-                         "anchor=slow.gpu", "regressor=ratio,lr,knn,dt", "log_model=false", f"tracking_uri={uri}",
-                         f"hydra.sweep.dir={sweep_dir}"])
+    sweep = start_sweep(
+        [
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            "data=file",
+            f"data.path={profile_csv}",
+            "anchor=slow.gpu",
+            "regressor=ratio,lr,knn,dt",
+            "log_model=false",
+            f"tracking_uri={uri}",
+            f"hydra.sweep.dir={sweep_dir}",
+        ]
+    )
     output = finish_sweep(sweep)
     assert sweep.returncode == 0, output[-3000:]
     parent, jobs, everything = sweep_runs(MlflowClient(uri), "profcast", sweep_dir)
@@ -221,7 +276,8 @@ def loky_workers(session: int) -> list[int]:
 def test_a_killed_joblib_worker_fails_the_sweep_and_leaves_no_run_running(postgres_tracking_server, tmp_path):
     sweep_dir = str(tmp_path / "sweep")
     sweep, output, client, experiment = sweep_with_a_worker_killed_midway(
-        ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], loky_workers, postgres_tracking_server, sweep_dir)
+        ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], loky_workers, postgres_tracking_server, sweep_dir
+    )
     assert sweep.returncode != 0  # joblib does not retry: the sweep stops
     parent, jobs, everything = sweep_runs(client, experiment, sweep_dir)
     assert "RUNNING" not in {run.info.status for run in everything}, output[-3000:]
@@ -242,7 +298,9 @@ def test_a_dataset_another_job_registered_at_the_same_moment_is_still_logged(tra
     def racing(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
-            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name")
+            raise MlflowException(
+                "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name"
+            )
         return real_log_input(*args, **kwargs)
 
     monkeypatch.setattr(runs.mlflow, "log_input", racing)
@@ -251,6 +309,8 @@ def test_a_dataset_another_job_registered_at_the_same_moment_is_still_logged(tra
     assert len(calls) == 2
     assert [entry.dataset.name for entry in mlflow.get_run(run.info.run_id).inputs.dataset_inputs] == ["profiles-race"]
 
-    monkeypatch.setattr(runs.mlflow, "log_input", lambda *args, **kwargs: (_ for _ in ()).throw(MlflowException("store is down")))
+    monkeypatch.setattr(
+        runs.mlflow, "log_input", lambda *args, **kwargs: (_ for _ in ()).throw(MlflowException("store is down"))
+    )
     with mlflow.start_run(), pytest.raises(MlflowException, match="store is down"):
         runs.log_dataset_input(dataset)  # any other failure is not retried away

@@ -35,8 +35,9 @@ HIDE_THE_CHECKOUT = (
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory, empty_tracking_database):
     folder = tmp_path_factory.mktemp("anywhere")
-    trained = train_into_fresh_store(folder, empty_tracking_database,
-                                     ["regressor=ratio", "target=[p3.2xlarge,g4dn.xlarge]", "log_plots=false"])
+    trained = train_into_fresh_store(
+        folder, empty_tracking_database, ["regressor=ratio", "target=[p3.2xlarge,g4dn.xlarge]", "log_plots=false"]
+    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", trained["uri"])
         local = Path(mlflow.artifacts.download_artifacts(trained["model_uri"], dst_path=str(folder / "model")))
@@ -57,19 +58,37 @@ def test_a_python_that_never_saw_the_checkout_loads_it_and_answers_alike(logged)
     folder = logged["folder"]
     example = folder / "input_example.json"
     script = HIDE_THE_CHECKOUT.format(src=str(REPO / "src"), folder=str(folder), example=str(example))
-    ran = subprocess.run([sys.executable, "-c", script], cwd=logged["work"], capture_output=True, text=True, timeout=300)
+    ran = subprocess.run(
+        [sys.executable, "-c", script], cwd=logged["work"], capture_output=True, text=True, timeout=300
+    )
     assert ran.returncode == 0, ran.stderr[-2000:]
     result = json.loads(ran.stdout.strip().splitlines()[-1])
     assert Path(result["profcast"]).is_relative_to(folder)  # the model's own copy, not the checkout's
     here = mlflow.pyfunc.load_model(str(folder)).predict(pd.read_json(example, orient="split"))
-    pd.testing.assert_frame_equal(pd.read_json(io.StringIO(result["answer"]), orient="split"),
-                                  pd.read_json(io.StringIO(here.to_json(orient="split")), orient="split"))
+    pd.testing.assert_frame_equal(
+        pd.read_json(io.StringIO(result["answer"]), orient="split"),
+        pd.read_json(io.StringIO(here.to_json(orient="split")), orient="split"),
+    )
 
 
 def test_mlflow_writes_a_docker_build_for_it(logged, tmp_path):
     """`mlflow models build-docker` needs a Docker engine; generate-dockerfile is the same build without one."""
-    written = subprocess.run([sys.executable, "-m", "mlflow", "models", "generate-dockerfile", "-m", str(logged["folder"]),
-                              "-d", str(tmp_path / "image")], capture_output=True, text=True, timeout=300)
+    written = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "generate-dockerfile",
+            "-m",
+            str(logged["folder"]),
+            "-d",
+            str(tmp_path / "image"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert written.returncode == 0, written.stderr[-2000:]
     assert "FROM python:" in (tmp_path / "image" / "Dockerfile").read_text()
     copied = list((tmp_path / "image" / "model_dir").rglob("code/profcast/serve/loader.py"))  # the model's code goes in
@@ -78,21 +97,29 @@ def test_mlflow_writes_a_docker_build_for_it(logged, tmp_path):
 
 def answer(server: ModelServer) -> list:
     body = json.dumps(REQUEST).encode()
-    request = urllib.request.Request(f"{server.url}/invocations", data=body, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{server.url}/invocations", data=body, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=120) as reply:
         return json.load(reply)["predictions"]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("uv") is None and not Path(sys.executable).with_name("uv").exists(), reason="uv not installed")
+@pytest.mark.skipif(
+    shutil.which("uv") is None and not Path(sys.executable).with_name("uv").exists(), reason="uv not installed"
+)
 def test_served_in_its_own_environment_it_answers_as_served_locally(logged, tmp_path):
     """`mlflow models serve --env-manager uv` builds the model's environment from its requirements (from the
     package index), with no profcast installed in it, from a folder outside the checkout."""
-    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "MLFLOW_ENV_ROOT": str(tmp_path / "envs")}
+    env = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_ENV_ROOT": str(tmp_path / "envs"),
+    }
     with ModelServer(str(logged["folder"]), tmp_path / "local.log") as local:
         expected = answer(local)
-    with ModelServer(str(logged["folder"]), tmp_path / "uv.log", env=env, env_manager="uv", cwd=tmp_path,
-                     startup_seconds=900) as own:
+    with ModelServer(
+        str(logged["folder"]), tmp_path / "uv.log", env=env, env_manager="uv", cwd=tmp_path, startup_seconds=900
+    ) as own:
         served = answer(own)
     assert served == expected
     environments = list((tmp_path / "envs").glob("*/lib/python*/site-packages"))

@@ -38,9 +38,18 @@ def test_secrets_are_written_private(postgres_tracking_server_folder):
 def test_an_unauthenticated_request_is_refused(postgres_tracking_server):
     url = f"{postgres_tracking_server}/api/2.0/mlflow/experiments/search"
     assert requests.get(url, params={"max_results": 1}, timeout=30).status_code == 401
-    assert requests.get(url, params={"max_results": 1}, auth=("admin", "not-the-password"), timeout=30).status_code == 401
-    assert requests.get(url, params={"max_results": 1}, auth=(os.environ["MLFLOW_TRACKING_USERNAME"],
-                                                              os.environ["MLFLOW_TRACKING_PASSWORD"]), timeout=30).status_code == 200
+    assert (
+        requests.get(url, params={"max_results": 1}, auth=("admin", "not-the-password"), timeout=30).status_code == 401
+    )
+    assert (
+        requests.get(
+            url,
+            params={"max_results": 1},
+            auth=(os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]),
+            timeout=30,
+        ).status_code
+        == 200
+    )
     assert requests.get(f"{postgres_tracking_server}/health", timeout=30).status_code == 200  # probes need no login
 
 
@@ -65,11 +74,22 @@ def test_a_read_only_user_can_read_but_not_register_or_delete(postgres_tracking_
     login = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"])
     reader, reader_password = f"reader-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
     api = f"{postgres_tracking_server}/api"
-    assert requests.post(f"{api}/2.0/mlflow/users/create", json={"username": reader, "password": reader_password},
-                         auth=login, timeout=30).status_code == 200
+    assert (
+        requests.post(
+            f"{api}/2.0/mlflow/users/create",
+            json={"username": reader, "password": reader_password},
+            auth=login,
+            timeout=30,
+        ).status_code
+        == 200
+    )
     for resource_type, resource_id in (("experiment", experiment_id), ("registered_model", f"profcast-{name}")):
-        granted = requests.post(f"{api}/3.0/mlflow/users/permissions/grant", auth=login, timeout=30, json={
-            "username": reader, "resource_type": resource_type, "resource_id": resource_id, "permission": "READ"})
+        granted = requests.post(
+            f"{api}/3.0/mlflow/users/permissions/grant",
+            auth=login,
+            timeout=30,
+            json={"username": reader, "resource_type": resource_type, "resource_id": resource_id, "permission": "READ"},
+        )
         assert granted.status_code == 200, granted.text
 
     os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = reader, reader_password
@@ -77,7 +97,9 @@ def test_a_read_only_user_can_read_but_not_register_or_delete(postgres_tracking_
         client = MlflowClient(postgres_tracking_server)
         assert client.get_run(run.info.run_id).info.status == "FINISHED"  # reading is allowed
         attempts = {
-            "register": lambda: client.create_model_version(f"profcast-{name}", f"runs:/{run.info.run_id}/profcast", run.info.run_id),
+            "register": lambda: client.create_model_version(
+                f"profcast-{name}", f"runs:/{run.info.run_id}/profcast", run.info.run_id
+            ),
             "champion": lambda: client.set_registered_model_alias(f"profcast-{name}", "champion", version.version),
             "delete run": lambda: client.delete_run(run.info.run_id),
             "delete model": lambda: client.delete_registered_model(f"profcast-{name}"),
@@ -93,21 +115,49 @@ def test_a_read_only_user_can_read_but_not_register_or_delete(postgres_tracking_
     assert admin.get_registered_model(f"profcast-{name}").aliases == {}
 
 
-def test_a_job_without_a_login_fails_in_one_line_and_with_the_file_it_logs(postgres_tracking_server, postgres_tracking_server_folder,
-                                                                          profile_csv, tmp_path):
-    command = [sys.executable, "-m", "profcast.train", "data=file", f"data.path={profile_csv}", "anchor=slow.gpu", "regressor=ratio",
-               "log_model=false", f"tracking_uri={postgres_tracking_server}", f"mlflow_experiment=auth-{uuid.uuid4().hex[:6]}"]
-    nobody = {name: "" for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "PROFCAST_CREDENTIALS_FILE")}
-    refused = subprocess.run(command, cwd=REPO, env={**worker_environment(), **nobody, "HOME": str(tmp_path)},
-                             capture_output=True, text=True, timeout=300)
+def test_a_job_without_a_login_fails_in_one_line_and_with_the_file_it_logs(
+    postgres_tracking_server, postgres_tracking_server_folder, profile_csv, tmp_path
+):
+    command = [
+        sys.executable,
+        "-m",
+        "profcast.train",
+        "data=file",
+        f"data.path={profile_csv}",
+        "anchor=slow.gpu",
+        "regressor=ratio",
+        "log_model=false",
+        f"tracking_uri={postgres_tracking_server}",
+        f"mlflow_experiment=auth-{uuid.uuid4().hex[:6]}",
+    ]
+    nobody = {
+        name: "" for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "PROFCAST_CREDENTIALS_FILE")
+    }
+    refused = subprocess.run(
+        command,
+        cwd=REPO,
+        env={**worker_environment(), **nobody, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert refused.stderr.strip().splitlines()[-1].startswith(f"profcast: error: tracking server {postgres_tracking_server} refused the login (HTTP 401)")
+    assert (
+        refused.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"profcast: error: tracking server {postgres_tracking_server} refused the login (HTTP 401)")
+    )
 
     copy = tmp_path / "my-credentials"  # what a worker on another host gets: a copy of the file
     write_credentials(copy, *read_credentials(postgres_tracking_server_folder / "credentials"))
-    done = subprocess.run(command, cwd=REPO, env={**worker_environment(), **nobody, "HOME": str(tmp_path),
-                                                  "PROFCAST_CREDENTIALS_FILE": str(copy)},
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        command,
+        cwd=REPO,
+        env={**worker_environment(), **nobody, "HOME": str(tmp_path), "PROFCAST_CREDENTIALS_FILE": str(copy)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"tracking server login: from {copy}" in done.stdout + done.stderr
 

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from profcast.registration.champion import champion_uri
-from profcast.jobmodel.storage import JOB_MODEL_NAME
-from profcast.servers.model_server import ModelServer
 from profcast.jobmodel.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE, TRAINED_ON
+from profcast.jobmodel.storage import JOB_MODEL_NAME
 from profcast.registration.callback import RegisterChampion
+from profcast.registration.champion import champion_uri
+from profcast.servers.model_server import ModelServer
 from profcast.tracking.sweep import PARENT_RUN_ENV, SweepParentRun
 from profcast.train import train
 from tests.conftest import compose_train, store_and_profiles
@@ -23,7 +23,13 @@ ANCHOR = "slow.gpu"
 TARGETS = ["fast.gpu", "mid.gpu"]
 OPS = ["Device_Conv2D", "Device_Relu", "Device_FusedBatchNormV3", "Host_IDLE", "Device_Unused"]
 # Appended after the plain forecast's columns (docs/whatif.md): the 80% interval and epoch time.
-FORECAST_EXTRAS = ["batch_latency_low", "batch_latency_high", "epoch_latency", "epoch_latency_low", "epoch_latency_high"]
+FORECAST_EXTRAS = [
+    "batch_latency_low",
+    "batch_latency_high",
+    "epoch_latency",
+    "epoch_latency_low",
+    "epoch_latency_high",
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +38,10 @@ def sweep(tmp_path_factory, empty_tracking_database):
     folder, uri, profiles = store_and_profiles(tmp_path_factory, empty_tracking_database, "serving")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
-        cfg = {name: compose_train(["data=file", f"data.path={profiles}", f"anchor={ANCHOR}", f"regressor={name}"]) for name in ("ratio", "transfer")}
+        cfg = {
+            name: compose_train(["data=file", f"data.path={profiles}", f"anchor={ANCHOR}", f"regressor={name}"])
+            for name in ("ratio", "transfer")
+        }
         from profcast.tracking.store import configure_tracking
 
         experiment_id = configure_tracking(cfg["ratio"].tracking_uri, cfg["ratio"].mlflow_experiment)
@@ -77,7 +86,15 @@ def test_job_model_predicts_every_target_by_name(store, regressor):
     assert all(not spec.required for spec in model.metadata.get_input_schema().inputs)
     rows = anchor_rows(store)
     predicted = model.predict(rows)
-    assert list(predicted.columns) == [INPUT_ROW, TARGET_INSTANCE, *OPS, "batch_latency", PREDICTED_TOTAL, TRAINED_ON, *FORECAST_EXTRAS]
+    assert list(predicted.columns) == [
+        INPUT_ROW,
+        TARGET_INSTANCE,
+        *OPS,
+        "batch_latency",
+        PREDICTED_TOTAL,
+        TRAINED_ON,
+        *FORECAST_EXTRAS,
+    ]
     assert list(predicted[INPUT_ROW]) == [0, 0, 1, 1, 2, 2] and list(predicted[TARGET_INSTANCE]) == TARGETS * 3
     np.testing.assert_allclose(predicted[PREDICTED_TOTAL], predicted[OPS].sum(axis=1))
     assert (predicted[OPS] >= 0).all().all() and (predicted["batch_latency"] > 0).all()
@@ -95,18 +112,33 @@ def predicted_for(predicted: pd.DataFrame, target: str) -> pd.DataFrame:
 
 
 def test_job_model_is_not_logged_without_log_model(store, tracking_uri):
-    train(compose_train(["data=file", f"data.path={store['profiles']}", f"anchor={ANCHOR}", "regressor=ratio",
-                         "target=fast.gpu", "log_model=false"]))
+    train(
+        compose_train(
+            [
+                "data=file",
+                f"data.path={store['profiles']}",
+                f"anchor={ANCHOR}",
+                "regressor=ratio",
+                "target=fast.gpu",
+                "log_model=false",
+            ]
+        )
+    )
     runs = mlflow.search_runs(experiment_names=["profcast"])
     assert "tags.profcast.job_model" not in runs or runs["tags.profcast.job_model"].isna().all()
 
 
 # --- a real `mlflow models serve` on a loopback port ---------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def server(sweep):
     """The champion served from the registry, the way the docs tell users to serve it."""
-    with ModelServer(champion_uri(ANCHOR, compose_train().registry.alias), sweep["folder"] / "server.log", env={"MLFLOW_TRACKING_URI": sweep["uri"]}) as running:
+    with ModelServer(
+        champion_uri(ANCHOR, compose_train().registry.alias),
+        sweep["folder"] / "server.log",
+        env={"MLFLOW_TRACKING_URI": sweep["uri"]},
+    ) as running:
         yield running
     with pytest.raises(ProcessLookupError):  # the server and its worker are gone, not left behind
         os.killpg(running.process.pid, 0)
@@ -114,7 +146,9 @@ def server(sweep):
 
 def post(server, body) -> tuple[int, dict | str]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(f"{server.url}/invocations", data=data, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{server.url}/invocations", data=data, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             status, text = answer.status, answer.read().decode()
@@ -133,7 +167,15 @@ def test_server_answers_dataframe_split_and_records_with_named_columns(store, se
     status, answer = post(server, {"dataframe_split": split})
     assert status == 200, answer
     served = pd.DataFrame(answer["predictions"])
-    assert list(served.columns) == [INPUT_ROW, TARGET_INSTANCE, *OPS, "batch_latency", PREDICTED_TOTAL, TRAINED_ON, *FORECAST_EXTRAS]
+    assert list(served.columns) == [
+        INPUT_ROW,
+        TARGET_INSTANCE,
+        *OPS,
+        "batch_latency",
+        PREDICTED_TOTAL,
+        TRAINED_ON,
+        *FORECAST_EXTRAS,
+    ]
     assert len(served) == 2 * len(TARGETS)
     status, answer = post(server, {"dataframe_records": rows.to_dict(orient="records")})
     assert status == 200, answer
@@ -144,8 +186,14 @@ def test_server_answers_dataframe_split_and_records_with_named_columns(store, se
 
 @pytest.mark.slow
 def test_server_accepts_partial_profiles_and_logs_ignored_columns(server):
-    status, answer = post(server, {"dataframe_records": [{"Device_Conv2D": 1200.0, "Host_IDLE": 90, "Device_Warp_Drive": 3.0,
-                                                          "target_instance": "fast.gpu"}]})
+    status, answer = post(
+        server,
+        {
+            "dataframe_records": [
+                {"Device_Conv2D": 1200.0, "Host_IDLE": 90, "Device_Warp_Drive": 3.0, "target_instance": "fast.gpu"}
+            ]
+        },
+    )
     assert status == 200, answer
     assert [row[TARGET_INSTANCE] for row in answer["predictions"]] == ["fast.gpu"]
     assert "Device_Warp_Drive" in server.log_path.read_text()  # MLflow's warning names what it ignored
@@ -155,17 +203,48 @@ BAD_REQUESTS = [
     ("no known op column", {"dataframe_records": [{"Device_Warp_Drive": 1.0}]}, "no known op column"),
     ("empty records", {"dataframe_records": []}, "no known op column"),
     ("text value", {"dataframe_records": [{"Device_Conv2D": "12ms"}]}, "Device_Conv2D"),
-    ("text 'NaN'", {"dataframe_records": [{"Device_Conv2D": "NaN"}]}, "column 'Device_Conv2D' row 0 value nan is missing"),
-    ("null value", {"dataframe_split": {"columns": ["Device_Conv2D"], "data": [[None]]}}, "column 'Device_Conv2D' row 0 value nan is missing"),
-    ("record missing an op", {"dataframe_records": [{"Device_Conv2D": 1.0}, {"Host_IDLE": 2.0}]}, "every record must list the same op columns"),
-    ("negative", {"dataframe_records": [{"Device_Conv2D": 5.0, "Host_IDLE": -1}]}, "column 'Host_IDLE' row 0 value -1.0 is negative"),
-    ("negative latency", {"dataframe_records": [{"Device_Conv2D": 5.0, "batch_latency": -0.1}]}, "column 'batch_latency' row 0 value -0.1 is negative"),
-    ("unknown target", {"dataframe_records": [{"Device_Conv2D": 5.0, "target_instance": "p9.huge"}]},
-     "'p9.huge', which this model does not predict; known target instances: fast.gpu, mid.gpu"),
-    ("profile from another instance", {"dataframe_records": [{"Device_Conv2D": 5.0, "instance_name": "fast.gpu"}]}, "taken on 'slow.gpu'"),
+    (
+        "text 'NaN'",
+        {"dataframe_records": [{"Device_Conv2D": "NaN"}]},
+        "column 'Device_Conv2D' row 0 value nan is missing",
+    ),
+    (
+        "null value",
+        {"dataframe_split": {"columns": ["Device_Conv2D"], "data": [[None]]}},
+        "column 'Device_Conv2D' row 0 value nan is missing",
+    ),
+    (
+        "record missing an op",
+        {"dataframe_records": [{"Device_Conv2D": 1.0}, {"Host_IDLE": 2.0}]},
+        "every record must list the same op columns",
+    ),
+    (
+        "negative",
+        {"dataframe_records": [{"Device_Conv2D": 5.0, "Host_IDLE": -1}]},
+        "column 'Host_IDLE' row 0 value -1.0 is negative",
+    ),
+    (
+        "negative latency",
+        {"dataframe_records": [{"Device_Conv2D": 5.0, "batch_latency": -0.1}]},
+        "column 'batch_latency' row 0 value -0.1 is negative",
+    ),
+    (
+        "unknown target",
+        {"dataframe_records": [{"Device_Conv2D": 5.0, "target_instance": "p9.huge"}]},
+        "'p9.huge', which this model does not predict; known target instances: fast.gpu, mid.gpu",
+    ),
+    (
+        "profile from another instance",
+        {"dataframe_records": [{"Device_Conv2D": 5.0, "instance_name": "fast.gpu"}]},
+        "taken on 'slow.gpu'",
+    ),
     ("batchsize text", {"dataframe_records": [{"Device_Conv2D": 5.0, "batchsize": "big"}]}, "batchsize"),
     ("list value", {"dataframe_records": [{"Device_Conv2D": [1, 2]}]}, "Device_Conv2D"),
-    ("split row too short", {"dataframe_split": {"columns": ["Device_Conv2D", "Host_IDLE"], "data": [[1.0]]}}, "dataframe_split"),
+    (
+        "split row too short",
+        {"dataframe_split": {"columns": ["Device_Conv2D", "Host_IDLE"], "data": [[1.0]]}},
+        "dataframe_split",
+    ),
     ("split not an object", {"dataframe_split": [1, 2]}, "must be a dictionary"),
     ("records not a list", {"dataframe_records": {"Device_Conv2D": 1.0}}, "must be a list of records"),
     ("no input field", {"rows": []}, "dataframe_records"),
@@ -181,14 +260,26 @@ def test_bad_requests_get_400_naming_the_problem(server, name, body, words):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("raw", [b"NaN", b"not json", b'{"dataframe_records": [{"Device_Conv2D": NaN}]}',
-                                 b'{"dataframe_records": [{"Device_Conv2D": Infinity}]}', b'{"dataframe_records": [{"Device_Conv2D": 1e999}]}',
-                                 b"\xff\xfe", b"[]", b"{}"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"NaN",
+        b"not json",
+        b'{"dataframe_records": [{"Device_Conv2D": NaN}]}',
+        b'{"dataframe_records": [{"Device_Conv2D": Infinity}]}',
+        b'{"dataframe_records": [{"Device_Conv2D": 1e999}]}',
+        b"\xff\xfe",
+        b"[]",
+        b"{}",
+    ],
+)
 def test_malformed_bodies_never_make_a_500(server, raw):
     status, answer = post(server, raw)
     assert status == 400, (raw, status, answer)
     if b"Device_Conv2D" in raw:
-        assert "Device_Conv2D" in answer["message"] and ("missing" in answer["message"] or "infinite" in answer["message"])
+        assert "Device_Conv2D" in answer["message"] and (
+            "missing" in answer["message"] or "infinite" in answer["message"]
+        )
 
 
 @pytest.mark.slow

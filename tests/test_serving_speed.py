@@ -4,20 +4,18 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
-
-from profcast.serve.loader import ServedJobModel
-from sklearn.base import clone
 from sklearn.linear_model import LinearRegression
 from sklearn.neighbors import KNeighborsRegressor
 
+from profcast.jobmodel.answer_format import OUTPUT_PARAM
+from profcast.jobmodel.model import JobModel
+from profcast.jobmodel.one_thread import OpenMPLimit
+from profcast.jobmodel.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE
+from profcast.jobmodel.storage import load_job_model_folder, save_job_model
 from profcast.models.profile_regressor import ProfileRegressor, _apply_latency_mapping
 from profcast.pipeline.pairing import pair_runs
 from profcast.schema import BATCH_LATENCY
-from profcast.jobmodel.answer_format import OUTPUT_PARAM
-from profcast.jobmodel.model import JobModel
-from profcast.jobmodel.storage import load_job_model_folder, save_job_model
-from profcast.jobmodel.one_thread import OpenMPLimit
-from profcast.jobmodel.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE
+from profcast.serve.loader import ServedJobModel
 from tests.conftest import synthetic_profiles
 
 ANCHOR = "slow.gpu"

@@ -1,22 +1,29 @@
 """Speed changes keep every answer: parallel folds, one-thread serving, batched logging, optional plots."""
 
+from functools import partial
+
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
-from functools import partial
 
 from profcast.errors import ProfcastError
+from profcast.jobmodel.model import JobModel, use_one_thread
+from profcast.jobmodel.requests import (
+    INPUT_ROW,
+    PREDICTED_TOTAL,
+    TARGET_INSTANCE,
+    checked_anchor_profiles,
+    requested_targets,
+)
+from profcast.jobmodel.storage import load_job_model_folder, save_job_model
 from profcast.pipeline import parallel
 from profcast.pipeline.evaluation import cross_validate
 from profcast.pipeline.features import AllColumns
 from profcast.pipeline.pairing import pair_runs
 from profcast.pipeline.splits import GroupSplit
 from profcast.schema import BATCH_LATENCY
-from profcast.jobmodel.model import JobModel, use_one_thread
-from profcast.jobmodel.storage import load_job_model_folder, save_job_model
-from profcast.jobmodel.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE, checked_anchor_profiles, requested_targets
 from profcast.train import train
 from tests.conftest import synthetic_profiles
 
@@ -163,7 +170,13 @@ def test_bad_n_jobs_is_a_one_line_error(setting):
 
 
 def test_same_metrics_for_any_n_jobs_and_plots_optional(tracking_uri, compose_config, profile_csv):
-    common = ["data=file", f"data.path={profile_csv}", f"anchor={ANCHOR}", "regressor=knn", "regressor.estimator.n_neighbors=2"]
+    common = [
+        "data=file",
+        f"data.path={profile_csv}",
+        f"anchor={ANCHOR}",
+        "regressor=knn",
+        "regressor.estimator.n_neighbors=2",
+    ]
     one = train(compose_config([*common, "n_jobs=1"]))
     auto = train(compose_config([*common, "n_jobs=auto", "log_plots=false"]))
     assert one == auto
@@ -179,8 +192,11 @@ def test_a_targets_whatif_is_fitted_once_per_process_and_is_the_same_fit(pairs):
     from profcast.pipeline import calibration
 
     paired = next(iter(pairs.values()))
-    keys, anchor, target = (frame.reset_index(drop=True) for frame in (paired.keys, paired.anchor_profile, paired.target_profile))
+    keys, anchor, target = (
+        frame.reset_index(drop=True) for frame in (paired.keys, paired.anchor_profile, paired.target_profile)
+    )
     calibration._FITTED_WHATIFS.clear()
+
     def fitted(*frames, **params):
         return calibration.fitted_whatifs([(*frames, params)])[0]
 
@@ -192,8 +208,10 @@ def test_a_targets_whatif_is_fitted_once_per_process_and_is_the_same_fit(pairs):
     assert fitted(keys, anchor, changed, max_iter=20) is not first  # other data: another fit
     fresh = SizeWhatIf(max_iter=20).fit(keys, anchor, target)
     moved = keys.assign(batchsize=keys["batchsize"] * 2)
-    np.testing.assert_array_equal(first.log_scale(anchor, keys["batchsize"], keys["dataset"], moved["batchsize"], keys["dataset"]),
-                                  fresh.log_scale(anchor, keys["batchsize"], keys["dataset"], moved["batchsize"], keys["dataset"]))
+    np.testing.assert_array_equal(
+        first.log_scale(anchor, keys["batchsize"], keys["dataset"], moved["batchsize"], keys["dataset"]),
+        fresh.log_scale(anchor, keys["batchsize"], keys["dataset"], moved["batchsize"], keys["dataset"]),
+    )
 
 
 def test_merged_calibration_folds_never_train_on_the_rows_they_hold_out():
@@ -205,8 +223,8 @@ def test_merged_calibration_folds_never_train_on_the_rows_they_hold_out():
     merged, merged_of_row = merged_folds(folds, fold_of_row, len(groups), 4)
     assert len(merged) == 4
     assert sorted(np.concatenate([test for _, test in merged]).tolist()) == list(range(60))  # every row held out once
-    for number, (train, test) in enumerate(merged):
-        assert np.intersect1d(train, test).size == 0 and train.size + test.size == 60
+    for number, (train_rows, test) in enumerate(merged):
+        assert np.intersect1d(train_rows, test).size == 0 and train_rows.size + test.size == 60
         assert set(merged_of_row[test]) == {number} and len(set(groups[test])) == 3  # whole models, 3 per fold
     few = folds[:3]
     assert merged_folds(few, fold_of_row, 60, 4)[0] == few  # fewer folds than the cap: unchanged

@@ -59,28 +59,49 @@ def test_run_vector_is_the_sum_of_total_time_per_host_device_and_type(tmp_path):
     assert row["Device_IDLE"] == 1000 and row["Host_IDLE"] == pytest.approx(5000.125)
     assert row["Host_IteratorGetNext"] == 30
     assert (row["exp_name"], row["instance_name"], row["dataset"], row["model"], row["optimizer"]) == (
-        "exp1", "p3.2xlarge", "cifar10", "vggsmall", "sgd")
+        "exp1",
+        "p3.2xlarge",
+        "cifar10",
+        "vggsmall",
+        "sgd",
+    )
     assert row["batchsize"] == 64 and tree.profiles["batchsize"].dtype == "int64"
 
 
 def test_columns_are_keys_latencies_then_sorted_ops_and_absent_ops_are_zero(tmp_path):
     write_run(tmp_path, "exp1", "p2.xlarge", "mnist-lenet5-sgd-16.csv", sidecar={"batch_latency": 0.01})
-    write_run(tmp_path, "exp1", "p2.xlarge", "mnist-lenet5-sgd-32.csv",
-              text=export_text([("Device", "AddN", "add_n", "3"), ("Host", "IDLE", "IDLE", "9")]))
+    write_run(
+        tmp_path,
+        "exp1",
+        "p2.xlarge",
+        "mnist-lenet5-sgd-32.csv",
+        text=export_text([("Device", "AddN", "add_n", "3"), ("Host", "IDLE", "IDLE", "9")]),
+    )
 
     profiles = read_tfstats_tree(tmp_path).profiles
 
-    ops = ["Device_AddN", "Device_Conv2D", "Device_IDLE", "Device_Relu", "Host_IDLE", "Host_IteratorGetNext", "Host_Relu"]
-    assert list(profiles.columns) == [
-        "exp_name", "instance_name", "dataset", "model", "optimizer", "batchsize", "batch_latency"] + ops
+    ops = [
+        "Device_AddN",
+        "Device_Conv2D",
+        "Device_IDLE",
+        "Device_Relu",
+        "Host_IDLE",
+        "Host_IteratorGetNext",
+        "Host_Relu",
+    ]
+    assert (
+        list(profiles.columns)
+        == ["exp_name", "instance_name", "dataset", "model", "optimizer", "batchsize", "batch_latency"] + ops
+    )
     by_batch = profiles.set_index("batchsize")
     assert by_batch.loc[16, "Device_AddN"] == 0.0 and by_batch.loc[32, "Device_Conv2D"] == 0.0
     assert by_batch.loc[16, "batch_latency"] == 0.01 and math.isnan(by_batch.loc[32, "batch_latency"])
 
 
 def test_latency_sidecar_gives_both_latency_columns(tmp_path):
-    write_run(tmp_path, "exp2", "g4dn.xlarge", "imdb-lstm-adam-128.csv",
-              sidecar={"batch_latency": 0.02, "epoch_latency": 3.9})
+    write_run(
+        tmp_path, "exp2", "g4dn.xlarge", "imdb-lstm-adam-128.csv", sidecar={"batch_latency": 0.02, "epoch_latency": 3.9}
+    )
     profiles = read_tfstats_tree(tmp_path).profiles
     assert profiles.loc[0, "batch_latency"] == 0.02 and profiles.loc[0, "epoch_latency"] == 3.9
 
@@ -97,8 +118,14 @@ def test_profet_raw_file_names_parse(tmp_path):
 
     row = read_tfstats_tree(tmp_path).profiles.iloc[0]
 
-    assert (row["exp_name"], row["instance_name"], row["dataset"], row["model"], row["optimizer"], row["batchsize"]) == (
-        "exp01", "g3s.xlarge", "128dataset", "AlexNet", "SGD", 16)
+    assert (
+        row["exp_name"],
+        row["instance_name"],
+        row["dataset"],
+        row["model"],
+        row["optimizer"],
+        row["batchsize"],
+    ) == ("exp01", "g3s.xlarge", "128dataset", "AlexNet", "SGD", 16)
     assert row["batch_latency"] == 0.05
 
 
@@ -180,8 +207,13 @@ def test_duplicate_run_raises_naming_both_files(tmp_path):
 
 def test_duplicate_run_in_skip_mode_keeps_the_first_and_reports_it(tmp_path):
     first = write_run(tmp_path, "exp1", "p3.2xlarge", "mnist-lenet5-sgd-16.csv")
-    second = write_run(tmp_path, "exp1", "p3.2xlarge", "p3.2xlarge-p3.2xlarge-mnist-lenet5-sgd-16-20240101.csv",
-                       text=export_text([("Device", "Conv2D", "c", "1")]))
+    second = write_run(
+        tmp_path,
+        "exp1",
+        "p3.2xlarge",
+        "p3.2xlarge-p3.2xlarge-mnist-lenet5-sgd-16-20240101.csv",
+        text=export_text([("Device", "Conv2D", "c", "1")]),
+    )
 
     tree = read_tfstats_tree(tmp_path, on_bad_file="skip")
 
@@ -214,7 +246,11 @@ def test_workload_from_a_bare_file_name():
     from profcast.ingest.tfstats import workload_from_file_name
 
     assert workload_from_file_name("cifar10-vggsmall-sgd-64.csv") == {
-        "dataset": "cifar10", "model": "vggsmall", "optimizer": "sgd", "batchsize": 64}
+        "dataset": "cifar10",
+        "model": "vggsmall",
+        "optimizer": "sgd",
+        "batchsize": 64,
+    }
     profet = workload_from_file_name("g3s.xlarge-g3s.xlarge-128dataset-AlexNet-SGD-16-20210202-142640.csv")
     assert profet == {"dataset": "128dataset", "model": "AlexNet", "optimizer": "SGD", "batchsize": 16}
     assert workload_from_file_name("my_profile.csv") is None

@@ -24,7 +24,9 @@ needs_gpu_traces = pytest.mark.skipif(not MI250.exists() or not A100.exists(), r
 def reference_of(trace: Path) -> dict:
     """The key_averages JSON make_traces.py wrote beside ``trace`` (same exp/instance/run)."""
     relative = trace.relative_to(TEST_TRACES / "runs")
-    return json.loads((TEST_TRACES / "key_averages" / relative.parent / (trace.name.split(".")[0] + ".json")).read_text())
+    return json.loads(
+        (TEST_TRACES / "key_averages" / relative.parent / (trace.name.split(".")[0] + ".json")).read_text()
+    )
 
 
 def busy(row: dict, side: str) -> dict:
@@ -33,9 +35,14 @@ def busy(row: dict, side: str) -> dict:
 
 def counted_steps(events: list[dict]) -> list[tuple[float, float]]:
     """ProfilerStep windows in which some op or device event starts (computed here, independently)."""
-    starts = [e["ts"] for e in events if e.get("ph") == "X" and e.get("cat") in ("cpu_op", "cuda_runtime", *DEVICE_CATEGORIES)]
-    steps = [(e["ts"], e["ts"] + e["dur"]) for e in events
-             if e.get("cat") == "user_annotation" and e["name"].startswith("ProfilerStep#")]
+    starts = [
+        e["ts"] for e in events if e.get("ph") == "X" and e.get("cat") in ("cpu_op", "cuda_runtime", *DEVICE_CATEGORIES)
+    ]
+    steps = [
+        (e["ts"], e["ts"] + e["dur"])
+        for e in events
+        if e.get("cat") == "user_annotation" and e["name"].startswith("ProfilerStep#")
+    ]
     return [(a, b) for a, b in steps if any(a <= ts <= b for ts in starts)]
 
 
@@ -62,7 +69,9 @@ def test_host_self_time_per_op_matches_torch_key_averages(trace):
     assert all("ProfilerStep" in c or c.startswith("Host_Optimizer.") for c in left_out), left_out
 
 
-@pytest.mark.parametrize("trace", [p for p in CPU_TRACES if p.parent.name == "cpu1t"], ids=lambda p: p.name.split(".")[0])
+@pytest.mark.parametrize(
+    "trace", [p for p in CPU_TRACES if p.parent.name == "cpu1t"], ids=lambda p: p.name.split(".")[0]
+)
 def test_on_one_thread_host_ops_and_idle_add_up_to_the_step(trace):
     events = load_trace_events(trace)
     steps = counted_steps(events)
@@ -70,7 +79,9 @@ def test_on_one_thread_host_ops_and_idle_add_up_to_the_step(trace):
     row = read_torch_trace(trace)
 
     mean_step = sum(b - a for a, b in steps) / len(steps)
-    assert sum(busy(row, "Host").values()) + row["Host_IDLE"] == pytest.approx(mean_step, abs=0.01)  # ts near 5e12 µs keeps ~1e-3 µs
+    assert sum(busy(row, "Host").values()) + row["Host_IDLE"] == pytest.approx(
+        mean_step, abs=0.01
+    )  # ts near 5e12 µs keeps ~1e-3 µs
     assert row["Host_IDLE"] > 0 and "Device_IDLE" not in row  # a CPU-only run has no device to be idle
     assert row["batch_latency"] == pytest.approx(statistics.median(b - a for a, b in steps) / 1e6)
 
@@ -143,12 +154,15 @@ def test_a_device_event_whose_launch_is_unknown_is_still_counted():
     assert sum(busy(after, "Device").values()) == pytest.approx(sum(busy(before, "Device").values()))
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "not valid JSON"),
-    (json.dumps({"schemaVersion": 1}).encode(), "without a \"traceEvents\" list"),
-    (json.dumps({"traceEvents": []}).encode(), "no cpu_op, runtime or device events"),
-    ("{}".encode("utf-16"), "not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "not valid JSON"),
+        (json.dumps({"schemaVersion": 1}).encode(), 'without a "traceEvents" list'),
+        (json.dumps({"traceEvents": []}).encode(), "no cpu_op, runtime or device events"),
+        ("{}".encode("utf-16"), "not UTF-8"),
+    ],
+)
 def test_bad_traces_get_one_line_errors_naming_the_file(tmp_path, content, message):
     path = tmp_path / "run.json"
     path.write_bytes(content)
@@ -178,6 +192,7 @@ def lagging_gpu_trace() -> list[dict]:
     inside step 1, that no step launched. A kernel with no runtime launch at all (5-8) falls back
     to the window its start falls in.
     """
+
     def op(name, ts, dur, cat="cpu_op", **args):
         return {"ph": "X", "cat": cat, "name": name, "ts": ts, "dur": dur, "pid": 1, "tid": 1, "args": args}
 
@@ -188,14 +203,21 @@ def lagging_gpu_trace() -> list[dict]:
         return event
 
     return [
-        op("ProfilerStep#1", 0, 100, cat="user_annotation"), op("ProfilerStep#2", 100, 100, cat="user_annotation"),
-        op("aten::mm", -60, 20), op("cudaLaunchKernel", -50, 5, cat="cuda_runtime", correlation=4),
-        op("aten::mm", 10, 30), op("cudaLaunchKernel", 20, 5, cat="cuda_runtime", correlation=1),
-        op("aten::copy_", 50, 20), op("cudaMemcpyAsync", 55, 5, cat="cuda_runtime", correlation=3),
-        op("aten::mm", 110, 30), op("cudaLaunchKernel", 120, 5, cat="cuda_runtime", correlation=2),
+        op("ProfilerStep#1", 0, 100, cat="user_annotation"),
+        op("ProfilerStep#2", 100, 100, cat="user_annotation"),
+        op("aten::mm", -60, 20),
+        op("cudaLaunchKernel", -50, 5, cat="cuda_runtime", correlation=4),
+        op("aten::mm", 10, 30),
+        op("cudaLaunchKernel", 20, 5, cat="cuda_runtime", correlation=1),
+        op("aten::copy_", 50, 20),
+        op("cudaMemcpyAsync", 55, 5, cat="cuda_runtime", correlation=3),
+        op("aten::mm", 110, 30),
+        op("cudaLaunchKernel", 120, 5, cat="cuda_runtime", correlation=2),
         work("volta_sgemm_128x64_nn", 30, 3, 4),
-        work("volta_sgemm_128x64_nn", 150, 40, 1), work("Memcpy HtoD", 195, 10, 3, cat="gpu_memcpy"),
-        work("volta_sgemm_128x64_nn", 210, 40, 2), work("orphan_kernel", 5, 3, None),
+        work("volta_sgemm_128x64_nn", 150, 40, 1),
+        work("Memcpy HtoD", 195, 10, 3, cat="gpu_memcpy"),
+        work("volta_sgemm_128x64_nn", 210, 40, 2),
+        work("orphan_kernel", 5, 3, None),
     ]
 
 

@@ -13,7 +13,15 @@ from profcast.errors import ProfcastError
 from profcast.train import train
 from tests.conftest import REPO
 
-TARGET_METRICS = {"mape_mean", "mape_median", "wape", "total_mape", "false_nonzero_rate", "batch_latency_mape", "n_clipped"}
+TARGET_METRICS = {
+    "mape_mean",
+    "mape_median",
+    "wape",
+    "total_mape",
+    "false_nonzero_rate",
+    "batch_latency_mape",
+    "n_clipped",
+}
 
 
 def runs_of(tracking_uri) -> pd.DataFrame:
@@ -36,7 +44,12 @@ def test_job_logs_a_nested_run_per_target_with_metrics_artifacts_and_model(profi
     assert len(runs) == 3 and len(targets) == 2 and (runs.status == "FINISHED").all()
     assert job["params.regressor"] == "ratio" and job["metrics.mean_wape"] > 0
     for _, run in targets.iterrows():
-        assert {run["params.anchor"], run["params.regressor"], run["params.features"], run["params.split"]} == {"slow.gpu", "ratio", "all", "model"}
+        assert {run["params.anchor"], run["params.regressor"], run["params.features"], run["params.split"]} == {
+            "slow.gpu",
+            "ratio",
+            "all",
+            "model",
+        }
         assert run["params.pairing"] == "same_exp"
         assert all(np.isfinite(run[f"metrics.{name}"]) for name in TARGET_METRICS)
         assert np.isfinite(run["metrics.mape.Device_Conv2D"])
@@ -66,9 +79,22 @@ def test_structural_zero_trap_is_measured(profile_csv, tracking_uri, compose_con
 
 @pytest.mark.parametrize(
     "option",
-    ["features=nonzero", "features=top10", "features=top50", "features=top90", "split=model_dataset",
-     "split=model_dataset_batch", "split.holdout=[vgg]", "pairing=cross", "pairing=median", "pairing=same_exp",
-     "regressor=knn", "regressor=dt", "regressor=rf", "regressor.target_transform=log1p"],
+    [
+        "features=nonzero",
+        "features=top10",
+        "features=top50",
+        "features=top90",
+        "split=model_dataset",
+        "split=model_dataset_batch",
+        "split.holdout=[vgg]",
+        "pairing=cross",
+        "pairing=median",
+        "pairing=same_exp",
+        "regressor=knn",
+        "regressor=dt",
+        "regressor=rf",
+        "regressor.target_transform=log1p",
+    ],
 )
 def test_every_option_runs(profile_csv, tracking_uri, compose_config, option):
     cfg = compose_config(file_overrides(profile_csv, "regressor=lr", "target=fast.gpu", "log_model=false", option))
@@ -79,7 +105,9 @@ def test_every_option_runs(profile_csv, tracking_uri, compose_config, option):
 def run_cli(*args, env_uri):
     env = {**os.environ, "MLFLOW_TRACKING_URI": env_uri}
     env.pop("PROFCAST_PARENT_RUN_ID", None)
-    return subprocess.run([sys.executable, "-m", "profcast.train", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "profcast.train", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def bad_tables(tmp_path, profile_table):
@@ -106,12 +134,22 @@ def bad_tables(tmp_path, profile_table):
 
 
 def test_bad_input_fails_in_one_line_and_keeps_earlier_runs(tmp_path, profile_csv, profile_table, tracking_uri):
-    good = run_cli(*file_overrides(profile_csv, "regressor=ratio", "target=fast.gpu", "log_model=false"), env_uri=tracking_uri)
+    good = run_cli(
+        *file_overrides(profile_csv, "regressor=ratio", "target=fast.gpu", "log_model=false"), env_uri=tracking_uri
+    )
     assert good.returncode == 0, good.stderr
     before = runs_of(tracking_uri)[["run_id", "status"]]
     cases = list(bad_tables(tmp_path, profile_table)) + [
-        ("unknown_anchor", [f"data.path={profile_csv}", "anchor=p9.huge"], "unknown anchor instance 'p9.huge'; instances in the data: fast.gpu, mid.gpu, slow.gpu"),
-        ("unknown_pairing", [f"data.path={profile_csv}", "pairing=zip"], "Could not find 'pairing/zip'. Available options in 'pairing': auto, cross, median, same_exp"),
+        (
+            "unknown_anchor",
+            [f"data.path={profile_csv}", "anchor=p9.huge"],
+            "unknown anchor instance 'p9.huge'; instances in the data: fast.gpu, mid.gpu, slow.gpu",
+        ),
+        (
+            "unknown_pairing",
+            [f"data.path={profile_csv}", "pairing=zip"],
+            "Could not find 'pairing/zip'. Available options in 'pairing': auto, cross, median, same_exp",
+        ),
         ("no_path", [], "data=file needs data.path=PATH"),
     ]
     for name, overrides, words in cases:
@@ -121,7 +159,9 @@ def test_bad_input_fails_in_one_line_and_keeps_earlier_runs(tmp_path, profile_cs
         assert len(error_lines) == 1 and words in error_lines[0], (name, result.stderr)
         assert "Traceback" not in result.stderr, name
     after = runs_of(tracking_uri)[["run_id", "status"]]
-    pd.testing.assert_frame_equal(after.sort_values("run_id").reset_index(drop=True), before.sort_values("run_id").reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        after.sort_values("run_id").reset_index(drop=True), before.sort_values("run_id").reset_index(drop=True)
+    )
 
 
 def test_unknown_option_name_is_refused_before_any_run(profile_csv, tracking_uri):
@@ -139,8 +179,13 @@ def test_train_raises_user_error_before_opening_a_run(profile_csv, tracking_uri,
 
 @pytest.mark.slow
 def test_multirun_sweep_nests_jobs_under_one_parent(tmp_path, profile_csv, tracking_uri):
-    result = run_cli("-m", "regressor=ratio,lr", *file_overrides(profile_csv, "log_model=false"),
-                     f"hydra.sweep.dir={tmp_path / 'sweep'}", env_uri=tracking_uri)
+    result = run_cli(
+        "-m",
+        "regressor=ratio,lr",
+        *file_overrides(profile_csv, "log_model=false"),
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        env_uri=tracking_uri,
+    )
     assert result.returncode == 0, result.stderr
     runs = runs_of(tracking_uri)
     parents = runs[runs["tags.mlflow.parentRunId"].isna()]
@@ -154,7 +199,9 @@ def test_multirun_sweep_nests_jobs_under_one_parent(tmp_path, profile_csv, track
 
 @pytest.mark.slow
 def test_real_profet_data_logs_three_targets(real_profet, tracking_uri, compose_config):
-    cfg = compose_config(["data=file", f"data.path={real_profet}", "anchor=p2.xlarge", "regressor=ratio", "log_model=false"])
+    cfg = compose_config(
+        ["data=file", f"data.path={real_profet}", "anchor=p2.xlarge", "regressor=ratio", "log_model=false"]
+    )
     results = train(cfg)
     assert sorted(results) == ["g3s.xlarge", "g4dn.xlarge", "p3.2xlarge"]
     assert all(metrics["n_test_rows"] == 2277 for metrics in results.values())
@@ -164,7 +211,12 @@ def test_bad_regressor_settings_are_user_errors(profile_csv, tracking_uri, compo
     with pytest.raises(ProfcastError, match="regressor 'rf' cannot be built from its config"):
         train(compose_config(file_overrides(profile_csv, "regressor=rf", "+regressor.estimator.no_such_option=3")))
     assert len(runs_of(tracking_uri)) == 0
-    cfg = compose_config(file_overrides(profile_csv, "regressor=knn", "regressor.estimator.n_neighbors=500", "log_model=false"))
-    with pytest.raises(ProfcastError, match=r"slow.gpu -> fast.gpu: predicting \d+ held-out rows failed: Expected n_neighbors <= n_samples_fit"):
+    cfg = compose_config(
+        file_overrides(profile_csv, "regressor=knn", "regressor.estimator.n_neighbors=500", "log_model=false")
+    )
+    with pytest.raises(
+        ProfcastError,
+        match=r"slow.gpu -> fast.gpu: predicting \d+ held-out rows failed: Expected n_neighbors <= n_samples_fit",
+    ):
         train(cfg)
     assert set(runs_of(tracking_uri).status) == {"FAILED"}  # the interrupted job is not marked FINISHED

@@ -25,12 +25,14 @@ def synthetic_pair(n_runs: int = 120, seed: int = 0) -> tuple[pd.DataFrame, pd.D
     """
     rng = np.random.default_rng(seed)
     scale = rng.lognormal(0.0, 1.0, n_runs)
-    anchor = pd.DataFrame({
-        "Device_Conv2D": 1000 * scale * rng.lognormal(0, 0.2, n_runs),
-        "Device_Relu": 200 * scale * rng.lognormal(0, 0.2, n_runs),
-        "Device_MatMul": np.where(np.arange(n_runs) % 2 == 0, 300 * scale, 0.0),
-        "Host_IDLE": 5000 * scale * rng.lognormal(0, 0.2, n_runs),
-    })
+    anchor = pd.DataFrame(
+        {
+            "Device_Conv2D": 1000 * scale * rng.lognormal(0, 0.2, n_runs),
+            "Device_Relu": 200 * scale * rng.lognormal(0, 0.2, n_runs),
+            "Device_MatMul": np.where(np.arange(n_runs) % 2 == 0, 300 * scale, 0.0),
+            "Host_IDLE": 5000 * scale * rng.lognormal(0, 0.2, n_runs),
+        }
+    )
     target = pd.DataFrame({op: anchor[op] * ratio * rng.normal(1.0, 0.01, n_runs) for op, ratio in TRUE_RATIOS.items()})
     anchor["batch_latency"] = anchor.sum(axis=1) * 1e-6
     target["batch_latency"] = anchor["batch_latency"] * 0.3 * rng.normal(1.0, 0.01, n_runs)
@@ -119,15 +121,25 @@ def test_skops_round_trip_predicts_identically(fitted):
     blob = skops.io.dumps(model)
     untrusted = skops.io.get_untrusted_types(data=blob)
     # HistGradientBoosting's own internals (incl. a functools.partial) plus our class; nothing else
-    assert all(name.startswith(("sklearn.", "profcast.models.transfer.")) or name == "functools.partial" for name in untrusted), untrusted
+    assert all(
+        name.startswith(("sklearn.", "profcast.models.transfer.")) or name == "functools.partial" for name in untrusted
+    ), untrusted
     loaded = skops.io.loads(blob, trusted=untrusted)
     np.testing.assert_array_equal(loaded.predict(anchor), model.predict(anchor))
 
 
 def test_time_kinds_split_busy_idle_and_host_time():
     anchor = pd.DataFrame({"Device_Conv2D": [2.0], "Device_IDLE": [1.0], "Host_GatherV2": [3.0], "Host_IDLE": [4.0]})
-    kinds = {name: [c for c, on in zip(anchor.columns, mask) if on] for name, mask in time_kinds(list(anchor.columns)).items()}
-    assert kinds == {"busy": ["Device_Conv2D"], "device_idle": ["Device_IDLE"], "other": ["Host_GatherV2"], "other_idle": ["Host_IDLE"]}
+    kinds = {
+        name: [c for c, on in zip(anchor.columns, mask) if on]
+        for name, mask in time_kinds(list(anchor.columns)).items()
+    }
+    assert kinds == {
+        "busy": ["Device_Conv2D"],
+        "device_idle": ["Device_IDLE"],
+        "other": ["Host_GatherV2"],
+        "other_idle": ["Host_IDLE"],
+    }
     assert time_kinds(["conv", "relu", "idle"])["busy"].tolist() == [True, True, False]  # no Device_/Host_ names
 
 

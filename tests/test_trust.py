@@ -8,7 +8,6 @@ a real job trained on awkward op names and served by ``mlflow models serve``. Sl
 from __future__ import annotations
 
 import json
-import time
 import tracemalloc
 import urllib.error
 import urllib.request
@@ -21,14 +20,23 @@ import pytest
 from profcast.errors import ProfcastError
 from profcast.ingest.profile_files import read_profile_file
 from profcast.ingest.torch_trace import read_torch_trace
-from profcast.limits import MAX_INPUT_BYTES_ENV, max_input_bytes
 from profcast.jobmodel.request_limits import Deadline, RequestTimedOut, check_request_rows
 from profcast.jobmodel.trained_range import check_in_range, merged_range, trained_range
+from profcast.limits import MAX_INPUT_BYTES_ENV, max_input_bytes
 from profcast.tracking.metric_keys import metric_keys, safe_key
 from tests.bad_input_cases import error_lines, run_command, runs_in
 from tests.conftest import compose_train, store_and_profiles
-from tests.trust_cases import (AWKWARD_NAMES, HOSTILE_REQUESTS, OP, PROFILER_OP_NAMES, SERVER_LIMITS, gzip_bomb, records,
-                               trace_with_noise, weird_profiles)
+from tests.trust_cases import (
+    AWKWARD_NAMES,
+    HOSTILE_REQUESTS,
+    OP,
+    PROFILER_OP_NAMES,
+    SERVER_LIMITS,
+    gzip_bomb,
+    records,
+    trace_with_noise,
+    weird_profiles,
+)
 
 CASE_SECONDS = 60
 
@@ -74,7 +82,10 @@ def test_a_trace_is_streamed_memory_grows_with_kept_events_not_file_size(tmp_pat
     tracemalloc.stop()
 
     assert size > 15e6 and peak < size / 5, (size, peak)  # json.load needs several times the file
-    assert row["Host_op0"] == pytest.approx(40 * 5.0) and sum(v for k, v in row.items() if k.startswith("Host_op")) == 2_000 * 5.0
+    assert (
+        row["Host_op0"] == pytest.approx(40 * 5.0)
+        and sum(v for k, v in row.items() if k.startswith("Host_op")) == 2_000 * 5.0
+    )
 
 
 def test_gzip_bomb_stops_at_the_cap_in_one_line(tmp_path, monkeypatch):
@@ -114,7 +125,10 @@ def test_training_tables_and_exports_are_read_through_the_cap(tmp_path, monkeypa
     weird_profiles().to_csv(table, index=False)  # ~2 kB gzipped, ~10 kB unpacked
     export = tmp_path / "mnist-lenet-sgd-32.csv"
     export.write_text(TFSTATS_HEADER + "1,Device,Conv2D,c,1,5,5,5,5\n" * 200)
-    assert len(read_profile_table(table)) == len(weird_profiles()) and read_tfstats_export(export)["Device_Conv2D"] == 1000.0
+    assert (
+        len(read_profile_table(table)) == len(weird_profiles())
+        and read_tfstats_export(export)["Device_Conv2D"] == 1000.0
+    )
     monkeypatch.setenv(MAX_INPUT_BYTES_ENV, "5000")
 
     for read, path in ((read_profile_table, table), (read_tfstats_export, export)):
@@ -131,14 +145,21 @@ def test_a_bad_cap_setting_is_one_line(value, monkeypatch):
         max_input_bytes()
 
 
-@pytest.mark.parametrize("content, words", [
-    (b'{"traceEvents": [{"ph": "X", "ts": 1e999}]}', "not valid JSON"),
-    (b'{"traceEvents": [{"name": "\xff"}]}', "not UTF-8"),
-    (b'{"traceEvents": [' + b"[" * 100_000, "nested deeper than 64 levels"),
-    (b'{"traceEvents": {"a": 1}}', "without a \"traceEvents\" list"),
-    (b'[{"traceEvents": []}]', "without a \"traceEvents\" list"),
-    (b'{"traceEvents": [{"ph": "X", "cat": "cpu_op", "name": "a", "ts": 0, "dur": 1, "args": {"correlation": [1]}}]}', None),
-], ids=["huge_number", "non_utf8", "deep_100000", "events_not_a_list", "top_level_list", "unhashable_correlation"])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b'{"traceEvents": [{"ph": "X", "ts": 1e999}]}', "not valid JSON"),
+        (b'{"traceEvents": [{"name": "\xff"}]}', "not UTF-8"),
+        (b'{"traceEvents": [' + b"[" * 100_000, "nested deeper than 64 levels"),
+        (b'{"traceEvents": {"a": 1}}', 'without a "traceEvents" list'),
+        (b'[{"traceEvents": []}]', 'without a "traceEvents" list'),
+        (
+            b'{"traceEvents": [{"ph": "X", "cat": "cpu_op", "name": "a", "ts": 0, "dur": 1, "args": {"correlation": [1]}}]}',
+            None,
+        ),
+    ],
+    ids=["huge_number", "non_utf8", "deep_100000", "events_not_a_list", "top_level_list", "unhashable_correlation"],
+)
 def test_odd_traces_are_one_line_or_read(tmp_path, content, words):
     path = tmp_path / "odd.json"
     path.write_bytes(content)
@@ -175,18 +196,24 @@ RANGE = trained_range(pd.DataFrame({"batchsize": [32, 64, 128], "dataset": ["224
 
 def test_trained_range_reads_batch_and_leading_input_size():
     assert RANGE == {"batchsize": [32.0, 128.0], "input_size": [32.0, 224.0]}
-    assert merged_range([RANGE, {"batchsize": [8.0, 16.0], "input_size": None}]) == {"batchsize": [8.0, 128.0], "input_size": [32.0, 224.0]}
+    assert merged_range([RANGE, {"batchsize": [8.0, 16.0], "input_size": None}]) == {
+        "batchsize": [8.0, 128.0],
+        "input_size": [32.0, 224.0],
+    }
 
 
-@pytest.mark.parametrize("request_columns, refused", [
-    ({"batchsize": [64], "whatif_batchsize": [1_000_000_000]}, "whatif_batchsize' row 0 asks for batch size 1e+09"),
-    ({"batchsize": [64, 64], "whatif_batchsize": [256, 257]}, "row 1 asks for batch size 257"),
-    ({"batchsize": [15]}, "trained on batch sizes 32 to 128 and answers from 16 to 256"),
-    ({"whatif_input_size": [1024]}, "input size 1024"),
-    ({"dataset": ["8tiny"]}, "input sizes 32 to 224"),
-    ({"batchsize": [16, 256], "whatif_batchsize": [None, 20], "dataset": ["448x", "cifar10"]}, None),
-    ({"batchsize": [0], "whatif_batchsize": [-3]}, None),  # not sizes: the size checks name these
-])
+@pytest.mark.parametrize(
+    "request_columns, refused",
+    [
+        ({"batchsize": [64], "whatif_batchsize": [1_000_000_000]}, "whatif_batchsize' row 0 asks for batch size 1e+09"),
+        ({"batchsize": [64, 64], "whatif_batchsize": [256, 257]}, "row 1 asks for batch size 257"),
+        ({"batchsize": [15]}, "trained on batch sizes 32 to 128 and answers from 16 to 256"),
+        ({"whatif_input_size": [1024]}, "input size 1024"),
+        ({"dataset": ["8tiny"]}, "input sizes 32 to 224"),
+        ({"batchsize": [16, 256], "whatif_batchsize": [None, 20], "dataset": ["448x", "cifar10"]}, None),
+        ({"batchsize": [0], "whatif_batchsize": [-3]}, None),  # not sizes: the size checks name these
+    ],
+)
 def test_sizes_far_outside_the_trained_range_are_refused(request_columns, refused):
     profiles = pd.DataFrame(request_columns)
     if refused is None:
@@ -204,18 +231,26 @@ def test_request_guard_turns_parsing_failures_into_400s(monkeypatch):
     def failing(error):
         def invocations(data, content_type, model, schema):
             raise error
+
         return guarded(invocations)
 
     monkeypatch.setenv("PROFCAST_MAX_REQUEST_BYTES", "100")
     answers = {}
-    for name, call in {"recursion": (failing(RecursionError()), b"[]"), "type": (failing(TypeError("bad\nmore")), b"{}"),
-                       "long": (failing(MlflowException("x" * 10**6)), b"{}"), "big": (failing(AssertionError()), b"x" * 101)}.items():
+    for name, call in {
+        "recursion": (failing(RecursionError()), b"[]"),
+        "type": (failing(TypeError("bad\nmore")), b"{}"),
+        "long": (failing(MlflowException("x" * 10**6)), b"{}"),
+        "big": (failing(AssertionError()), b"x" * 101),
+    }.items():
         with pytest.raises(MlflowException) as raised:
             call[0](call[1], "application/json", None, None)
         answers[name] = raised.value
     assert all(e.get_http_status_code() == 400 for e in answers.values())
     assert "nested too deeply" in answers["recursion"].message and answers["type"].message.endswith("(TypeError: bad)")
-    assert len(answers["long"].message) < MAX_MESSAGE_CHARS + 20 and "over the limit of 100 bytes" in answers["big"].message
+    assert (
+        len(answers["long"].message) < MAX_MESSAGE_CHARS + 20
+        and "over the limit of 100 bytes" in answers["big"].message
+    )
 
 
 # ---- a real job trained on awkward op names, and its server ----------------------------------------
@@ -231,7 +266,9 @@ def weird_job(tmp_path_factory, empty_tracking_database):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         patch.delenv("PROFCAST_PARENT_RUN_ID", raising=False)
-        train(compose_train(["data=file", f"data.path={table}", "anchor=slow.gpu", "regressor=ratio", "target=fast.gpu"]))
+        train(
+            compose_train(["data=file", f"data.path={table}", "anchor=slow.gpu", "regressor=ratio", "target=fast.gpu"])
+        )
     mlflow.set_tracking_uri(uri)
     runs = runs_in(uri)
     model_uri = runs["tags.profcast.job_model_uri"].dropna().iloc[0]
@@ -285,7 +322,11 @@ def weird_server(weird_job, tmp_path_factory):
     from profcast.servers.model_server import ModelServer
 
     bin_dir = str(Path(sys.executable).parent)  # uvicorn lives beside the interpreter
-    env = {"MLFLOW_TRACKING_URI": weird_job["uri"], "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), **SERVER_LIMITS}
+    env = {
+        "MLFLOW_TRACKING_URI": weird_job["uri"],
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        **SERVER_LIMITS,
+    }
     with ModelServer(weird_job["model_uri"], tmp_path_factory.mktemp("server") / "server.log", env=env) as running:
         yield running
 
@@ -312,9 +353,13 @@ def test_hostile_request_is_a_400_in_one_line(case, weird_server):
 
 
 def test_requests_within_the_limits_are_answered_with_the_profiler_names(weird_server):
-    status, text = post(weird_server, "application/json", records([{OP: 1.0, "Device_<lambda>": 2.0, "batchsize": 64}] * 40))
+    status, text = post(
+        weird_server, "application/json", records([{OP: 1.0, "Device_<lambda>": 2.0, "batchsize": 64}] * 40)
+    )
     assert status == 200 and len(json.loads(text)["predictions"]) == 40 and OP in json.loads(text)["predictions"][0]
-    status, text = post(weird_server, "application/json", records([{OP: 1.0}] * 41, output="totals"))  # 10x rows for totals
+    status, text = post(
+        weird_server, "application/json", records([{OP: 1.0}] * 41, output="totals")
+    )  # 10x rows for totals
     assert status == 200 and len(json.loads(text)["predictions"]) == 41
 
 
@@ -331,8 +376,10 @@ def test_convert_cli_stops_a_gzip_bomb_in_one_line(tmp_path):
     tree.mkdir(parents=True)
     gzip_bomb(tree / "mnist-lenet-sgd-32.pt.trace.json.gz", 3_000_000)
 
-    result = run_command(["-m", "profcast.convert", str(tmp_path / "traces"), "--out", str(tmp_path / "out.csv")],
-                         extra_env={MAX_INPUT_BYTES_ENV: "1000000"})
+    result = run_command(
+        ["-m", "profcast.convert", str(tmp_path / "traces"), "--out", str(tmp_path / "out.csv")],
+        extra_env={MAX_INPUT_BYTES_ENV: "1000000"},
+    )
 
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert len(error_lines(result.stderr)) == 1 and "input size limit" in result.stderr
@@ -343,8 +390,21 @@ def test_predict_cli_refuses_an_absurd_whatif_in_one_line(weird_job, tmp_path):
     profile = tmp_path / "profile.csv"
     weird_profiles().query("instance_name == 'slow.gpu'").head(1).to_csv(profile, index=False)
 
-    result = run_command(["-m", "profcast.predict", "--profile", str(profile), "--anchor", "slow.gpu", "--model", weird_job["model_uri"],
-                          "--batchsize", str(10**9)], env_uri=weird_job["uri"])
+    result = run_command(
+        [
+            "-m",
+            "profcast.predict",
+            "--profile",
+            str(profile),
+            "--anchor",
+            "slow.gpu",
+            "--model",
+            weird_job["model_uri"],
+            "--batchsize",
+            str(10**9),
+        ],
+        env_uri=weird_job["uri"],
+    )
 
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "trained on batch sizes 32 to 128" in result.stderr and len(error_lines(result.stderr)) == 1

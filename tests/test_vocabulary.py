@@ -20,25 +20,27 @@ def mapping():
 
 def frameworks_frame() -> pd.DataFrame:
     """Two rows naming the same kinds of work as TensorFlow, a torch trace and a NeuSight FX profile would."""
-    return pd.DataFrame({
-        "model": ["a", "b"],
-        "batchsize": [32, 64],
-        "batch_latency": [0.5, 0.7],
-        "Device_MatMul": [10.0, 1.0],  # TensorFlow
-        "Device_addmm": [5.0, 2.0],  # torch trace (aten:: dropped by the reader)
-        "Device_Linear_fw": [2.0, 3.0],  # FX call_module Linear, forward
-        "Device_Linear_bw": [3.0, np.nan],  # and backward (missing: 0 in a sum)
-        "Device_Conv2DBackpropFilter": [7.0, 0.0],
-        "Device_convolution_backward": [1.0, 4.0],
-        "Device_FusedBatchNormV3": [6.0, 1.0],  # a variant no exact entry names: the rules
-        "Device_native_batch_norm_backward": [1.0, 1.0],
-        "Device_matmul_fw": [4.0, 4.0],  # FX torch.matmul: the attention products
-        "Device_Linear_acc": [0.5, 0.5],  # gradient accumulation
-        "Host_IDLE": [4.0, 2.0],
-        "Host_cudaLaunchKernel": [2.0, 1.0],
-        "Device_mystery_op": [8.0, 0.0],  # nothing names it: other, reported
-        "Host_MysteryHostThing": [np.nan, 2.0],
-    })
+    return pd.DataFrame(
+        {
+            "model": ["a", "b"],
+            "batchsize": [32, 64],
+            "batch_latency": [0.5, 0.7],
+            "Device_MatMul": [10.0, 1.0],  # TensorFlow
+            "Device_addmm": [5.0, 2.0],  # torch trace (aten:: dropped by the reader)
+            "Device_Linear_fw": [2.0, 3.0],  # FX call_module Linear, forward
+            "Device_Linear_bw": [3.0, np.nan],  # and backward (missing: 0 in a sum)
+            "Device_Conv2DBackpropFilter": [7.0, 0.0],
+            "Device_convolution_backward": [1.0, 4.0],
+            "Device_FusedBatchNormV3": [6.0, 1.0],  # a variant no exact entry names: the rules
+            "Device_native_batch_norm_backward": [1.0, 1.0],
+            "Device_matmul_fw": [4.0, 4.0],  # FX torch.matmul: the attention products
+            "Device_Linear_acc": [0.5, 0.5],  # gradient accumulation
+            "Host_IDLE": [4.0, 2.0],
+            "Host_cudaLaunchKernel": [2.0, 1.0],
+            "Device_mystery_op": [8.0, 0.0],  # nothing names it: other, reported
+            "Host_MysteryHostThing": [np.nan, 2.0],
+        }
+    )
 
 
 def test_op_columns_are_summed_per_category_and_keys_kept(mapping):
@@ -46,7 +48,10 @@ def test_op_columns_are_summed_per_category_and_keys_kept(mapping):
 
     canonical, _ = to_canonical(frame, mapping)
 
-    assert list(canonical[["model", "batchsize", "batch_latency"]].itertuples(index=False)) == [("a", 32, 0.5), ("b", 64, 0.7)]
+    assert list(canonical[["model", "batchsize", "batch_latency"]].itertuples(index=False)) == [
+        ("a", 32, 0.5),
+        ("b", 64, 0.7),
+    ]
     expected = {
         "Device_dense_matmul": [10 + 5 + 2 + 3, 1 + 2 + 3],
         "Device_conv_backward": [7 + 1, 0 + 4],
@@ -82,28 +87,60 @@ def test_mapping_twice_changes_nothing(mapping):
     assert unmapped.empty
 
 
-@pytest.mark.parametrize("name, category", [
-    ("Conv2D", "conv_forward"), ("_FusedConv2D", "conv_forward"), ("conv2d", "conv_forward"),
-    ("Conv2DBackpropInput", "conv_backward"), ("ConvolutionBackward0", "conv_backward"),
-    ("autograd::engine::evaluate_function: AddmmBackward0", "dense_matmul"), ("AddmmBackward0", "dense_matmul"),
-    ("BatchMatMulV2", "batched_matmul"), ("baddbmm_fw", "batched_matmul"), ("BmmBackward0", "batched_matmul"),
-    ("LayerNorm_bw", "normalization"), ("native_layer_norm_backward", "normalization"),
-    ("NewGELUActivation_fw", "elementwise_activation"), ("gelu_backward", "elementwise_activation"), ("Relu", "elementwise_activation"),
-    ("add_fw", "elementwise_activation"), ("ReluGrad", "elementwise_activation"),
-    ("MaxPoolGrad", "pooling"), ("max_pool2d_with_indices_backward", "pooling"),
-    ("softmax_bw", "softmax_loss"), ("_softmax_backward_data", "softmax_loss"), ("SoftmaxCrossEntropyWithLogits", "softmax_loss"),
-    ("Embedding_fw", "embedding"), ("embedding_dense_backward", "embedding"), ("GatherV2", "embedding"),
-    ("Dropout_fw", "dropout"), ("native_dropout", "dropout"), ("RandomUniform", "dropout"),
-    ("ResourceApplyAdam", "optimizer_update"), ("_foreach_add_", "optimizer_update"), ("AccumulateGrad", "optimizer_update"),
-    ("view_fw", "data_movement_layout"), ("permute_bw", "data_movement_layout"), ("contiguous_fw", "data_movement_layout"),
-    ("masked_fill_fw", "elementwise_activation"), ("getitem_fw", "data_movement_layout"), ("Transpose", "data_movement_layout"),
-    ("Memcpy HtoD (Pageable -> Device)", "data_movement_layout"), ("unattributed_gpu_memset", "data_movement_layout"),
-    ("_Recv", "communication"), ("nccl:all_reduce", "communication"),
-    ("cudaLaunchKernel", "host_launch_overhead"), ("hipLaunchKernel", "host_launch_overhead"),
-    ("IteratorGetNext", "input_pipeline"), ("IDLE", "idle"),
-    ("CudnnRNNBackprop", "recurrent"), ("_cudnn_rnn_backward", "recurrent"), ("LSTM_fw", "recurrent"),
-    ("Conv1D_fw", "dense_matmul"),  # HuggingFace's Conv1D is a Linear
-])
+@pytest.mark.parametrize(
+    "name, category",
+    [
+        ("Conv2D", "conv_forward"),
+        ("_FusedConv2D", "conv_forward"),
+        ("conv2d", "conv_forward"),
+        ("Conv2DBackpropInput", "conv_backward"),
+        ("ConvolutionBackward0", "conv_backward"),
+        ("autograd::engine::evaluate_function: AddmmBackward0", "dense_matmul"),
+        ("AddmmBackward0", "dense_matmul"),
+        ("BatchMatMulV2", "batched_matmul"),
+        ("baddbmm_fw", "batched_matmul"),
+        ("BmmBackward0", "batched_matmul"),
+        ("LayerNorm_bw", "normalization"),
+        ("native_layer_norm_backward", "normalization"),
+        ("NewGELUActivation_fw", "elementwise_activation"),
+        ("gelu_backward", "elementwise_activation"),
+        ("Relu", "elementwise_activation"),
+        ("add_fw", "elementwise_activation"),
+        ("ReluGrad", "elementwise_activation"),
+        ("MaxPoolGrad", "pooling"),
+        ("max_pool2d_with_indices_backward", "pooling"),
+        ("softmax_bw", "softmax_loss"),
+        ("_softmax_backward_data", "softmax_loss"),
+        ("SoftmaxCrossEntropyWithLogits", "softmax_loss"),
+        ("Embedding_fw", "embedding"),
+        ("embedding_dense_backward", "embedding"),
+        ("GatherV2", "embedding"),
+        ("Dropout_fw", "dropout"),
+        ("native_dropout", "dropout"),
+        ("RandomUniform", "dropout"),
+        ("ResourceApplyAdam", "optimizer_update"),
+        ("_foreach_add_", "optimizer_update"),
+        ("AccumulateGrad", "optimizer_update"),
+        ("view_fw", "data_movement_layout"),
+        ("permute_bw", "data_movement_layout"),
+        ("contiguous_fw", "data_movement_layout"),
+        ("masked_fill_fw", "elementwise_activation"),
+        ("getitem_fw", "data_movement_layout"),
+        ("Transpose", "data_movement_layout"),
+        ("Memcpy HtoD (Pageable -> Device)", "data_movement_layout"),
+        ("unattributed_gpu_memset", "data_movement_layout"),
+        ("_Recv", "communication"),
+        ("nccl:all_reduce", "communication"),
+        ("cudaLaunchKernel", "host_launch_overhead"),
+        ("hipLaunchKernel", "host_launch_overhead"),
+        ("IteratorGetNext", "input_pipeline"),
+        ("IDLE", "idle"),
+        ("CudnnRNNBackprop", "recurrent"),
+        ("_cudnn_rnn_backward", "recurrent"),
+        ("LSTM_fw", "recurrent"),
+        ("Conv1D_fw", "dense_matmul"),  # HuggingFace's Conv1D is a Linear
+    ],
+)
 def test_names_of_every_framework_map_to_their_category(mapping, name, category):
     assert mapping.category(name) == category
 
@@ -128,9 +165,11 @@ def test_every_op_of_the_generated_study_has_a_category(mapping):
 
 def test_an_extra_table_overrides_names_and_adds_rules_first(tmp_path):
     extra = tmp_path / "mine.yaml"
-    extra.write_text("categories:\n  custom_kernels: hand-written CUDA kernels\n"
-                     "exact:\n  mystery_op: custom_kernels\n  MatMul: batched_matmul\n"
-                     "rules:\n  - {pattern: '^my_', category: custom_kernels}\n  - {pattern: 'FusedBatchNorm|Conv2D', category: other}\n")
+    extra.write_text(
+        "categories:\n  custom_kernels: hand-written CUDA kernels\n"
+        "exact:\n  mystery_op: custom_kernels\n  MatMul: batched_matmul\n"
+        "rules:\n  - {pattern: '^my_', category: custom_kernels}\n  - {pattern: 'FusedBatchNorm|Conv2D', category: other}\n"
+    )
 
     mapping = Vocabulary(canonical=True, extra=str(extra)).mapping
 
@@ -141,12 +180,15 @@ def test_an_extra_table_overrides_names_and_adds_rules_first(tmp_path):
     assert mapping.category("addmm") == "dense_matmul"  # the packaged table still applies
 
 
-@pytest.mark.parametrize("text, message", [
-    ("rules:\n  - {pattern: '([', category: other}\n", "is not a regular expression"),
-    ("exact:\n  foo: no_such_category\n", "not declared"),
-    ("rules:\n  - just a string\n", "is not {pattern"),
-    ("[1, 2]\n", "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("rules:\n  - {pattern: '([', category: other}\n", "is not a regular expression"),
+        ("exact:\n  foo: no_such_category\n", "not declared"),
+        ("rules:\n  - just a string\n", "is not {pattern"),
+        ("[1, 2]\n", "expected a mapping"),
+    ],
+)
 def test_a_bad_extra_table_is_a_one_line_error(tmp_path, text, message):
     extra = tmp_path / "bad.yaml"
     extra.write_text(text)
@@ -169,7 +211,9 @@ def test_the_stored_table_maps_as_the_loaded_one(mapping):
 
     restored = mapping_from_stored(json.loads(json.dumps(stored)))  # what a manifest keeps: plain JSON
 
-    pd.testing.assert_frame_equal(to_canonical(frameworks_frame(), restored)[0], to_canonical(frameworks_frame(), mapping)[0])
+    pd.testing.assert_frame_equal(
+        to_canonical(frameworks_frame(), restored)[0], to_canonical(frameworks_frame(), mapping)[0]
+    )
 
 
 # --- training, the served model and profcast.predict in the canonical vocabulary ---------------------
@@ -183,8 +227,11 @@ def canonical_job(tmp_path_factory, empty_tracking_database):
     from tests.conftest import train_into_fresh_store
 
     folder = tmp_path_factory.mktemp("vocabulary")
-    return train_into_fresh_store(folder, empty_tracking_database,
-                                  [f"anchor={ANCHOR}", "vocabulary=canonical", "regressor=ratio", f"target={TARGET}", "log_plots=false"])
+    return train_into_fresh_store(
+        folder,
+        empty_tracking_database,
+        [f"anchor={ANCHOR}", "vocabulary=canonical", "regressor=ratio", f"target={TARGET}", "log_plots=false"],
+    )
 
 
 def native_anchor_rows(count: int = 3) -> pd.DataFrame:
@@ -203,7 +250,11 @@ def test_training_in_the_canonical_vocabulary_logs_canonical_columns_and_the_cho
     target = runs[runs["tags.mlflow.parentRunId"] == job.run_id].iloc[0]
 
     assert job["params.vocabulary"] == "canonical"
-    column_metrics = [name[len("metrics.mape."):] for name in runs.columns if name.startswith("metrics.mape.") and pd.notna(target[name])]
+    column_metrics = [
+        name[len("metrics.mape.") :]
+        for name in runs.columns
+        if name.startswith("metrics.mape.") and pd.notna(target[name])
+    ]
     assert "Device_conv_forward" in column_metrics and "Device_dense_matmul" in column_metrics
     assert not [name for name in column_metrics if name in ("Device_Conv2D", "Device_MatMul")]  # no native names left
     unmapped = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=job.run_id, artifact_path="unmapped_ops.csv"))
@@ -346,8 +397,11 @@ def profiled_steps(block, x, folder, steps: int = 4) -> tuple[dict, dict]:
 
     path, rows = folder / "steps.pt.trace.json", []
     schedule = torch.profiler.schedule(wait=0, warmup=1, active=steps, repeat=1)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], schedule=schedule,
-                                on_trace_ready=lambda prof: prof.export_chrome_trace(str(path))) as prof:
+    with torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU],
+        schedule=schedule,
+        on_trace_ready=lambda prof: prof.export_chrome_trace(str(path)),
+    ) as prof:
         for _ in range(steps + 1):
             block.zero_grad(set_to_none=True)
             step = TimedStep()

@@ -78,8 +78,9 @@ def test_grouped_calibration_keeps_strata_apart():
     rng = np.random.default_rng(4)
     narrow, narrow_groups = grouped_residuals(rng, 8, 50, bias_spread=0.02, within_spread=0.02)
     wide, wide_groups = grouped_residuals(rng, 8, 50, bias_spread=0.4, within_spread=0.02)
-    calibration = ConformalInterval().fit(np.concatenate([narrow, wide]), np.repeat([1, 4], 400),
-                                          groups=np.concatenate([narrow_groups, wide_groups]))
+    calibration = ConformalInterval().fit(
+        np.concatenate([narrow, wide]), np.repeat([1, 4], 400), groups=np.concatenate([narrow_groups, wide_groups])
+    )
     low, high = calibration.bounds(np.ones(2), np.array([1, 4]))
     assert (high[1] - low[1]) > 5 * (high[0] - low[0])
 
@@ -111,8 +112,15 @@ def test_profet_scaler_recovers_a_quadratic_curve():
     rows = []
     for job, base in enumerate([1.0, 2.0, 4.0]):
         for batch in (16, 32, 64, 128, 256):
-            rows.append({"dataset": "d", "model": f"m{job}", "optimizer": "sgd", "batchsize": batch,
-                         "batch_latency": base * (1 + 9 * ((batch - 16) / 240) ** 2)})
+            rows.append(
+                {
+                    "dataset": "d",
+                    "model": f"m{job}",
+                    "optimizer": "sgd",
+                    "batchsize": batch,
+                    "batch_latency": base * (1 + 9 * ((batch - 16) / 240) ** 2),
+                }
+            )
     scaler = ProfetBatchScaler().fit(pd.DataFrame(rows))
     assert scaler.span_ == pytest.approx(10.0)
     expected = (1 + 9 * ((64 - 16) / 240) ** 2) / (1 + 9 * ((128 - 16) / 240) ** 2)
@@ -122,14 +130,18 @@ def test_profet_scaler_recovers_a_quadratic_curve():
 @pytest.fixture(scope="module")
 def paired_sizes():
     """Two instances, four models, batch sizes 16-128: latency grows linearly with the batch."""
-    table = synthetic_profiles(instances=("slow.gpu", "fast.gpu"), batchsizes=(16, 32, 64, 128), datasets=("32data", "64data"))
+    table = synthetic_profiles(
+        instances=("slow.gpu", "fast.gpu"), batchsizes=(16, 32, 64, 128), datasets=("32data", "64data")
+    )
     return pair_runs(table, "slow.gpu", "fast.gpu")
 
 
 def test_size_what_if_learns_how_latency_grows_with_batch(paired_sizes):
     keys = paired_sizes.keys.reset_index(drop=True)
     train = (keys["model"] != "vgg").to_numpy()
-    model = SizeWhatIf(max_iter=80).fit(keys[train], paired_sizes.anchor_profile[train], paired_sizes.target_profile[train])
+    model = SizeWhatIf(max_iter=80).fit(
+        keys[train], paired_sizes.anchor_profile[train], paired_sizes.target_profile[train]
+    )
     held = np.flatnonzero(~train & (keys["batchsize"] == 32).to_numpy())
     anchor = paired_sizes.anchor_profile.iloc[held]
     batch, dataset = keys["batchsize"].to_numpy()[held], keys["dataset"].to_numpy()[held]
@@ -157,13 +169,25 @@ def test_second_profile_rows_prefer_double_then_half(paired_sizes):
 def test_second_profile_latency_learns_the_speed_up(paired_sizes):
     keys = paired_sizes.keys.reset_index(drop=True)
     pairs = second_profile_rows(keys, every=True)
-    anchor, target = paired_sizes.anchor_profile.reset_index(drop=True), paired_sizes.target_profile.reset_index(drop=True)
+    anchor, target = (
+        paired_sizes.anchor_profile.reset_index(drop=True),
+        paired_sizes.target_profile.reset_index(drop=True),
+    )
     model = SecondProfileLatency(max_iter=60).fit(
-        anchor.iloc[pairs["row"]], anchor.iloc[pairs["second_row"]], target.iloc[pairs["row"]], pairs["batchsize"], pairs["second_batchsize"]
+        anchor.iloc[pairs["row"]],
+        anchor.iloc[pairs["second_row"]],
+        target.iloc[pairs["row"]],
+        pairs["batchsize"],
+        pairs["second_batchsize"],
     )
     true_ratio = np.log(target["batch_latency"] / anchor["batch_latency"]).median()
-    predicted = model.predict(anchor.iloc[pairs["row"]], anchor.iloc[pairs["second_row"]], target.iloc[pairs["row"]].drop(columns="batch_latency"),
-                              pairs["batchsize"], pairs["second_batchsize"])
+    predicted = model.predict(
+        anchor.iloc[pairs["row"]],
+        anchor.iloc[pairs["second_row"]],
+        target.iloc[pairs["row"]].drop(columns="batch_latency"),
+        pairs["batchsize"],
+        pairs["second_batchsize"],
+    )
     assert np.median(predicted) == pytest.approx(true_ratio, abs=0.05)
 
 

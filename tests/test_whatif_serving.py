@@ -12,15 +12,21 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from profcast.serve.loader import ServedJobModel
-
 from profcast.cli import exit_code
 from profcast.datasets.sources import EmbeddedData
+from profcast.jobmodel.model import JobModel
+from profcast.jobmodel.requests import (
+    EPOCH_LATENCY,
+    INPUT_ROW,
+    SAMPLES_PER_EPOCH,
+    TARGET_INSTANCE,
+    WHATIF_BATCHSIZE,
+    WHATIF_INPUT_SIZE,
+)
 from profcast.predict import main
 from profcast.schema import BATCH_LATENCY
-from profcast.jobmodel.model import JobModel
+from profcast.serve.loader import ServedJobModel
 from profcast.servers.model_server import ModelServer
-from profcast.jobmodel.requests import EPOCH_LATENCY, INPUT_ROW, SAMPLES_PER_EPOCH, TARGET_INSTANCE, WHATIF_BATCHSIZE, WHATIF_INPUT_SIZE
 from tests.conftest import train_into_fresh_store
 
 ANCHOR = "g3s.xlarge"
@@ -32,16 +38,26 @@ LOW, HIGH = f"{BATCH_LATENCY}_low", f"{BATCH_LATENCY}_high"
 def job(tmp_path_factory, empty_tracking_database):
     """A ratio job on the embedded data (five batch sizes per job) for two targets, its model and anchor rows."""
     folder = tmp_path_factory.mktemp("whatif")
-    trained = train_into_fresh_store(folder, empty_tracking_database,
-                                     [f"anchor={ANCHOR}", "regressor=ratio", f"target=[{','.join(TARGETS)}]", "log_plots=false"])
+    trained = train_into_fresh_store(
+        folder,
+        empty_tracking_database,
+        [f"anchor={ANCHOR}", "regressor=ratio", f"target=[{','.join(TARGETS)}]", "log_plots=false"],
+    )
     uri, model_uri, metrics = trained["uri"], trained["model_uri"], trained["metrics"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         pyfunc = mlflow.pyfunc.load_model(model_uri)
     profiles = EmbeddedData().load()
     anchor_rows = profiles[profiles["instance_name"] == ANCHOR].reset_index(drop=True)
-    yield {"uri": uri, "model_uri": model_uri, "metrics": metrics, "pyfunc": pyfunc, "profiles": profiles,
-           "anchor_rows": anchor_rows, "folder": folder}
+    yield {
+        "uri": uri,
+        "model_uri": model_uri,
+        "metrics": metrics,
+        "pyfunc": pyfunc,
+        "profiles": profiles,
+        "anchor_rows": anchor_rows,
+        "folder": folder,
+    }
 
 
 def job_model(job) -> JobModel:
@@ -51,7 +67,12 @@ def job_model(job) -> JobModel:
 
 def request(job, rows=(0, 7, 20), **columns) -> pd.DataFrame:
     """Anchor rows as a request (run keys kept: batchsize, dataset, epoch_latency are read), plus ``columns``."""
-    frame = job["anchor_rows"].iloc[list(rows)].drop(columns=["instance_name", "exp_name", "model", "optimizer"]).reset_index(drop=True)
+    frame = (
+        job["anchor_rows"]
+        .iloc[list(rows)]
+        .drop(columns=["instance_name", "exp_name", "model", "optimizer"])
+        .reset_index(drop=True)
+    )
     return frame.assign(**columns)
 
 
@@ -65,11 +86,19 @@ def test_training_logs_held_out_interval_coverage(job):
 
 def test_answers_keep_their_values_and_gain_an_interval_around_the_forecast(job):
     model = job_model(job)
-    plain = JobModel(model.anchor, model.models, model.op_columns, model.output_op_columns, model.predicts_latency, model.trained_on)
+    plain = JobModel(
+        model.anchor, model.models, model.op_columns, model.output_op_columns, model.predicts_latency, model.trained_on
+    )
     asked = request(job)
     before, after = plain.predict(asked), model.predict(asked)
     pd.testing.assert_frame_equal(after[before.columns], before, check_exact=True)  # bit for bit
-    assert set(after.columns) - set(before.columns) == {LOW, HIGH, EPOCH_LATENCY, f"{EPOCH_LATENCY}_low", f"{EPOCH_LATENCY}_high"}
+    assert set(after.columns) - set(before.columns) == {
+        LOW,
+        HIGH,
+        EPOCH_LATENCY,
+        f"{EPOCH_LATENCY}_low",
+        f"{EPOCH_LATENCY}_high",
+    }
     latency = after[BATCH_LATENCY].astype(float)
     assert (after[LOW] < latency).all() and (latency < after[HIGH]).all()
     # The interval scales with the forecast: one relative width per target.
@@ -100,24 +129,36 @@ def test_only_a_leading_number_of_a_dataset_name_is_an_input_size():
 
 
 def test_targets_that_bound_another_quantity_answer_null_bounds(tmp_path):
-    from profcast.models.intervals import ConformalInterval
     from profcast.jobmodel.forecast_extras import QUANTITY_KEY, save_extras
+    from profcast.models.intervals import ConformalInterval
 
     interval = ConformalInterval().fit(np.linspace(-0.2, 0.2, 50))
-    extras = {"a": {"quantity": BATCH_LATENCY, "interval": interval, "whatif": None, "whatif_interval": None, "moves": {}},
-              "b": {"quantity": "predicted_total", "interval": interval, "whatif": None, "whatif_interval": None, "moves": {}}}
+    extras = {
+        "a": {"quantity": BATCH_LATENCY, "interval": interval, "whatif": None, "whatif_interval": None, "moves": {}},
+        "b": {
+            "quantity": "predicted_total",
+            "interval": interval,
+            "whatif": None,
+            "whatif_interval": None,
+            "moves": {},
+        },
+    }
     import skops.io
 
     entries = save_extras(tmp_path, extras, {"a": "target0.skops", "b": "target1.skops"})
     assert entries[QUANTITY_KEY] == BATCH_LATENCY
-    saved = skops.io.load(tmp_path / "target1.extras.skops", trusted=skops.io.get_untrusted_types(file=tmp_path / "target1.extras.skops"))
+    saved = skops.io.load(
+        tmp_path / "target1.extras.skops", trusted=skops.io.get_untrusted_types(file=tmp_path / "target1.extras.skops")
+    )
     assert saved["interval"] is None and extras["b"]["interval"] is interval  # the caller's extras are left alone
 
 
 def test_whatif_at_the_profiled_size_is_the_plain_forecast(job):
     model = job_model(job)
     asked = request(job)
-    pd.testing.assert_frame_equal(model.predict(asked.assign(**{WHATIF_BATCHSIZE: asked["batchsize"]})), model.predict(asked), check_exact=True)
+    pd.testing.assert_frame_equal(
+        model.predict(asked.assign(**{WHATIF_BATCHSIZE: asked["batchsize"]})), model.predict(asked), check_exact=True
+    )
 
 
 def test_whatif_at_twice_the_batch_moves_step_time_the_measured_way(job):
@@ -128,7 +169,10 @@ def test_whatif_at_twice_the_batch_moves_step_time_the_measured_way(job):
     keys = ["dataset", "model", "optimizer", "exp_name"]
     wanted = job["anchor_rows"].iloc[rows][keys].reset_index(drop=True).iloc[doubled[INPUT_ROW]].reset_index(drop=True)
     wanted = wanted.assign(instance_name=doubled[TARGET_INSTANCE].to_numpy())
-    measured = {batch: wanted.assign(batchsize=batch).merge(job["profiles"], how="left")[BATCH_LATENCY].to_numpy() for batch in (64, 128)}
+    measured = {
+        batch: wanted.assign(batchsize=batch).merge(job["profiles"], how="left")[BATCH_LATENCY].to_numpy()
+        for batch in (64, 128)
+    }
     growth = measured[128] / measured[64]
     forecast_growth = doubled[BATCH_LATENCY].astype(float).to_numpy() / plain[BATCH_LATENCY].astype(float).to_numpy()
     # Where the target clearly slows at batch 128 the what-if does too (launch-bound small nets barely move).
@@ -141,40 +185,65 @@ def test_whatif_at_twice_the_batch_moves_step_time_the_measured_way(job):
     # Fewer, longer steps: the epoch at batch 128 takes half the anchor's steps.
     steps = (asked["epoch_latency"] / asked[BATCH_LATENCY] / 2).to_numpy()[doubled[INPUT_ROW]]
     assert np.allclose(doubled[EPOCH_LATENCY].astype(float), steps * doubled[BATCH_LATENCY].astype(float))
-    assert (doubled[LOW] < doubled[BATCH_LATENCY].astype(float)).all() and (doubled[BATCH_LATENCY].astype(float) < doubled[HIGH]).all()
+    assert (doubled[LOW] < doubled[BATCH_LATENCY].astype(float)).all() and (
+        doubled[BATCH_LATENCY].astype(float) < doubled[HIGH]
+    ).all()
 
 
-@pytest.mark.parametrize("columns, words", [
-    ({WHATIF_BATCHSIZE: 0}, "'whatif_batchsize' row 0 value 0 is not a positive integer"),
-    ({WHATIF_BATCHSIZE: -32}, "value -32 is not a positive integer"),
-    ({WHATIF_BATCHSIZE: 48.5}, "value 48.5 is not a positive integer"),
-    ({WHATIF_BATCHSIZE: "lots"}, "value 'lots' is not a positive integer"),
-    ({WHATIF_BATCHSIZE: math.inf}, "is not a positive integer"),
-    ({SAMPLES_PER_EPOCH: -1}, "'samples_per_epoch' row 0 value -1 is not a positive number"),
-    ({WHATIF_INPUT_SIZE: 64}, "asks for a what-if at another input size, but this model was trained without one"),
-])
+@pytest.mark.parametrize(
+    "columns, words",
+    [
+        ({WHATIF_BATCHSIZE: 0}, "'whatif_batchsize' row 0 value 0 is not a positive integer"),
+        ({WHATIF_BATCHSIZE: -32}, "value -32 is not a positive integer"),
+        ({WHATIF_BATCHSIZE: 48.5}, "value 48.5 is not a positive integer"),
+        ({WHATIF_BATCHSIZE: "lots"}, "value 'lots' is not a positive integer"),
+        ({WHATIF_BATCHSIZE: math.inf}, "is not a positive integer"),
+        ({SAMPLES_PER_EPOCH: -1}, "'samples_per_epoch' row 0 value -1 is not a positive number"),
+        ({WHATIF_INPUT_SIZE: 64}, "asks for a what-if at another input size, but this model was trained without one"),
+    ],
+)
 def test_bad_sizes_are_one_line_400s(job, columns, words):
     with pytest.raises(MlflowException) as raised:
         ServedJobModel(job_model(job)).predict(request(job, rows=[0]).assign(**columns))
-    assert raised.value.error_code == "INVALID_PARAMETER_VALUE" and words in raised.value.message and "\n" not in raised.value.message
+    assert (
+        raised.value.error_code == "INVALID_PARAMETER_VALUE"
+        and words in raised.value.message
+        and "\n" not in raised.value.message
+    )
 
 
 def test_whatif_needs_the_profiled_batch_size_and_a_model_with_a_whatif(job):
     model = job_model(job)
     with pytest.raises(MlflowException, match="needs the profiled batch size"):
-        ServedJobModel(model).predict(request(job, rows=[0]).drop(columns=["batchsize"]).assign(**{WHATIF_BATCHSIZE: 128}))
-    without = JobModel(model.anchor, model.models, model.op_columns, model.output_op_columns, model.predicts_latency, None,
-                       {target: {**extras, "whatif": None} for target, extras in model.extras.items()}, model.interval_quantity)
+        ServedJobModel(model).predict(
+            request(job, rows=[0]).drop(columns=["batchsize"]).assign(**{WHATIF_BATCHSIZE: 128})
+        )
+    without = JobModel(
+        model.anchor,
+        model.models,
+        model.op_columns,
+        model.output_op_columns,
+        model.predicts_latency,
+        None,
+        {target: {**extras, "whatif": None} for target, extras in model.extras.items()},
+        model.interval_quantity,
+    )
     with pytest.raises(MlflowException, match="trained without one"):
         ServedJobModel(without).predict(request(job, rows=[0]).assign(**{WHATIF_BATCHSIZE: 128}))
 
 
 def test_server_answers_a_whatif_and_refuses_a_bad_one(job):
-    body = {"dataframe_records": json.loads(request(job, rows=[0]).assign(**{WHATIF_BATCHSIZE: 128}).to_json(orient="records"))}
+    body = {
+        "dataframe_records": json.loads(
+            request(job, rows=[0]).assign(**{WHATIF_BATCHSIZE: 128}).to_json(orient="records")
+        )
+    }
     with ModelServer(job["model_uri"], job["folder"] / "server.log", env={"MLFLOW_TRACKING_URI": job["uri"]}) as server:
         answers = []
         for records in (body, {"dataframe_records": [{**body["dataframe_records"][0], WHATIF_BATCHSIZE: -4}]}):
-            call = urllib.request.Request(f"{server.url}/invocations", json.dumps(records).encode(), {"Content-Type": "application/json"})
+            call = urllib.request.Request(
+                f"{server.url}/invocations", json.dumps(records).encode(), {"Content-Type": "application/json"}
+            )
             try:
                 with urllib.request.urlopen(call, timeout=60) as response:
                     answers.append((response.status, json.loads(response.read())))
@@ -184,12 +253,17 @@ def test_server_answers_a_whatif_and_refuses_a_bad_one(job):
     assert status == 200
     expected = job_model(job).predict(request(job, rows=[0]).assign(**{WHATIF_BATCHSIZE: 128}))
     served = pd.DataFrame(good["predictions"])
-    assert np.allclose(served[BATCH_LATENCY], expected[BATCH_LATENCY].astype(float)) and np.allclose(served[HIGH], expected[HIGH])
+    assert np.allclose(served[BATCH_LATENCY], expected[BATCH_LATENCY].astype(float)) and np.allclose(
+        served[HIGH], expected[HIGH]
+    )
     assert bad_status == 400 and "'whatif_batchsize' row 0 value -4" in bad["message"]
 
 
 def ranked(stdout: str) -> dict[str, float]:
-    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^\s+\d+\s+(\S+)\s.*?(\d+\.\d+) ms", stdout, flags=re.MULTILINE)}
+    return {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(r"^\s+\d+\s+(\S+)\s.*?(\d+\.\d+) ms", stdout, flags=re.MULTILINE)
+    }
 
 
 def test_cli_batchsize_flag_forecasts_at_that_size_with_intervals(job, tmp_path, monkeypatch, capsys):

@@ -16,8 +16,20 @@ PROFILER_OP_NAMES = {
     "Device_Unused": "Device_a$b$/../c:d",  # mathtext and a path that normalises to another
 }
 # Names for the key function alone: each must become a key MLflow takes, all different.
-AWKWARD_NAMES = [*PROFILER_OP_NAMES.values(), "Host_aten::add_", "Host_x/y", "Host_..", "Host_.", "Host_end.", "Host_sp ",
-                 "Device_" + "k" * 400, "Host_Свёртка", "Host_a\u0000b", "Device_Conv2D", "Host_IDLE"]
+AWKWARD_NAMES = [
+    *PROFILER_OP_NAMES.values(),
+    "Host_aten::add_",
+    "Host_x/y",
+    "Host_..",
+    "Host_.",
+    "Host_end.",
+    "Host_sp ",
+    "Device_" + "k" * 400,
+    "Host_Свёртка",
+    "Host_a\u0000b",
+    "Device_Conv2D",
+    "Host_IDLE",
+]
 
 
 def weird_profiles():
@@ -31,15 +43,52 @@ def trace_with_noise(path: Path, kept_ops: int, noise_events: int, padding: int 
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "wt", encoding="utf-8") as out:
         out.write('{"schemaVersion": 1, "traceEvents": [\n')
-        out.write(json.dumps({"ph": "X", "cat": "user_annotation", "name": "ProfilerStep#1", "ts": 0, "dur": kept_ops * 10 + 10,
-                              "pid": 1, "tid": 1}))
+        out.write(
+            json.dumps(
+                {
+                    "ph": "X",
+                    "cat": "user_annotation",
+                    "name": "ProfilerStep#1",
+                    "ts": 0,
+                    "dur": kept_ops * 10 + 10,
+                    "pid": 1,
+                    "tid": 1,
+                }
+            )
+        )
         for number in range(kept_ops):
-            out.write(",\n" + json.dumps({"ph": "X", "cat": "cpu_op", "name": f"aten::op{number % 50}", "ts": number * 10 + 1,
-                                          "dur": 5, "pid": 1, "tid": 1, "args": {"External id": number}}))
+            out.write(
+                ",\n"
+                + json.dumps(
+                    {
+                        "ph": "X",
+                        "cat": "cpu_op",
+                        "name": f"aten::op{number % 50}",
+                        "ts": number * 10 + 1,
+                        "dur": 5,
+                        "pid": 1,
+                        "tid": 1,
+                        "args": {"External id": number},
+                    }
+                )
+            )
         filler = "x" * padding
         for number in range(noise_events):
-            out.write(",\n" + json.dumps({"ph": "X", "cat": "python_function", "name": f"nn.Module: layer{number}", "ts": number,
-                                          "dur": 1, "pid": 1, "tid": 2, "args": {"Python id": number, "Call stack": filler}}))
+            out.write(
+                ",\n"
+                + json.dumps(
+                    {
+                        "ph": "X",
+                        "cat": "python_function",
+                        "name": f"nn.Module: layer{number}",
+                        "ts": number,
+                        "dur": 1,
+                        "pid": 1,
+                        "tid": 2,
+                        "args": {"Python id": number, "Call stack": filler},
+                    }
+                )
+            )
         out.write("\n]}\n")
     return path
 
@@ -74,10 +123,18 @@ def records(rows: list[dict], **params) -> bytes:
 
 HOSTILE_REQUESTS = {
     "deep_list_50000": ("application/json", deep_json(50_000).encode(), "nested too deeply"),
-    "deep_inside_records": ("application/json", ('{"dataframe_records": ' + deep_json(20_000) + "}").encode(), "nested too deeply"),
+    "deep_inside_records": (
+        "application/json",
+        ('{"dataframe_records": ' + deep_json(20_000) + "}").encode(),
+        "nested too deeply",
+    ),
     "deep_object": ("application/json", ('{"a":' * 20_000 + "1" + "}" * 20_000).encode(), "nested too deeply"),
     "huge_number": ("application/json", b'{"dataframe_records": [{"Device_<lambda>": 1e999}]}', "Device_<lambda>"),
-    "huge_integer": ("application/json", b'{"dataframe_records": [{"Device_<lambda>": ' + b"9" * 5000 + b"}]}", "could not be read"),
+    "huge_integer": (
+        "application/json",
+        b'{"dataframe_records": [{"Device_<lambda>": ' + b"9" * 5000 + b"}]}",
+        "could not be read",
+    ),
     "records_is_number": ("application/json", b'{"dataframe_records": 5}', "records format must be a list"),
     "split_columns_number": ("application/json", b'{"dataframe_split": {"columns": 1, "data": 2}}', ""),
     "inputs_string": ("application/json", b'{"inputs": "x"}', ""),
@@ -89,8 +146,19 @@ HOSTILE_REQUESTS = {
     "csv_non_utf8": ("text/csv", b"Device_<lambda>\n\xff\n", "UTF-8"),
     "oversized_body": ("application/json", records([{OP: 1.0, "pad": "x" * 300_000}]), "PROFCAST_MAX_REQUEST_BYTES"),
     "too_many_rows": ("application/json", records([{OP: 1.0}] * 41), "output=totals"),
-    "absurd_whatif_batch": ("application/json", records([{OP: 1.0, "batchsize": 32, "whatif_batchsize": 1_000_000_000}]),
-                            "trained on batch sizes 32 to 128"),
-    "absurd_profiled_batch": ("application/json", records([{OP: 1.0, "batchsize": 1_000_000}]), "trained on batch sizes"),
-    "tiny_whatif_batch": ("application/json", records([{OP: 1.0, "batchsize": 32, "whatif_batchsize": 1}]), "answers from 16 to 256"),
+    "absurd_whatif_batch": (
+        "application/json",
+        records([{OP: 1.0, "batchsize": 32, "whatif_batchsize": 1_000_000_000}]),
+        "trained on batch sizes 32 to 128",
+    ),
+    "absurd_profiled_batch": (
+        "application/json",
+        records([{OP: 1.0, "batchsize": 1_000_000}]),
+        "trained on batch sizes",
+    ),
+    "tiny_whatif_batch": (
+        "application/json",
+        records([{OP: 1.0, "batchsize": 32, "whatif_batchsize": 1}]),
+        "answers from 16 to 256",
+    ),
 }

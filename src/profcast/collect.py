@@ -25,12 +25,20 @@ TRACE_SUFFIX = ".pt.trace.json.gz"
 def trace_path(out_dir, exp: str, instance: str, dataset: str, model: str, optimizer: str, batchsize: int) -> Path:
     """``<out_dir>/<exp>/<instance>/<dataset>-<model>-<optimizer>-<batchsize>.pt.trace.json.gz``."""
     # The reader splits the file name on '-', and skips hidden files and folders.
-    for name, value in (("exp", exp), ("instance", instance), ("dataset", dataset), ("model", model), ("optimizer", optimizer)):
+    for name, value in (
+        ("exp", exp),
+        ("instance", instance),
+        ("dataset", dataset),
+        ("model", model),
+        ("optimizer", optimizer),
+    ):
         text = str(value)
         in_file_name = name in ("dataset", "model", "optimizer")
         if not text or "/" in text or text.startswith(".") or (in_file_name and "-" in text):
-            raise ProfcastError(f"{name}={value!r} cannot be part of a trace path; use a non-empty name "
-                                "without '/' or a leading '.', and without '-' for dataset, model and optimizer")
+            raise ProfcastError(
+                f"{name}={value!r} cannot be part of a trace path; use a non-empty name "
+                "without '/' or a leading '.', and without '-' for dataset, model and optimizer"
+            )
     if not isinstance(batchsize, int) or isinstance(batchsize, bool) or batchsize <= 0:
         raise ProfcastError(f"batchsize={batchsize!r}; expected a positive integer")
     return Path(out_dir) / exp / instance / f"{dataset}-{model}-{optimizer}-{batchsize}{TRACE_SUFFIX}"
@@ -65,15 +73,32 @@ def record_trace(step_fn: Callable[[], object], path, steps: int = 5, warmup: in
     return prof
 
 
-def profile_steps(step_fn: Callable[[], object], steps: int = 5, warmup: int = 1, out_dir="profiles", *,
-                  instance: str, model: str, dataset: str, batchsize: int, optimizer: str = "sgd",
-                  exp: str = "exp1", wait: int = 1) -> dict:
+def profile_steps(
+    step_fn: Callable[[], object],
+    steps: int = 5,
+    warmup: int = 1,
+    out_dir="profiles",
+    *,
+    instance: str,
+    model: str,
+    dataset: str,
+    batchsize: int,
+    optimizer: str = "sgd",
+    exp: str = "exp1",
+    wait: int = 1,
+) -> dict:
     """Profile ``steps`` training steps after ``wait + warmup`` unrecorded ones, write the trace in
     profcast's layout under ``out_dir`` and return the run's row (keys, op times per step, batch_latency)."""
     path = trace_path(out_dir, exp, instance, dataset, model, optimizer, batchsize)
     record_trace(step_fn, path, steps=steps, warmup=warmup, wait=wait)
-    keys = {"exp_name": exp, "instance_name": instance, "dataset": dataset, "model": model,
-            "optimizer": optimizer, "batchsize": batchsize}
+    keys = {
+        "exp_name": exp,
+        "instance_name": instance,
+        "dataset": dataset,
+        "model": model,
+        "optimizer": optimizer,
+        "batchsize": batchsize,
+    }
     return {**keys, **read_torch_trace(path)}
 
 

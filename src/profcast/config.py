@@ -63,7 +63,9 @@ def option_choices(cfg: DictConfig) -> dict[str, str]:
     elif HydraConfig.initialized():
         choices = HydraConfig.get().runtime.choices
     else:
-        raise ValueError("no Hydra runtime choices: compose the config with return_hydra_config=True (compose_train_config)")
+        raise ValueError(
+            "no Hydra runtime choices: compose the config with return_hydra_config=True (compose_train_config)"
+        )
     return {group: str(choice) for group, choice in choices.items() if choice is not None}
 
 
@@ -109,7 +111,9 @@ def config_error_line(error: Exception) -> str:
     and the schemas among a group's options left out."""
     from profcast.config_schema import SCHEMA_PREFIX
 
-    texts = [str(error)] + ([str(error.__cause__)] if error.__cause__ is not None and str(error.__cause__) not in str(error) else [])
+    texts = [str(error)] + (
+        [str(error.__cause__)] if error.__cause__ is not None and str(error.__cause__) not in str(error) else []
+    )
     sentences, options = [], []
     for line in "\n".join(texts).split("Config search path")[0].splitlines():
         words = line.strip()

@@ -19,13 +19,19 @@ import pandas as pd
 from profcast.cli import run_cli
 from profcast.errors import ProfcastError
 from profcast.ingest.profile_files import ACCEPTED, ProfileTree, profiles_table, read_profile_rows, read_profile_tree
-from profcast.schema import RUN_KEYS
 from profcast.ingest.tfstats import ON_BAD_FILE_CHOICES
+from profcast.schema import RUN_KEYS
 
 log = logging.getLogger(__name__)
 
-KEY_OPTIONS = {"exp": "exp_name", "instance": "instance_name", "dataset": "dataset", "model": "model",
-               "optimizer": "optimizer", "batchsize": "batchsize"}
+KEY_OPTIONS = {
+    "exp": "exp_name",
+    "instance": "instance_name",
+    "dataset": "dataset",
+    "model": "model",
+    "optimizer": "optimizer",
+    "batchsize": "batchsize",
+}
 OUTPUT_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 
 
@@ -56,8 +62,10 @@ def convert(paths: list, keys: dict | None = None, on_bad_file: str = "raise") -
             skipped.append((str(path), str(problem).removeprefix(f"{path}: ")))
     runs = _first_of_each_run(sourced_runs, on_bad_file, duplicates)
     if not runs:
-        raise ProfcastError(f"none of the {n_files} profile files could be read"
-                            + (f"; first problem: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""))
+        raise ProfcastError(
+            f"none of the {n_files} profile files could be read"
+            + (f"; first problem: {skipped[0][0]}: {skipped[0][1]}" if skipped else "")
+        )
     return ProfileTree(profiles_table(runs, source="converted profiles"), n_files, skipped, duplicates)
 
 
@@ -90,15 +98,21 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="the wide table to write (.csv, .csv.gz or .parquet)")
     for option, key in KEY_OPTIONS.items():
         parser.add_argument(f"--{option}", type=int if option == "batchsize" else str, help=f"{key} of every run read")
-    parser.add_argument("--on-bad-file", choices=ON_BAD_FILE_CHOICES, default="raise",
-                        help="stop at the first bad file (raise) or leave bad files out and count them (skip)")
+    parser.add_argument(
+        "--on-bad-file",
+        choices=ON_BAD_FILE_CHOICES,
+        default="raise",
+        help="stop at the first bad file (raise) or leave bad files out and count them (skip)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="profcast: warning: %(message)s")
     keys = {key: getattr(args, option) for option, key in KEY_OPTIONS.items() if getattr(args, option) is not None}
     result = convert(args.paths, keys, args.on_bad_file)
     write_table_atomically(result.profiles, args.out)
-    print(f"converted {len(result.profiles)} runs from {result.n_files} files into {args.out}; "
-          f"skipped {len(result.skipped)} bad files and {len(result.duplicates)} duplicate runs")
+    print(
+        f"converted {len(result.profiles)} runs from {result.n_files} files into {args.out}; "
+        f"skipped {len(result.skipped)} bad files and {len(result.duplicates)} duplicate runs"
+    )
     return 0
 
 
@@ -109,8 +123,10 @@ def _first_of_each_run(sourced_runs: list[tuple[Path, dict]], on_bad_file: str, 
         run = tuple(row[key] for key in RUN_KEYS)
         if run in first_source:
             if on_bad_file == "raise":
-                raise ProfcastError(f"{path}: duplicate run {dict(zip(RUN_KEYS, run))}, already read from "
-                                    f"{first_source[run]}; keep one file per run or pass --on-bad-file skip")
+                raise ProfcastError(
+                    f"{path}: duplicate run {dict(zip(RUN_KEYS, run))}, already read from "
+                    f"{first_source[run]}; keep one file per run or pass --on-bad-file skip"
+                )
             log.warning("skipped duplicate run %s from %s", dict(zip(RUN_KEYS, run)), path)
             duplicates.append((str(path), str(first_source[run])))
             continue
@@ -122,10 +138,15 @@ def _first_of_each_run(sourced_runs: list[tuple[Path, dict]], on_bad_file: str, 
 def _require_keys(path: Path, run: dict) -> None:
     missing = [key for key in RUN_KEYS if run.get(key) is None or run.get(key) != run.get(key)]  # None or NaN
     if missing:
-        options = " ".join(f"--{option} {'N' if option == 'batchsize' else 'NAME'}"
-                           for option, key in KEY_OPTIONS.items() if key in missing)
-        raise ProfcastError(f"{path}: cannot tell the run's {', '.join(missing)} from the file; pass {options} "
-                            "or name it <dataset>-<model>-<optimizer>-<batchsize>.<ext>")
+        options = " ".join(
+            f"--{option} {'N' if option == 'batchsize' else 'NAME'}"
+            for option, key in KEY_OPTIONS.items()
+            if key in missing
+        )
+        raise ProfcastError(
+            f"{path}: cannot tell the run's {', '.join(missing)} from the file; pass {options} "
+            "or name it <dataset>-<model>-<optimizer>-<batchsize>.<ext>"
+        )
 
 
 if __name__ == "__main__":

@@ -56,7 +56,9 @@ def _env_limit(name: str, default: int) -> int:
     try:
         value = int(float(text))
     except ValueError:
-        raise ProfcastError(f"{name}={text!r} is not a number; give a positive whole number (default {default})") from None
+        raise ProfcastError(
+            f"{name}={text!r} is not a number; give a positive whole number (default {default})"
+        ) from None
     if value <= 0:
         raise ProfcastError(f"{name}={text!r} must be positive (default {default})")
     return value
@@ -102,8 +104,10 @@ class CappedReader:
         chunk = self.stream.read(room if size is None or size < 0 else min(size, room))
         self.read_bytes += len(chunk)
         if self.read_bytes > self.limit:
-            raise ProfcastError(f"{self.source}: more than {shown_bytes(self.limit)} of text (decompressed); that is past the "
-                                f"input size limit ({MAX_INPUT_BYTES_ENV}={self.limit}); raise it if the file is a real profile")
+            raise ProfcastError(
+                f"{self.source}: more than {shown_bytes(self.limit)} of text (decompressed); that is past the "
+                f"input size limit ({MAX_INPUT_BYTES_ENV}={self.limit}); raise it if the file is a real profile"
+            )
         return chunk
 
     def __enter__(self):

@@ -23,14 +23,29 @@ from profcast.serve.recommend import DEFAULT_DATASET_SIZE, recommend
 
 def main(argv=None) -> int:
     """Command line entry point: one-line errors, exit code 2."""
-    parser = argparse.ArgumentParser(prog="python -m profcast.predict", description="Rank instances by predicted step time from one anchor profile.")
+    parser = argparse.ArgumentParser(
+        prog="python -m profcast.predict", description="Rank instances by predicted step time from one anchor profile."
+    )
     parser.add_argument("--profile", required=True, help=PROFILE_FORMATS)
     parser.add_argument("--anchor", required=True, help="instance the profile was taken on, e.g. g3s.xlarge")
     parser.add_argument("--model", help="model URI (default: models:/profcast-<anchor>@champion)")
-    parser.add_argument("--dataset-size", type=int, default=DEFAULT_DATASET_SIZE, help=f"samples per epoch (default {DEFAULT_DATASET_SIZE:,})")
-    parser.add_argument("--batchsize", type=int, help="forecast at this batch size (a what-if when the profile carries another "
-                        "one; the profiled batch size when it carries none)")
-    parser.add_argument("--input-size", type=int, help="forecast at this input size (a what-if from the profile's dataset, e.g. 64dataset)")
+    parser.add_argument(
+        "--dataset-size",
+        type=int,
+        default=DEFAULT_DATASET_SIZE,
+        help=f"samples per epoch (default {DEFAULT_DATASET_SIZE:,})",
+    )
+    parser.add_argument(
+        "--batchsize",
+        type=int,
+        help="forecast at this batch size (a what-if when the profile carries another "
+        "one; the profiled batch size when it carries none)",
+    )
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        help="forecast at this input size (a what-if from the profile's dataset, e.g. 64dataset)",
+    )
     parser.add_argument("--plot", help="write a bar chart of the ranking to this PNG file")
     args = parser.parse_args(argv)
     # The table is the output; MLflow's notes and download progress bars are noise here.

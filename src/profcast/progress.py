@@ -42,15 +42,28 @@ def track(items, description: str, level: int = 0, stream=None, total: int | Non
     if attached_to_terminal(stream):
         from tqdm import tqdm
 
-        yield from tqdm(items, desc=description, total=total, position=level, leave=level == 0,
-                        file=sys.stderr if stream is None else stream, dynamic_ncols=True)
+        yield from tqdm(
+            items,
+            desc=description,
+            total=total,
+            position=level,
+            leave=level == 0,
+            file=sys.stderr if stream is None else stream,
+            dynamic_ncols=True,
+        )
         return
     started = time.monotonic()
     for number, item in enumerate(items, start=1):
         yield item
         elapsed = time.monotonic() - started
-        log.info("%s: %d/%d done, %s elapsed, about %s left", description, number, total,
-                 duration(elapsed), duration(elapsed / number * (total - number)))
+        log.info(
+            "%s: %d/%d done, %s elapsed, about %s left",
+            description,
+            number,
+            total,
+            duration(elapsed),
+            duration(elapsed / number * (total - number)),
+        )
 
 
 def logging_beside_bars(stream=None):

@@ -1,9 +1,9 @@
 """Register a champion after a single run: ``python -m profcast.registry [--anchor A | --run-id ID]``.
 
-    python -m profcast.registry --anchor g3s.xlarge            # best job of the experiment
-    python -m profcast.registry --run-id <job run id>          # that job
-    python -m profcast.registry --check --anchor g3s.xlarge    # is the champion a profcast model? prints its version
-    mlflow models serve -m models:/profcast-g3s.xlarge/<that version> --env-manager local
+python -m profcast.registry --anchor g3s.xlarge            # best job of the experiment
+python -m profcast.registry --run-id <job run id>          # that job
+python -m profcast.registry --check --anchor g3s.xlarge    # is the champion a profcast model? prints its version
+mlflow models serve -m models:/profcast-g3s.xlarge/<that version> --env-manager local
 """
 
 from __future__ import annotations
@@ -21,16 +21,32 @@ def main(argv=None) -> int:
     """Register the best job (or one run) as profcast-<anchor>@<alias> and print what was registered."""
     defaults = compose_train_config()
     registry = defaults.registry
-    parser = argparse.ArgumentParser(prog="python -m profcast.registry", description="Register the best profcast job as profcast-<anchor>@champion.")
+    parser = argparse.ArgumentParser(
+        prog="python -m profcast.registry", description="Register the best profcast job as profcast-<anchor>@champion."
+    )
     parser.add_argument("--anchor", help="only jobs of this anchor (default: every anchor)")
     parser.add_argument("--run-id", help="register this job run instead of the best one")
-    parser.add_argument("--metric", default=registry.metric, help="job-run metric to rank by (default: registry.metric of conf/train.yaml)")
-    parser.add_argument("--higher-is-better", action="store_true", help="rank by the highest metric instead of the lowest")
-    parser.add_argument("--alias", default=registry.alias, help="alias to set (default: registry.alias of conf/train.yaml)")
+    parser.add_argument(
+        "--metric",
+        default=registry.metric,
+        help="job-run metric to rank by (default: registry.metric of conf/train.yaml)",
+    )
+    parser.add_argument(
+        "--higher-is-better", action="store_true", help="rank by the highest metric instead of the lowest"
+    )
+    parser.add_argument(
+        "--alias", default=registry.alias, help="alias to set (default: registry.alias of conf/train.yaml)"
+    )
     parser.add_argument("--experiment", default=defaults.mlflow_experiment, help="MLflow experiment of the jobs")
-    parser.add_argument("--check", action="store_true", help="register nothing: check that the --anchor's <alias> (or --model) "
-                        "is a profcast job model that runs no code of its own, and print the version URI to serve")
-    parser.add_argument("--model", help="with --check: the model URI to check (default models:/profcast-<anchor>@<alias>)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="register nothing: check that the --anchor's <alias> (or --model) "
+        "is a profcast job model that runs no code of its own, and print the version URI to serve",
+    )
+    parser.add_argument(
+        "--model", help="with --check: the model URI to check (default models:/profcast-<anchor>@<alias>)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from profcast.tracking.store import configure_tracking, use_store
@@ -44,8 +60,10 @@ def main(argv=None) -> int:
         use_store(defaults.tracking_uri)
         with store_errors_as_user_errors():
             pinned = checked_version_uri(args.model or champion_uri(args.anchor, args.alias))
-        print(f"{pinned}: a profcast job model (loader profcast.serve.job_model, no code or pickle, trusted skops types); "
-              f"serve it with: mlflow models serve -m {pinned} --env-manager local")
+        print(
+            f"{pinned}: a profcast job model (loader profcast.serve.job_model, no code or pickle, trusted skops types); "
+            f"serve it with: mlflow models serve -m {pinned} --env-manager local"
+        )
         return 0
 
     with store_errors_as_user_errors():

@@ -20,7 +20,14 @@ import pandas as pd
 from omegaconf import DictConfig
 from sklearn.base import clone
 
-from profcast.config import CONF_DIR, checked_estimator, config_errors_as_user_errors, instantiate_option, option_choices, option_name
+from profcast.config import (
+    CONF_DIR,
+    checked_estimator,
+    config_errors_as_user_errors,
+    instantiate_option,
+    option_choices,
+    option_name,
+)
 from profcast.pipeline.evaluation import cross_validate, score, vector_frames
 from profcast.pipeline.pairing import PairedRuns, resolve_targets
 from profcast.pipeline.parallel import resolve_n_jobs
@@ -33,7 +40,15 @@ log = logging.getLogger(__name__)
 # The option groups a job builds (conf/<group>/), each named in the runs by the option picked.
 OPTION_GROUPS = ("data", "features", "split", "regressor", "pairing", "whatif", "vocabulary")
 # Metrics averaged over targets onto the job run, so the MLflow UI compares jobs at a glance.
-JOB_METRICS = ("mape_mean", "mape_median", "wape", "total_mape", "false_nonzero_rate", "batch_latency_mape", "interval_coverage")
+JOB_METRICS = (
+    "mape_mean",
+    "mape_median",
+    "wape",
+    "total_mape",
+    "false_nonzero_rate",
+    "batch_latency_mape",
+    "interval_coverage",
+)
 
 
 @dataclass
@@ -51,11 +66,15 @@ class Job:
     data_kind: str = ""  # generated | real (profcast.tracking.provenance)
     data_fingerprint: str = ""  # hash of the loaded table: jobs are comparable only with equal ones
     data_source: str = ""  # where the table came from (a path, or the description)
-    skipped_files: list | None = None  # (file, why) a folder read left out (data.on_bad_file=skip); None: not a folder source
+    skipped_files: list | None = (
+        None  # (file, why) a folder read left out (data.on_bad_file=skip); None: not a folder source
+    )
     n_jobs: int = 1  # processes for a target's fits (profcast.pipeline.parallel)
     vocabulary: object = None  # profcast.vocabulary.Vocabulary: the op names the models read (native or canonical)
     unmapped_ops: pd.DataFrame | None = None  # op columns the canonical vocabulary put in 'other' (None: native)
-    native_op_columns: list | None = None  # the loaded table's op columns before mapping (a canonical model also accepts them)
+    native_op_columns: list | None = (
+        None  # the loaded table's op columns before mapping (a canonical model also accepts them)
+    )
 
 
 @dataclass
@@ -79,7 +98,9 @@ def prepare_job(cfg: DictConfig) -> Job:
     check_experiment_name(cfg.mlflow_experiment)
     choices = option_choices(cfg)  # the option picked in each group: what errors and runs call it
     built = {group: instantiate_option(group, cfg[group], choices[group]) for group in OPTION_GROUPS}
-    data, features, split, pairing, whatif = (built[group] for group in ("data", "features", "split", "pairing", "whatif"))
+    data, features, split, pairing, whatif = (
+        built[group] for group in ("data", "features", "split", "pairing", "whatif")
+    )
     regressor = checked_estimator("regressor", choices["regressor"], built["regressor"])
     names = {group: option_name(choices[group], option) for group, option in built.items()}
     vocabulary = built["vocabulary"]
@@ -94,27 +115,51 @@ def prepare_job(cfg: DictConfig) -> Job:
         split.folds(paired.keys)  # an unknown holdout model or a single group fails here
     skipped = getattr(data, "skipped", None)
     if skipped:
-        log.warning("%d file(s) of %s skipped (data.on_bad_file=skip): %s", len(skipped), data.describe(),
-                    "; ".join(f"{path} ({why})" for path, why in skipped))
+        log.warning(
+            "%d file(s) of %s skipped (data.on_bad_file=skip): %s",
+            len(skipped),
+            data.describe(),
+            "; ".join(f"{path} ({why})" for path, why in skipped),
+        )
     from profcast.tracking.provenance import data_fingerprint, data_kind
 
-    return Job(pairs=pairs, features=features, split=split, regressor=regressor, names=names, whatif=whatif, profiles=profiles,
-               data_description=data.describe(), data_kind=data_kind(cfg.data), data_fingerprint=data_fingerprint(profiles),
-               data_source=str(getattr(data, "path", "") or data.describe()), skipped_files=skipped,
-               n_jobs=resolve_n_jobs(cfg.n_jobs), vocabulary=vocabulary, unmapped_ops=unmapped_ops,
-               native_op_columns=native_op_columns)
+    return Job(
+        pairs=pairs,
+        features=features,
+        split=split,
+        regressor=regressor,
+        names=names,
+        whatif=whatif,
+        profiles=profiles,
+        data_description=data.describe(),
+        data_kind=data_kind(cfg.data),
+        data_fingerprint=data_fingerprint(profiles),
+        data_source=str(getattr(data, "path", "") or data.describe()),
+        skipped_files=skipped,
+        n_jobs=resolve_n_jobs(cfg.n_jobs),
+        vocabulary=vocabulary,
+        unmapped_ops=unmapped_ops,
+        native_op_columns=native_op_columns,
+    )
 
 
 def evaluate_target(paired: PairedRuns, job: Job) -> TargetResult:
     """Cross-validate on held-out groups, then refit on every paired row for the logged model."""
     folds = job.split.folds(paired.keys)
     make_regressor = partial(clone, job.regressor)  # a partial, not a lambda: worker processes get only the regressor
-    held_out = cross_validate(paired, folds, make_regressor, job.features.select, n_jobs=job.n_jobs, refit=True,
-                              progress=f"{paired.target} fits")
+    held_out = cross_validate(
+        paired,
+        folds,
+        make_regressor,
+        job.features.select,
+        n_jobs=job.n_jobs,
+        refit=True,
+        progress=f"{paired.target} fits",
+    )
     metrics, column_mape = score(held_out, paired.target_profile)
     model, columns = held_out.refit
-    from profcast.pipeline.calibration import target_extras
     from profcast.jobmodel.trained_range import trained_range
+    from profcast.pipeline.calibration import target_extras
 
     extras, extra_metrics = target_extras(paired, folds, held_out, job.whatif, n_jobs=job.n_jobs)
     metrics.update(extra_metrics)
@@ -160,8 +205,15 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     # MLflow loads slowly: import it only once the input is known to be good.
     from profcast.progress import logging_beside_bars, track
     from profcast.tracking import provenance
-    from profcast.tracking.runs import (job_run, log_job_metrics, log_job_model, log_skipped_files, log_target_result, log_unmapped_ops,
-                                        target_run)
+    from profcast.tracking.runs import (
+        job_run,
+        log_job_metrics,
+        log_job_model,
+        log_skipped_files,
+        log_target_result,
+        log_unmapped_ops,
+        target_run,
+    )
     from profcast.tracking.store import configure_tracking
     from profcast.tracking.summary import log_job_summary
     from profcast.tracking.sweep import sweep_parent_run_id
@@ -174,22 +226,47 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     target_runs: dict[str, str] = {}
     data_tags = provenance.job_tags(job.data_description, job.data_kind, job.data_fingerprint, cfg.anchor, job.pairs)
     dataset = provenance.dataset_input(job.profiles, f"{names['data']}-{job.data_fingerprint[:8]}", job.data_source)
-    log.info("[%s] data: %s", job_name, provenance.trained_on(job.data_description, job.data_kind, job.data_fingerprint))
+    log.info(
+        "[%s] data: %s", job_name, provenance.trained_on(job.data_description, job.data_kind, job.data_fingerprint)
+    )
     if job.data_kind == provenance.GENERATED:
         log.warning("[%s] %s (data=profet or data=file for real profiles)", job_name, provenance.GENERATED_WARNING)
-    data_params = {"data_kind": job.data_kind, "data_fingerprint": job.data_fingerprint, "vocabulary": job.names["vocabulary"]}
-    with logging_beside_bars(), job_run(experiment_id, job_name, cfg, names, parent_run_id, data_tags, data_params, dataset) as job_run_id:
+    data_params = {
+        "data_kind": job.data_kind,
+        "data_fingerprint": job.data_fingerprint,
+        "vocabulary": job.names["vocabulary"],
+    }
+    with (
+        logging_beside_bars(),
+        job_run(experiment_id, job_name, cfg, names, parent_run_id, data_tags, data_params, dataset) as job_run_id,
+    ):
         if job.skipped_files is not None:
             log_skipped_files(job.skipped_files)
         if job.unmapped_ops is not None:
             log_unmapped_ops(job.unmapped_ops)
         for number, (target, paired) in enumerate(track(job.pairs.items(), f"{job_name}: targets"), start=1):
-            log.info("[%s] target %d/%d %s: %d pairs (%s pairing)", job_name, number, len(job.pairs), target, len(paired), paired.mode)
+            log.info(
+                "[%s] target %d/%d %s: %d pairs (%s pairing)",
+                job_name,
+                number,
+                len(job.pairs),
+                target,
+                len(paired),
+                paired.mode,
+            )
             result = evaluate_target(paired, job)
-            with target_run(experiment_id, f"{cfg.anchor} -> {target} ({names['regressor']})", data_tags, dataset) as run_id:
+            with target_run(
+                experiment_id, f"{cfg.anchor} -> {target} ({names['regressor']})", data_tags, dataset
+            ) as run_id:
                 log_target_result(result, cfg)
             target_runs[target], fitted[target] = run_id, result
-            log.info("[%s] target %s: wape %.1f%%, median column MAPE %.1f%%", job_name, target, result.metrics["wape"], result.metrics["mape_median"])
+            log.info(
+                "[%s] target %s: wape %.1f%%, median column MAPE %.1f%%",
+                job_name,
+                target,
+                result.metrics["wape"],
+                result.metrics["mape_median"],
+            )
         results = {target: result.metrics for target, result in fitted.items()}
         job_means = {
             f"mean_{name}": float(np.nanmean([metrics.get(name, np.nan) for metrics in results.values()]))
@@ -199,15 +276,28 @@ def train(cfg: DictConfig) -> dict[str, dict]:
         log_job_metrics(job_means)
         log_job_summary(results, job_name)  # targets.csv, targets.md, targets.png on the job run
         if cfg.log_model:
-            metadata = {"data": job.data_description, "data_kind": job.data_kind, "data_fingerprint": job.data_fingerprint,
-                        "job_run_id": job_run_id, "regressor": names["regressor"]}
-            log_job_model(cfg.anchor, fitted, target_runs, metadata, vocabulary=job.vocabulary.stored(),  # one servable model: every target
-                          native_op_columns=job.native_op_columns if job.vocabulary.mapping is not None else None)
+            metadata = {
+                "data": job.data_description,
+                "data_kind": job.data_kind,
+                "data_fingerprint": job.data_fingerprint,
+                "job_run_id": job_run_id,
+                "regressor": names["regressor"],
+            }
+            log_job_model(
+                cfg.anchor,
+                fitted,
+                target_runs,
+                metadata,
+                vocabulary=job.vocabulary.stored(),  # one servable model: every target
+                native_op_columns=job.native_op_columns if job.vocabulary.mapping is not None else None,
+            )
     if cfg.log_model and cfg.registry.register_single and not parent_run_id:
         from profcast.registration.champion import register_job
 
         register_job(job_run_id, cfg.registry.alias, cfg.registry.metric)
-    log.info("[%s] done: mean wape over %d targets %.1f%%", job_name, len(results), job_means.get("mean_wape", float("nan")))
+    log.info(
+        "[%s] done: mean wape over %d targets %.1f%%", job_name, len(results), job_means.get("mean_wape", float("nan"))
+    )
     return results
 
 
@@ -222,7 +312,10 @@ def main(cfg: DictConfig) -> None:
 
     try:
         code = run_job(train, cfg)
-    except (HydraException, OmegaConfBaseException) as error:  # a config error inside the job is our bug, not the user's
+    except (
+        HydraException,
+        OmegaConfBaseException,
+    ) as error:  # a config error inside the job is our bug, not the user's
         raise RuntimeError(f"bug: {type(error).__name__} while training") from error
     if code:
         sys.exit(code)

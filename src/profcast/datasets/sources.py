@@ -42,7 +42,9 @@ class FileData:
 
     def __init__(self, path: str | None = None, on_bad_file: str = "raise"):
         if not path or path == "???":
-            raise ProfcastError("data=file needs data.path=PATH (a .csv, .csv.gz, .parquet file or a folder of profiler exports)")
+            raise ProfcastError(
+                "data=file needs data.path=PATH (a .csv, .csv.gz, .parquet file or a folder of profiler exports)"
+            )
         if on_bad_file not in self.ON_BAD_FILE:
             raise ProfcastError(f"unknown data.on_bad_file {on_bad_file!r}; accepted: {', '.join(self.ON_BAD_FILE)}")
         self.path, self.on_bad_file = Path(str(path)).expanduser(), on_bad_file

@@ -9,7 +9,9 @@ from profcast.generate.exports import generate_tree
 
 def main(argv=None) -> int:
     """Write the generated study into a new folder and say how many exports it wrote."""
-    parser = argparse.ArgumentParser(description="Generate the embedded stand-in profiling study as raw tf_stats exports.")
+    parser = argparse.ArgumentParser(
+        description="Generate the embedded stand-in profiling study as raw tf_stats exports."
+    )
     parser.add_argument("--out", required=True, help="new or empty folder to write <exp>/<instance>/<run>.csv into")
     parser.add_argument("--seed", type=int, default=0, help="noise seed; same seed gives byte-identical files")
     parser.add_argument("--instances", help="comma-separated subset of instances (default: all ten)")

@@ -4,7 +4,13 @@ import math
 
 import numpy as np
 
-from profcast.generate.hardware import DISPATCH_US, HALF_SATURATION_PER_UNIT, KIND_EFFICIENCY, STEP_OVERHEAD_US, Hardware
+from profcast.generate.hardware import (
+    DISPATCH_US,
+    HALF_SATURATION_PER_UNIT,
+    KIND_EFFICIENCY,
+    STEP_OVERHEAD_US,
+    Hardware,
+)
 from profcast.generate.networks import CNN_MODELS, IMAGE_DATASETS, TEXT_DATASETS, Workload, workload_step_ops
 
 # A tf_stats export covers a window of training steps; totals are over this many steps.
@@ -57,8 +63,12 @@ class StepModel:
         s, speed = PROFILED_STEPS, hw.host_speed
         return [
             ("IteratorGetNext", "IteratorGetNext", s * (18 + self.input_bytes / 2e4) / speed, s),
-            ("Dataset", "Iterator::Model::Prefetch::BatchV2::Shuffle::TensorSlice",
-             s * self.workload.batchsize * self.sample_us / speed, s),
+            (
+                "Dataset",
+                "Iterator::Model::Prefetch::BatchV2::Shuffle::TensorSlice",
+                s * self.workload.batchsize * self.sample_us / speed,
+                s,
+            ),
             ("_Send", "IteratorGetNext/_Send", s * (15 + self.input_bytes / 6e3) / speed, s),
             ("LogicalAnd", "LogicalAnd", s * 5.5 / speed, s),
             ("Identity", "Identity", 1.5 / speed, 1),
@@ -80,7 +90,11 @@ def run_rows(model: StepModel, hw: Hardware, rng: np.random.Generator) -> tuple[
     run_sigma, type_sigma, row_sigma = DEVICE_NOISE
     n = len(model.types)
     clean_us = model.device_us(hw)
-    noise = rng.normal(0, run_sigma) + rng.normal(0, type_sigma, model.n_types)[model.type_ids] + rng.normal(0, row_sigma, n)
+    noise = (
+        rng.normal(0, run_sigma)
+        + rng.normal(0, type_sigma, model.n_types)[model.type_ids]
+        + rng.normal(0, row_sigma, n)
+    )
     device_total = s * clean_us * np.exp(noise)
     recv_total = s * model.copy_us(hw) * math.exp(rng.normal(0, type_sigma))
     send_total = s * 2 * hw.launch_us * math.exp(rng.normal(0, type_sigma))
@@ -93,16 +107,22 @@ def run_rows(model: StepModel, hw: Hardware, rng: np.random.Generator) -> tuple[
     device_idle = max(window - s * device_busy_step, 0.02 * window) * math.exp(rng.normal(0, IDLE_NOISE))
     host_idle = max(window - host_busy, 0.05 * window) * math.exp(rng.normal(0, IDLE_NOISE))
 
-    rows = [("Device", t, o, s, total, f, b) for t, o, total, f, b in
-            zip(model.types, model.names, device_total, model.flops * s, model.bytes * s)]
-    rows += [("Device", "_Recv", "IteratorGetNext/_Recv", s, recv_total, 0.0, model.input_bytes * s),
-             ("Device", "_Send", "metrics/_Send", 2 * s, send_total, 0.0, 16.0 * s),
-             ("Device", "IDLE", "IDLE", 1, device_idle, 0.0, 0.0),
-             ("Host", "IDLE", "IDLE", 1, host_idle, 0.0, 0.0)]
+    rows = [
+        ("Device", t, o, s, total, f, b)
+        for t, o, total, f, b in zip(model.types, model.names, device_total, model.flops * s, model.bytes * s)
+    ]
+    rows += [
+        ("Device", "_Recv", "IteratorGetNext/_Recv", s, recv_total, 0.0, model.input_bytes * s),
+        ("Device", "_Send", "metrics/_Send", 2 * s, send_total, 0.0, 16.0 * s),
+        ("Device", "IDLE", "IDLE", 1, device_idle, 0.0, 0.0),
+        ("Host", "IDLE", "IDLE", 1, host_idle, 0.0, 0.0),
+    ]
     rows += [("Host", t, o, occ, total, 0.0, 0.0) for t, o, total, occ in host]
 
     batch_latency = clean_step_us / 1e6 * math.exp(rng.normal(0, LATENCY_NOISE))
     steps_per_epoch = math.ceil(model.train_examples / model.workload.batchsize)
-    latency = {"batch_latency": round(batch_latency, 9),
-               "epoch_latency": round(steps_per_epoch * batch_latency * math.exp(rng.normal(0, 0.005)), 6)}
+    latency = {
+        "batch_latency": round(batch_latency, 9),
+        "epoch_latency": round(steps_per_epoch * batch_latency * math.exp(rng.normal(0, 0.005)), 6),
+    }
     return rows, latency

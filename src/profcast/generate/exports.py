@@ -19,12 +19,23 @@ EXPERIMENTS = ["exp1", "exp2", "exp3"]
 ONLY_IN_FIRST_EXPERIMENT = {"g3s.xlarge"}
 
 TFSTATS_HEADER = [
-    "Rank", "Host/device", "Type", "Operation", "#Occurrences", "Total time (us)",
-    "Avg. time (us)", "Total self-time (us)", "Avg. self-time (us)",
-    "Total self-time on Device (%)", "Cumulative total-self time on Device (%)",
-    "Total self-time on Host (%)", "Cumulative total-self time on Host (%)",
-    "Measured GFLOPs/Sec", "Measured Memory BW (GBytes/Sec)",
-    "Operational Intensity (FLOPs/Byte)", "Bound by",
+    "Rank",
+    "Host/device",
+    "Type",
+    "Operation",
+    "#Occurrences",
+    "Total time (us)",
+    "Avg. time (us)",
+    "Total self-time (us)",
+    "Avg. self-time (us)",
+    "Total self-time on Device (%)",
+    "Cumulative total-self time on Device (%)",
+    "Total self-time on Host (%)",
+    "Cumulative total-self time on Host (%)",
+    "Measured GFLOPs/Sec",
+    "Measured Memory BW (GBytes/Sec)",
+    "Operational Intensity (FLOPs/Byte)",
+    "Bound by",
 ]
 
 

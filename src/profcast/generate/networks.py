@@ -57,8 +57,14 @@ class DeviceOps:
         if optimizer == "adam":
             self.add("ResourceApplyAdam", f"{name}/ResourceApplyAdam", 10 * params, 28 * params, 1, params)
         else:
-            self.add("ResourceApplyGradientDescent", f"{name}/ResourceApplyGradientDescent",
-                     2 * params, 12 * params, 1, params)
+            self.add(
+                "ResourceApplyGradientDescent",
+                f"{name}/ResourceApplyGradientDescent",
+                2 * params,
+                12 * params,
+                1,
+                params,
+            )
 
 
 def _conv(ops, backward, updates, scope, n, h, w, c_in, c_out, k, stride, bias, first, padding="same"):
@@ -71,13 +77,19 @@ def _conv(ops, backward, updates, scope, n, h, w, c_in, c_out, k, stride, bias, 
     flops = 2 * outputs * k * k * c_in
     nbytes = FLOAT_BYTES * (inputs + outputs + weights)
     ops.add("Conv2D", f"{scope}/Conv2D", flops, nbytes, 1, outputs, "conv")
-    backward.append(("Conv2DBackpropFilter", f"{scope}/Conv2D/Conv2DBackpropFilter", flops, nbytes, 2, outputs, "conv_filter"))
+    backward.append(
+        ("Conv2DBackpropFilter", f"{scope}/Conv2D/Conv2DBackpropFilter", flops, nbytes, 2, outputs, "conv_filter")
+    )
     if not first:  # nothing upstream of the first layer needs an input gradient
-        backward.append(("Conv2DBackpropInput", f"{scope}/Conv2D/Conv2DBackpropInput", flops, nbytes, 1, inputs, "conv"))
+        backward.append(
+            ("Conv2DBackpropInput", f"{scope}/Conv2D/Conv2DBackpropInput", flops, nbytes, 1, inputs, "conv")
+        )
     updates.append((f"{scope}/kernel", weights))
     if bias:
         ops.elementwise("BiasAdd", f"{scope}/BiasAdd", outputs)
-        backward.append(("BiasAddGrad", f"{scope}/BiasAdd/BiasAddGrad", outputs, FLOAT_BYTES * outputs, 1, outputs, "memory"))
+        backward.append(
+            ("BiasAddGrad", f"{scope}/BiasAdd/BiasAddGrad", outputs, FLOAT_BYTES * outputs, 1, outputs, "memory")
+        )
         updates.append((f"{scope}/bias", c_out))
     return ho, wo, outputs
 
@@ -91,16 +103,34 @@ def _maxpool(ops, backward, scope, n, h, w, c):
     ho, wo = h // 2, w // 2
     inputs, outputs = n * h * w * c, n * ho * wo * c
     ops.add("MaxPool", f"{scope}/MaxPool", inputs, FLOAT_BYTES * (inputs + outputs), 1, outputs)
-    backward.append(("MaxPoolGrad", f"{scope}/MaxPool/MaxPoolGrad", inputs,
-                     2 * FLOAT_BYTES * (inputs + outputs), 2, inputs, "memory"))
+    backward.append(
+        (
+            "MaxPoolGrad",
+            f"{scope}/MaxPool/MaxPoolGrad",
+            inputs,
+            2 * FLOAT_BYTES * (inputs + outputs),
+            2,
+            inputs,
+            "memory",
+        )
+    )
     return ho, wo
 
 
 def _batchnorm(ops, backward, updates, scope, elements, channels):
     # Training-mode batch norm makes two passes (statistics, normalise) each way.
     ops.add("FusedBatchNormV3", f"{scope}/FusedBatchNormV3", 5 * elements, 3 * FLOAT_BYTES * elements, 2, elements)
-    backward.append(("FusedBatchNormGradV3", f"{scope}/FusedBatchNormGradV3", 8 * elements,
-                     4 * FLOAT_BYTES * elements, 2, elements, "memory"))
+    backward.append(
+        (
+            "FusedBatchNormGradV3",
+            f"{scope}/FusedBatchNormGradV3",
+            8 * elements,
+            4 * FLOAT_BYTES * elements,
+            2,
+            elements,
+            "memory",
+        )
+    )
     updates.extend([(f"{scope}/gamma", channels), (f"{scope}/beta", channels)])
 
 
@@ -109,7 +139,9 @@ def _dense(ops, backward, updates, scope, n, d_in, d_out):
     nbytes = FLOAT_BYTES * (n * d_in + d_in * d_out + n * d_out)
     ops.add("MatMul", f"{scope}/MatMul", flops, nbytes, 1, n * d_out, "gemm")
     ops.elementwise("BiasAdd", f"{scope}/BiasAdd", n * d_out)
-    backward.append(("BiasAddGrad", f"{scope}/BiasAdd/BiasAddGrad", n * d_out, FLOAT_BYTES * n * d_out, 1, n * d_out, "memory"))
+    backward.append(
+        ("BiasAddGrad", f"{scope}/BiasAdd/BiasAddGrad", n * d_out, FLOAT_BYTES * n * d_out, 1, n * d_out, "memory")
+    )
     backward.append(("MatMul", f"{scope}/MatMul/MatMul_1", flops, nbytes, 1, d_in * d_out, "gemm"))
     backward.append(("MatMul", f"{scope}/MatMul/MatMul", flops, nbytes, 1, n * d_in, "gemm"))
     updates.extend([(f"{scope}/kernel", d_in * d_out), (f"{scope}/bias", d_out)])
@@ -149,8 +181,28 @@ def _cnn_step(model, dataset, n, optimizer) -> DeviceOps:
     if model == "resnetsmall":  # global average pooling instead of flatten
         features = channels
         ops.add("Mean", "model/global_average_pooling2d/Mean", n * h * w * channels, FLOAT_BYTES * n * h * w * channels)
-        backward.append(("Tile", "model/global_average_pooling2d/Mean_grad/Tile", 0, 2 * FLOAT_BYTES * n * h * w * channels, 1, n * h * w * channels, "memory"))
-        backward.append(("RealDiv", "model/global_average_pooling2d/Mean_grad/truediv", n * h * w * channels, 2 * FLOAT_BYTES * n * h * w * channels, 1, n * h * w * channels, "memory"))
+        backward.append(
+            (
+                "Tile",
+                "model/global_average_pooling2d/Mean_grad/Tile",
+                0,
+                2 * FLOAT_BYTES * n * h * w * channels,
+                1,
+                n * h * w * channels,
+                "memory",
+            )
+        )
+        backward.append(
+            (
+                "RealDiv",
+                "model/global_average_pooling2d/Mean_grad/truediv",
+                n * h * w * channels,
+                2 * FLOAT_BYTES * n * h * w * channels,
+                1,
+                n * h * w * channels,
+                "memory",
+            )
+        )
     else:
         features = h * w * channels
     for i, width in enumerate(widths):
@@ -173,18 +225,24 @@ def _resnet_body(ops, backward, updates, n, h, w, c):
     for stage, (width, stride) in enumerate([(16, 1), (32, 2), (64, 2)]):
         scope = f"model/stage{stage + 1}"
         in_h, in_w, in_channels = h, w, channels
-        h, w, size = _conv(ops, backward, updates, f"{scope}_conv1", n, in_h, in_w, in_channels, width, 3, stride, False, False)
+        h, w, size = _conv(
+            ops, backward, updates, f"{scope}_conv1", n, in_h, in_w, in_channels, width, 3, stride, False, False
+        )
         _batchnorm(ops, backward, updates, f"{scope}_bn1", size, width)
         _relu(ops, backward, f"{scope}_relu1", size)
         h, w, size = _conv(ops, backward, updates, f"{scope}_conv2", n, h, w, width, width, 3, 1, False, False)
         _batchnorm(ops, backward, updates, f"{scope}_bn2", size, width)
         if stride != 1 or in_channels != width:
-            _conv(ops, backward, updates, f"{scope}_shortcut", n, in_h, in_w, in_channels, width, 1, stride, False, False)
+            _conv(
+                ops, backward, updates, f"{scope}_shortcut", n, in_h, in_w, in_channels, width, 1, stride, False, False
+            )
             _batchnorm(ops, backward, updates, f"{scope}_shortcut_bn", size, width)
         ops.elementwise("AddV2", f"{scope}_add/add", size, reads=2)
         # The block input's gradient arrives from both branches and is summed.
         block_input = n * in_h * in_w * in_channels
-        backward.append(("AddN", f"{scope}_conv1/AddN", block_input, 3 * FLOAT_BYTES * block_input, 1, block_input, "memory"))
+        backward.append(
+            ("AddN", f"{scope}_conv1/AddN", block_input, 3 * FLOAT_BYTES * block_input, 1, block_input, "memory")
+        )
         _relu(ops, backward, f"{scope}_relu2", size)
         channels = width
     return h, w, channels
@@ -198,32 +256,91 @@ def _rnn_step(model, dataset, n, optimizer) -> DeviceOps:
     e, hidden = EMBEDDING_DIM, RNN_UNITS
     ops, backward, updates = DeviceOps(), [], []
     tokens = n * steps
-    ops.add("ResourceGather", "sequential/embedding/embedding_lookup", 0, FLOAT_BYTES * (2 * tokens * e + tokens), 1, tokens * e)
-    backward.append(("UnsortedSegmentSum", "sequential/embedding/embedding_lookup_grad/UnsortedSegmentSum", tokens * e,
-                     FLOAT_BYTES * (2 * tokens * e + vocabulary * e), 2, tokens * e, "memory"))
+    ops.add(
+        "ResourceGather",
+        "sequential/embedding/embedding_lookup",
+        0,
+        FLOAT_BYTES * (2 * tokens * e + tokens),
+        1,
+        tokens * e,
+    )
+    backward.append(
+        (
+            "UnsortedSegmentSum",
+            "sequential/embedding/embedding_lookup_grad/UnsortedSegmentSum",
+            tokens * e,
+            FLOAT_BYTES * (2 * tokens * e + vocabulary * e),
+            2,
+            tokens * e,
+            "memory",
+        )
+    )
     updates.append(("sequential/embedding/embeddings", vocabulary * e))
     # cuDNN wants time-major input.
     ops.elementwise("Transpose", "sequential/rnn/transpose", tokens * e)
-    backward.append(("Transpose", "sequential/rnn/transpose_grad/transpose", 0, 2 * FLOAT_BYTES * tokens * e, 1, tokens * e, "memory"))
+    backward.append(
+        (
+            "Transpose",
+            "sequential/rnn/transpose_grad/transpose",
+            0,
+            2 * FLOAT_BYTES * tokens * e,
+            1,
+            tokens * e,
+            "memory",
+        )
+    )
     weights = directions * ((e + hidden) * gates * hidden + 2 * gates * hidden)
     flops = directions * (2 * tokens * (e + hidden) * gates * hidden + 5 * tokens * gates * hidden)
     nbytes = FLOAT_BYTES * (weights + tokens * e + directions * tokens * (hidden + gates * hidden))
     # Each time step waits for the previous one, so only one step's gates run in parallel.
     per_step_work = n * gates * hidden * directions
     ops.add("CudnnRNN", "sequential/rnn/CudnnRNN", flops, nbytes, directions * (1 + steps), per_step_work, "rnn")
-    backward.append(("CudnnRNNBackprop", "sequential/rnn/CudnnRNN/CudnnRNNBackprop", 2 * flops, 1.5 * nbytes,
-                     directions * (2 + 2 * steps), per_step_work, "rnn"))
+    backward.append(
+        (
+            "CudnnRNNBackprop",
+            "sequential/rnn/CudnnRNN/CudnnRNNBackprop",
+            2 * flops,
+            1.5 * nbytes,
+            directions * (2 + 2 * steps),
+            per_step_work,
+            "rnn",
+        )
+    )
     for d in range(directions):
         scope = f"sequential/rnn/{'backward' if d else 'forward'}_cell"
-        updates.extend([(f"{scope}/kernel", e * gates * hidden), (f"{scope}/recurrent_kernel", hidden * gates * hidden),
-                        (f"{scope}/bias", 2 * gates * hidden)])
+        updates.extend(
+            [
+                (f"{scope}/kernel", e * gates * hidden),
+                (f"{scope}/recurrent_kernel", hidden * gates * hidden),
+                (f"{scope}/bias", 2 * gates * hidden),
+            ]
+        )
     features = directions * hidden
     ops.elementwise("StridedSlice", "sequential/rnn/strided_slice", n * features)
-    backward.append(("StridedSliceGrad", "sequential/rnn/strided_slice_grad/StridedSliceGrad", 0,
-                     FLOAT_BYTES * (tokens * features + n * features), 1, tokens * features, "memory"))
+    backward.append(
+        (
+            "StridedSliceGrad",
+            "sequential/rnn/strided_slice_grad/StridedSliceGrad",
+            0,
+            FLOAT_BYTES * (tokens * features + n * features),
+            1,
+            tokens * features,
+            "memory",
+        )
+    )
     if directions == 2:
         ops.elementwise("ConcatV2", "sequential/bidirectional/concat", n * features)
-        backward.append(("Slice", "sequential/bidirectional/concat_grad/Slice", 0, 2 * FLOAT_BYTES * n * features, 2, n * features, "memory"))
+        backward.append(
+            (
+                "Slice",
+                "sequential/bidirectional/concat_grad/Slice",
+                0,
+                2 * FLOAT_BYTES * n * features,
+                2,
+                n * features,
+                "memory",
+            )
+        )
     _dense(ops, backward, updates, "sequential/logits", n, features, classes)
     _finish_step(ops, backward, updates, n, classes, optimizer)
     return ops
@@ -233,8 +350,14 @@ def _finish_step(ops, backward, updates, n, classes, optimizer):
     """Loss, metrics, then the backward ops in reverse layer order, then the optimizer updates."""
     logits = n * classes
     ops.elementwise("Softmax", "sequential/logits/Softmax", logits)
-    ops.add("SoftmaxCrossEntropyWithLogits", "categorical_crossentropy/SoftmaxCrossEntropyWithLogits",
-            5 * logits, 4 * FLOAT_BYTES * logits, 1, logits)
+    ops.add(
+        "SoftmaxCrossEntropyWithLogits",
+        "categorical_crossentropy/SoftmaxCrossEntropyWithLogits",
+        5 * logits,
+        4 * FLOAT_BYTES * logits,
+        1,
+        logits,
+    )
     ops.elementwise("Mul", "categorical_crossentropy/weighted_loss/Mul", n)
     ops.elementwise("Sum", "categorical_crossentropy/weighted_loss/Sum", n, writes=0)
     ops.elementwise("DivNoNan", "categorical_crossentropy/weighted_loss/value", 1, reads=2)
@@ -243,8 +366,13 @@ def _finish_step(ops, backward, updates, n, classes, optimizer):
     ops.elementwise("Equal", "metrics/accuracy/Equal", n, reads=2)
     ops.elementwise("Cast", "metrics/accuracy/Cast", n)
     ops.elementwise("Tile", "gradient_tape/categorical_crossentropy/weighted_loss/Tile", n)
-    for name in ["loss/AssignAddVariableOp", "loss/AssignAddVariableOp_1", "metrics/accuracy/AssignAddVariableOp",
-                 "metrics/accuracy/AssignAddVariableOp_1", f"{optimizer}/AssignAddVariableOp"]:
+    for name in [
+        "loss/AssignAddVariableOp",
+        "loss/AssignAddVariableOp_1",
+        "metrics/accuracy/AssignAddVariableOp",
+        "metrics/accuracy/AssignAddVariableOp_1",
+        f"{optimizer}/AssignAddVariableOp",
+    ]:
         ops.elementwise("AssignAddVariableOp", name, 1, reads=2)
     for row in reversed(backward):
         ops.add(*row)
@@ -266,4 +394,3 @@ def workloads() -> list[Workload]:
     cnn = [Workload(d, m, OPTIMIZER["cnn"], b) for m in CNN_MODELS for d in IMAGE_DATASETS for b in BATCH_SIZES]
     rnn = [Workload(d, m, OPTIMIZER["rnn"], b) for m in RNN_MODELS for d in TEXT_DATASETS for b in BATCH_SIZES]
     return cnn + rnn
-

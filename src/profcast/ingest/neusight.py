@@ -69,7 +69,7 @@ def is_neusight_sidecar(path) -> bool:
 
 def instance_slug(gpu_folder: str) -> str:
     """A stable readable id for a NeuSight GPU folder: vendor prefix dropped, lower case, other characters '-'."""
-    name = next((gpu_folder[len(p):] for p in VENDOR_PREFIXES if gpu_folder.startswith(p)), gpu_folder)
+    name = next((gpu_folder[len(p) :] for p in VENDOR_PREFIXES if gpu_folder.startswith(p)), gpu_folder)
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "gpu"
 
 
@@ -79,7 +79,12 @@ def workload_of_label_name(file_name: str) -> dict:
     found = LABEL_NAME.match(stem)
     if not found or int(found["batch"]) <= 0 or int(found["seq_len"]) <= 0:
         raise ProfcastError(f"{file_name}: not a NeuSight label name; expected {NAME_FORMAT}")
-    return {"model": found["model"], "mode": found["mode"], "seq_len": int(found["seq_len"]), "batchsize": int(found["batch"])}
+    return {
+        "model": found["model"],
+        "mode": found["mode"],
+        "seq_len": int(found["seq_len"]),
+        "batchsize": int(found["batch"]),
+    }
 
 
 def op_kind(node: dict) -> str | None:
@@ -151,7 +156,9 @@ def read_neusight_label(path, instance_name: str | None = None) -> dict:
 
 def _read_step_times(json_path: Path, csv_path: Path) -> dict:
     if not json_path.is_file():
-        raise ProfcastError(f"{csv_path}: no {json_path.name} beside it (num_layer, e2e_latency); expected {NAME_FORMAT}")
+        raise ProfcastError(
+            f"{csv_path}: no {json_path.name} beside it (num_layer, e2e_latency); expected {NAME_FORMAT}"
+        )
     try:
         content = json.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:

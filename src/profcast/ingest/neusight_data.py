@@ -75,7 +75,7 @@ def local_file(folder: Path, entry: ManifestEntry) -> Path:
     """Where ``entry`` lies in ``folder``: the repository layout, or a label folder holding the GPU folders directly."""
     if (folder / "scripts").is_dir() or not entry.path.startswith(LABEL_ROOT + "/"):
         return folder / entry.path
-    return folder / entry.path[len(LABEL_ROOT) + 1:]
+    return folder / entry.path[len(LABEL_ROOT) + 1 :]
 
 
 def verify_file(path: Path, entry: ManifestEntry) -> None:
@@ -130,16 +130,25 @@ def load_neusight_profiles(path=None, mode: str = "both", timeout: float = 10, c
     else:
         folder = Path(str(path)).expanduser()
         if not folder.is_dir():
-            raise ProfcastError(f"data.path {folder}: no such folder; expected NeuSight's {LABEL_ROOT}/<GPU>/ files in it")
+            raise ProfcastError(
+                f"data.path {folder}: no such folder; expected NeuSight's {LABEL_ROOT}/<GPU>/ files in it"
+            )
     present = [e for e in entries if local_file(folder, e).is_file()]
     if not present:
-        raise ProfcastError(f"{folder}: holds none of NeuSight's label files; put {LABEL_ROOT}/ of github.com/"
-                            f"{NEUSIGHT_REPO} commit {NEUSIGHT_COMMIT[:12]} there")
+        raise ProfcastError(
+            f"{folder}: holds none of NeuSight's label files; put {LABEL_ROOT}/ of github.com/"
+            f"{NEUSIGHT_REPO} commit {NEUSIGHT_COMMIT[:12]} there"
+        )
     for entry in present:  # every byte checked before any file is parsed
         verify_file(local_file(folder, entry), entry)
     if len(present) < len(entries):
-        log.info("%s: %d of the manifest's %d NeuSight files are absent; reading the %d present",
-                 folder, len(entries) - len(present), len(entries), len(present))
+        log.info(
+            "%s: %d of the manifest's %d NeuSight files are absent; reading the %d present",
+            folder,
+            len(entries) - len(present),
+            len(entries),
+            len(present),
+        )
     table = _cached_table(folder, present, cache)
     return select_mode(table, mode, source=f"NeuSight dataset ({folder})")
 
@@ -161,9 +170,14 @@ def _cached_table(folder: Path, present: list[ManifestEntry], cache: Path) -> pd
         try:
             return pd.read_parquet(table_path)
         except Exception as exc:  # pyarrow raises many types for a damaged file
-            raise ProfcastError(f"{table_path}: cannot be read ({exc}); delete it to parse the NeuSight files again") from None
-    runs = [read_neusight_label(local_file(folder, e)) for e in present
-            if e.path.endswith(".csv") and local_file(folder, e).with_suffix(".json").is_file()]
+            raise ProfcastError(
+                f"{table_path}: cannot be read ({exc}); delete it to parse the NeuSight files again"
+            ) from None
+    runs = [
+        read_neusight_label(local_file(folder, e))
+        for e in present
+        if e.path.endswith(".csv") and local_file(folder, e).with_suffix(".json").is_file()
+    ]
     if not runs:
         raise ProfcastError(f"{folder}: no NeuSight label CSV with its .json beside it")
     table = pd.DataFrame(runs)
@@ -181,9 +195,13 @@ def _cached_table(folder: Path, present: list[ManifestEntry], cache: Path) -> pd
 
 def _check(data: bytes, entry: ManifestEntry, where: str, consequence: str) -> None:
     if len(data) != entry.size:
-        raise ProfcastError(f"{where}: {len(data)} bytes, but {entry.path} of {NEUSIGHT_REPO} commit "
-                            f"{NEUSIGHT_COMMIT[:12]} has {entry.size}; {consequence}")
+        raise ProfcastError(
+            f"{where}: {len(data)} bytes, but {entry.path} of {NEUSIGHT_REPO} commit "
+            f"{NEUSIGHT_COMMIT[:12]} has {entry.size}; {consequence}"
+        )
     actual = hashlib.sha256(data).hexdigest()
     if actual != entry.sha256:
-        raise ProfcastError(f"{where}: SHA-256 {actual[:16]}... does not match {entry.path} of {NEUSIGHT_REPO} "
-                            f"commit {NEUSIGHT_COMMIT[:12]} ({entry.sha256[:16]}...); {consequence}")
+        raise ProfcastError(
+            f"{where}: SHA-256 {actual[:16]}... does not match {entry.path} of {NEUSIGHT_REPO} "
+            f"commit {NEUSIGHT_COMMIT[:12]} ({entry.sha256[:16]}...); {consequence}"
+        )

@@ -77,7 +77,9 @@ class PandasFrameUnpickler(pickle.Unpickler):
         """Resolve only the names in ``ALLOWED_GLOBALS``; any other raises ``pickle.UnpicklingError``."""
         target = ALLOWED_GLOBALS.get((module, name))
         if target is None:
-            raise pickle.UnpicklingError(f"refusing global {module}.{name}: a PROFET table needs only pandas/numpy types")
+            raise pickle.UnpicklingError(
+                f"refusing global {module}.{name}: a PROFET table needs only pandas/numpy types"
+            )
         return super().find_class(*target)
 
 
@@ -131,7 +133,9 @@ def load_profet_profiles(all_models: bool = False, cache_dir=None, timeout: floa
         try:
             table = pd.read_parquet(table_path)
         except Exception as exc:  # pyarrow raises many types for a damaged file
-            raise ProfcastError(f"{table_path}: cannot be read ({exc}); delete it to convert the PROFET files again") from None
+            raise ProfcastError(
+                f"{table_path}: cannot be read ({exc}); delete it to convert the PROFET files again"
+            ) from None
     else:
         table = _build_table(folder, timeout)
         _write_atomically(table_path, lambda staging: table.to_parquet(staging, index=False))
@@ -156,7 +160,9 @@ def read_profet_pickle(path: str | Path, sha256: str) -> pd.DataFrame:
     except pickle.UnpicklingError as exc:
         raise ProfcastError(f"{path}: {exc}; not a PROFET table") from None
     except Exception as exc:  # a verified file fails only if pandas/numpy moved a class again
-        raise ProfcastError(f"{path}: cannot be unpickled with this pandas/numpy ({type(exc).__name__}: {exc})") from None
+        raise ProfcastError(
+            f"{path}: cannot be unpickled with this pandas/numpy ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(frame, pd.DataFrame):
         raise ProfcastError(f"{path}: holds a {type(frame).__name__}, expected a pandas DataFrame")
     return frame
@@ -197,7 +203,9 @@ def _make_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ProfcastError(f"cannot create {folder} ({exc.strerror}); set {CACHE_ENV_VAR} to a writable folder") from None
+        raise ProfcastError(
+            f"cannot create {folder} ({exc.strerror}); set {CACHE_ENV_VAR} to a writable folder"
+        ) from None
 
 
 def _write_atomically(final: Path, write) -> Path:
@@ -212,7 +220,9 @@ def _write_atomically(final: Path, write) -> Path:
         os.chmod(staging, 0o644)  # mkstemp makes it private; the cache is meant to be shared
         os.replace(staging, final)
     except OSError as exc:
-        raise ProfcastError(f"cannot write {final} ({exc.strerror}); set {CACHE_ENV_VAR} to a writable folder") from None
+        raise ProfcastError(
+            f"cannot write {final} ({exc.strerror}); set {CACHE_ENV_VAR} to a writable folder"
+        ) from None
     finally:
         if staging is not None:
             staging.unlink(missing_ok=True)

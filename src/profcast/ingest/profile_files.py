@@ -22,19 +22,28 @@ import pandas as pd
 
 from profcast.errors import ProfcastError
 from profcast.ingest.neusight import is_neusight_header, is_neusight_sidecar, read_neusight_label
-from profcast.limits import MAX_INPUT_BYTES_ENV, CappedReader, max_input_bytes, shown_bytes
-from profcast.ingest.torch_trace import read_torch_trace
 from profcast.ingest.tables import text_encoding_problem, validate_profiles
+from profcast.ingest.tfstats import (
+    COLUMN_ALIASES,
+    ON_BAD_FILE_CHOICES,
+    REQUIRED_COLUMNS,
+    SIDECAR_SUFFIX,
+    TfStatsTree,
+    read_tfstats_export,
+    workload_from_file_name,
+)
+from profcast.ingest.torch_trace import read_torch_trace
+from profcast.limits import MAX_INPUT_BYTES_ENV, CappedReader, max_input_bytes, shown_bytes
 from profcast.schema import LATENCY_COLUMNS, RUN_KEYS
-from profcast.ingest.tfstats import (COLUMN_ALIASES, ON_BAD_FILE_CHOICES, REQUIRED_COLUMNS, SIDECAR_SUFFIX, TfStatsTree,
-                         read_tfstats_export, workload_from_file_name)
 
 log = logging.getLogger(__name__)
 
 KINDS = ("torch_trace", "tf_stats", "neusight", "table")
-ACCEPTED = ("a PyTorch profiler trace (.json/.json.gz with \"traceEvents\"), a TensorBoard tf_stats/"
-            "framework_op_stats CSV export, a NeuSight label CSV (with its .json beside it) "
-            "or a wide profile table (.csv, .csv.gz, .parquet)")
+ACCEPTED = (
+    'a PyTorch profiler trace (.json/.json.gz with "traceEvents"), a TensorBoard tf_stats/'
+    "framework_op_stats CSV export, a NeuSight label CSV (with its .json beside it) "
+    "or a wide profile table (.csv, .csv.gz, .parquet)"
+)
 LAYOUT = "<root>/<exp_name>/<instance_name>/<dataset>-<model>-<optimizer>-<batchsize>.<ext>"
 # Longest first, so "x.pt.trace.json.gz" loses its whole suffix.
 RUN_FILE_SUFFIXES = (".pt.trace.json.gz", ".pt.trace.json", ".json.gz", ".csv.gz", ".parquet", ".json", ".csv")
@@ -55,7 +64,7 @@ def profile_kind(path) -> str:
     if stripped.startswith(("{", "[")):
         if '"traceEvents"' in head:
             return "torch_trace"
-        raise ProfcastError(f"{path}: JSON without \"traceEvents\" (not a PyTorch profiler trace); expected {ACCEPTED}")
+        raise ProfcastError(f'{path}: JSON without "traceEvents" (not a PyTorch profiler trace); expected {ACCEPTED}')
     header = next(csv.reader(io.StringIO(stripped.splitlines()[0] if stripped else "")), [])
     names = {name.strip() for name in header}
     if all(any(s in names for s in COLUMN_ALIASES.get(c, (c,))) for c in REQUIRED_COLUMNS):
@@ -99,12 +108,14 @@ def read_profile_tree(folder, on_bad_file: str = "raise", keys: dict | None = No
         raise ProfcastError(f"{root}: profile folder does not exist; expected {LAYOUT}")
     if (root / NEUSIGHT_LABELS).is_dir():  # a NeuSight checkout: its label files, not its README and summaries
         root = root / NEUSIGHT_LABELS
-    paths = sorted(p for p in root.rglob("*")
-                   if p.is_file() and _is_run_file(p.relative_to(root)) and not is_neusight_sidecar(p))
+    paths = sorted(
+        p for p in root.rglob("*") if p.is_file() and _is_run_file(p.relative_to(root)) and not is_neusight_sidecar(p)
+    )
     if not paths:
         raise ProfcastError(f"{root}: no profile file found; expected {LAYOUT}")
     runs, skipped, duplicates = collect_runs(
-        paths, lambda path: [{**row, **(keys or {})} for row in _rows_in_tree(root, path)], on_bad_file)
+        paths, lambda path: [{**row, **(keys or {})} for row in _rows_in_tree(root, path)], on_bad_file
+    )
     if not runs:
         first = f"; first problem: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
         raise ProfcastError(f"{root}: none of the {len(paths)} profile files could be read{first}")
@@ -132,8 +143,10 @@ def collect_runs(paths: list[Path], read_rows, on_bad_file: str) -> tuple[list[d
             if run in first_path_of_run:
                 kept = first_path_of_run[run]
                 if on_bad_file == "raise":
-                    raise ProfcastError(f"{path}: duplicate run {dict(zip(RUN_KEYS, run))}, already read from {kept}; "
-                                        "keep one file per run or pass on_bad_file='skip' to keep the first")
+                    raise ProfcastError(
+                        f"{path}: duplicate run {dict(zip(RUN_KEYS, run))}, already read from {kept}; "
+                        "keep one file per run or pass on_bad_file='skip' to keep the first"
+                    )
                 log.warning("skipped duplicate run %s in %s (kept %s)", dict(zip(RUN_KEYS, run)), path, kept)
                 duplicates.append((str(path), kept))
                 continue
@@ -147,8 +160,10 @@ def profiles_table(runs: list[dict], source: str) -> pd.DataFrame:
     table = pd.DataFrame(runs)
     missing = [key for key in RUN_KEYS if key not in table.columns or table[key].isna().any()]
     if missing:
-        raise ProfcastError(f"{source}: run key(s) {missing} unknown for some run; name files {LAYOUT} "
-                            "or pass them explicitly (--exp, --instance, --dataset, --model, --optimizer, --batchsize)")
+        raise ProfcastError(
+            f"{source}: run key(s) {missing} unknown for some run; name files {LAYOUT} "
+            "or pass them explicitly (--exp, --instance, --dataset, --model, --optimizer, --batchsize)"
+        )
     latencies = [c for c in LATENCY_COLUMNS if c in table.columns]
     ops = sorted(c for c in table.columns if c not in RUN_KEYS and c not in LATENCY_COLUMNS)
     # A run that never executed an op spent 0 µs in it, so absent ops are 0.0, not NaN.
@@ -184,8 +199,10 @@ def _rows_in_tree(root: Path, path: Path) -> list[dict]:
         raise ProfcastError(f"{path}: file is not at the expected depth; expected {LAYOUT}")
     workload = workload_from_file_name(_run_stem(parts[2]) + ".csv")
     if workload is None:
-        raise ProfcastError(f"{path}: file name does not say the workload; expected {LAYOUT} "
-                            "(fields separated by '-', batch size a positive integer)")
+        raise ProfcastError(
+            f"{path}: file name does not say the workload; expected {LAYOUT} "
+            "(fields separated by '-', batch size a positive integer)"
+        )
     return [{"exp_name": parts[0], "instance_name": parts[1], **workload, **rows[0]}]
 
 
@@ -203,8 +220,10 @@ def _table_rows(path: Path) -> list[dict]:
         raise ProfcastError(f"{path}: profile table holds no rows")
     if set(RUN_KEYS) <= set(table.columns):  # the same checks as a table given to data.path
         table = validate_profiles(table, source=str(path), first_line=None if _is_parquet(path) else 2)
-    return [{k: v for k, v in row.items() if not (isinstance(v, float) and np.isnan(v) and k in LATENCY_COLUMNS)}
-            for row in table.to_dict("records")]
+    return [
+        {k: v for k, v in row.items() if not (isinstance(v, float) and np.isnan(v) and k in LATENCY_COLUMNS)}
+        for row in table.to_dict("records")
+    ]
 
 
 def _head_text(path: Path) -> str | None:
@@ -212,8 +231,10 @@ def _head_text(path: Path) -> str | None:
     limit = max_input_bytes()
     try:
         if path.stat().st_size > limit:
-            raise ProfcastError(f"{path}: {shown_bytes(path.stat().st_size)} is past the input size limit "
-                                f"({MAX_INPUT_BYTES_ENV}={limit}); raise it if the file is a real profile")
+            raise ProfcastError(
+                f"{path}: {shown_bytes(path.stat().st_size)} is past the input size limit "
+                f"({MAX_INPUT_BYTES_ENV}={limit}); raise it if the file is a real profile"
+            )
         with open(path, "rb") as handle:
             magic = handle.read(4)
             if magic == b"PAR1":
@@ -266,7 +287,6 @@ def _looks_like_op_header(names: set[str]) -> bool:
 def _is_run_file(relative: Path) -> bool:
     """Files a tree holds runs in: not hidden, not a tf_stats latency sidecar (NeuSight step-time .json: is_neusight_sidecar)."""
     return not any(part.startswith(".") for part in relative.parts) and not relative.name.endswith(SIDECAR_SUFFIX)
-
 
 
 def _run_stem(file_name: str) -> str:

@@ -24,8 +24,10 @@ def read_profile_table(path: str | Path) -> pd.DataFrame:
     first_line = None
     try:
         if path.is_file() and path.stat().st_size > max_input_bytes():
-            raise ProfcastError(f"{path}: {shown_bytes(path.stat().st_size)} is past the input size limit "
-                                f"({MAX_INPUT_BYTES_ENV}={max_input_bytes()}); raise it if the file is a real profile")
+            raise ProfcastError(
+                f"{path}: {shown_bytes(path.stat().st_size)} is past the input size limit "
+                f"({MAX_INPUT_BYTES_ENV}={max_input_bytes()}); raise it if the file is a real profile"
+            )
         if name.endswith(".parquet"):
             table = pd.read_parquet(path)
         elif name.endswith(".csv.gz"):  # read through the cap: a small gzip may unpack to GBs
@@ -72,7 +74,9 @@ def row_place(table: pd.DataFrame, row: int, first_line: int | None) -> str:
     return f"row {row} (run {values[0]}/{values[1]}/{'-'.join(values[2:])})"
 
 
-def validate_profiles(table: pd.DataFrame, source: str = "profile table", first_line: int | None = None) -> pd.DataFrame:
+def validate_profiles(
+    table: pd.DataFrame, source: str = "profile table", first_line: int | None = None
+) -> pd.DataFrame:
     """Check keys and op values; return a clean copy (keys as strings, batchsize int, ops float).
 
     ``first_line`` is the file line of data row 0 (2 for a CSV with a header): messages then say
@@ -102,8 +106,10 @@ def validate_profiles(table: pd.DataFrame, source: str = "profile table", first_
     batchsize = pd.to_numeric(clean["batchsize"], errors="coerce")
     if batchsize.isna().any() or (batchsize <= 0).any() or (batchsize % 1 != 0).any():
         row = int(np.flatnonzero((batchsize.isna() | (batchsize <= 0) | (batchsize % 1 != 0)).to_numpy())[0])
-        raise ProfcastError(f"{source}: column 'batchsize' {row_place(table, row, first_line)} has value "
-                            f"{shown_value(clean['batchsize'].iloc[row])}; expected a positive integer")
+        raise ProfcastError(
+            f"{source}: column 'batchsize' {row_place(table, row, first_line)} has value "
+            f"{shown_value(clean['batchsize'].iloc[row])}; expected a positive integer"
+        )
     clean["batchsize"] = batchsize.astype(int)
     for key in RUN_KEYS:
         if key != "batchsize":
@@ -112,13 +118,17 @@ def validate_profiles(table: pd.DataFrame, source: str = "profile table", first_
         clean[column] = _checked_numbers(clean[column], column, source, column in LATENCY_COLUMNS, first_line, table)
     silent = np.flatnonzero((clean[ops].to_numpy() == 0).all(axis=1))
     if silent.size:
-        raise ProfcastError(f"{source}: {row_place(table, int(silent[0]), first_line)} records 0 µs for every op "
-                            f"({silent.size} such run(s)); a profile must record the time its ops took")
+        raise ProfcastError(
+            f"{source}: {row_place(table, int(silent[0]), first_line)} records 0 µs for every op "
+            f"({silent.size} such run(s)); a profile must record the time its ops took"
+        )
     duplicated = clean.duplicated(subset=RUN_KEYS)
     if duplicated.any():
         row = int(np.flatnonzero(duplicated.to_numpy())[0])
         first = ", ".join(f"{key}={shown_value(clean[key].iloc[row])}" for key in RUN_KEYS)
-        raise ProfcastError(f"{source}: {int(duplicated.sum())} duplicate run(s), e.g. {row_place(table, row, first_line)} ({first})")
+        raise ProfcastError(
+            f"{source}: {int(duplicated.sum())} duplicate run(s), e.g. {row_place(table, row, first_line)} ({first})"
+        )
     return clean.reset_index(drop=True)
 
 
@@ -132,7 +142,9 @@ BAD_NUMBER_WORDING = {
 }
 
 
-def parse_numbers(values: pd.Series, allow_missing: bool, upper: float = np.inf) -> tuple[pd.Series, tuple[int, str] | None]:
+def parse_numbers(
+    values: pd.Series, allow_missing: bool, upper: float = np.inf
+) -> tuple[pd.Series, tuple[int, str] | None]:
     """The values as floats, and the row and kind (a BAD_NUMBER_WORDING key) of the first value that is
     not a finite number from 0 to ``upper``, or None when every value is one."""
     numbers = pd.to_numeric(values, errors="coerce").astype(float)
@@ -155,7 +167,9 @@ def shown_value(value) -> str:
     return repr(value.item() if hasattr(value, "item") else value)
 
 
-def _checked_numbers(values: pd.Series, column: str, source: str, allow_nan: bool, first_line: int | None, table: pd.DataFrame) -> pd.Series:
+def _checked_numbers(
+    values: pd.Series, column: str, source: str, allow_nan: bool, first_line: int | None, table: pd.DataFrame
+) -> pd.Series:
     """Op times and latencies must be finite, non-negative, plausible numbers (latency may be missing)."""
     numbers, bad = parse_numbers(values, allow_missing=allow_nan, upper=value_limit(column))
     if bad:

@@ -37,8 +37,15 @@ COLUMN_ALIASES = {
     "Operation": ("Operation", "Operation Name"),
 }
 REQUIRED_COLUMNS = [
-    "Rank", "Host/device", "Type", "Operation", "#Occurrences", "Total time (us)",
-    "Avg. time (us)", "Total self-time (us)", "Avg. self-time (us)",
+    "Rank",
+    "Host/device",
+    "Type",
+    "Operation",
+    "#Occurrences",
+    "Total time (us)",
+    "Avg. time (us)",
+    "Total self-time (us)",
+    "Avg. self-time (us)",
 ]
 OWN_NAME = "<dataset>-<model>-<optimizer>-<batchsize>.csv"
 PROFET_NAME = "<instance>-<instance>-<dataset>-<model>-<optimizer>-<batchsize>-<timestamp>.csv"
@@ -72,9 +79,7 @@ def read_tfstats_tree(root, on_bad_file: str = "raise") -> TfStatsTree:
     naming it; ``"skip"`` leaves such files out and lists them in ``skipped``/``duplicates``.
     """
     if on_bad_file not in ON_BAD_FILE_CHOICES:
-        raise ProfcastError(
-            f"on_bad_file={on_bad_file!r} is not supported; use one of {list(ON_BAD_FILE_CHOICES)}"
-        )
+        raise ProfcastError(f"on_bad_file={on_bad_file!r} is not supported; use one of {list(ON_BAD_FILE_CHOICES)}")
     root = Path(root)
     if not root.is_dir():
         raise ProfcastError(f"{root}: profile folder does not exist; expected {LAYOUT}")
@@ -155,7 +160,9 @@ def _workload_from_name(file_name: str, instance_name: str | None) -> dict:
 def _op_times(path: Path) -> dict[str, float]:
     """Sum ``Total time (us)`` per ``<Host|Device>_<Type>`` over the rows of one export."""
     if path.stat().st_size > max_input_bytes():  # rows are summed as they stream: only time grows, so cap it
-        raise _BadFile(f"{shown_bytes(path.stat().st_size)} is past the input size limit ({MAX_INPUT_BYTES_ENV}={max_input_bytes()})")
+        raise _BadFile(
+            f"{shown_bytes(path.stat().st_size)} is past the input size limit ({MAX_INPUT_BYTES_ENV}={max_input_bytes()})"
+        )
     # The csv module is ~10x faster per small file than pandas.read_csv (measured), and
     # utf-8-sig drops the byte-order mark some exporters write.
     with open(path, newline="", encoding="utf-8-sig") as handle:
@@ -165,10 +172,7 @@ def _op_times(path: Path) -> dict[str, float]:
             raise _BadFile("file is empty; expected a TensorBoard tf_stats CSV export")
         where, missing = _column_positions(header)
         if missing:
-            raise _BadFile(
-                f"not a tf_stats export: missing column(s) {missing}; "
-                f"expected at least {REQUIRED_COLUMNS}"
-            )
+            raise _BadFile(f"not a tf_stats export: missing column(s) {missing}; expected at least {REQUIRED_COLUMNS}")
         host_col, type_col, time_col = where["Host/device"], where["Type"], where["Total time (us)"]
         width = len(header)
         sums: dict[str, float] = {}
@@ -187,13 +191,9 @@ def _op_times(path: Path) -> dict[str, float]:
             try:
                 total_us = float(text)
             except ValueError:
-                raise _BadFile(
-                    f"line {line_no}: Total time (us) is {text!r}; expected a finite number >= 0"
-                ) from None
+                raise _BadFile(f"line {line_no}: Total time (us) is {text!r}; expected a finite number >= 0") from None
             if not math.isfinite(total_us) or total_us < 0:
-                raise _BadFile(
-                    f"line {line_no}: Total time (us) is {text!r}; expected a finite number >= 0"
-                )
+                raise _BadFile(f"line {line_no}: Total time (us) is {text!r}; expected a finite number >= 0")
             column = f"{host_or_device}_{op_type}"
             sums[column] = sums.get(column, 0.0) + total_us
     if not sums:
@@ -220,7 +220,7 @@ def _latencies(path: Path) -> dict[str, float]:
     sidecar = path.with_name(path.name[: -len(".csv")] + SIDECAR_SUFFIX)
     if not os.path.exists(sidecar):
         return {}
-    accepted = f'expected a JSON object like {{"batch_latency": 0.012, "epoch_latency": 46.9}} (seconds > 0)'
+    accepted = 'expected a JSON object like {"batch_latency": 0.012, "epoch_latency": 46.9} (seconds > 0)'
     try:
         with open(sidecar, encoding="utf-8") as handle:
             content = json.load(handle)

@@ -58,7 +58,7 @@ def load_trace_events(path: Path) -> list[dict]:
 
 def iter_trace_events(path: Path):
     """The events of a Chrome-trace file one by one, parsed as a stream, within the input size and nesting limits."""
-    accepted = "expected a PyTorch profiler trace (.json or .json.gz with \"traceEvents\")"
+    accepted = 'expected a PyTorch profiler trace (.json or .json.gz with "traceEvents")'
     import ijson
 
     found = []
@@ -66,7 +66,7 @@ def iter_trace_events(path: Path):
         with open_capped(path) as stream:
             yield from _trace_event_stream(ijson.basic_parse(stream, use_float=True), found, str(path))
         if not found:
-            raise ProfcastError(f"{path}: JSON without a \"traceEvents\" list; {accepted}")
+            raise ProfcastError(f'{path}: JSON without a "traceEvents" list; {accepted}')
     except (EOFError, gzip.BadGzipFile, zlib.error):
         raise ProfcastError(f"{path}: truncated or corrupt gzip; {accepted}") from None
     except ijson.JSONError as error:
@@ -145,7 +145,7 @@ def op_name(name: str) -> str:
     """Column part for a profiler op name: ``aten::conv2d`` -> ``conv2d``."""
     for prefix in DROPPED_PREFIXES:
         if name.startswith(prefix):
-            return name[len(prefix):]
+            return name[len(prefix) :]
     return name
 
 
@@ -170,7 +170,12 @@ def _kept_events(events):
     names: dict[str, str] = {}
     threads: dict = {}  # one (pid, tid) tuple per thread, not per event
     for event in events:
-        if not (isinstance(event, dict) and event.get("ph") == "X" and isinstance(event.get("name"), str) and _has_time(event)):
+        if not (
+            isinstance(event, dict)
+            and event.get("ph") == "X"
+            and isinstance(event.get("name"), str)
+            and _has_time(event)
+        ):
             continue
         cat = event.get("cat")
         if cat not in KEPT_CATEGORIES:

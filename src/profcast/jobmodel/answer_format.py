@@ -26,7 +26,9 @@ def requested_shape(params: dict | None) -> str:
     """The shape a request asked for (``records`` when none); a one-line error naming the accepted ones."""
     shape = (params or {}).get(OUTPUT_PARAM) or OUTPUT_SHAPES[0]
     if shape not in OUTPUT_SHAPES:
-        raise ProfcastError(f"param '{OUTPUT_PARAM}' is {shape!r}; accepted: {', '.join(OUTPUT_SHAPES)} (default records)")
+        raise ProfcastError(
+            f"param '{OUTPUT_PARAM}' is {shape!r}; accepted: {', '.join(OUTPUT_SHAPES)} (default records)"
+        )
     return shape
 
 

@@ -15,8 +15,6 @@ import pandas as pd
 
 from profcast.errors import ProfcastError
 from profcast.ingest.tables import shown_value
-from profcast.models.whatif import input_size, size_move
-from profcast.schema import BATCH_LATENCY
 from profcast.jobmodel.requests import (
     EPOCH_LATENCY,
     INPUT_ROW,
@@ -27,17 +25,23 @@ from profcast.jobmodel.requests import (
     WHATIF_BATCHSIZE,
     WHATIF_INPUT_SIZE,
 )
+from profcast.models.whatif import input_size, size_move
+from profcast.schema import BATCH_LATENCY
 
 WHAT_SIZE = {WHATIF_BATCHSIZE: ("batchsize", "batch size"), WHATIF_INPUT_SIZE: ("input_size", "input size")}
 
 
 def added_columns(answer: pd.DataFrame) -> list[str]:
     """The columns this module adds that may be null (JSON carries them as null, not NaN)."""
-    named = [f"{quantity}_{end}" for quantity in (BATCH_LATENCY, PREDICTED_TOTAL, EPOCH_LATENCY) for end in ("low", "high")]
+    named = [
+        f"{quantity}_{end}" for quantity in (BATCH_LATENCY, PREDICTED_TOTAL, EPOCH_LATENCY) for end in ("low", "high")
+    ]
     return [column for column in [*named, EPOCH_LATENCY] if column in answer]
 
 
-def add_forecast_columns(answer: pd.DataFrame, profiles: pd.DataFrame, anchor_profiles: pd.DataFrame, model) -> pd.DataFrame:
+def add_forecast_columns(
+    answer: pd.DataFrame, profiles: pd.DataFrame, anchor_profiles: pd.DataFrame, model
+) -> pd.DataFrame:
     """``answer`` (one row per request row and target) with what-ifs applied and interval and epoch columns.
 
     ``model`` is the JobModel (its ``extras``, ``interval_quantity``, ``targets``, ``output_op_columns``).
@@ -48,8 +52,10 @@ def add_forecast_columns(answer: pd.DataFrame, profiles: pd.DataFrame, anchor_pr
     for column in asked:
         key, words = WHAT_SIZE[column]
         if not extras or not all(part.get("whatif") is not None and part["moves"].get(key) for part in extras.values()):
-            raise ProfcastError(f"column '{column}' asks for a what-if at another {words}, but this model was trained without one "
-                                f"(its data had one {words} per job, or whatif=none); leave the column out")
+            raise ProfcastError(
+                f"column '{column}' asks for a what-if at another {words}, but this model was trained without one "
+                f"(its data had one {words} per job, or whatif=none); leave the column out"
+            )
     if not extras:
         return answer
     sizes = request_sizes(profiles, anchor_profiles)
@@ -78,10 +84,19 @@ def request_sizes(profiles: pd.DataFrame, anchor_profiles: pd.DataFrame) -> pd.D
     given_size = _positive(profiles, INPUT_SIZE, integer=True)
     new_size = _positive(profiles, WHATIF_INPUT_SIZE, integer=True)
     samples = _positive(profiles, SAMPLES_PER_EPOCH, integer=False)
-    datasets = profiles["dataset"].astype(object).where(profiles["dataset"].notna(), "").astype(str).to_numpy() if "dataset" in profiles else np.full(n, "")
+    datasets = (
+        profiles["dataset"].astype(object).where(profiles["dataset"].notna(), "").astype(str).to_numpy()
+        if "dataset" in profiles
+        else np.full(n, "")
+    )
     size = np.where(np.isfinite(given_size), given_size, [input_size(d) for d in datasets])
     _require(new_batch, batch, WHATIF_BATCHSIZE, "the profiled batch size: add a 'batchsize' column")
-    _require(new_size, size, WHATIF_INPUT_SIZE, f"the profiled input size: add an '{INPUT_SIZE}' column (or a 'dataset' name carrying it, e.g. 64dataset)")
+    _require(
+        new_size,
+        size,
+        WHATIF_INPUT_SIZE,
+        f"the profiled input size: add an '{INPUT_SIZE}' column (or a 'dataset' name carrying it, e.g. 64dataset)",
+    )
     new_batch = np.where(np.isfinite(new_batch), new_batch, batch)
     moved_size = np.isfinite(new_size) & (new_size != size)
     new_size = np.where(np.isfinite(new_size), new_size, size)
@@ -89,8 +104,18 @@ def request_sizes(profiles: pd.DataFrame, anchor_profiles: pd.DataFrame) -> pd.D
     # SizeWhatIf reads the input size from a dataset name's leading number, as it did in training.
     dataset = np.where(np.isfinite(given_size), [f"{s:g}" for s in given_size], datasets)
     new_dataset = np.where(moved_size, [f"{s:g}" for s in new_size], dataset)
-    return pd.DataFrame({"batch": batch, "size": size, "new_batch": new_batch, "new_size": new_size, "dataset": dataset,
-                         "new_dataset": new_dataset, "moved": moved, "steps": _steps(profiles, anchor_profiles, batch, new_batch, samples)})
+    return pd.DataFrame(
+        {
+            "batch": batch,
+            "size": size,
+            "new_batch": new_batch,
+            "new_size": new_size,
+            "dataset": dataset,
+            "new_dataset": new_dataset,
+            "moved": moved,
+            "steps": _steps(profiles, anchor_profiles, batch, new_batch, samples),
+        }
+    )
 
 
 def _steps(profiles, anchor_profiles, batch, new_batch, samples) -> np.ndarray:
@@ -98,10 +123,20 @@ def _steps(profiles, anchor_profiles, batch, new_batch, samples) -> np.ndarray:
     measured epoch_latency / batch_latency (x b/b' under a batch what-if), else NaN (never guessed)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         steps = np.ceil(samples / new_batch)
-        epoch = pd.to_numeric(profiles["epoch_latency"], errors="coerce").to_numpy(float) if "epoch_latency" in profiles else np.full(len(profiles), np.nan)
-        latency = anchor_profiles[BATCH_LATENCY].to_numpy(float) if BATCH_LATENCY in anchor_profiles else np.full(len(profiles), np.nan)
+        epoch = (
+            pd.to_numeric(profiles["epoch_latency"], errors="coerce").to_numpy(float)
+            if "epoch_latency" in profiles
+            else np.full(len(profiles), np.nan)
+        )
+        latency = (
+            anchor_profiles[BATCH_LATENCY].to_numpy(float)
+            if BATCH_LATENCY in anchor_profiles
+            else np.full(len(profiles), np.nan)
+        )
         measured = np.where((epoch > 0) & (latency > 0) & np.isfinite(epoch), epoch / latency, np.nan)
-        moved = np.isfinite(batch) & np.isfinite(new_batch) & (new_batch != batch)  # NaN != NaN: no batch size is no move
+        moved = (
+            np.isfinite(batch) & np.isfinite(new_batch) & (new_batch != batch)
+        )  # NaN != NaN: no batch size is no move
         measured = np.where(moved, measured * batch / new_batch, measured)
     return np.where(np.isfinite(samples), steps, measured)
 
@@ -119,8 +154,10 @@ def _positive(profiles: pd.DataFrame, column: str, integer: bool) -> np.ndarray:
     if bad.size:
         row = int(bad[0])
         wanted = "a positive integer" if integer else "a positive number"
-        raise ProfcastError(f"column '{column}' row {row} value {shown_value(raw.iloc[row])} is not {wanted}; "
-                            "leave it empty (null) for the profiled size")
+        raise ProfcastError(
+            f"column '{column}' row {row} value {shown_value(raw.iloc[row])} is not {wanted}; "
+            "leave it empty (null) for the profiled size"
+        )
     return np.where(blank.to_numpy(), np.nan, values)
 
 
@@ -158,7 +195,10 @@ def _bounds(values, targets, moved, strata, extras) -> tuple[np.ndarray, np.ndar
     """Each row's (low, high): its target's plain interval, or its what-if interval for a moved row (NaN when none)."""
     low, high = np.full(len(values), np.nan), np.full(len(values), np.nan)
     for target, part in extras.items():
-        for rows, interval in (((targets == target) & ~moved, part.get("interval")), ((targets == target) & moved, part.get("whatif_interval"))):
+        for rows, interval in (
+            ((targets == target) & ~moved, part.get("interval")),
+            ((targets == target) & moved, part.get("whatif_interval")),
+        ):
             if interval is not None and rows.any():
                 low[rows], high[rows] = interval.bounds(values[rows], strata[rows])
     return low, high

@@ -30,7 +30,12 @@ def save_extras(folder: Path, extras: dict | None, target_files: dict) -> dict:
     quantity = BATCH_LATENCY if BATCH_LATENCY in quantities else next(iter(quantities), None)
     for target, value in extras.items():
         if value and value["quantity"] != quantity:  # one quantity per model: the others' bounds would be misread
-            log.warning("%s: its interval bounds %s, the model's others %s; it answers null bounds", target, value["quantity"], quantity)
+            log.warning(
+                "%s: its interval bounds %s, the model's others %s; it answers null bounds",
+                target,
+                value["quantity"],
+                quantity,
+            )
             extras[target] = {**value, "quantity": quantity, "interval": None, "whatif_interval": None}
     files = {}
     for target, regressor_file in target_files.items():
@@ -58,5 +63,7 @@ def load_extras(folder: Path, manifest: dict, load_trusted) -> dict:
     for target, path in extras_paths(folder, manifest).items():
         extras[target] = load_trusted(path)
         if not isinstance(extras[target], dict):
-            raise ProfcastError(f"{path}: not a profcast extras file (holds a {type(extras[target]).__name__}, not a dict)")
+            raise ProfcastError(
+                f"{path}: not a profcast extras file (holds a {type(extras[target]).__name__}, not a dict)"
+            )
     return extras

@@ -15,12 +15,9 @@ import numpy as np
 import pandas as pd
 
 from profcast.errors import ProfcastError, first_line
-from profcast.schema import BATCH_LATENCY, union_columns
 from profcast.jobmodel.answer_format import requested_shape, shaped_answer
 from profcast.jobmodel.one_thread import OpenMPLimit
 from profcast.jobmodel.request_limits import Deadline, check_request_rows, served
-from profcast.jobmodel.shared_neighbours import shared_neighbour_groups
-from profcast.jobmodel.trained_range import check_in_range
 from profcast.jobmodel.requests import (
     INPUT_ROW,
     PREDICTED_TOTAL,
@@ -30,15 +27,28 @@ from profcast.jobmodel.requests import (
     requested_targets,
     unknown_columns,
 )
+from profcast.jobmodel.shared_neighbours import shared_neighbour_groups
+from profcast.jobmodel.trained_range import check_in_range
+from profcast.schema import BATCH_LATENCY
 
 log = logging.getLogger(__name__)
+
 
 class JobModel:
     """Predicts every target instance's profile from an anchor profile, with named columns."""
 
-    def __init__(self, anchor: str, models: dict, op_columns: list[str], output_op_columns: list[str], predicts_latency: bool,
-                 trained_on: str | None = None, extras: dict | None = None, interval_quantity: str | None = None,
-                 trained_range: dict | None = None):
+    def __init__(
+        self,
+        anchor: str,
+        models: dict,
+        op_columns: list[str],
+        output_op_columns: list[str],
+        predicts_latency: bool,
+        trained_on: str | None = None,
+        extras: dict | None = None,
+        interval_quantity: str | None = None,
+        trained_range: dict | None = None,
+    ):
         self.anchor = anchor
         self.models = models
         self.targets = list(models)
@@ -46,9 +56,13 @@ class JobModel:
         self.output_op_columns = output_op_columns
         self.predicts_latency = predicts_latency
         self.trained_on = trained_on  # e.g. "generated data: embedded generated data (...) (fingerprint ...)"
-        self.extras = extras or {}  # target -> interval and size what-if (profcast.jobmodel.forecast_extras); empty for older models
+        self.extras = (
+            extras or {}
+        )  # target -> interval and size what-if (profcast.jobmodel.forecast_extras); empty for older models
         self.interval_quantity = interval_quantity  # batch_latency | predicted_total: what the interval bounds
-        self.trained_range = trained_range  # sizes of the training rows: a request far outside is refused (None: older model)
+        self.trained_range = (
+            trained_range  # sizes of the training rows: a request far outside is refused (None: older model)
+        )
         self._one_thread = OpenMPLimit()
         # Where each model's outputs land in the answer, worked out once instead of per request.
         position = {column: number for number, column in enumerate(output_op_columns)}
@@ -56,8 +70,11 @@ class JobModel:
         for target, model in models.items():
             outputs = list(model.output_columns_)
             ops = [number for number, column in enumerate(outputs) if column in position]
-            self._layout[target] = (np.array(ops, dtype=np.intp), np.array([position[outputs[n]] for n in ops], dtype=np.intp),
-                                    outputs.index(BATCH_LATENCY) if BATCH_LATENCY in outputs else None)
+            self._layout[target] = (
+                np.array(ops, dtype=np.intp),
+                np.array([position[outputs[n]] for n in ops], dtype=np.intp),
+                outputs.index(BATCH_LATENCY) if BATCH_LATENCY in outputs else None,
+            )
         self._shared_searches = shared_neighbour_groups(models)  # kNN targets fitted on the same anchor rows
         self.vocabulary = None  # a canonical model's profcast.vocabulary.Mapping: requests are mapped with it
 
@@ -79,14 +96,18 @@ class JobModel:
             if served():
                 check_request_rows(len(model_input), shape)  # before any work
             with self._one_thread():
-                return shaped_answer(_finite_answer(self._predict(model_input, Deadline.for_this_request())), shape,
-                                     self.output_op_columns)
+                return shaped_answer(
+                    _finite_answer(self._predict(model_input, Deadline.for_this_request())),
+                    shape,
+                    self.output_op_columns,
+                )
         except ProfcastError:
             raise
         except Exception as error:  # a regressor failing on an input that passed the checks
             log.exception("prediction failed")
-            raise ProfcastError(f"the model could not predict from this request ({type(error).__name__}: "
-                                f"{first_line(error)})") from None
+            raise ProfcastError(
+                f"the model could not predict from this request ({type(error).__name__}: {first_line(error)})"
+            ) from None
 
     def _predict(self, model_input: pd.DataFrame, deadline: Deadline | None = None) -> pd.DataFrame:
         profiles = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
@@ -119,7 +140,9 @@ class JobModel:
 
         return add_forecast_columns(self._answer(parts), profiles, anchor_profiles, self)
 
-    def _predict_target(self, target: str, anchor_profiles: pd.DataFrame, raw=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _predict_target(
+        self, target: str, anchor_profiles: pd.DataFrame, raw=None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """This target's op times in ``output_op_columns`` order, its batch latency (NaN if none), its totals.
 
         ``raw`` is the target model's prediction when it was already made (a shared neighbour search).
@@ -177,7 +200,9 @@ def _finite_answer(predicted: pd.DataFrame) -> pd.DataFrame:
     from profcast.jobmodel.forecast_columns import added_columns
 
     nullable = [BATCH_LATENCY, *added_columns(predicted)]  # may be unknown: null, not an error
-    numbers = predicted.drop(columns=[INPUT_ROW, TARGET_INSTANCE, TRAINED_ON, *nullable], errors="ignore").to_numpy(dtype=float)
+    numbers = predicted.drop(columns=[INPUT_ROW, TARGET_INSTANCE, TRAINED_ON, *nullable], errors="ignore").to_numpy(
+        dtype=float
+    )
     bad = ~np.isfinite(numbers).all(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])

@@ -28,10 +28,15 @@ def check_request_rows(rows: int, shape: str) -> None:
     """A ProfcastError (HTTP 400) naming the limit when the request holds more rows than the shape allows."""
     limit = max_request_rows(totals=shape == "totals")
     if rows > limit:
-        hint = ("split it into several requests" if shape == "totals"
-                else f"split it, or ask for output=totals (params {{\"output\": \"totals\"}}: up to {max_request_rows(totals=True):,} rows)")
-        raise ProfcastError(f"the request holds {rows:,} profile rows, over the limit of {limit:,} for output={shape} "
-                            f"({MAX_REQUEST_ROWS_ENV}); {hint}")
+        hint = (
+            "split it into several requests"
+            if shape == "totals"
+            else f'split it, or ask for output=totals (params {{"output": "totals"}}: up to {max_request_rows(totals=True):,} rows)'
+        )
+        raise ProfcastError(
+            f"the request holds {rows:,} profile rows, over the limit of {limit:,} for output={shape} "
+            f"({MAX_REQUEST_ROWS_ENV}); {hint}"
+        )
 
 
 class RequestTimedOut(ProfcastError):
@@ -57,5 +62,7 @@ class Deadline:
     def check(self) -> None:
         """Raise RequestTimedOut once the deadline passed."""
         if self.at is not None and time.monotonic() > self.at:
-            raise RequestTimedOut(f"the request ran past the server's timeout ({SERVER_TIMEOUT_ENV}); "
-                                  "computation stopped; send fewer rows per request")
+            raise RequestTimedOut(
+                f"the request ran past the server's timeout ({SERVER_TIMEOUT_ENV}); "
+                "computation stopped; send fewer rows per request"
+            )

@@ -22,8 +22,13 @@ INPUT_ROW = "input_row"  # output column: which request row a prediction belongs
 PREDICTED_TOTAL = "predicted_total"  # output column: sum of the predicted op vector (us)
 # Columns of a training-table row that describe the run but are not op times; accepted and unused.
 DESCRIPTIVE_COLUMNS = {
-    "exp_name": "string", "instance_name": "string", "dataset": "string",
-    "model": "string", "optimizer": "string", "batchsize": "long", "epoch_latency": "double",
+    "exp_name": "string",
+    "instance_name": "string",
+    "dataset": "string",
+    "model": "string",
+    "optimizer": "string",
+    "batchsize": "long",
+    "epoch_latency": "double",
 }
 # Optional request columns of a what-if and an epoch time (docs/whatif.md); numbers, null for "as profiled".
 WHATIF_BATCHSIZE = "whatif_batchsize"  # forecast at this batch size instead of the profiled 'batchsize'

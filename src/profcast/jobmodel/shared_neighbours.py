@@ -33,7 +33,9 @@ class SharedNeighbours:
         self.op_columns = first.op_columns_
         searches = [_neighbour_search(model) for model in self.models.values()]
         # One kNN whose outputs are every target's outputs side by side: same rows, same parameters.
-        self.search = clone(searches[0]).fit(searches[0]._fit_X, np.hstack([_stored_targets(search) for search in searches]))
+        self.search = clone(searches[0]).fit(
+            searches[0]._fit_X, np.hstack([_stored_targets(search) for search in searches])
+        )
         widths = [_stored_targets(search).shape[1] for search in searches]
         self.bounds = np.cumsum([0, *widths])
 
@@ -42,7 +44,7 @@ class SharedNeighbours:
         averaged = self.search.predict(aligned_ops(anchor_profiles, self.op_columns))
         answers = {}
         for number, (target, model) in enumerate(self.models.items()):
-            predicted = averaged[:, self.bounds[number]:self.bounds[number + 1]]
+            predicted = averaged[:, self.bounds[number] : self.bounds[number + 1]]
             if model.vector_model_ is not _neighbour_search(model):  # log1p: back to microseconds
                 predicted = model.vector_model_.transformer_.inverse_transform(predicted)
             answers[target] = model.with_latency(np.asarray(predicted, dtype=float).reshape(len(anchor_profiles), -1))
@@ -50,9 +52,13 @@ class SharedNeighbours:
 
     def answers_exactly(self) -> bool:
         """Whether this group's answers equal the per-target models' on (some of) their training rows."""
-        rows = pd.DataFrame(_neighbour_search(self.models[self.targets[0]])._fit_X[:CHECK_ROWS], columns=self.op_columns)
+        rows = pd.DataFrame(
+            _neighbour_search(self.models[self.targets[0]])._fit_X[:CHECK_ROWS], columns=self.op_columns
+        )
         shared = self.predict(rows)
-        return all(np.array_equal(shared[target], model.predict(rows), equal_nan=True) for target, model in self.models.items())
+        return all(
+            np.array_equal(shared[target], model.predict(rows), equal_nan=True) for target, model in self.models.items()
+        )
 
 
 def shared_neighbour_groups(models: dict) -> list[SharedNeighbours]:
@@ -62,8 +68,13 @@ def shared_neighbour_groups(models: dict) -> list[SharedNeighbours]:
         search = _neighbour_search(model)
         if search is None:
             continue
-        key = (tuple(model.op_columns_), repr(sorted(search.get_params().items())), type(model.vector_model_),
-               search._fit_X.shape, search._fit_X.tobytes())
+        key = (
+            tuple(model.op_columns_),
+            repr(sorted(search.get_params().items())),
+            type(model.vector_model_),
+            search._fit_X.shape,
+            search._fit_X.tobytes(),
+        )
         by_rows.setdefault(key, []).append(target)
     groups = []
     for targets in by_rows.values():
@@ -73,7 +84,9 @@ def shared_neighbour_groups(models: dict) -> list[SharedNeighbours]:
             group = SharedNeighbours(targets, models)
             exact = group.answers_exactly()
         except Exception as error:  # an estimator this path does not know: the per-target path answers
-            log.info("targets %s keep their own neighbour search (%s: %s)", ", ".join(targets), type(error).__name__, error)
+            log.info(
+                "targets %s keep their own neighbour search (%s: %s)", ", ".join(targets), type(error).__name__, error
+            )
             continue
         if exact:
             groups.append(group)

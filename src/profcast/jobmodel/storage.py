@@ -24,20 +24,30 @@ JOB_MODEL_TAG = "profcast.job_model"  # set on a job run that logged a servable 
 JOB_MODEL_URI_TAG = "profcast.job_model_uri"  # and its models:/<model id> URI
 MANIFEST_FILE = "manifest.json"  # anchor, targets, op columns, and each target's skops file
 # Types skops may build beyond its own safe defaults: the estimators profcast trains and their parts.
-TRUSTED_TYPES = frozenset({
-    "functools.partial",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.metrics._dist_metrics.EuclideanDistance64",
-    "sklearn.neighbors._kd_tree.KDTree",
-    "sklearn.neighbors._ball_tree.BallTree",
-    "sklearn.tree._tree.Tree",
-    "sklearn.utils.validation.check_array",
-})
+TRUSTED_TYPES = frozenset(
+    {
+        "functools.partial",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.metrics._dist_metrics.EuclideanDistance64",
+        "sklearn.neighbors._kd_tree.KDTree",
+        "sklearn.neighbors._ball_tree.BallTree",
+        "sklearn.tree._tree.Tree",
+        "sklearn.utils.validation.check_array",
+    }
+)
 TRUSTED_PREFIXES = ("profcast.models.",)  # profcast's own estimators
 
 
-def save_job_model(folder, anchor: str, models: dict, op_columns: list[str], trained_on: str | None = None,
-                   extras: dict | None = None, sizes: dict | None = None, vocabulary: dict | None = None) -> dict:
+def save_job_model(
+    folder,
+    anchor: str,
+    models: dict,
+    op_columns: list[str],
+    trained_on: str | None = None,
+    extras: dict | None = None,
+    sizes: dict | None = None,
+    vocabulary: dict | None = None,
+) -> dict:
     """Write every target's fitted regressor (one skops file each) and the manifest into ``folder``.
 
     ``op_columns`` are the anchor op columns any of the models reads. Returns the manifest; each regressor is serialised exactly once, here.
@@ -46,9 +56,9 @@ def save_job_model(folder, anchor: str, models: dict, op_columns: list[str], tra
     ``vocabulary`` (profcast.vocabulary.Vocabulary.stored: name and table, plain data) goes into the
     manifest; the loaded model maps requests with it. None: native op names, nothing stored.
     """
-    from profcast.jobmodel.forecast_extras import save_extras
-
     import skops.io
+
+    from profcast.jobmodel.forecast_extras import save_extras
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -60,7 +70,9 @@ def save_job_model(folder, anchor: str, models: dict, op_columns: list[str], tra
         "anchor": anchor,
         "target_files": files,
         "op_columns": list(op_columns),
-        "output_op_columns": union_columns([c for c in model.output_columns_ if c != BATCH_LATENCY] for model in models.values()),
+        "output_op_columns": union_columns(
+            [c for c in model.output_columns_ if c != BATCH_LATENCY] for model in models.values()
+        ),
         "predicts_latency": any(BATCH_LATENCY in model.output_columns_ for model in models.values()),
         "trained_on": trained_on,
         RANGE_KEY: sizes,
@@ -80,12 +92,19 @@ def load_job_model_folder(folder) -> JobModel:
         models[target] = load_trusted(path)
         use_one_thread(models[target])
     from profcast.jobmodel.forecast_extras import QUANTITY_KEY, load_extras
-
     from profcast.vocabulary import mapping_from_stored
 
-    model = JobModel(manifest["anchor"], models, manifest["op_columns"], manifest["output_op_columns"], manifest["predicts_latency"],
-                     manifest.get("trained_on"), load_extras(folder, manifest, load_trusted), manifest.get(QUANTITY_KEY),
-                     _checked_range(manifest.get(RANGE_KEY), folder))
+    model = JobModel(
+        manifest["anchor"],
+        models,
+        manifest["op_columns"],
+        manifest["output_op_columns"],
+        manifest["predicts_latency"],
+        manifest.get("trained_on"),
+        load_extras(folder, manifest, load_trusted),
+        manifest.get(QUANTITY_KEY),
+        _checked_range(manifest.get(RANGE_KEY), folder),
+    )
     model.vocabulary = mapping_from_stored(manifest.get("vocabulary"))
     return model
 
@@ -99,7 +118,9 @@ def load_trusted(path: Path):
         with legacy_names_resolved(trusted):
             return skops.io.load(path, trusted=trusted)
     except Exception as error:  # skops raises several types for a damaged file
-        raise ProfcastError(f"{path}: not a loadable skops model file ({type(error).__name__}: {first_line(error)})") from None
+        raise ProfcastError(
+            f"{path}: not a loadable skops model file ({type(error).__name__}: {first_line(error)})"
+        ) from None
 
 
 def check_job_model_folder(folder) -> None:
@@ -132,7 +153,10 @@ def _checked_range(value, folder: Path) -> dict | None:
     if value is None:
         return None
     try:
-        return {name: None if value.get(name) is None else [float(value[name][0]), float(value[name][1])] for name in CHECKED}
+        return {
+            name: None if value.get(name) is None else [float(value[name][0]), float(value[name][1])]
+            for name in CHECKED
+        }
     except (AttributeError, TypeError, ValueError, IndexError, KeyError):
         raise ProfcastError(f"{folder}: not a profcast job model folder ('{RANGE_KEY}' is not a size range)") from None
 

@@ -28,8 +28,12 @@ WORDS = {"batchsize": "batch size", "input_size": "input size"}
 
 def trained_range(keys: pd.DataFrame) -> dict:
     """``{"batchsize": [min, max], "input_size": [min, max]}`` of training rows' keys (None where unknown)."""
-    sizes = {"batchsize": pd.to_numeric(keys["batchsize"], errors="coerce") if "batchsize" in keys else pd.Series(dtype=float),
-             "input_size": keys["dataset"].map(input_size) if "dataset" in keys else pd.Series(dtype=float)}
+    sizes = {
+        "batchsize": pd.to_numeric(keys["batchsize"], errors="coerce")
+        if "batchsize" in keys
+        else pd.Series(dtype=float),
+        "input_size": keys["dataset"].map(input_size) if "dataset" in keys else pd.Series(dtype=float),
+    }
     return {name: _span(values.to_numpy(dtype=float)) for name, values in sizes.items()}
 
 
@@ -61,7 +65,8 @@ def check_in_range(profiles: pd.DataFrame, trained: dict | None) -> None:
                 raise ProfcastError(
                     f"column '{column}' row {row} asks for {WORDS[name]} {values[row]:g}, outside what this model can answer: "
                     f"it was trained on {WORDS[name]}s {span[0]:g} to {span[1]:g} and answers from {low:g} to {high:g} "
-                    f"({EXTRAPOLATION_FACTOR:g}x beyond); a forecast there would be an extrapolation")
+                    f"({EXTRAPOLATION_FACTOR:g}x beyond); a forecast there would be an extrapolation"
+                )
 
 
 def _span(values: np.ndarray) -> list[float] | None:

@@ -123,7 +123,11 @@ def coverage(truth, low, high) -> float:
     """Share (%) of true values inside [low, high], over rows where all three are finite."""
     truth, low, high = (np.asarray(v, dtype=float) for v in (truth, low, high))
     known = np.isfinite(truth) & np.isfinite(low) & np.isfinite(high)
-    return float(100 * np.mean((truth[known] >= low[known]) & (truth[known] <= high[known]))) if known.any() else float("nan")
+    return (
+        float(100 * np.mean((truth[known] >= low[known]) & (truth[known] <= high[known])))
+        if known.any()
+        else float("nan")
+    )
 
 
 def mean_width(predicted, low, high) -> float:
@@ -142,7 +146,9 @@ def log_residuals(truth, predicted) -> np.ndarray:
     return out
 
 
-def leave_group_out_residuals(groups, fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray], truth, n_splits: int = 4) -> np.ndarray:
+def leave_group_out_residuals(
+    groups, fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray], truth, n_splits: int = 4
+) -> np.ndarray:
     """Held-out log residuals of every row from a group k-fold: ``fit_predict(train_rows, test_rows)``
     fits on the training rows and returns predictions for the test rows. Used to calibrate a model
     that will serve unseen groups (models)."""

@@ -60,4 +60,3 @@ class ProfetLatencyRegressor(RegressorMixin, BaseEstimator):
         from_latency = self.line_.predict(anchor_profile[[BATCH_LATENCY]].to_numpy(float))
         vector = np.full((len(anchor_profile), len(self.op_columns_)), np.nan)
         return np.column_stack([vector, (from_ops + from_latency) / 2])
-

@@ -53,5 +53,8 @@ class ProfetBatchScaler:
 
     def log_scale(self, batch, new_batch) -> np.ndarray:
         """log(L(b') / L(b)) per row."""
-        curve = lambda b: 1 + (self.span_ - 1) * np.clip(np.polyval(self.coefficients_, np.asarray(b, dtype=float)), 0, None)
+
+        def curve(b):
+            return 1 + (self.span_ - 1) * np.clip(np.polyval(self.coefficients_, np.asarray(b, dtype=float)), 0, None)
+
         return np.log(curve(new_batch) / curve(batch))

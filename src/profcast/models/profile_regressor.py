@@ -57,12 +57,16 @@ class ProfileRegressor(RegressorMixin, BaseEstimator):
         anchor_profile, target_profile = start_profile_fit(self, anchor_profile, target_profile)
         model = clone(self.estimator if self.estimator is not None else LinearRegression())
         if self.target_transform == "log1p":
-            model = TransformedTargetRegressor(regressor=model, func=np.log1p, inverse_func=np.expm1, check_inverse=False)
+            model = TransformedTargetRegressor(
+                regressor=model, func=np.log1p, inverse_func=np.expm1, check_inverse=False
+            )
         target_ops = target_profile[self.op_columns_].to_numpy(dtype=float)
         self.vector_model_ = model.fit(aligned_ops(anchor_profile, self.op_columns_), target_ops)
         self.latency_model_ = None
         if BATCH_LATENCY in target_profile:
-            self.latency_model_ = _fit_latency_mapping(target_ops.sum(axis=1), target_profile[BATCH_LATENCY].to_numpy(float))
+            self.latency_model_ = _fit_latency_mapping(
+                target_ops.sum(axis=1), target_profile[BATCH_LATENCY].to_numpy(float)
+            )
         self.output_columns_ = self.op_columns_ + ([BATCH_LATENCY] if self.latency_model_ is not None else [])
         self.n_features_in_ = len(self.op_columns_)
         return self

@@ -25,7 +25,9 @@ class MedianRatioRegressor(RegressorMixin, BaseEstimator):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
         y = np.asarray(y, float).reshape(len(X), -1)
         if X.shape != y.shape:
-            raise ValueError(f"MedianRatioRegressor needs the same op columns on input and output; got {X.shape[1]} and {y.shape[1]}")
+            raise ValueError(
+                f"MedianRatioRegressor needs the same op columns on input and output; got {X.shape[1]} and {y.shape[1]}"
+            )
         both_ran = (X > 0) & (y > 0)
         ratios = np.where(both_ran, y / np.where(both_ran, X, 1.0), np.nan)
         overall = np.nanmedian(ratios) if both_ran.any() else 1.0

@@ -34,7 +34,9 @@ def second_profile_rows(keys: pd.DataFrame, every: bool = False) -> pd.DataFrame
     other batch size are left out.
     """
     runs = keys[JOB_RUN_KEYS + ["batchsize"]].reset_index(drop=True).assign(row=np.arange(len(keys)))
-    firsts = runs.drop_duplicates(JOB_RUN_KEYS + ["batchsize"]).rename(columns={"batchsize": "second_batchsize", "row": "second_row"})
+    firsts = runs.drop_duplicates(JOB_RUN_KEYS + ["batchsize"]).rename(
+        columns={"batchsize": "second_batchsize", "row": "second_row"}
+    )
     pairs = runs.merge(firsts, on=JOB_RUN_KEYS)
     pairs = pairs[pairs["second_batchsize"] != pairs["batchsize"]]
     if not every and not pairs.empty:
@@ -50,11 +52,13 @@ def profile_times(profile: pd.DataFrame, op_columns: list[str]) -> np.ndarray:
     ops = aligned_ops(profile, op_columns)
     kinds = time_kinds(op_columns)
     latency = profile[BATCH_LATENCY].to_numpy(float)
-    return np.column_stack([
-        np.log(latency),
-        *(np.log1p(ops[:, kinds[kind]].sum(axis=1)) for kind in ("busy", "device_idle", "other", "other_idle")),
-        np.log1p(ops.sum(axis=1)),
-    ])
+    return np.column_stack(
+        [
+            np.log(latency),
+            *(np.log1p(ops[:, kinds[kind]].sum(axis=1)) for kind in ("busy", "device_idle", "other", "other_idle")),
+            np.log1p(ops.sum(axis=1)),
+        ]
+    )
 
 
 class SecondProfileLatency(BaseEstimator):
@@ -86,8 +90,12 @@ class SecondProfileLatency(BaseEstimator):
         if not usable.any():
             raise ValueError("no run has a latency on the anchor, its second profile and the target")
         self.model_ = HistGradientBoostingRegressor(
-            max_iter=self.max_iter, max_leaf_nodes=31, min_samples_leaf=min(20, max(5, int(usable.sum()) // 20)),
-            loss="absolute_error", early_stopping=False, random_state=self.random_state,
+            max_iter=self.max_iter,
+            max_leaf_nodes=31,
+            min_samples_leaf=min(20, max(5, int(usable.sum()) // 20)),
+            loss="absolute_error",
+            early_stopping=False,
+            random_state=self.random_state,
         ).fit(features[usable], label[usable])
         return self
 
@@ -103,4 +111,14 @@ class SecondProfileLatency(BaseEstimator):
         moved = np.log2(np.asarray(second_batch, dtype=float) / np.asarray(batch, dtype=float))
         growth = (second - first) / moved[:, None]  # per doubling of the batch
         target_busy = np.log1p(target_ops[:, time_kinds(self.op_columns_)["busy"]].sum(axis=1))
-        return np.column_stack([first, second, moved, np.log2(np.asarray(batch, dtype=float)), growth, target_busy, target_busy - first[:, 1]])
+        return np.column_stack(
+            [
+                first,
+                second,
+                moved,
+                np.log2(np.asarray(batch, dtype=float)),
+                growth,
+                target_busy,
+                target_busy - first[:, 1],
+            ]
+        )

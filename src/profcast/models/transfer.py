@@ -32,7 +32,6 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
@@ -54,24 +53,33 @@ def time_kinds(op_columns: list[str]) -> dict[str, np.ndarray]:
     device = np.array([name.startswith("Device_") for name in op_columns], dtype=bool)
     if not (device & ~idle).any():
         device = ~idle
-    return {"busy": device & ~idle, "device_idle": device & idle, "other": ~device & ~idle, "other_idle": ~device & idle}
+    return {
+        "busy": device & ~idle,
+        "device_idle": device & idle,
+        "other": ~device & ~idle,
+        "other_idle": ~device & idle,
+    }
 
 
-def busy_time_features(anchor_ops: np.ndarray, anchor_latency: np.ndarray, target_ops: np.ndarray, kinds: dict) -> np.ndarray:
+def busy_time_features(
+    anchor_ops: np.ndarray, anchor_latency: np.ndarray, target_ops: np.ndarray, kinds: dict
+) -> np.ndarray:
     """Per run: log anchor latency, log1p of the anchor's busy, device, device-idle, other and
     other-idle time, log anchor latency minus log busy time (how much of a step is not busy), then
     log1p of the target's busy time and its difference to the anchor's."""
     anchor_busy = np.log1p(anchor_ops[:, kinds["busy"]].sum(axis=1))
     target_busy = np.log1p(target_ops[:, kinds["busy"]].sum(axis=1))
-    return np.column_stack([
-        np.log(anchor_latency),
-        anchor_busy,
-        np.log1p(anchor_ops[:, kinds["busy"] | kinds["device_idle"]].sum(axis=1)),
-        *(np.log1p(anchor_ops[:, kinds[kind]].sum(axis=1)) for kind in ("device_idle", "other", "other_idle")),
-        np.log(anchor_latency) - anchor_busy,
-        target_busy,
-        target_busy - anchor_busy,
-    ])
+    return np.column_stack(
+        [
+            np.log(anchor_latency),
+            anchor_busy,
+            np.log1p(anchor_ops[:, kinds["busy"] | kinds["device_idle"]].sum(axis=1)),
+            *(np.log1p(anchor_ops[:, kinds[kind]].sum(axis=1)) for kind in ("device_idle", "other", "other_idle")),
+            np.log(anchor_latency) - anchor_busy,
+            target_busy,
+            target_busy - anchor_busy,
+        ]
+    )
 
 
 class TransferRegressor(RegressorMixin, BaseEstimator):
@@ -135,9 +143,13 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
         anchor_ops_present = list(op_part(anchor_profile).columns)
         if sorted(anchor_ops_present) != sorted(self.op_columns_):
             differing = sorted(set(anchor_ops_present) ^ set(self.op_columns_))
-            raise ValueError(f"anchor and target profiles must have the same op columns; differing: {', '.join(differing)}")
+            raise ValueError(
+                f"anchor and target profiles must have the same op columns; differing: {', '.join(differing)}"
+            )
         if len(anchor_profile) != len(target_profile):
-            raise ValueError(f"anchor ({len(anchor_profile)} rows) and target ({len(target_profile)} rows) profiles must be row-aligned")
+            raise ValueError(
+                f"anchor ({len(anchor_profile)} rows) and target ({len(target_profile)} rows) profiles must be row-aligned"
+            )
         anchor_ops = aligned_ops(anchor_profile, self.op_columns_)
         target_ops = target_profile[self.op_columns_].to_numpy(dtype=float)
         self.n_features_in_ = len(self.op_columns_)
@@ -162,21 +174,28 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
 
         ratio_cells = np.flatnonzero(ran_on_target)
         if ratio_cells.size == 0:
-            raise ValueError("no op ran on both the anchor and the target in the training rows; nothing to learn a ratio from")
+            raise ValueError(
+                "no op ran on both the anchor and the target in the training rows; nothing to learn a ratio from"
+            )
         if self.max_training_cells and ratio_cells.size > self.max_training_cells:
             ratio_cells = rng.choice(ratio_cells, self.max_training_cells, replace=False)
         log_ratio = np.log(target_ops[rows, ops][ratio_cells] / anchor_ops[rows, ops][ratio_cells])
-        self.ratio_model_ = self.boosted_model(HistGradientBoostingRegressor, ratio_cells.size, [0], loss="absolute_error").fit(features[ratio_cells], log_ratio)
+        self.ratio_model_ = self.boosted_model(
+            HistGradientBoostingRegressor, ratio_cells.size, [0], loss="absolute_error"
+        ).fit(features[ratio_cells], log_ratio)
 
         self.vanish_model_ = None
         if 0 < ran_on_target.sum() < len(ran_on_target):
             sample = np.arange(len(rows))
             if self.max_training_cells and sample.size > self.max_training_cells:
                 sample = rng.choice(sample, self.max_training_cells, replace=False)
-            self.vanish_model_ = self.boosted_model(HistGradientBoostingClassifier, sample.size, [0]).fit(features[sample], ~ran_on_target[sample])
+            self.vanish_model_ = self.boosted_model(HistGradientBoostingClassifier, sample.size, [0]).fit(
+                features[sample], ~ran_on_target[sample]
+            )
 
-    def _fit_latency_models(self, anchor_profile: pd.DataFrame, target_profile: pd.DataFrame,
-                            anchor_ops: np.ndarray, target_ops: np.ndarray) -> None:
+    def _fit_latency_models(
+        self, anchor_profile: pd.DataFrame, target_profile: pd.DataFrame, anchor_ops: np.ndarray, target_ops: np.ndarray
+    ) -> None:
         """The fallback latency model, and with the anchor's latency the direct and busy-time ratio models."""
         self.latency_model_ = self.latency_fallback_model_ = self.busy_latency_model_ = None
         if BATCH_LATENCY not in target_profile:
@@ -196,11 +215,15 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
             return
         with_latency = np.column_stack([np.log(anchor_latency[usable]), run_features[usable]])
         latency_ratio = np.log(target_latency[usable] / anchor_latency[usable])
-        self.latency_model_ = self.boosted_model(HistGradientBoostingRegressor, usable.sum()).fit(with_latency, latency_ratio)
-        busy_features = busy_time_features(anchor_ops[usable], anchor_latency[usable], target_ops[usable], self.time_kinds_)
-        self.busy_latency_model_ = self.boosted_model(HistGradientBoostingRegressor, usable.sum(), loss="absolute_error").fit(
-            busy_features, latency_ratio
+        self.latency_model_ = self.boosted_model(HistGradientBoostingRegressor, usable.sum()).fit(
+            with_latency, latency_ratio
         )
+        busy_features = busy_time_features(
+            anchor_ops[usable], anchor_latency[usable], target_ops[usable], self.time_kinds_
+        )
+        self.busy_latency_model_ = self.boosted_model(
+            HistGradientBoostingRegressor, usable.sum(), loss="absolute_error"
+        ).fit(busy_features, latency_ratio)
 
     def predict(self, anchor_profile: pd.DataFrame) -> np.ndarray:
         """Predicted target op times (and batch latency) for each anchor run, in output_columns_ order.
@@ -212,7 +235,11 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
         anchor_profile = as_profile(anchor_profile)
         ignored = self.ignored_columns(anchor_profile)
         if ignored:
-            warnings.warn(f"TransferRegressor ignores column(s) not seen in training: {', '.join(ignored)}", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"TransferRegressor ignores column(s) not seen in training: {', '.join(ignored)}",
+                UserWarning,
+                stacklevel=2,
+            )
         anchor_ops = aligned_ops(anchor_profile, self.op_columns_)
         predicted = np.zeros_like(anchor_ops)
         rows, ops = np.nonzero(anchor_ops > 0)
@@ -231,7 +258,9 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
         known = set(self.op_columns_) | {BATCH_LATENCY}
         return [c for c in anchor_profile.columns if c not in known]
 
-    def _predict_latency(self, anchor_profile: pd.DataFrame, anchor_ops: np.ndarray, predicted_ops: np.ndarray) -> np.ndarray:
+    def _predict_latency(
+        self, anchor_profile: pd.DataFrame, anchor_ops: np.ndarray, predicted_ops: np.ndarray
+    ) -> np.ndarray:
         run_features = self._latency_features(anchor_ops)
         latency = np.exp(self.latency_fallback_model_.predict(run_features))
         if self.latency_model_ is not None and BATCH_LATENCY in anchor_profile:
@@ -240,7 +269,9 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
             if known.any():
                 with_latency = np.column_stack([np.log(anchor_latency[known]), run_features[known]])
                 log_ratio = self.latency_model_.predict(with_latency)
-                busy_features = busy_time_features(anchor_ops[known], anchor_latency[known], predicted_ops[known], self.time_kinds_)
+                busy_features = busy_time_features(
+                    anchor_ops[known], anchor_latency[known], predicted_ops[known], self.time_kinds_
+                )
                 log_ratio = (log_ratio + self.busy_latency_model_.predict(busy_features)) / 2
                 latency[known] = anchor_latency[known] * np.exp(log_ratio)
         return latency
@@ -258,7 +289,9 @@ class TransferRegressor(RegressorMixin, BaseEstimator):
         """Per (run, op) cell: log anchor time, log share of the run, then the anchor run's features."""
         run_total = anchor_ops.sum(axis=1)
         cell_time = anchor_ops[rows, ops]
-        return np.column_stack([np.log(cell_time), np.log(cell_time / run_total[rows]), self._run_features(anchor_ops)[rows]])
+        return np.column_stack(
+            [np.log(cell_time), np.log(cell_time / run_total[rows]), self._run_features(anchor_ops)[rows]]
+        )
 
     def _run_features(self, anchor_ops: np.ndarray) -> np.ndarray:
         """Per anchor run: log total time and log(1 + time) of every op (what network, what batch)."""

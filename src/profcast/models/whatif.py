@@ -61,7 +61,11 @@ def run_features(anchor_profile: pd.DataFrame, op_columns: list[str]) -> np.ndar
     """Per anchor run: log latency (NaN when unknown), log1p busy / idle / host time, log1p total, log1p of every op."""
     ops = aligned_ops(anchor_profile, op_columns)
     kinds = time_kinds(op_columns)
-    latency = anchor_profile[BATCH_LATENCY].to_numpy(dtype=float) if BATCH_LATENCY in anchor_profile else np.full(len(ops), np.nan)
+    latency = (
+        anchor_profile[BATCH_LATENCY].to_numpy(dtype=float)
+        if BATCH_LATENCY in anchor_profile
+        else np.full(len(ops), np.nan)
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         log_latency = np.where(latency > 0, np.log(latency), np.nan)
     kind_times = [np.log1p(ops[:, kinds[kind]].sum(axis=1)) for kind in ("busy", "device_idle", "other", "other_idle")]
@@ -70,7 +74,9 @@ def run_features(anchor_profile: pd.DataFrame, op_columns: list[str]) -> np.ndar
 
 def workload_medians(keys: pd.DataFrame, profile: pd.DataFrame, exp_column: str = "target_exp") -> pd.DataFrame:
     """One row per workload: the median of each column over its distinct repetitions."""
-    runs = pd.concat([keys[WORKLOAD_KEYS + [exp_column]].reset_index(drop=True), profile.reset_index(drop=True)], axis=1)
+    runs = pd.concat(
+        [keys[WORKLOAD_KEYS + [exp_column]].reset_index(drop=True), profile.reset_index(drop=True)], axis=1
+    )
     runs = runs.drop_duplicates(WORKLOAD_KEYS + [exp_column])
     return runs.groupby(WORKLOAD_KEYS, as_index=False, sort=False)[list(profile.columns)].median()
 
@@ -121,8 +127,15 @@ class SizeWhatIf(BaseEstimator):
         "random_state": ["random_state"],
     }
 
-    def __init__(self, max_iter: int = 150, max_training_rows: int = 10000, cross_dataset: bool = True,
-                 predict_ops: bool = True, min_boosting_rows: int = 40, random_state: int = 0):
+    def __init__(
+        self,
+        max_iter: int = 150,
+        max_training_rows: int = 10000,
+        cross_dataset: bool = True,
+        predict_ops: bool = True,
+        min_boosting_rows: int = 40,
+        random_state: int = 0,
+    ):
         self.max_iter = max_iter
         self.max_training_rows = max_training_rows
         self.cross_dataset = cross_dataset
@@ -140,10 +153,12 @@ class SizeWhatIf(BaseEstimator):
         pairs = self._size_pairs(keys, medians)
         if pairs.empty:
             raise ValueError(f"{NO_SIZE_PAIRS}; nothing to learn a size what-if from")
-        features = np.column_stack([
-            run_features(anchor_profile.iloc[pairs["row"]], self.op_columns_),
-            size_features(pairs["batchsize"], pairs["dataset"], pairs["new_batchsize"], pairs["new_dataset"]),
-        ])
+        features = np.column_stack(
+            [
+                run_features(anchor_profile.iloc[pairs["row"]], self.op_columns_),
+                size_features(pairs["batchsize"], pairs["dataset"], pairs["new_batchsize"], pairs["new_dataset"]),
+            ]
+        )
         self.latency_model_ = None
         if BATCH_LATENCY in medians:
             label = np.log(pairs["new_latency"].to_numpy(float) / pairs["latency"].to_numpy(float))
@@ -163,7 +178,9 @@ class SizeWhatIf(BaseEstimator):
         value = [BATCH_LATENCY] if BATCH_LATENCY in medians else []
         own = medians[WORKLOAD_KEYS + value].rename(columns={BATCH_LATENCY: "latency"})
         rows = rows.merge(own, on=WORKLOAD_KEYS)
-        other = medians[WORKLOAD_KEYS + value].rename(columns={"dataset": "new_dataset", "batchsize": "new_batchsize", BATCH_LATENCY: "new_latency"})
+        other = medians[WORKLOAD_KEYS + value].rename(
+            columns={"dataset": "new_dataset", "batchsize": "new_batchsize", BATCH_LATENCY: "new_latency"}
+        )
         on = ["model", "optimizer"] + ([] if self.cross_dataset else ["dataset"])
         if not self.cross_dataset:
             other = other.rename(columns={"new_dataset": "dataset"})
@@ -193,7 +210,9 @@ class SizeWhatIf(BaseEstimator):
         codes = np.where(ops < MAX_OP_CODES, ops, np.nan)
         share = anchor_ops[rows, ops] / anchor_ops[rows].sum(axis=1)
         # The run context without every op's time: the op code and its size carry the op.
-        return np.column_stack([codes, np.log(anchor_ops[rows, ops]), np.log(share), features[rows, :6], features[rows, -4:]])
+        return np.column_stack(
+            [codes, np.log(anchor_ops[rows, ops]), np.log(share), features[rows, :6], features[rows, -4:]]
+        )
 
     def log_scale(self, anchor_profile, batch, dataset, new_batch, new_dataset) -> np.ndarray:
         """log(target latency at the new size / at the profiled size), per anchor run."""
@@ -223,10 +242,14 @@ class SizeWhatIf(BaseEstimator):
         """Scale `base` (the target forecast at the profiled size: op columns and/or batch_latency) to the new size."""
         out = base.copy()
         if BATCH_LATENCY in out:
-            out[BATCH_LATENCY] = out[BATCH_LATENCY].to_numpy(float) * np.exp(self.log_scale(anchor_profile, batch, dataset, new_batch, new_dataset))
+            out[BATCH_LATENCY] = out[BATCH_LATENCY].to_numpy(float) * np.exp(
+                self.log_scale(anchor_profile, batch, dataset, new_batch, new_dataset)
+            )
         ops = [c for c in self.op_columns_ if c in out]
         if ops and self.op_model_ is not None:
-            scale = pd.DataFrame(self.op_log_scale(anchor_profile, batch, dataset, new_batch, new_dataset), columns=self.op_columns_)
+            scale = pd.DataFrame(
+                self.op_log_scale(anchor_profile, batch, dataset, new_batch, new_dataset), columns=self.op_columns_
+            )
             out[ops] = out[ops].to_numpy(float) * np.exp(scale[ops].to_numpy())
         return out
 
@@ -242,9 +265,14 @@ class SizeWhatIf(BaseEstimator):
 
     def _boosted(self, n_samples: int, categorical=None) -> HistGradientBoostingRegressor:
         return HistGradientBoostingRegressor(
-            max_iter=self.max_iter, learning_rate=0.1, max_leaf_nodes=31,
-            min_samples_leaf=min(20, max(5, n_samples // 20)), categorical_features=categorical,
-            loss="absolute_error", early_stopping=False, random_state=self.random_state,
+            max_iter=self.max_iter,
+            learning_rate=0.1,
+            max_leaf_nodes=31,
+            min_samples_leaf=min(20, max(5, n_samples // 20)),
+            categorical_features=categorical,
+            loss="absolute_error",
+            early_stopping=False,
+            random_state=self.random_state,
         )
 
 

@@ -47,7 +47,9 @@ def size_grid(keys: pd.DataFrame) -> dict[str, bool]:
 # grouped calibration brought the one-profile interval from 74-78% to 78-85% coverage, but took the
 # what-if's largest size moves (2^±4) past 85% where pooled rows cover 77-80%: a what-if residual is
 # mostly the size scaling's own error, which varies within a model more than between models.
-def cross_conformal(residuals, predicted, fold_of_row, strata=None, by_fold: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def cross_conformal(
+    residuals, predicted, fold_of_row, strata=None, by_fold: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Bounds for each fold's rows from the quantiles of the other folds' residuals (NaN when none).
 
     ``by_fold``: each other fold counts as one held-out group (ConformalInterval ``groups``);
@@ -59,7 +61,9 @@ def cross_conformal(residuals, predicted, fold_of_row, strata=None, by_fold: boo
         if not np.isfinite(residuals[~rows]).any():
             continue
         groups = fold_of_row[~rows] if by_fold else None
-        calibration = ConformalInterval().fit(residuals[~rows], None if strata is None else strata[~rows], groups=groups)
+        calibration = ConformalInterval().fit(
+            residuals[~rows], None if strata is None else strata[~rows], groups=groups
+        )
         low[rows], high[rows] = calibration.bounds(predicted[rows], None if strata is None else strata[rows])
     return low, high
 
@@ -84,7 +88,9 @@ class NoSizeWhatIf:
     enabled = False
 
 
-def target_extras(paired, folds, held_out, whatif_option: FitSizeWhatIf | NoSizeWhatIf, n_jobs: int = 1) -> tuple[dict, dict]:
+def target_extras(
+    paired, folds, held_out, whatif_option: FitSizeWhatIf | NoSizeWhatIf, n_jobs: int = 1
+) -> tuple[dict, dict]:
     """(extras for the job model, metrics for the target run) of one target; ``whatif_option``: the
     ``whatif`` option's object (whether to fit the size what-if, and how).
 
@@ -105,8 +111,13 @@ def target_extras(paired, folds, held_out, whatif_option: FitSizeWhatIf | NoSize
         quantity = "predicted_total"
         truth[held], predicted[held] = held_out.true_total, held_out.predicted_total
     residuals = log_residuals(truth, predicted)
-    extras = {"quantity": quantity, "interval": None, "whatif": None, "whatif_interval": None,
-              "moves": {"batchsize": False, "input_size": False}}
+    extras = {
+        "quantity": quantity,
+        "interval": None,
+        "whatif": None,
+        "whatif_interval": None,
+        "moves": {"batchsize": False, "input_size": False},
+    }
     metrics = {}
     if np.isfinite(residuals).any():
         extras["interval"] = ConformalInterval().fit(residuals, groups=fold_of_row)
@@ -115,15 +126,27 @@ def target_extras(paired, folds, held_out, whatif_option: FitSizeWhatIf | NoSize
     grid = size_grid(paired.keys)
     if whatif_option.enabled and (grid["batchsize"] or grid["input_size"]):
         started = time.perf_counter()  # timed for the log only: metrics must not vary between equal runs
-        whatif, whatif_interval, whatif_metrics = _fit_whatif(paired, folds, predicted if quantity == BATCH_LATENCY else None,
-                                                              fold_of_row, grid, whatif_option.max_iter, n_jobs)
+        whatif, whatif_interval, whatif_metrics = _fit_whatif(
+            paired,
+            folds,
+            predicted if quantity == BATCH_LATENCY else None,
+            fold_of_row,
+            grid,
+            whatif_option.max_iter,
+            n_jobs,
+        )
         if whatif is None:  # the sizes vary in the keys, but no job has a measured target run at two of them
-            log.warning("%s -> %s: no job was measured on the target at two sizes; this model answers no what-if",
-                        paired.anchor, paired.target)
+            log.warning(
+                "%s -> %s: no job was measured on the target at two sizes; this model answers no what-if",
+                paired.anchor,
+                paired.target,
+            )
         else:
             extras.update(whatif=whatif, whatif_interval=whatif_interval, moves=grid)
             metrics.update(whatif_metrics)
-            log.info("%s -> %s: size what-if fitted in %.1f s", paired.anchor, paired.target, time.perf_counter() - started)
+            log.info(
+                "%s -> %s: size what-if fitted in %.1f s", paired.anchor, paired.target, time.perf_counter() - started
+            )
     return extras, metrics
 
 
@@ -149,9 +172,19 @@ def _fit_whatif(paired, folds, predicted_latency, fold_of_row, grid, max_iter, n
     served = (keys, anchor, target, {"max_iter": max_iter, "cross_dataset": cross_dataset})
     calibrating = predicted_latency is not None
     folds, fold_of_row = merged_folds(folds, fold_of_row, len(keys), WHATIF_CALIBRATION_FOLDS)
-    fold_fits = [(keys.iloc[train_rows], anchor.iloc[train_rows], target.iloc[train_rows],
-                  {"max_iter": max_iter, "cross_dataset": cross_dataset, "predict_ops": False})
-                 for train_rows, _ in folds] if calibrating else []
+    fold_fits = (
+        [
+            (
+                keys.iloc[train_rows],
+                anchor.iloc[train_rows],
+                target.iloc[train_rows],
+                {"max_iter": max_iter, "cross_dataset": cross_dataset, "predict_ops": False},
+            )
+            for train_rows, _ in folds
+        ]
+        if calibrating
+        else []
+    )
     whatif, *fold_whatifs = fitted_whatifs([served, *fold_fits], n_jobs)
     if whatif is None:
         return None, None, {}
@@ -166,18 +199,27 @@ def _fit_whatif(paired, folds, predicted_latency, fold_of_row, grid, max_iter, n
             continue
         chosen = queries.iloc[mine]
         rows = chosen["row"].to_numpy()
-        scale = fold_whatif.log_scale(anchor.iloc[rows], chosen["batchsize"], chosen["dataset"], chosen["new_batchsize"], chosen["new_dataset"])
+        scale = fold_whatif.log_scale(
+            anchor.iloc[rows], chosen["batchsize"], chosen["dataset"], chosen["new_batchsize"], chosen["new_dataset"]
+        )
         forecast[mine] = predicted_latency[rows] * np.exp(scale)
     truth = queries["truth"].to_numpy(float)
-    strata = size_move(queries["batchsize"], [input_size(d) for d in queries["dataset"]],
-                       queries["new_batchsize"], [input_size(d) for d in queries["new_dataset"]])
+    strata = size_move(
+        queries["batchsize"],
+        [input_size(d) for d in queries["dataset"]],
+        queries["new_batchsize"],
+        [input_size(d) for d in queries["new_dataset"]],
+    )
     residuals = log_residuals(truth, forecast)
     if not np.isfinite(residuals).any():
         return whatif, None, {}
     low, high = cross_conformal(residuals, forecast, query_fold, strata, by_fold=False)
     known = np.isfinite(forecast) & np.isfinite(truth)
-    metrics = {"whatif_batch_latency_mape": mape(truth[known], forecast[known]),
-               "whatif_interval_coverage": coverage(truth, low, high), "whatif_interval_width": mean_width(forecast, low, high)}
+    metrics = {
+        "whatif_batch_latency_mape": mape(truth[known], forecast[known]),
+        "whatif_interval_coverage": coverage(truth, low, high),
+        "whatif_interval_width": mean_width(forecast, low, high),
+    }
     return whatif, ConformalInterval().fit(residuals, strata), metrics
 
 

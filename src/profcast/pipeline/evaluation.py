@@ -13,8 +13,7 @@ import pandas as pd
 from profcast.errors import ProfcastError
 from profcast.pipeline.metrics import clip_negative, mape, summarise_errors
 from profcast.pipeline.pairing import PairedRuns
-from profcast.schema import op_part
-from profcast.schema import BATCH_LATENCY
+from profcast.schema import BATCH_LATENCY, op_part
 
 # select(anchor_train_ops, target_train_ops) -> the op columns of the vector
 ColumnSelector = Callable[[pd.DataFrame, pd.DataFrame], list]
@@ -65,8 +64,15 @@ def predict_frame(model, anchor_profile: pd.DataFrame, index=None) -> pd.DataFra
     return pd.DataFrame(model.predict(anchor_profile), columns=model.output_columns_, index=index)
 
 
-def cross_validate(paired: PairedRuns, folds, make_regressor: Callable, select: ColumnSelector, n_jobs: int = 1,
-                   refit: bool = False, progress: str | None = None) -> HeldOutPredictions:
+def cross_validate(
+    paired: PairedRuns,
+    folds,
+    make_regressor: Callable,
+    select: ColumnSelector,
+    n_jobs: int = 1,
+    refit: bool = False,
+    progress: str | None = None,
+) -> HeldOutPredictions:
     """Fit on each fold's training rows, predict its held-out rows, clip negatives to 0.
 
     Folds run in up to ``n_jobs`` processes (profcast.pipeline.parallel); the answer is the same for
@@ -136,7 +142,9 @@ def score(held_out: HeldOutPredictions, reference: pd.DataFrame) -> tuple[dict[s
     )
     if BATCH_LATENCY in held_out.predicted and held_out.predicted[BATCH_LATENCY].notna().any():
         known = held_out.predicted[BATCH_LATENCY].notna()
-        metrics["batch_latency_mape"] = mape(held_out.truth[BATCH_LATENCY][known], held_out.predicted[BATCH_LATENCY][known])
+        metrics["batch_latency_mape"] = mape(
+            held_out.truth[BATCH_LATENCY][known], held_out.predicted[BATCH_LATENCY][known]
+        )
     metrics["n_clipped"] = float(held_out.n_clipped)
     metrics["n_test_rows"] = float(len(held_out.truth))
     return metrics, column_mape

@@ -35,7 +35,11 @@ def wape(true: pd.DataFrame, predicted: pd.DataFrame) -> float:
     """Weighted APE over the whole matrix: sum of |pred - true| over sum of true."""
     known = predicted.notna()
     denominator = true.where(known).sum().sum()
-    return float(100 * (predicted - true).abs().where(known).sum().sum() / denominator) if denominator > 0 else float("nan")
+    return (
+        float(100 * (predicted - true).abs().where(known).sum().sum() / denominator)
+        if denominator > 0
+        else float("nan")
+    )
 
 
 def total_mape(true_total: pd.Series | np.ndarray, predicted_total: pd.Series | np.ndarray) -> float:

@@ -133,6 +133,7 @@ def _side(merged: pd.DataFrame, columns: list[str], suffix: str) -> pd.DataFrame
 
 def _repetitions_line_up(anchor_runs: pd.DataFrame, target_runs: pd.DataFrame) -> bool:
     """True when every workload ran the same repetitions on both instances."""
+
     def repetitions(runs):
         return runs.groupby(WORKLOAD_KEYS)["exp_name"].apply(frozenset)
 

@@ -70,7 +70,11 @@ def run_fits(fit: Callable, tasks: Sequence[tuple], n_jobs: int, progress: str |
     """
     from profcast.progress import track
 
-    done = (lambda results, count: track(results, progress, level=1, total=count)) if progress else (lambda results, count: results)
+    done = (
+        (lambda results, count: track(results, progress, level=1, total=count))
+        if progress
+        else (lambda results, count: results)
+    )
     processes = min(n_jobs, len(tasks))
     threads = threads_per_process(processes)
     started = time.perf_counter()
@@ -90,7 +94,9 @@ def run_fits(fit: Callable, tasks: Sequence[tuple], n_jobs: int, progress: str |
     threads = threads_per_process(processes)
     log.debug("%d fits in %d processes x %d threads", len(rest), processes, threads)
     with parallel_config(backend="loky", inner_max_num_threads=threads):
-        fits = Parallel(n_jobs=processes, return_as="generator")(delayed(limited_threads)(fit, threads, task) for task in rest)
+        fits = Parallel(n_jobs=processes, return_as="generator")(
+            delayed(limited_threads)(fit, threads, task) for task in rest
+        )
         results += list(done(fits, len(rest)))
     return results
 

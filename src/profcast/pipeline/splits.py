@@ -21,7 +21,9 @@ class GroupSplit:
         group_keys = [group_keys] if isinstance(group_keys, str) else list(group_keys or [])
         unknown = [key for key in group_keys if key not in WORKLOAD_KEYS]
         if not group_keys or unknown:
-            raise ProfcastError(f"split.group_keys must name workload keys ({', '.join(WORKLOAD_KEYS)}); got {group_keys}")
+            raise ProfcastError(
+                f"split.group_keys must name workload keys ({', '.join(WORKLOAD_KEYS)}); got {group_keys}"
+            )
         self.group_keys = group_keys
         holdout = [holdout] if isinstance(holdout, (str, int)) else list(holdout or [])
         self.holdout = [str(model) for model in holdout]
@@ -36,7 +38,9 @@ class GroupSplit:
             return self._holdout_fold(keys)
         groups = self.groups(keys)
         if len(np.unique(groups)) < 2:
-            raise ProfcastError(f"split by {'+'.join(self.group_keys)} needs at least two groups; the data has one ({groups[0]})")
+            raise ProfcastError(
+                f"split by {'+'.join(self.group_keys)} needs at least two groups; the data has one ({groups[0]})"
+            )
         return list(LeaveOneGroupOut().split(keys, groups=groups))
 
     def _holdout_fold(self, keys: pd.DataFrame) -> list:

@@ -74,9 +74,16 @@ def comparable_with_newest(runs: list) -> list:
         anchor = run.data.params.get("anchor")
         if anchor not in newest or run.info.start_time > newest[anchor].info.start_time:
             newest[anchor] = run
-    kept = [run for run in runs if comparable_key(run.data.tags) == comparable_key(newest[run.data.params.get("anchor")].data.tags)]
+    kept = [
+        run
+        for run in runs
+        if comparable_key(run.data.tags) == comparable_key(newest[run.data.params.get("anchor")].data.tags)
+    ]
     if len(kept) < len(runs):
-        log.info("registry: %d job run(s) passed over: other data or targets than the newest job of their anchor", len(runs) - len(kept))
+        log.info(
+            "registry: %d job run(s) passed over: other data or targets than the newest job of their anchor",
+            len(runs) - len(kept),
+        )
     return kept
 
 
@@ -110,13 +117,25 @@ def register_job(run, alias: str, metric: str | None = None):
     from profcast.tracking.provenance import DATA_KIND_TAG, DATA_TAG, FINGERPRINT_TAG, TARGETS_TAG
 
     tags = {"profcast.job_run_id": run.info.run_id, "profcast.regressor": run.data.params.get("regressor", "")}
-    tags.update({key: run.data.tags[key] for key in (DATA_TAG, DATA_KIND_TAG, FINGERPRINT_TAG, TARGETS_TAG) if key in run.data.tags})
+    tags.update(
+        {
+            key: run.data.tags[key]
+            for key in (DATA_TAG, DATA_KIND_TAG, FINGERPRINT_TAG, TARGETS_TAG)
+            if key in run.data.tags
+        }
+    )
     if metric and metric in run.data.metrics:
         tags[f"profcast.{metric}"] = str(run.data.metrics[metric])
     model_uri = run.data.tags.get(JOB_MODEL_URI_TAG) or f"runs:/{run.info.run_id}/{model_name}"
     version = mlflow.register_model(model_uri, name, tags=tags)
     client.set_registered_model_alias(name, alias, version.version)
-    log.info("registered %s version %s (job run %s) as %s", name, version.version, run.info.run_id, champion_uri(anchor, alias))
+    log.info(
+        "registered %s version %s (job run %s) as %s",
+        name,
+        version.version,
+        run.info.run_id,
+        champion_uri(anchor, alias),
+    )
     return version
 
 
@@ -142,10 +161,17 @@ def register_sweep(config, parent_run_id: str) -> dict:
 
     experiment_id = configure_tracking(config.tracking_uri, config.mlflow_experiment)
     metric = settings.metric
-    versions = register_champions(experiment_id, metric=metric, lower_is_better=settings.lower_is_better,
-                                  alias=settings.alias, parent_run_id=parent_run_id)
+    versions = register_champions(
+        experiment_id,
+        metric=metric,
+        lower_is_better=settings.lower_is_better,
+        alias=settings.alias,
+        parent_run_id=parent_run_id,
+    )
     if not versions:
-        log.warning("registry: no job of this sweep logged a model and metric %s (log_model=false?); nothing registered", metric)
+        log.warning(
+            "registry: no job of this sweep logged a model and metric %s (log_model=false?); nothing registered", metric
+        )
     return versions
 
 

@@ -10,8 +10,7 @@ one-line JSON message. Nothing is unpickled: the data folder holds skops files a
 from __future__ import annotations
 
 from profcast.errors import ProfcastError
-from profcast.jobmodel.storage import LOADER_MODULE, load_job_model_folder
-
+from profcast.jobmodel.storage import load_job_model_folder
 
 
 class ServedJobModel:

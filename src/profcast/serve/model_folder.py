@@ -38,7 +38,9 @@ def load_checked_model(folder, shown: str | None = None):
 
     folder = Path(folder)
     data = _checked_spec(folder, shown or str(folder))
-    return PyFuncModel(model_meta=Model.load(str(folder / "MLmodel")), model_impl=ServedJobModel(load_job_model_folder(data)))
+    return PyFuncModel(
+        model_meta=Model.load(str(folder / "MLmodel")), model_impl=ServedJobModel(load_job_model_folder(data))
+    )
 
 
 def _checked_spec(folder: Path, shown: str) -> Path:
@@ -49,21 +51,29 @@ def _checked_spec(folder: Path, shown: str) -> Path:
     try:
         spec = yaml.safe_load(mlmodel.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise ProfcastError(f"{shown}: not an MLflow model folder (MLmodel unreadable: {getattr(error, 'strerror', None) or error})") from None
+        raise ProfcastError(
+            f"{shown}: not an MLflow model folder (MLmodel unreadable: {getattr(error, 'strerror', None) or error})"
+        ) from None
     flavour = (spec or {}).get("flavors", {}).get("python_function") if isinstance(spec, dict) else None
     if not isinstance(flavour, dict) or flavour.get("loader_module") not in LOADER_MODULES:
-        raise ProfcastError(f"{shown}: not a profcast job model (its MLmodel does not load through {LOADER_MODULE}); "
-                            "refusing to load it, as MLflow would run the folder's own code or pickle")
+        raise ProfcastError(
+            f"{shown}: not a profcast job model (its MLmodel does not load through {LOADER_MODULE}); "
+            "refusing to load it, as MLflow would run the folder's own code or pickle"
+        )
     foreign = [key for key in FOREIGN_MODEL_KEYS if flavour.get(key)]
     extra_flavours = sorted(set(spec["flavors"]) - {"python_function"})
     if foreign or extra_flavours:
-        raise ProfcastError(f"{shown}: refusing a job model that carries a pickled model or other flavours ({', '.join(foreign + extra_flavours)})")
+        raise ProfcastError(
+            f"{shown}: refusing a job model that carries a pickled model or other flavours ({', '.join(foreign + extra_flavours)})"
+        )
     code = flavour.get("code")
     if code and not (folder / str(code)).resolve().is_relative_to(folder.resolve()):
         raise ProfcastError(f"{shown}: its MLmodel code folder {code!r} is outside the model folder")
     data = folder / str(flavour.get("data") or "")
     if not flavour.get("data") or not data.resolve().is_relative_to(folder.resolve()) or not data.is_dir():
-        raise ProfcastError(f"{shown}: its MLmodel data folder {flavour.get('data')!r} is missing or outside the model folder")
+        raise ProfcastError(
+            f"{shown}: its MLmodel data folder {flavour.get('data')!r} is missing or outside the model folder"
+        )
     from profcast.jobmodel.storage import check_job_model_folder
 
     check_job_model_folder(data)

@@ -41,8 +41,12 @@ def model_lines(uri: str, metadata: dict) -> list[str]:
     where = [f"version {version.version}"] if version is not None else []
     where += [f"job run {job_run}"] if job_run else []
     where += [f"regressor {metadata['regressor']}"] if metadata.get("regressor") else []
-    lines = [f"model:   {uri}" + (f" -> {', '.join(where)}" if where else ""),
-             f"trained on: {training_data_line(metadata)}"]
+    lines = [
+        f"model:   {uri}" + (f" -> {', '.join(where)}" if where else ""),
+        f"trained on: {training_data_line(metadata)}",
+    ]
     if metadata.get("data_kind") == GENERATED:
-        lines.append(f"warning: {GENERATED_WARNING}; train on real profiles (data=profet or data=file) for real forecasts")
+        lines.append(
+            f"warning: {GENERATED_WARNING}; train on real profiles (data=profet or data=file) for real forecasts"
+        )
     return lines

@@ -29,7 +29,9 @@ class AnchorProfile:
     kind: str  # which of the accepted formats the file was
     batchsize: int | None = None
     notes: list[str] = field(default_factory=list)
-    dataset: str | None = None  # the dataset name when the file says it (a leading number is the input size, e.g. 64dataset)
+    dataset: str | None = (
+        None  # the dataset name when the file says it (a leading number is the input size, e.g. 64dataset)
+    )
 
     @property
     def measured_latency(self) -> float | None:
@@ -63,10 +65,17 @@ def _read_run_file(path: Path, kind: str) -> AnchorProfile:
 
     row = read_profile_file(path)
     batchsize = row.get("batchsize")
-    profile = pd.DataFrame([{name: value for name, value in row.items() if name in op_columns([name]) or name == BATCH_LATENCY}])
-    described = {"torch_trace": "PyTorch profiler trace", "tf_stats": "tf_stats export",
-                 "neusight": "NeuSight label file"}.get(kind, kind)
-    return AnchorProfile(profile, described, batchsize=int(batchsize) if batchsize is not None else None, dataset=row.get("dataset"))
+    profile = pd.DataFrame(
+        [{name: value for name, value in row.items() if name in op_columns([name]) or name == BATCH_LATENCY}]
+    )
+    described = {
+        "torch_trace": "PyTorch profiler trace",
+        "tf_stats": "tf_stats export",
+        "neusight": "NeuSight label file",
+    }.get(kind, kind)
+    return AnchorProfile(
+        profile, described, batchsize=int(batchsize) if batchsize is not None else None, dataset=row.get("dataset")
+    )
 
 
 def _read_table_rows(path: Path, anchor: str) -> AnchorProfile:
@@ -81,20 +90,26 @@ def _read_table_rows(path: Path, anchor: str) -> AnchorProfile:
         found = sorted(table["instance_name"].dropna().astype(str).unique())
         table = table[table["instance_name"].astype(str) == anchor]
         if table.empty:
-            raise ProfcastError(f"{path}: no row was profiled on the anchor {anchor}; instance_name values: {', '.join(found)}")
+            raise ProfcastError(
+                f"{path}: no row was profiled on the anchor {anchor}; instance_name values: {', '.join(found)}"
+            )
     if table.empty:
         raise ProfcastError(f"{path}: holds no rows")
     if len(table) > 1:
         first = table.iloc[0]
         described = " ".join(str(first[key]) for key in ("dataset", "model", "batchsize") if key in table.columns)
-        notes.append(f"{path.name} holds {len(table)} profiles; ranking the first ({described or 'row 1'}); "
-                     "pass a file with one row for another workload")
+        notes.append(
+            f"{path.name} holds {len(table)} profiles; ranking the first ({described or 'row 1'}); "
+            "pass a file with one row for another workload"
+        )
     row = table.head(1).reset_index(drop=True)
     batchsize = None
     if "batchsize" in row.columns:
         value = pd.to_numeric(row["batchsize"], errors="coerce").iloc[0]
         if not (np.isfinite(value) and value > 0 and value % 1 == 0):
-            raise ProfcastError(f"{path}: column 'batchsize' value {row['batchsize'].iloc[0]!r} is not a positive integer")
+            raise ProfcastError(
+                f"{path}: column 'batchsize' value {row['batchsize'].iloc[0]!r} is not a positive integer"
+            )
         batchsize = int(value)
     dataset = str(row["dataset"].iloc[0]) if "dataset" in row.columns and row["dataset"].notna().iloc[0] else None
     return AnchorProfile(row, "training-table row", batchsize=batchsize, notes=notes, dataset=dataset)

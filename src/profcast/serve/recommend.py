@@ -23,7 +23,6 @@ GPU_CATALOGUE = CONF_DIR / "gpus.yaml"  # NeuSight's GPUs: figures, and price wh
 DEFAULT_DATASET_SIZE = 50_000
 
 
-
 def in_model_vocabulary(model, profile: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """The profile mapped to the op vocabulary the model was trained in (profcast.vocabulary), as the
     served model would map it, and a note naming the op names that fell into 'other' with their share."""
@@ -40,7 +39,9 @@ def in_model_vocabulary(model, profile: pd.DataFrame) -> tuple[pd.DataFrame, lis
     return mapped, [note] if note else []
 
 
-def predict_targets(model, profile: pd.DataFrame, anchor: str, sizes: dict | None = None) -> tuple[pd.DataFrame, list[str]]:
+def predict_targets(
+    model, profile: pd.DataFrame, anchor: str, sizes: dict | None = None
+) -> tuple[pd.DataFrame, list[str]]:
     """Predicted rows per target for a one-row profile, and the profile columns the model ignores.
 
     ``sizes`` (request columns such as batchsize, dataset, whatif_batchsize) ask for a what-if.
@@ -58,7 +59,9 @@ def predict_targets(model, profile: pd.DataFrame, anchor: str, sizes: dict | Non
         raise ProfcastError(f"profile: {error}") from None
     if sizes:
         if WHATIF_BATCHSIZE not in schema.input_names():
-            raise ProfcastError("this model was logged before what-ifs existed; retrain it (python -m profcast.train) for --batchsize/--input-size forecasts")
+            raise ProfcastError(
+                "this model was logged before what-ifs existed; retrain it (python -m profcast.train) for --batchsize/--input-size forecasts"
+            )
         checked = checked.assign(**{column: [value] for column, value in sizes.items()})
     try:
         return model.predict(checked), ignored
@@ -76,23 +79,44 @@ def load_catalogue(path=INSTANCE_CATALOGUE, gpu_path=GPU_CATALOGUE) -> dict[str,
         for name, gpu in OmegaConf.to_container(OmegaConf.load(gpu_path))["gpus"].items():
             shown = f"{gpu['gpu']} ({gpu['cloud_instance']})" if gpu.get("cloud_instance") else gpu["gpu"]
             price = gpu.get("price_per_hour")
-            catalogue.setdefault(name, {"gpu": shown, "vcpus": gpu.get("vcpus"),
-                                        "price_per_hour": float("nan") if price is None else price})
+            catalogue.setdefault(
+                name,
+                {"gpu": shown, "vcpus": gpu.get("vcpus"), "price_per_hour": float("nan") if price is None else price},
+            )
     return catalogue
 
 
-def recommendation_table(predicted: pd.DataFrame, anchor: str, measured_latency: float | None,
-                         batchsize: int | None, dataset_size: int, catalogue: dict) -> pd.DataFrame:
+def recommendation_table(
+    predicted: pd.DataFrame,
+    anchor: str,
+    measured_latency: float | None,
+    batchsize: int | None,
+    dataset_size: int,
+    catalogue: dict,
+) -> pd.DataFrame:
     """One row per instance (targets predicted, the anchor measured when known), fastest first."""
     from profcast.jobmodel.requests import TARGET_INSTANCE
 
     if BATCH_LATENCY not in predicted:
         raise ProfcastError("this model does not predict batch_latency (its training data had none); nothing to rank")
-    low, high = (predicted[f"{BATCH_LATENCY}_{end}"] if f"{BATCH_LATENCY}_{end}" in predicted else [np.nan] * len(predicted) for end in ("low", "high"))
-    rows = [{"instance": target, "batch_latency_s": latency, "low_s": lo, "high_s": hi, "source": "predicted"}
-            for target, latency, lo, hi in zip(predicted[TARGET_INSTANCE], predicted[BATCH_LATENCY], low, high)]
+    low, high = (
+        predicted[f"{BATCH_LATENCY}_{end}"] if f"{BATCH_LATENCY}_{end}" in predicted else [np.nan] * len(predicted)
+        for end in ("low", "high")
+    )
+    rows = [
+        {"instance": target, "batch_latency_s": latency, "low_s": lo, "high_s": hi, "source": "predicted"}
+        for target, latency, lo, hi in zip(predicted[TARGET_INSTANCE], predicted[BATCH_LATENCY], low, high)
+    ]
     if measured_latency is not None:
-        rows.append({"instance": anchor, "batch_latency_s": measured_latency, "low_s": np.nan, "high_s": np.nan, "source": "anchor, measured"})
+        rows.append(
+            {
+                "instance": anchor,
+                "batch_latency_s": measured_latency,
+                "low_s": np.nan,
+                "high_s": np.nan,
+                "source": "anchor, measured",
+            }
+        )
     table = pd.DataFrame(rows).astype({"batch_latency_s": float, "low_s": float, "high_s": float})
     steps = math.ceil(dataset_size / batchsize) if batchsize else np.nan
     table["epoch_s"] = table["batch_latency_s"] * steps
@@ -106,19 +130,42 @@ def recommendation_table(predicted: pd.DataFrame, anchor: str, measured_latency:
 
 def format_table(table: pd.DataFrame) -> str:
     """The ranking as aligned text columns."""
-    header = ["rank", "instance", "GPU", "vCPUs", "batch latency", "80% interval (ms)", "epoch time", "$/hour", "$/epoch", "speed-up", ""]
+    header = [
+        "rank",
+        "instance",
+        "GPU",
+        "vCPUs",
+        "batch latency",
+        "80% interval (ms)",
+        "epoch time",
+        "$/hour",
+        "$/epoch",
+        "speed-up",
+        "",
+    ]
     lines = [header]
     for rank, row in enumerate(table.itertuples(), start=1):
-        lines.append([
-            str(rank), row.instance, row.gpu, "-" if row.vcpus is None or pd.isna(row.vcpus) else str(int(row.vcpus)),
-            f"{row.batch_latency_s * 1000:.2f} ms", _interval(row.low_s, row.high_s), _duration(row.epoch_s), _money(row.price_per_hour, 3),
-            _money(row.cost_per_epoch, 4), "n/a" if np.isnan(row.speedup) else f"{row.speedup:.2f}x",
-            "(anchor, measured)" if row.source != "predicted" else "",
-        ])
+        lines.append(
+            [
+                str(rank),
+                row.instance,
+                row.gpu,
+                "-" if row.vcpus is None or pd.isna(row.vcpus) else str(int(row.vcpus)),
+                f"{row.batch_latency_s * 1000:.2f} ms",
+                _interval(row.low_s, row.high_s),
+                _duration(row.epoch_s),
+                _money(row.price_per_hour, 3),
+                _money(row.cost_per_epoch, 4),
+                "n/a" if np.isnan(row.speedup) else f"{row.speedup:.2f}x",
+                "(anchor, measured)" if row.source != "predicted" else "",
+            ]
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     right = {0, 3, 4, 5, 6, 7, 8, 9}
     return "\n".join(
-        "  ".join(cell.rjust(width) if i in right else cell.ljust(width) for i, (cell, width) in enumerate(zip(line, widths))).rstrip()
+        "  ".join(
+            cell.rjust(width) if i in right else cell.ljust(width) for i, (cell, width) in enumerate(zip(line, widths))
+        ).rstrip()
         for line in lines
     )
 
@@ -154,10 +201,18 @@ def plot_ranking(table: pd.DataFrame, path, title: str) -> None:
     latency = table["batch_latency_s"].to_numpy(float) * 1000
     below = np.nan_to_num(latency - table["low_s"].to_numpy(float) * 1000, nan=0.0)
     above = np.nan_to_num(table["high_s"].to_numpy(float) * 1000 - latency, nan=0.0)
-    axes.barh(table["instance"], latency, color=colours, xerr=[below, above], error_kw={"ecolor": "black", "capsize": 3, "lw": 1})
+    axes.barh(
+        table["instance"],
+        latency,
+        color=colours,
+        xerr=[below, above],
+        error_kw={"ecolor": "black", "capsize": 3, "lw": 1},
+    )
     axes.invert_yaxis()
     for position, row in enumerate(table.itertuples()):
-        label = f" {row.batch_latency_s * 1000:.1f} ms" + (f", {_money(row.cost_per_epoch, 3)}/epoch" if np.isfinite(row.cost_per_epoch) else "")
+        label = f" {row.batch_latency_s * 1000:.1f} ms" + (
+            f", {_money(row.cost_per_epoch, 3)}/epoch" if np.isfinite(row.cost_per_epoch) else ""
+        )
         axes.text(max(row.batch_latency_s, np.nan_to_num(row.high_s)) * 1000, position, label, va="center", fontsize=8)
     axes.set_xlabel("batch latency (ms), bars: 80% interval; grey = anchor, measured")
     axes.set_title(title, fontsize=10)
@@ -178,7 +233,9 @@ def check_plot_path(path) -> None:
     """Refuse a --plot file matplotlib cannot write, before any work is done."""
     path = Path(path)
     if path.suffix.lower() not in PLOT_SUFFIXES:
-        raise ProfcastError(f"--plot {path}: unsupported image type {path.suffix or '(none)'!r}; accepted: {', '.join(PLOT_SUFFIXES)}")
+        raise ProfcastError(
+            f"--plot {path}: unsupported image type {path.suffix or '(none)'!r}; accepted: {', '.join(PLOT_SUFFIXES)}"
+        )
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ProfcastError(f"--plot {path}: folder {folder} does not exist")
@@ -189,22 +246,28 @@ def whatif_request(anchor_profile, batchsize: int | None, input_size: int | None
 
     A profile without a batch size takes --batchsize as its own (epoch time only), as before what-ifs.
     """
-    from profcast.models.whatif import input_size as size_of
     from profcast.jobmodel.requests import WHATIF_BATCHSIZE, WHATIF_INPUT_SIZE
+    from profcast.models.whatif import input_size as size_of
 
     sizes, notes = {}, []
     if batchsize and anchor_profile.batchsize and batchsize != anchor_profile.batchsize:
         sizes.update({"batchsize": anchor_profile.batchsize, WHATIF_BATCHSIZE: float(batchsize)})
-        notes.append(f"what-if: forecast at batch size {batchsize} from the profile's {anchor_profile.batchsize} "
-                     "(learned growth; the anchor's measured latency is at the profiled size and is not ranked)")
+        notes.append(
+            f"what-if: forecast at batch size {batchsize} from the profile's {anchor_profile.batchsize} "
+            "(learned growth; the anchor's measured latency is at the profiled size and is not ranked)"
+        )
     profiled_size = size_of(anchor_profile.dataset) if anchor_profile.dataset else float("nan")
     if input_size is not None:
         if not math.isfinite(profiled_size):
-            raise ProfcastError(f"--input-size {input_size}: the profile does not say its input size; pass a training-table "
-                                "row whose 'dataset' carries it (e.g. 64dataset) or a run file named <dataset>-<model>-<optimizer>-<batch>")
+            raise ProfcastError(
+                f"--input-size {input_size}: the profile does not say its input size; pass a training-table "
+                "row whose 'dataset' carries it (e.g. 64dataset) or a run file named <dataset>-<model>-<optimizer>-<batch>"
+            )
         if input_size != profiled_size:
             sizes.update({"dataset": anchor_profile.dataset, WHATIF_INPUT_SIZE: float(input_size)})
-            notes.append(f"what-if: forecast at input size {input_size} from the profile's {profiled_size:g} (learned growth)")
+            notes.append(
+                f"what-if: forecast at input size {input_size} from the profile's {profiled_size:g} (learned growth)"
+            )
     if sizes and "batchsize" not in sizes and anchor_profile.batchsize:
         sizes["batchsize"] = anchor_profile.batchsize
     if sizes and "dataset" not in sizes and anchor_profile.dataset:
@@ -231,7 +294,9 @@ def recommend(args) -> str:
     use_store(defaults.tracking_uri)
     model, uri = load_job_model(args.model, args.anchor, defaults.registry.alias)
     sizes, whatif_notes = whatif_request(anchor_profile, args.batchsize, getattr(args, "input_size", None))
-    profile, vocabulary_notes = in_model_vocabulary(model, anchor_profile.profile)  # a canonical model: mapped as in training
+    profile, vocabulary_notes = in_model_vocabulary(
+        model, anchor_profile.profile
+    )  # a canonical model: mapped as in training
     predicted, ignored = predict_targets(model, profile, args.anchor, sizes)
     notes = list(anchor_profile.notes) + whatif_notes + vocabulary_notes
     batchsize = args.batchsize or anchor_profile.batchsize
@@ -245,7 +310,11 @@ def recommend(args) -> str:
         notes.append(f"the profile has no measured batch_latency on {args.anchor}: speed-up is n/a")
     table = recommendation_table(predicted, args.anchor, measured, batchsize, args.dataset_size, load_catalogue())
     n_ops = len(op_columns(anchor_profile.profile.columns))
-    epoch = f"{args.dataset_size:,} samples / batch {batchsize} = {math.ceil(args.dataset_size / batchsize):,} steps" if batchsize else "n/a"
+    epoch = (
+        f"{args.dataset_size:,} samples / batch {batchsize} = {math.ceil(args.dataset_size / batchsize):,} steps"
+        if batchsize
+        else "n/a"
+    )
     lines = [
         f"profile: {args.profile} ({anchor_profile.kind}, {n_ops} op columns) on anchor {args.anchor}",
         *model_lines(uri, model.metadata.metadata or {}),
@@ -254,11 +323,19 @@ def recommend(args) -> str:
         format_table(table),
     ]
     if f"{BATCH_LATENCY}_low" in predicted:
-        notes.append("80% interval: the 10%-90% quantiles of the errors this model made on held-out models (docs/whatif.md)")
+        notes.append(
+            "80% interval: the 10%-90% quantiles of the errors this model made on held-out models (docs/whatif.md)"
+        )
     lines += [f"note: {note}" for note in notes]
     if args.plot:
-        trained = textwrap.fill(f"trained on {training_data_line(model.metadata.metadata or {})}", 75)  # fits the 7-inch figure
-        at = ", ".join(f"{key.split('_', 1)[1].replace('batchsize', 'batch')} {value:g}" for key, value in sizes.items() if key.startswith("whatif_"))
+        trained = textwrap.fill(
+            f"trained on {training_data_line(model.metadata.metadata or {})}", 75
+        )  # fits the 7-inch figure
+        at = ", ".join(
+            f"{key.split('_', 1)[1].replace('batchsize', 'batch')} {value:g}"
+            for key, value in sizes.items()
+            if key.startswith("whatif_")
+        )
         title = f"{Path(args.profile).name} from {args.anchor}: predicted batch latency{f' at {at}' if at else ''}\n{trained}"
         plot_ranking(table, args.plot, title)
         lines.append(f"plot:    {args.plot}")
@@ -289,7 +366,11 @@ def load_job_model(model_uri: str | None, anchor: str, alias: str):
         raise ProfcastError(f"cannot load model {uri}: {error}") from None
     model_anchor = (model.metadata.metadata or {}).get("anchor")
     if model_anchor is None:
-        raise ProfcastError(f"{uri} is not a profcast job model (no anchor in its metadata); pass a runs:/<job run>/profcast or models:/ URI")
+        raise ProfcastError(
+            f"{uri} is not a profcast job model (no anchor in its metadata); pass a runs:/<job run>/profcast or models:/ URI"
+        )
     if model_anchor != anchor:
-        raise ProfcastError(f"{uri} predicts from profiles taken on {model_anchor}, not {anchor}; pass --anchor {model_anchor} or another model")
+        raise ProfcastError(
+            f"{uri} predicts from profiles taken on {model_anchor}, not {anchor}; pass --anchor {model_anchor} or another model"
+        )
     return model, uri

@@ -48,7 +48,9 @@ def install() -> None:
 
     if not getattr(scoring_server.invocations, GUARDED, False):
         scoring_server.invocations = guarded(scoring_server.invocations)
-        log.info("request guard installed: bodies up to %s (%s)", shown_bytes(max_request_bytes()), MAX_REQUEST_BYTES_ENV)
+        log.info(
+            "request guard installed: bodies up to %s (%s)", shown_bytes(max_request_bytes()), MAX_REQUEST_BYTES_ENV
+        )
 
 
 def guarded(invocations):
@@ -65,20 +67,29 @@ def guarded(invocations):
             return invocations(data, content_type, model, input_schema)
         except MlflowException as error:
             if error.message.startswith(PREDICT_FAILED) and ERROR_MARK in error.message:
-                error.message = error.message.rsplit(ERROR_MARK, 1)[1]  # the model's own line, not a printout of the data
+                error.message = error.message.rsplit(ERROR_MARK, 1)[
+                    1
+                ]  # the model's own line, not a printout of the data
             if len(error.message) > MAX_MESSAGE_CHARS:
                 error.message = error.message[:MAX_MESSAGE_CHARS] + " ... (cut)"
-            if error.get_http_status_code() >= 500:  # the job model answers its own failures as 400: this is MLflow's parsing
+            if (
+                error.get_http_status_code() >= 500
+            ):  # the job model answers its own failures as 400: this is MLflow's parsing
                 log.warning("request refused: %s", first_line(error))
                 raise MlflowException(error.message, error_code=BAD_REQUEST) from None
             raise
         except RecursionError:
-            raise MlflowException("the request is nested too deeply to be a table of profiles; send "
-                                  "{\"dataframe_records\": [{op column: time, ...}, ...]}", error_code=BAD_REQUEST) from None
+            raise MlflowException(
+                "the request is nested too deeply to be a table of profiles; send "
+                '{"dataframe_records": [{op column: time, ...}, ...]}',
+                error_code=BAD_REQUEST,
+            ) from None
         except Exception as error:  # MLflow's parsing of a request of an unexpected shape
             log.warning("request refused: %s: %s", type(error).__name__, first_line(error))
-            raise MlflowException(f"the request could not be read as profiles ({type(error).__name__}: "
-                                  f"{first_line(error)[:300]})", error_code=BAD_REQUEST) from None
+            raise MlflowException(
+                f"the request could not be read as profiles ({type(error).__name__}: {first_line(error)[:300]})",
+                error_code=BAD_REQUEST,
+            ) from None
 
     setattr(guarded_invocations, GUARDED, True)
     return guarded_invocations
@@ -86,6 +97,8 @@ def guarded(invocations):
 
 def oversized_message(size: int, limit: int) -> str:
     """The 400's words for a body of ``size`` bytes over ``limit``."""
-    return (f"the request is {shown_bytes(size)} ({size} bytes), over the limit of {shown_bytes(limit)} "
-            f"({MAX_REQUEST_BYTES_ENV}={limit}); send fewer rows per request, and params {{\"output\": \"totals\"}} "
-            "when only totals are needed (a much smaller answer)")
+    return (
+        f"the request is {shown_bytes(size)} ({size} bytes), over the limit of {shown_bytes(limit)} "
+        f'({MAX_REQUEST_BYTES_ENV}={limit}); send fewer rows per request, and params {{"output": "totals"}} '
+        "when only totals are needed (a much smaller answer)"
+    )

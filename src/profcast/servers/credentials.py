@@ -1,10 +1,10 @@
 """The shared tracking server's own secrets, generated on its first start and kept 0600 in its data folder.
 
-    credentials      the MLflow admin login, in MLflow's credentials-file format (jobs read it:
-                     profcast.tracking.credentials says how; copy it to another host as
-                     ~/.mlflow/credentials or name it with PROFCAST_CREDENTIALS_FILE)
-    secrets.ini      the PostgreSQL password and the basic-auth app's Flask secret key (the server only)
-    basic_auth.ini   the basic-auth app's settings; its user store is basic_auth.db beside it
+credentials      the MLflow admin login, in MLflow's credentials-file format (jobs read it:
+                 profcast.tracking.credentials says how; copy it to another host as
+                 ~/.mlflow/credentials or name it with PROFCAST_CREDENTIALS_FILE)
+secrets.ini      the PostgreSQL password and the basic-auth app's Flask secret key (the server only)
+basic_auth.ini   the basic-auth app's settings; its user store is basic_auth.db beside it
 """
 
 from __future__ import annotations
@@ -33,8 +33,13 @@ def server_secrets(folder: Path) -> dict:
     """The PostgreSQL password and Flask secret key of the server in folder; generated on the first call."""
     path = folder / SECRETS_FILE
     if not path.exists():
-        write_private(path, ini_text("server", {"postgres_password": secrets.token_urlsafe(24),
-                                                "flask_secret_key": secrets.token_urlsafe(32)}))
+        write_private(
+            path,
+            ini_text(
+                "server",
+                {"postgres_password": secrets.token_urlsafe(24), "flask_secret_key": secrets.token_urlsafe(32)},
+            ),
+        )
     return read_ini(path, "server")
 
 
@@ -49,10 +54,16 @@ def admin_login(folder: Path) -> tuple[str, str]:
 def write_auth_config(folder: Path) -> Path:
     """basic_auth.ini for `mlflow server --app-name basic-auth`; returns its path."""
     path = folder / AUTH_CONFIG_FILE
-    write_private(path, ini_text("mlflow", {
-        "default_permission": DEFAULT_PERMISSION,
-        "database_uri": f"sqlite:///{folder / AUTH_DATABASE}",
-        "admin_username": ADMIN_USER,  # the password comes in MLFLOW_AUTH_ADMIN_PASSWORD, not in this file
-        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
-    }))
+    write_private(
+        path,
+        ini_text(
+            "mlflow",
+            {
+                "default_permission": DEFAULT_PERMISSION,
+                "database_uri": f"sqlite:///{folder / AUTH_DATABASE}",
+                "admin_username": ADMIN_USER,  # the password comes in MLFLOW_AUTH_ADMIN_PASSWORD, not in this file
+                "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+            },
+        ),
+    )
     return path

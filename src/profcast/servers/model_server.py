@@ -23,10 +23,20 @@ class ModelServer:
     that group on exit. The server's output goes to ``log_path``.
     """
 
-    def __init__(self, model_uri: str, log_path, env: dict | None = None, startup_seconds: float = 120.0,
-                 env_manager: str = "local", cwd=None):
+    def __init__(
+        self,
+        model_uri: str,
+        log_path,
+        env: dict | None = None,
+        startup_seconds: float = 120.0,
+        env_manager: str = "local",
+        cwd=None,
+    ):
         self.model_uri, self.log_path, self.env, self.startup_seconds = model_uri, Path(log_path), env, startup_seconds
-        self.env_manager, self.cwd = env_manager, cwd  # uv | virtualenv: MLflow builds the model's own environment first
+        self.env_manager, self.cwd = (
+            env_manager,
+            cwd,
+        )  # uv | virtualenv: MLflow builds the model's own environment first
         self.port = free_loopback_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = None
@@ -36,11 +46,30 @@ class ModelServer:
         import sys
         import urllib.request
 
-        command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", self.model_uri, "--env-manager", self.env_manager,
-                   "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            self.model_uri,
+            "--env-manager",
+            self.env_manager,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         with open(self.log_path, "wb") as log_file:
-            self.process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
-                                            env={**os.environ, **(self.env or {})}, start_new_session=True, cwd=self.cwd)
+            self.process = subprocess.Popen(
+                command,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(self.env or {})},
+                start_new_session=True,
+                cwd=self.cwd,
+            )
         deadline = time.monotonic() + self.startup_seconds
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -53,7 +82,9 @@ class ModelServer:
             except OSError:
                 time.sleep(0.5)
         self.stop()
-        raise RuntimeError(f"mlflow models serve did not answer /ping within {self.startup_seconds:.0f} s; see {self.log_path}")
+        raise RuntimeError(
+            f"mlflow models serve did not answer /ping within {self.startup_seconds:.0f} s; see {self.log_path}"
+        )
 
     def __exit__(self, *exc_info) -> None:
         self.stop()

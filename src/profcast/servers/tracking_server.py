@@ -29,9 +29,9 @@ import logging
 import os
 import pwd
 import shutil
-import stat
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -91,7 +91,9 @@ def _pg(binary: str, *args: str, timeout: float = 120) -> None:
         raise ProfcastError(f"PostgreSQL binary {path} not found; install PostgreSQL 15 or set PROFCAST_PG_BIN")
     done = subprocess.run([str(path), *args], capture_output=True, text=True, timeout=timeout, **_as_postgres())
     if done.returncode != 0:
-        raise ProfcastError(f"{binary} {' '.join(args)} failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+        raise ProfcastError(
+            f"{binary} {' '.join(args)} failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}"
+        )
 
 
 def unreachable_by_postgres(folder: Path) -> Path | None:
@@ -130,13 +132,16 @@ def check_postgres_can_reach(folder: Path) -> None:
     try:
         blocked = unreachable_by_postgres(folder)
     except KeyError:
-        raise ProfcastError(f"PostgreSQL refuses to run as root and there is no '{PG_USER}' account to run it as; "
-                            f"create it (useradd --system {PG_USER}) or start the server as another user") from None
+        raise ProfcastError(
+            f"PostgreSQL refuses to run as root and there is no '{PG_USER}' account to run it as; "
+            f"create it (useradd --system {PG_USER}) or start the server as another user"
+        ) from None
     if blocked is not None:
         raise ProfcastError(
             f"PostgreSQL runs as the '{PG_USER}' account, which cannot enter {blocked} (mode {stat.S_IMODE(blocked.stat().st_mode):04o}) "
             f"on the way to the data folder {folder}; pick a folder it can reach, e.g. "
-            f"PROFCAST_SERVER_DIR=/var/lib/profcast/server, or open that folder to it (chmod o+x {blocked})")
+            f"PROFCAST_SERVER_DIR=/var/lib/profcast/server, or open that folder to it (chmod o+x {blocked})"
+        )
 
 
 def start_postgres(folder: Path, pg_port: int, password: str) -> None:
@@ -156,8 +161,18 @@ def start_postgres(folder: Path, pg_port: int, password: str) -> None:
             shutil.chown(data, PG_USER, PG_USER)
             shutil.chown(password_file, PG_USER, PG_USER)
         try:
-            _pg("initdb", "-D", str(data), "-U", "postgres", "--auth=scram-sha-256", f"--pwfile={password_file}",
-                "-E", "UTF8", "--no-instructions")
+            _pg(
+                "initdb",
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=scram-sha-256",
+                f"--pwfile={password_file}",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            )
         finally:
             password_file.unlink(missing_ok=True)
     logfile.touch()
@@ -174,7 +189,11 @@ def start_postgres(folder: Path, pg_port: int, password: str) -> None:
 def _trusts_local_connections(data: Path) -> bool:
     """True for a cluster made by an older profcast with --auth=trust."""
     rules = (data / "pg_hba.conf").read_text(errors="replace")
-    return any(line.split()[-1:] == ["trust"] for line in rules.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+    return any(
+        line.split()[-1:] == ["trust"]
+        for line in rules.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    )
 
 
 def _require_password(data: Path, pg_port: int, password: str) -> None:
@@ -189,8 +208,12 @@ def _require_password(data: Path, pg_port: int, password: str) -> None:
         cursor.execute("ALTER USER postgres PASSWORD %s", (password,))
     connection.close()
     rules = (data / "pg_hba.conf").read_text(errors="replace").splitlines()
-    switched = [line.rsplit("trust", 1)[0] + "scram-sha-256" if line.split()[-1:] == ["trust"] and not line.lstrip().startswith("#")
-                else line for line in rules]
+    switched = [
+        line.rsplit("trust", 1)[0] + "scram-sha-256"
+        if line.split()[-1:] == ["trust"] and not line.lstrip().startswith("#")
+        else line
+        for line in rules
+    ]
     (data / "pg_hba.conf").write_text("\n".join(switched) + "\n")
     _pg("pg_ctl", "-D", str(data), "reload")
 
@@ -259,17 +282,32 @@ def start(folder: Path, host: str, port: int, workers: int = 2) -> ServerState:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "artifacts").mkdir(exist_ok=True)
     if not (folder / AUTH_DATABASE).exists():
-        write_private(folder / AUTH_DATABASE, "")  # SQLite takes an empty file as a new database; it holds password hashes
+        write_private(
+            folder / AUTH_DATABASE, ""
+        )  # SQLite takes an empty file as a new database; it holds password hashes
     secrets = server_secrets(folder)
     _, admin_password = admin_login(folder)
     stop_postgres(folder)  # a cluster left over from an unclean stop
     pg_port = free_loopback_port()
     start_postgres(folder, pg_port, secrets["postgres_password"])
     command = [
-        sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth",
-        "--backend-store-uri", backend_store_uri(pg_port),
-        "--serve-artifacts", "--artifacts-destination", str(folder / "artifacts"),
-        "--host", host, "--port", str(port), "--workers", str(workers),
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--app-name",
+        "basic-auth",
+        "--backend-store-uri",
+        backend_store_uri(pg_port),
+        "--serve-artifacts",
+        "--artifacts-destination",
+        str(folder / "artifacts"),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
     ]
     environment = {
         **os.environ,
@@ -280,7 +318,9 @@ def start(folder: Path, host: str, port: int, workers: int = 2) -> ServerState:
     }
     with open(folder / "server.log", "ab") as server_log:
         # Its own session, so `stop` ends the server and its workers together.
-        server = subprocess.Popen(command, stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True, env=environment)
+        server = subprocess.Popen(
+            command, stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True, env=environment
+        )
     state = ServerState(host=host, port=port, pg_port=pg_port, pid=server.pid)
     (folder / STATE_FILE).write_text(json.dumps(asdict(state)))
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -290,8 +330,13 @@ def start(folder: Path, host: str, port: int, workers: int = 2) -> ServerState:
             stop(folder)
             raise ProfcastError(f"mlflow server did not start on {host}:{port}; see {folder / 'server.log'}")
         time.sleep(0.5)
-    log.info("tracking server at %s (PostgreSQL on 127.0.0.1:%d, artifacts in %s; login in %s)",
-             state.uri, pg_port, folder / "artifacts", folder / "credentials")
+    log.info(
+        "tracking server at %s (PostgreSQL on 127.0.0.1:%d, artifacts in %s; login in %s)",
+        state.uri,
+        pg_port,
+        folder / "artifacts",
+        folder / "credentials",
+    )
     return state
 
 

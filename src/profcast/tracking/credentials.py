@@ -81,8 +81,10 @@ def credentials_file() -> Path | None:
     if named:
         path = Path(named).expanduser()
         if not path.is_file():
-            raise ProfcastError(f"PROFCAST_CREDENTIALS_FILE={named} does not exist; point it at the tracking server's "
-                                f"'{CREDENTIALS_FILE}' file (in its data folder) or a copy of it")
+            raise ProfcastError(
+                f"PROFCAST_CREDENTIALS_FILE={named} does not exist; point it at the tracking server's "
+                f"'{CREDENTIALS_FILE}' file (in its data folder) or a copy of it"
+            )
         return path
     path = server_dir() / CREDENTIALS_FILE
     return path if path.is_file() and os.access(path, os.R_OK) else None
@@ -103,9 +105,13 @@ def refused_login_message(uri: str, error: Exception) -> str | None:
     """The one-line error for a server that refused the login (HTTP 401) or the action (403), else None."""
     text = str(error)
     if "error code 401" in text:
-        return (f"tracking server {uri} refused the login (HTTP 401); set MLFLOW_TRACKING_USERNAME and "
-                f"MLFLOW_TRACKING_PASSWORD, or PROFCAST_CREDENTIALS_FILE=<the server folder>/{CREDENTIALS_FILE} (docs/cluster.md)")
+        return (
+            f"tracking server {uri} refused the login (HTTP 401); set MLFLOW_TRACKING_USERNAME and "
+            f"MLFLOW_TRACKING_PASSWORD, or PROFCAST_CREDENTIALS_FILE=<the server folder>/{CREDENTIALS_FILE} (docs/cluster.md)"
+        )
     if "error code 403" in text:
         user = os.environ.get("MLFLOW_TRACKING_USERNAME", "this user")
-        return f"tracking server {uri} does not let {user} do this (HTTP 403); ask its admin for EDIT or MANAGE permission"
+        return (
+            f"tracking server {uri} does not let {user} do this (HTTP 403); ask its admin for EDIT or MANAGE permission"
+        )
     return None

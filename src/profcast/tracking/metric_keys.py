@@ -23,7 +23,12 @@ HASH_CHARS = 8
 def safe_key(name: str, prefix: str = "") -> str:
     """``prefix + name`` if MLflow accepts it as is; otherwise a sanitised key ending in ``-h<hash of name>``."""
     key = prefix + name
-    if not SAFE_CHARACTERS.search(name) and len(key) <= MAX_KEY_CHARS and ".." not in name and not name.endswith((" ", ".")):
+    if (
+        not SAFE_CHARACTERS.search(name)
+        and len(key) <= MAX_KEY_CHARS
+        and ".." not in name
+        and not name.endswith((" ", "."))
+    ):
         return key
     digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_CHARS]
     cleaned = SAFE_CHARACTERS.sub("_", name).replace("..", "__").strip(" .")

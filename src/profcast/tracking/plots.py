@@ -49,7 +49,9 @@ def column_error_figure(column_mape: pd.Series, title: str):
     axes.tick_params(axis="y", labelsize=7)
     longest = max((len(str(name)) for name in ordered.index), default=1)
     # ~0.055 in per 7-pt character of the op names, 0.6 in for the title and the x axis label
-    figure.subplots_adjust(left=min(0.1 + 0.055 * longest / 7, 0.6), right=0.97, bottom=0.6 / height, top=1 - 0.4 / height)
+    figure.subplots_adjust(
+        left=min(0.1 + 0.055 * longest / 7, 0.6), right=0.97, bottom=0.6 / height, top=1 - 0.4 / height
+    )
     return figure
 
 

@@ -12,7 +12,14 @@ import signal
 import sys
 
 from profcast.errors import ProfcastError, print_error
-from profcast.stops import EXIT_INTERRUPTED, EXIT_TERMINATED, install_stop_handlers, restore_handlers, signals_seen, stop_exit_code
+from profcast.stops import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    install_stop_handlers,
+    restore_handlers,
+    signals_seen,
+    stop_exit_code,
+)
 from profcast.tracking.store_faults import store_fault
 
 log = logging.getLogger(__name__)
@@ -73,8 +80,16 @@ def run_job(train, cfg) -> int:
         fault = store_fault(error) if isinstance(error, Exception) else None
         if fault is not None and not signals_seen():  # the store or its disk failed, not our code: one line
             ended = end_runs_after_fault()
-            print_error(ProfcastError(fault + ("; open runs ended FAILED" if ended else
-                                               "; the store took no more writes, so the open runs stay RUNNING until it does")))
+            print_error(
+                ProfcastError(
+                    fault
+                    + (
+                        "; open runs ended FAILED"
+                        if ended
+                        else "; the store took no more writes, so the open runs stay RUNNING until it does"
+                    )
+                )
+            )
             return 2
         if signals_seen():  # a stop that some library turned into its own error is still a stop
             end_active_runs("KILLED")

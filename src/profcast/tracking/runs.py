@@ -8,41 +8,72 @@ from contextlib import contextmanager
 from importlib.metadata import version
 
 import mlflow
-from mlflow.entities import Metric, Param
 import pandas as pd
+from mlflow.entities import Metric, Param
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from omegaconf import DictConfig, OmegaConf
 
-from profcast.schema import BATCH_LATENCY, op_part, union_columns
 from profcast.jobmodel.answer_format import OUTPUT_PARAM, OUTPUT_SHAPES
-from profcast.jobmodel.requests import DESCRIPTIVE_COLUMNS, EPOCH_LATENCY, INPUT_ROW, PREDICTED_TOTAL, SIZE_COLUMNS, TARGET_INSTANCE, TRAINED_ON
+from profcast.jobmodel.requests import (
+    DESCRIPTIVE_COLUMNS,
+    EPOCH_LATENCY,
+    INPUT_ROW,
+    PREDICTED_TOTAL,
+    SIZE_COLUMNS,
+    TARGET_INSTANCE,
+    TRAINED_ON,
+)
+from profcast.schema import BATCH_LATENCY, op_part, union_columns
 from profcast.tracking import plots
 from profcast.tracking.metric_keys import metric_keys
 
 
 def flat_config(cfg: DictConfig, skip: tuple[str, ...] = ()) -> dict[str, str]:
     """The resolved config as dotted keys, for logging as MLflow params (never Hydra's own ``hydra`` node)."""
-    job_keys = {key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
-                for key in cfg if key not in (*skip, "hydra")}  # each resolved in place: interpolations see the whole config
+    job_keys = {
+        key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
+        for key in cfg
+        if key not in (*skip, "hydra")
+    }  # each resolved in place: interpolations see the whole config
     flat = pd.json_normalize(job_keys, sep=".").iloc[0].to_dict()
     return {key: str(value) for key, value in flat.items() if key.split(".")[0] not in skip}
 
 
 @contextmanager
-def job_run(experiment_id: str, job_name: str, cfg: DictConfig, names: dict[str, str], parent_run_id: str | None = None,
-            tags: dict | None = None, extra_params: dict | None = None, dataset=None):
+def job_run(
+    experiment_id: str,
+    job_name: str,
+    cfg: DictConfig,
+    names: dict[str, str],
+    parent_run_id: str | None = None,
+    tags: dict | None = None,
+    extra_params: dict | None = None,
+    dataset=None,
+):
     """The job's run (nested under the sweep's parent run when there is one), with its params (``names``:
     each option group's name), tags and dataset input logged; yields its run id."""
     from profcast.tracking.provenance import RUN_KIND_TAG
 
-    with mlflow.start_run(experiment_id=experiment_id, run_name=job_name, parent_run_id=parent_run_id,
-                          nested=bool(parent_run_id), tags={**(tags or {}), RUN_KIND_TAG: "job"}) as run:
-        mlflow.log_params({
-            **flat_config(cfg, skip=("anchor", "target")),
-            "anchor": cfg.anchor, "target": cfg.target, "regressor": names["regressor"],
-            "features": names["features"], "split": names["split"], "pairing": names["pairing"], **(extra_params or {}),
-        })
+    with mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=job_name,
+        parent_run_id=parent_run_id,
+        nested=bool(parent_run_id),
+        tags={**(tags or {}), RUN_KIND_TAG: "job"},
+    ) as run:
+        mlflow.log_params(
+            {
+                **flat_config(cfg, skip=("anchor", "target")),
+                "anchor": cfg.anchor,
+                "target": cfg.target,
+                "regressor": names["regressor"],
+                "features": names["features"],
+                "split": names["split"],
+                "pairing": names["pairing"],
+                **(extra_params or {}),
+            }
+        )
         if dataset is not None:
             log_dataset_input(dataset)
         yield run.info.run_id
@@ -53,8 +84,9 @@ def target_run(experiment_id: str, run_name: str, tags: dict | None = None, data
     """One target's run, nested in the active job run, tagged and with the dataset input; yields its run id."""
     from profcast.tracking.provenance import RUN_KIND_TAG
 
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=True,
-                          tags={**(tags or {}), RUN_KIND_TAG: "target"}) as run:
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=run_name, nested=True, tags={**(tags or {}), RUN_KIND_TAG: "target"}
+    ) as run:
         if dataset is not None:
             log_dataset_input(dataset)
         yield run.info.run_id
@@ -134,12 +166,20 @@ def package_code():
 
     with tempfile.TemporaryDirectory() as staging:
         copy = Path(staging) / "profcast"
-        shutil.copytree(Path(profcast.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__", "conf", "*.pyc"))
+        shutil.copytree(
+            Path(profcast.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__", "conf", "*.pyc")
+        )
         yield str(copy)
 
 
-def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = None, metadata: dict | None = None,
-                  vocabulary: dict | None = None, native_op_columns: list | None = None) -> str:
+def log_job_model(
+    anchor: str,
+    target_results: dict,
+    target_runs: dict | None = None,
+    metadata: dict | None = None,
+    vocabulary: dict | None = None,
+    native_op_columns: list | None = None,
+) -> str:
     """Log every target's fitted regressor as one servable model on the active run; return its URI.
 
     ``target_results`` maps each target instance to an object with ``.model`` (fitted regressor)
@@ -149,7 +189,13 @@ def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = 
     ``metadata`` (what it was trained on: data, data_kind, data_fingerprint, ...) joins the model's
     metadata, and its served output names the data in a ``trained_on`` column.
     """
-    from profcast.jobmodel.storage import JOB_MODEL_NAME, JOB_MODEL_TAG, JOB_MODEL_URI_TAG, LOADER_MODULE, save_job_model
+    from profcast.jobmodel.storage import (
+        JOB_MODEL_NAME,
+        JOB_MODEL_TAG,
+        JOB_MODEL_URI_TAG,
+        LOADER_MODULE,
+        save_job_model,
+    )
     from profcast.jobmodel.trained_range import merged_range
     from profcast.tracking.provenance import trained_on
 
@@ -158,22 +204,44 @@ def log_job_model(anchor: str, target_results: dict, target_runs: dict | None = 
     input_example = next(iter(target_results.values())).input_example.reset_index(drop=True)
     with tempfile.TemporaryDirectory() as folder, package_code() as code:
         metadata = dict(metadata or {})
-        data_line = trained_on(metadata["data"], metadata["data_kind"], metadata["data_fingerprint"]) if "data" in metadata else None
+        data_line = (
+            trained_on(metadata["data"], metadata["data_kind"], metadata["data_fingerprint"])
+            if "data" in metadata
+            else None
+        )
         extras = {target: result.extras for target, result in target_results.items() if getattr(result, "extras", None)}
         ranges = [getattr(result, "trained_range", None) for result in target_results.values()]
-        manifest = save_job_model(folder, anchor, models, op_columns, trained_on=data_line, extras=extras,
-                                  sizes=merged_range(ranges) if any(ranges) else None, vocabulary=vocabulary)
+        manifest = save_job_model(
+            folder,
+            anchor,
+            models,
+            op_columns,
+            trained_on=data_line,
+            extras=extras,
+            sizes=merged_range(ranges) if any(ranges) else None,
+            vocabulary=vocabulary,
+        )
         accepted = union_columns([op_columns, native_op_columns or []])
         logged = mlflow.pyfunc.log_model(
             name=JOB_MODEL_NAME,
             loader_module=LOADER_MODULE,
             data_path=folder,
             code_paths=[code],
-            signature=job_signature(accepted, manifest["output_op_columns"], manifest["predicts_latency"], data_line is not None,
-                                    manifest.get("interval_quantity")),
+            signature=job_signature(
+                accepted,
+                manifest["output_op_columns"],
+                manifest["predicts_latency"],
+                data_line is not None,
+                manifest.get("interval_quantity"),
+            ),
             input_example=input_example,
             pip_requirements=model_requirements(),
-            metadata={**metadata, "anchor": anchor, "targets": list(models), "vocabulary": (vocabulary or {}).get("name", "native")},
+            metadata={
+                **metadata,
+                "anchor": anchor,
+                "targets": list(models),
+                "vocabulary": (vocabulary or {}).get("name", "native"),
+            },
         )
     mlflow.set_tags({JOB_MODEL_TAG: JOB_MODEL_NAME, JOB_MODEL_URI_TAG: logged.model_uri})
     client = mlflow.MlflowClient()
@@ -207,8 +275,13 @@ def _log_csv(frame: pd.DataFrame, artifact_file: str) -> None:
     mlflow.log_text(frame.to_csv(index=False), artifact_file)
 
 
-def job_signature(op_columns: list[str], output_op_columns: list[str], predicts_latency: bool, names_data: bool = False,
-                  interval_quantity: str | None = None) -> ModelSignature:
+def job_signature(
+    op_columns: list[str],
+    output_op_columns: list[str],
+    predicts_latency: bool,
+    names_data: bool = False,
+    interval_quantity: str | None = None,
+) -> ModelSignature:
     """Every input column optional, so a profile may list only the ops that ran; named outputs.
 
     A model with an interval (``interval_quantity``) also takes the what-if and epoch request columns
@@ -226,7 +299,9 @@ def job_signature(op_columns: list[str], output_op_columns: list[str], predicts_
     if interval_quantity:
         inputs += [ColSpec("double", column, required=False) for column in SIZE_COLUMNS]
         outputs += [ColSpec("double", f"{interval_quantity}_{end}") for end in ("low", "high")]
-        epoch = [EPOCH_LATENCY] + ([f"{EPOCH_LATENCY}_low", f"{EPOCH_LATENCY}_high"] if interval_quantity == BATCH_LATENCY else [])
+        epoch = [EPOCH_LATENCY] + (
+            [f"{EPOCH_LATENCY}_low", f"{EPOCH_LATENCY}_high"] if interval_quantity == BATCH_LATENCY else []
+        )
         outputs += [ColSpec("double", column) for column in epoch] if predicts_latency else []
     # The answer's shape: records (default), columns or totals (profcast.jobmodel.answer_format).
     params = ParamSchema([ParamSpec(OUTPUT_PARAM, "string", OUTPUT_SHAPES[0])])

@@ -58,8 +58,10 @@ def use_store(configured_uri: str | None) -> str:
 def check_experiment_name(experiment) -> None:
     """An MLflow experiment name must not be empty (``mlflow_experiment=`` was ``experiment=`` before)."""
     if not experiment or not str(experiment).strip():
-        raise ProfcastError("mlflow_experiment is empty; name the MLflow experiment, e.g. mlflow_experiment=profcast "
-                            "(the key was called 'experiment' before; experiment= now picks a conf/experiment option)")
+        raise ProfcastError(
+            "mlflow_experiment is empty; name the MLflow experiment, e.g. mlflow_experiment=profcast "
+            "(the key was called 'experiment' before; experiment= now picks a conf/experiment option)"
+        )
 
 
 def artifact_location(uri: str, experiment: str) -> str | None:
@@ -95,7 +97,10 @@ def configure_tracking(configured_uri: str | None, experiment: str) -> str:
     if scheme in ("http", "https"):
         probe_server(uri)
         login = use_server_credentials()
-        log.info("tracking server login: %s", f"from {login}" if login else "none found (MLflow's ~/.mlflow/credentials, if any)")
+        log.info(
+            "tracking server login: %s",
+            f"from {login}" if login else "none found (MLflow's ~/.mlflow/credentials, if any)",
+        )
     mlflow.set_tracking_uri(uri)
     launched_run = os.environ.get("MLFLOW_RUN_ID")
     try:
@@ -120,8 +125,10 @@ def _lock_after_mkdir(database: Path):
     try:
         database.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ProfcastError(f"tracking store folder {database.parent} cannot be created ({error.strerror}); "
-                            "pick a writable one with tracking_uri=sqlite:///PATH/mlflow.db") from None
+        raise ProfcastError(
+            f"tracking store folder {database.parent} cannot be created ({error.strerror}); "
+            "pick a writable one with tracking_uri=sqlite:///PATH/mlflow.db"
+        ) from None
     return store_lock(database)
 
 
@@ -131,7 +138,9 @@ def _experiment_id(experiment: str, artifact_location: str | None) -> str:
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
         if found.lifecycle_stage == "deleted":
-            raise ProfcastError(f"MLflow experiment {experiment!r} is deleted; restore it (mlflow experiments restore) "
-                                "or pick another name with mlflow_experiment=NAME")
+            raise ProfcastError(
+                f"MLflow experiment {experiment!r} is deleted; restore it (mlflow experiments restore) "
+                "or pick another name with mlflow_experiment=NAME"
+            )
         return found.experiment_id
     return mlflow.create_experiment(experiment, artifact_location=artifact_location)

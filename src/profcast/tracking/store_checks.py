@@ -66,8 +66,10 @@ def store_lock(database: Path):
     try:
         handle = open(lock_path, "a")
     except OSError as error:
-        raise ProfcastError(f"tracking store {database}: cannot write beside it ({error.strerror}); "
-                            "pick a writable folder with tracking_uri=sqlite:///PATH/mlflow.db") from None
+        raise ProfcastError(
+            f"tracking store {database}: cannot write beside it ({error.strerror}); "
+            "pick a writable folder with tracking_uri=sqlite:///PATH/mlflow.db"
+        ) from None
     with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -86,9 +88,13 @@ def prepare_sqlite_store(uri: str) -> Path:
     try:
         database.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ProfcastError(f"tracking store {uri}: cannot create folder {database.parent} ({error.strerror})") from None
+        raise ProfcastError(
+            f"tracking store {uri}: cannot create folder {database.parent} ({error.strerror})"
+        ) from None
     if not os.access(database.parent, os.W_OK) or (database.exists() and not os.access(database, os.W_OK)):
-        raise ProfcastError(f"tracking store {uri} is read-only; pick a writable one with tracking_uri=sqlite:///PATH/mlflow.db")
+        raise ProfcastError(
+            f"tracking store {uri} is read-only; pick a writable one with tracking_uri=sqlite:///PATH/mlflow.db"
+        )
     revision = schema_revision(database, uri)
     if revision is None:
         _create_store(uri)
@@ -111,8 +117,10 @@ def prepare_sqlite_store(uri: str) -> Path:
 
 def broken_store_advice(database: Path) -> str:
     """What to do with a damaged store: nothing here repairs it, and nothing is overwritten."""
-    return (f"restore it from a backup, or move it aside (mv {database} {database}.broken) and run again to start a new "
-            f"store (the artifacts in {database.parent / 'mlruns'} stay)")
+    return (
+        f"restore it from a backup, or move it aside (mv {database} {database}.broken) and run again to start a new "
+        f"store (the artifacts in {database.parent / 'mlruns'} stay)"
+    )
 
 
 def check_not_truncated(database: Path, uri: str) -> None:
@@ -128,11 +136,13 @@ def check_not_truncated(database: Path, uri: str) -> None:
         return  # sqlite3 itself says what it is not
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
-    pages, counter, valid_for = (int.from_bytes(header[at:at + 4], "big") for at in (28, 24, 92))
+    pages, counter, valid_for = (int.from_bytes(header[at : at + 4], "big") for at in (28, 24, 92))
     expected, actual = page_size * pages, database.stat().st_size
     if counter == valid_for and pages and actual < expected:
-        raise ProfcastError(f"tracking store {uri} is truncated: {actual:,} of its {expected:,} bytes are there "
-                            f"(a full disk or an interrupted copy?); {broken_store_advice(database)}")
+        raise ProfcastError(
+            f"tracking store {uri} is truncated: {actual:,} of its {expected:,} bytes are there "
+            f"(a full disk or an interrupted copy?); {broken_store_advice(database)}"
+        )
 
 
 def sqlite_path(uri: str) -> Path:
@@ -151,13 +161,19 @@ def schema_revision(database: Path, uri: str) -> str | None:
             if not tables:
                 return None
             if "alembic_version" not in tables:
-                raise ProfcastError(f"tracking store {uri}: a SQLite database but not an MLflow store (no alembic_version table)")
+                raise ProfcastError(
+                    f"tracking store {uri}: a SQLite database but not an MLflow store (no alembic_version table)"
+                )
             row = connection.execute("select version_num from alembic_version").fetchone()
     except sqlite3.DatabaseError as error:
-        raise ProfcastError(f"tracking store {uri}: not a readable SQLite database ({error}); {broken_store_advice(database)}") from None
+        raise ProfcastError(
+            f"tracking store {uri}: not a readable SQLite database ({error}); {broken_store_advice(database)}"
+        ) from None
     if row is None:
-        raise ProfcastError(f"tracking store {uri}: its schema version is empty (an interrupted creation?); "
-                            "remove the file or pick another store")
+        raise ProfcastError(
+            f"tracking store {uri}: its schema version is empty (an interrupted creation?); "
+            "remove the file or pick another store"
+        )
     return row[0]
 
 

@@ -14,8 +14,10 @@ SUMMARY_METRICS = ("wape", "cell_ape_median", "mape_median", "total_mape", "batc
 
 def target_table(results: dict[str, dict]) -> pd.DataFrame:
     """One row per target with its headline metrics (percentages), worst WAPE first."""
-    rows = [{"target": target, **{name: metrics.get(name) for name in SUMMARY_METRICS if name in metrics}}
-            for target, metrics in results.items()]
+    rows = [
+        {"target": target, **{name: metrics.get(name) for name in SUMMARY_METRICS if name in metrics}}
+        for target, metrics in results.items()
+    ]
     table = pd.DataFrame(rows)
     if "wape" in table:
         table = table.sort_values("wape", ascending=False, kind="stable")

@@ -40,8 +40,7 @@ class SweepParentRun(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow import MlflowClient
 
-        from profcast.errors import print_error
-        from profcast.errors import ProfcastError
+        from profcast.errors import ProfcastError, print_error
         from profcast.stops import install_stop_handlers
         from profcast.tracking.store import configure_tracking, tracking_uri
         from profcast.tracking.sweep_runs import SWEEP_DIR_TAG, check_launcher_store
@@ -56,10 +55,14 @@ class SweepParentRun(Callback):
         swept = " ".join(str(item) for item in (config.hydra.overrides.get("task") or []))
         run = MlflowClient().create_run(
             experiment_id,
-            run_name=f"sweep {config.anchor}: {swept}".strip().rstrip(":"),  # the UI's one row for the sweep says what varied
-            tags={SWEEP_DIR_TAG: str(config.hydra.sweep.dir),  # how jobs in other processes find it
-                  "profcast.run_kind": "sweep",
-                  "mlflow.note.content": f"Hydra sweep `{swept}`; expand the row for its jobs."},
+            run_name=f"sweep {config.anchor}: {swept}".strip().rstrip(
+                ":"
+            ),  # the UI's one row for the sweep says what varied
+            tags={
+                SWEEP_DIR_TAG: str(config.hydra.sweep.dir),  # how jobs in other processes find it
+                "profcast.run_kind": "sweep",
+                "mlflow.note.content": f"Hydra sweep `{swept}`; expand the row for its jobs.",
+            },
         )
         os.environ[PARENT_RUN_ENV] = run.info.run_id
         install_stop_handlers()

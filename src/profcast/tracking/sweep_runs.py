@@ -53,7 +53,9 @@ def child_runs(parent_run_id: str) -> list:
     experiment_id = client.get_run(parent_run_id).info.experiment_id
     runs, page_token = [], None
     while True:
-        page = client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=1000, page_token=page_token)
+        page = client.search_runs(
+            [experiment_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=1000, page_token=page_token
+        )
         runs.extend(page)
         page_token = page.token
         if not page_token:
@@ -78,7 +80,11 @@ def end_sweep(parent_run_id: str, status: str) -> list[str]:
                     client.set_terminated(target.info.run_id, "KILLED")
             client.set_terminated(job.info.run_id, "KILLED")
             killed.append(job.info.run_id)
-            log.warning("sweep: job run %s (%s) never ended (its process died); marked KILLED", job.info.run_id, job.info.run_name)
+            log.warning(
+                "sweep: job run %s (%s) never ended (its process died); marked KILLED",
+                job.info.run_id,
+                job.info.run_name,
+            )
     client.set_terminated(parent_run_id, status)
     return killed
 

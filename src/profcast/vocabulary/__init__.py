@@ -44,8 +44,12 @@ class Mapping:
 
     def as_dict(self) -> dict:
         """The table as plain data (stored in a job model's manifest as JSON)."""
-        return {"categories": dict(self.categories), "strip": list(self.strip), "exact": dict(self.exact),
-                "rules": [{"pattern": pattern, "category": category} for pattern, category in self.rules]}
+        return {
+            "categories": dict(self.categories),
+            "strip": list(self.strip),
+            "exact": dict(self.exact),
+            "rules": [{"pattern": pattern, "category": category} for pattern, category in self.rules],
+        }
 
 
 def mapping_from_dict(table: dict, source: str = "vocabulary table") -> Mapping:
@@ -67,7 +71,9 @@ def mapping_from_dict(table: dict, source: str = "vocabulary table") -> Mapping:
         try:
             re.compile(str(rule["pattern"]))
         except re.error as error:
-            raise ProfcastError(f"{source}: rule {number} pattern {rule['pattern']!r} is not a regular expression ({error})") from None
+            raise ProfcastError(
+                f"{source}: rule {number} pattern {rule['pattern']!r} is not a regular expression ({error})"
+            ) from None
         rules.append((str(rule["pattern"]), str(rule["category"])))
     used = set(exact.values()) | {category for _, category in rules}
     if categories:
@@ -104,7 +110,7 @@ def split_prefix(column: str) -> tuple[str, str]:
     """(``Device_``, ``addmm``) for ``Device_addmm``; ("", name) for a column without a side prefix."""
     for prefix in PREFIXES:
         if column.startswith(prefix):
-            return prefix, column[len(prefix):]
+            return prefix, column[len(prefix) :]
     return "", column
 
 
@@ -119,7 +125,9 @@ def to_canonical(profile: pd.DataFrame, mapping: Mapping, keep=()) -> tuple[pd.D
     kept = [column for column in profile.columns if column not in set(ops)]
     renamed = {column: canonical_column(column, mapping) for column in ops}
     targets = list(dict.fromkeys(name for name, _ in renamed.values()))
-    values = profile[ops].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float) if ops else np.zeros((len(profile), 0))
+    values = (
+        profile[ops].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float) if ops else np.zeros((len(profile), 0))
+    )
     summed = {}
     for target in targets:
         members = [i for i, column in enumerate(ops) if renamed[column][0] == target]
@@ -129,10 +137,22 @@ def to_canonical(profile: pd.DataFrame, mapping: Mapping, keep=()) -> tuple[pd.D
     canonical = pd.concat([profile[kept].reset_index(drop=True), pd.DataFrame(summed, columns=sorted(targets))], axis=1)
     canonical.index = profile.index
     all_time = float(np.nansum(values))
-    rows = [{"column": column, "name": split_prefix(column)[1], "canonical_column": target, "time_us": float(np.nansum(values[:, i])),
-             "share": float(np.nansum(values[:, i])) / all_time if all_time > 0 else 0.0}
-            for i, (column, (target, matched)) in enumerate(renamed.items()) if not matched]
-    unmapped = pd.DataFrame(rows, columns=UNMAPPED_COLUMNS).sort_values("share", ascending=False, kind="stable").reset_index(drop=True)
+    rows = [
+        {
+            "column": column,
+            "name": split_prefix(column)[1],
+            "canonical_column": target,
+            "time_us": float(np.nansum(values[:, i])),
+            "share": float(np.nansum(values[:, i])) / all_time if all_time > 0 else 0.0,
+        }
+        for i, (column, (target, matched)) in enumerate(renamed.items())
+        if not matched
+    ]
+    unmapped = (
+        pd.DataFrame(rows, columns=UNMAPPED_COLUMNS)
+        .sort_values("share", ascending=False, kind="stable")
+        .reset_index(drop=True)
+    )
     return canonical, unmapped
 
 
@@ -142,8 +162,10 @@ def unmapped_note(unmapped: pd.DataFrame, shown: int = 8) -> str | None:
         return None
     names = ", ".join(f"{row.column} ({100 * row.share:.1f}%)" for row in unmapped.head(shown).itertuples())
     more = f" and {len(unmapped) - shown} more" if len(unmapped) > shown else ""
-    return (f"{len(unmapped)} op column(s) not in the canonical vocabulary went to '{OTHER}' "
-            f"({100 * unmapped['share'].sum():.1f}% of op time): {names}{more}")
+    return (
+        f"{len(unmapped)} op column(s) not in the canonical vocabulary went to '{OTHER}' "
+        f"({100 * unmapped['share'].sum():.1f}% of op time): {names}{more}"
+    )
 
 
 class Vocabulary:
@@ -157,7 +179,9 @@ class Vocabulary:
         self.name = CANONICAL if self.canonical else NATIVE
         self.extra = extra
         if extra and not self.canonical:
-            raise ProfcastError("vocabulary.extra applies to the canonical vocabulary; use vocabulary=canonical vocabulary.extra=PATH")
+            raise ProfcastError(
+                "vocabulary.extra applies to the canonical vocabulary; use vocabulary=canonical vocabulary.extra=PATH"
+            )
         self.mapping = load_mapping(extra) if self.canonical else None
 
     def apply(self, profile: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
