@@ -77,3 +77,23 @@ def test_a_legacy_name_is_trusted_only_as_the_profcast_class_it_stands_for():
     assert not _trusted(current_type_name("src.models.ratio.np"))  # a name the module imports is not a class of ours
     assert not _trusted(current_type_name("src.models.nosuch.Thing"))
     assert not _trusted("src.evil.Payload")
+
+
+@pytest.mark.slow
+def test_a_model_logged_before_the_rename_still_serves_from_a_checkout(tmp_path):
+    """`mlflow models serve` imports the loader its MLmodel names (src.serve.job_model): from a checkout
+    that name still resolves, through today's loader, and the server answers as the old code did."""
+    import json
+    import urllib.request
+
+    from profcast.servers.model_server import ModelServer
+
+    example = json.loads((LEGACY_MODEL / "serving_input_example.json").read_text())
+    with ModelServer(str(LEGACY_MODEL), tmp_path / "server.log", cwd=REPO) as server:
+        request = urllib.request.Request(
+            f"{server.url}/invocations", data=json.dumps(example).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=120) as reply:
+            answer = pd.DataFrame(json.load(reply)["predictions"])
+    answer = pd.read_csv(io.StringIO(answer.to_csv(index=False)))
+    pd.testing.assert_frame_equal(answer, pd.read_csv(LEGACY_ANSWER), check_exact=False, rtol=1e-12)
