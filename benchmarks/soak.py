@@ -119,7 +119,7 @@ def group_rss_mb(leader: int) -> float:
 
 def champion_version(regressor: str) -> str:
     """Train, register the job as the anchor's champion, check it; the checked version's URI."""
-    from profcast.serve.registry import champion_uri
+    from profcast.registration.champion import champion_uri
     from profcast.serve.registry_check import checked_version_uri
 
     train_job_model(regressor)

@@ -185,6 +185,7 @@ def test_runtime_choices_name_the_options(profile_csv):
         "regressor": "ratio",
         "pairing": "cross",
         "whatif": "sizes",
+        "vocabulary": "native",
     }
     assert job.pairs["fast.gpu"].mode == "cross"
 

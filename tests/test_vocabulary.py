@@ -333,7 +333,7 @@ def attention_block():
     return block, torch.randn(block.batch, block.seq, block.width)
 
 
-def profiled_steps(block, x, folder, steps: int = 4) -> tuple[dict, dict]:
+def profiled_steps(block, x, folder, steps: int = 10) -> tuple[dict, dict]:
     """The same training steps (forward, backward) seen two ways: a torch.profiler CPU trace, read as
     any trace (op times per step), and NeuSight's FX-node naming, ``Device_<kind>_fw``, ``_bw`` and
     ``_acc`` µs per step, kind = module class, function or method name.

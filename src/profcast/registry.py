@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     from profcast.tracking.store import configure_tracking, use_store
 
     if args.check:
-        from profcast.serve.registry import champion_uri
+        from profcast.registration.champion import champion_uri
         from profcast.serve.registry_check import checked_version_uri
 
         if not (args.model or args.anchor):
