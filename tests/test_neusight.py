@@ -229,7 +229,7 @@ def test_offline_without_files_is_one_line_naming_the_folder(tmp_path, monkeypat
     def offline(url, timeout=None):
         raise urllib.error.URLError("Temporary failure in name resolution")
 
-    monkeypatch.setattr(neusight_data.urllib.request, "urlopen", offline)
+    monkeypatch.setattr("urllib.request.urlopen", offline)
     monkeypatch.setenv("PROFCAST_CACHE_DIR", str(tmp_path))
     with pytest.raises(ProfcastError) as error:
         load_neusight_profiles()

@@ -12,19 +12,16 @@ are counted in a log line, only files whose bytes differ are refused.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import logging
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from profcast.errors import ProfcastError
+from profcast.ingest.downloads import CACHE_ENV_VAR, fetch, make_folder, write_atomically
 from profcast.ingest.neusight import read_neusight_label
-from profcast.ingest.profet import CACHE_ENV_VAR, _make_folder, _write_atomically
 from profcast.ingest.tables import validate_profiles
 
 log = logging.getLogger(__name__)
@@ -91,19 +88,16 @@ def download_neusight(folder: Path, entries: list[ManifestEntry], timeout: float
     """Download ``entries`` into ``folder`` (repository layout), each verified before it is written."""
     for entry in entries:
         url = neusight_url(entry.path)
-        log.info("downloading %s", url)
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                data = response.read()
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-            cause = exc.reason if type(exc) is urllib.error.URLError else exc
-            reason = " ".join(str(cause).split())
-            raise ProfcastError(
+        data = fetch(
+            url,
+            timeout,
+            lambda url, reason: (
                 f"cannot download the NeuSight label files: {url} failed ({reason}); to install them by hand, put "
                 f"{LABEL_ROOT}/ of github.com/{NEUSIGHT_REPO} commit {NEUSIGHT_COMMIT[:12]} into {folder}"
-            ) from None
+            ),
+        )
         _check(data, entry, url, "not saved")
-        _write_atomically(folder / entry.path, lambda staging: staging.write_bytes(data))
+        write_atomically(folder / entry.path, lambda staging: staging.write_bytes(data))
 
 
 def load_neusight_profiles(path=None, mode: str = "both", timeout: float = 10, cache_dir=None) -> pd.DataFrame:
@@ -121,7 +115,7 @@ def load_neusight_profiles(path=None, mode: str = "both", timeout: float = 10, c
         absent = [e for e in entries if not local_file(folder, e).is_file()]
         if absent:
             try:
-                _make_folder(folder)
+                make_folder(folder)
                 download_neusight(folder, absent, timeout)
             except ProfcastError as problem:
                 if len(absent) == len(entries):  # nothing to fall back on: the one line names the folder
@@ -187,7 +181,7 @@ def _cached_table(folder: Path, present: list[ManifestEntry], cache: Path) -> pd
     table = table[keys + ops].sort_values(["instance_name", "optimizer", "model", "batchsize"], kind="stable")
     table = validate_profiles(table.reset_index(drop=True), source=f"NeuSight dataset ({folder})")
     try:
-        _write_atomically(table_path, lambda staging: table.to_parquet(staging, index=False))
+        write_atomically(table_path, lambda staging: table.to_parquet(staging, index=False))
     except ProfcastError as problem:  # a read-only cache still gives the table, parsed again next time
         log.warning("%s", problem)
     return table

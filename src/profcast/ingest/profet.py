@@ -17,19 +17,16 @@ are read once. Without network, put the four files into ``profet_cache_dir()`` b
 from __future__ import annotations
 
 import hashlib
-import http.client
 import io
 import logging
 import os
 import pickle
-import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
 
 from profcast.errors import ProfcastError
+from profcast.ingest.downloads import CACHE_ENV_VAR, fetch, make_folder, write_atomically
 from profcast.ingest.tables import validate_profiles
 from profcast.schema import LATENCY_COLUMNS, RUN_KEYS
 
@@ -46,7 +43,6 @@ PROFET_FILES = {
     "anchor_p3.pickle": "ccbab59840e4ab2df21baf7f8966544467b3b3d5e38a61cf7f3547b67a39fcbf",
 }
 # The same variable the embedded dataset's cache honours: one setting moves every cache.
-CACHE_ENV_VAR = "PROFCAST_CACHE_DIR"
 TABLE_FILE = f"profiles-{PROFET_COMMIT[:12]}.parquet"
 # The pickles hold 15 CNNs; the project's real-data table (../shared/data/profet, behind every
 # accuracy figure in the README) holds 12 of them. data=profet gives that same table by default so
@@ -99,26 +95,22 @@ def download_profet(dest: str | Path, timeout: float = 10, names=None) -> list[P
     """Download the PROFET pickles (all, or ``names``) into ``dest``, each verified before it is written."""
     dest = Path(dest)
     names = list(PROFET_FILES) if names is None else list(names)
-    _make_folder(dest)
+    make_folder(dest)
     written = []
     for name in names:
         url = profet_url(name)
-        log.info("downloading %s", url)
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                data = response.read()
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-            # The first failure ends the download: offline, trying the other files only adds delay.
-            # HTTPError's own text carries the status ("HTTP Error 404: Not Found"); other URLErrors wrap the cause.
-            cause = exc.reason if type(exc) is urllib.error.URLError else exc
-            reason = " ".join(str(cause).split())
-            raise ProfcastError(
+        # The first failure ends the download: offline, trying the other files only adds delay.
+        data = fetch(
+            url,
+            timeout,
+            lambda url, reason: (
                 f"cannot download the PROFET dataset: {url} failed ({reason}); to install them by hand, put "
                 f"{', '.join(names)} from github.com/{PROFET_REPO} commit {PROFET_COMMIT[:12]} "
                 f"({PROFET_DATA_PATH}/) into {dest}"
-            ) from None
+            ),
+        )
         _check_sha256(data, name, url, PROFET_FILES[name], "not saved")
-        written.append(_write_atomically(dest / name, lambda staging: staging.write_bytes(data)))
+        written.append(write_atomically(dest / name, lambda staging: staging.write_bytes(data)))
     return written
 
 
@@ -138,7 +130,7 @@ def load_profet_profiles(all_models: bool = False, cache_dir=None, timeout: floa
             ) from None
     else:
         table = _build_table(folder, timeout)
-        _write_atomically(table_path, lambda staging: table.to_parquet(staging, index=False))
+        write_atomically(table_path, lambda staging: table.to_parquet(staging, index=False))
     if not all_models:
         table = table[~table["model"].isin(MODELS_LEFT_OUT)]
         # Ops only the left-out models run (MobileNetV2's depthwise convolutions) would be all-zero columns.
@@ -197,33 +189,3 @@ def _check_sha256(data: bytes, name: str, where: str, expected: str, consequence
             f"{where}: SHA-256 {actual[:16]}... does not match {name} of {PROFET_REPO} commit "
             f"{PROFET_COMMIT[:12]} ({expected[:16]}...); {consequence}"
         )
-
-
-def _make_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ProfcastError(
-            f"cannot create {folder} ({exc.strerror}); set {CACHE_ENV_VAR} to a writable folder"
-        ) from None
-
-
-def _write_atomically(final: Path, write) -> Path:
-    """Let ``write(path)`` fill a staging file beside ``final``, then rename it: never a half-written file."""
-    _make_folder(final.parent)
-    staging = None
-    try:
-        handle, name = tempfile.mkstemp(prefix=f".{final.name}-", suffix=".partial", dir=final.parent)
-        os.close(handle)
-        staging = Path(name)
-        write(staging)
-        os.chmod(staging, 0o644)  # mkstemp makes it private; the cache is meant to be shared
-        os.replace(staging, final)
-    except OSError as exc:
-        raise ProfcastError(
-            f"cannot write {final} ({exc.strerror}); set {CACHE_ENV_VAR} to a writable folder"
-        ) from None
-    finally:
-        if staging is not None:
-            staging.unlink(missing_ok=True)
-    return final
