@@ -365,10 +365,16 @@ def test_predict_cli_refuses_in_one_line(case, trained, tmp_path):
 
 
 # ---- HTTP: mlflow models serve answers 400, never 500, with valid JSON and no stack trace ------------
+# One anchor run of the training table as a request: every op column, as the model was trained on.
+_ANCHOR_ROW = synthetic_profiles().query("instance_name == 'slow.gpu'").iloc[0]
+WHOLE_PROFILE = {
+    column: float(_ANCHOR_ROW[column]) for column in _ANCHOR_ROW.index if column.startswith(("Device_", "Host_"))
+}
+
 HTTP_CASES = {
     "good": (
         "application/json",
-        json.dumps({"dataframe_records": [{"Device_Conv2D": 100.0, "Host_IDLE": 500.0}]}),
+        json.dumps({"dataframe_records": [WHOLE_PROFILE]}),  # a whole profile: a few ops alone read as a tiny job
         200,
         "predictions",
     ),
@@ -398,6 +404,12 @@ HTTP_CASES = {
         json.dumps({"dataframe_records": [{"Device_Conv2D": "abc"}]}),
         400,
         "Device_Conv2D",
+    ),
+    "few_ops": (  # a few op times of a profile: a job far smaller than any trained on
+        "application/json",
+        json.dumps({"dataframe_records": [{"Device_Conv2D": 100.0, "Host_IDLE": 500.0}]}),
+        400,
+        "outside what this model can answer",
     ),
     "unknown_target": (
         "application/json",

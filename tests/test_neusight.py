@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from profcast.errors import ProfcastError
-from profcast.ingest import neusight_data
 from profcast.ingest.neusight import instance_slug, op_kind, read_neusight_label
 from profcast.ingest.neusight_data import load_neusight_profiles, read_manifest, select_mode
 from profcast.ingest.profile_files import profile_kind, read_profile_tree

@@ -195,11 +195,37 @@ RANGE = trained_range(pd.DataFrame({"batchsize": [32, 64, 128], "dataset": ["224
 
 
 def test_trained_range_reads_batch_and_leading_input_size():
-    assert RANGE == {"batchsize": [32.0, 128.0], "input_size": [32.0, 224.0]}
-    assert merged_range([RANGE, {"batchsize": [8.0, 16.0], "input_size": None}]) == {
+    assert RANGE == {"batchsize": [32.0, 128.0], "input_size": [32.0, 224.0], "op_total": None}
+    assert merged_range([RANGE, {"batchsize": [8.0, 16.0], "input_size": None, "op_total": [10.0, 20.0]}]) == {
         "batchsize": [8.0, 128.0],
         "input_size": [32.0, 224.0],
+        "op_total": [10.0, 20.0],
     }
+
+
+def test_trained_range_keeps_the_span_of_the_profiles_op_totals():
+    keys = pd.DataFrame({"batchsize": [32, 64], "dataset": ["cifar10", "cifar10"]})
+    assert trained_range(keys, [1500.0, 400.0])["op_total"] == [400.0, 1500.0]
+
+
+@pytest.mark.parametrize(
+    "totals, refused",
+    [
+        ([199.0], "row 0: its op times add up to 199 µs per step"),  # below 400 / 2
+        ([500.0, 3001.0], "row 1: its op times add up to 3001"),  # above 1500 * 2
+        ([200.0, 3000.0], None),  # the factor's edges are still answered
+    ],
+)
+def test_a_profile_far_outside_the_trained_op_totals_is_refused(totals, refused):
+    from profcast.jobmodel.trained_range import check_op_total_in_range
+
+    trained = {"batchsize": None, "input_size": None, "op_total": [400.0, 1500.0]}
+    if refused is None:
+        check_op_total_in_range(totals, trained)
+    else:
+        with pytest.raises(ProfcastError, match=refused):
+            check_op_total_in_range(totals, trained)
+    check_op_total_in_range([1e12], None)  # a model saved before ranges existed answers as before
 
 
 @pytest.mark.parametrize(
@@ -311,7 +337,17 @@ def test_manifest_records_the_trained_sizes_as_json(weird_job):
 
     folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=weird_job["model_uri"]))
     manifest = json.loads(next(folder.rglob(MANIFEST_FILE)).read_text())
-    assert manifest["trained_range"] == {"batchsize": [32.0, 128.0], "input_size": None}  # mnist/cifar10 carry no size
+    recorded = manifest["trained_range"]
+    assert {key: recorded[key] for key in ("batchsize", "input_size")} == {
+        "batchsize": [32.0, 128.0],
+        "input_size": None,
+    }
+    # mnist/cifar10 carry no size; the op totals span the anchor's training profiles (features=all: every op)
+    from profcast.schema import op_columns
+
+    anchor = weird_profiles().query("instance_name == 'slow.gpu'")
+    totals = anchor[op_columns(anchor.columns)].sum(axis=1)
+    assert recorded["op_total"] == pytest.approx([totals.min(), totals.max()])
 
 
 @pytest.fixture(scope="module")
@@ -353,14 +389,19 @@ def test_hostile_request_is_a_400_in_one_line(case, weird_server):
 
 
 def test_requests_within_the_limits_are_answered_with_the_profiler_names(weird_server):
-    status, text = post(
-        weird_server, "application/json", records([{OP: 1.0, "Device_<lambda>": 2.0, "batchsize": 64}] * 40)
-    )
+    from profcast.schema import op_columns
+
+    anchor = weird_profiles().query("instance_name == 'slow.gpu'")
+    profile = {**anchor[op_columns(anchor.columns)].iloc[0].to_dict(), "batchsize": 64}  # a whole profile, as trained
+    status, text = post(weird_server, "application/json", records([profile] * 40))
     assert status == 200 and len(json.loads(text)["predictions"]) == 40 and OP in json.loads(text)["predictions"][0]
     status, text = post(
-        weird_server, "application/json", records([{OP: 1.0}] * 41, output="totals")
+        weird_server, "application/json", records([profile] * 41, output="totals")
     )  # 10x rows for totals
     assert status == 200 and len(json.loads(text)["predictions"]) == 41
+    # A few op times of a whole profile read as a job far smaller than any trained on: refused, not a tiny forecast.
+    status, text = post(weird_server, "application/json", records([{OP: 1.0, "Device_<lambda>": 2.0, "batchsize": 64}]))
+    assert status == 400 and "outside what this model can answer" in text
 
 
 def test_server_still_answers_after_the_hostile_requests(weird_server):

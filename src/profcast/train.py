@@ -195,7 +195,9 @@ def evaluate_target(paired: PairedRuns, job: Job) -> TargetResult:
         model=model,
         input_example=anchor_frame.head(3),
         extras=extras,
-        trained_range=trained_range(paired.keys),
+        trained_range=trained_range(
+            paired.keys, op_part(paired.anchor_profile.reindex(columns=columns, fill_value=0.0)).sum(axis=1)
+        ),
     )
 
 

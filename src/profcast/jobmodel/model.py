@@ -28,8 +28,8 @@ from profcast.jobmodel.requests import (
     unknown_columns,
 )
 from profcast.jobmodel.shared_neighbours import shared_neighbour_groups
-from profcast.jobmodel.trained_range import check_in_range
-from profcast.schema import BATCH_LATENCY
+from profcast.jobmodel.trained_range import check_in_range, check_op_total_in_range
+from profcast.schema import BATCH_LATENCY, op_part
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,8 @@ class JobModel:
         anchor_profiles = checked_anchor_profiles(profiles, self.op_columns, self.anchor)
         check_in_range(profiles, self.trained_range)  # before any model runs: no silent extrapolation
         wanted = requested_targets(profiles, self.targets)
+        if self.trained_range is not None:  # a whole profile far outside the training profiles: no silent extrapolation
+            check_op_total_in_range(op_part(anchor_profiles).sum(axis=1).to_numpy(), self.trained_range)
         every_target = bool(wanted.isna().all())
         shared = {}
         if every_target:  # a request for a subset of targets takes the per-target path

@@ -13,7 +13,7 @@ from pathlib import Path
 from profcast.errors import ProfcastError, first_line
 from profcast.jobmodel.legacy import current_type_name, legacy_names_resolved
 from profcast.jobmodel.model import JobModel, use_one_thread
-from profcast.jobmodel.trained_range import CHECKED, RANGE_KEY
+from profcast.jobmodel.trained_range import RANGE_KEY, RANGES
 from profcast.schema import BATCH_LATENCY, union_columns
 
 # The module MLflow loads a job model through (the serving layer's adapter); named here for the
@@ -154,8 +154,7 @@ def _checked_range(value, folder: Path) -> dict | None:
         return None
     try:
         return {
-            name: None if value.get(name) is None else [float(value[name][0]), float(value[name][1])]
-            for name in CHECKED
+            name: None if value.get(name) is None else [float(value[name][0]), float(value[name][1])] for name in RANGES
         }
     except (AttributeError, TypeError, ValueError, IndexError, KeyError):
         raise ProfcastError(f"{folder}: not a profcast job model folder ('{RANGE_KEY}' is not a size range)") from None
