@@ -190,7 +190,8 @@ def test_server_accepts_partial_profiles_and_logs_ignored_columns(server):
         server,
         {
             "dataframe_records": [
-                {"Device_Conv2D": 1200.0, "Host_IDLE": 90, "Device_Warp_Drive": 3.0, "target_instance": "fast.gpu"}
+                # two known ops of a profile (adding up inside the trained op totals) and one never seen
+                {"Device_Conv2D": 3000.0, "Host_IDLE": 900, "Device_Warp_Drive": 3.0, "target_instance": "fast.gpu"}
             ]
         },
     )
