@@ -139,6 +139,10 @@ def test_mapping_twice_changes_nothing(mapping):
         ("_cudnn_rnn_backward", "recurrent"),
         ("LSTM_fw", "recurrent"),
         ("Conv1D_fw", "dense_matmul"),  # HuggingFace's Conv1D is a Linear
+        ("torch::autograd::AccumulateGrad", "optimizer_update"),  # a CPU trace's name for it
+        ("isneginf", "elementwise_activation"),  # nn.TransformerEncoderLayer's mask check
+        ("select_backward", "data_movement_layout"),
+        ("ReshapeAliasBackward0", "data_movement_layout"),
     ],
 )
 def test_names_of_every_framework_map_to_their_category(mapping, name, category):
@@ -161,6 +165,26 @@ def test_every_op_of_the_generated_study_has_a_category(mapping):
     names = {row[0] for workload in workloads() for row in workload_step_ops(workload).rows}
     assert {"CudnnRNN", "Conv2DBackpropFilter", "MatMul"} <= names
     assert not [name for name in sorted(names) if mapping.category(name) is None]
+
+
+def test_a_cpu_only_run_counts_its_host_work_as_the_device_work(mapping):
+    """A torch trace of a CPU-only run has its op time on the host side; TensorFlow puts a CPU's ops on the
+    device side. Canonically both are device work, but idle time and launch calls stay on the host."""
+    rows = pd.DataFrame(
+        [
+            {"Host_addmm": 300.0, "Host_add": 50.0, "Host_IDLE": 10.0, "Host_cudaLaunchKernel": 5.0},  # CPU-only
+            {"Host_addmm": 7.0, "Device_addmm": 200.0, "Device_IDLE": 20.0, "Host_IDLE": 1.0},  # a GPU run
+        ]
+    )
+    canonical, _ = to_canonical(rows, mapping)
+    cpu, gpu = canonical.iloc[0], canonical.iloc[1]
+
+    assert cpu["Device_dense_matmul"] == 300.0 and cpu["Device_elementwise_activation"] == 50.0
+    assert cpu["Host_dense_matmul"] == 0.0 and cpu["Host_idle"] == 10.0 and cpu["Host_host_launch_overhead"] == 5.0
+    assert gpu["Device_dense_matmul"] == 200.0 and gpu["Host_dense_matmul"] == 7.0  # device work: nothing moves
+    assert gpu["Device_elementwise_activation"] == 0.0
+    op_sum = canonical[op_columns(canonical.columns)].sum(axis=1)
+    pd.testing.assert_series_equal(op_sum, rows.sum(axis=1), check_names=False)  # no time lost or added
 
 
 def test_an_extra_table_overrides_names_and_adds_rules_first(tmp_path):

@@ -27,6 +27,7 @@ from profcast.jobmodel.requests import (
 from profcast.schema import BATCH_LATENCY, op_part, union_columns
 from profcast.tracking import plots
 from profcast.tracking.metric_keys import metric_keys
+from profcast.vocabulary import canonical_request_columns
 
 
 def flat_config(cfg: DictConfig, skip: tuple[str, ...] = ()) -> dict[str, str]:
@@ -221,7 +222,8 @@ def log_job_model(
             sizes=merged_range(ranges) if any(ranges) else None,
             vocabulary=vocabulary,
         )
-        accepted = union_columns([op_columns, native_op_columns or []])
+        # A canonical model also takes any canonical column: a profile of another framework, mapped first.
+        accepted = union_columns([op_columns, native_op_columns or [], canonical_request_columns(vocabulary)])
         logged = mlflow.pyfunc.log_model(
             name=JOB_MODEL_NAME,
             loader_module=LOADER_MODULE,

@@ -24,6 +24,9 @@ from profcast.schema import op_columns
 DEFAULT_TABLE = Path(__file__).with_name("canonical.yaml")
 PREFIXES = ("Device_", "Host_")
 OTHER = "other"
+IDLE = "idle"
+# A CPU-only run's host categories that stay on the host side (the rest is the device's work there).
+STAYS_ON_HOST_IN_CPU_RUNS = frozenset({IDLE, "host_launch_overhead"})
 NATIVE, CANONICAL = "native", "canonical"
 # An unmapped-names report: one row per profile column that fell into `other`.
 UNMAPPED_COLUMNS = ["column", "name", "canonical_column", "time_us", "share"]
@@ -134,6 +137,8 @@ def to_canonical(profile: pd.DataFrame, mapping: Mapping, keep=()) -> tuple[pd.D
         block = values[:, members]
         total = np.nansum(block, axis=1)
         summed[target] = np.where(np.isnan(block).all(axis=1), np.nan, total)
+    _host_work_of_cpu_runs_to_device(summed, len(profile))
+    targets = list(summed)
     canonical = pd.concat([profile[kept].reset_index(drop=True), pd.DataFrame(summed, columns=sorted(targets))], axis=1)
     canonical.index = profile.index
     all_time = float(np.nansum(values))
@@ -154,6 +159,36 @@ def to_canonical(profile: pd.DataFrame, mapping: Mapping, keep=()) -> tuple[pd.D
         .reset_index(drop=True)
     )
     return canonical, unmapped
+
+
+def _host_work_of_cpu_runs_to_device(summed: dict[str, np.ndarray], rows: int) -> None:
+    """In a row with no device work (a run on the CPU alone), the host's op time is the device's work.
+
+    TensorFlow reports ops on ``/device:CPU:0`` as device ops (``Device_Conv2D``); a PyTorch trace of a
+    CPU-only run has no device events, so the same work arrives as ``Host_`` self times. Canonical
+    columns must mean the same whichever framework measured them, so in such a row every ``Host_``
+    category but idle time and launch overhead moves to its ``Device_`` column (in place).
+    """
+    device = [column for column in summed if column.startswith("Device_") and column != f"Device_{IDLE}"]
+    device_work = np.zeros(rows)
+    for column in device:
+        device_work += np.nan_to_num(summed[column])
+    moved = [
+        column
+        for column in summed
+        if column.startswith("Host_") and split_prefix(column)[1] not in STAYS_ON_HOST_IN_CPU_RUNS
+    ]
+    host_work = np.zeros(rows)
+    for column in moved:
+        host_work += np.nan_to_num(summed[column])
+    cpu_run = (device_work <= 0) & (host_work > 0)
+    if not cpu_run.any():
+        return
+    for column in moved:
+        target = f"Device_{split_prefix(column)[1]}"
+        into = summed.get(target, np.zeros(rows))
+        summed[target] = np.where(cpu_run, np.nan_to_num(into) + np.nan_to_num(summed[column]), into)
+        summed[column] = np.where(cpu_run, 0.0, summed[column])
 
 
 def unmapped_note(unmapped: pd.DataFrame, shown: int = 8) -> str | None:
@@ -193,6 +228,15 @@ class Vocabulary:
     def stored(self) -> dict | None:
         """What a job model keeps to map its requests alike: None (native) or the name and the whole table."""
         return None if self.mapping is None else {"name": self.name, "table": self.mapping.as_dict()}
+
+
+def canonical_request_columns(stored: dict | None) -> list[str]:
+    """Every ``Device_``/``Host_`` column of a stored canonical vocabulary's categories (none for native):
+    what a served canonical model accepts beside the names it was trained on."""
+    mapping = mapping_from_stored(stored)
+    if mapping is None:
+        return []
+    return [f"{prefix}{category}" for prefix in PREFIXES for category in mapping.categories]
 
 
 def mapping_from_stored(stored: dict | None) -> Mapping | None:
