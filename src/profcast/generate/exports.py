@@ -9,7 +9,7 @@ from profcast.errors import ProfcastError
 from profcast.generate.costs import StepModel, run_rows
 from profcast.generate.hardware import INSTANCES
 from profcast.generate.networks import Workload, workloads
-from profcast.ingest.tfstats import SIDECAR_SUFFIX
+from profcast.ingest.tfstats import REQUIRED_COLUMNS, SIDECAR_SUFFIX
 
 # Bump when the generated values change, so cached copies of older output are not reused.
 GENERATOR_VERSION = 1
@@ -18,16 +18,9 @@ EXPERIMENTS = ["exp1", "exp2", "exp3"]
 # As in the original study, the smallest instance was only profiled in the first repetition.
 ONLY_IN_FIRST_EXPERIMENT = {"g3s.xlarge"}
 
+# TensorBoard's full tf_stats header: the columns the reader requires, then the rest of the export.
 TFSTATS_HEADER = [
-    "Rank",
-    "Host/device",
-    "Type",
-    "Operation",
-    "#Occurrences",
-    "Total time (us)",
-    "Avg. time (us)",
-    "Total self-time (us)",
-    "Avg. self-time (us)",
+    *REQUIRED_COLUMNS,
     "Total self-time on Device (%)",
     "Cumulative total-self time on Device (%)",
     "Total self-time on Host (%)",
