@@ -399,8 +399,10 @@ def recommend(args) -> str:
     return "\n".join(lines)
 
 
-def load_job_model(model_uri: str | None, anchor: str, alias: str):
-    """The job model at ``model_uri``, or the one registered for the anchor under ``alias``; one-line errors."""
+def load_job_model(model_uri: str | None, anchor: str | None, alias: str):
+    """The job model at ``model_uri``, or the one registered for the anchor under ``alias``; one-line errors.
+
+    ``anchor`` None (with a ``model_uri``) takes the model's own anchor."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -426,7 +428,7 @@ def load_job_model(model_uri: str | None, anchor: str, alias: str):
         raise ProfcastError(
             f"{uri} is not a profcast job model (no anchor in its metadata); pass a runs:/<job run>/profcast or models:/ URI"
         )
-    if model_anchor != anchor:
+    if anchor is not None and model_anchor != anchor:
         raise ProfcastError(
             f"{uri} predicts from profiles taken on {model_anchor}, not {anchor}; pass --anchor {model_anchor} or another model"
         )
