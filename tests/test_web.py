@@ -172,8 +172,8 @@ def test_requests_the_page_refuses_in_one_line(client):
         ({"batchsize": "0"}, "--batchsize 0 is not a positive integer"),
         ({"dataset_size": "-5"}, "--dataset-size -5 is not a positive number of samples"),
     ]
-    for query, words in cases:
-        answer = post_profile(client, EXAMPLE.read_bytes(), name=EXAMPLE.name, **query)
+    for query, words in cases:  # a JSON profile: it names no instance, so any anchor reads it
+        answer = post_profile(client, example_json(), name="profile.json", **query)
         assert answer.status_code == 400 and words in answer.json()["error"], (query, answer.text)
     empty = post_profile(client, b"  \n", name="empty.csv")
     assert empty.status_code == 400 and "the upload is empty" in empty.json()["error"]
