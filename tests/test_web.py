@@ -150,6 +150,18 @@ def bad_files(folder: Path):
     yield "profile.txt", b"Device_Conv2D 5\n", "holds no rows"
     other = rows[0] + "\n" + rows[1].replace(ANCHOR, "p2.xlarge")
     yield "other.csv", other.encode(), "no row was profiled on the anchor g3s.xlarge"
+    # A gzipped PyTorch trace, sent as bytes: read (its ops add up), then refused as far outside the training data.
+    trace = (
+        REPO
+        / "tests"
+        / "data"
+        / "torch_traces"
+        / "runs"
+        / "exp1"
+        / "cpu1t"
+        / "synthetic-bnconvnet-sgd-16.pt.trace.json.gz"
+    )
+    yield trace.name, trace.read_bytes(), "outside what this model can answer"
 
 
 def test_a_bad_file_gets_the_clis_one_line(client, tmp_path, capsys, monkeypatch):
