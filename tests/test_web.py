@@ -390,6 +390,14 @@ def test_the_page_shows_a_bad_files_one_line_error(browser_page, tmp_path, capsy
     page.set_input_files("#file", str(EXAMPLE))
     assert wait_for_answer(page, asked) == "ready"
     assert not page.locator("#error").is_visible() and page.locator("#results").is_visible()
+    # Pasted text is a profile too.
+    asked = int(page.evaluate("document.body.dataset.asked"))
+    page.click("#paste-box summary")
+    page.fill("#paste", example_json().decode())
+    page.click("#use-paste")
+    assert wait_for_answer(page, asked) == "ready"
+    assert page.locator("#profile-line").inner_text().startswith("profile: pasted.json (JSON profile")
+    assert sorted(shown_column(page, "instance")) == sorted(TARGETS)
 
 
 def test_the_docs_show_the_page():
