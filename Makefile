@@ -1,4 +1,4 @@
-.PHONY: help install sweep test test-all ui benchmark tracking-server tracking-server-stop
+.PHONY: help install sweep test test-all ui web benchmark tracking-server tracking-server-stop
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-21s %s\n", $$1, $$2}'
 install:  ## install profcast, its test tools, the PyTorch collector and the parallel/cluster launchers
@@ -11,6 +11,8 @@ test-all:  ## the whole suite, as CI runs it
 	python -m pytest
 ui:  ## the MLflow UI on this project's runs
 	mlflow ui  # MLflow's default store ./mlflow.db is where profcast logs
+web:  ## the forecast page at http://127.0.0.1:8000 (the champion of the chosen anchor; docs/web.md)
+	python -m profcast.web
 benchmark:  ## accuracy benchmark on the real PROFET data (../shared)
 	python -m benchmarks.accuracy --json benchmarks/results/accuracy-profiles.json
 tracking-server:  ## shared MLflow server on PostgreSQL (PROFCAST_SERVER_PORT, PROFCAST_SERVER_DIR; docs/cluster.md)

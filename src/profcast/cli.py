@@ -5,6 +5,7 @@ code 2; Ctrl-C exits 130 and a reader that stops early (``| head``) 141, without
 
     profcast train -m regressor=rf,knn anchor=g3s.xlarge     # = python -m profcast.train ...
     profcast predict --profile P --anchor g3s.xlarge          # = python -m profcast.predict ...
+    profcast web                                              # = python -m profcast.web (the forecast page)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ COMMANDS = {
     "registry": "profcast.registry",
     "generate": "profcast.generate.__main__",
     "convert": "profcast.convert",
+    "web": "profcast.web.__main__",
 }
 
 

@@ -1,13 +1,15 @@
 """Rank cloud instances for a training job by predicted step time, with epoch time, price and cost.
 
 ``recommend`` is everything ``python -m profcast.predict`` does: read the profile, load the job model
-(by default the anchor's champion), predict every target, and format the ranking (and a plot).
+(by default the anchor's champion), rank every target (``forecast``, a DataFrame with what it stands
+on, which the web page shows too) and format the ranking as text (and a plot).
 """
 
 from __future__ import annotations
 
 import math
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -128,46 +130,58 @@ def recommendation_table(
     return table.sort_values("batch_latency_s", kind="stable").reset_index(drop=True)
 
 
+TABLE_HEADER = [
+    "rank",
+    "instance",
+    "GPU",
+    "vCPUs",
+    "batch latency",
+    "80% interval (ms)",
+    "epoch time",
+    "$/hour",
+    "$/epoch",
+    "speed-up",
+    "",
+]
+RIGHT_ALIGNED = {0, 3, 4, 5, 6, 7, 8, 9}  # the header's numeric columns
+
+
+def table_cells(table: pd.DataFrame) -> list[list[str]]:
+    """The ranking's cells as the CLI prints them, one list per row in rank order (header: TABLE_HEADER)."""
+    return [
+        [
+            str(rank),
+            row.instance,
+            row.gpu,
+            "-" if row.vcpus is None or pd.isna(row.vcpus) else str(int(row.vcpus)),
+            latency_text(row.batch_latency_s),
+            _interval(row.low_s, row.high_s),
+            _duration(row.epoch_s),
+            _money(row.price_per_hour, 3),
+            _money(row.cost_per_epoch, 4),
+            "n/a" if np.isnan(row.speedup) else f"{row.speedup:.2f}x",
+            "(anchor, measured)" if row.source != "predicted" else "",
+        ]
+        for rank, row in enumerate(table.itertuples(), start=1)
+    ]
+
+
 def format_table(table: pd.DataFrame) -> str:
     """The ranking as aligned text columns."""
-    header = [
-        "rank",
-        "instance",
-        "GPU",
-        "vCPUs",
-        "batch latency",
-        "80% interval (ms)",
-        "epoch time",
-        "$/hour",
-        "$/epoch",
-        "speed-up",
-        "",
-    ]
-    lines = [header]
-    for rank, row in enumerate(table.itertuples(), start=1):
-        lines.append(
-            [
-                str(rank),
-                row.instance,
-                row.gpu,
-                "-" if row.vcpus is None or pd.isna(row.vcpus) else str(int(row.vcpus)),
-                f"{row.batch_latency_s * 1000:.2f} ms",
-                _interval(row.low_s, row.high_s),
-                _duration(row.epoch_s),
-                _money(row.price_per_hour, 3),
-                _money(row.cost_per_epoch, 4),
-                "n/a" if np.isnan(row.speedup) else f"{row.speedup:.2f}x",
-                "(anchor, measured)" if row.source != "predicted" else "",
-            ]
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    right = {0, 3, 4, 5, 6, 7, 8, 9}
+    lines = [TABLE_HEADER, *table_cells(table)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(TABLE_HEADER))]
     return "\n".join(
         "  ".join(
-            cell.rjust(width) if i in right else cell.ljust(width) for i, (cell, width) in enumerate(zip(line, widths))
+            cell.rjust(width) if i in RIGHT_ALIGNED else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(line, widths))
         ).rstrip()
         for line in lines
     )
+
+
+def latency_text(seconds: float) -> str:
+    """A step time as the table shows it, in milliseconds."""
+    return f"{seconds * 1000:.2f} ms"
 
 
 def _duration(seconds: float) -> str:
@@ -275,31 +289,48 @@ def whatif_request(anchor_profile, batchsize: int | None, input_size: int | None
     return sizes, notes
 
 
-def recommend(args) -> str:
-    """Everything the CLI does, returning the text it prints (errors raise ProfcastError)."""
-    from profcast.config import compose_train_config
-    from profcast.serve.model_info import model_lines, training_data_line
-    from profcast.tracking.store import use_store
+@dataclass
+class Forecast:
+    """One ranking and what it stands on: what ``recommend`` prints and the web page shows."""
 
-    if args.dataset_size <= 0:
-        raise ProfcastError(f"--dataset-size {args.dataset_size} is not a positive number of samples")
-    if args.batchsize is not None and args.batchsize <= 0:
-        raise ProfcastError(f"--batchsize {args.batchsize} is not a positive integer")
-    if getattr(args, "input_size", None) is not None and args.input_size <= 0:
-        raise ProfcastError(f"--input-size {args.input_size} is not a positive integer")
-    if args.plot:
-        check_plot_path(args.plot)
-    anchor_profile = read_anchor_profile(args.profile, args.anchor)
-    defaults = compose_train_config()
-    use_store(defaults.tracking_uri)
-    model, uri = load_job_model(args.model, args.anchor, defaults.registry.alias)
-    sizes, whatif_notes = whatif_request(anchor_profile, args.batchsize, getattr(args, "input_size", None))
+    table: pd.DataFrame  # recommendation_table: one row per instance, fastest first
+    anchor: str
+    profile_kind: str  # which accepted format the profile was (AnchorProfile.kind)
+    n_ops: int  # op columns in the profile
+    model_uri: str
+    metadata: dict  # the job model's metadata: anchor, regressor, training data
+    epoch: str  # "50,000 samples / batch 64 = 782 steps", or "n/a" without a batch size
+    notes: list[str]
+    sizes: dict  # the what-if request columns ({} at the profiled size)
+
+
+def check_sizes(dataset_size: int, batchsize: int | None, input_size: int | None) -> None:
+    """Refuse a samples-per-epoch, batch or input size that is not positive, naming the option."""
+    if dataset_size <= 0:
+        raise ProfcastError(f"--dataset-size {dataset_size} is not a positive number of samples")
+    if batchsize is not None and batchsize <= 0:
+        raise ProfcastError(f"--batchsize {batchsize} is not a positive integer")
+    if input_size is not None and input_size <= 0:
+        raise ProfcastError(f"--input-size {input_size} is not a positive integer")
+
+
+def forecast(
+    model,
+    uri: str,
+    anchor_profile,
+    anchor: str,
+    batchsize: int | None = None,
+    input_size: int | None = None,
+    dataset_size: int = DEFAULT_DATASET_SIZE,
+) -> Forecast:
+    """Rank every target for one anchor profile with a loaded job model, at the profiled or a what-if size."""
+    sizes, whatif_notes = whatif_request(anchor_profile, batchsize, input_size)
     profile, vocabulary_notes = in_model_vocabulary(
         model, anchor_profile.profile
     )  # a canonical model: mapped as in training
-    predicted, ignored = predict_targets(model, profile, args.anchor, sizes)
+    predicted, ignored = predict_targets(model, profile, anchor, sizes)
     notes = list(anchor_profile.notes) + whatif_notes + vocabulary_notes
-    batchsize = args.batchsize or anchor_profile.batchsize
+    batchsize = batchsize or anchor_profile.batchsize
     if batchsize is None:
         notes.append("no batch size in the profile: pass --batchsize N for epoch time and cost")
     if ignored:
@@ -307,43 +338,71 @@ def recommend(args) -> str:
         notes.append(f"ignored {len(ignored)} column(s) never seen in training: {shown}")
     measured = anchor_profile.measured_latency if not sizes else None  # measured at another size than the forecast
     if measured is None and not sizes:
-        notes.append(f"the profile has no measured batch_latency on {args.anchor}: speed-up is n/a")
-    table = recommendation_table(predicted, args.anchor, measured, batchsize, args.dataset_size, load_catalogue())
-    n_ops = len(op_columns(anchor_profile.profile.columns))
+        notes.append(f"the profile has no measured batch_latency on {anchor}: speed-up is n/a")
+    table = recommendation_table(predicted, anchor, measured, batchsize, dataset_size, load_catalogue())
     epoch = (
-        f"{args.dataset_size:,} samples / batch {batchsize} = {math.ceil(args.dataset_size / batchsize):,} steps"
+        f"{dataset_size:,} samples / batch {batchsize} = {math.ceil(dataset_size / batchsize):,} steps"
         if batchsize
         else "n/a"
     )
-    lines = [
-        f"profile: {args.profile} ({anchor_profile.kind}, {n_ops} op columns) on anchor {args.anchor}",
-        *model_lines(uri, model.metadata.metadata or {}),
-        f"epoch:   {epoch}",
-        "",
-        format_table(table),
-    ]
     if f"{BATCH_LATENCY}_low" in predicted:
         notes.append(
             "80% interval: the 10%-90% quantiles of the errors this model made on held-out models (docs/whatif.md)"
         )
-    lines += [f"note: {note}" for note in notes]
+    return Forecast(
+        table=table,
+        anchor=anchor,
+        profile_kind=anchor_profile.kind,
+        n_ops=len(op_columns(anchor_profile.profile.columns)),
+        model_uri=uri,
+        metadata=dict(model.metadata.metadata or {}),
+        epoch=epoch,
+        notes=notes,
+        sizes=sizes,
+    )
+
+
+def recommend(args) -> str:
+    """Everything the CLI does, returning the text it prints (errors raise ProfcastError)."""
+    from profcast.config import compose_train_config
+    from profcast.serve.model_info import model_lines, training_data_line
+    from profcast.tracking.store import use_store
+
+    check_sizes(args.dataset_size, args.batchsize, getattr(args, "input_size", None))
     if args.plot:
-        trained = textwrap.fill(
-            f"trained on {training_data_line(model.metadata.metadata or {})}", 75
-        )  # fits the 7-inch figure
+        check_plot_path(args.plot)
+    anchor_profile = read_anchor_profile(args.profile, args.anchor)
+    defaults = compose_train_config()
+    use_store(defaults.tracking_uri)
+    model, uri = load_job_model(args.model, args.anchor, defaults.registry.alias)
+    result = forecast(
+        model, uri, anchor_profile, args.anchor, args.batchsize, getattr(args, "input_size", None), args.dataset_size
+    )
+    lines = [
+        f"profile: {args.profile} ({result.profile_kind}, {result.n_ops} op columns) on anchor {args.anchor}",
+        *model_lines(uri, result.metadata),
+        f"epoch:   {result.epoch}",
+        "",
+        format_table(result.table),
+    ]
+    lines += [f"note: {note}" for note in result.notes]
+    if args.plot:
+        trained = textwrap.fill(f"trained on {training_data_line(result.metadata)}", 75)  # fits the 7-inch figure
         at = ", ".join(
             f"{key.split('_', 1)[1].replace('batchsize', 'batch')} {value:g}"
-            for key, value in sizes.items()
+            for key, value in result.sizes.items()
             if key.startswith("whatif_")
         )
         title = f"{Path(args.profile).name} from {args.anchor}: predicted batch latency{f' at {at}' if at else ''}\n{trained}"
-        plot_ranking(table, args.plot, title)
+        plot_ranking(result.table, args.plot, title)
         lines.append(f"plot:    {args.plot}")
     return "\n".join(lines)
 
 
-def load_job_model(model_uri: str | None, anchor: str, alias: str):
-    """The job model at ``model_uri``, or the one registered for the anchor under ``alias``; one-line errors."""
+def load_job_model(model_uri: str | None, anchor: str | None, alias: str):
+    """The job model at ``model_uri``, or the one registered for the anchor under ``alias``; one-line errors.
+
+    ``anchor`` None (with a ``model_uri``) takes the model's own anchor."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -369,7 +428,7 @@ def load_job_model(model_uri: str | None, anchor: str, alias: str):
         raise ProfcastError(
             f"{uri} is not a profcast job model (no anchor in its metadata); pass a runs:/<job run>/profcast or models:/ URI"
         )
-    if model_anchor != anchor:
+    if anchor is not None and model_anchor != anchor:
         raise ProfcastError(
             f"{uri} predicts from profiles taken on {model_anchor}, not {anchor}; pass --anchor {model_anchor} or another model"
         )

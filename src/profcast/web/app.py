@@ -1,0 +1,196 @@
+"""The forecast page's FastAPI app: the page, the anchors it offers, and one forecast per request.
+
+``POST /api/forecast`` takes the profile file's bytes as the body (no multipart: the page sends the
+file as it is, gzip included) with the anchor, the file's name and the what-if sizes in the query,
+and answers the ranking as JSON: the CLI's table cells, the raw numbers for the error bars, what the
+model stands on, the notes and the table as CSV. A bad file is a 400 with the CLI's one line.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from profcast.errors import ProfcastError, first_line
+from profcast.limits import max_request_bytes, shown_bytes
+from profcast.serve.model_info import model_lines, training_data_line
+from profcast.serve.recommend import (
+    DEFAULT_DATASET_SIZE,
+    TABLE_HEADER,
+    Forecast,
+    check_sizes,
+    forecast,
+    latency_text,
+    table_cells,
+)
+from profcast.tracking.provenance import GENERATED
+from profcast.web.champions import Champions
+from profcast.web.uploads import oversized_upload_message, read_uploaded_profile
+
+log = logging.getLogger(__name__)
+
+PROFILED_COLUMN = "profiled_latency_s"  # a what-if's table: each instance's step time at the profiled size
+
+
+def create_app(champions: Champions) -> FastAPI:
+    """The page and its API over ``champions`` (the store must already be chosen, as the CLI does)."""
+    app = FastAPI(title="profcast forecast", docs_url=None, redoc_url=None, openapi_url=None)
+    page = resources.files("profcast.web").joinpath("page.html").read_text(encoding="utf-8")
+
+    @app.exception_handler(UploadTooLarge)
+    async def too_large(request: Request, error: UploadTooLarge) -> JSONResponse:
+        return JSONResponse({"error": one_line(error)}, status_code=413)
+
+    @app.exception_handler(ProfcastError)
+    async def user_error(request: Request, error: ProfcastError) -> JSONResponse:
+        return JSONResponse({"error": one_line(error)}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, error: Exception) -> JSONResponse:
+        log.exception("forecast failed")  # the traceback goes to the server's log, one line to the page
+        return JSONResponse({"error": f"the server failed on this request ({first_line(error)})"}, status_code=500)
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return page
+
+    @app.get("/api/anchors")
+    def anchors() -> dict:
+        import mlflow
+
+        return {
+            "anchors": champions.anchors(),
+            "model": champions.model_uri,
+            "store": mlflow.get_tracking_uri(),
+            "alias": champions.alias,
+            "max_upload_bytes": max_request_bytes(),
+            "max_upload": shown_bytes(max_request_bytes()),
+        }
+
+    @app.post("/api/forecast")
+    async def forecast_upload(request: Request) -> dict:
+        query = request.query_params
+        content = await read_limited_body(request, max_request_bytes())
+        return await run_in_threadpool(
+            forecast_answer,
+            champions,
+            content,
+            name=query.get("name"),
+            anchor=query.get("anchor") or "",
+            batchsize=whole_number(query, "batchsize"),
+            input_size=whole_number(query, "input_size"),
+            dataset_size=whole_number(query, "dataset_size") or DEFAULT_DATASET_SIZE,
+        )
+
+    return app
+
+
+def forecast_answer(
+    champions: Champions,
+    content: bytes,
+    name: str | None,
+    anchor: str,
+    batchsize: int | None = None,
+    input_size: int | None = None,
+    dataset_size: int = DEFAULT_DATASET_SIZE,
+) -> dict:
+    """The JSON answer for one uploaded profile: the ranking, and at a what-if size the profiled size's too."""
+    if not anchor:
+        raise ProfcastError("pick the anchor: the instance the profile was taken on")
+    check_sizes(dataset_size, batchsize, input_size)
+    anchor_profile, shown = read_uploaded_profile(content, name, anchor)
+    model, uri = champions.model(anchor)
+    result = forecast(model, uri, anchor_profile, anchor, batchsize, input_size, dataset_size)
+    table = result.table
+    if result.sizes:  # a what-if: beside each forecast, the same instance's at the profiled size
+        profiled = forecast(model, uri, anchor_profile, anchor, None, None, dataset_size).table
+        table = table.assign(
+            **{PROFILED_COLUMN: table["instance"].map(profiled.set_index("instance")["batch_latency_s"])}
+        )
+    return answer_json(result, table, shown, anchor_profile.measured_latency, anchor_profile.batchsize)
+
+
+def answer_json(
+    result: Forecast, table: pd.DataFrame, shown: str, measured: float | None, profiled_batch: int | None
+) -> dict:
+    """What the page shows: the CLI's lines and cells, the numbers behind the bars, and the CSV download."""
+    metadata = result.metadata
+    at_batch = f" at batch {profiled_batch}" if profiled_batch else ""
+    whatif = ", ".join(
+        f"{key.removeprefix('whatif_').replace('batchsize', 'batch size').replace('_', ' ')} {value:g}"
+        for key, value in result.sizes.items()
+        if key.startswith("whatif_")
+    )
+    described = model_lines(result.model_uri, metadata)  # model, trained on, and the CLI's warning for generated data
+    return {
+        "profile": f"{shown} ({result.profile_kind}, {result.n_ops} op columns) on anchor {result.anchor}",
+        "model": described[0].removeprefix("model:").strip(),
+        "trained_on": training_data_line(metadata),
+        "generated_data": metadata.get("data_kind") == GENERATED,
+        "warning": next((line.removeprefix("warning: ") for line in described if line.startswith("warning: ")), None),
+        "epoch": result.epoch,
+        "measured": f"{latency_text(measured)} per step on {result.anchor}{at_batch}" if measured else None,
+        "whatif": whatif or None,
+        "header": TABLE_HEADER,
+        "cells": table_cells(table),
+        "profiled": [latency_text(value) for value in table[PROFILED_COLUMN]] if PROFILED_COLUMN in table else None,
+        "rows": json_records(table),
+        "notes": result.notes,
+        "csv": ranking_csv(table),
+    }
+
+
+def ranking_csv(table: pd.DataFrame) -> str:
+    """The ranking as CSV, rank first, every number unrounded (seconds, dollars)."""
+    return table.set_axis(pd.RangeIndex(1, len(table) + 1, name="rank")).to_csv()
+
+
+def json_records(table: pd.DataFrame) -> list[dict]:
+    """The table's rows with NaN as null (JSON has no NaN)."""
+    return [
+        {key: (None if isinstance(value, float) and not np.isfinite(value) else value) for key, value in row.items()}
+        for row in table.astype(object).to_dict("records")
+    ]
+
+
+async def read_limited_body(request: Request, limit: int) -> bytes:
+    """The request's body, refused (413) past ``limit`` bytes before it is all read, whatever its header says."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise UploadTooLarge(int(declared), limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise UploadTooLarge(size, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class UploadTooLarge(ProfcastError):
+    """An upload over the size limit (answered 413)."""
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(oversized_upload_message(size, limit))
+
+
+def whole_number(query, name: str) -> int | None:
+    """A query parameter as a whole number (empty: None); anything else is the CLI's kind of one-line error."""
+    text = (query.get(name) or "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ProfcastError(f"--{name.replace('_', '-')} {text!r} is not a whole number") from None
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line, as ``profcast: error: ...`` prints it."""
+    return " ".join(str(getattr(error, "message", error)).split("\n")).strip()
