@@ -34,7 +34,7 @@ from profcast.errors import ProfcastError
 from profcast.ingest.device_figures import neusight_device_figures
 from profcast.ingest.neusight_calls import read_call_folder
 from profcast.models.call_costs import add_call_costs
-from profcast.models.per_call import RUN_KEYS, PerCallModel, roofline_step_us
+from profcast.models.per_call import RUN_KEYS, PerCallModel, interval_factors, roofline_step_us
 
 BAR_GPUS = ("h100-80gb-hbm3", "a100-80gb-pcie", "l4")
 ANCHOR_WEIGHTS = {"per_call": 0.0, "per_call_anchor": 0.5}
@@ -111,11 +111,10 @@ def add_intervals(records: pd.DataFrame) -> pd.DataFrame:
     per_run = records[chosen].groupby(["target", "workload"], as_index=False)[["measured_us", "predicted_us"]].mean()
     per_run["log_error"] = np.log(per_run["measured_us"] / per_run["predicted_us"])
     for target in records.loc[chosen, "target"].unique():
-        others = per_run.loc[per_run["target"] != target, "log_error"]
-        low, high = np.quantile(others, [0.1, 0.9])
+        low, high = interval_factors(per_run.loc[per_run["target"] != target, "log_error"])
         rows = chosen & (records["target"] == target)
-        records.loc[rows, "lower_us"] = records.loc[rows, "predicted_us"] * np.exp(low)
-        records.loc[rows, "upper_us"] = records.loc[rows, "predicted_us"] * np.exp(high)
+        records.loc[rows, "lower_us"] = records.loc[rows, "predicted_us"] * low
+        records.loc[rows, "upper_us"] = records.loc[rows, "predicted_us"] * high
     return records
 
 

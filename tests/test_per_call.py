@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -295,3 +296,54 @@ def test_gpu_left_out_of_the_data_gets_forecasts_from_one_figures_file(tmp_path)
     ours = (measured["predicted_us"] / measured["e2e_us"] - 1).abs().mean()
     roof = (roofline["predicted_us"] / roofline["e2e_us"] - 1).abs().mean()
     assert ours < roof
+
+
+# --- src.predict --target-gpu ---------------------------------------------------------------------
+
+
+def test_predict_target_gpu_refuses_a_profile_without_shapes(tmp_path, capsys):
+    from profcast.cli import exit_code
+    from profcast.predict import main
+
+    profile = tmp_path / "tfstats.csv"
+    profile.write_text("Type,Operation,Total self-time (us)\nDevice,MatMul,10\n")
+    gpu = tmp_path / "gpu.yaml"
+    gpu.write_text("fp32_tflops: 1\nmemory_bandwidth_gbs: 1\nmemory_gb: 1\nl2_mb: 1\nsm_count: 1\nclock_mhz: 1\n")
+    args = ["--profile", str(profile), "--anchor", "l4", "--target-gpu", str(gpu), "--calls-data", str(tmp_path)]
+    assert exit_code(main, args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs per-call shapes" in err[0]
+    assert exit_code(main, [*args, "--batchsize", "4"]) == 2
+    assert "--batchsize does not apply" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (NEUSIGHT / "scripts").is_dir(), reason="NeuSight shared data absent (../shared/data/neusight)")
+def test_predict_forecasts_a_gpu_left_out_of_the_data(tmp_path, capsys):
+    """L4 named in a user's figures file: its label files are left out of the fit; the answer says it is unmeasured."""
+    from profcast.cli import exit_code
+    from profcast.predict import main
+
+    spec = tmp_path / "l4.yaml"
+    spec.write_text(
+        "name: l4\nfp32_tflops: 31.334\nmemory_bandwidth_gbs: 300\nmemory_gb: 24\nl2_mb: 48\nsm_count: 60\nclock_mhz: 2040\n"
+    )
+    profile = NEUSIGHT / "scripts/asplos/label/NVIDIA_A100_80GB_PCIe/bert_large-train-512-2.csv"
+    args = [
+        "--profile",
+        str(profile),
+        "--anchor",
+        "a100-80gb-pcie",
+        "--target-gpu",
+        str(spec),
+        "--calls-data",
+        str(NEUSIGHT),
+    ]
+    assert exit_code(main, args) == 0
+    out = capsys.readouterr().out
+    assert "l4: unmeasured GPU" in out
+    step = re.search(r"step time ([\d.]+) ms, 80% interval ([\d.]+)-([\d.]+) ms", out)
+    predicted, low, high = (float(value) for value in step.groups())
+    assert low < predicted < high
+    measured = json.loads(profile.parent.parent.joinpath("NVIDIA_L4", "bert_large-train-512-2.json").read_text())
+    assert abs(predicted / measured["e2e_latency"] - 1) < 0.3  # 7% off on the day this was written

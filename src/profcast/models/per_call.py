@@ -139,3 +139,36 @@ def _unknown_by_ratio(calls: pd.DataFrame, predicted: np.ndarray) -> np.ndarray:
     sums = weighted.groupby(RUN_KEYS)[["predicted", "anchor"]].transform("sum")
     ratio = (sums["predicted"] / sums["anchor"].where(sums["anchor"] > 0)).fillna(1.0).to_numpy()
     return np.where(known, predicted, calls["time_us"].to_numpy() * ratio)
+
+
+def predict_op_vector(model: PerCallModel, anchor_calls: pd.DataFrame, anchor_figures, target_figures) -> pd.Series:
+    """The forecast per-op vector on the target: ``Device_<kind>_<phase>`` sums (us per step) of the calls."""
+    predicted = model.predict_calls(anchor_calls, anchor_figures, target_figures) * anchor_calls["repeat"]
+    columns = "Device_" + anchor_calls["kind"] + "_" + anchor_calls["phase"]
+    return pd.Series(predicted, index=anchor_calls.index).groupby(columns.to_numpy()).sum().sort_values(ascending=False)
+
+
+def interval_factors(log_errors, coverage: float = 0.8) -> tuple[float, float]:
+    """Multiplicative (lower, upper) factors of a central interval from held-out log(measured / forecast)."""
+    log_errors = np.asarray(log_errors, dtype=float)
+    if log_errors.size == 0:
+        raise ProfcastError("no held-out forecast to calibrate the interval on")
+    tail = (1 - coverage) / 2
+    low, high = np.quantile(log_errors, [tail, 1 - tail])
+    return float(np.exp(low)), float(np.exp(high))
+
+
+def leave_one_gpu_out_log_errors(calls: pd.DataFrame, steps: pd.DataFrame, devices: dict, **params) -> pd.Series:
+    """log(measured / forecast) step time of every run of every measured GPU, forecast by a model that never saw it.
+
+    ``steps`` holds the measured step times (``e2e_us``) per ``gpu`` and run; the forecast is from
+    the figures alone (the GPU's own calls give the shapes, their times are not read).
+    """
+    errors = []
+    for gpu in sorted(set(steps["gpu"]) & set(calls["gpu"])):
+        model = PerCallModel(**params).fit(calls[calls["gpu"] != gpu], devices)
+        own = calls[calls["gpu"] == gpu]
+        forecast = model.set_params(anchor_weight=0.0).predict_step_us(own, devices[gpu], devices[gpu])
+        joined = forecast.merge(steps[steps["gpu"] == gpu], on=RUN_KEYS)
+        errors.append(np.log(joined["e2e_us"] / joined["predicted_us"]))
+    return pd.concat(errors, ignore_index=True)
