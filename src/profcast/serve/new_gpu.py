@@ -46,6 +46,11 @@ def forecast_new_gpu(profile, anchor: str, target_gpu, calls_data, anchor_gpu=No
     """The forecast for an unmeasured target as printable lines: step time, interval, top ops, fallbacks."""
     target = read_device_figures(target_gpu)
     anchor_calls = read_shaped_profile(profile)
+    if not Path(calls_data).is_dir():
+        raise ProfcastError(
+            f"--calls-data {calls_data}: no such folder; pass a NeuSight checkout (scripts/asplos/label/, "
+            "scripts/asplos/data/device_configs/) for the per-call model to learn from"
+        )
     calls, steps = read_call_folder(calls_data)
     devices = neusight_device_figures(calls_data)
     if anchor_gpu is not None:

@@ -1,0 +1,80 @@
+"""benchmarks.new_gpu's bookkeeping: intervals from the other GPUs' errors, per-pair winner against transfer."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks.new_gpu import add_intervals, transfer_comparison, workload_name
+
+
+def record(target, workload, measured, predicted, method="per_call", protocol="logo", anchor="x", mode="train"):
+    return {"method": method, "protocol": protocol, "anchor": anchor, "target": target, "model": workload,
+            "workload": workload, "mode": mode, "batchsize": 1, "measured_us": measured, "predicted_us": predicted,
+            "e2e_mape": abs(predicted / measured - 1) * 100}  # fmt: skip
+
+
+def test_interval_of_a_target_comes_from_the_other_gpus_only():
+    records = pd.DataFrame(
+        [
+            record("a", "w1", 100.0, 100.0),
+            record("b", "w1", 200.0, 100.0),  # log error ln 2
+            record("c", "w1", 50.0, 100.0),  # log error ln 0.5
+            record("a", "w1", 100.0, 90.0, method="roofline"),
+        ]
+    )
+    out = add_intervals(records)
+    a = out[(out["target"] == "a") & (out["method"] == "per_call")].iloc[0]
+    low, high = np.quantile([math.log(2), math.log(0.5)], [0.1, 0.9])
+    assert a["lower_us"] == pytest.approx(100.0 * math.exp(low))
+    assert a["upper_us"] == pytest.approx(100.0 * math.exp(high))
+    assert out.loc[out["method"] == "roofline", "lower_us"].isna().all()
+
+
+def test_transfer_comparison_names_the_better_method_per_pair(tmp_path):
+    records = pd.DataFrame(
+        [
+            record("t", "net", 100.0, 110.0, protocol="lomo", anchor="a1"),  # 10%
+            record("t", "net", 100.0, 130.0, protocol="lomo", anchor="a2"),  # 30%
+        ]
+    )
+    rows = tmp_path / "rows.csv"
+    pd.DataFrame(
+        [
+            {
+                "anchor": "a1",
+                "target": "t",
+                "method": "transfer",
+                "model": "net",
+                "optimizer": "train",
+                "batchsize": 1,
+                "measured_s": 1.0,
+                "predicted_s": 1.2,
+            },  # 20%
+            {
+                "anchor": "a2",
+                "target": "t",
+                "method": "transfer",
+                "model": "net",
+                "optimizer": "train",
+                "batchsize": 1,
+                "measured_s": 1.0,
+                "predicted_s": 1.05,
+            },  # 5%
+        ]  # fmt: skip
+    ).to_csv(rows, index=False)
+    table = transfer_comparison(records, rows).set_index("anchor")
+    assert table.loc["a1", "better"] == "per_call" and table.loc["a2", "better"] == "transfer"
+    assert table.loc["all", "per_call_mape"] == pytest.approx(20.0)
+    assert table.loc["all", "transfer_mape"] == pytest.approx(12.5)
+    assert transfer_comparison(records, tmp_path / "absent.csv") is None
+
+
+def test_workload_name_is_the_label_stem():
+    assert (
+        workload_name({"model": "gpt2_large", "mode": "train", "seq_len": 1024, "batchsize": 4})
+        == "gpt2_large-train-1024-4"
+    )
