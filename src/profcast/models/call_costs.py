@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 MATMUL_MODULES = {"Linear", "Conv1D", "linear", "LazyLinear"}
@@ -43,8 +44,12 @@ NORM_KINDS = {
     "LlamaRMSNorm",
     "T5LayerNorm",
     "native_layer_norm",
+    "native_layer_norm_backward",
+    "native_batch_norm",
+    "native_batch_norm_backward",
 }
-SOFTMAX_KINDS = {"softmax", "log_softmax", "Softmax", "LogSoftmax", "_softmax"}
+SOFTMAX_KINDS = {"softmax", "log_softmax", "Softmax", "LogSoftmax", "_softmax", "_log_softmax", "cross_entropy_loss"}
+SOFTMAX_KINDS |= {"_softmax_backward_data", "_log_softmax_backward_data"}
 EMBEDDING_KINDS = {"Embedding", "embedding"}
 ELEMENTWISE_KINDS = {
     "add", "sub", "mul", "truediv", "div", "floordiv", "pow", "neg", "exp", "log", "sqrt", "rsqrt",
@@ -53,11 +58,16 @@ ELEMENTWISE_KINDS = {
     "contiguous", "clone", "copy_", "to", "float", "half", "type", "cat", "stack", "ones", "zeros", "full",
     "arange", "ones_like", "zeros_like", "full_like", "cumsum", "mean", "sum", "max", "min", "triu", "tril",
     "iadd", "imul", "lt", "gt", "le", "ge", "ne", "logical_not", "bitwise_not", "baddbmm_",
+    "add_", "mul_", "div_", "sub_", "fill_", "zero_", "gelu_backward", "threshold_backward", "relu_", "tanh_backward",
+    "sigmoid_backward", "silu_backward", "native_dropout", "native_dropout_backward", "nll_loss_forward",
+    "nll_loss_backward", "nll_loss", "nll_loss_nd", "AccumulateGrad", "addcmul_", "addcdiv_", "lerp_", "sqrt_",
 }  # fmt: skip
 METADATA_KINDS = {
     "size", "getitem", "getattr", "view", "permute", "transpose", "dim", "eq", "expand", "unsqueeze",
     "squeeze", "reshape", "split", "chunk", "finfo", "iinfo", "flatten", "unbind", "t", "narrow",
     "expand_as", "view_as", "_unsafe_view", "as_strided", "detach", "is_floating_point", "numel",
+    "empty", "empty_like", "empty_strided", "resize_", "resolve_conj", "resolve_neg", "alias", "slice", "select",
+    "lift_fresh", "_reshape_alias", "result_type",
 }  # fmt: skip
 ELEMENT_FLOPS = {"norm": 8.0, "softmax": 5.0, "elementwise": 1.0}
 DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "float64": 8, "int64": 8, "long": 8}
@@ -89,10 +99,35 @@ def elements(shape) -> int:
     return math.prod(shape) if shape else 1
 
 
+def infer_output_shape(kind: str, input_shapes: tuple) -> tuple | None:
+    """The output shape of a call whose record has none (PyTorch traces), from its inputs; None if unsure."""
+    tensors = [s for s in input_shapes if isinstance(s, tuple)]  # () is a 0-d tensor
+    cls = op_class(kind)
+    if not tensors or cls in ("conv", "unknown"):
+        return None  # a convolution's output needs its stride and padding, which a trace does not keep
+    try:
+        if kind == "linear" and len(tensors) >= 2:  # aten::linear(x, weight (N, K), bias)
+            return tensors[0][:-1] + (tensors[1][0],)
+        if cls == "matmul":
+            a, b = tensors[-2:] if kind in ("addmm", "baddbmm") else tensors[:2]
+            batch = np.broadcast_shapes(a[:-2], b[:-2]) if len(a) > 2 or len(b) > 2 else ()
+            return tuple(batch) + (a[-2] if len(a) > 1 else 1, b[-1])
+        if cls == "embedding" and len(tensors) >= 2:  # aten::embedding(weight, ids)
+            return tensors[1] + (tensors[0][-1],)
+        return tuple(np.broadcast_shapes(*tensors))
+    except (ValueError, IndexError):
+        # losses and reductions over inputs that do not broadcast: the largest input bounds the output
+        return max(tensors, key=elements) if cls in ("softmax", "elementwise", "norm") else None
+
+
 def forward_work(kind: str, input_shapes: tuple, output_shape: tuple) -> tuple[float, float] | None:
     """(FLOPs, elements moved) of one forward call, or None when the class or shapes give no count."""
     cls = op_class(kind)
     tensors = [s for s in input_shapes if isinstance(s, tuple)]
+    if not output_shape and cls not in ("metadata", "unknown"):
+        output_shape = infer_output_shape(kind, input_shapes)
+        if output_shape is None:
+            return None
     out = elements(output_shape)
     if cls == "metadata":
         return 0.0, 0.0
@@ -106,7 +141,9 @@ def forward_work(kind: str, input_shapes: tuple, output_shape: tuple) -> tuple[f
         flops = 2.0 * out * math.prod(weight[1:])
         return flops, float(elements(tensors[0]) + elements(weight) + out)
     if cls == "embedding":
-        return 0.0, 2.0 * out + (elements(tensors[0]) if tensors else 0)
+        # FX's Embedding module has the ids as its only input; aten::embedding(weight, ids) has two.
+        ids = tensors[-1] if len(tensors) >= 2 else (tensors[0] if tensors else ())
+        return 0.0, 2.0 * out + elements(ids)
     if cls in ELEMENT_FLOPS:
         moved = sum(elements(s) for s in tensors) + out
         return ELEMENT_FLOPS[cls] * out, float(moved)
