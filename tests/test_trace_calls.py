@@ -9,6 +9,7 @@ from profcast.ingest.trace_calls import read_trace_calls
 from profcast.models.call_costs import add_call_costs
 from tests.conftest import REPO
 from tests.test_collect import tiny_training_step
+from tests.test_per_call import NEUSIGHT
 
 
 def test_collected_trace_becomes_calls_with_shapes_and_work(tmp_path):
@@ -32,3 +33,23 @@ def test_trace_without_shapes_is_one_line():
     path = next((REPO / "tests" / "data" / "torch_traces" / "runs").rglob("*.pt.trace.json.gz"))
     with pytest.raises(ProfcastError, match="no input shapes; record it with record_shapes=True"):
         read_trace_calls(path)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (NEUSIGHT / "scripts").is_dir(), reason="NeuSight shared data absent (../shared/data/neusight)")
+def test_predict_target_gpu_reads_a_collected_trace(tmp_path, capsys):
+    """A trace of the user's own job, taken on a machine described by --anchor-gpu, forecast on a new GPU."""
+    from profcast.cli import exit_code
+    from profcast.collect import record_trace
+    from profcast.predict import main
+
+    trace = tmp_path / "run.pt.trace.json.gz"
+    record_trace(tiny_training_step(), trace, steps=2, warmup=1, wait=0)
+    figures = "fp32_tflops: {}\nmemory_bandwidth_gbs: {}\nmemory_gb: 16\nl2_mb: 8\nsm_count: 8\nclock_mhz: 2000\n"
+    (tmp_path / "cpu.yaml").write_text(figures.format(1, 50))
+    (tmp_path / "new.yaml").write_text("name: new-gpu\n" + figures.format(40, 2000))
+    args = ["--profile", str(trace), "--anchor", "cpu", "--anchor-gpu", str(tmp_path / "cpu.yaml")]
+    args += ["--target-gpu", str(tmp_path / "new.yaml"), "--calls-data", str(NEUSIGHT)]
+    assert exit_code(main, args) == 0
+    out = capsys.readouterr().out
+    assert "new-gpu: unmeasured GPU" in out and "Device_linear_fw" in out

@@ -1,6 +1,7 @@
 """A forecast for a GPU nobody here measured, from its figures file and one per-call anchor profile.
 
-``python -m src.predict --profile LABEL.csv --anchor a100-80gb-pcie --target-gpu my-gpu.yaml``: the
+``python -m src.predict --profile LABEL.csv --anchor a100-80gb-pcie --target-gpu my-gpu.yaml`` (or a
+PyTorch trace recorded with shapes as the profile): the
 per-call model (``models/per_call``) is fitted on the measured calls of a NeuSight folder
 (``--calls-data``), leaving out any GPU named like the target (so a measured GPU can be tried as if it
 were new), and forecasts the profile's calls on the target from the target's figures. The 80%
@@ -18,6 +19,7 @@ from profcast.errors import ProfcastError
 from profcast.ingest.device_figures import neusight_device_figures, read_device_figures
 from profcast.ingest.neusight import is_neusight_header
 from profcast.ingest.neusight_calls import read_call_folder, read_neusight_calls
+from profcast.ingest.trace_calls import read_trace_calls
 from profcast.models.call_costs import add_call_costs
 from profcast.models.per_call import (
     PerCallModel,
@@ -26,13 +28,19 @@ from profcast.models.per_call import (
     predict_op_vector,
 )
 
-SHAPED_PROFILES = "a NeuSight label CSV (one row per FX node with input_shapes, and its .json beside it)"
+SHAPED_PROFILES = (
+    "a NeuSight label CSV (one row per FX node with input_shapes, and its .json beside it) "
+    "or a PyTorch trace recorded with record_shapes=True (.json, .json.gz)"
+)
+TRACE_SUFFIXES = (".json", ".json.gz")
 TOP_OPS = 5
 
 
-def read_shaped_profile(path) -> pd.DataFrame:
+def read_shaped_profile(path, anchor: str = "anchor") -> pd.DataFrame:
     """The anchor's per-call records from a profile that carries shapes; one line when it carries none."""
     path = Path(path)
+    if path.name.endswith(TRACE_SUFFIXES):
+        return add_call_costs(read_trace_calls(path, gpu=anchor))
     try:
         header = path.read_text(encoding="utf-8-sig").splitlines()[:1]
     except (OSError, UnicodeDecodeError) as error:
@@ -45,7 +53,7 @@ def read_shaped_profile(path) -> pd.DataFrame:
 def forecast_new_gpu(profile, anchor: str, target_gpu, calls_data, anchor_gpu=None) -> str:
     """The forecast for an unmeasured target as printable lines: step time, interval, top ops, fallbacks."""
     target = read_device_figures(target_gpu)
-    anchor_calls = read_shaped_profile(profile)
+    anchor_calls = read_shaped_profile(profile, anchor)
     if not Path(calls_data).is_dir():
         raise ProfcastError(
             f"--calls-data {calls_data}: no such folder; pass a NeuSight checkout (scripts/asplos/label/, "
