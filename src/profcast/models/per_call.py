@@ -28,7 +28,6 @@ from profcast.models.call_costs import OP_CLASSES
 MATRIX_CLASSES = ("matmul", "conv")
 PHASE_CODES = {"fw": 0, "bw": 1, "acc": 2}
 RUN_KEYS = ["model", "mode", "seq_len", "batchsize"]
-CALL_KEYS = RUN_KEYS + ["node", "phase"]
 
 
 def roofline_us(calls: pd.DataFrame, figures) -> np.ndarray:
