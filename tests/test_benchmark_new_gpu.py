@@ -78,3 +78,13 @@ def test_workload_name_is_the_label_stem():
         workload_name({"model": "gpt2_large", "mode": "train", "seq_len": 1024, "batchsize": 4})
         == "gpt2_large-train-1024-4"
     )
+
+
+def test_missing_data_folder_is_one_line(tmp_path, capsys):
+    from benchmarks.new_gpu import main
+    from profcast.cli import exit_code
+
+    assert exit_code(main, ["--data", str(tmp_path / "absent"), "--out", str(tmp_path / "out.md")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such folder" in err[0]
+    assert not (tmp_path / "out.md").exists()
