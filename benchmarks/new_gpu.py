@@ -14,7 +14,9 @@ Methods: ``per_call`` (figures only, anchor_weight 0), ``per_call_anchor`` (anch
 over at weight 0.5), ``roofline`` (sum of the calls' roofline times from the same figures). A record
 has ``method, protocol, anchor, target, model, workload, mode, batchsize, measured_us, predicted_us,
 e2e_mape`` and, for ``per_call`` under ``logo``, the 80% interval (``lower_us``, ``upper_us``): its factors
-are the 10th and 90th percentiles of log(measured / forecast) over the runs of the *other* held-out GPUs.
+are the 10th and 90th percentiles of log(measured / forecast) over the runs of the *other* GPUs, each
+forecast by a model fitted without it *and* without the target (nested: the target's measurements are
+read by nothing but the scoring).
 """
 
 from __future__ import annotations
@@ -34,7 +36,13 @@ from profcast.errors import ProfcastError
 from profcast.ingest.device_figures import neusight_device_figures
 from profcast.ingest.neusight_calls import read_call_folder
 from profcast.models.call_costs import add_call_costs
-from profcast.models.per_call import RUN_KEYS, PerCallModel, interval_factors, roofline_step_us
+from profcast.models.per_call import (
+    RUN_KEYS,
+    PerCallModel,
+    interval_factors,
+    leave_one_gpu_out_log_errors,
+    roofline_step_us,
+)
 
 BAR_GPUS = ("h100-80gb-hbm3", "a100-80gb-pcie", "l4")
 ANCHOR_WEIGHTS = {"per_call": 0.0, "per_call_anchor": 0.5}
@@ -113,11 +121,12 @@ def run_benchmark(folder: Path) -> pd.DataFrame:
     calls, steps = read_call_folder(folder)
     calls = add_call_costs(calls)
     devices = neusight_device_figures(folder)
-    records = measured_sum_records(calls, steps)
+    records, factors = measured_sum_records(calls, steps), {}
     with threadpool_limits(limits=1):  # the boosting's OpenMP threads oversubscribe a shared 2-core machine
         for target in sorted(steps["gpu"].unique()):
             model = PerCallModel().fit(calls[calls["gpu"] != target], devices)
             records += forecast_records(model, calls, steps, devices, target, "logo")
+            factors[target] = nested_interval_factors(calls, steps, devices, target)
         trained_targets = sorted(steps.loc[steps["mode"] == "train", "gpu"].unique())
         for family in sorted(steps["model"].unique()):
             keep = calls["model"] != family
@@ -126,19 +135,22 @@ def run_benchmark(folder: Path) -> pd.DataFrame:
                 records += forecast_records(measured_model, calls, steps, devices, target, "lomo", runs=[family])
                 both = PerCallModel().fit(calls[keep & (calls["gpu"] != target)], devices)
                 records += forecast_records(both, calls, steps, devices, target, "logo+lomo", runs=[family])
-    return add_intervals(pd.DataFrame(records))
+    return add_intervals(pd.DataFrame(records), factors)
 
 
-def add_intervals(records: pd.DataFrame) -> pd.DataFrame:
-    """80% interval of each ``per_call`` logo forecast, from the other held-out GPUs' log errors."""
+def nested_interval_factors(calls, steps, devices, target) -> tuple[float, float]:
+    """80% interval factors for ``target``, from the leave-one-GPU-out errors of the *other* GPUs, fitted without it."""
+    others = steps["gpu"] != target
+    errors = leave_one_gpu_out_log_errors(calls[calls["gpu"] != target], steps[others], devices)
+    return interval_factors(errors)
+
+
+def add_intervals(records: pd.DataFrame, factors: dict) -> pd.DataFrame:
+    """Each ``per_call`` logo forecast's 80% interval from its target's (lower, upper) factors."""
     records = records.copy()
     records["lower_us"], records["upper_us"] = np.nan, np.nan
     chosen = (records["method"] == "per_call") & (records["protocol"] == "logo")
-    # one error per target and run (anchors give near-identical figure-only forecasts)
-    per_run = records[chosen].groupby(["target", "workload"], as_index=False)[["measured_us", "predicted_us"]].mean()
-    per_run["log_error"] = np.log(per_run["measured_us"] / per_run["predicted_us"])
-    for target in records.loc[chosen, "target"].unique():
-        low, high = interval_factors(per_run.loc[per_run["target"] != target, "log_error"])
+    for target, (low, high) in factors.items():
         rows = chosen & (records["target"] == target)
         records.loc[rows, "lower_us"] = records.loc[rows, "predicted_us"] * low
         records.loc[rows, "upper_us"] = records.loc[rows, "predicted_us"] * high

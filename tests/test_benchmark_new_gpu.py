@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from benchmarks.new_gpu import add_intervals, transfer_comparison, workload_name
+from profcast.models.per_call import interval_factors
 
 
 def record(target, workload, measured, predicted, method="per_call", protocol="logo", anchor="x", mode="train"):
@@ -17,21 +16,24 @@ def record(target, workload, measured, predicted, method="per_call", protocol="l
             "e2e_mape": abs(predicted / measured - 1) * 100}  # fmt: skip
 
 
-def test_interval_of_a_target_comes_from_the_other_gpus_only():
+def test_interval_factors_apply_to_per_call_logo_forecasts_only():
     records = pd.DataFrame(
         [
             record("a", "w1", 100.0, 100.0),
-            record("b", "w1", 200.0, 100.0),  # log error ln 2
-            record("c", "w1", 50.0, 100.0),  # log error ln 0.5
+            record("b", "w1", 200.0, 50.0),
             record("a", "w1", 100.0, 90.0, method="roofline"),
+            record("a", "w1", 100.0, 80.0, protocol="lomo"),
         ]
     )
-    out = add_intervals(records)
-    a = out[(out["target"] == "a") & (out["method"] == "per_call")].iloc[0]
-    low, high = np.quantile([math.log(2), math.log(0.5)], [0.1, 0.9])
-    assert a["lower_us"] == pytest.approx(100.0 * math.exp(low))
-    assert a["upper_us"] == pytest.approx(100.0 * math.exp(high))
-    assert out.loc[out["method"] == "roofline", "lower_us"].isna().all()
+    out = add_intervals(records, {"a": (0.5, 2.0), "b": (0.8, 1.1)})
+    assert out.iloc[0][["lower_us", "upper_us"]].tolist() == [50.0, 200.0]
+    assert out.iloc[1][["lower_us", "upper_us"]].tolist() == pytest.approx([40.0, 55.0])
+    assert out.iloc[2:][["lower_us", "upper_us"]].isna().all().all()
+
+
+def test_interval_factors_are_the_central_quantiles_of_the_log_errors():
+    errors = np.log(np.arange(1, 12, dtype=float))  # 1 .. 11: 10th percentile 2, 90th 10
+    assert interval_factors(errors) == pytest.approx((2.0, 10.0))
 
 
 def test_transfer_comparison_names_the_better_method_per_pair(tmp_path):
