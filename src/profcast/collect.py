@@ -63,7 +63,10 @@ def record_trace(step_fn: Callable[[], object], path, steps: int = 5, warmup: in
 
     schedule = torch.profiler.schedule(wait=wait, warmup=warmup, active=steps, repeat=1)
     try:
-        with torch.profiler.profile(activities=activities, schedule=schedule, on_trace_ready=write_trace) as prof:
+        # record_shapes: per-call records (ingest/trace_calls) need each operator's input shapes
+        with torch.profiler.profile(
+            activities=activities, schedule=schedule, on_trace_ready=write_trace, record_shapes=True
+        ) as prof:
             for _ in range(wait + warmup + steps):
                 step_fn()
                 prof.step()

@@ -8,6 +8,11 @@ PATH is a raw TensorBoard tf_stats CSV export, a CSV with rows in the training-t
 objects. Without --model the anchor's registered champion (models:/profcast-<anchor>@champion)
 predicts. The table is ranked by predicted batch latency, with its 80% interval, epoch time, price
 and cost. --batchsize / --input-size other than the profile's forecast at that size (docs/whatif.md).
+
+    python -m profcast.predict --profile LABEL.csv --anchor a100-80gb-pcie --target-gpu my-gpu.yaml
+                          [--calls-data NEUSIGHT_FOLDER] [--anchor-gpu FILE]
+
+forecasts a GPU nobody measured from its figures file (docs/new-gpu.md).
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ import logging
 import os
 
 from profcast.cli import run_cli
+from profcast.errors import ProfcastError
+from profcast.ingest.neusight_data import neusight_cache_dir
+from profcast.serve.new_gpu import forecast_new_gpu
 from profcast.serve.profile_input import PROFILE_FORMATS
 from profcast.serve.recommend import DEFAULT_DATASET_SIZE, recommend
 
@@ -47,7 +55,24 @@ def main(argv=None) -> int:
         help="forecast at this input size (a what-if from the profile's dataset, e.g. 64dataset)",
     )
     parser.add_argument("--plot", help="write a bar chart of the ranking to this PNG file")
+    parser.add_argument("--target-gpu", help="figures file (YAML/JSON) of a GPU nobody measured (docs/new-gpu.md)")
+    parser.add_argument("--anchor-gpu", help="figures file of the anchor, when the measured data has none")
+    parser.add_argument(
+        "--calls-data",
+        default=str(neusight_cache_dir()),
+        help="NeuSight folder the per-call model is fitted on (default: the NeuSight cache)",
+    )
     args = parser.parse_args(argv)
+    if args.target_gpu:
+        clashing = [
+            f"--{name.replace('_', '-')}"
+            for name in ("model", "batchsize", "input_size", "plot")
+            if getattr(args, name)
+        ]
+        if clashing:
+            raise ProfcastError(f"--target-gpu forecasts with the per-call model; {clashing[0]} does not apply to it")
+        print(forecast_new_gpu(args.profile, args.anchor, args.target_gpu, args.calls_data, args.anchor_gpu))
+        return 0
     # The table is the output; MLflow's notes and download progress bars are noise here.
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -1,0 +1,120 @@
+"""A PyTorch profiler trace recorded with shapes (``record_shapes=True``) as per-call records.
+
+A call is an outermost operator: a ``cpu_op`` named ``aten::...`` or ``torch::...`` that no other such
+operator encloses on its thread (the autograd engine's ``evaluate_function`` wrappers and optimizer
+annotations do not count as operators). Its shapes are the event's ``Input Dims``; the trace records
+no output shape, so ``output_shape`` is ``()`` and ``models/call_costs`` infers it from the inputs.
+Its time is the device time of the kernels it launched (kernel, memcpy and memset events joined to
+its runtime calls by ``correlation``) when the trace has device events, else its host duration
+(``time_source`` says which). Only calls inside ``ProfilerStep#N`` windows count, ``repeat`` is
+1 / steps so that sums are per step. Every call's ``phase`` is ``fw``: a backward operator is its own
+call with its own shapes (``backward`` True), not a doubled forward as in NeuSight's FX files.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+
+from profcast.errors import ProfcastError
+from profcast.ingest.neusight_calls import CALL_COLUMNS
+from profcast.ingest.torch_trace import (
+    DEVICE_CATEGORIES,
+    HOST_OP,
+    NESTING_SLACK_US,
+    RUNTIME_CATEGORIES,
+    STEP_NAME,
+    load_trace_events,
+)
+
+OPERATOR_PREFIXES = ("aten::", "torch::")
+BACKWARD_WRAPPER = "autograd::engine::evaluate_function"
+# The profiler's input type names -> the dtype names of NeuSight's files.
+INPUT_TYPES = {"float": "float32", "c10::Half": "float16", "c10::BFloat16": "bfloat16", "double": "float64"}
+INPUT_TYPES |= {"long int": "int64", "int": "int32", "bool": "bool", "unsigned char": "uint8"}
+
+
+def read_trace_calls(path, gpu: str = "anchor", model: str | None = None, batchsize: int = 1) -> pd.DataFrame:
+    """A shape-recorded trace as per-call records (:data:`CALL_COLUMNS` plus ``backward``, ``time_source``)."""
+    path = Path(path)
+    events = [e for e in load_trace_events(path) if isinstance(e, dict) and e.get("ph") == "X" and _timed(e)]
+    steps = [
+        (e["ts"], e["ts"] + e["dur"]) for e in events if isinstance(e.get("name"), str) and STEP_NAME.match(e["name"])
+    ]
+    if not steps:
+        raise ProfcastError(f"{path}: no ProfilerStep#N window; record the trace with profcast.collect")
+    ops = [e for e in events if e.get("cat") == HOST_OP]
+    if not any(isinstance(e.get("args"), dict) and "Input Dims" in e["args"] for e in ops):
+        raise ProfcastError(f"{path}: the trace has no input shapes; record it with record_shapes=True")
+    calls, launches = _outermost_operators(ops + [e for e in events if e.get("cat") in RUNTIME_CATEGORIES])
+    device = defaultdict(float)
+    kernels = [e for e in events if e.get("cat") in DEVICE_CATEGORIES]
+    for kernel in kernels:
+        call = launches.get((kernel.get("args") or {}).get("correlation"))
+        if call is not None:
+            device[call] += float(kernel["dur"])
+    rows = []
+    for index, (event, backward) in enumerate(calls):
+        if not any(start <= event["ts"] <= end for start, end in steps):
+            continue
+        args = event.get("args") or {}
+        dims = args.get("Input Dims") or []
+        types = args.get("Input type") or []
+        # a tensor input is one of a tensor dtype ([] then is a 0-d tensor); Scalar and list arguments are not
+        tensor = [isinstance(d, list) and (bool(d) or t in INPUT_TYPES) for t, d in zip(types, dims)]
+        shapes = tuple(tuple(int(x) for x in d) for d, is_tensor in zip(dims, tensor) if is_tensor)
+        dtype = next((INPUT_TYPES.get(t, str(t)) for t, is_tensor in zip(types, tensor) if is_tensor), "")
+        rows.append(
+            {
+                "gpu": gpu,
+                "model": model or path.name.split(".")[0],
+                "mode": "train",
+                "seq_len": 0,
+                "batchsize": batchsize,
+                "node": index,
+                "kind": event["name"].rsplit("::", 1)[-1],
+                "phase": "fw",
+                "input_shapes": shapes,
+                "output_shape": (),
+                "dtype": dtype,
+                "repeat": 1.0 / len(steps),
+                "time_us": device[id(event)] if kernels else float(event["dur"]),
+                "backward": backward,
+                "time_source": "device" if kernels else "host",
+            }
+        )
+    if not rows:
+        raise ProfcastError(f"{path}: no operator call inside a ProfilerStep#N window")
+    return pd.DataFrame(rows, columns=[*CALL_COLUMNS, "backward", "time_source"])
+
+
+def _outermost_operators(host: list[dict]) -> tuple[list[tuple[dict, bool]], dict]:
+    """(outermost operator, inside a backward wrapper) in time order, and runtime correlation -> id(its call)."""
+    by_thread = defaultdict(list)
+    for event in host:
+        by_thread[(event.get("pid"), event.get("tid"))].append(event)
+    calls, launches = [], {}
+    for events in by_thread.values():
+        events.sort(key=lambda e: (e["ts"], -e["dur"]))
+        stack: list[dict] = []
+        for event in events:
+            while stack and event["ts"] + event["dur"] > stack[-1]["ts"] + stack[-1]["dur"] + NESTING_SLACK_US:
+                stack.pop()
+            operator = next((e for e in stack if e["name"].startswith(OPERATOR_PREFIXES)), None)
+            if event.get("cat") in RUNTIME_CATEGORIES:
+                correlation = (event.get("args") or {}).get("correlation")
+                if operator is not None and correlation is not None:
+                    launches[correlation] = id(operator)
+            elif operator is None and event["name"].startswith(OPERATOR_PREFIXES):
+                calls.append((event, any(e["name"].startswith(BACKWARD_WRAPPER) for e in stack)))
+            stack.append(event)
+    calls.sort(key=lambda call: call[0]["ts"])
+    return calls, launches
+
+
+def _timed(event: dict) -> bool:
+    return all(
+        isinstance(event.get(key), (int, float)) and not isinstance(event.get(key), bool) for key in ("ts", "dur")
+    )

@@ -1,0 +1,173 @@
+"""The per-call model: each op call's time on a GPU from its work (FLOPs, bytes) and the GPU's own figures.
+
+Per call ``c`` on device ``d``: the roofline time ``R_d(c) = max(flops / peak_d, bytes / bandwidth_d)``
+(matrix or vector peak by the call's class), plus a floor ``tau_us`` for launch and bookkeeping, is
+the base; a gradient-boosted regressor learns the call's log efficiency
+``g = log(time / (R_d + tau))`` from features that are *relative to the device* (class, phase, log
+roofline time, arithmetic intensity over the device's ridge point, bytes over its L2, FLOPs per SM),
+so a GPU it never saw measured is described by the same features as the ones it did. The forecast:
+
+    t_T(c) = (R_T(c) + tau) * exp(g_T(c) + anchor_weight * (log t_A(c) - log(R_A(c) + tau) - g_A(c)))
+
+``anchor_weight`` 0 forecasts from the call and the target's figures alone (the measured anchor
+time is not used); 1 carries the anchor's whole unexplained residual over to the target. Calls of
+unknown work (``known`` False) take the known calls' predicted/anchor time ratio of the same run and
+are counted. Step time is the sum of the calls times their repeats.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.ensemble import HistGradientBoostingRegressor
+
+from profcast.errors import ProfcastError
+from profcast.models.call_costs import OP_CLASSES
+
+MATRIX_CLASSES = ("matmul", "conv")
+PHASE_CODES = {"fw": 0, "bw": 1, "acc": 2}
+RUN_KEYS = ["model", "mode", "seq_len", "batchsize"]
+
+
+def roofline_us(calls: pd.DataFrame, figures) -> np.ndarray:
+    """Each call's roofline time on a device, microseconds (0 for calls without work; NaN work counts 0)."""
+    matrix = calls["op_class"].isin(MATRIX_CLASSES).to_numpy()
+    peak = np.where(matrix, figures.peak_flops(True), figures.peak_flops(False))
+    flops = calls["flops"].fillna(0).to_numpy(dtype=float)
+    moved = calls["bytes"].fillna(0).to_numpy(dtype=float)
+    return np.maximum(flops / peak, moved / figures.bandwidth) * 1e6
+
+
+def call_features(calls: pd.DataFrame, figures) -> pd.DataFrame:
+    """The efficiency regressor's features of each call on one device (all relative to that device)."""
+    matrix = calls["op_class"].isin(MATRIX_CLASSES).to_numpy()
+    peak = np.where(matrix, figures.peak_flops(True), figures.peak_flops(False))
+    flops = calls["flops"].fillna(0).to_numpy(dtype=float)
+    moved = calls["bytes"].fillna(0).to_numpy(dtype=float)
+    roofline = roofline_us(calls, figures)
+    return pd.DataFrame(
+        {
+            "op_class": pd.Categorical(calls["op_class"], categories=OP_CLASSES).codes,
+            "phase": calls["phase"].map(PHASE_CODES).to_numpy(),
+            "log_roofline_us": np.log10(roofline + 1e-3),
+            "log_flops": np.log10(flops + 1),
+            "log_bytes": np.log10(moved + 1),
+            "intensity_over_ridge": np.log10((flops + 1) / (moved + 1)) - np.log10(peak / figures.bandwidth),
+            "bytes_over_l2": np.log10(moved / (figures.l2_mb * 1e6) + 1e-6),
+            "log_flops_per_sm": np.log10(flops / figures.sm_count + 1),
+        },
+        index=calls.index,
+    )
+
+
+class PerCallModel(BaseEstimator, RegressorMixin):
+    """Learned efficiency over a per-call roofline, fitted on the calls of every measured GPU given."""
+
+    def __init__(self, tau_us=2.0, anchor_weight=0.0, max_iter=200, learning_rate=0.05, random_state=0):
+        self.tau_us = tau_us
+        self.anchor_weight = anchor_weight
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.random_state = random_state
+
+    def fit(self, calls: pd.DataFrame, devices: dict):
+        """Fit on measured calls (columns of ``ingest/neusight_calls`` + ``call_costs``) of GPUs in ``devices``."""
+        calls = calls[calls["known"] & (calls["time_us"] > 0)]
+        missing = sorted(set(calls["gpu"]) - set(devices))
+        if missing:
+            raise ProfcastError(f"no figures for measured GPU {missing[0]!r}; add its figures file")
+        if calls.empty:
+            raise ProfcastError("no measured call of known work to fit the per-call model on")
+        features, targets = [], []
+        for gpu, group in calls.groupby("gpu", sort=True):
+            features.append(call_features(group, devices[gpu]))
+            targets.append(np.log(group["time_us"].to_numpy() / (roofline_us(group, devices[gpu]) + self.tau_us)))
+        self.regressor_ = HistGradientBoostingRegressor(
+            max_iter=self.max_iter,
+            learning_rate=self.learning_rate,
+            categorical_features=[0, 1],
+            random_state=self.random_state,
+        ).fit(pd.concat(features), np.concatenate(targets))
+        self.gpus_ = sorted(set(calls["gpu"]))
+        return self
+
+    def log_efficiency(self, calls: pd.DataFrame, figures) -> np.ndarray:
+        """g: the predicted log(time / (roofline + tau)) of each call on a device."""
+        return self.regressor_.predict(call_features(calls, figures))
+
+    def predict_calls(self, anchor_calls: pd.DataFrame, anchor_figures, target_figures) -> np.ndarray:
+        """Each anchor call's forecast time on the target, microseconds (unknown calls by their run's ratio)."""
+        base_target = roofline_us(anchor_calls, target_figures) + self.tau_us
+        g_target = self.log_efficiency(anchor_calls, target_figures)
+        log_time = np.log(base_target) + g_target
+        if self.anchor_weight:
+            base_anchor = roofline_us(anchor_calls, anchor_figures) + self.tau_us
+            measured = anchor_calls["time_us"].clip(lower=1e-3).to_numpy()
+            residual = np.log(measured) - np.log(base_anchor) - self.log_efficiency(anchor_calls, anchor_figures)
+            log_time = log_time + self.anchor_weight * residual
+        predicted = np.exp(log_time)
+        return _unknown_by_ratio(anchor_calls, predicted)
+
+    def predict_step_us(self, anchor_calls: pd.DataFrame, anchor_figures, target_figures) -> pd.DataFrame:
+        """Per run of the anchor calls: forecast step time (us) on the target and how many calls fell back."""
+        frame = anchor_calls[RUN_KEYS].copy()
+        frame["predicted_us"] = (
+            self.predict_calls(anchor_calls, anchor_figures, target_figures) * anchor_calls["repeat"]
+        )
+        frame["unknown_calls"] = (~anchor_calls["known"]).astype(int)
+        return frame.groupby(RUN_KEYS, as_index=False)[["predicted_us", "unknown_calls"]].sum()
+
+
+def roofline_step_us(calls: pd.DataFrame, figures) -> pd.DataFrame:
+    """The roofline-only forecast: per run, the sum of the calls' roofline times (no learned efficiency)."""
+    frame = calls[RUN_KEYS].copy()
+    frame["predicted_us"] = roofline_us(calls, figures) * calls["repeat"]
+    return frame.groupby(RUN_KEYS, as_index=False)["predicted_us"].sum()
+
+
+def _unknown_by_ratio(calls: pd.DataFrame, predicted: np.ndarray) -> np.ndarray:
+    """Calls of unknown work: their anchor time times the known calls' predicted/anchor ratio in the same run."""
+    known = calls["known"].to_numpy()
+    if known.all():
+        return predicted
+    weighted = calls[RUN_KEYS].assign(
+        predicted=np.where(known, predicted * calls["repeat"], 0.0),
+        anchor=np.where(known, calls["time_us"] * calls["repeat"], 0.0),
+    )
+    sums = weighted.groupby(RUN_KEYS)[["predicted", "anchor"]].transform("sum")
+    ratio = (sums["predicted"] / sums["anchor"].where(sums["anchor"] > 0)).fillna(1.0).to_numpy()
+    return np.where(known, predicted, calls["time_us"].to_numpy() * ratio)
+
+
+def predict_op_vector(model: PerCallModel, anchor_calls: pd.DataFrame, anchor_figures, target_figures) -> pd.Series:
+    """The forecast per-op vector on the target: ``Device_<kind>_<phase>`` sums (us per step) of the calls."""
+    predicted = model.predict_calls(anchor_calls, anchor_figures, target_figures) * anchor_calls["repeat"]
+    columns = "Device_" + anchor_calls["kind"] + "_" + anchor_calls["phase"]
+    return pd.Series(predicted, index=anchor_calls.index).groupby(columns.to_numpy()).sum().sort_values(ascending=False)
+
+
+def interval_factors(log_errors, coverage: float = 0.8) -> tuple[float, float]:
+    """Multiplicative (lower, upper) factors of a central interval from held-out log(measured / forecast)."""
+    log_errors = np.asarray(log_errors, dtype=float)
+    if log_errors.size == 0:
+        raise ProfcastError("no held-out forecast to calibrate the interval on")
+    tail = (1 - coverage) / 2
+    low, high = np.quantile(log_errors, [tail, 1 - tail])
+    return float(np.exp(low)), float(np.exp(high))
+
+
+def leave_one_gpu_out_log_errors(calls: pd.DataFrame, steps: pd.DataFrame, devices: dict, **params) -> pd.Series:
+    """log(measured / forecast) step time of every run of every measured GPU, forecast by a model that never saw it.
+
+    ``steps`` holds the measured step times (``e2e_us``) per ``gpu`` and run; the forecast is from
+    the figures alone (the GPU's own calls give the shapes, their times are not read).
+    """
+    errors = []
+    for gpu in sorted(set(steps["gpu"]) & set(calls["gpu"])):
+        model = PerCallModel(**params).fit(calls[calls["gpu"] != gpu], devices)
+        own = calls[calls["gpu"] == gpu]
+        forecast = model.set_params(anchor_weight=0.0).predict_step_us(own, devices[gpu], devices[gpu])
+        joined = forecast.merge(steps[steps["gpu"] == gpu], on=RUN_KEYS)
+        errors.append(np.log(joined["e2e_us"] / joined["predicted_us"]))
+    return pd.concat(errors, ignore_index=True)

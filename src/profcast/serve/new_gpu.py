@@ -1,0 +1,91 @@
+"""A forecast for a GPU nobody here measured, from its figures file and one per-call anchor profile.
+
+``python -m src.predict --profile LABEL.csv --anchor a100-80gb-pcie --target-gpu my-gpu.yaml`` (or a
+PyTorch trace recorded with shapes as the profile): the
+per-call model (``models/per_call``) is fitted on the measured calls of a NeuSight folder
+(``--calls-data``), leaving out any GPU named like the target (so a measured GPU can be tried as if it
+were new), and forecasts the profile's calls on the target from the target's figures. The 80%
+interval is calibrated leave-one-GPU-out on the measured GPUs (docs/new-gpu.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from profcast.errors import ProfcastError
+from profcast.ingest.device_figures import neusight_device_figures, read_device_figures
+from profcast.ingest.neusight import is_neusight_header
+from profcast.ingest.neusight_calls import read_call_folder, read_neusight_calls
+from profcast.ingest.trace_calls import read_trace_calls
+from profcast.models.call_costs import add_call_costs
+from profcast.models.per_call import (
+    PerCallModel,
+    interval_factors,
+    leave_one_gpu_out_log_errors,
+    predict_op_vector,
+)
+
+SHAPED_PROFILES = (
+    "a NeuSight label CSV (one row per FX node with input_shapes, and its .json beside it) "
+    "or a PyTorch trace recorded with record_shapes=True (.json, .json.gz)"
+)
+TRACE_SUFFIXES = (".json", ".json.gz")
+TOP_OPS = 5
+
+
+def read_shaped_profile(path, anchor: str = "anchor") -> pd.DataFrame:
+    """The anchor's per-call records from a profile that carries shapes; one line when it carries none."""
+    path = Path(path)
+    if path.name.endswith(TRACE_SUFFIXES):
+        return add_call_costs(read_trace_calls(path, gpu=anchor))
+    try:
+        header = path.read_text(encoding="utf-8-sig").splitlines()[:1]
+    except (OSError, UnicodeDecodeError) as error:
+        raise ProfcastError(f"--profile {path}: cannot be read ({error})") from None
+    if not header or not is_neusight_header(header[0].split(",")):
+        raise ProfcastError(f"--profile {path}: --target-gpu needs per-call shapes; expected {SHAPED_PROFILES}")
+    return add_call_costs(read_neusight_calls(path))
+
+
+def forecast_new_gpu(profile, anchor: str, target_gpu, calls_data, anchor_gpu=None) -> str:
+    """The forecast for an unmeasured target as printable lines: step time, interval, top ops, fallbacks."""
+    target = read_device_figures(target_gpu)
+    anchor_calls = read_shaped_profile(profile, anchor)
+    if not Path(calls_data).is_dir():
+        raise ProfcastError(
+            f"--calls-data {calls_data}: no such folder; pass a NeuSight checkout (scripts/asplos/label/, "
+            "scripts/asplos/data/device_configs/) for the per-call model to learn from"
+        )
+    calls, steps = read_call_folder(calls_data)
+    devices = neusight_device_figures(calls_data)
+    if anchor_gpu is not None:
+        devices[anchor] = read_device_figures(anchor_gpu, name=anchor)
+    if anchor not in devices:
+        raise ProfcastError(
+            f"--anchor {anchor}: no figures for it in {calls_data}; pass --anchor-gpu FILE (docs/new-gpu.md)"
+        )
+    measured = calls[calls["gpu"] != target.name]
+    steps = steps[steps["gpu"] != target.name]
+    measured = add_call_costs(measured)
+    with threadpool_limits(limits=1):  # OpenMP threads of the boosting oversubscribe a small machine
+        model = PerCallModel().fit(measured, devices)
+        low, high = interval_factors(leave_one_gpu_out_log_errors(measured, steps, devices))
+        step = model.predict_step_us(anchor_calls, devices[anchor], target)
+        ops = predict_op_vector(model, anchor_calls, devices[anchor], target)
+    run = step.iloc[0]
+    anchor_us = float((anchor_calls["time_us"] * anchor_calls["repeat"]).sum())
+    lines = [
+        f"{target.name}: unmeasured GPU, forecast from its figures ({Path(target_gpu).name}) alone, "
+        f"never from a measurement of it",
+        f"workload {run['model']}-{run['mode']}-{run['seq_len']}-{run['batchsize']}, anchor {anchor} "
+        f"(its calls sum to {anchor_us / 1000:.1f} ms); per-call model fitted on {len(model.gpus_)} measured GPUs",
+        f"step time {run['predicted_us'] / 1000:.1f} ms, 80% interval {run['predicted_us'] * low / 1000:.1f}-"
+        f"{run['predicted_us'] * high / 1000:.1f} ms (calibrated leave-one-GPU-out)",
+        f"calls {len(anchor_calls)}, of unknown work {int(run['unknown_calls'])} (scaled by the known calls' ratio)",
+        "largest ops (ms per step): "
+        + ", ".join(f"{name} {value / 1000:.2f}" for name, value in ops.head(TOP_OPS).items()),
+    ]
+    return "\n".join(lines)
