@@ -23,6 +23,7 @@ COMMANDS = {
     "registry": "profcast.registry",
     "generate": "profcast.generate.__main__",
     "convert": "profcast.convert",
+    "collect": "profcast.collect.__main__",
 }
 
 
