@@ -15,7 +15,7 @@ import pandas as pd
 
 from profcast.config import CONF_DIR
 from profcast.errors import ProfcastError
-from profcast.schema import BATCH_LATENCY, op_columns
+from profcast.schema import BATCH_LATENCY, PEAK_MEMORY, op_columns
 from profcast.serve.profile_input import read_anchor_profile
 
 INSTANCE_CATALOGUE = CONF_DIR / "instances.yaml"
@@ -57,6 +57,8 @@ def predict_targets(
         checked = checked_anchor_profiles(profile, op_columns, anchor)
     except ProfcastError as error:
         raise ProfcastError(f"profile: {error}") from None
+    if PEAK_MEMORY in profile and PEAK_MEMORY in schema.input_names():  # the served model answers whether it fits
+        checked[PEAK_MEMORY] = profile[PEAK_MEMORY].to_numpy(float)
     if sizes:
         if WHATIF_BATCHSIZE not in schema.input_names():
             raise ProfcastError(
@@ -70,7 +72,7 @@ def predict_targets(
 
 
 def load_catalogue(path=INSTANCE_CATALOGUE, gpu_path=GPU_CATALOGUE) -> dict[str, dict]:
-    """Instance name -> {gpu, vcpus, price_per_hour} from conf/instances.yaml, plus the GPUs of
+    """Instance name -> {gpu, vcpus, price_per_hour, memory_gb} from conf/instances.yaml, plus the GPUs of
     conf/gpus.yaml (NeuSight's, keyed by their instance_name) priced as their one-GPU cloud instance."""
     from omegaconf import OmegaConf
 
@@ -81,7 +83,12 @@ def load_catalogue(path=INSTANCE_CATALOGUE, gpu_path=GPU_CATALOGUE) -> dict[str,
             price = gpu.get("price_per_hour")
             catalogue.setdefault(
                 name,
-                {"gpu": shown, "vcpus": gpu.get("vcpus"), "price_per_hour": float("nan") if price is None else price},
+                {
+                    "gpu": shown,
+                    "vcpus": gpu.get("vcpus"),
+                    "price_per_hour": float("nan") if price is None else price,
+                    "memory_gb": gpu.get("memory_gb"),
+                },
             )
     return catalogue
 
@@ -125,7 +132,13 @@ def recommendation_table(
     table["price_per_hour"] = [(catalogue.get(name) or {}).get("price_per_hour", np.nan) for name in table["instance"]]
     table["cost_per_epoch"] = table["epoch_s"] / 3600 * table["price_per_hour"]
     table["speedup"] = measured_latency / table["batch_latency_s"] if measured_latency else np.nan
-    return table.sort_values("batch_latency_s", kind="stable").reset_index(drop=True)
+    from profcast.jobmodel.memory_fit import add_ranking_fit
+
+    return (
+        add_ranking_fit(table, predicted)
+        .sort_values(["does_not_fit", "batch_latency_s"], kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def format_table(table: pd.DataFrame) -> str:
@@ -141,10 +154,14 @@ def format_table(table: pd.DataFrame) -> str:
         "$/hour",
         "$/epoch",
         "speed-up",
+        "memory",
         "",
     ]
     lines = [header]
+    apart = []  # where the jobs that do not fit start: a line of their own above them
     for rank, row in enumerate(table.itertuples(), start=1):
+        if getattr(row, "does_not_fit", False) and not apart:
+            apart.append(len(lines))
         lines.append(
             [
                 str(rank),
@@ -157,17 +174,21 @@ def format_table(table: pd.DataFrame) -> str:
                 _money(row.price_per_hour, 3),
                 _money(row.cost_per_epoch, 4),
                 "n/a" if np.isnan(row.speedup) else f"{row.speedup:.2f}x",
+                getattr(row, "memory", "-"),
                 "(anchor, measured)" if row.source != "predicted" else "",
             ]
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     right = {0, 3, 4, 5, 6, 7, 8, 9}
-    return "\n".join(
+    text = [
         "  ".join(
             cell.rjust(width) if i in right else cell.ljust(width) for i, (cell, width) in enumerate(zip(line, widths))
         ).rstrip()
         for line in lines
-    )
+    ]
+    for at in apart:
+        text.insert(at, "-- does not fit in the device's memory (forecast peak above it):")
+    return "\n".join(text)
 
 
 def _duration(seconds: float) -> str:
