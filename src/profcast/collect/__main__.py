@@ -14,6 +14,7 @@ import sys
 from profcast.cli import run_cli
 from profcast.collect.manifest import DONE, FAILED, OUT_OF_MEMORY, describe_machine
 from profcast.collect.runner import check_device, run_suite
+from profcast.collect.steps import import_torch
 from profcast.collect.suites import load_suites, suite_workloads
 from profcast.errors import ProfcastError
 from profcast.stops import install_stop_handlers, restore_handlers
@@ -42,12 +43,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="profcast: %(message)s")
     logging.getLogger("torch").setLevel(logging.ERROR)
+    logging.getLogger("profcast.collect.steps").setLevel(logging.WARNING)  # the runner says what each workload did
     if args.budget_minutes is not None and not args.budget_minutes > 0:
         raise ProfcastError(f"--budget-minutes {args.budget_minutes}: expected a positive number of minutes")
     if args.threads is not None and args.threads <= 0:
         raise ProfcastError(f"--threads {args.threads}: expected a positive number of threads")
     workloads = suite_workloads(args.suite, load_suites(args.suites_file))
-    torch = _import_torch()
+    torch = import_torch()
     from profcast.collect.workload import available_devices
 
     device = check_device(args.device, available_devices())
@@ -81,12 +83,6 @@ def main(argv=None) -> int:
     )
     print(f"manifest: {result.manifest.path}")
     return 0
-
-
-def _import_torch():
-    from profcast.collect.steps import _import_torch
-
-    return _import_torch()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def run_suite(
     if result.skipped:
         log.info("skipping %d workloads already run (%s)", len(result.skipped), manifest.path)
     started, budget = clock(), None if budget_minutes is None else budget_minutes * 60
-    with logging_beside_bars():
+    with logging_beside_bars(), _stopped_as_interrupted(manifest):
         for workload in track(todo, f"suite {suite} on {instance}"):
             if budget is not None and clock() - started >= budget:
                 result.budget_reached = True
@@ -109,8 +110,6 @@ def _run_one(workload: Workload, manifest: Manifest, path: Path, device: str, ru
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: not the workload's fault, a later run does it
         path.unlink(missing_ok=True)
         manifest.record(workload.name, status=PENDING, error=None)
-        manifest.content["stopped"] = "interrupted"
-        manifest.write()
         raise
     except Exception as error:  # one workload's bug or a framework error must not lose the others
         path.unlink(missing_ok=True)
@@ -127,6 +126,17 @@ def _run_one(workload: Workload, manifest: Manifest, path: Path, device: str, ru
         peak_memory_bytes=row.get(PEAK_MEMORY),
     )
     return DONE
+
+
+@contextmanager
+def _stopped_as_interrupted(manifest: Manifest):
+    """A stop between workloads (or inside one, after it was put back to pending) leaves ``stopped: interrupted``."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        manifest.content["stopped"] = "interrupted"
+        manifest.write()
+        raise
 
 
 def _trace_of(out_dir, exp: str, instance: str, workload: Workload) -> Path:

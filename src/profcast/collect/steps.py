@@ -63,7 +63,7 @@ def record_trace(
     (parameters, gradients, optimizer state, inputs), goes into the trace's metadata because the
     CPU's memory events count only what was allocated after profiling began.
     """
-    torch = _import_torch()
+    torch = import_torch()
     if steps < 1 or warmup < 0 or wait < 0:
         raise ProfcastError(f"steps={steps}, warmup={warmup}, wait={wait}; expected steps >= 1 and warmup, wait >= 0")
     path = Path(path)
@@ -122,7 +122,8 @@ def profile_steps(
     return {**keys, **read_torch_trace(path)}
 
 
-def _import_torch():
+def import_torch():
+    """torch with its profiler, or a one-line error saying how to install it."""
     try:
         import torch
         import torch.profiler  # noqa: F401
