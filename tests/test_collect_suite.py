@@ -339,6 +339,21 @@ def test_peak_memory_is_carried_by_tables_never_an_op_and_checked(tmp_path, temp
 # ---- end to end: the smoke suite on this CPU, converted, trained on, forecast from ----------------
 
 
+def test_real_smoke_workloads_write_traces_with_peak_memory_in_the_manifest(tmp_path):
+    workloads = smoke()[:3]  # three networks, each really trained for two steps on this CPU
+    run_suite("smoke", workloads, tmp_path, "cpu", "cpu", MACHINE)
+
+    records = manifest_of(tmp_path)["workloads"]
+    assert [records[w.name]["status"] for w in workloads] == ["done"] * 3
+    table = read_profile_tree(tmp_path).profiles
+    assert sorted(table["model"]) == sorted(w.network.name for w in workloads)
+    for workload in workloads:
+        row = table[table["model"] == workload.network.name].iloc[0]
+        assert row[PEAK_MEMORY] == records[workload.name][PEAK_MEMORY] > 0
+        assert row["batch_latency"] == pytest.approx(records[workload.name]["batch_latency"])
+
+
+@pytest.mark.slow  # about 100 s: two smoke suites, a training job and two forecasts
 def test_the_smoke_suite_runs_converts_trains_and_forecasts(tmp_path, empty_tracking_database, monkeypatch, capsys):
     import subprocess
     import sys
