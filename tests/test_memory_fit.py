@@ -85,3 +85,26 @@ def test_a_bad_peak_in_a_request_is_named_in_one_line():
     ):
         checked_peak_memory(pd.DataFrame({PEAK_MEMORY: [5.0, -3.0]}))
     assert np.isnan(checked_peak_memory(pd.DataFrame({"Host_mm": [1.0]}))).all()
+
+
+def test_a_model_stores_memory_only_when_it_knows_some():
+    from profcast.jobmodel.memory_fit import memory_record
+
+    table = peaks_table({"x": 100.0, "y": 200.0}, {"x": 300.0, "y": 600.0})
+    record = memory_record(table, "a", ["t"], {"t": {"memory_gb": 1}})
+    assert record["carry"]["t"]["ratio"] == 3.0 and record["device_memory_bytes"] == {"t": 1e9}
+    assert memory_record(table.drop(columns=PEAK_MEMORY), "a", ["t"], {}) is None
+
+
+def test_predict_ranks_what_does_not_fit_apart_and_shows_no_memory_column_without_memory():
+    from profcast.serve.recommend import format_table, recommendation_table
+
+    predicted = pd.DataFrame({"target_instance": ["b", "c"], "batch_latency": [0.1, 0.05]})
+    plain = format_table(recommendation_table(predicted, "a", 0.2, 8, 1000, {}))
+    assert "memory" not in plain.splitlines()[0] and "does not fit" not in plain
+
+    predicted = predicted.assign(fits=[True, False], memory_margin_bytes=[1e9, -2e9])
+    lines = format_table(recommendation_table(predicted, "a", 0.2, 8, 1000, {})).splitlines()
+    ranked = [line.split()[1] for line in lines[1:] if line.strip()[0].isdigit()]
+    assert ranked == ["b", "a", "c"]  # c is fastest but does not fit: last, under its own line
+    assert lines[3].startswith("-- does not fit") and "NO: 1.86 GiB short" in lines[4]

@@ -70,12 +70,15 @@ def device_memory_bytes(catalogue: dict, name: str) -> float | None:
     )
 
 
-def memory_record(profiles: pd.DataFrame, anchor: str, targets, catalogue: dict) -> dict:
-    """What a job model stores about memory: each target's carry and device memory (JSON-safe)."""
-    return {
+def memory_record(profiles: pd.DataFrame, anchor: str, targets, catalogue: dict) -> dict | None:
+    """What a job model stores about memory: each target's carry and device memory (JSON-safe); None
+    when it knows neither for any target (the model then answers no memory columns)."""
+    record = {
         "carry": {target: peak_memory_carry(profiles, anchor, target) for target in targets},
         "device_memory_bytes": {target: device_memory_bytes(catalogue, target) for target in targets},
     }
+    known = [*record["carry"].values(), *record["device_memory_bytes"].values()]
+    return record if any(value is not None for value in known) else None
 
 
 def fit_columns(anchor_peaks, targets, memory: dict) -> dict[str, np.ndarray]:

@@ -157,6 +157,7 @@ def format_table(table: pd.DataFrame) -> str:
         "memory",
         "",
     ]
+    shows_memory = "memory" in table and bool((table["memory"] != "-").any())  # a model or profile without: no column
     lines = [header]
     apart = []  # where the jobs that do not fit start: a line of their own above them
     for rank, row in enumerate(table.itertuples(), start=1):
@@ -178,7 +179,9 @@ def format_table(table: pd.DataFrame) -> str:
                 "(anchor, measured)" if row.source != "predicted" else "",
             ]
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    if not shows_memory:
+        lines = [line[:10] + line[11:] for line in lines]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     right = {0, 3, 4, 5, 6, 7, 8, 9}
     text = [
         "  ".join(
