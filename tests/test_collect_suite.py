@@ -410,3 +410,13 @@ def test_the_smoke_suite_runs_converts_trains_and_forecasts(tmp_path, empty_trac
     assert "fits, " in answers["small"] and "does not fit" not in answers["small"]
     assert "NO: " in answers["large"] and "-- does not fit in the device's memory" in answers["large"]
     assert answers["large"].index("does not fit") < answers["large"].index("cpu-2threads")  # shown apart, below
+    # The served model itself (what `mlflow models serve` runs) answers the same from the traces' rows.
+    import mlflow
+
+    rows = [
+        read_torch_trace(out / "suite" / "cpu-1thread" / f"{'-'.join(map(str, workload))}.pt.trace.json.gz")
+        for workload in (smallest, largest)
+    ]
+    answer = mlflow.pyfunc.load_model(trained["model_uri"]).predict(pd.DataFrame(rows).fillna(0.0))
+    assert answer["fits"].tolist() == [True, False]
+    assert (answer["memory_margin_bytes"].astype(float) > 0).tolist() == [True, False]
