@@ -262,12 +262,16 @@ def test_out_of_memory_from_torch_becomes_out_of_memory_and_other_errors_stay(tm
 
 
 def test_the_command_says_an_unknown_device_in_one_line(tmp_path, capsys):
-    from profcast.collect.__main__ import main
+    from profcast.cli import main as profcast
 
-    code = exit_code(
-        main, ["suite", "--suite", "smoke", "--instance", "cpu", "--out", str(tmp_path), "--device", "mps"]
-    )
+    arguments = ["suite", "--suite", "smoke", "--instance", "cpu", "--out", str(tmp_path), "--device", "mps"]
+    if torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    code = exit_code(profcast, ["collect", *arguments])  # `profcast collect suite ...`
     assert code == 2 and "--device mps: not available on this machine; available: " in capsys.readouterr().err
+    assert not (tmp_path / "suite").exists()  # refused before anything was written
+    code = exit_code(profcast, ["collect", *arguments[:-2], "--budget-minutes", "0"])
+    assert code == 2 and "--budget-minutes 0.0: expected a positive number of minutes" in capsys.readouterr().err
 
 
 # ---- peak memory ------------------------------------------------------------------------------------
