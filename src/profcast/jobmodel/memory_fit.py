@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from profcast.jobmodel.requests import TARGET_INSTANCE
 from profcast.limits import shown_bytes
 from profcast.schema import PEAK_MEMORY, WORKLOAD_KEYS
 
@@ -102,7 +103,7 @@ def add_fit_columns(
     """``answer`` with ANSWER_COLUMNS when the request gave a peak memory and the model knows memory; else unchanged."""
     if not memory or not np.isfinite(anchor_peaks).any():
         return answer
-    columns = fit_columns(anchor_peaks[rows], answer["target_instance"].to_numpy(), memory)
+    columns = fit_columns(anchor_peaks[rows], answer[TARGET_INSTANCE].to_numpy(), memory)
     for name in ANSWER_COLUMNS:
         answer[name] = columns[name]
     return answer
@@ -122,7 +123,7 @@ def add_ranking_fit(table: pd.DataFrame, predicted: pd.DataFrame) -> pd.DataFram
     model's answer; rows the answer says nothing about (the anchor, an older model) read '-'."""
     by_target = {}
     if FITS in predicted and MEMORY_MARGIN in predicted:
-        for target, fits, margin in zip(predicted["target_instance"], predicted[FITS], predicted[MEMORY_MARGIN]):
+        for target, fits, margin in zip(predicted[TARGET_INSTANCE], predicted[FITS], predicted[MEMORY_MARGIN]):
             by_target[target] = (fits, margin)
     words, apart = [], []
     for instance, source in zip(table["instance"], table["source"]):
