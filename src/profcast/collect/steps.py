@@ -106,11 +106,13 @@ def profile_steps(
     optimizer: str = "sgd",
     exp: str = "exp1",
     wait: int = 1,
+    profile_memory: bool = False,
 ) -> dict:
     """Profile ``steps`` training steps after ``wait + warmup`` unrecorded ones, write the trace in
-    profcast's layout under ``out_dir`` and return the run's row (keys, op times per step, batch_latency)."""
+    profcast's layout under ``out_dir`` and return the run's row (keys, op times per step, batch_latency;
+    with ``profile_memory`` the peak memory the profiler saw, on the CPU without the resident bytes)."""
     path = trace_path(out_dir, exp, instance, dataset, model, optimizer, batchsize)
-    record_trace(step_fn, path, steps=steps, warmup=warmup, wait=wait)
+    record_trace(step_fn, path, steps=steps, warmup=warmup, wait=wait, profile_memory=profile_memory)
     keys = {
         "exp_name": exp,
         "instance_name": instance,
