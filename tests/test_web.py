@@ -23,7 +23,7 @@ from profcast.cli import exit_code
 from profcast.predict import main as predict_main
 from profcast.registration.champion import register_job
 from profcast.serve.profile_input import read_anchor_profile
-from profcast.serve.recommend import forecast, load_job_model, table_cells
+from profcast.serve.recommend import forecast, load_job_model, shown_header_and_cells
 from profcast.web.__main__ import DEFAULT_HOST, build_app, parse_args
 from profcast.web.uploads import safe_file_name
 from tests.conftest import REPO, compose_train, train_into_fresh_store
@@ -110,7 +110,7 @@ def test_the_ranking_equals_the_cli_and_recommends_dataframe(client, capsys, mon
     expected = forecast(model, uri, read_anchor_profile(EXAMPLE, ANCHOR), ANCHOR).table
     assert [row["instance"] for row in body["rows"]] == list(expected["instance"])
     assert [row["batch_latency_s"] for row in body["rows"]] == list(expected["batch_latency_s"])
-    assert body["cells"] == table_cells(expected)
+    assert [body["header"], body["cells"]] == list(shown_header_and_cells(expected))
     downloaded = pd.read_csv(io.StringIO(body["csv"]))
     assert list(downloaded["rank"]) == list(range(1, len(expected) + 1))
     pd.testing.assert_frame_equal(downloaded.drop(columns="rank"), expected, check_dtype=False)

@@ -25,6 +25,7 @@ COMMANDS = {
     "generate": "profcast.generate.__main__",
     "convert": "profcast.convert",
     "web": "profcast.web.__main__",
+    "collect": "profcast.collect.__main__",
 }
 
 

@@ -7,7 +7,7 @@ wreck a model's metrics. docs/reliability.md explains each choice.
 
 from __future__ import annotations
 
-from profcast.schema import BATCH_LATENCY
+from profcast.schema import BATCH_LATENCY, PEAK_MEMORY
 
 # One op's total time in one profiled run, in microseconds: 1e12 µs is 11.6 days.
 MAX_OP_TIME_US = 1e12
@@ -16,7 +16,10 @@ MAX_BATCH_LATENCY_S = 86_400.0
 # Seconds per epoch: one year.
 MAX_EPOCH_LATENCY_S = 365 * 86_400.0
 
-LIMITS = {BATCH_LATENCY: MAX_BATCH_LATENCY_S, "epoch_latency": MAX_EPOCH_LATENCY_S}
+# Peak memory of one training step in bytes: 1 PiB, far past any one machine's memory.
+MAX_PEAK_MEMORY_BYTES = float(2**50)
+
+LIMITS = {BATCH_LATENCY: MAX_BATCH_LATENCY_S, "epoch_latency": MAX_EPOCH_LATENCY_S, PEAK_MEMORY: MAX_PEAK_MEMORY_BYTES}
 
 
 def value_limit(column: str) -> float:
@@ -30,6 +33,8 @@ def value_rule(column: str) -> str:
         return f"batch_latency is the measured seconds per training step: a finite number from 0 to {MAX_BATCH_LATENCY_S:g} (1 day), or empty"
     if column == "epoch_latency":
         return f"epoch_latency is the measured seconds per epoch: a finite number from 0 to {MAX_EPOCH_LATENCY_S:g} (1 year), or empty"
+    if column == PEAK_MEMORY:
+        return f"peak_memory_bytes is one training step's peak memory in bytes: a finite number from 0 to {MAX_PEAK_MEMORY_BYTES:g} (1 PiB), or empty"
     return f"op times are microseconds per run: finite numbers from 0 to {MAX_OP_TIME_US:g}"
 
 

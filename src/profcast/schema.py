@@ -10,17 +10,22 @@ WORKLOAD_KEYS = ["dataset", "model", "optimizer", "batchsize"]
 # Measured step/epoch times in seconds; optional in a profile table.
 LATENCY_COLUMNS = ["batch_latency", "epoch_latency"]
 BATCH_LATENCY = "batch_latency"
+# Peak memory of one training step in bytes (profcast.ingest.trace_memory); optional, never an op
+# nor a feature: it says whether a job fits a device (profcast.jobmodel.memory_fit).
+PEAK_MEMORY = "peak_memory_bytes"
+# Measured columns a profile table may carry beside its op times.
+MEASURED_COLUMNS = LATENCY_COLUMNS + [PEAK_MEMORY]
 
 
 def op_columns(columns) -> list[str]:
-    """The op-time columns of a profile table: everything that is not a key or a latency."""
-    reserved = set(RUN_KEYS) | set(LATENCY_COLUMNS)
+    """The op-time columns of a profile table: everything that is not a key, a latency or the peak memory."""
+    reserved = set(RUN_KEYS) | set(MEASURED_COLUMNS)
     return [c for c in columns if c not in reserved]
 
 
 def op_part(profile: pd.DataFrame) -> pd.DataFrame:
-    """The op columns of a profile frame, without batch_latency."""
-    return profile.drop(columns=[BATCH_LATENCY], errors="ignore")
+    """The op columns of a profile frame, without batch_latency and the peak memory."""
+    return profile.drop(columns=[BATCH_LATENCY, PEAK_MEMORY], errors="ignore")
 
 
 def aligned_ops(profile: pd.DataFrame, op_columns: list[str]) -> np.ndarray:

@@ -28,6 +28,7 @@ from profcast.config import (
     option_choices,
     option_name,
 )
+from profcast.jobmodel.memory_fit import memory_record, peak_memory_carry
 from profcast.pipeline.evaluation import cross_validate, score, vector_frames
 from profcast.pipeline.pairing import PairedRuns, resolve_targets
 from profcast.pipeline.parallel import resolve_n_jobs
@@ -47,6 +48,7 @@ JOB_METRICS = (
     "total_mape",
     "false_nonzero_rate",
     "batch_latency_mape",
+    "peak_memory_error_pct",
     "interval_coverage",
 )
 
@@ -206,6 +208,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     job = prepare_job(cfg)
     # MLflow loads slowly: import it only once the input is known to be good.
     from profcast.progress import logging_beside_bars, track
+    from profcast.serve.recommend import load_catalogue
     from profcast.tracking import provenance
     from profcast.tracking.runs import (
         job_run,
@@ -257,6 +260,9 @@ def train(cfg: DictConfig) -> dict[str, dict]:
                 paired.mode,
             )
             result = evaluate_target(paired, job)
+            carry = peak_memory_carry(job.profiles, cfg.anchor, target)
+            if carry is not None and carry["error_pct"] is not None:  # measured, where the data has both peaks
+                result.metrics["peak_memory_error_pct"] = carry["error_pct"]
             with target_run(
                 experiment_id, f"{cfg.anchor} -> {target} ({names['regressor']})", data_tags, dataset
             ) as run_id:
@@ -292,6 +298,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
                 metadata,
                 vocabulary=job.vocabulary.stored(),  # one servable model: every target
                 native_op_columns=job.native_op_columns if job.vocabulary.mapping is not None else None,
+                memory=memory_record(job.profiles, cfg.anchor, list(fitted), load_catalogue()),
             )
     if cfg.log_model and cfg.registry.register_single and not parent_run_id:
         from profcast.registration.champion import register_job

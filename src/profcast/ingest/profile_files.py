@@ -34,7 +34,7 @@ from profcast.ingest.tfstats import (
 )
 from profcast.ingest.torch_trace import read_torch_trace
 from profcast.limits import MAX_INPUT_BYTES_ENV, CappedReader, max_input_bytes, shown_bytes
-from profcast.schema import LATENCY_COLUMNS, RUN_KEYS
+from profcast.schema import MEASURED_COLUMNS, RUN_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ LAYOUT = "<root>/<exp_name>/<instance_name>/<dataset>-<model>-<optimizer>-<batch
 RUN_FILE_SUFFIXES = (".pt.trace.json.gz", ".pt.trace.json", ".json.gz", ".csv.gz", ".parquet", ".json", ".csv")
 NEUSIGHT_LABELS = Path("scripts") / "asplos" / "label"
 HEAD_BYTES = 1 << 20  # enough to see a trace's "traceEvents" key or a CSV header
+# What `profcast collect suite` writes beside its traces (profcast.collect.manifest): not a profile.
+SUITE_MANIFEST = "suite-manifest.json"
 
 # What read_profile_tree returns: the wide table, files seen, skipped files and duplicate runs.
 ProfileTree = TfStatsTree
@@ -156,7 +158,7 @@ def collect_runs(paths: list[Path], read_rows, on_bad_file: str) -> tuple[list[d
 
 
 def profiles_table(runs: list[dict], source: str) -> pd.DataFrame:
-    """Rows -> validated wide table: keys, latencies, then op columns sorted by name (absent op = 0 µs)."""
+    """Rows -> validated wide table: keys, latencies and peak memory, then op columns sorted by name (absent op = 0 µs)."""
     table = pd.DataFrame(runs)
     missing = [key for key in RUN_KEYS if key not in table.columns or table[key].isna().any()]
     if missing:
@@ -164,8 +166,8 @@ def profiles_table(runs: list[dict], source: str) -> pd.DataFrame:
             f"{source}: run key(s) {missing} unknown for some run; name files {LAYOUT} "
             "or pass them explicitly (--exp, --instance, --dataset, --model, --optimizer, --batchsize)"
         )
-    latencies = [c for c in LATENCY_COLUMNS if c in table.columns]
-    ops = sorted(c for c in table.columns if c not in RUN_KEYS and c not in LATENCY_COLUMNS)
+    latencies = [c for c in MEASURED_COLUMNS if c in table.columns]
+    ops = sorted(c for c in table.columns if c not in RUN_KEYS and c not in MEASURED_COLUMNS)
     # A run that never executed an op spent 0 µs in it, so absent ops are 0.0, not NaN.
     table[ops] = table[ops].astype(float).fillna(0.0)
     table = table[RUN_KEYS + latencies + ops].sort_values(RUN_KEYS, kind="stable").reset_index(drop=True)
@@ -221,7 +223,7 @@ def _table_rows(path: Path) -> list[dict]:
     if set(RUN_KEYS) <= set(table.columns):  # the same checks as a table given to data.path
         table = validate_profiles(table, source=str(path), first_line=None if _is_parquet(path) else 2)
     return [
-        {k: v for k, v in row.items() if not (isinstance(v, float) and np.isnan(v) and k in LATENCY_COLUMNS)}
+        {k: v for k, v in row.items() if not (isinstance(v, float) and np.isnan(v) and k in MEASURED_COLUMNS)}
         for row in table.to_dict("records")
     ]
 
@@ -285,8 +287,13 @@ def _looks_like_op_header(names: set[str]) -> bool:
 
 
 def _is_run_file(relative: Path) -> bool:
-    """Files a tree holds runs in: not hidden, not a tf_stats latency sidecar (NeuSight step-time .json: is_neusight_sidecar)."""
-    return not any(part.startswith(".") for part in relative.parts) and not relative.name.endswith(SIDECAR_SUFFIX)
+    """Files a tree holds runs in: not hidden, not a tf_stats latency sidecar (NeuSight step-time .json: is_neusight_sidecar),
+    not a suite's manifest."""
+    return (
+        not any(part.startswith(".") for part in relative.parts)
+        and not relative.name.endswith(SIDECAR_SUFFIX)
+        and relative.name != SUITE_MANIFEST
+    )
 
 
 def _run_stem(file_name: str) -> str:

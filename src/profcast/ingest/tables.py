@@ -10,7 +10,7 @@ import pandas as pd
 
 from profcast.errors import ProfcastError
 from profcast.limits import MAX_INPUT_BYTES_ENV, CappedReader, max_input_bytes, shown_bytes, value_limit, value_rule
-from profcast.schema import LATENCY_COLUMNS, RUN_KEYS, op_columns
+from profcast.schema import MEASURED_COLUMNS, RUN_KEYS, op_columns
 
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 
@@ -114,8 +114,8 @@ def validate_profiles(
     for key in RUN_KEYS:
         if key != "batchsize":
             clean[key] = clean[key].astype(str)
-    for column in ops + [c for c in LATENCY_COLUMNS if c in clean.columns]:
-        clean[column] = _checked_numbers(clean[column], column, source, column in LATENCY_COLUMNS, first_line, table)
+    for column in ops + [c for c in MEASURED_COLUMNS if c in clean.columns]:
+        clean[column] = _checked_numbers(clean[column], column, source, column in MEASURED_COLUMNS, first_line, table)
     silent = np.flatnonzero((clean[ops].to_numpy() == 0).all(axis=1))
     if silent.size:
         raise ProfcastError(
@@ -170,7 +170,7 @@ def shown_value(value) -> str:
 def _checked_numbers(
     values: pd.Series, column: str, source: str, allow_nan: bool, first_line: int | None, table: pd.DataFrame
 ) -> pd.Series:
-    """Op times and latencies must be finite, non-negative, plausible numbers (latency may be missing)."""
+    """Op times, latencies and peak memory must be finite, non-negative, plausible numbers (latency and memory may be missing)."""
     numbers, bad = parse_numbers(values, allow_missing=allow_nan, upper=value_limit(column))
     if bad:
         row, kind = bad

@@ -10,7 +10,8 @@ The row: ``Host_<op>`` self time of each op and runtime call, ``Device_<op>`` de
 the op that launched it (kernel names change with the GPU architecture, launching ops do not) and
 to the step whose window holds the launch (the GPU may run it after the window closed),
 ``Host_IDLE``/``Device_IDLE`` step time when that side runs nothing, all divided by the number of
-steps, and ``batch_latency``, the median step in seconds. docs/profile-formats.md has the rules.
+steps, ``batch_latency``, the median step in seconds, and, in a trace recorded with memory profiling,
+``peak_memory_bytes`` (``ingest/trace_memory``). docs/profile-formats.md has the rules.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from profcast.errors import ProfcastError
+from profcast.ingest.trace_memory import PEAK_MEMORY, RESIDENT_BYTES_KEY, MemorySamples
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,9 @@ def read_torch_trace(path) -> dict[str, float]:
     (decompressed) text the read stops with a one-line error.
     """
     path = Path(path)
-    return _row_of_kept(list(_kept_events(iter_trace_events(path))), source=str(path))
+    memory, metadata = MemorySamples(), {}
+    kept = list(_kept_events(memory.watch(iter_trace_events(path, metadata))))
+    return _row_of_kept(kept, source=str(path), memory=memory, resident_bytes=metadata.get(RESIDENT_BYTES_KEY))
 
 
 def load_trace_events(path: Path) -> list[dict]:
@@ -56,15 +60,18 @@ def load_trace_events(path: Path) -> list[dict]:
     return list(iter_trace_events(Path(path)))
 
 
-def iter_trace_events(path: Path):
-    """The events of a Chrome-trace file one by one, parsed as a stream, within the input size and nesting limits."""
+def iter_trace_events(path: Path, metadata: dict | None = None):
+    """The events of a Chrome-trace file one by one, parsed as a stream, within the input size and nesting limits.
+
+    ``metadata``, when given, receives the trace's top-level scalar fields (``schemaVersion``,
+    ``profcast_resident_bytes``...)."""
     accepted = 'expected a PyTorch profiler trace (.json or .json.gz with "traceEvents")'
     import ijson
 
     found = []
     try:
         with open_capped(path) as stream:
-            yield from _trace_event_stream(ijson.basic_parse(stream, use_float=True), found, str(path))
+            yield from _trace_event_stream(ijson.basic_parse(stream, use_float=True), found, str(path), metadata)
         if not found:
             raise ProfcastError(f'{path}: JSON without a "traceEvents" list; {accepted}')
     except (EOFError, gzip.BadGzipFile, zlib.error):
@@ -80,7 +87,7 @@ def iter_trace_events(path: Path):
         raise ProfcastError(f"{path}: cannot be read ({error.strerror or error})") from None
 
 
-def _trace_event_stream(tokens, found: list, source: str):
+def _trace_event_stream(tokens, found: list, source: str, metadata: dict | None = None):
     """Build and yield each element of the top-level ``traceEvents`` array from ijson's ``basic_parse`` tokens.
 
     Hand-built rather than ``ijson.items``, whose prefix strings grow with the nesting depth (a
@@ -120,6 +127,8 @@ def _trace_event_stream(tokens, found: list, source: str):
                 _add(building[-1], key, value)
             else:
                 yield value
+        elif depth == 1 and top_is_map and metadata is not None:  # a top-level field beside traceEvents
+            metadata[key] = value
 
 
 def _add(container, key, value) -> None:
@@ -193,7 +202,9 @@ def trace_row(events: list[dict], source: str = "trace") -> dict[str, float]:
     return _row_of_kept(list(_kept_events(events)), source)
 
 
-def _row_of_kept(complete: list[TraceEvent], source: str) -> dict[str, float]:
+def _row_of_kept(
+    complete: list[TraceEvent], source: str, memory: MemorySamples | None = None, resident_bytes=None
+) -> dict[str, float]:
     host = [e for e in complete if e.cat == HOST_OP or e.cat in RUNTIME_CATEGORIES]
     device = [e for e in complete if e.cat in DEVICE_CATEGORIES]
     if not host and not device:
@@ -232,6 +243,9 @@ def _row_of_kept(complete: list[TraceEvent], source: str) -> dict[str, float]:
     row = {column: value / n_steps for column, value in sorted(totals.items())}
     if steps:
         row["batch_latency"] = statistics.median(end - start for start, end in windows) / 1e6
+    peak = memory.peak(in_steps, resident_bytes) if memory is not None else None
+    if peak is not None:
+        row[PEAK_MEMORY] = peak
     log.debug("%s: %d step(s), %d host and %d device events", source, n_steps, len(host), len(device))
     return row
 

@@ -77,6 +77,7 @@ class JobModel:
             )
         self._shared_searches = shared_neighbour_groups(models)  # kNN targets fitted on the same anchor rows
         self.vocabulary = None  # a canonical model's profcast.vocabulary.Mapping: requests are mapped with it
+        self.memory = None  # each target's peak-memory carry and device memory (profcast.jobmodel.memory_fit)
 
     def get_raw_model(self):
         """This object (MLflow's PyFuncModel.get_raw_model hands it out: profcast.predict reads the vocabulary)."""
@@ -139,8 +140,11 @@ class JobModel:
             if rows.size:
                 parts.append((rank, rows, self._predict_target(target, request, shared.get(target))))
         from profcast.jobmodel.forecast_columns import add_forecast_columns
+        from profcast.jobmodel.memory_fit import add_fit_columns
+        from profcast.jobmodel.requests import checked_peak_memory
 
-        return add_forecast_columns(self._answer(parts), profiles, anchor_profiles, self)
+        answer = add_forecast_columns(self._answer(parts), profiles, anchor_profiles, self)
+        return add_fit_columns(answer, checked_peak_memory(profiles), answer[INPUT_ROW].to_numpy(), self.memory)
 
     def _predict_target(
         self, target: str, anchor_profiles: pd.DataFrame, raw=None
@@ -200,11 +204,12 @@ def _in_model_vocabulary(profiles: pd.DataFrame, mapping, anchor: str) -> pd.Dat
 def _finite_answer(predicted: pd.DataFrame) -> pd.DataFrame:
     """Refuse an answer JSON cannot carry: a non-finite op time is a bad request; a latency not predicted is null."""
     from profcast.jobmodel.forecast_columns import added_columns
+    from profcast.jobmodel.memory_fit import ANSWER_COLUMNS, json_safe
 
     nullable = [BATCH_LATENCY, *added_columns(predicted)]  # may be unknown: null, not an error
-    numbers = predicted.drop(columns=[INPUT_ROW, TARGET_INSTANCE, TRAINED_ON, *nullable], errors="ignore").to_numpy(
-        dtype=float
-    )
+    numbers = predicted.drop(
+        columns=[INPUT_ROW, TARGET_INSTANCE, TRAINED_ON, *nullable, *ANSWER_COLUMNS], errors="ignore"
+    ).to_numpy(dtype=float)
     bad = ~np.isfinite(numbers).all(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -216,7 +221,7 @@ def _finite_answer(predicted: pd.DataFrame) -> pd.DataFrame:
         if column in predicted and not np.isfinite(predicted[column].to_numpy(dtype=float)).all():
             values = predicted[column].astype(object)
             predicted[column] = values.where(np.isfinite(predicted[column].to_numpy(dtype=float)), None)
-    return predicted
+    return json_safe(predicted)
 
 
 def use_one_thread(estimator) -> None:

@@ -14,7 +14,7 @@ import pandas as pd
 from profcast.errors import ProfcastError
 from profcast.ingest.tables import BAD_NUMBER_WORDING, parse_numbers, shown_value
 from profcast.limits import MAX_OP_TIME_US, value_limit, value_rule
-from profcast.schema import BATCH_LATENCY
+from profcast.schema import BATCH_LATENCY, PEAK_MEMORY
 
 TRAINED_ON = "trained_on"  # output column: the training data's description, kind and fingerprint
 TARGET_INSTANCE = "target_instance"  # optional request column: predict for this target only
@@ -50,13 +50,13 @@ def _bad_request(message: str) -> ProfcastError:
 
 def unknown_columns(columns, op_columns: list[str]) -> list[str]:
     """Request columns that are neither a trained op nor a column the model accepts and ignores."""
-    accepted = set(op_columns) | set(DESCRIPTIVE_COLUMNS) | {BATCH_LATENCY, TARGET_INSTANCE, *SIZE_COLUMNS}
+    accepted = set(op_columns) | set(DESCRIPTIVE_COLUMNS) | {BATCH_LATENCY, PEAK_MEMORY, TARGET_INSTANCE, *SIZE_COLUMNS}
     return [column for column in columns if column not in accepted]
 
 
 def model_op_columns(input_schema) -> list[str]:
     """The op columns a logged job model was trained on, read from its input signature."""
-    reserved = set(DESCRIPTIVE_COLUMNS) | {BATCH_LATENCY, TARGET_INSTANCE, *SIZE_COLUMNS}
+    reserved = set(DESCRIPTIVE_COLUMNS) | {BATCH_LATENCY, PEAK_MEMORY, TARGET_INSTANCE, *SIZE_COLUMNS}
     return [name for name in input_schema.input_names() if name not in reserved]
 
 
@@ -92,12 +92,23 @@ def checked_anchor_profiles(profiles: pd.DataFrame, op_columns: list[str], ancho
     return checked
 
 
+def checked_peak_memory(profiles: pd.DataFrame) -> np.ndarray:
+    """Per request row, the anchor's peak memory in bytes (NaN where not given); a bad value is a 400 naming it."""
+    if PEAK_MEMORY not in profiles.columns:
+        return np.full(len(profiles), np.nan)
+    return _checked_column(profiles[PEAK_MEMORY].reset_index(drop=True), PEAK_MEMORY, allow_missing=True).to_numpy(
+        float
+    )
+
+
 def _checked_column(values: pd.Series, column: str, allow_missing: bool) -> pd.Series:
     numbers, bad = parse_numbers(values, allow_missing, upper=value_limit(column))
     if bad:
         row, kind = bad
         what = MISSING_IN_REQUEST if kind == "missing" else BAD_NUMBER_WORDING[kind]
-        rule = value_rule(column) + (" (an op that did not run is 0 or left out)" if column != BATCH_LATENCY else "")
+        rule = value_rule(column) + (
+            " (an op that did not run is 0 or left out)" if column not in (BATCH_LATENCY, PEAK_MEMORY) else ""
+        )
         raise _bad_request(f"column '{column}' row {row} value {shown_value(values.iloc[row])} {what}; {rule}")
     return numbers
 

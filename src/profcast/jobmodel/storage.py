@@ -47,6 +47,7 @@ def save_job_model(
     extras: dict | None = None,
     sizes: dict | None = None,
     vocabulary: dict | None = None,
+    memory: dict | None = None,
 ) -> dict:
     """Write every target's fitted regressor (one skops file each) and the manifest into ``folder``.
 
@@ -55,6 +56,8 @@ def save_job_model(
     ``sizes`` (the training rows' batch and input size range, profcast.jobmodel.trained_range) goes into the manifest.
     ``vocabulary`` (profcast.vocabulary.Vocabulary.stored: name and table, plain data) goes into the
     manifest; the loaded model maps requests with it. None: native op names, nothing stored.
+    ``memory`` (profcast.jobmodel.memory_fit.memory_record: each target's peak-memory carry and device
+    memory) goes into the manifest; the loaded model answers whether a job fits with it.
     """
     import skops.io
 
@@ -78,6 +81,7 @@ def save_job_model(
         RANGE_KEY: sizes,
         **save_extras(folder, extras, files),
         **({"vocabulary": vocabulary} if vocabulary else {}),
+        **({"memory": memory} if memory else {}),
     }
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return manifest
@@ -106,6 +110,7 @@ def load_job_model_folder(folder) -> JobModel:
         _checked_range(manifest.get(RANGE_KEY), folder),
     )
     model.vocabulary = mapping_from_stored(manifest.get("vocabulary"))
+    model.memory = manifest.get("memory") if isinstance(manifest.get("memory"), dict) else None
     return model
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from profcast.errors import ProfcastError
-from profcast.schema import BATCH_LATENCY, op_columns
+from profcast.schema import BATCH_LATENCY, PEAK_MEMORY, op_columns
 
 PROFILE_FORMATS = (
     "a PyTorch profiler trace (.json/.json.gz), a TensorBoard tf_stats/XProf CSV export, "
@@ -66,7 +66,13 @@ def _read_run_file(path: Path, kind: str) -> AnchorProfile:
     row = read_profile_file(path)
     batchsize = row.get("batchsize")
     profile = pd.DataFrame(
-        [{name: value for name, value in row.items() if name in op_columns([name]) or name == BATCH_LATENCY}]
+        [
+            {
+                name: value
+                for name, value in row.items()
+                if name in op_columns([name]) or name in (BATCH_LATENCY, PEAK_MEMORY)
+            }
+        ]
     )
     described = {
         "torch_trace": "PyTorch profiler trace",

@@ -17,7 +17,7 @@ import pandas as pd
 
 from profcast.config import CONF_DIR
 from profcast.errors import ProfcastError
-from profcast.schema import BATCH_LATENCY, op_columns
+from profcast.schema import BATCH_LATENCY, PEAK_MEMORY, op_columns
 from profcast.serve.profile_input import read_anchor_profile
 
 INSTANCE_CATALOGUE = CONF_DIR / "instances.yaml"
@@ -59,6 +59,8 @@ def predict_targets(
         checked = checked_anchor_profiles(profile, op_columns, anchor)
     except ProfcastError as error:
         raise ProfcastError(f"profile: {error}") from None
+    if PEAK_MEMORY in profile and PEAK_MEMORY in schema.input_names():  # the served model answers whether it fits
+        checked[PEAK_MEMORY] = profile[PEAK_MEMORY].to_numpy(float)
     if sizes:
         if WHATIF_BATCHSIZE not in schema.input_names():
             raise ProfcastError(
@@ -72,7 +74,7 @@ def predict_targets(
 
 
 def load_catalogue(path=INSTANCE_CATALOGUE, gpu_path=GPU_CATALOGUE) -> dict[str, dict]:
-    """Instance name -> {gpu, vcpus, price_per_hour} from conf/instances.yaml, plus the GPUs of
+    """Instance name -> {gpu, vcpus, price_per_hour, memory_gb} from conf/instances.yaml, plus the GPUs of
     conf/gpus.yaml (NeuSight's, keyed by their instance_name) priced as their one-GPU cloud instance."""
     from omegaconf import OmegaConf
 
@@ -83,7 +85,12 @@ def load_catalogue(path=INSTANCE_CATALOGUE, gpu_path=GPU_CATALOGUE) -> dict[str,
             price = gpu.get("price_per_hour")
             catalogue.setdefault(
                 name,
-                {"gpu": shown, "vcpus": gpu.get("vcpus"), "price_per_hour": float("nan") if price is None else price},
+                {
+                    "gpu": shown,
+                    "vcpus": gpu.get("vcpus"),
+                    "price_per_hour": float("nan") if price is None else price,
+                    "memory_gb": gpu.get("memory_gb"),
+                },
             )
     return catalogue
 
@@ -127,7 +134,13 @@ def recommendation_table(
     table["price_per_hour"] = [(catalogue.get(name) or {}).get("price_per_hour", np.nan) for name in table["instance"]]
     table["cost_per_epoch"] = table["epoch_s"] / 3600 * table["price_per_hour"]
     table["speedup"] = measured_latency / table["batch_latency_s"] if measured_latency else np.nan
-    return table.sort_values("batch_latency_s", kind="stable").reset_index(drop=True)
+    from profcast.jobmodel.memory_fit import add_ranking_fit
+
+    return (
+        add_ranking_fit(table, predicted)
+        .sort_values(["does_not_fit", "batch_latency_s"], kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 TABLE_HEADER = [
@@ -141,9 +154,12 @@ TABLE_HEADER = [
     "$/hour",
     "$/epoch",
     "speed-up",
+    "memory",
     "",
 ]
 RIGHT_ALIGNED = {0, 3, 4, 5, 6, 7, 8, 9}  # the header's numeric columns
+MEMORY_CELL = TABLE_HEADER.index("memory")
+DOES_NOT_FIT_LINE = "-- does not fit in the device's memory (forecast peak above it):"
 
 
 def table_cells(table: pd.DataFrame) -> list[list[str]]:
@@ -160,23 +176,39 @@ def table_cells(table: pd.DataFrame) -> list[list[str]]:
             _money(row.price_per_hour, 3),
             _money(row.cost_per_epoch, 4),
             "n/a" if np.isnan(row.speedup) else f"{row.speedup:.2f}x",
+            getattr(row, "memory", "-"),
             "(anchor, measured)" if row.source != "predicted" else "",
         ]
         for rank, row in enumerate(table.itertuples(), start=1)
     ]
 
 
+def shown_header_and_cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """The header and cells the CLI and the web page show: the memory column only where some row has a
+    fit to tell (a model or profile without peak memory gives none)."""
+    header, cells = list(TABLE_HEADER), table_cells(table)
+    if "memory" in table and bool((table["memory"] != "-").any()):
+        return header, cells
+    drop = lambda line: line[:MEMORY_CELL] + line[MEMORY_CELL + 1 :]  # noqa: E731
+    return drop(header), [drop(line) for line in cells]
+
+
 def format_table(table: pd.DataFrame) -> str:
     """The ranking as aligned text columns."""
-    lines = [TABLE_HEADER, *table_cells(table)]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(TABLE_HEADER))]
-    return "\n".join(
+    header, cells = shown_header_and_cells(table)
+    lines = [header, *cells]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = [
         "  ".join(
             cell.rjust(width) if i in RIGHT_ALIGNED else cell.ljust(width)
             for i, (cell, width) in enumerate(zip(line, widths))
         ).rstrip()
         for line in lines
-    )
+    ]
+    if "does_not_fit" in table and table["does_not_fit"].any():  # jobs that do not fit: apart, under a line
+        first = int(np.flatnonzero(table["does_not_fit"].to_numpy(dtype=bool))[0])
+        text.insert(1 + first, DOES_NOT_FIT_LINE)
+    return "\n".join(text)
 
 
 def latency_text(seconds: float) -> str:

@@ -15,6 +15,7 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from omegaconf import DictConfig, OmegaConf
 
 from profcast.jobmodel.answer_format import OUTPUT_PARAM, OUTPUT_SHAPES
+from profcast.jobmodel.memory_fit import DEVICE_MEMORY, FITS, MEMORY_MARGIN
 from profcast.jobmodel.requests import (
     DESCRIPTIVE_COLUMNS,
     EPOCH_LATENCY,
@@ -24,7 +25,7 @@ from profcast.jobmodel.requests import (
     TARGET_INSTANCE,
     TRAINED_ON,
 )
-from profcast.schema import BATCH_LATENCY, op_part, union_columns
+from profcast.schema import BATCH_LATENCY, PEAK_MEMORY, op_part, union_columns
 from profcast.tracking import plots
 from profcast.tracking.metric_keys import metric_keys
 from profcast.vocabulary import canonical_request_columns
@@ -180,6 +181,7 @@ def log_job_model(
     metadata: dict | None = None,
     vocabulary: dict | None = None,
     native_op_columns: list | None = None,
+    memory: dict | None = None,
 ) -> str:
     """Log every target's fitted regressor as one servable model on the active run; return its URI.
 
@@ -221,6 +223,7 @@ def log_job_model(
             extras=extras,
             sizes=merged_range(ranges) if any(ranges) else None,
             vocabulary=vocabulary,
+            memory=memory,
         )
         # A canonical model also takes any canonical column: a profile of another framework, mapped first.
         accepted = union_columns([op_columns, native_op_columns or [], canonical_request_columns(vocabulary)])
@@ -235,6 +238,7 @@ def log_job_model(
                 manifest["predicts_latency"],
                 data_line is not None,
                 manifest.get("interval_quantity"),
+                memory is not None,
             ),
             input_example=input_example,
             pip_requirements=model_requirements(),
@@ -283,6 +287,7 @@ def job_signature(
     predicts_latency: bool,
     names_data: bool = False,
     interval_quantity: str | None = None,
+    answers_memory: bool = False,
 ) -> ModelSignature:
     """Every input column optional, so a profile may list only the ops that ran; named outputs.
 
@@ -291,6 +296,7 @@ def job_signature(
     """
     inputs = [ColSpec("double", column, required=False) for column in op_columns]
     inputs.append(ColSpec("double", BATCH_LATENCY, required=False))
+    inputs.append(ColSpec("double", PEAK_MEMORY, required=False))  # the anchor's, for the fits column
     inputs.append(ColSpec("string", TARGET_INSTANCE, required=False))
     inputs += [ColSpec(kind, column, required=False) for column, kind in DESCRIPTIVE_COLUMNS.items()]
     outputs = [ColSpec("long", INPUT_ROW), ColSpec("string", TARGET_INSTANCE)]
@@ -305,6 +311,9 @@ def job_signature(
             [f"{EPOCH_LATENCY}_low", f"{EPOCH_LATENCY}_high"] if interval_quantity == BATCH_LATENCY else []
         )
         outputs += [ColSpec("double", column) for column in epoch] if predicts_latency else []
+    if answers_memory:  # profcast.jobmodel.memory_fit: the peak on each target and whether it fits
+        outputs += [ColSpec("double", column) for column in (PEAK_MEMORY, DEVICE_MEMORY, MEMORY_MARGIN)]
+        outputs.append(ColSpec("boolean", FITS))
     # The answer's shape: records (default), columns or totals (profcast.jobmodel.answer_format).
     params = ParamSchema([ParamSpec(OUTPUT_PARAM, "string", OUTPUT_SHAPES[0])])
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs), params=params)

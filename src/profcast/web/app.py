@@ -22,12 +22,11 @@ from profcast.limits import max_request_bytes, shown_bytes
 from profcast.serve.model_info import model_lines, training_data_line
 from profcast.serve.recommend import (
     DEFAULT_DATASET_SIZE,
-    TABLE_HEADER,
     Forecast,
     check_sizes,
     forecast,
     latency_text,
-    table_cells,
+    shown_header_and_cells,
 )
 from profcast.tracking.provenance import GENERATED
 from profcast.web.champions import Champions
@@ -128,6 +127,7 @@ def answer_json(
         if key.startswith("whatif_")
     )
     described = model_lines(result.model_uri, metadata)  # model, trained on, and the CLI's warning for generated data
+    header, cells = shown_header_and_cells(table)
     return {
         "profile": f"{shown} ({result.profile_kind}, {result.n_ops} op columns) on anchor {result.anchor}",
         "model": described[0].removeprefix("model:").strip(),
@@ -137,8 +137,8 @@ def answer_json(
         "epoch": result.epoch,
         "measured": f"{latency_text(measured)} per step on {result.anchor}{at_batch}" if measured else None,
         "whatif": whatif or None,
-        "header": TABLE_HEADER,
-        "cells": table_cells(table),
+        "header": header,
+        "cells": cells,
         "profiled": [latency_text(value) for value in table[PROFILED_COLUMN]] if PROFILED_COLUMN in table else None,
         "rows": json_records(table),
         "notes": result.notes,

@@ -1,4 +1,4 @@
-"""Profile a PyTorch user's training step with torch.profiler and return profcast's profile row.
+"""Profile one training step function with torch.profiler and return profcast's profile row.
 
     row = profile_steps(train_step, steps=5, out_dir="profiles", instance="g4dn.xlarge",
                         model="resnet18", dataset="cifar10", optimizer="sgd", batchsize=64)
@@ -16,6 +16,7 @@ from typing import Callable
 
 from profcast.errors import ProfcastError
 from profcast.ingest.torch_trace import read_torch_trace
+from profcast.ingest.trace_memory import RESIDENT_BYTES_KEY
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +45,31 @@ def trace_path(out_dir, exp: str, instance: str, dataset: str, model: str, optim
     return Path(out_dir) / exp / instance / f"{dataset}-{model}-{optimizer}-{batchsize}{TRACE_SUFFIX}"
 
 
-def record_trace(step_fn: Callable[[], object], path, steps: int = 5, warmup: int = 1, wait: int = 1):
+def record_trace(
+    step_fn: Callable[[], object],
+    path,
+    steps: int = 5,
+    warmup: int = 1,
+    wait: int = 1,
+    *,
+    profile_memory: bool = False,
+    resident_bytes: int | None = None,
+):
     """Run ``step_fn`` ``wait + warmup + steps`` times under torch.profiler, recording the last ``steps``
-    (each inside a ``ProfilerStep#N`` annotation), write the trace to ``path``; return the profiler."""
-    torch = _import_torch()
+    (each inside a ``ProfilerStep#N`` annotation), write the trace to ``path``; return the profiler.
+
+    ``profile_memory`` records the allocator's ``[memory]`` events (the trace's peak memory, see
+    ``profcast.ingest.trace_memory``); ``resident_bytes``, the bytes the step keeps between steps
+    (parameters, gradients, optimizer state, inputs), goes into the trace's metadata because the
+    CPU's memory events count only what was allocated after profiling began.
+    """
+    torch = import_torch()
     if steps < 1 or warmup < 0 or wait < 0:
         raise ProfcastError(f"steps={steps}, warmup={warmup}, wait={wait}; expected steps >= 1 and warmup, wait >= 0")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     activities = [torch.profiler.ProfilerActivity.CPU]
-    if torch.cuda.is_available():
+    if torch.cuda.is_available():  # ROCm builds answer here too
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     partial = path.with_name(f".{path.name}.partial{TRACE_SUFFIX}")  # export picks gzip from the suffix
 
@@ -65,9 +81,15 @@ def record_trace(step_fn: Callable[[], object], path, steps: int = 5, warmup: in
     try:
         # record_shapes: per-call records (ingest/trace_calls) need each operator's input shapes
         with torch.profiler.profile(
-            activities=activities, schedule=schedule, on_trace_ready=write_trace, record_shapes=True
+            activities=activities,
+            schedule=schedule,
+            on_trace_ready=write_trace,
+            profile_memory=profile_memory,
+            record_shapes=True,
         ) as prof:
-            for _ in range(wait + warmup + steps):
+            for index in range(wait + warmup + steps):
+                if index == wait and resident_bytes is not None:  # the trace is open from warmup on, not before
+                    prof.add_metadata_json(RESIDENT_BYTES_KEY, str(int(resident_bytes)))
                 step_fn()
                 prof.step()
     finally:
@@ -89,11 +111,13 @@ def profile_steps(
     optimizer: str = "sgd",
     exp: str = "exp1",
     wait: int = 1,
+    profile_memory: bool = False,
 ) -> dict:
     """Profile ``steps`` training steps after ``wait + warmup`` unrecorded ones, write the trace in
-    profcast's layout under ``out_dir`` and return the run's row (keys, op times per step, batch_latency)."""
+    profcast's layout under ``out_dir`` and return the run's row (keys, op times per step, batch_latency;
+    with ``profile_memory`` the peak memory the profiler saw, on the CPU without the resident bytes)."""
     path = trace_path(out_dir, exp, instance, dataset, model, optimizer, batchsize)
-    record_trace(step_fn, path, steps=steps, warmup=warmup, wait=wait)
+    record_trace(step_fn, path, steps=steps, warmup=warmup, wait=wait, profile_memory=profile_memory)
     keys = {
         "exp_name": exp,
         "instance_name": instance,
@@ -105,7 +129,8 @@ def profile_steps(
     return {**keys, **read_torch_trace(path)}
 
 
-def _import_torch():
+def import_torch():
+    """torch with its profiler, or a one-line error saying how to install it."""
     try:
         import torch
         import torch.profiler  # noqa: F401
