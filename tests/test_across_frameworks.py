@@ -48,8 +48,9 @@ def neusight_job(tmp_path_factory, empty_tracking_database):
 @pytest.fixture(scope="module")
 def transformer_trace(tmp_path_factory):
     """A torch.profiler CPU trace of two training steps of a 2-layer transformer encoder (SGD), in profcast's
-    layout. A step takes 0.3-0.5 s on 2 idle cores: the model answers profiles of 0.14 to 4.6 s of op
-    time (2x around its V100 training profiles): a loaded machine (0.9-2.3 s seen at a load of 7 on 2 cores) still gets one."""
+    layout. One thread: with two, a step took 0.3 to over 3 s as other work on the 2 cores stalled torch's
+    parallel regions; with one, about 0.35 s idle. The model answers profiles of 0.14 to 4.6 s of op time
+    (2x around its V100 training profiles), so a loaded machine still gets an answer."""
     torch = pytest.importorskip("torch")
     from torch import nn
 
@@ -59,7 +60,7 @@ def transformer_trace(tmp_path_factory):
     layer = nn.TransformerEncoderLayer(d_model=512, nhead=8, dim_feedforward=2048, batch_first=True)
     model = nn.Sequential(nn.TransformerEncoder(layer, num_layers=2), nn.Linear(512, 512))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    x, y = torch.randn(1, 128, 512), torch.randn(1, 128, 512)
+    x, y = torch.randn(2, 256, 512), torch.randn(2, 256, 512)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -67,10 +68,15 @@ def transformer_trace(tmp_path_factory):
         optimizer.step()
 
     folder = tmp_path_factory.mktemp("transformer_trace")
-    row = profile_steps(
-        step, steps=2, warmup=1, wait=0, out_dir=folder, instance=ANCHOR, model="encoder2", dataset="128tokens",
-        optimizer="train", batchsize=1,
-    )  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        row = profile_steps(
+            step, steps=2, warmup=1, wait=0, out_dir=folder, instance=ANCHOR, model="encoder2", dataset="256tokens",
+            optimizer="train", batchsize=2,
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
     (path,) = folder.rglob("*.pt.trace.json.gz")
     return path, row
 
