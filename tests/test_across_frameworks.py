@@ -102,9 +102,13 @@ def test_a_neusight_trained_model_serves_the_trace_without_refusal(neusight_job,
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from profcast.serve.model_folder import load_checked_model
+
     _, row = transformer_trace
     mlflow.set_tracking_uri(neusight_job["uri"])
-    model = mlflow.pyfunc.load_model(neusight_job["model_uri"])
+    # profcast's own loader: MLflow's would import the model's copy of profcast (code_paths) in place of
+    # the installed one, and a later test composing a config would look for conf/ in that copy.
+    model = load_checked_model(mlflow.artifacts.download_artifacts(neusight_job["model_uri"]))
     raw = pd.DataFrame([{"batchsize": row["batchsize"], **{c: row[c] for c in op_columns(row)}}])
     mapped, _ = to_canonical(raw, load_mapping())
 
