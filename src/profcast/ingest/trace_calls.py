@@ -3,7 +3,9 @@
 A call is an outermost operator: a ``cpu_op`` named ``aten::...`` or ``torch::...`` that no other such
 operator encloses on its thread (the autograd engine's ``evaluate_function`` wrappers and optimizer
 annotations do not count as operators). Its shapes are the event's ``Input Dims``; the trace records
-no output shape, so ``output_shape`` is ``()`` and ``models/call_costs`` infers it from the inputs.
+no output shape, so ``output_shape`` is ``()`` and ``models/call_costs`` infers it from the inputs,
+except for a forward convolution, whose output also needs its stride, padding and dilation: they
+are read from the event's ``Concrete Inputs`` (recorded with the shapes since PyTorch 2.1).
 Its time is the device time of the kernels it launched (kernel, memcpy and memset events joined to
 its runtime calls by ``correlation``) when the trace has device events, else its host duration
 (``time_source`` says which). Only calls inside ``ProfilerStep#N`` windows count, ``repeat`` is
@@ -13,6 +15,7 @@ call with its own shapes (``backward`` True), not a doubled forward as in NeuSig
 
 from __future__ import annotations
 
+import ast
 from collections import defaultdict
 from pathlib import Path
 
@@ -77,7 +80,7 @@ def read_trace_calls(path, gpu: str = "anchor", model: str | None = None, batchs
                 "kind": event["name"].rsplit("::", 1)[-1],
                 "phase": "fw",
                 "input_shapes": shapes,
-                "output_shape": (),
+                "output_shape": _convolution_output(event["name"], dims, args.get("Concrete Inputs")),
                 "dtype": dtype,
                 "repeat": 1.0 / len(steps),
                 "time_us": device[id(event)] if kernels else float(event["dur"]),
@@ -112,6 +115,60 @@ def _outermost_operators(host: list[dict]) -> tuple[list[tuple[dict, bool]], dic
             stack.append(event)
     calls.sort(key=lambda call: call[0]["ts"])
     return calls, launches
+
+
+# Forward convolutions: (input, weight, bias, stride, padding, dilation, ...); `convolution` and
+# `_convolution` then carry `transposed`, whose output this does not work out.
+CONVOLUTIONS = {"aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::convolution", "aten::_convolution"}
+
+
+def _convolution_output(name: str, dims: list, concrete) -> tuple:
+    """A forward convolution's output shape from its dims and concrete arguments; () for any other call."""
+    if name not in CONVOLUTIONS or not isinstance(concrete, list) or len(concrete) < 6 or len(dims) < 2:
+        return ()
+    values = [_literal(text) for text in concrete[3:7]]
+    if name.endswith("convolution") and values[3:] != [False]:
+        return ()  # transposed, or not said
+    try:
+        return conv_output_shape(tuple(dims[0]), tuple(dims[1]), *values[:3])
+    except TypeError:
+        return ()
+
+
+def conv_output_shape(given: tuple, weight: tuple, stride, padding, dilation) -> tuple:
+    """A (non-transposed) convolution's output shape from its input and weight shapes and its arguments.
+
+    ``stride``, ``padding`` and ``dilation`` are an int or one per spatial axis; ``padding`` may be
+    ``"same"`` or ``"valid"``. The input may lack its batch axis. ``()`` when the shapes do not fit.
+    """
+    spatial = len(weight) - 2
+    if spatial < 1 or len(given) not in (spatial + 1, spatial + 2):
+        return ()
+    if padding == "same":
+        return given[: -spatial - 1] + (weight[0],) + given[-spatial:]
+    padding = 0 if padding == "valid" else padding
+
+    def per_axis(value):
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        return values * spatial if len(values) == 1 else values
+
+    strides, paddings, dilations = per_axis(stride), per_axis(padding), per_axis(dilation)
+    numbers = strides + paddings + dilations
+    if len(numbers) != 3 * spatial or not all(isinstance(v, int) and v >= 0 for v in numbers) or 0 in strides:
+        return ()
+    sizes = tuple(
+        (size + 2 * pad - dil * (kernel - 1) - 1) // step + 1
+        for size, kernel, step, pad, dil in zip(given[-spatial:], weight[2:], strides, paddings, dilations)
+    )
+    return () if min(sizes) < 1 else given[: -spatial - 1] + (weight[0],) + sizes
+
+
+def _literal(text):
+    """A concrete argument as the profiler writes it ("[2, 2]", "1", "False", "same"), as a Python value."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError):
+        return text
 
 
 def _timed(event: dict) -> bool:

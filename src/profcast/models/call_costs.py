@@ -8,6 +8,7 @@ class of call stays from its roofline on each device. Classes:
 |---|---|---|---|
 | ``matmul`` | Linear, Conv1D, linear, addmm, mm, matmul, bmm, baddbmm | 2·M·K·N (times the batch) | A + B + C |
 | ``conv`` | conv1d/2d/3d, convolution, with the weight's shape among the inputs | 2·out·(C_in/groups)·kernel | input + weight + output |
+| ``conv`` | convolution_backward (a trace's; grad_output, input, weight) | 2 · the forward's | grad_output + 2 · (input + weight) |
 | ``norm`` | LayerNorm, layer_norm, BatchNorm*, GroupNorm, RMSNorm, ... | 8 per element | input + output |
 | ``softmax`` | softmax, log_softmax, Softmax | 5 per element | input + output |
 | ``embedding`` | Embedding, embedding | 0 | 2 · output (rows read, written) |
@@ -31,6 +32,9 @@ import pandas as pd
 MATMUL_MODULES = {"Linear", "Conv1D", "linear", "LazyLinear"}
 MATMUL_FUNCTIONS = {"addmm", "mm", "matmul", "bmm", "baddbmm"}
 CONV_KINDS = {"conv1d", "conv2d", "conv3d", "convolution", "_convolution", "conv_transpose2d"}
+# A trace's backward convolution: (grad_output, input, weight, ...); it computes the input's and the
+# weight's gradients, each about the forward's work (a first layer's skipped input gradient is not seen).
+CONV_BACKWARD_KINDS = {"convolution_backward"}
 NORM_KINDS = {
     "LayerNorm",
     "layer_norm",
@@ -82,7 +86,7 @@ def op_class(kind: str) -> str:
     if kind in MATMUL_MODULES or kind in MATMUL_FUNCTIONS:
         return "matmul"
     for name, kinds in (
-        ("conv", CONV_KINDS),
+        ("conv", CONV_KINDS | CONV_BACKWARD_KINDS),
         ("norm", NORM_KINDS),
         ("softmax", SOFTMAX_KINDS),
         ("embedding", EMBEDDING_KINDS),
@@ -103,6 +107,8 @@ def infer_output_shape(kind: str, input_shapes: tuple) -> tuple | None:
     """The output shape of a call whose record has none (PyTorch traces), from its inputs; None if unsure."""
     tensors = [s for s in input_shapes if isinstance(s, tuple)]  # () is a 0-d tensor
     cls = op_class(kind)
+    if kind in CONV_BACKWARD_KINDS and len(tensors) >= 2:
+        return tensors[1]  # the input's gradient
     if not tensors or cls in ("conv", "unknown"):
         return None  # a convolution's output needs its stride and padding, which a trace does not keep
     try:
@@ -133,6 +139,12 @@ def forward_work(kind: str, input_shapes: tuple, output_shape: tuple) -> tuple[f
         return 0.0, 0.0
     if cls == "matmul":
         return _matmul_work(kind, tensors, output_shape)
+    if kind in CONV_BACKWARD_KINDS:
+        if len(tensors) < 3 or len(tensors[2]) < 3:
+            return None
+        grad_output, given, weight = tensors[:3]
+        flops = 2.0 * 2.0 * elements(grad_output) * math.prod(weight[1:])
+        return flops, float(elements(grad_output) + 2 * (elements(given) + elements(weight)))
     if cls == "conv":
         # input, weight (C_out, C_in/groups, *kernel), [bias]: FX modules without the weight's shape are unknown.
         if len(tensors) < 2 or len(tensors[1]) < 3 or not output_shape:
