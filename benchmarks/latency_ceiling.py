@@ -7,6 +7,9 @@ src/models/transfer.py). This benchmark feeds the same latency model the target'
 which no real predictor has, leave-one-model-out on every ordered pair, for a few leaf sizes. The
 best of them per pair (chosen on the held-out errors themselves) is optimistic twice over: what
 remains is latency the busy time does not explain (host-side work, launch gaps, input pipeline).
+Beside it, ``one_speedup``: every run of the pair forecast with one speed-up factor (the median
+target/anchor latency ratio of the very runs scored), the best a pair-wide constant can do; a
+predictor that beats it has learned how the speed-up varies between workloads.
 Prints one row per pair, the mean and the max, next to the repetition noise floor, and writes the
 table under benchmarks/results/.
 """
@@ -70,8 +73,15 @@ def ceiling_for_pair(profiles: pd.DataFrame, anchor: str, target: str) -> dict:
         known = np.isfinite(predicted)
         row[f"leaf_{leaf_size}"] = mape(target_latency[known], predicted[known])
     row["best"] = min(row[f"leaf_{leaf_size}"] for leaf_size in LEAF_SIZES)
+    row["one_speedup"] = one_speedup_mape(anchor_latency, target_latency)
     row["noise_floor"] = noise_floor(paired)["batch_latency_mape"]
     return row
+
+
+def one_speedup_mape(anchor_latency, target_latency) -> float:
+    """MAPE of forecasting every run by the anchor's latency times the median target/anchor ratio of these runs."""
+    anchor_latency, target_latency = np.asarray(anchor_latency, float), np.asarray(target_latency, float)
+    return mape(target_latency, anchor_latency * np.median(target_latency / anchor_latency))
 
 
 def main(argv=None) -> int:
@@ -89,7 +99,7 @@ def main(argv=None) -> int:
             args.pairs, chosen_instances(args.instances, instances), profiles, args.min_shared
         )
     ]
-    table = pair_table(rows, [f"leaf_{leaf_size}" for leaf_size in LEAF_SIZES] + ["best", "noise_floor"])
+    table = pair_table(rows, [f"leaf_{leaf_size}" for leaf_size in LEAF_SIZES] + ["best", "one_speedup", "noise_floor"])
     markdown_path = args.markdown or RESULTS_DIR / f"latency-ceiling-{data_stem(args.data)}.md"
     title = f"Batch-latency MAPE given the measured target busy time ({args.data.name})"
     print_and_write(table, title, "benchmarks.latency_ceiling", argv, markdown_path, started)

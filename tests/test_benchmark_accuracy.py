@@ -122,10 +122,17 @@ def test_latency_ceiling_reports_every_pair_with_mean_and_max(tmp_path, capsys):
         if "->" in line and line.startswith("|")
     ]
     assert len(pair_rows) == 2
-    for *per_leaf_size, best, _noise in pair_rows:
+    for *per_leaf_size, best, one_speedup, _noise in pair_rows:
         assert len(per_leaf_size) == len(latency_ceiling.LEAF_SIZES)
         assert all(np.isfinite(value) and value >= 0 for value in per_leaf_size)
         assert best == min(per_leaf_size)
+        assert np.isfinite(one_speedup) and one_speedup >= 0
+
+
+def test_one_speedup_is_the_median_ratio_scored_on_the_same_runs():
+    # ratios 2, 2, 4: the median 2 forecasts 2, 2, 2 against 2, 2, 4 -> errors 0, 0, 50%
+    assert latency_ceiling.one_speedup_mape([1.0, 1.0, 1.0], [2.0, 2.0, 4.0]) == pytest.approx(50 / 3)
+    assert latency_ceiling.one_speedup_mape([1.0, 3.0], [2.0, 6.0]) == pytest.approx(0.0)
 
 
 def test_latency_ceiling_needs_batch_latency(tmp_path, capsys):
