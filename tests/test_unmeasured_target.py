@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -266,3 +267,33 @@ def test_the_command_line_refuses_a_figures_file_missing_a_field_in_one_line(tmp
 def test_a_per_call_max_iter_that_is_no_number_is_refused_by_the_schema():
     with pytest.raises(ProfcastError, match="per_call.max_iter"):
         compose_train(["per_call.max_iter=abc"])
+
+
+@pytest.mark.slow
+@needs_shared
+def test_mlflow_models_serve_answers_the_unmeasured_gpu_as_json_marked_unmeasured(l4_job, served_answer):
+    """Over HTTP, as users serve it: same numbers as the loaded model, and the mark survives the JSON."""
+    import json
+    import os
+    import urllib.request
+
+    from profcast.ingest.neusight_data import load_neusight_profiles
+    from profcast.servers.model_server import ModelServer
+
+    table = load_neusight_profiles(path=NEUSIGHT)
+    run = table[table["instance_name"] == ANCHOR].drop(columns=["instance_name"]).head(1)
+    body = json.dumps({"dataframe_split": json.loads(run.to_json(orient="split", index=False))}).encode()
+    bin_dir = str(Path(sys.executable).parent)  # uvicorn lives beside the interpreter
+    env = {"MLFLOW_TRACKING_URI": l4_job["uri"], "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+
+    with ModelServer(l4_job["model_uri"], l4_job["folder"] / "server.log", env=env) as server:
+        request = urllib.request.Request(
+            f"{server.url}/invocations", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            (row,) = json.loads(answer.read().decode())["predictions"]
+
+    assert row["target_instance"] == TARGET and row["target_measured"] is False
+    assert row["trained_on"].startswith("unmeasured GPU")
+    assert row[BATCH_LATENCY] == pytest.approx(served_answer[BATCH_LATENCY].iloc[0], rel=1e-9)
+    assert row["batch_latency_low"] < row[BATCH_LATENCY] < row["batch_latency_high"]

@@ -342,9 +342,10 @@ def train(cfg: DictConfig) -> dict[str, dict]:
         from profcast.registration.champion import register_job
 
         register_job(job_run_id, cfg.registry.alias, cfg.registry.metric)
-    log.info(
-        "[%s] done: mean wape over %d targets %.1f%%", job_name, len(results), job_means.get("mean_wape", float("nan"))
-    )
+    if "mean_wape" in job_means:
+        log.info("[%s] done: mean wape over %d targets %.1f%%", job_name, len(results), job_means["mean_wape"])
+    else:  # every target was forecast from figures only: no wape against measurements to report
+        log.info("[%s] done: no measured target; see each target's batch_latency_mape", job_name)
     return results
 
 
