@@ -297,3 +297,21 @@ def test_mlflow_models_serve_answers_the_unmeasured_gpu_as_json_marked_unmeasure
     assert row["trained_on"].startswith("unmeasured GPU")
     assert row[BATCH_LATENCY] == pytest.approx(served_answer[BATCH_LATENCY].iloc[0], rel=1e-9)
     assert row["batch_latency_low"] < row[BATCH_LATENCY] < row["batch_latency_high"]
+
+
+@pytest.mark.slow
+@needs_shared
+def test_a_size_whatif_for_the_unmeasured_gpu_is_refused_saying_why(l4_job):
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from profcast.ingest.neusight_data import load_neusight_profiles
+    from profcast.serve.model_folder import load_checked_model
+
+    mlflow.set_tracking_uri(l4_job["uri"])
+    model = load_checked_model(mlflow.artifacts.download_artifacts(l4_job["model_uri"]))
+    table = load_neusight_profiles(path=NEUSIGHT)
+    run = table[table["instance_name"] == ANCHOR].drop(columns=["instance_name"]).head(1)
+
+    with pytest.raises(MlflowException, match="l4 was never measured: its size growth would be learned from forecasts"):
+        model.predict(run.assign(whatif_batchsize=float(run["batchsize"].iloc[0] * 2)))

@@ -393,8 +393,8 @@ def forecast(
         notes.append(
             "unmeasured GPU(s) "
             + ", ".join(table.loc[table["source"] == UNMEASURED_SOURCE, "instance"])
-            + ": no measurement of them; forecast from their figures by the per-call model, with an interval "
-            "widened by its leave-one-GPU-out error (docs/new-gpu.md)"
+            + ": no measurement of them; forecast from their figures by the per-call model; their 80% interval "
+            "adds its leave-one-GPU-out errors to the model's own (docs/new-gpu.md)"
         )
     if f"{BATCH_LATENCY}_low" in predicted:
         notes.append(
