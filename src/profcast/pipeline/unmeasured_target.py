@@ -29,7 +29,7 @@ from profcast.ingest.neusight_calls import read_call_folder
 from profcast.models.call_costs import add_call_costs
 from profcast.models.intervals import LOWER, UPPER, ConformalInterval
 from profcast.models.per_call import RUN_KEYS, PerCallModel, leave_one_gpu_out_log_errors, predict_op_vector
-from profcast.schema import BATCH_LATENCY
+from profcast.schema import BATCH_LATENCY, op_columns
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,8 @@ def target_rows(
         log.warning("target_gpu %s: %s is measured in the data; its measurements are left out", figures_file, name)
     profiles = profiles[profiles["instance_name"] != name]
     calls, steps = calls[calls["gpu"] != name], steps[steps["gpu"] != name]
+    # Every measured call of the folder, whatever data.mode keeps: efficiency on a device is learned from
+    # training and inference calls alike (the benchmark's setting); the rows made are the table's modes.
     calls = add_call_costs(calls[calls["gpu"].isin(devices)])
     anchor_runs = profiles[profiles["instance_name"] == anchor]
     anchor_calls = calls[calls["gpu"] == anchor]
@@ -108,9 +110,9 @@ def target_rows(
     if rows.empty:
         raise ProfcastError(f"anchor={anchor}: none of its runs in the data has per-call records in {folder}")
     target = UnmeasuredTarget(name, str(figures_file), list(model.gpus_), errors.to_numpy(), left_out)
-    op_names = [column for column in rows.columns if column.startswith("Device_")]
     merged = pd.concat([profiles, rows], ignore_index=True)
-    merged[op_names] = merged[op_names].fillna(0.0)  # an op kind the other runs lack ran 0 us there
+    ops = op_columns(merged.columns)
+    merged[ops] = merged[ops].fillna(0.0)  # an op kind a run lacks (forecast or measured) ran 0 us there
     return merged, target
 
 
