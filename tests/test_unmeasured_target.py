@@ -315,3 +315,28 @@ def test_a_size_whatif_for_the_unmeasured_gpu_is_refused_saying_why(l4_job):
 
     with pytest.raises(MlflowException, match="l4 was never measured: its size growth would be learned from forecasts"):
         model.predict(run.assign(whatif_batchsize=float(run["batchsize"].iloc[0] * 2)))
+
+
+def test_the_served_benchmark_scores_error_coverage_and_width_per_pair():
+    import pandas as pd
+
+    from benchmarks.served_new_gpu import summary
+
+    records = pd.DataFrame(
+        {
+            "anchor": ["a", "a"],
+            "target": ["t", "t"],
+            "measured_s": [1.0, 1.0],
+            "predicted_s": [1.1, 0.5],  # 10% and 50% off
+            "low_s": [0.9, 0.4],
+            "high_s": [1.2, 0.6],  # the first holds the measurement, the second does not
+            "logged_logo_mape": [12.0, 12.0],
+            "copy_mape": [3.0, 3.0],
+        }
+    )
+
+    row = summary(records).loc[("a", "t")]
+
+    assert row["workloads"] == 2 and row["coverage_pct"] == pytest.approx(50)
+    assert row["mean_error_pct"] == pytest.approx(30) and row["max_error_pct"] == pytest.approx(50)
+    assert row["width_pct"] == pytest.approx((0.3 / 1.1 + 0.2 / 0.5) / 2 * 100)

@@ -179,11 +179,9 @@ def evaluate_target(paired: PairedRuns, job: Job) -> TargetResult:
     metrics, column_mape = score(held_out, paired.target_profile)
     model, columns = held_out.refit
     from profcast.jobmodel.trained_range import trained_range
-    from profcast.pipeline.calibration import target_extras
+    from profcast.pipeline.calibration import NoSizeWhatIf, target_extras
 
     unmeasured = job.unmeasured.get(paired.target) if job.unmeasured else None
-    from profcast.pipeline.calibration import NoSizeWhatIf
-
     # A size what-if for a target nobody measured would learn growth from forecasts: none is fitted.
     whatif = NoSizeWhatIf() if unmeasured else job.whatif
     extras, extra_metrics = target_extras(paired, folds, held_out, whatif, n_jobs=job.n_jobs)
@@ -343,7 +341,8 @@ def train(cfg: DictConfig) -> dict[str, dict]:
 
         register_job(job_run_id, cfg.registry.alias, cfg.registry.metric)
     if "mean_wape" in job_means:
-        log.info("[%s] done: mean wape over %d targets %.1f%%", job_name, len(results), job_means["mean_wape"])
+        measured = sum("wape" in metrics for metrics in results.values())
+        log.info("[%s] done: mean wape over %d measured targets %.1f%%", job_name, measured, job_means["mean_wape"])
     else:  # every target was forecast from figures only: no wape against measurements to report
         log.info("[%s] done: no measured target; see each target's batch_latency_mape", job_name)
     return results
