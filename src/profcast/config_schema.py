@@ -119,6 +119,11 @@ class RegistryConfig:
 
 
 @dataclass
+class PerCallConfig:
+    max_iter: int = MISSING
+
+
+@dataclass
 class TrainConfig:
     # Option groups: open here so an option without a schema of its own (a user's YAML) still composes;
     # each shipped option brings its own schema through its defaults list.
@@ -131,12 +136,14 @@ class TrainConfig:
     vocabulary: Any = MISSING
     anchor: str = MISSING
     target: Any = MISSING  # 'all', one instance name or a list
+    target_gpu: Optional[str] = MISSING  # figures file of a GPU nobody measured (pipeline/unmeasured_target)
     mlflow_experiment: str = MISSING
     tracking_uri: Optional[str] = MISSING
     log_model: bool = MISSING
     log_plots: bool = MISSING
     n_jobs: Any = MISSING  # 'auto' or a number of processes
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    per_call: PerCallConfig = field(default_factory=PerCallConfig)
 
 
 # (group, schema name, schema): an option YAML of the group names its schema in its defaults list.

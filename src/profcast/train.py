@@ -28,6 +28,7 @@ from profcast.config import (
     option_choices,
     option_name,
 )
+from profcast.errors import ProfcastError
 from profcast.jobmodel.memory_fit import memory_record, peak_memory_carry
 from profcast.pipeline.evaluation import cross_validate, score, vector_frames
 from profcast.pipeline.pairing import PairedRuns, resolve_targets
@@ -77,6 +78,7 @@ class Job:
     native_op_columns: list | None = (
         None  # the loaded table's op columns before mapping (a canonical model also accepts them)
     )
+    unmeasured: dict | None = None  # target -> UnmeasuredTarget: forecast from its figures (target_gpu)
 
 
 @dataclass
@@ -93,6 +95,7 @@ class TargetResult:
     input_example: pd.DataFrame
     extras: dict | None = None  # interval and size what-if (profcast.pipeline.calibration.target_extras)
     trained_range: dict | None = None  # batch and input sizes of the training rows (profcast.jobmodel.trained_range)
+    unmeasured: str | None = None  # for a target nobody measured: the line saying so (pipeline/unmeasured_target)
 
 
 def prepare_job(cfg: DictConfig) -> Job:
@@ -107,11 +110,25 @@ def prepare_job(cfg: DictConfig) -> Job:
     names = {group: option_name(choices[group], option) for group, option in built.items()}
     vocabulary = built["vocabulary"]
     profiles = data.load()
+    unmeasured = {}
+    if cfg.target_gpu:  # its rows are the per-call model's forecasts, added before any name mapping
+        from profcast.pipeline.unmeasured_target import neusight_folder_of, target_rows
+
+        profiles, added = target_rows(
+            profiles, cfg.anchor, cfg.target_gpu, neusight_folder_of(data), cfg.per_call.max_iter
+        )
+        unmeasured[added.name] = added
     native_op_columns = op_columns(profiles.columns)
     profiles, unmapped_ops = vocabulary.apply(profiles)  # before pairing: every model reads the same names
     if unmapped_ops is not None and not unmapped_ops.empty:
         log.warning("%s", unmapped_note(unmapped_ops))
     targets = resolve_targets(profiles, cfg.anchor, cfg.target)
+    left_out = sorted(set(unmeasured) - set(targets))
+    if left_out:
+        raise ProfcastError(
+            f"target_gpu={cfg.target_gpu} adds {left_out[0]}, but target={cfg.target} leaves it out; "
+            f"use target={left_out[0]} or target=all"
+        )
     pairs = {target: pairing(profiles, cfg.anchor, target) for target in targets}
     for paired in pairs.values():
         split.folds(paired.keys)  # an unknown holdout model or a single group fails here
@@ -142,6 +159,7 @@ def prepare_job(cfg: DictConfig) -> Job:
         vocabulary=vocabulary,
         unmapped_ops=unmapped_ops,
         native_op_columns=native_op_columns,
+        unmeasured=unmeasured,
     )
 
 
@@ -161,9 +179,12 @@ def evaluate_target(paired: PairedRuns, job: Job) -> TargetResult:
     metrics, column_mape = score(held_out, paired.target_profile)
     model, columns = held_out.refit
     from profcast.jobmodel.trained_range import trained_range
-    from profcast.pipeline.calibration import target_extras
+    from profcast.pipeline.calibration import NoSizeWhatIf, target_extras
 
-    extras, extra_metrics = target_extras(paired, folds, held_out, job.whatif, n_jobs=job.n_jobs)
+    unmeasured = job.unmeasured.get(paired.target) if job.unmeasured else None
+    # A size what-if for a target nobody measured would learn growth from forecasts: none is fitted.
+    whatif = NoSizeWhatIf() if unmeasured else job.whatif
+    extras, extra_metrics = target_extras(paired, folds, held_out, whatif, n_jobs=job.n_jobs)
     metrics.update(extra_metrics)
     anchor_frame, _ = vector_frames(paired, columns)
     predictions = pd.concat(
@@ -187,7 +208,7 @@ def evaluate_target(paired: PairedRuns, job: Job) -> TargetResult:
         "n_folds": len(folds),
         "n_columns": len(columns),
     }
-    return TargetResult(
+    result = TargetResult(
         params=params,
         metrics=metrics,
         column_mape=column_mape,
@@ -201,6 +222,11 @@ def evaluate_target(paired: PairedRuns, job: Job) -> TargetResult:
             paired.keys, op_part(paired.anchor_profile.reindex(columns=columns, fill_value=0.0)).sum(axis=1)
         ),
     )
+    if unmeasured:
+        from profcast.pipeline.unmeasured_target import relabelled_result
+
+        result = relabelled_result(result, unmeasured)
+    return result
 
 
 def train(cfg: DictConfig) -> dict[str, dict]:
@@ -268,13 +294,22 @@ def train(cfg: DictConfig) -> dict[str, dict]:
             ) as run_id:
                 log_target_result(result, cfg)
             target_runs[target], fitted[target] = run_id, result
-            log.info(
-                "[%s] target %s: wape %.1f%%, median column MAPE %.1f%%",
-                job_name,
-                target,
-                result.metrics["wape"],
-                result.metrics["mape_median"],
-            )
+            if result.unmeasured:
+                log.warning(
+                    "[%s] target %s: %s; leave-one-GPU-out step-time error %.1f%% (its interval is widened by it)",
+                    job_name,
+                    target,
+                    result.unmeasured,
+                    result.metrics["batch_latency_mape"],
+                )
+            else:
+                log.info(
+                    "[%s] target %s: wape %.1f%%, median column MAPE %.1f%%",
+                    job_name,
+                    target,
+                    result.metrics["wape"],
+                    result.metrics["mape_median"],
+                )
         results = {target: result.metrics for target, result in fitted.items()}
         job_means = {
             f"mean_{name}": float(np.nanmean([metrics.get(name, np.nan) for metrics in results.values()]))
@@ -299,14 +334,17 @@ def train(cfg: DictConfig) -> dict[str, dict]:
                 vocabulary=job.vocabulary.stored(),  # one servable model: every target
                 native_op_columns=job.native_op_columns if job.vocabulary.mapping is not None else None,
                 memory=memory_record(job.profiles, cfg.anchor, list(fitted), load_catalogue()),
+                unmeasured={target: result.unmeasured for target, result in fitted.items() if result.unmeasured},
             )
     if cfg.log_model and cfg.registry.register_single and not parent_run_id:
         from profcast.registration.champion import register_job
 
         register_job(job_run_id, cfg.registry.alias, cfg.registry.metric)
-    log.info(
-        "[%s] done: mean wape over %d targets %.1f%%", job_name, len(results), job_means.get("mean_wape", float("nan"))
-    )
+    if "mean_wape" in job_means:
+        measured = sum("wape" in metrics for metrics in results.values())
+        log.info("[%s] done: mean wape over %d measured targets %.1f%%", job_name, measured, job_means["mean_wape"])
+    else:  # every target was forecast from figures only: no wape against measurements to report
+        log.info("[%s] done: no measured target; see each target's batch_latency_mape", job_name)
     return results
 
 

@@ -52,9 +52,15 @@ def add_forecast_columns(
     for column in asked:
         key, words = WHAT_SIZE[column]
         if not extras or not all(part.get("whatif") is not None and part["moves"].get(key) for part in extras.values()):
+            unmeasured = ", ".join(getattr(model, "unmeasured", None) or {})
+            why = (
+                f"{unmeasured} was never measured: its size growth would be learned from forecasts"
+                if unmeasured
+                else f"its data had one {words} per job, or whatif=none"
+            )
             raise ProfcastError(
                 f"column '{column}' asks for a what-if at another {words}, but this model was trained without one "
-                f"(its data had one {words} per job, or whatif=none); leave the column out"
+                f"({why}); leave the column out"
             )
     if not extras:
         return answer

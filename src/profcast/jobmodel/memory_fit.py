@@ -127,7 +127,7 @@ def add_ranking_fit(table: pd.DataFrame, predicted: pd.DataFrame) -> pd.DataFram
             by_target[target] = (fits, margin)
     words, apart = [], []
     for instance, source in zip(table["instance"], table["source"]):
-        fits, margin = by_target.get(instance, (None, None)) if source == "predicted" else (None, None)
+        fits, margin = by_target.get(instance, (None, None)) if source.startswith("predicted") else (None, None)
         apart.append(fits is False or fits is np.False_)
         if fits is None or margin is None or not np.isfinite(float(margin)):
             words.append("-")

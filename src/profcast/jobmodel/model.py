@@ -22,6 +22,7 @@ from profcast.jobmodel.requests import (
     INPUT_ROW,
     PREDICTED_TOTAL,
     TARGET_INSTANCE,
+    TARGET_MEASURED,
     TRAINED_ON,
     checked_anchor_profiles,
     requested_targets,
@@ -78,6 +79,7 @@ class JobModel:
         self._shared_searches = shared_neighbour_groups(models)  # kNN targets fitted on the same anchor rows
         self.vocabulary = None  # a canonical model's profcast.vocabulary.Mapping: requests are mapped with it
         self.memory = None  # each target's peak-memory carry and device memory (profcast.jobmodel.memory_fit)
+        self.unmeasured = {}  # target -> note, for targets forecast from their figures only (never measured)
 
     def get_raw_model(self):
         """This object (MLflow's PyFuncModel.get_raw_model hands it out: profcast.predict reads the vocabulary)."""
@@ -181,6 +183,12 @@ class JobModel:
         frame[PREDICTED_TOTAL] = total
         if self.trained_on is not None:
             frame[TRAINED_ON] = self.trained_on
+        if self.unmeasured:  # such a target's rows say so: its "training data" is the per-call model's forecasts
+            measured = ~frame[TARGET_INSTANCE].isin(list(self.unmeasured)).to_numpy()
+            frame[TARGET_MEASURED] = measured
+            if self.trained_on is not None:
+                notes = frame[TARGET_INSTANCE].map(self.unmeasured).to_numpy()
+                frame[TRAINED_ON] = np.where(measured, self.trained_on, [f"{n}; {self.trained_on}" for n in notes])
         return frame
 
 
@@ -208,7 +216,7 @@ def _finite_answer(predicted: pd.DataFrame) -> pd.DataFrame:
 
     nullable = [BATCH_LATENCY, *added_columns(predicted)]  # may be unknown: null, not an error
     numbers = predicted.drop(
-        columns=[INPUT_ROW, TARGET_INSTANCE, TRAINED_ON, *nullable, *ANSWER_COLUMNS], errors="ignore"
+        columns=[INPUT_ROW, TARGET_INSTANCE, TRAINED_ON, TARGET_MEASURED, *nullable, *ANSWER_COLUMNS], errors="ignore"
     ).to_numpy(dtype=float)
     bad = ~np.isfinite(numbers).all(axis=1)
     if bad.any():

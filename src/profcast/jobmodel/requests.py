@@ -20,6 +20,8 @@ TRAINED_ON = "trained_on"  # output column: the training data's description, kin
 TARGET_INSTANCE = "target_instance"  # optional request column: predict for this target only
 INPUT_ROW = "input_row"  # output column: which request row a prediction belongs to
 PREDICTED_TOTAL = "predicted_total"  # output column: sum of the predicted op vector (us)
+# Output column of a model with a target nobody measured: False on its rows (forecast from its figures only).
+TARGET_MEASURED = "target_measured"
 # Columns of a training-table row that describe the run but are not op times; accepted and unused.
 DESCRIPTIVE_COLUMNS = {
     "exp_name": "string",

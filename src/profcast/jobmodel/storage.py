@@ -23,6 +23,7 @@ JOB_MODEL_NAME = "profcast"  # the job run's model: runs:/<job run id>/profcast
 JOB_MODEL_TAG = "profcast.job_model"  # set on a job run that logged a servable model: its name
 JOB_MODEL_URI_TAG = "profcast.job_model_uri"  # and its models:/<model id> URI
 MANIFEST_FILE = "manifest.json"  # anchor, targets, op columns, and each target's skops file
+UNMEASURED_KEY = "unmeasured_targets"  # manifest key: target -> note, for targets forecast from figures only
 # Types skops may build beyond its own safe defaults: the estimators profcast trains and their parts.
 TRUSTED_TYPES = frozenset(
     {
@@ -48,6 +49,7 @@ def save_job_model(
     sizes: dict | None = None,
     vocabulary: dict | None = None,
     memory: dict | None = None,
+    unmeasured: dict | None = None,
 ) -> dict:
     """Write every target's fitted regressor (one skops file each) and the manifest into ``folder``.
 
@@ -58,6 +60,8 @@ def save_job_model(
     manifest; the loaded model maps requests with it. None: native op names, nothing stored.
     ``memory`` (profcast.jobmodel.memory_fit.memory_record: each target's peak-memory carry and device
     memory) goes into the manifest; the loaded model answers whether a job fits with it.
+    ``unmeasured`` ({target: note}: targets forecast from their figures only) goes into the manifest; the
+    loaded model marks their answers (``target_measured`` False, the note in ``trained_on``).
     """
     import skops.io
 
@@ -82,6 +86,7 @@ def save_job_model(
         **save_extras(folder, extras, files),
         **({"vocabulary": vocabulary} if vocabulary else {}),
         **({"memory": memory} if memory else {}),
+        **({UNMEASURED_KEY: dict(unmeasured)} if unmeasured else {}),
     }
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return manifest
@@ -111,6 +116,10 @@ def load_job_model_folder(folder) -> JobModel:
     )
     model.vocabulary = mapping_from_stored(manifest.get("vocabulary"))
     model.memory = manifest.get("memory") if isinstance(manifest.get("memory"), dict) else None
+    unmeasured = manifest.get(UNMEASURED_KEY) or {}
+    if not isinstance(unmeasured, dict) or not set(unmeasured) <= set(models):
+        raise ProfcastError(f"{folder}: not a profcast job model folder ('{UNMEASURED_KEY}' names no target of it)")
+    model.unmeasured = {str(target): str(note) for target, note in unmeasured.items()}
     return model
 
 

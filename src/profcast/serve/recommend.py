@@ -104,7 +104,7 @@ def recommendation_table(
     catalogue: dict,
 ) -> pd.DataFrame:
     """One row per instance (targets predicted, the anchor measured when known), fastest first."""
-    from profcast.jobmodel.requests import TARGET_INSTANCE
+    from profcast.jobmodel.requests import TARGET_INSTANCE, TARGET_MEASURED
 
     if BATCH_LATENCY not in predicted:
         raise ProfcastError("this model does not predict batch_latency (its training data had none); nothing to rank")
@@ -112,9 +112,18 @@ def recommendation_table(
         predicted[f"{BATCH_LATENCY}_{end}"] if f"{BATCH_LATENCY}_{end}" in predicted else [np.nan] * len(predicted)
         for end in ("low", "high")
     )
+    measured_target = predicted[TARGET_MEASURED] if TARGET_MEASURED in predicted else [True] * len(predicted)
     rows = [
-        {"instance": target, "batch_latency_s": latency, "low_s": lo, "high_s": hi, "source": "predicted"}
-        for target, latency, lo, hi in zip(predicted[TARGET_INSTANCE], predicted[BATCH_LATENCY], low, high)
+        {
+            "instance": target,
+            "batch_latency_s": latency,
+            "low_s": lo,
+            "high_s": hi,
+            "source": "predicted" if measured else UNMEASURED_SOURCE,
+        }
+        for target, latency, lo, hi, measured in zip(
+            predicted[TARGET_INSTANCE], predicted[BATCH_LATENCY], low, high, measured_target
+        )
     ]
     if measured_latency is not None:
         rows.append(
@@ -143,6 +152,9 @@ def recommendation_table(
     )
 
 
+# A target nobody measured: forecast from its figures by the per-call model (pipeline/unmeasured_target).
+UNMEASURED_SOURCE = "predicted, unmeasured GPU"
+SOURCE_CELLS = {"anchor, measured": "(anchor, measured)", UNMEASURED_SOURCE: "(unmeasured GPU: from its figures)"}
 TABLE_HEADER = [
     "rank",
     "instance",
@@ -177,7 +189,7 @@ def table_cells(table: pd.DataFrame) -> list[list[str]]:
             _money(row.cost_per_epoch, 4),
             "n/a" if np.isnan(row.speedup) else f"{row.speedup:.2f}x",
             getattr(row, "memory", "-"),
-            "(anchor, measured)" if row.source != "predicted" else "",
+            SOURCE_CELLS.get(row.source, ""),
         ]
         for rank, row in enumerate(table.itertuples(), start=1)
     ]
@@ -377,6 +389,13 @@ def forecast(
         if batchsize
         else "n/a"
     )
+    if (table["source"] == UNMEASURED_SOURCE).any():
+        notes.append(
+            "unmeasured GPU(s) "
+            + ", ".join(table.loc[table["source"] == UNMEASURED_SOURCE, "instance"])
+            + ": no measurement of them; forecast from their figures by the per-call model; their 80% interval "
+            "adds its leave-one-GPU-out errors to the model's own (docs/new-gpu.md)"
+        )
     if f"{BATCH_LATENCY}_low" in predicted:
         notes.append(
             "80% interval: the 10%-90% quantiles of the errors this model made on held-out models (docs/whatif.md)"

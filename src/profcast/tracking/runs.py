@@ -23,6 +23,7 @@ from profcast.jobmodel.requests import (
     PREDICTED_TOTAL,
     SIZE_COLUMNS,
     TARGET_INSTANCE,
+    TARGET_MEASURED,
     TRAINED_ON,
 )
 from profcast.schema import BATCH_LATENCY, PEAK_MEMORY, op_part, union_columns
@@ -139,6 +140,12 @@ def log_target_result(result, cfg: DictConfig) -> None:
     if renamed:  # which metric holds which op, for the names that had to change
         _log_csv(pd.DataFrame({"column": list(renamed), "metric_key": list(renamed.values())}), "metric_keys.csv")
     _log_csv(result.predictions, "heldout_predictions.csv")
+    unmeasured = getattr(result, "unmeasured", None)
+    if unmeasured:  # its held-out "truth" is the per-call model's forecast: no figure may pass it off as measured
+        from profcast.pipeline.unmeasured_target import MEASURED_TAG
+
+        mlflow.set_tags({MEASURED_TAG: "false", "mlflow.note.content": unmeasured})
+        return
     if cfg.log_plots:
         title = f"{result.params['anchor']} -> {result.params['target']} ({result.params['regressor']})"
         plots.log_target_figures(result.truth_ops, result.predicted_ops, result.column_mape, title)
@@ -182,6 +189,7 @@ def log_job_model(
     vocabulary: dict | None = None,
     native_op_columns: list | None = None,
     memory: dict | None = None,
+    unmeasured: dict | None = None,
 ) -> str:
     """Log every target's fitted regressor as one servable model on the active run; return its URI.
 
@@ -189,6 +197,8 @@ def log_job_model(
     and ``.input_example`` (anchor rows it was trained on), e.g. profcast.train.TargetResult. Each
     regressor is serialised once (skops); MLflow loads the model through profcast.serve.loader.
     Each run of ``target_runs`` ({target: run id}) is tagged with the model that holds its regressor.
+    ``unmeasured`` ({target: note}) names the targets forecast from figures only: the served answer
+    marks them (``target_measured``) and the job run is tagged.
     ``metadata`` (what it was trained on: data, data_kind, data_fingerprint, ...) joins the model's
     metadata, and its served output names the data in a ``trained_on`` column.
     """
@@ -224,6 +234,7 @@ def log_job_model(
             sizes=merged_range(ranges) if any(ranges) else None,
             vocabulary=vocabulary,
             memory=memory,
+            unmeasured=unmeasured,
         )
         # A canonical model also takes any canonical column: a profile of another framework, mapped first.
         accepted = union_columns([op_columns, native_op_columns or [], canonical_request_columns(vocabulary)])
@@ -239,6 +250,7 @@ def log_job_model(
                 data_line is not None,
                 manifest.get("interval_quantity"),
                 memory is not None,
+                bool(unmeasured),
             ),
             input_example=input_example,
             pip_requirements=model_requirements(),
@@ -250,6 +262,10 @@ def log_job_model(
             },
         )
     mlflow.set_tags({JOB_MODEL_TAG: JOB_MODEL_NAME, JOB_MODEL_URI_TAG: logged.model_uri})
+    if unmeasured:
+        from profcast.pipeline.unmeasured_target import UNMEASURED_TAG
+
+        mlflow.set_tag(UNMEASURED_TAG, ",".join(sorted(unmeasured)))
     client = mlflow.MlflowClient()
     for run_id in (target_runs or {}).values():
         client.set_tag(run_id, JOB_MODEL_URI_TAG, logged.model_uri)
@@ -288,6 +304,7 @@ def job_signature(
     names_data: bool = False,
     interval_quantity: str | None = None,
     answers_memory: bool = False,
+    marks_unmeasured: bool = False,
 ) -> ModelSignature:
     """Every input column optional, so a profile may list only the ops that ran; named outputs.
 
@@ -314,6 +331,8 @@ def job_signature(
     if answers_memory:  # profcast.jobmodel.memory_fit: the peak on each target and whether it fits
         outputs += [ColSpec("double", column) for column in (PEAK_MEMORY, DEVICE_MEMORY, MEMORY_MARGIN)]
         outputs.append(ColSpec("boolean", FITS))
+    if marks_unmeasured:  # False for a target forecast from its figures only (no measurement of it)
+        outputs.append(ColSpec("boolean", TARGET_MEASURED))
     # The answer's shape: records (default), columns or totals (profcast.jobmodel.answer_format).
     params = ParamSchema([ParamSpec(OUTPUT_PARAM, "string", OUTPUT_SHAPES[0])])
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs), params=params)
