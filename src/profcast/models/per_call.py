@@ -3,16 +3,21 @@
 Per call ``c`` on device ``d``: the roofline time ``R_d(c) = max(flops / peak_d, bytes / bandwidth_d)``
 (matrix or vector peak by the call's class), plus a floor ``tau_us`` for launch and bookkeeping, is
 the base; a gradient-boosted regressor learns the call's log efficiency
-``g = log(time / (R_d + tau))`` from features that are *relative to the device* (class, phase, log
-roofline time, arithmetic intensity over the device's ridge point, bytes over its L2, FLOPs per SM),
-so a GPU it never saw measured is described by the same features as the ones it did. The forecast:
+``g = log(time / (R_d + tau))`` from the call's class, phase and op kind, its FLOPs and bytes, and two
+features *relative to the device* (log roofline time, arithmetic intensity over the device's ridge
+point), so a GPU it never saw measured is described by the same features as the ones it did. The op
+kind matters because a class mixes calls of very different cost per counted byte (``Dropout``'s
+backward runs at about half its roofline on every GPU, ``add``'s is nearly free); a kind the fit never
+saw is a missing value to the regressor. Each call is weighted by ``share_weight_power`` of its share of
+its run's measured time, so the big calls that make the step count more than the many tiny ones. The forecast:
 
     t_T(c) = (R_T(c) + tau) * exp(g_T(c) + anchor_weight * (log t_A(c) - log(R_A(c) + tau) - g_A(c)))
 
 ``anchor_weight`` 0 forecasts from the call and the target's figures alone (the measured anchor
 time is not used); 1 carries the anchor's whole unexplained residual over to the target. Calls of
 unknown work (``known`` False) take the known calls' predicted/anchor time ratio of the same run and
-are counted. Step time is the sum of the calls times their repeats.
+are counted. Step time is the sum of the calls times their repeats. The variants measured before
+this design (leave-one-GPU-out) are in docs/new-gpu.md.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from profcast.models.call_costs import OP_CLASSES
 MATRIX_CLASSES = ("matmul", "conv")
 PHASE_CODES = {"fw": 0, "bw": 1, "acc": 2}
 RUN_KEYS = ["model", "mode", "seq_len", "batchsize"]
+MAX_KINDS = 250
 
 
 def roofline_us(calls: pd.DataFrame, figures) -> np.ndarray:
@@ -39,8 +45,11 @@ def roofline_us(calls: pd.DataFrame, figures) -> np.ndarray:
     return np.maximum(flops / peak, moved / figures.bandwidth) * 1e6
 
 
-def call_features(calls: pd.DataFrame, figures) -> pd.DataFrame:
-    """The efficiency regressor's features of each call on one device (all relative to that device)."""
+def call_features(calls: pd.DataFrame, figures, kinds=()) -> pd.DataFrame:
+    """The efficiency regressor's features of each call on one device; ``kinds`` the op kinds the fit knows.
+
+    A kind outside ``kinds`` gets code -1, which the regressor reads as a missing value.
+    """
     matrix = calls["op_class"].isin(MATRIX_CLASSES).to_numpy()
     peak = np.where(matrix, figures.peak_flops(True), figures.peak_flops(False))
     flops = calls["flops"].fillna(0).to_numpy(dtype=float)
@@ -50,25 +59,34 @@ def call_features(calls: pd.DataFrame, figures) -> pd.DataFrame:
         {
             "op_class": pd.Categorical(calls["op_class"], categories=OP_CLASSES).codes,
             "phase": calls["phase"].map(PHASE_CODES).to_numpy(),
+            "kind": pd.Categorical(calls["kind"], categories=list(kinds)).codes,
             "log_roofline_us": np.log10(roofline + 1e-3),
             "log_flops": np.log10(flops + 1),
             "log_bytes": np.log10(moved + 1),
             "intensity_over_ridge": np.log10((flops + 1) / (moved + 1)) - np.log10(peak / figures.bandwidth),
-            "bytes_over_l2": np.log10(moved / (figures.l2_mb * 1e6) + 1e-6),
-            "log_flops_per_sm": np.log10(flops / figures.sm_count + 1),
         },
         index=calls.index,
     )
 
 
+def run_share_weights(calls: pd.DataFrame, power: float) -> np.ndarray:
+    """Each call's share of its run's measured time (``time_us * repeat``), to the ``power`` (0: all 1)."""
+    total = calls["time_us"] * calls["repeat"]
+    share = total / total.groupby([calls[key] for key in ["gpu", *RUN_KEYS]]).transform("sum")
+    return share.to_numpy(dtype=float) ** power
+
+
 class PerCallModel(BaseEstimator, RegressorMixin):
     """Learned efficiency over a per-call roofline, fitted on the calls of every measured GPU given."""
 
-    def __init__(self, tau_us=2.0, anchor_weight=0.0, max_iter=200, learning_rate=0.05, random_state=0):
+    def __init__(
+        self, tau_us=2.0, anchor_weight=0.0, max_iter=200, learning_rate=0.05, share_weight_power=0.5, random_state=0
+    ):
         self.tau_us = tau_us
         self.anchor_weight = anchor_weight
         self.max_iter = max_iter
         self.learning_rate = learning_rate
+        self.share_weight_power = share_weight_power
         self.random_state = random_state
 
     def fit(self, calls: pd.DataFrame, devices: dict):
@@ -79,22 +97,29 @@ class PerCallModel(BaseEstimator, RegressorMixin):
             raise ProfcastError(f"no figures for measured GPU {missing[0]!r}; add its figures file")
         if calls.empty:
             raise ProfcastError("no measured call of known work to fit the per-call model on")
-        features, targets = [], []
+        # the regressor takes at most 255 categories: the most frequent kinds, the rest read as missing
+        self.kinds_ = sorted(calls["kind"].value_counts().index[:MAX_KINDS])
+        features, targets, weights = [], [], []
         for gpu, group in calls.groupby("gpu", sort=True):
-            features.append(call_features(group, devices[gpu]))
+            features.append(call_features(group, devices[gpu], self.kinds_))
+            weights.append(run_share_weights(group, self.share_weight_power))
             targets.append(np.log(group["time_us"].to_numpy() / (roofline_us(group, devices[gpu]) + self.tau_us)))
         self.regressor_ = HistGradientBoostingRegressor(
             max_iter=self.max_iter,
             learning_rate=self.learning_rate,
-            categorical_features=[0, 1],
+            categorical_features=[0, 1, 2],
             random_state=self.random_state,
-        ).fit(pd.concat(features), np.concatenate(targets))
+        ).fit(
+            pd.concat(features),
+            np.concatenate(targets),
+            sample_weight=np.concatenate(weights),
+        )
         self.gpus_ = sorted(set(calls["gpu"]))
         return self
 
     def log_efficiency(self, calls: pd.DataFrame, figures) -> np.ndarray:
         """g: the predicted log(time / (roofline + tau)) of each call on a device."""
-        return self.regressor_.predict(call_features(calls, figures))
+        return self.regressor_.predict(call_features(calls, figures, self.kinds_))
 
     def predict_calls(self, anchor_calls: pd.DataFrame, anchor_figures, target_figures) -> np.ndarray:
         """Each anchor call's forecast time on the target, microseconds (unknown calls by their run's ratio)."""
