@@ -16,7 +16,13 @@ from profcast.errors import ProfcastError
 from profcast.ingest.device_figures import DeviceFigures, neusight_device_figures, read_device_figures
 from profcast.ingest.neusight_calls import read_call_folder, read_neusight_calls
 from profcast.models.call_costs import add_call_costs, call_work, op_class
-from profcast.models.per_call import PerCallModel, roofline_step_us, roofline_us
+from profcast.models.per_call import (
+    PerCallModel,
+    call_features,
+    roofline_step_us,
+    roofline_us,
+    run_share_weights,
+)
 
 NEUSIGHT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "neusight"
 
@@ -262,6 +268,80 @@ def test_unknown_calls_take_their_runs_known_ratio():
     ratio = predicted[run].sum() / anchor.loc[run, "time_us"].sum()
     assert predicted[-1] == pytest.approx(30.0 * ratio)
     assert steps["unknown_calls"].sum() == 1
+
+
+def two_kinds_of_one_class(devices):
+    """``add`` and ``Dropout`` calls of the same shapes (same class, FLOPs, bytes): Dropout 4x further from its roofline."""
+    calls = synthetic_calls(devices)
+    calls = calls[calls["kind"] == "add"]
+    dropout = calls.assign(kind="Dropout", node=calls["node"] + 1000)
+    dropout["time_us"] = (dropout["time_us"] - 2.0) * 4 + 2.0
+    return pd.concat([calls, dropout], ignore_index=True)
+
+
+def test_op_kind_separates_calls_of_one_class():
+    seen = [figures("slow", 10.0, 500.0), figures("fast", 40.0, 2000.0)]
+    new = figures("new", 20.0, 1000.0)
+    measured = two_kinds_of_one_class(seen)
+    truth = two_kinds_of_one_class([new])
+    with threadpool_limits(limits=1):
+        model = PerCallModel(max_iter=100).fit(measured, {d.name: d for d in seen})
+        predicted = model.predict_calls(truth, new, new)
+    assert model.kinds_ == ["Dropout", "add"]
+    big = (truth["batchsize"] == truth["batchsize"].max()).to_numpy()
+    dropout, add = (
+        predicted[big & (truth["kind"] == "Dropout").to_numpy()],
+        predicted[big & (truth["kind"] == "add").to_numpy()],
+    )
+    # same shapes, same roofline: only the kind tells them apart (4x, less the 2 us floor both share)
+    assert dropout[0] / add[0] == pytest.approx(4.0, rel=0.1)
+    ratio = predicted / truth["time_us"].to_numpy()
+    assert np.all(np.abs(ratio - 1) < 0.25), ratio  # the smallest calls (~3 us) weigh least in the fit
+
+
+def test_a_kind_the_fit_never_saw_is_a_missing_value():
+    device = figures("slow", 10.0, 500.0)
+    calls = synthetic_calls([device]).head(2).assign(kind=["Linear", "MyNewLinear"])
+    codes = call_features(calls, device, kinds=["Linear", "add"])["kind"].tolist()
+    assert codes == [0, -1]  # -1: missing to the regressor, not an error
+    with threadpool_limits(limits=1):
+        model = PerCallModel(max_iter=20).fit(synthetic_calls([device]), {"slow": device})
+        assert np.isfinite(model.predict_calls(calls, device, device)).all()
+
+
+def test_calls_weigh_by_their_share_of_the_runs_time():
+    calls = pd.DataFrame(
+        {
+            "gpu": "g",
+            "model": ["a", "a", "b"],
+            "mode": "train",
+            "seq_len": 1,
+            "batchsize": 1,
+            "time_us": [1.0, 1.0, 5.0],
+            "repeat": [1, 3, 2],
+        }  # fmt: skip
+    )
+    # run a: 1 and 3 us of 4 -> shares 1/4 and 3/4; run b: its only call, share 1
+    assert run_share_weights(calls, 1.0) == pytest.approx([0.25, 0.75, 1.0])
+    assert run_share_weights(calls, 0.5) == pytest.approx([0.5, 0.75**0.5, 1.0])
+    assert run_share_weights(calls, 0.0) == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_forecast_extrapolates_monotonically_beyond_the_measured_figures():
+    """GPUs slower and faster than any measured one: the roofline base scales, the learned efficiency stays bounded."""
+    seen = [figures("slow", 10.0, 500.0), figures("fast", 40.0, 2000.0)]
+    measured = synthetic_calls(seen)
+    with threadpool_limits(limits=1):
+        model = PerCallModel(max_iter=100).fit(measured, {d.name: d for d in seen})
+        anchor = measured[measured["gpu"] == "fast"]
+        steps = [
+            model.predict_step_us(anchor, seen[1], figures("x", 10.0 * scale, 500.0 * scale))["predicted_us"].sum()
+            for scale in (0.25, 0.5, 1.0, 4.0, 8.0)
+        ]
+    assert all(a > b for a, b in zip(steps, steps[1:])), steps
+    # a quarter of the slowest GPU's figures: close to 4x its time (the 2 us floors do not scale)
+    truth = synthetic_calls([figures("x", 2.5, 125.0)])["time_us"].sum()
+    assert steps[0] == pytest.approx(truth, rel=0.15)
 
 
 def test_fit_refuses_a_measured_gpu_without_figures():
