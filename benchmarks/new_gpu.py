@@ -14,9 +14,9 @@ Methods: ``per_call`` (figures only, anchor_weight 0), ``per_call_anchor`` (anch
 over at weight 0.5), ``roofline`` (sum of the calls' roofline times from the same figures). A record
 has ``method, protocol, anchor, target, model, workload, mode, batchsize, measured_us, predicted_us,
 e2e_mape`` and, for ``per_call`` under ``logo``, the 80% interval (``lower_us``, ``upper_us``): its factors
-are the 10th and 90th percentiles of log(measured / forecast) over the runs of the *other* GPUs, each
-forecast by a model fitted without it *and* without the target (nested: the target's measurements are
-read by nothing but the scoring).
+are the 10th and 90th percentiles of log(measured / forecast) over the runs of the *other* GPUs (each GPU
+weighing the same, whatever its number of runs), each forecast by a model fitted without it *and* without
+the target (nested: the target's measurements are read by nothing but the scoring).
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ from profcast.models.call_costs import add_call_costs, call_work, op_class
 from profcast.models.per_call import (
     PerCallModel,
     call_features,
+    interval_factors,
+    leave_one_gpu_out_log_errors,
     roofline_step_us,
     roofline_us,
     run_share_weights,
@@ -342,6 +344,34 @@ def test_forecast_extrapolates_monotonically_beyond_the_measured_figures():
     # a quarter of the slowest GPU's figures: close to 4x its time (the 2 us floors do not scale)
     truth = synthetic_calls([figures("x", 2.5, 125.0)])["time_us"].sum()
     assert steps[0] == pytest.approx(truth, rel=0.15)
+
+
+def test_interval_weighs_every_gpu_the_same():
+    # GPU a: 9 runs forecast exactly; GPU b: 1 run measured twice the forecast
+    errors = pd.Series([0.0] * 9 + [math.log(2.0)], index=pd.Index(["a"] * 9 + ["b"], name="gpu"))
+    # pooled (np.quantile): the 90th percentile is 0.1 of the way to log 2
+    assert interval_factors(errors.to_numpy()) == pytest.approx((1.0, 2.0**0.1))
+    # per GPU: b is half the weight, so the upper tail is b's error
+    assert interval_factors(errors) == pytest.approx((1.0, 2.0))
+
+
+def test_leave_one_gpu_out_errors_are_indexed_by_gpu():
+    seen = [figures("slow", 10.0, 500.0), figures("mid", 20.0, 1000.0), figures("fast", 40.0, 2000.0)]
+    calls = synthetic_calls(seen)
+    steps = (
+        calls.assign(e2e_us=calls["time_us"] * calls["repeat"])
+        .groupby(["gpu", "model", "mode", "seq_len", "batchsize"], as_index=False)["e2e_us"]
+        .sum()
+    )
+    with threadpool_limits(limits=1):
+        errors = leave_one_gpu_out_log_errors(
+            calls, steps[steps["gpu"] != "fast"], {d.name: d for d in seen}, max_iter=30
+        )
+    runs = steps["batchsize"].nunique()
+    assert errors.index.name == "gpu" and errors.index.value_counts().to_dict() == {"mid": runs, "slow": runs}
+    assert np.isfinite(errors).all()
+    with pytest.raises(ProfcastError, match="no measured GPU with step times"):
+        leave_one_gpu_out_log_errors(calls, steps.iloc[:0], {d.name: d for d in seen})
 
 
 def test_fit_refuses_a_measured_gpu_without_figures():

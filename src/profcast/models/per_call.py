@@ -173,20 +173,39 @@ def predict_op_vector(model: PerCallModel, anchor_calls: pd.DataFrame, anchor_fi
 
 
 def interval_factors(log_errors, coverage: float = 0.8) -> tuple[float, float]:
-    """Multiplicative (lower, upper) factors of a central interval from held-out log(measured / forecast)."""
-    log_errors = np.asarray(log_errors, dtype=float)
-    if log_errors.size == 0:
+    """Multiplicative (lower, upper) factors of a central interval from held-out log(measured / forecast).
+
+    A Series indexed by GPU (what :func:`leave_one_gpu_out_log_errors` returns) weighs every GPU the
+    same, whatever its number of runs: a new GPU is one more GPU, and its errors move together (one
+    GPU's forecasts are mostly all too fast or all too slow), so a GPU with many runs must not set the
+    interval alone. Any other array weighs every error the same (``np.quantile``).
+    """
+    values = np.asarray(log_errors, dtype=float)
+    if values.size == 0:
         raise ProfcastError("no held-out forecast to calibrate the interval on")
     tail = (1 - coverage) / 2
-    low, high = np.quantile(log_errors, [tail, 1 - tail])
+    if isinstance(log_errors, pd.Series) and log_errors.index.name == "gpu":
+        weights = 1.0 / log_errors.groupby(level="gpu").transform("size").to_numpy(dtype=float)
+        low, high = weighted_quantiles(values, weights, [tail, 1 - tail])
+    else:
+        low, high = np.quantile(values, [tail, 1 - tail])
     return float(np.exp(low)), float(np.exp(high))
+
+
+def weighted_quantiles(values, weights, quantiles) -> np.ndarray:
+    """Quantiles of weighted values: each value sits at the middle of its weight's span of the cumulative weight."""
+    order = np.argsort(values)
+    values, weights = np.asarray(values, dtype=float)[order], np.asarray(weights, dtype=float)[order]
+    middle = (np.cumsum(weights) - weights / 2) / weights.sum()
+    return np.interp(quantiles, middle, values)
 
 
 def leave_one_gpu_out_log_errors(calls: pd.DataFrame, steps: pd.DataFrame, devices: dict, **params) -> pd.Series:
     """log(measured / forecast) step time of every run of every measured GPU, forecast by a model that never saw it.
 
     ``steps`` holds the measured step times (``e2e_us``) per ``gpu`` and run; the forecast is from
-    the figures alone (the GPU's own calls give the shapes, their times are not read).
+    the figures alone (the GPU's own calls give the shapes, their times are not read). The Series is
+    indexed by ``gpu``, so :func:`interval_factors` weighs the GPUs the same.
     """
     errors = []
     for gpu in sorted(set(steps["gpu"]) & set(calls["gpu"])):
@@ -194,5 +213,9 @@ def leave_one_gpu_out_log_errors(calls: pd.DataFrame, steps: pd.DataFrame, devic
         own = calls[calls["gpu"] == gpu]
         forecast = model.set_params(anchor_weight=0.0).predict_step_us(own, devices[gpu], devices[gpu])
         joined = forecast.merge(steps[steps["gpu"] == gpu], on=RUN_KEYS)
-        errors.append(np.log(joined["e2e_us"] / joined["predicted_us"]))
-    return pd.concat(errors, ignore_index=True)
+        errors.append(
+            pd.Series(np.log(joined["e2e_us"] / joined["predicted_us"]).to_numpy(), index=[gpu] * len(joined))
+        )
+    if not errors:
+        raise ProfcastError("no measured GPU with step times to calibrate the interval on")
+    return pd.concat(errors).rename_axis("gpu")
