@@ -21,6 +21,7 @@ from profcast.models.per_call import (
     call_features,
     interval_factors,
     leave_one_gpu_out_log_errors,
+    op_categories,
     roofline_step_us,
     roofline_us,
     run_share_weights,
@@ -281,7 +282,7 @@ def two_kinds_of_one_class(devices):
     return pd.concat([calls, dropout], ignore_index=True)
 
 
-def test_op_kind_separates_calls_of_one_class():
+def test_op_category_separates_calls_of_one_class():
     seen = [figures("slow", 10.0, 500.0), figures("fast", 40.0, 2000.0)]
     new = figures("new", 20.0, 1000.0)
     measured = two_kinds_of_one_class(seen)
@@ -289,23 +290,32 @@ def test_op_kind_separates_calls_of_one_class():
     with threadpool_limits(limits=1):
         model = PerCallModel(max_iter=100).fit(measured, {d.name: d for d in seen})
         predicted = model.predict_calls(truth, new, new)
-    assert model.kinds_ == ["Dropout", "add"]
+        # a trace names the same op by its aten op: same category, same forecast
+        from_trace = model.predict_calls(truth.replace({"kind": {"Dropout": "native_dropout"}}), new, new)
+    assert model.categories_ == ["dropout", "elementwise_activation"]
+    assert from_trace == pytest.approx(predicted)
     big = (truth["batchsize"] == truth["batchsize"].max()).to_numpy()
     dropout, add = (
         predicted[big & (truth["kind"] == "Dropout").to_numpy()],
         predicted[big & (truth["kind"] == "add").to_numpy()],
     )
-    # same shapes, same roofline: only the kind tells them apart (4x, less the 2 us floor both share)
+    # same shapes, same roofline: only the op category tells them apart (4x, less the 2 us floor both share)
     assert dropout[0] / add[0] == pytest.approx(4.0, rel=0.1)
     ratio = predicted / truth["time_us"].to_numpy()
     assert np.all(np.abs(ratio - 1) < 0.25), ratio  # the smallest calls (~3 us) weigh least in the fit
 
 
-def test_a_kind_the_fit_never_saw_is_a_missing_value():
+def test_op_categories_of_fx_trace_and_unknown_kinds():
+    assert op_categories(["Linear", "addmm", "Dropout", "native_dropout", "add", "MyFancyOp"]) == [
+        "dense_matmul", "dense_matmul", "dropout", "dropout", "elementwise_activation", "other",
+    ]  # fmt: skip
+
+
+def test_a_category_the_fit_never_saw_is_a_missing_value():
     device = figures("slow", 10.0, 500.0)
-    calls = synthetic_calls([device]).head(2).assign(kind=["Linear", "MyNewLinear"])
-    codes = call_features(calls, device, kinds=["Linear", "add"])["kind"].tolist()
-    assert codes == [0, -1]  # -1: missing to the regressor, not an error
+    calls = synthetic_calls([device]).head(2).assign(kind=["Linear", "Dropout"])
+    codes = call_features(calls, device, categories=["dense_matmul", "elementwise_activation"])["op_category"]
+    assert codes.tolist() == [0, -1]  # -1: missing to the regressor, not an error
     with threadpool_limits(limits=1):
         model = PerCallModel(max_iter=20).fit(synthetic_calls([device]), {"slow": device})
         assert np.isfinite(model.predict_calls(calls, device, device)).all()

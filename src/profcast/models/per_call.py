@@ -3,12 +3,14 @@
 Per call ``c`` on device ``d``: the roofline time ``R_d(c) = max(flops / peak_d, bytes / bandwidth_d)``
 (matrix or vector peak by the call's class), plus a floor ``tau_us`` for launch and bookkeeping, is
 the base; a gradient-boosted regressor learns the call's log efficiency
-``g = log(time / (R_d + tau))`` from the call's class, phase and op kind, its FLOPs and bytes, and two
-features *relative to the device* (log roofline time, arithmetic intensity over the device's ridge
+``g = log(time / (R_d + tau))`` from the call's class, phase and op category, its FLOPs and bytes, and
+two features *relative to the device* (log roofline time, arithmetic intensity over the device's ridge
 point), so a GPU it never saw measured is described by the same features as the ones it did. The op
-kind matters because a class mixes calls of very different cost per counted byte (``Dropout``'s
-backward runs at about half its roofline on every GPU, ``add``'s is nearly free); a kind the fit never
-saw is a missing value to the regressor. Each call is weighted by ``share_weight_power`` of its share of
+category is the op kind's canonical category (``profcast.vocabulary``: ``dropout``,
+``elementwise_activation``, ``data_movement_layout``, ``dense_matmul``, ...), the same for an FX node,
+an aten op of a trace and a TensorFlow op; it matters because a cost class mixes calls of very
+different cost per counted byte (``Dropout``'s backward runs at about half its roofline on every GPU,
+``add``'s is nearly free). A category the fit never saw is a missing value to the regressor. Each call is weighted by ``share_weight_power`` of its share of
 its run's measured time, so the big calls that make the step count more than the many tiny ones. The forecast:
 
     t_T(c) = (R_T(c) + tau) * exp(g_T(c) + anchor_weight * (log t_A(c) - log(R_A(c) + tau) - g_A(c)))
@@ -22,6 +24,8 @@ this design (leave-one-GPU-out) are in docs/new-gpu.md.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -29,11 +33,11 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 
 from profcast.errors import ProfcastError
 from profcast.models.call_costs import OP_CLASSES
+from profcast.vocabulary import OTHER, load_mapping
 
 MATRIX_CLASSES = ("matmul", "conv")
 PHASE_CODES = {"fw": 0, "bw": 1, "acc": 2}
 RUN_KEYS = ["model", "mode", "seq_len", "batchsize"]
-MAX_KINDS = 250
 
 
 def roofline_us(calls: pd.DataFrame, figures) -> np.ndarray:
@@ -45,10 +49,25 @@ def roofline_us(calls: pd.DataFrame, figures) -> np.ndarray:
     return np.maximum(flops / peak, moved / figures.bandwidth) * 1e6
 
 
-def call_features(calls: pd.DataFrame, figures, kinds=()) -> pd.DataFrame:
-    """The efficiency regressor's features of each call on one device; ``kinds`` the op kinds the fit knows.
+def op_categories(kinds) -> list[str]:
+    """Each op kind's canonical category (``profcast.vocabulary``'s packaged table; ``other`` if none)."""
+    return [_op_category(kind) for kind in kinds]
 
-    A kind outside ``kinds`` gets code -1, which the regressor reads as a missing value.
+
+@lru_cache(maxsize=4096)
+def _op_category(kind: str) -> str:
+    return _packaged_vocabulary().category(kind) or OTHER
+
+
+@lru_cache(maxsize=1)
+def _packaged_vocabulary():
+    return load_mapping()
+
+
+def call_features(calls: pd.DataFrame, figures, categories=()) -> pd.DataFrame:
+    """The efficiency regressor's features of each call on one device; ``categories`` the op categories the fit knows.
+
+    A call whose op category is outside ``categories`` gets code -1, which the regressor reads as missing.
     """
     matrix = calls["op_class"].isin(MATRIX_CLASSES).to_numpy()
     peak = np.where(matrix, figures.peak_flops(True), figures.peak_flops(False))
@@ -59,7 +78,7 @@ def call_features(calls: pd.DataFrame, figures, kinds=()) -> pd.DataFrame:
         {
             "op_class": pd.Categorical(calls["op_class"], categories=OP_CLASSES).codes,
             "phase": calls["phase"].map(PHASE_CODES).to_numpy(),
-            "kind": pd.Categorical(calls["kind"], categories=list(kinds)).codes,
+            "op_category": pd.Categorical(op_categories(calls["kind"]), categories=list(categories)).codes,
             "log_roofline_us": np.log10(roofline + 1e-3),
             "log_flops": np.log10(flops + 1),
             "log_bytes": np.log10(moved + 1),
@@ -97,11 +116,10 @@ class PerCallModel(BaseEstimator, RegressorMixin):
             raise ProfcastError(f"no figures for measured GPU {missing[0]!r}; add its figures file")
         if calls.empty:
             raise ProfcastError("no measured call of known work to fit the per-call model on")
-        # the regressor takes at most 255 categories: the most frequent kinds, the rest read as missing
-        self.kinds_ = sorted(calls["kind"].value_counts().index[:MAX_KINDS])
+        self.categories_ = sorted(set(op_categories(calls["kind"].unique())))
         features, targets, weights = [], [], []
         for gpu, group in calls.groupby("gpu", sort=True):
-            features.append(call_features(group, devices[gpu], self.kinds_))
+            features.append(call_features(group, devices[gpu], self.categories_))
             weights.append(run_share_weights(group, self.share_weight_power))
             targets.append(np.log(group["time_us"].to_numpy() / (roofline_us(group, devices[gpu]) + self.tau_us)))
         self.regressor_ = HistGradientBoostingRegressor(
@@ -119,7 +137,7 @@ class PerCallModel(BaseEstimator, RegressorMixin):
 
     def log_efficiency(self, calls: pd.DataFrame, figures) -> np.ndarray:
         """g: the predicted log(time / (roofline + tau)) of each call on a device."""
-        return self.regressor_.predict(call_features(calls, figures, self.kinds_))
+        return self.regressor_.predict(call_features(calls, figures, self.categories_))
 
     def predict_calls(self, anchor_calls: pd.DataFrame, anchor_figures, target_figures) -> np.ndarray:
         """Each anchor call's forecast time on the target, microseconds (unknown calls by their run's ratio)."""
