@@ -10,15 +10,16 @@ category is the op kind's canonical category (``profcast.vocabulary``: ``dropout
 ``elementwise_activation``, ``data_movement_layout``, ``dense_matmul``, ...), the same for an FX node,
 an aten op of a trace and a TensorFlow op; it matters because a cost class mixes calls of very
 different cost per counted byte (``Dropout``'s backward runs at about half its roofline on every GPU,
-``add``'s is nearly free). A category the fit never saw is a missing value to the regressor. Each call is weighted by ``share_weight_power`` of its share of
-its run's measured time, so the big calls that make the step count more than the many tiny ones. The forecast:
+``add``'s is nearly free). A category the fit never saw is a missing value to the regressor. Each
+call is weighted by its share of its run's measured time to the power ``share_weight_power``, so the
+big calls that make the step count more than the many tiny ones. The forecast:
 
     t_T(c) = (R_T(c) + tau) * exp(g_T(c) + anchor_weight * (log t_A(c) - log(R_A(c) + tau) - g_A(c)))
 
 ``anchor_weight`` 0 forecasts from the call and the target's figures alone (the measured anchor
 time is not used); 1 carries the anchor's whole unexplained residual over to the target. Calls of
 unknown work (``known`` False) take the known calls' predicted/anchor time ratio of the same run and
-are counted. Step time is the sum of the calls times their repeats. The variants measured before
+are counted. Step time is the sum of the calls times their repeats. The variants measured to choose
 this design (leave-one-GPU-out) are in docs/new-gpu.md.
 """
 
