@@ -19,6 +19,7 @@ from profcast.models.call_costs import add_call_costs, call_work, op_class
 from profcast.models.per_call import (
     PerCallModel,
     call_features,
+    figures_outside_range,
     interval_factors,
     leave_one_gpu_out_log_errors,
     op_categories,
@@ -363,6 +364,25 @@ def test_interval_weighs_every_gpu_the_same():
     assert interval_factors(errors.to_numpy()) == pytest.approx((1.0, 2.0**0.1))
     # per GPU: b is half the weight, so the upper tail is b's error
     assert interval_factors(errors) == pytest.approx((1.0, 2.0))
+
+
+def test_figures_outside_the_fitted_range_in_decades():
+    fitted = [figures("slow", 10.0, 500.0), figures("fast", 40.0, 2000.0)]
+    # same ridge point (20 FLOP/byte), same L2, SMs and clock: only peak and bandwidth count
+    assert figures_outside_range(figures("mid", 20.0, 1000.0), fitted) == 0.0
+    assert figures_outside_range(figures("big", 400.0, 20000.0), fitted) == pytest.approx(1.0)
+    # 40 TFLOPS on 500 GB/s: the ridge point 80 against at most 20 (0.60 decades) is the farthest
+    assert figures_outside_range(figures("l4-like", 40.0, 500.0), fitted) == pytest.approx(math.log10(4))
+    with pytest.raises(ProfcastError, match="no fitted GPU"):
+        figures_outside_range(fitted[0], [])
+
+
+def test_interval_widens_in_log_space_outside_the_fitted_range():
+    errors = np.log([0.5, 1.0, 2.0])
+    low, high = interval_factors(errors, coverage=1.0)
+    assert (low, high) == pytest.approx((0.5, 2.0))
+    # one decade outside, half a decade's widening each: log bounds x1.5
+    assert interval_factors(errors, coverage=1.0, outside_decades=1.0) == pytest.approx((0.5**1.5, 2.0**1.5))
 
 
 def test_leave_one_gpu_out_errors_are_indexed_by_gpu():
