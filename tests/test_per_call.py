@@ -482,6 +482,8 @@ def test_predict_forecasts_a_gpu_left_out_of_the_data(tmp_path, capsys):
     assert exit_code(main, args) == 0
     out = capsys.readouterr().out
     assert "l4: unmeasured GPU" in out
+    # L4's vector ridge point 31334/300 FLOP/byte against P4's 5699/192, the largest of the others
+    assert f"its figures lie {math.log10((31334 / 300) / (5699 / 192)):.2f} decades outside" in out
     step = re.search(r"step time ([\d.]+) ms, 80% interval ([\d.]+)-([\d.]+) ms", out)
     predicted, low, high = (float(value) for value in step.groups())
     assert low < predicted < high

@@ -232,8 +232,8 @@ def figures_outside_range(target, fitted) -> float:
     """Decades (log10) by which the target's figures lie outside the fitted GPUs' range; 0 inside.
 
     The largest over peak FLOPs (matrix and vector), memory bandwidth, both ridge points, L2, SM count
-    and clock: L4 is 0.55 outside NeuSight's other GPUs (its ridge point, 104 FLOP/byte, against at
-    most 37), H100 0.33 (its peak and bandwidth).
+    and clock: L4 is 0.55 outside NeuSight's other GPUs (its vector ridge point, 104 FLOP/byte, against
+    at most 30, P4's), H100 0.33 (its vector peak, 67 TFLOPS against at most 31, L4's).
     """
     fitted = list(fitted)
     if not fitted:
