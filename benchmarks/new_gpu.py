@@ -14,9 +14,10 @@ Methods: ``per_call`` (figures only, anchor_weight 0), ``per_call_anchor`` (anch
 over at weight 0.5), ``roofline`` (sum of the calls' roofline times from the same figures). A record
 has ``method, protocol, anchor, target, model, workload, mode, batchsize, measured_us, predicted_us,
 e2e_mape`` and, for ``per_call`` under ``logo``, the 80% interval (``lower_us``, ``upper_us``): its factors
-are the 10th and 90th percentiles of log(measured / forecast) over the runs of the *other* GPUs, each
-forecast by a model fitted without it *and* without the target (nested: the target's measurements are
-read by nothing but the scoring).
+are the 10th and 90th percentiles of log(measured / forecast) over the runs of the *other* GPUs (each GPU
+weighing the same, whatever its number of runs), each forecast by a model fitted without it *and* without
+the target (nested: the target's measurements are read by nothing but the scoring), widened in log space
+by half the decades the target's figures lie outside the fitted GPUs' (``figures_outside_range``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from profcast.models.call_costs import add_call_costs
 from profcast.models.per_call import (
     RUN_KEYS,
     PerCallModel,
+    figures_outside_range,
     interval_factors,
     leave_one_gpu_out_log_errors,
     roofline_step_us,
@@ -141,8 +143,10 @@ def run_benchmark(folder: Path) -> pd.DataFrame:
 def nested_interval_factors(calls, steps, devices, target) -> tuple[float, float]:
     """80% interval factors for ``target``, from the leave-one-GPU-out errors of the *other* GPUs, fitted without it."""
     others = steps["gpu"] != target
+    fitted = calls.loc[calls["gpu"] != target, "gpu"].unique()
     errors = leave_one_gpu_out_log_errors(calls[calls["gpu"] != target], steps[others], devices)
-    return interval_factors(errors)
+    outside = figures_outside_range(devices[target], [devices[gpu] for gpu in fitted])
+    return interval_factors(errors, outside_decades=outside)
 
 
 def add_intervals(records: pd.DataFrame, factors: dict) -> pd.DataFrame:

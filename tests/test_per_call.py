@@ -16,7 +16,17 @@ from profcast.errors import ProfcastError
 from profcast.ingest.device_figures import DeviceFigures, neusight_device_figures, read_device_figures
 from profcast.ingest.neusight_calls import read_call_folder, read_neusight_calls
 from profcast.models.call_costs import add_call_costs, call_work, op_class
-from profcast.models.per_call import PerCallModel, roofline_step_us, roofline_us
+from profcast.models.per_call import (
+    PerCallModel,
+    call_features,
+    figures_outside_range,
+    interval_factors,
+    leave_one_gpu_out_log_errors,
+    op_categories,
+    roofline_step_us,
+    roofline_us,
+    run_share_weights,
+)
 
 NEUSIGHT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "neusight"
 
@@ -264,6 +274,136 @@ def test_unknown_calls_take_their_runs_known_ratio():
     assert steps["unknown_calls"].sum() == 1
 
 
+def two_kinds_of_one_class(devices):
+    """``add`` and ``Dropout`` calls of the same shapes (same class, FLOPs, bytes): Dropout 4x further from its roofline."""
+    calls = synthetic_calls(devices)
+    calls = calls[calls["kind"] == "add"]
+    dropout = calls.assign(kind="Dropout", node=calls["node"] + 1000)
+    dropout["time_us"] = (dropout["time_us"] - 2.0) * 4 + 2.0
+    return pd.concat([calls, dropout], ignore_index=True)
+
+
+def test_op_category_separates_calls_of_one_class():
+    seen = [figures("slow", 10.0, 500.0), figures("fast", 40.0, 2000.0)]
+    new = figures("new", 20.0, 1000.0)
+    measured = two_kinds_of_one_class(seen)
+    truth = two_kinds_of_one_class([new])
+    with threadpool_limits(limits=1):
+        model = PerCallModel(max_iter=100).fit(measured, {d.name: d for d in seen})
+        predicted = model.predict_calls(truth, new, new)
+        # a trace names the same op by its aten op: same category, same forecast
+        from_trace = model.predict_calls(truth.replace({"kind": {"Dropout": "native_dropout"}}), new, new)
+    assert model.categories_ == ["dropout", "elementwise_activation"]
+    assert from_trace == pytest.approx(predicted)
+    big = (truth["batchsize"] == truth["batchsize"].max()).to_numpy()
+    dropout, add = (
+        predicted[big & (truth["kind"] == "Dropout").to_numpy()],
+        predicted[big & (truth["kind"] == "add").to_numpy()],
+    )
+    # same shapes, same roofline: only the op category tells them apart (4x, less the 2 us floor both share)
+    assert dropout[0] / add[0] == pytest.approx(4.0, rel=0.1)
+    ratio = predicted / truth["time_us"].to_numpy()
+    assert np.all(np.abs(ratio - 1) < 0.25), ratio  # the smallest calls (~3 us) weigh least in the fit
+
+
+def test_op_categories_of_fx_trace_and_unknown_kinds():
+    assert op_categories(["Linear", "addmm", "Dropout", "native_dropout", "add", "MyFancyOp"]) == [
+        "dense_matmul", "dense_matmul", "dropout", "dropout", "elementwise_activation", "other",
+    ]  # fmt: skip
+
+
+def test_a_category_the_fit_never_saw_is_a_missing_value():
+    device = figures("slow", 10.0, 500.0)
+    calls = synthetic_calls([device]).head(2).assign(kind=["Linear", "Dropout"])
+    codes = call_features(calls, device, categories=["dense_matmul", "elementwise_activation"])["op_category"]
+    assert codes.tolist() == [0, -1]  # -1: missing to the regressor, not an error
+    with threadpool_limits(limits=1):
+        model = PerCallModel(max_iter=20).fit(synthetic_calls([device]), {"slow": device})
+        assert np.isfinite(model.predict_calls(calls, device, device)).all()
+
+
+def test_calls_weigh_by_their_share_of_the_runs_time():
+    calls = pd.DataFrame(
+        {
+            "gpu": "g",
+            "model": ["a", "a", "b"],
+            "mode": "train",
+            "seq_len": 1,
+            "batchsize": 1,
+            "time_us": [1.0, 1.0, 5.0],
+            "repeat": [1, 3, 2],
+        }  # fmt: skip
+    )
+    # run a: 1 and 3 us of 4 -> shares 1/4 and 3/4; run b: its only call, share 1
+    assert run_share_weights(calls, 1.0) == pytest.approx([0.25, 0.75, 1.0])
+    assert run_share_weights(calls, 0.5) == pytest.approx([0.5, 0.75**0.5, 1.0])
+    assert run_share_weights(calls, 0.0) == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_forecast_extrapolates_monotonically_beyond_the_measured_figures():
+    """GPUs slower and faster than any measured one: the roofline base scales, the learned efficiency stays bounded."""
+    seen = [figures("slow", 10.0, 500.0), figures("fast", 40.0, 2000.0)]
+    measured = synthetic_calls(seen)
+    with threadpool_limits(limits=1):
+        model = PerCallModel(max_iter=100).fit(measured, {d.name: d for d in seen})
+        anchor = measured[measured["gpu"] == "fast"]
+        steps = [
+            model.predict_step_us(anchor, seen[1], figures("x", 10.0 * scale, 500.0 * scale))["predicted_us"].sum()
+            for scale in (0.25, 0.5, 1.0, 4.0, 8.0)
+        ]
+    assert all(a > b for a, b in zip(steps, steps[1:])), steps
+    # a quarter of the slowest GPU's figures: close to 4x its time (the 2 us floors do not scale)
+    truth = synthetic_calls([figures("x", 2.5, 125.0)])["time_us"].sum()
+    assert steps[0] == pytest.approx(truth, rel=0.15)
+
+
+def test_interval_weighs_every_gpu_the_same():
+    # GPU a: 9 runs forecast exactly; GPU b: 1 run measured twice the forecast
+    errors = pd.Series([0.0] * 9 + [math.log(2.0)], index=pd.Index(["a"] * 9 + ["b"], name="gpu"))
+    # pooled (np.quantile): the 90th percentile is 0.1 of the way to log 2
+    assert interval_factors(errors.to_numpy()) == pytest.approx((1.0, 2.0**0.1))
+    # per GPU: b is half the weight, so the upper tail is b's error
+    assert interval_factors(errors) == pytest.approx((1.0, 2.0))
+
+
+def test_figures_outside_the_fitted_range_in_decades():
+    fitted = [figures("slow", 10.0, 500.0), figures("fast", 40.0, 2000.0)]
+    # same ridge point (20 FLOP/byte), same L2, SMs and clock: only peak and bandwidth count
+    assert figures_outside_range(figures("mid", 20.0, 1000.0), fitted) == 0.0
+    assert figures_outside_range(figures("big", 400.0, 20000.0), fitted) == pytest.approx(1.0)
+    # 40 TFLOPS on 500 GB/s: the ridge point 80 against at most 20 (0.60 decades) is the farthest
+    assert figures_outside_range(figures("l4-like", 40.0, 500.0), fitted) == pytest.approx(math.log10(4))
+    with pytest.raises(ProfcastError, match="no fitted GPU"):
+        figures_outside_range(fitted[0], [])
+
+
+def test_interval_widens_in_log_space_outside_the_fitted_range():
+    errors = np.log([0.5, 1.0, 2.0])
+    low, high = interval_factors(errors, coverage=1.0)
+    assert (low, high) == pytest.approx((0.5, 2.0))
+    # one decade outside, half a decade's widening each: log bounds x1.5
+    assert interval_factors(errors, coverage=1.0, outside_decades=1.0) == pytest.approx((0.5**1.5, 2.0**1.5))
+
+
+def test_leave_one_gpu_out_errors_are_indexed_by_gpu():
+    seen = [figures("slow", 10.0, 500.0), figures("mid", 20.0, 1000.0), figures("fast", 40.0, 2000.0)]
+    calls = synthetic_calls(seen)
+    steps = (
+        calls.assign(e2e_us=calls["time_us"] * calls["repeat"])
+        .groupby(["gpu", "model", "mode", "seq_len", "batchsize"], as_index=False)["e2e_us"]
+        .sum()
+    )
+    with threadpool_limits(limits=1):
+        errors = leave_one_gpu_out_log_errors(
+            calls, steps[steps["gpu"] != "fast"], {d.name: d for d in seen}, max_iter=30
+        )
+    runs = steps["batchsize"].nunique()
+    assert errors.index.name == "gpu" and errors.index.value_counts().to_dict() == {"mid": runs, "slow": runs}
+    assert np.isfinite(errors).all()
+    with pytest.raises(ProfcastError, match="no measured GPU with step times"):
+        leave_one_gpu_out_log_errors(calls, steps.iloc[:0], {d.name: d for d in seen})
+
+
 def test_fit_refuses_a_measured_gpu_without_figures():
     seen = [figures("slow", 10.0, 500.0)]
     with pytest.raises(ProfcastError, match="no figures for measured GPU 'other'"):
@@ -342,6 +482,8 @@ def test_predict_forecasts_a_gpu_left_out_of_the_data(tmp_path, capsys):
     assert exit_code(main, args) == 0
     out = capsys.readouterr().out
     assert "l4: unmeasured GPU" in out
+    # L4's vector ridge point 31334/300 FLOP/byte against P4's 5699/192, the largest of the others
+    assert f"its figures lie {math.log10((31334 / 300) / (5699 / 192)):.2f} decades outside" in out
     step = re.search(r"step time ([\d.]+) ms, 80% interval ([\d.]+)-([\d.]+) ms", out)
     predicted, low, high = (float(value) for value in step.groups())
     assert low < predicted < high

@@ -3,19 +3,29 @@
 Per call ``c`` on device ``d``: the roofline time ``R_d(c) = max(flops / peak_d, bytes / bandwidth_d)``
 (matrix or vector peak by the call's class), plus a floor ``tau_us`` for launch and bookkeeping, is
 the base; a gradient-boosted regressor learns the call's log efficiency
-``g = log(time / (R_d + tau))`` from features that are *relative to the device* (class, phase, log
-roofline time, arithmetic intensity over the device's ridge point, bytes over its L2, FLOPs per SM),
-so a GPU it never saw measured is described by the same features as the ones it did. The forecast:
+``g = log(time / (R_d + tau))`` from the call's class, phase and op category, its FLOPs and bytes, and
+two features *relative to the device* (log roofline time, arithmetic intensity over the device's ridge
+point), so a GPU it never saw measured is described by the same features as the ones it did. The op
+category is the op kind's canonical category (``profcast.vocabulary``: ``dropout``,
+``elementwise_activation``, ``data_movement_layout``, ``dense_matmul``, ...), the same for an FX node,
+an aten op of a trace and a TensorFlow op; it matters because a cost class mixes calls of very
+different cost per counted byte (``Dropout``'s backward runs at about half its roofline on every GPU,
+``add``'s is nearly free). A category the fit never saw is a missing value to the regressor. Each
+call is weighted by its share of its run's measured time to the power ``share_weight_power``, so the
+big calls that make the step count more than the many tiny ones. The forecast:
 
     t_T(c) = (R_T(c) + tau) * exp(g_T(c) + anchor_weight * (log t_A(c) - log(R_A(c) + tau) - g_A(c)))
 
 ``anchor_weight`` 0 forecasts from the call and the target's figures alone (the measured anchor
 time is not used); 1 carries the anchor's whole unexplained residual over to the target. Calls of
 unknown work (``known`` False) take the known calls' predicted/anchor time ratio of the same run and
-are counted. Step time is the sum of the calls times their repeats.
+are counted. Step time is the sum of the calls times their repeats. The variants measured to choose
+this design (leave-one-GPU-out) are in docs/new-gpu.md.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -24,10 +34,24 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 
 from profcast.errors import ProfcastError
 from profcast.models.call_costs import OP_CLASSES
+from profcast.vocabulary import OTHER, load_mapping
 
 MATRIX_CLASSES = ("matmul", "conv")
 PHASE_CODES = {"fw": 0, "bw": 1, "acc": 2}
 RUN_KEYS = ["model", "mode", "seq_len", "batchsize"]
+# interval widening per decade of the target's figures outside the fitted GPUs' (leave-one-GPU-out,
+# docs/new-gpu.md: 0.5 lifts L4 from 54% to 86% coverage and H100 from 77% to 88%, pooled 77% -> 82%)
+WIDENING_PER_DECADE = 0.5
+RANGE_FIGURES = (
+    lambda gpu: gpu.peak_flops(True),
+    lambda gpu: gpu.peak_flops(False),
+    lambda gpu: gpu.bandwidth,
+    lambda gpu: gpu.peak_flops(True) / gpu.bandwidth,
+    lambda gpu: gpu.peak_flops(False) / gpu.bandwidth,
+    lambda gpu: gpu.l2_mb,
+    lambda gpu: gpu.sm_count,
+    lambda gpu: gpu.clock_mhz,
+)
 
 
 def roofline_us(calls: pd.DataFrame, figures) -> np.ndarray:
@@ -39,8 +63,26 @@ def roofline_us(calls: pd.DataFrame, figures) -> np.ndarray:
     return np.maximum(flops / peak, moved / figures.bandwidth) * 1e6
 
 
-def call_features(calls: pd.DataFrame, figures) -> pd.DataFrame:
-    """The efficiency regressor's features of each call on one device (all relative to that device)."""
+def op_categories(kinds) -> list[str]:
+    """Each op kind's canonical category (``profcast.vocabulary``'s packaged table; ``other`` if none)."""
+    return [_op_category(kind) for kind in kinds]
+
+
+@lru_cache(maxsize=4096)
+def _op_category(kind: str) -> str:
+    return _packaged_vocabulary().category(kind) or OTHER
+
+
+@lru_cache(maxsize=1)
+def _packaged_vocabulary():
+    return load_mapping()
+
+
+def call_features(calls: pd.DataFrame, figures, categories=()) -> pd.DataFrame:
+    """The efficiency regressor's features of each call on one device; ``categories`` the op categories the fit knows.
+
+    A call whose op category is outside ``categories`` gets code -1, which the regressor reads as missing.
+    """
     matrix = calls["op_class"].isin(MATRIX_CLASSES).to_numpy()
     peak = np.where(matrix, figures.peak_flops(True), figures.peak_flops(False))
     flops = calls["flops"].fillna(0).to_numpy(dtype=float)
@@ -50,25 +92,34 @@ def call_features(calls: pd.DataFrame, figures) -> pd.DataFrame:
         {
             "op_class": pd.Categorical(calls["op_class"], categories=OP_CLASSES).codes,
             "phase": calls["phase"].map(PHASE_CODES).to_numpy(),
+            "op_category": pd.Categorical(op_categories(calls["kind"]), categories=list(categories)).codes,
             "log_roofline_us": np.log10(roofline + 1e-3),
             "log_flops": np.log10(flops + 1),
             "log_bytes": np.log10(moved + 1),
             "intensity_over_ridge": np.log10((flops + 1) / (moved + 1)) - np.log10(peak / figures.bandwidth),
-            "bytes_over_l2": np.log10(moved / (figures.l2_mb * 1e6) + 1e-6),
-            "log_flops_per_sm": np.log10(flops / figures.sm_count + 1),
         },
         index=calls.index,
     )
 
 
+def run_share_weights(calls: pd.DataFrame, power: float) -> np.ndarray:
+    """Each call's share of its run's measured time (``time_us * repeat``), to the ``power`` (0: all 1)."""
+    total = calls["time_us"] * calls["repeat"]
+    share = total / total.groupby([calls[key] for key in ["gpu", *RUN_KEYS]]).transform("sum")
+    return share.to_numpy(dtype=float) ** power
+
+
 class PerCallModel(BaseEstimator, RegressorMixin):
     """Learned efficiency over a per-call roofline, fitted on the calls of every measured GPU given."""
 
-    def __init__(self, tau_us=2.0, anchor_weight=0.0, max_iter=200, learning_rate=0.05, random_state=0):
+    def __init__(
+        self, tau_us=2.0, anchor_weight=0.0, max_iter=200, learning_rate=0.05, share_weight_power=0.5, random_state=0
+    ):
         self.tau_us = tau_us
         self.anchor_weight = anchor_weight
         self.max_iter = max_iter
         self.learning_rate = learning_rate
+        self.share_weight_power = share_weight_power
         self.random_state = random_state
 
     def fit(self, calls: pd.DataFrame, devices: dict):
@@ -79,22 +130,28 @@ class PerCallModel(BaseEstimator, RegressorMixin):
             raise ProfcastError(f"no figures for measured GPU {missing[0]!r}; add its figures file")
         if calls.empty:
             raise ProfcastError("no measured call of known work to fit the per-call model on")
-        features, targets = [], []
+        self.categories_ = sorted(set(op_categories(calls["kind"].unique())))
+        features, targets, weights = [], [], []
         for gpu, group in calls.groupby("gpu", sort=True):
-            features.append(call_features(group, devices[gpu]))
+            features.append(call_features(group, devices[gpu], self.categories_))
+            weights.append(run_share_weights(group, self.share_weight_power))
             targets.append(np.log(group["time_us"].to_numpy() / (roofline_us(group, devices[gpu]) + self.tau_us)))
         self.regressor_ = HistGradientBoostingRegressor(
             max_iter=self.max_iter,
             learning_rate=self.learning_rate,
-            categorical_features=[0, 1],
+            categorical_features=[0, 1, 2],
             random_state=self.random_state,
-        ).fit(pd.concat(features), np.concatenate(targets))
+        ).fit(
+            pd.concat(features),
+            np.concatenate(targets),
+            sample_weight=np.concatenate(weights),
+        )
         self.gpus_ = sorted(set(calls["gpu"]))
         return self
 
     def log_efficiency(self, calls: pd.DataFrame, figures) -> np.ndarray:
         """g: the predicted log(time / (roofline + tau)) of each call on a device."""
-        return self.regressor_.predict(call_features(calls, figures))
+        return self.regressor_.predict(call_features(calls, figures, self.categories_))
 
     def predict_calls(self, anchor_calls: pd.DataFrame, anchor_figures, target_figures) -> np.ndarray:
         """Each anchor call's forecast time on the target, microseconds (unknown calls by their run's ratio)."""
@@ -147,21 +204,62 @@ def predict_op_vector(model: PerCallModel, anchor_calls: pd.DataFrame, anchor_fi
     return pd.Series(predicted, index=anchor_calls.index).groupby(columns.to_numpy()).sum().sort_values(ascending=False)
 
 
-def interval_factors(log_errors, coverage: float = 0.8) -> tuple[float, float]:
-    """Multiplicative (lower, upper) factors of a central interval from held-out log(measured / forecast)."""
-    log_errors = np.asarray(log_errors, dtype=float)
-    if log_errors.size == 0:
+def interval_factors(log_errors, coverage: float = 0.8, outside_decades: float = 0.0) -> tuple[float, float]:
+    """Multiplicative (lower, upper) factors of a central interval from held-out log(measured / forecast).
+
+    A Series indexed by GPU (what :func:`leave_one_gpu_out_log_errors` returns) weighs every GPU the
+    same, whatever its number of runs: a new GPU is one more GPU, and its errors move together (one
+    GPU's forecasts are mostly all too fast or all too slow), so a GPU with many runs must not set the
+    interval alone. Any other array weighs every error the same (``np.quantile``).
+    ``outside_decades`` (:func:`figures_outside_range`) widens both bounds in log space by
+    ``1 + WIDENING_PER_DECADE * outside_decades``: the regressor cannot extrapolate, so a target whose
+    figures lie outside the fitted GPUs' is less certain than the calibration GPUs were.
+    """
+    values = np.asarray(log_errors, dtype=float)
+    if values.size == 0:
         raise ProfcastError("no held-out forecast to calibrate the interval on")
     tail = (1 - coverage) / 2
-    low, high = np.quantile(log_errors, [tail, 1 - tail])
-    return float(np.exp(low)), float(np.exp(high))
+    if isinstance(log_errors, pd.Series) and log_errors.index.name == "gpu":
+        weights = 1.0 / log_errors.groupby(level="gpu").transform("size").to_numpy(dtype=float)
+        low, high = weighted_quantiles(values, weights, [tail, 1 - tail])
+    else:
+        low, high = np.quantile(values, [tail, 1 - tail])
+    widen = 1.0 + WIDENING_PER_DECADE * outside_decades
+    return float(np.exp(low * widen)), float(np.exp(high * widen))
+
+
+def figures_outside_range(target, fitted) -> float:
+    """Decades (log10) by which the target's figures lie outside the fitted GPUs' range; 0 inside.
+
+    The largest over peak FLOPs (matrix and vector), memory bandwidth, both ridge points, L2, SM count
+    and clock: L4 is 0.55 outside NeuSight's other GPUs (its vector ridge point, 104 FLOP/byte, against
+    at most 30, P4's), H100 0.33 (its vector peak, 67 TFLOPS against at most 31, L4's).
+    """
+    fitted = list(fitted)
+    if not fitted:
+        raise ProfcastError("no fitted GPU to compare the target's figures with")
+    worst = 0.0
+    for figure in RANGE_FIGURES:
+        value = np.log10(figure(target))
+        seen = [np.log10(figure(gpu)) for gpu in fitted]
+        worst = max(worst, min(seen) - value, value - max(seen))
+    return float(worst)
+
+
+def weighted_quantiles(values, weights, quantiles) -> np.ndarray:
+    """Quantiles of weighted values: each value sits at the middle of its weight's span of the cumulative weight."""
+    order = np.argsort(values)
+    values, weights = np.asarray(values, dtype=float)[order], np.asarray(weights, dtype=float)[order]
+    middle = (np.cumsum(weights) - weights / 2) / weights.sum()
+    return np.interp(quantiles, middle, values)
 
 
 def leave_one_gpu_out_log_errors(calls: pd.DataFrame, steps: pd.DataFrame, devices: dict, **params) -> pd.Series:
     """log(measured / forecast) step time of every run of every measured GPU, forecast by a model that never saw it.
 
     ``steps`` holds the measured step times (``e2e_us``) per ``gpu`` and run; the forecast is from
-    the figures alone (the GPU's own calls give the shapes, their times are not read).
+    the figures alone (the GPU's own calls give the shapes, their times are not read). The Series is
+    indexed by ``gpu``, so :func:`interval_factors` weighs the GPUs the same.
     """
     errors = []
     for gpu in sorted(set(steps["gpu"]) & set(calls["gpu"])):
@@ -169,5 +267,9 @@ def leave_one_gpu_out_log_errors(calls: pd.DataFrame, steps: pd.DataFrame, devic
         own = calls[calls["gpu"] == gpu]
         forecast = model.set_params(anchor_weight=0.0).predict_step_us(own, devices[gpu], devices[gpu])
         joined = forecast.merge(steps[steps["gpu"] == gpu], on=RUN_KEYS)
-        errors.append(np.log(joined["e2e_us"] / joined["predicted_us"]))
-    return pd.concat(errors, ignore_index=True)
+        errors.append(
+            pd.Series(np.log(joined["e2e_us"] / joined["predicted_us"]).to_numpy(), index=[gpu] * len(joined))
+        )
+    if not errors:
+        raise ProfcastError("no measured GPU with step times to calibrate the interval on")
+    return pd.concat(errors).rename_axis("gpu")

@@ -23,6 +23,7 @@ from profcast.ingest.trace_calls import read_trace_calls
 from profcast.models.call_costs import add_call_costs
 from profcast.models.per_call import (
     PerCallModel,
+    figures_outside_range,
     interval_factors,
     leave_one_gpu_out_log_errors,
     predict_op_vector,
@@ -72,7 +73,8 @@ def forecast_new_gpu(profile, anchor: str, target_gpu, calls_data, anchor_gpu=No
     measured = add_call_costs(measured)
     with threadpool_limits(limits=1):  # OpenMP threads of the boosting oversubscribe a small machine
         model = PerCallModel().fit(measured, devices)
-        low, high = interval_factors(leave_one_gpu_out_log_errors(measured, steps, devices))
+        outside = figures_outside_range(target, [devices[gpu] for gpu in model.gpus_])
+        low, high = interval_factors(leave_one_gpu_out_log_errors(measured, steps, devices), outside_decades=outside)
         step = model.predict_step_us(anchor_calls, devices[anchor], target)
         ops = predict_op_vector(model, anchor_calls, devices[anchor], target)
     run = step.iloc[0]
@@ -83,7 +85,8 @@ def forecast_new_gpu(profile, anchor: str, target_gpu, calls_data, anchor_gpu=No
         f"workload {run['model']}-{run['mode']}-{run['seq_len']}-{run['batchsize']}, anchor {anchor} "
         f"(its calls sum to {anchor_us / 1000:.1f} ms); per-call model fitted on {len(model.gpus_)} measured GPUs",
         f"step time {run['predicted_us'] / 1000:.1f} ms, 80% interval {run['predicted_us'] * low / 1000:.1f}-"
-        f"{run['predicted_us'] * high / 1000:.1f} ms (calibrated leave-one-GPU-out)",
+        f"{run['predicted_us'] * high / 1000:.1f} ms (calibrated leave-one-GPU-out"
+        + (f"; widened: its figures lie {outside:.2f} decades outside the measured GPUs')" if outside else ")"),
         f"calls {len(anchor_calls)}, of unknown work {int(run['unknown_calls'])} (scaled by the known calls' ratio)",
         "largest ops (ms per step): "
         + ", ".join(f"{name} {value / 1000:.2f}" for name, value in ops.head(TOP_OPS).items()),
