@@ -206,7 +206,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.served_new_gpu", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="NeuSight folder (label files, device configs)")
     parser.add_argument("--pairs", default=",".join(f"{a}:{t}" for a, t in DEFAULT_PAIRS), help="ANCHOR:TARGET,...")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "served-new-gpu.md")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default: benchmarks/results/served-new-gpu.md (-families.md with --hold-out-families)",
+    )
     parser.add_argument(
         "--hold-out-families",
         action="store_true",
@@ -225,6 +230,8 @@ def main(argv=None) -> int:
         )
     text = render(summary(records), records)
     print(text)
+    if args.out is None:
+        args.out = RESULTS_DIR / ("served-new-gpu-families.md" if args.hold_out_families else "served-new-gpu.md")
     args.out.write_text((FAMILY_HEADER if args.hold_out_families else HEADER) + text + "\n", encoding="utf-8")
     records.to_csv(args.out.with_suffix(".csv"), index=False)
     return 0
