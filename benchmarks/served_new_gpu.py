@@ -157,17 +157,23 @@ def served_records(folder: Path, anchor: str, target: str, store: Path, family: 
     )
 
 
-def summary(records: pd.DataFrame) -> pd.DataFrame:
-    """Per pair: workloads, refused ones, mean and max % error, interval coverage and mean width (of the
-    answered ones), the logged errors."""
+def scored(records: pd.DataFrame) -> pd.DataFrame:
+    """The records with ``refused`` (bool), each forecast's % ``error``, whether its interval holds the
+    measurement (``inside``, NaN when refused) and the interval's ``width`` in % of the forecast."""
     refused = records["refused"].astype(bool) if "refused" in records else pd.Series(False, index=records.index)
     inside = (records["measured_s"] >= records["low_s"]) & (records["measured_s"] <= records["high_s"])
-    records = records.assign(
+    return records.assign(
         refused=refused,
         error=100 * (records["predicted_s"] / records["measured_s"] - 1).abs(),
         inside=inside.astype(float).where(~refused),
         width=100 * (records["high_s"] - records["low_s"]) / records["predicted_s"],
     )
+
+
+def summary(records: pd.DataFrame) -> pd.DataFrame:
+    """Per pair: workloads, refused ones, mean and max % error, interval coverage and mean width (of the
+    answered ones), the logged errors."""
+    records = scored(records)
     return records.groupby(["anchor", "target"], sort=False).agg(
         workloads=("measured_s", "size"),
         refused=("refused", "sum"),
@@ -192,12 +198,11 @@ def render(table: pd.DataFrame, records: pd.DataFrame) -> str:
             f"| {anchor} | {target} | {int(row.workloads)} | {int(row.refused)} | {row.mean_error_pct:.1f} | {row.max_error_pct:.1f} | "
             f"{row.coverage_pct:.0f} | {row.width_pct:.0f} | {row.logged_logo_mape:.1f} | {row.copy_mape:.1f} |"
         )
-    answered = records[~records["refused"].astype(bool)] if "refused" in records else records
-    inside = (answered["measured_s"] >= answered["low_s"]) & (answered["measured_s"] <= answered["high_s"])
-    error = 100 * (answered["predicted_s"] / answered["measured_s"] - 1).abs()
+    records = scored(records)
+    answered = records[~records["refused"]]
     lines.append(
         f"\nAll {len(answered)} answered forecasts ({len(records) - len(answered)} refused): mean error "
-        f"{error.mean():.1f}%, interval covers {100 * inside.mean():.0f}% (aim 80%)."
+        f"{answered['error'].mean():.1f}%, interval covers {100 * answered['inside'].mean():.0f}% (aim 80%)."
     )
     return "\n".join(lines)
 
