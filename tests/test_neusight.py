@@ -252,7 +252,7 @@ def test_data_option_checks_mode():
 
 
 def test_gpu_catalogue_adds_neusight_gpus_and_keeps_instances():
-    from profcast.serve.recommend import load_catalogue
+    from profcast.catalogue import load_catalogue
 
     catalogue = load_catalogue()
     assert catalogue["p3.2xlarge"]["price_per_hour"] == 3.06  # an instance row as before
@@ -263,7 +263,7 @@ def test_gpu_catalogue_adds_neusight_gpus_and_keeps_instances():
 def test_gpu_catalogue_names_every_neusight_gpu_folder():
     from omegaconf import OmegaConf
 
-    from profcast.serve.recommend import GPU_CATALOGUE
+    from profcast.catalogue import GPU_CATALOGUE
 
     gpus = OmegaConf.to_container(OmegaConf.load(GPU_CATALOGUE))["gpus"]
     assert all(instance_slug(gpu["neusight_folder"]) == name for name, gpu in gpus.items())

@@ -233,8 +233,8 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     """Run one job: a model per target, each in a nested MLflow run. Returns metrics per target."""
     job = prepare_job(cfg)
     # MLflow loads slowly: import it only once the input is known to be good.
+    from profcast.catalogue import load_catalogue
     from profcast.progress import logging_beside_bars, track
-    from profcast.serve.recommend import load_catalogue
     from profcast.tracking import provenance
     from profcast.tracking.runs import (
         job_run,

@@ -15,13 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from profcast.config import CONF_DIR
+from profcast.catalogue import load_catalogue
 from profcast.errors import ProfcastError
 from profcast.schema import BATCH_LATENCY, PEAK_MEMORY, op_columns
 from profcast.serve.profile_input import read_anchor_profile
 
-INSTANCE_CATALOGUE = CONF_DIR / "instances.yaml"
-GPU_CATALOGUE = CONF_DIR / "gpus.yaml"  # NeuSight's GPUs: figures, and price where one cloud instance has exactly one
 DEFAULT_DATASET_SIZE = 50_000
 
 
@@ -71,28 +69,6 @@ def predict_targets(
         return model.predict(checked), ignored
     except MlflowException as error:  # the job model's one-line answer to a request it refuses
         raise ProfcastError(f"profile: {error.message}") from None
-
-
-def load_catalogue(path=INSTANCE_CATALOGUE, gpu_path=GPU_CATALOGUE) -> dict[str, dict]:
-    """Instance name -> {gpu, vcpus, price_per_hour, memory_gb} from conf/instances.yaml, plus the GPUs of
-    conf/gpus.yaml (NeuSight's, keyed by their instance_name) priced as their one-GPU cloud instance."""
-    from omegaconf import OmegaConf
-
-    catalogue = dict(OmegaConf.to_container(OmegaConf.load(path))["instances"])
-    if gpu_path is not None and Path(gpu_path).is_file():
-        for name, gpu in OmegaConf.to_container(OmegaConf.load(gpu_path))["gpus"].items():
-            shown = f"{gpu['gpu']} ({gpu['cloud_instance']})" if gpu.get("cloud_instance") else gpu["gpu"]
-            price = gpu.get("price_per_hour")
-            catalogue.setdefault(
-                name,
-                {
-                    "gpu": shown,
-                    "vcpus": gpu.get("vcpus"),
-                    "price_per_hour": float("nan") if price is None else price,
-                    "memory_gb": gpu.get("memory_gb"),
-                },
-            )
-    return catalogue
 
 
 def recommendation_table(
