@@ -26,7 +26,8 @@ from profcast.errors import ProfcastError
 from profcast.ingest.neusight_data import neusight_cache_dir
 from profcast.serve.new_gpu import forecast_new_gpu
 from profcast.serve.profile_input import PROFILE_FORMATS
-from profcast.serve.recommend import DEFAULT_DATASET_SIZE, recommend
+from profcast.serve.ranking import DEFAULT_DATASET_SIZE
+from profcast.serve.recommend import recommend
 
 
 def main(argv=None) -> int:

@@ -20,14 +20,8 @@ from starlette.concurrency import run_in_threadpool
 from profcast.errors import ProfcastError, first_line
 from profcast.limits import max_request_bytes, shown_bytes
 from profcast.serve.model_info import model_lines, training_data_line
-from profcast.serve.recommend import (
-    DEFAULT_DATASET_SIZE,
-    Forecast,
-    check_sizes,
-    forecast,
-    latency_text,
-    shown_header_and_cells,
-)
+from profcast.serve.ranking import DEFAULT_DATASET_SIZE, Forecast, check_sizes, forecast
+from profcast.serve.report import latency_text, shown_header_and_cells
 from profcast.tracking.provenance import GENERATED
 from profcast.web.champions import Champions
 from profcast.web.uploads import oversized_upload_message, read_uploaded_profile

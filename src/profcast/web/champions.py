@@ -11,7 +11,7 @@ import threading
 from profcast.errors import ProfcastError
 from profcast.registration.champion import champion_uri, registered_name
 from profcast.serve.model_info import resolved_version
-from profcast.serve.recommend import load_job_model
+from profcast.serve.model_lookup import load_job_model
 
 
 class Champions:
