@@ -97,3 +97,39 @@ def test_a_model_logged_before_the_rename_still_serves_from_a_checkout(tmp_path)
             answer = pd.DataFrame(json.load(reply)["predictions"])
     answer = pd.read_csv(io.StringIO(answer.to_csv(index=False)))
     pd.testing.assert_frame_equal(answer, pd.read_csv(LEGACY_ANSWER), check_exact=False, rtol=1e-12)
+
+
+def test_prediction_finds_the_store_without_the_training_config(tmp_path, monkeypatch):
+    import mlflow
+
+    import profcast.config
+    from profcast.errors import ProfcastError
+    from profcast.predict import main
+    from profcast.serve import recommend
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("prediction composed the training config")
+
+    asked = []
+
+    def load_job_model(model_uri, anchor, alias):  # what the real one is asked, in the store it would read
+        asked.append((mlflow.get_tracking_uri(), anchor, alias))
+        raise ProfcastError("no model")
+
+    monkeypatch.setattr(profcast.config, "compose_train_config", refuse)
+    monkeypatch.setattr(recommend, "load_job_model", load_job_model)
+    store = f"sqlite:///{tmp_path / 'empty.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    profile = str(REPO / "examples" / "profiles" / "vggsmall_cifar10_g3s.csv")
+    for alias in ([], ["--alias", "staging"]):
+        with pytest.raises(ProfcastError, match="no model"):
+            main(["--profile", profile, "--anchor", "g3s.xlarge", *alias])
+    mlflow.set_tracking_uri(None)
+    assert asked == [(store, "g3s.xlarge", "champion"), (store, "g3s.xlarge", "staging")]
+
+
+def test_predictions_default_alias_is_the_configs():
+    from profcast.config import compose_train_config
+    from profcast.registration.champion import DEFAULT_ALIAS
+
+    assert compose_train_config().registry.alias == DEFAULT_ALIAS

@@ -276,7 +276,7 @@ def test_it_listens_on_this_machine_only_unless_told(monkeypatch):
 
     assert DEFAULT_HOST == "127.0.0.1" and parse_args([]).host == "127.0.0.1"
     started = {}
-    monkeypatch.setattr(command, "build_app", lambda model: "app")
+    monkeypatch.setattr(command, "build_app", lambda model, alias: "app")
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(options))
     assert command.main(["--port", "8123"]) == 0
     assert started["host"] == "127.0.0.1" and started["port"] == 8123

@@ -24,6 +24,7 @@ import os
 from profcast.cli import run_cli
 from profcast.errors import ProfcastError
 from profcast.ingest.neusight_data import neusight_cache_dir
+from profcast.registration.champion import DEFAULT_ALIAS
 from profcast.serve.new_gpu import forecast_new_gpu
 from profcast.serve.profile_input import PROFILE_FORMATS
 from profcast.serve.ranking import DEFAULT_DATASET_SIZE
@@ -37,7 +38,10 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--profile", required=True, help=PROFILE_FORMATS)
     parser.add_argument("--anchor", required=True, help="instance the profile was taken on, e.g. g3s.xlarge")
-    parser.add_argument("--model", help="model URI (default: models:/profcast-<anchor>@champion)")
+    parser.add_argument("--model", help="model URI (default: models:/profcast-<anchor>@<alias>)")
+    parser.add_argument(
+        "--alias", default=DEFAULT_ALIAS, help=f"registry alias of the anchor's model (default {DEFAULT_ALIAS})"
+    )
     parser.add_argument(
         "--dataset-size",
         type=int,

@@ -14,8 +14,10 @@ from profcast.errors import ProfcastError
 
 log = logging.getLogger(__name__)
 
-# The alias, the ranking metric and its direction are the ``registry`` block of conf/train.yaml, the one
-# place they are set; commands read them from the composed config (profcast.config.compose_train_config).
+# The alias, the ranking metric and its direction are the ``registry`` block of conf/train.yaml; training
+# and `profcast registry` read them from the composed config. Prediction never composes the training
+# config: it loads DEFAULT_ALIAS (conf's default, tests/test_architecture.py holds the two together) or --alias.
+DEFAULT_ALIAS = "champion"
 
 
 def registered_name(anchor: str) -> str:

@@ -15,7 +15,6 @@ from profcast.serve.report import check_plot_path, format_table, plot_ranking
 
 def recommend(args) -> str:
     """Everything the CLI does, returning the text it prints (errors raise ProfcastError)."""
-    from profcast.config import compose_train_config
     from profcast.serve.model_info import model_lines, training_data_line
     from profcast.tracking.store import use_store
 
@@ -23,9 +22,8 @@ def recommend(args) -> str:
     if args.plot:
         check_plot_path(args.plot)
     anchor_profile = read_anchor_profile(args.profile, args.anchor)
-    defaults = compose_train_config()
-    use_store(defaults.tracking_uri)
-    model, uri = load_job_model(args.model, args.anchor, defaults.registry.alias)
+    use_store(None)  # the store every command uses: MLFLOW_TRACKING_URI, else MLflow's default (docs/tracking.md)
+    model, uri = load_job_model(args.model, args.anchor, args.alias)
     result = forecast(
         model, uri, anchor_profile, args.anchor, args.batchsize, getattr(args, "input_size", None), args.dataset_size
     )

@@ -14,6 +14,7 @@ import logging
 import os
 
 from profcast.cli import run_cli
+from profcast.registration.champion import DEFAULT_ALIAS
 
 DEFAULT_HOST = "127.0.0.1"  # this machine only: the page has no login
 DEFAULT_PORT = 8000
@@ -30,20 +31,21 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=DEFAULT_HOST,
         help=f"address to listen on (default {DEFAULT_HOST}, this machine only; 0.0.0.0 opens it to the network)",
     )
-    parser.add_argument("--model", help="model URI (default: each anchor's models:/profcast-<anchor>@champion)")
+    parser.add_argument("--model", help="model URI (default: each anchor's models:/profcast-<anchor>@<alias>)")
+    parser.add_argument(
+        "--alias", default=DEFAULT_ALIAS, help=f"registry alias of each anchor's model (default {DEFAULT_ALIAS})"
+    )
     return parser.parse_args(argv)
 
 
-def build_app(model_uri: str | None):
+def build_app(model_uri: str | None, alias: str = DEFAULT_ALIAS):
     """The app over the store every command uses, with ``model_uri`` or the champions; one-line errors first."""
-    from profcast.config import compose_train_config
     from profcast.tracking.store import use_store
     from profcast.web.app import create_app
     from profcast.web.champions import Champions
 
-    defaults = compose_train_config()
-    use_store(defaults.tracking_uri)
-    return create_app(Champions(model_uri, defaults.registry.alias))
+    use_store(None)  # the store every command uses; prediction never composes the training config
+    return create_app(Champions(model_uri, alias))
 
 
 def main(argv=None) -> int:
@@ -54,7 +56,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    app = build_app(args.model)
+    app = build_app(args.model, args.alias)
     model = args.model or "each anchor's champion"
     print(f"profcast web: forecasts with {model} in {mlflow.get_tracking_uri()}", flush=True)
     # uvicorn's own lines say where it listens once it does (or why it cannot); no line per request.
