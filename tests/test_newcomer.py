@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from profcast.config import CONF_DIR, cache_root
+from profcast.datasets.fingerprint import data_fingerprint
 from profcast.progress import attached_to_terminal, track
 from profcast.registration.champion import best_runs_by_anchor, champion_uri
 from profcast.tracking import provenance
@@ -102,8 +103,8 @@ def test_fingerprint_ignores_order_and_sees_every_value():
     shuffled = table.sample(frac=1.0, random_state=3)[list(reversed(table.columns))]
     changed = table.copy()
     changed.loc[5, "Device_Relu"] += 1.0
-    assert provenance.data_fingerprint(shuffled) == provenance.data_fingerprint(table)
-    assert provenance.data_fingerprint(changed) != provenance.data_fingerprint(table)
+    assert data_fingerprint(shuffled) == data_fingerprint(table)
+    assert data_fingerprint(changed) != data_fingerprint(table)
 
 
 def test_job_run_names_its_data_logs_a_dataset_input_and_a_target_summary(project_folder):
@@ -111,7 +112,7 @@ def test_job_run_names_its_data_logs_a_dataset_input_and_a_target_summary(projec
     runs = mlflow.search_runs(experiment_names=["profcast"])
     job = runs[runs["tags.mlflow.parentRunId"].isna()].iloc[0]
     targets = runs[runs["tags.mlflow.parentRunId"] == job.run_id]
-    fingerprint = provenance.data_fingerprint(pd.read_csv(project_folder / "profiles.csv"))
+    fingerprint = data_fingerprint(pd.read_csv(project_folder / "profiles.csv"))
     assert job["tags.profcast.run_kind"] == "job" and set(targets["tags.profcast.run_kind"]) == {"target"}
     assert job["tags.profcast.data_fingerprint"] == job["params.data_fingerprint"] == fingerprint
     assert job["tags.profcast.data_kind"] == "real" and job["tags.profcast.targets"] == "fast.gpu,mid.gpu"

@@ -28,6 +28,7 @@ from profcast.config import (
     option_choices,
     option_name,
 )
+from profcast.datasets.fingerprint import GENERATED
 from profcast.errors import ProfcastError
 from profcast.jobmodel.memory_fit import memory_record, peak_memory_carry
 from profcast.pipeline.evaluation import cross_validate, score, vector_frames
@@ -140,7 +141,7 @@ def prepare_job(cfg: DictConfig) -> Job:
             data.describe(),
             "; ".join(f"{path} ({why})" for path, why in skipped),
         )
-    from profcast.tracking.provenance import data_fingerprint, data_kind
+    from profcast.datasets.fingerprint import data_fingerprint, data_kind
 
     return Job(
         pairs=pairs,
@@ -260,7 +261,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     log.info(
         "[%s] data: %s", job_name, provenance.trained_on(job.data_description, job.data_kind, job.data_fingerprint)
     )
-    if job.data_kind == provenance.GENERATED:
+    if job.data_kind == GENERATED:
         log.warning("[%s] %s (data=profet or data=file for real profiles)", job_name, provenance.GENERATED_WARNING)
     data_params = {
         "data_kind": job.data_kind,

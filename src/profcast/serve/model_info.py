@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 
-from profcast.tracking.provenance import GENERATED, GENERATED_WARNING, trained_on
+from profcast.datasets.fingerprint import GENERATED
+from profcast.tracking.provenance import GENERATED_WARNING, trained_on
 
 ALIAS_URI = re.compile(r"^models:/(?P<name>[^@/]+)@(?P<alias>.+)$")
 

@@ -1,4 +1,5 @@
-"""What a job was trained on: the data's description, kind (generated or real) and fingerprint.
+"""What a job was trained on, as runs and forecasts show it: the data's description, kind and fingerprint
+(worked out with the data, ``profcast.datasets.fingerprint``).
 
 Job runs carry these as tags and params, the job model carries them in its metadata, and
 ``profcast.predict`` and the served output repeat them, so no forecast hides that it stands on the
@@ -7,13 +8,8 @@ generated default data. The registry compares only jobs with the same fingerprin
 
 from __future__ import annotations
 
-import hashlib
-
-import numpy as np
 import pandas as pd
 
-GENERATED = "generated"
-REAL = "real"
 GENERATED_WARNING = "trained on generated data: these are not real measurements"
 # Tags on job runs (and their target runs); the registry compares only jobs whose fingerprint,
 # anchor and targets tags are equal (comparable_key).
@@ -23,21 +19,6 @@ FINGERPRINT_TAG = "profcast.data_fingerprint"
 ANCHOR_TAG = "profcast.anchor"
 TARGETS_TAG = "profcast.targets"
 RUN_KIND_TAG = "profcast.run_kind"  # sweep | job | target: tells the UI's rows apart
-
-
-def data_kind(data_option) -> str:
-    """``generated`` for the embedded default (data=embedded), ``real`` for measured profiles."""
-    target = str((data_option or {}).get("_target_", ""))
-    return GENERATED if target.endswith("EmbeddedData") else REAL
-
-
-def data_fingerprint(profiles: pd.DataFrame) -> str:
-    """A short SHA-256 of the loaded table, independent of row and column order."""
-    ordered = profiles.reindex(columns=sorted(profiles.columns))
-    row_hashes = np.sort(pd.util.hash_pandas_object(ordered, index=False).to_numpy())
-    digest = hashlib.sha256("\x1f".join(map(str, ordered.columns)).encode())
-    digest.update(row_hashes.tobytes())
-    return digest.hexdigest()[:16]
 
 
 def trained_on(description: str, kind: str, fingerprint: str) -> str:
