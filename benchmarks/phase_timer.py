@@ -37,13 +37,16 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     out, train_args = argv[0], argv[argv.index("--") + 1 :]
     import profcast.datasets.sources as sources
+    import profcast.pipeline.job as job_module
     import profcast.train as train_module
 
     seconds = defaultdict(float)
     for source in (sources.EmbeddedData, sources.FileData, sources.ProfetData):
         source.load = stopwatch(seconds, "load", source.load)
     for name, phase in (("pair_runs", "pair"), ("cross_validate", "fit"), ("score", "score"), ("train", "train")):
-        setattr(train_module, name, stopwatch(seconds, phase, getattr(train_module, name)))
+        for module in (job_module, train_module):  # the job's core calls the phases; the command calls train
+            if hasattr(module, name):
+                setattr(module, name, stopwatch(seconds, phase, getattr(module, name)))
 
     def write() -> None:
         seconds["log"] = seconds["train"] - sum(seconds[phase] for phase in ("load", "pair", "fit", "score"))

@@ -86,7 +86,7 @@ def bare_loop(train_args: list[str]) -> None:
     from sklearn.base import clone
 
     from profcast.config import compose_train_config
-    from profcast.train import prepare_job
+    from profcast.pipeline.job import prepare_job
 
     sweep = [arg.split("=", 1) for arg in train_args if "," in arg and "=" in arg]
     fixed = [arg for arg in train_args if arg != "-m" and "," not in arg and not arg.startswith("hydra")]

@@ -16,7 +16,8 @@ from omegaconf import OmegaConf
 from profcast.config import CONF_DIR
 from profcast.config_schema import TrainConfig
 from profcast.errors import ProfcastError
-from profcast.train import prepare_job, train
+from profcast.pipeline.job import prepare_job
+from profcast.train import train
 from tests.conftest import compose_train
 
 GROUPS = sorted(folder.name for folder in CONF_DIR.iterdir() if folder.is_dir() and folder.name != "experiment")

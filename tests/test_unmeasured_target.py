@@ -230,7 +230,7 @@ BAD_INPUT = {
 @needs_shared
 @pytest.mark.parametrize("case", BAD_INPUT)
 def test_bad_target_gpu_input_is_one_line_before_any_run(tmp_path, case):
-    from profcast.train import prepare_job
+    from profcast.pipeline.job import prepare_job
 
     changes, more, message = BAD_INPUT[case]
     figures = tmp_path / "absent.yaml" if changes is None else bad_figures(tmp_path, **changes)

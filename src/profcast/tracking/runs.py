@@ -194,7 +194,7 @@ def log_job_model(
     """Log every target's fitted regressor as one servable model on the active run; return its URI.
 
     ``target_results`` maps each target instance to an object with ``.model`` (fitted regressor)
-    and ``.input_example`` (anchor rows it was trained on), e.g. profcast.train.TargetResult. Each
+    and ``.input_example`` (anchor rows it was trained on), e.g. profcast.pipeline.job.TargetResult. Each
     regressor is serialised once (skops); MLflow loads the model through profcast.serve.loader.
     Each run of ``target_runs`` ({target: run id}) is tagged with the model that holds its regressor.
     ``unmeasured`` ({target: note}) names the targets forecast from figures only: the served answer
