@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from profcast.errors import ProfcastError
+from profcast.ingest.collected_runs import collect_runs
 from profcast.ingest.neusight import is_neusight_header, is_neusight_sidecar, read_neusight_label
 from profcast.ingest.tables import text_encoding_problem, validate_profiles
 from profcast.ingest.tfstats import (
@@ -122,39 +123,6 @@ def read_profile_tree(folder, on_bad_file: str = "raise", keys: dict | None = No
         first = f"; first problem: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
         raise ProfcastError(f"{root}: none of the {len(paths)} profile files could be read{first}")
     return ProfileTree(profiles_table(runs, source=str(root)), len(paths), skipped, duplicates)
-
-
-def collect_runs(paths: list[Path], read_rows, on_bad_file: str) -> tuple[list[dict], list, list]:
-    """Every file's rows (``read_rows(path)``), each run once: (runs, skipped files, duplicate runs).
-
-    ``"raise"`` stops at the first bad file or duplicate run; ``"skip"`` logs and lists them as
-    (path, reason) and (dropped path, kept path).
-    """
-    runs, skipped, duplicates, first_path_of_run = [], [], [], {}
-    for path in paths:
-        try:
-            rows = read_rows(path)
-        except ProfcastError as problem:
-            if on_bad_file == "raise":
-                raise
-            log.warning("skipped %s", problem)
-            skipped.append((str(path), str(problem).removeprefix(f"{path}: ")))
-            continue
-        for row in rows:
-            run = tuple(row[k] for k in RUN_KEYS)
-            if run in first_path_of_run:
-                kept = first_path_of_run[run]
-                if on_bad_file == "raise":
-                    raise ProfcastError(
-                        f"{path}: duplicate run {dict(zip(RUN_KEYS, run))}, already read from {kept}; "
-                        "keep one file per run or pass on_bad_file='skip' to keep the first"
-                    )
-                log.warning("skipped duplicate run %s in %s (kept %s)", dict(zip(RUN_KEYS, run)), path, kept)
-                duplicates.append((str(path), kept))
-                continue
-            first_path_of_run[run] = str(path)
-            runs.append(row)
-    return runs, skipped, duplicates
 
 
 def profiles_table(runs: list[dict], source: str) -> pd.DataFrame:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from profcast.errors import ProfcastError
+from profcast.ingest.collected_runs import collect_runs
 from profcast.limits import MAX_INPUT_BYTES_ENV, max_input_bytes, shown_bytes
 from profcast.schema import LATENCY_COLUMNS, RUN_KEYS
 
@@ -86,8 +87,6 @@ def read_tfstats_tree(root, on_bad_file: str = "raise") -> TfStatsTree:
     paths = sorted(root.rglob("*.csv"))
     if not paths:
         raise ProfcastError(f"{root}: no .csv tf_stats export found; expected {LAYOUT}")
-
-    from profcast.ingest.profile_files import collect_runs
 
     def read_run(path: Path) -> list[dict]:
         try:
