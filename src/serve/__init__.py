@@ -1,1 +1,0 @@
-"""Only for models logged before the package was named profcast (see src/serve/job_model.py)."""
