@@ -26,10 +26,9 @@ from profcast.jobmodel.requests import (
     TARGET_MEASURED,
     TRAINED_ON,
 )
-from profcast.schema import BATCH_LATENCY, PEAK_MEMORY, op_part, union_columns
+from profcast.schema import BATCH_LATENCY, PEAK_MEMORY
 from profcast.tracking import plots
 from profcast.tracking.metric_keys import metric_keys
-from profcast.vocabulary import canonical_request_columns
 
 
 def flat_config(cfg: DictConfig, skip: tuple[str, ...] = ()) -> dict[str, str]:
@@ -194,57 +193,37 @@ def log_job_model(
     """Log every target's fitted regressor as one servable model on the active run; return its URI.
 
     ``target_results`` maps each target instance to an object with ``.model`` (fitted regressor)
-    and ``.input_example`` (anchor rows it was trained on), e.g. profcast.pipeline.job.TargetResult. Each
-    regressor is serialised once (skops); MLflow loads the model through profcast.serve.loader.
+    and ``.input_example`` (anchor rows it was trained on), e.g. profcast.pipeline.job.TargetResult; the
+    job-model layer assembles them (jobmodel.servable), each regressor serialised once (skops); MLflow
+    loads the model through profcast.serve.loader.
     Each run of ``target_runs`` ({target: run id}) is tagged with the model that holds its regressor.
     ``unmeasured`` ({target: note}) names the targets forecast from figures only: the served answer
     marks them (``target_measured``) and the job run is tagged.
     ``metadata`` (what it was trained on: data, data_kind, data_fingerprint, ...) joins the model's
     metadata, and its served output names the data in a ``trained_on`` column.
     """
-    from profcast.jobmodel.storage import (
-        JOB_MODEL_NAME,
-        JOB_MODEL_TAG,
-        JOB_MODEL_URI_TAG,
-        LOADER_MODULE,
-        save_job_model,
-    )
-    from profcast.jobmodel.trained_range import merged_range
+    from profcast.jobmodel.servable import assemble_job_model
+    from profcast.jobmodel.storage import JOB_MODEL_NAME, JOB_MODEL_TAG, JOB_MODEL_URI_TAG, LOADER_MODULE
     from profcast.tracking.provenance import trained_on
 
-    models = {target: result.model for target, result in target_results.items()}
-    op_columns = union_columns(list(op_part(result.input_example).columns) for result in target_results.values())
-    input_example = next(iter(target_results.values())).input_example.reset_index(drop=True)
+    metadata = dict(metadata or {})
+    data_line = (
+        trained_on(metadata["data"], metadata["data_kind"], metadata["data_fingerprint"])
+        if "data" in metadata
+        else None
+    )
     with tempfile.TemporaryDirectory() as folder, package_code() as code:
-        metadata = dict(metadata or {})
-        data_line = (
-            trained_on(metadata["data"], metadata["data_kind"], metadata["data_fingerprint"])
-            if "data" in metadata
-            else None
+        servable = assemble_job_model(
+            folder, anchor, target_results, data_line, vocabulary, native_op_columns, memory, unmeasured
         )
-        extras = {target: result.extras for target, result in target_results.items() if getattr(result, "extras", None)}
-        ranges = [getattr(result, "trained_range", None) for result in target_results.values()]
-        manifest = save_job_model(
-            folder,
-            anchor,
-            models,
-            op_columns,
-            trained_on=data_line,
-            extras=extras,
-            sizes=merged_range(ranges) if any(ranges) else None,
-            vocabulary=vocabulary,
-            memory=memory,
-            unmeasured=unmeasured,
-        )
-        # A canonical model also takes any canonical column: a profile of another framework, mapped first.
-        accepted = union_columns([op_columns, native_op_columns or [], canonical_request_columns(vocabulary)])
+        manifest = servable.manifest
         logged = mlflow.pyfunc.log_model(
             name=JOB_MODEL_NAME,
             loader_module=LOADER_MODULE,
             data_path=folder,
             code_paths=[code],
             signature=job_signature(
-                accepted,
+                servable.accepted_columns,
                 manifest["output_op_columns"],
                 manifest["predicts_latency"],
                 data_line is not None,
@@ -252,12 +231,12 @@ def log_job_model(
                 memory is not None,
                 bool(unmeasured),
             ),
-            input_example=input_example,
+            input_example=servable.input_example,
             pip_requirements=model_requirements(),
             metadata={
                 **metadata,
                 "anchor": anchor,
-                "targets": list(models),
+                "targets": servable.targets,
                 "vocabulary": (vocabulary or {}).get("name", "native"),
             },
         )
