@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from profcast.errors import ProfcastError
-from profcast.ingest.torch_trace import DEVICE_CATEGORIES, load_trace_events, op_name, read_torch_trace, trace_row
+from profcast.ingest.torch_trace import DEVICE_CATEGORIES, op_name, read_torch_trace, trace_row
+from profcast.ingest.trace_events import load_trace_events
 from tests.conftest import REPO
 
 TEST_TRACES = REPO / "tests" / "data" / "torch_traces"

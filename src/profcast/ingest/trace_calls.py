@@ -29,8 +29,8 @@ from profcast.ingest.torch_trace import (
     NESTING_SLACK_US,
     RUNTIME_CATEGORIES,
     STEP_NAME,
-    load_trace_events,
 )
+from profcast.ingest.trace_events import load_trace_events
 
 OPERATOR_PREFIXES = ("aten::", "torch::")
 BACKWARD_WRAPPER = "autograd::engine::evaluate_function"
