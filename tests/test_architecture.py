@@ -2,6 +2,7 @@
 models logged before the package was named profcast still load and answer as they did."""
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -133,3 +134,66 @@ def test_predictions_default_alias_is_the_configs():
     from profcast.registration.champion import DEFAULT_ALIAS
 
     assert compose_train_config().registry.alias == DEFAULT_ALIAS
+
+
+# ---- import-graph tools see the package ---------------------------------------------------------------
+PACKAGE = REPO / "src" / "profcast"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def written_profcast_imports() -> set[tuple[str, str]]:
+    """(importer, imported module) for every ``profcast.*`` import statement in the package, at any depth,
+    read from the source text; ``from profcast.a import b`` counts profcast.a.b when b is a module."""
+    import ast
+
+    modules = {module_name(path) for path in PACKAGE.rglob("*.py")}
+    edges = set()
+    for path in PACKAGE.rglob("*.py"):
+        importer = module_name(path)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                named = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                named = [f"{node.module}.{alias.name}" for alias in node.names]
+                named = [name if name in modules else node.module for name in named]
+            else:
+                continue
+            edges |= {(importer, name) for name in named if name.startswith("profcast.") and name != importer}
+    return edges
+
+
+def test_import_linters_graph_sees_every_profcast_import():
+    # grimp is the library lint-imports builds its graph with; run apart so no module here is pre-imported.
+    written = written_profcast_imports()
+    assert len(written) > 300  # the package's own imports, read from its text: not an empty walk
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    script = (
+        "import grimp, json; graph = grimp.build_graph('profcast', cache_dir=None); "
+        "print(json.dumps([[m, i] for m in graph.modules for i in graph.find_modules_directly_imported_by(m)]))"
+    )
+    found = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    seen = {tuple(edge) for edge in json.loads(found.stdout)}
+    assert written - seen == set()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_pydeps_sees_every_profcast_import(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    pydeps = Path(sys.executable).with_name("pydeps")
+    shown = subprocess.run(
+        [str(pydeps), str(PACKAGE), "--show-deps", "--no-output", "--max-bacon", "0", "--only", "profcast"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    seen = {
+        (module, imported) for module, info in json.loads(shown.stdout).items() for imported in info.get("imports", [])
+    }
+    assert written_profcast_imports() - seen == set()
