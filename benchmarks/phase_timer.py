@@ -1,4 +1,4 @@
-"""Run ``python -m profcast.train ARGS`` with a stopwatch on each phase; write the seconds as JSON.
+"""Run ``profcast train ARGS`` with a stopwatch on each phase; write the seconds as JSON.
 
     python -m benchmarks.phase_timer OUT.json -- -m regressor=rf,knn anchor=g3s.xlarge
 

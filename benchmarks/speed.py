@@ -2,7 +2,7 @@
 
     python -m benchmarks.speed [--only sweep,real,serving] [--real-regressors transfer,rf] [--store URI] [--out PATH]
 
-- sweep: the README's ``python -m profcast.train -m regressor=rf,knn,dt,lr anchor=g3s.xlarge``, split
+- sweep: the README's ``profcast train -m regressor=rf,knn,dt,lr anchor=g3s.xlarge``, split
   into start (interpreter, imports), load, pair, fit, score and log (benchmarks.phase_timer), next
   to the same fits as a bare loop (same estimators, same folds, one process, no MLflow);
 - real: one job on the PROFET table beside the repo (p2.xlarge, 3 targets) per regressor, the same way;
@@ -50,7 +50,7 @@ def run_timed(command: list[str], env: dict, cwd: Path) -> float:
 
 
 def pipeline_job(train_args: list[str], env: dict, work: Path) -> dict:
-    """Wall time of ``python -m profcast.train ARGS`` and its phases."""
+    """Wall time of ``profcast train ARGS`` and its phases."""
     phases_file = work / f"phases-{time.monotonic_ns()}.json"
     hydra_dirs = [f"hydra.sweep.dir={work / 'multirun'}", f"hydra.run.dir={work / 'outputs'}"]
     wall = run_timed(

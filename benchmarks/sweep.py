@@ -5,7 +5,7 @@
 The sweep is `regressor=knn,dt,lr,ratio features=all,top10` (8 jobs) on the embedded default data,
 anchor g3s.xlarge. Without --uri it starts a throwaway tracking server (PostgreSQL + served
 artifacts) in a temporary folder and removes it afterwards. Each launcher runs the same command
-line (`python -m profcast.train -m ...`) in a child process; the wall time is that process's, from start
+line (`profcast train -m ...`) in a child process; the wall time is that process's, from start
 to exit, Ray's cluster start included, next to the machine's mean 1-minute load average meanwhile
 (its own workers included: on 2 cores, a load above the worker count means other work competed
 for the cores). Afterwards it counts, in the store, the sweep's job runs

@@ -11,6 +11,7 @@ import re
 import pytest
 
 import profcast
+from profcast.cli import COMMANDS
 from tests.conftest import REPO, compose_train
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -26,6 +27,10 @@ TAG_NAMES = {
 }
 
 COMMAND = re.compile(r"python -m ([A-Za-z_][\w.]*)")
+# `profcast <command>` shown to run: in backticks, after a prompt or &&, or opening a line of a code block.
+CLI_COMMAND = re.compile(r"(?:`|\$ |&& )profcast ([a-z][\w-]*)")
+CODE_BLOCK = re.compile(r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```", flags=re.M | re.S)
+CODE_LINE_COMMAND = re.compile(r"^\s*profcast ([a-z][\w-]*)", flags=re.M)
 DOTTED = re.compile(r"(?<![\w./-])(profcast(?:\.[A-Za-z_]\w*)+)")
 MAKE = re.compile(r"(?:`|^\s*|\$ )make ([a-z][a-z-]*)", flags=re.M)
 IMPORT = re.compile(r"^\s*from ((?:profcast|src)[\w.]*) import ([\w, ]+)", flags=re.M)
@@ -61,6 +66,10 @@ def stale_references(text: str, targets: set[str], folder=REPO) -> list[str]:
             exists = False
         if not exists:
             stale.append(f"python -m {module}")
+    shown = CLI_COMMAND.findall(text) + [
+        name for block in CODE_BLOCK.findall(text) for name in CODE_LINE_COMMAND.findall(block)
+    ]
+    stale += [f"profcast {name}" for name in shown if name not in COMMANDS]
     for dotted in DOTTED.findall(text):
         dotted = dotted.rstrip(".")
         if dotted not in ALLOWED_MISSING and dotted not in TAG_NAMES and not resolves(dotted):
@@ -84,7 +93,7 @@ def stale_references(text: str, targets: set[str], folder=REPO) -> list[str]:
     return stale
 
 
-TRAIN = re.compile(r"python -m (?:src|profcast)\.train((?:[ \t]+[^\s`#|\\]+)*)")
+TRAIN = re.compile(r"(?:python -m (?:src|profcast)\.train|(?<![\w.-])profcast train)(?![\w.])((?:[ \t]+[^\s`#|\\]+)*)")
 
 
 def train_overrides(text: str) -> list[list[str]]:
@@ -152,10 +161,13 @@ def test_every_train_command_a_doc_shows_composes(doc):
 
 def test_train_commands_are_parsed_into_composable_overrides():
     text = """python -m src.train -m regressor=rf,knn anchor=g3s.xlarge hydra/launcher=ray split.holdout=[a,b]
-    `python -m src.train regressor=<name>` and `python -m profcast.train whatif.enabld=false`"""
+    `python -m src.train regressor=<name>` and `python -m profcast.train whatif.enabld=false`
+    $ profcast train anchor=p3.2xlarge
+    and profcast trains one model per target"""
     assert train_overrides(text) == [
         ["regressor=rf", "anchor=g3s.xlarge", "split.holdout=[a,b]"],
         ["whatif.enabld=false"],
+        ["anchor=p3.2xlarge"],
     ]
     with pytest.raises(Exception, match="whatif.enabld"):
         compose_train(train_overrides(text)[1])
@@ -164,6 +176,11 @@ def test_train_commands_are_parsed_into_composable_overrides():
 def test_the_parser_finds_each_kind_of_stale_reference():
     text = """
     Run `python -m src.train -m regressor=rf` then `python -m src.no_such_command` and `python -m benchmarks.accuracy`;
+    `profcast predict --help` is there, `profcast deploy` is not, and profcast forecasts in prose.
+    ```bash
+    profcast collect suite --suite smoke
+    profcast serve --port 1
+    ```
     `profcast.train.train` works, `profcast.serve.job_model` moved, `profcast.pipeline.calibration.no_such_function`
     never was. `make test` is there, `make deploy` is not. See conf/train.yaml, conf/regressor/mine.yaml (below)
     and conf/regressor/warp.yaml,
@@ -181,6 +198,8 @@ def test_the_parser_finds_each_kind_of_stale_reference():
     """
     assert stale_references(text, make_targets()) == [
         "python -m src.no_such_command",
+        "profcast deploy",
+        "profcast serve",
         "profcast.serve.job_model",
         "profcast.pipeline.calibration.no_such_function",
         "from profcast.datasets.embedded import no_such_loader",

@@ -152,7 +152,7 @@ def test_cli_without_a_champion_says_to_run_the_sweep(store):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert result.stderr.startswith("profcast: error: no model registered as profcast-p2.xlarge@champion")
-    assert "python -m profcast.train -m anchor=p2.xlarge" in result.stderr
+    assert "profcast train -m anchor=p2.xlarge" in result.stderr
 
 
 def bad_profiles(tmp_path):

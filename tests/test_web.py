@@ -407,4 +407,4 @@ def test_the_docs_show_the_page():
     shown = REPO / "docs" / "images" / "forecast-page.png"
     assert shown.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shown.stat().st_size > 20_000
     readme = (REPO / "README.md").read_text()
-    assert "docs/images/forecast-page.png" in readme and "python -m src.web" in readme
+    assert "docs/images/forecast-page.png" in readme and "profcast web" in readme

@@ -76,7 +76,7 @@ def option_name(choice: str, built) -> str:
 
 
 def compose_train_config(overrides=()) -> DictConfig:
-    """``conf/train.yaml`` composed with ``overrides``, as ``python -m profcast.train`` would build it
+    """``conf/train.yaml`` composed with ``overrides``, as ``profcast train`` would build it
     (with its ``hydra`` node, whose runtime choices name the options); a config error is one line."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

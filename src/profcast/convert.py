@@ -1,6 +1,6 @@
 """Convert profile files of any supported kind (PyTorch traces, tf_stats exports, tables) into one wide table.
 
-    python -m profcast.convert runs/ extra/vgg11.pt.trace.json.gz --instance p3.2xlarge --out table.csv
+    profcast convert runs/ extra/vgg11.pt.trace.json.gz --instance p3.2xlarge --out table.csv
 
 Folders are read as ``<exp>/<instance>/<dataset>-<model>-<optimizer>-<batchsize>.<ext>``; a single
 file's workload comes from its name; the key options override both. One row per run.
@@ -93,7 +93,7 @@ def write_table_atomically(table: pd.DataFrame, out) -> None:
 
 def main(argv=None) -> int:
     """Command line entry point: one-line errors, exit code 2."""
-    parser = argparse.ArgumentParser(prog="python -m profcast.convert", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="profcast convert", description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", metavar="PATH", help=f"folders, or files: {ACCEPTED}")
     parser.add_argument("--out", required=True, help="the wide table to write (.csv, .csv.gz or .parquet)")
     for option, key in KEY_OPTIONS.items():

@@ -1,6 +1,6 @@
 """Rank cloud instances for a training job from one profile taken on the anchor instance.
 
-    python -m profcast.predict --profile PATH --anchor g3s.xlarge [--model URI] [--dataset-size N]
+    profcast predict --profile PATH --anchor g3s.xlarge [--model URI] [--dataset-size N]
                           [--batchsize N] [--input-size N] [--plot out.png]
 
 PATH is a raw TensorBoard tf_stats CSV export, a CSV with rows in the training-table format
@@ -9,7 +9,7 @@ objects. Without --model the anchor's registered champion (models:/profcast-<anc
 predicts. The table is ranked by predicted batch latency, with its 80% interval, epoch time, price
 and cost. --batchsize / --input-size other than the profile's forecast at that size (docs/whatif.md).
 
-    python -m profcast.predict --profile LABEL.csv --anchor a100-80gb-pcie --target-gpu my-gpu.yaml
+    profcast predict --profile LABEL.csv --anchor a100-80gb-pcie --target-gpu my-gpu.yaml
                           [--calls-data NEUSIGHT_FOLDER] [--anchor-gpu FILE]
 
 forecasts a GPU nobody measured from its figures file (docs/new-gpu.md).
@@ -34,7 +34,7 @@ from profcast.serve.recommend import recommend
 def main(argv=None) -> int:
     """Command line entry point: one-line errors, exit code 2."""
     parser = argparse.ArgumentParser(
-        prog="python -m profcast.predict", description="Rank instances by predicted step time from one anchor profile."
+        prog="profcast predict", description="Rank instances by predicted step time from one anchor profile."
     )
     parser.add_argument("--profile", required=True, help=PROFILE_FORMATS)
     parser.add_argument("--anchor", required=True, help="instance the profile was taken on, e.g. g3s.xlarge")

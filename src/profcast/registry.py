@@ -1,8 +1,8 @@
-"""Register a champion after a single run: ``python -m profcast.registry [--anchor A | --run-id ID]``.
+"""Register a champion after a single run: ``profcast registry [--anchor A | --run-id ID]``.
 
-python -m profcast.registry --anchor g3s.xlarge            # best job of the experiment
-python -m profcast.registry --run-id <job run id>          # that job
-python -m profcast.registry --check --anchor g3s.xlarge    # is the champion a profcast model? prints its version
+profcast registry --anchor g3s.xlarge            # best job of the experiment
+profcast registry --run-id <job run id>          # that job
+profcast registry --check --anchor g3s.xlarge    # is the champion a profcast model? prints its version
 mlflow models serve -m models:/profcast-g3s.xlarge/<that version> --env-manager local
 """
 
@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     defaults = compose_train_config()
     registry = defaults.registry
     parser = argparse.ArgumentParser(
-        prog="python -m profcast.registry", description="Register the best profcast job as profcast-<anchor>@champion."
+        prog="profcast registry", description="Register the best profcast job as profcast-<anchor>@champion."
     )
     parser.add_argument("--anchor", help="only jobs of this anchor (default: every anchor)")
     parser.add_argument("--run-id", help="register this job run instead of the best one")

@@ -2,7 +2,7 @@
 
     row = profile_steps(train_step, steps=5, out_dir="profiles", instance="g4dn.xlarge",
                         model="resnet18", dataset="cifar10", optimizer="sgd", batchsize=64)
-    python -m profcast.collect suite --suite cnn --instance g6.xlarge --out catalogue/
+    profcast collect suite --suite cnn --instance g6.xlarge --out catalogue/
 
 Modules: ``steps`` (record one step function's trace), ``networks`` (the suite's networks),
 ``suites`` (named suites and their workload order), ``workload`` (one workload on a device),

@@ -1,4 +1,4 @@
-"""Command line: ``python -m profcast.collect suite --suite NAME --instance NAME --out DIR [--device D] [--budget-minutes N]``.
+"""Command line: ``profcast collect suite --suite NAME --instance NAME --out DIR [--device D] [--budget-minutes N]``.
 
 Runs a reference suite of training jobs on this machine (docs/collect.md) into
 ``<out>/<exp>/<instance>/``: one trace per workload, in the layout ``profcast convert`` and
@@ -22,7 +22,7 @@ from profcast.stops import install_stop_handlers, restore_handlers
 
 def main(argv=None) -> int:
     """``suite``: run a reference suite; one-line errors (exit 2), Ctrl-C leaves a folder a rerun continues."""
-    parser = argparse.ArgumentParser(prog="python -m profcast.collect", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="profcast collect", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     suite = commands.add_parser("suite", help="run a reference suite of training jobs on this machine")
     suite.add_argument(

@@ -4,7 +4,7 @@
                         model="resnet18", dataset="cifar10", optimizer="sgd", batchsize=64)
 
 writes ``profiles/exp1/g4dn.xlarge/cifar10-resnet18-sgd-64.pt.trace.json.gz`` (the layout
-``python -m profcast.convert`` and ``data=file`` folders read) and returns that trace's row.
+``profcast convert`` and ``data=file`` folders read) and returns that trace's row.
 """
 
 from __future__ import annotations

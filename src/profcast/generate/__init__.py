@@ -12,8 +12,8 @@ so small ops are latency-bound, large ones throughput-bound, and the anchor->tar
 op depends on the op and its size. Repetitions differ by multiplicative log-normal noise.
 The output is what ``profcast.ingest.tfstats.read_tfstats_tree`` reads (own file naming + latency sidecar).
 
-    python -m profcast.generate --out DIR [--seed N] [--instances p3.2xlarge,g4dn.xlarge]
+    profcast generate --out DIR [--seed N] [--instances p3.2xlarge,g4dn.xlarge]
 
 Modules: networks (workloads and their ops), hardware (instance figures), costs (roofline and
-noise), exports (the tf_stats writer); ``python -m profcast.generate`` is the command line.
+noise), exports (the tf_stats writer); ``profcast generate`` is the command line.
 """

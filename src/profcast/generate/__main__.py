@@ -1,4 +1,4 @@
-"""Command line: ``python -m profcast.generate --out DIR [--seed N] [--instances A,B]``."""
+"""Command line: ``profcast generate --out DIR [--seed N] [--instances A,B]``."""
 
 import argparse
 import time

@@ -1,6 +1,6 @@
 """A training target nobody measured: its rows forecast by the per-call model from its figures file.
 
-``python -m src.train data=neusight data.path=FOLDER anchor=... target_gpu=my-gpu.yaml`` (docs/new-gpu.md):
+``profcast train data=neusight data.path=FOLDER anchor=... target_gpu=my-gpu.yaml`` (docs/new-gpu.md):
 the per-call model (``models/per_call``) is fitted on the calls of every measured GPU of the NeuSight
 folder the data came from (a GPU named like the target is left out of the calls and the table, so a
 measured GPU can be tried as if it were new) and forecasts each anchor run's calls on the target from

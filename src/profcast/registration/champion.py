@@ -1,7 +1,7 @@
 """Register the best job's servable model as ``profcast-<anchor>`` with the alias ``champion``.
 
 After a -m sweep the sweep callback calls ``register_sweep`` for the sweep's jobs; after a single
-run, ``python -m profcast.registry`` registers its job (or the best of the experiment).
+run, ``profcast registry`` registers its job (or the best of the experiment).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ def load_job_model(model_uri: str | None, anchor: str | None, alias: str):
         if model_uri is None:
             raise ProfcastError(
                 f"no model registered as {registered_name(anchor)}@{alias} in {mlflow.get_tracking_uri()}; "
-                f"run the sweep first, e.g. python -m profcast.train -m anchor={anchor} regressor=rf,knn,ratio, "
+                f"run the sweep first, e.g. profcast train -m anchor={anchor} regressor=rf,knn,ratio, "
                 "or pass --model URI"
             ) from None
         raise ProfcastError(f"cannot load model {uri}: {error.message.splitlines()[0]}") from None

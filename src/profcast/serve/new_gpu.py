@@ -1,6 +1,6 @@
 """A forecast for a GPU nobody here measured, from its figures file and one per-call anchor profile.
 
-``python -m src.predict --profile LABEL.csv --anchor a100-80gb-pcie --target-gpu my-gpu.yaml`` (or a
+``profcast predict --profile LABEL.csv --anchor a100-80gb-pcie --target-gpu my-gpu.yaml`` (or a
 PyTorch trace recorded with shapes as the profile): the
 per-call model (``models/per_call``) is fitted on the measured calls of a NeuSight folder
 (``--calls-data``), leaving out any GPU named like the target (so a measured GPU can be tried as if it

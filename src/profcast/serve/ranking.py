@@ -60,7 +60,7 @@ def predict_targets(
     if sizes:
         if WHATIF_BATCHSIZE not in schema.input_names():
             raise ProfcastError(
-                "this model was logged before what-ifs existed; retrain it (python -m profcast.train) for --batchsize/--input-size forecasts"
+                "this model was logged before what-ifs existed; retrain it (profcast train) for --batchsize/--input-size forecasts"
             )
         checked = checked.assign(**{column: [value] for column, value in sizes.items()})
     try:

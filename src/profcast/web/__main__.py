@@ -1,6 +1,6 @@
 """Start the forecast web page: drop a profile in a browser, see every instance ranked.
 
-    python -m profcast.web [--port 8000] [--host 127.0.0.1] [--model URI]
+    profcast web [--port 8000] [--host 127.0.0.1] [--model URI]
 
 Without --model the page forecasts with each anchor's registered champion
 (models:/profcast-<anchor>@champion) in the store every command uses (docs/tracking.md). It listens
@@ -23,7 +23,7 @@ DEFAULT_PORT = 8000
 def parse_args(argv=None) -> argparse.Namespace:
     """The command's options (host, port, model)."""
     parser = argparse.ArgumentParser(
-        prog="python -m profcast.web", description="A web page that ranks instances from an uploaded profile."
+        prog="profcast web", description="A web page that ranks instances from an uploaded profile."
     )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})")
     parser.add_argument(
