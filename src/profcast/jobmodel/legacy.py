@@ -12,13 +12,17 @@ import sys
 from contextlib import contextmanager
 
 LEGACY_LOADER_MODULE = "src.serve.job_model"  # MLmodel's loader_module before the rename
-LEGACY_PREFIX = "src.models."
+# Where profcast's estimators lived when older models were saved; each now means CURRENT_PREFIX.
+LEGACY_PREFIXES = ("src.models.",)
 CURRENT_PREFIX = "profcast.models."
 
 
 def current_type_name(type_name: str) -> str:
-    """``src.models.ratio.X`` -> ``profcast.models.ratio.X``; any other name unchanged."""
-    return CURRENT_PREFIX + type_name.removeprefix(LEGACY_PREFIX) if type_name.startswith(LEGACY_PREFIX) else type_name
+    """``src.models.ratio.X`` -> ``profcast.models.ratio.X`` (any of LEGACY_PREFIXES); any other name unchanged."""
+    for prefix in LEGACY_PREFIXES:
+        if type_name.startswith(prefix):
+            return CURRENT_PREFIX + type_name.removeprefix(prefix)
+    return type_name
 
 
 @contextmanager
@@ -26,7 +30,7 @@ def legacy_names_resolved(type_names):
     """While inside: each ``src.models.<module>`` of ``type_names`` is the matching ``profcast.models`` module."""
     added = []
     for name in type_names:
-        if not name.startswith(LEGACY_PREFIX):
+        if not name.startswith(LEGACY_PREFIXES):
             continue
         legacy_module = name.rpartition(".")[0]
         if legacy_module in sys.modules:
