@@ -16,6 +16,6 @@ web:  ## the forecast page at http://127.0.0.1:8000 (the champion of the chosen 
 benchmark:  ## accuracy benchmark on the real PROFET data (../shared)
 	python -m benchmarks.accuracy --json benchmarks/results/accuracy-profiles.json
 tracking-server:  ## shared MLflow server on PostgreSQL (PROFCAST_SERVER_PORT, PROFCAST_SERVER_DIR; docs/cluster.md)
-	python -m profcast.servers.tracking_server start
+	python -m profcast.hosting.tracking_server start
 tracking-server-stop:  ## stop the shared tracking server and its PostgreSQL
-	python -m profcast.servers.tracking_server stop
+	python -m profcast.hosting.tracking_server stop

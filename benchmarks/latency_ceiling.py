@@ -36,10 +36,10 @@ from benchmarks.accuracy import (
 from benchmarks.pair_report import pair_table, print_and_write
 from profcast.cli import run_cli
 from profcast.errors import ProfcastError
-from profcast.models.transfer import TransferRegressor, busy_time_features, time_kinds
 from profcast.pipeline.metrics import mape
 from profcast.pipeline.pairing import pair_runs
 from profcast.pipeline.splits import GroupSplit
+from profcast.regressors.transfer import TransferRegressor, busy_time_features, time_kinds
 from profcast.schema import BATCH_LATENCY, aligned_ops, op_part
 
 # Smallest number of training runs per leaf of the latency model (the transfer regressor's default is 20);

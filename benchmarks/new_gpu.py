@@ -36,8 +36,8 @@ from profcast.cli import run_cli
 from profcast.errors import ProfcastError
 from profcast.ingest.device_figures import neusight_device_figures
 from profcast.ingest.neusight_calls import read_call_folder
-from profcast.models.call_costs import add_call_costs
-from profcast.models.per_call import (
+from profcast.regressors.call_costs import add_call_costs
+from profcast.regressors.per_call import (
     RUN_KEYS,
     PerCallModel,
     figures_outside_range,

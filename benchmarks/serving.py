@@ -125,7 +125,7 @@ def main(argv=None) -> int:
 
     import mlflow
 
-    from profcast.servers.model_server import ModelServer
+    from profcast.hosting.model_server import ModelServer
 
     temporary = None
     if args.model is None:

@@ -119,7 +119,7 @@ def group_rss_mb(leader: int) -> float:
 
 def champion_version(regressor: str) -> str:
     """Train, register the job as the anchor's champion, check it; the checked version's URI."""
-    from profcast.registration.champion import champion_uri
+    from profcast.champions.register import champion_uri
     from profcast.serve.registry_check import checked_version_uri
 
     train_job_model(regressor)
@@ -178,7 +178,7 @@ def main(argv=None) -> int:
 
     import mlflow
 
-    from profcast.servers.model_server import ModelServer
+    from profcast.hosting.model_server import ModelServer
 
     temporary = Path(tempfile.mkdtemp(prefix="profcast-soak-"))
     (temporary / "mlruns").mkdir()

@@ -173,8 +173,8 @@ def serving_rows(champion: str, work: Path) -> list[str]:
     import mlflow
 
     from benchmarks.serving import http_caller
+    from profcast.hosting.model_server import ModelServer
     from profcast.jobmodel.answer_format import OUTPUT_PARAM, OUTPUT_SHAPES
-    from profcast.servers.model_server import ModelServer
 
     print("timing serving ...", flush=True)
     model = mlflow.pyfunc.load_model(champion)

@@ -143,8 +143,8 @@ def main(argv=None) -> int:
     parser.add_argument("--launchers", default="basic,joblib,ray")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
-    from profcast.servers import tracking_server
-    from profcast.servers.model_server import free_loopback_port
+    from profcast.hosting import tracking_server
+    from profcast.hosting.model_server import free_loopback_port
 
     scratch = Path(tempfile.mkdtemp(prefix="profcast-bench-"))
     scratch.chmod(0o755)  # PostgreSQL may run as another user and must reach its folder

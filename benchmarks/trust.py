@@ -193,7 +193,7 @@ def serve_and_send(folder: Path, request_mb: float) -> dict:
     """Train a ratio job, serve it, and send one oversized request: timings and the server's memory."""
     import mlflow
 
-    from profcast.servers.model_server import ModelServer
+    from profcast.hosting.model_server import ModelServer
 
     store = f"sqlite:///{folder / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": store}

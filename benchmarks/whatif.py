@@ -12,13 +12,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from profcast.models.intervals import coverage, log_residuals, mean_width
-from profcast.models.profet_scaler import ProfetBatchScaler
-from profcast.models.second_profile import SecondProfileLatency, second_profile_rows
-from profcast.models.whatif import SizeWhatIf, workload_medians
 from profcast.pipeline.calibration import cross_conformal, size_queries
 from profcast.pipeline.metrics import mape
 from profcast.pipeline.pairing import PairedRuns
+from profcast.regressors.intervals import coverage, log_residuals, mean_width
+from profcast.regressors.profet_scaler import ProfetBatchScaler
+from profcast.regressors.second_profile import SecondProfileLatency, second_profile_rows
+from profcast.regressors.whatif import SizeWhatIf, workload_medians
 from profcast.schema import BATCH_LATENCY, op_part
 
 BUCKETS = (1, 2, 3, 4)  # |log2(b'/b)| reported

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from profcast.servers import tracking_server
-from profcast.servers.model_server import free_loopback_port
+from profcast.hosting import tracking_server
+from profcast.hosting.model_server import free_loopback_port
 from profcast.tracking.credentials import read_credentials
 from tests.conftest import REPO
 

@@ -43,7 +43,7 @@ def test_import_contracts_hold():
 @pytest.mark.parametrize(
     "module, upward_import",
     [
-        ("tracking/runs.py", "import profcast.serve.recommend"),  # tracking -> serve: the cycle there was
+        ("tracking/runs.py", "import profcast.forecast.recommend"),  # tracking -> serve: the cycle there was
         ("ingest/tables.py", "import profcast.datasets.embedded"),  # ingest -> generated data: the other one
         ("jobmodel/model.py", "import mlflow"),  # the job model stays free of MLflow
         ("jobmodel/forecast_columns.py", "import profcast.pipeline.calibration"),  # serving never imports training
@@ -87,7 +87,7 @@ def test_a_model_logged_before_the_rename_still_serves_from_a_checkout(tmp_path)
     import json
     import urllib.request
 
-    from profcast.servers.model_server import ModelServer
+    from profcast.hosting.model_server import ModelServer
 
     example = json.loads((LEGACY_MODEL / "serving_input_example.json").read_text())
     with ModelServer(str(LEGACY_MODEL), tmp_path / "server.log", cwd=REPO) as server:
@@ -105,8 +105,8 @@ def test_prediction_finds_the_store_without_the_training_config(tmp_path, monkey
 
     import profcast.config
     from profcast.errors import ProfcastError
+    from profcast.forecast import recommend
     from profcast.predict import main
-    from profcast.serve import recommend
 
     def refuse(*args, **kwargs):
         raise AssertionError("prediction composed the training config")
@@ -130,8 +130,8 @@ def test_prediction_finds_the_store_without_the_training_config(tmp_path, monkey
 
 
 def test_predictions_default_alias_is_the_configs():
+    from profcast.champions.register import DEFAULT_ALIAS
     from profcast.config import compose_train_config
-    from profcast.registration.champion import DEFAULT_ALIAS
 
     assert compose_train_config().registry.alias == DEFAULT_ALIAS
 

@@ -21,7 +21,7 @@ import pytest
 
 from profcast.cli import print_error
 from profcast.errors import ProfcastError
-from profcast.servers.model_server import free_loopback_port
+from profcast.hosting.model_server import free_loopback_port
 from profcast.tracking.run_endings import run_job
 from profcast.train import train
 from tests.bad_input_cases import (
@@ -432,7 +432,7 @@ HTTP_CASES = {
 def server(trained, tmp_path_factory):
     import os
 
-    from profcast.servers.model_server import ModelServer
+    from profcast.hosting.model_server import ModelServer
 
     bin_dir = str(Path(sys.executable).parent)  # uvicorn lives beside the interpreter
     env = {"MLFLOW_TRACKING_URI": trained["uri"], "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
@@ -536,7 +536,7 @@ def test_predict_cli_refuses_crafted_model(name, crafted, trained, tmp_path):
 def test_models_serve_refuses_crafted_model(crafted, trained, tmp_path):
     import os
 
-    from profcast.servers.model_server import ModelServer
+    from profcast.hosting.model_server import ModelServer
 
     env = {
         "PYTHONPATH": str(crafted["payload"]),

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.new_gpu import add_intervals, transfer_comparison, workload_name
-from profcast.models.per_call import interval_factors
+from profcast.regressors.per_call import interval_factors
 
 
 def record(target, workload, measured, predicted, method="per_call", protocol="logo", anchor="x", mode="train"):

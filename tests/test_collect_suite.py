@@ -98,7 +98,7 @@ def test_all_holds_every_included_suite_once():
 
 
 def test_the_dataset_names_carry_the_input_size_the_whatif_reads():
-    from profcast.models.whatif import input_size
+    from profcast.regressors.whatif import input_size
 
     for workload in smoke():
         assert input_size(workload.dataset) == workload.input_size

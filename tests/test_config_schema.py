@@ -98,7 +98,7 @@ def test_a_typo_in_an_option_file_is_refused(tmp_path):
     """A user's option YAML that names a schema gets its keys checked too."""
     (tmp_path / "regressor").mkdir()
     (tmp_path / "regressor" / "slow_transfer.yaml").write_text(
-        "defaults:\n  - base_transfer\n_target_: profcast.models.transfer.TransferRegressor\nmax_iter: 10\nlerning_rate: 0.1\n"
+        "defaults:\n  - base_transfer\n_target_: profcast.regressors.transfer.TransferRegressor\nmax_iter: 10\nlerning_rate: 0.1\n"
     )
     with pytest.raises(ProfcastError, match="Key 'lerning_rate' not in 'TransferRegressorConfig'"):
         compose_train([f"hydra.searchpath=[file://{tmp_path}]", "regressor=slow_transfer"])
@@ -107,7 +107,7 @@ def test_a_typo_in_an_option_file_is_refused(tmp_path):
 def test_a_required_key_left_out_of_an_option_file_is_one_line(tmp_path, profile_csv):
     (tmp_path / "regressor").mkdir()
     (tmp_path / "regressor" / "short.yaml").write_text(
-        "defaults:\n  - base_profet\n_target_: profcast.models.profet.ProfetLatencyRegressor\nn_estimators: 10\nn_jobs: null\n"
+        "defaults:\n  - base_profet\n_target_: profcast.regressors.profet.ProfetLatencyRegressor\nn_estimators: 10\nn_jobs: null\n"
     )
     cfg = compose_train(
         [

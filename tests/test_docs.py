@@ -184,7 +184,7 @@ def test_the_parser_finds_each_kind_of_stale_reference():
     `profcast.train.train` works, `profcast.serve.job_model` moved, `profcast.pipeline.calibration.no_such_function`
     never was. `make test` is there, `make deploy` is not. See conf/train.yaml, conf/regressor/mine.yaml (below)
     and conf/regressor/warp.yaml,
-    src/profcast/models/transfer.py and src/models/transfer.py; [serving](docs/serving.md), [gone](docs/gone.md).
+    src/profcast/regressors/transfer.py and src/models/transfer.py; [serving](docs/serving.md), [gone](docs/gone.md).
     Tag `profcast.data_kind` is written by the code.
 
     ```yaml

@@ -19,11 +19,11 @@ from sklearn.linear_model import LinearRegression
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.utils.estimator_checks import check_estimator
 
-from profcast.models.profet import ProfetLatencyRegressor
-from profcast.models.profile_regressor import ProfileRegressor
-from profcast.models.ratio import MedianRatioRegressor
-from profcast.models.transfer import TransferRegressor
 from profcast.pipeline.pairing import pair_runs
+from profcast.regressors.profet import ProfetLatencyRegressor
+from profcast.regressors.profile_regressor import ProfileRegressor
+from profcast.regressors.ratio import MedianRatioRegressor
+from profcast.regressors.transfer import TransferRegressor
 from tests.conftest import synthetic_profiles
 
 API_CHECKS = {

@@ -131,14 +131,14 @@ def kill_mlflow_server(folder: Path) -> None:
     """kill -9 the MLflow server's whole process group (the CLI and its uvicorn workers)."""
     import signal
 
-    from profcast.servers import tracking_server
+    from profcast.hosting import tracking_server
 
     os.killpg(tracking_server.read_state(folder).pid, signal.SIGKILL)
 
 
 def crash_postgres(folder: Path) -> None:
     """Stop PostgreSQL the way a crash does (immediate: no checkpoint, sessions cut)."""
-    from profcast.servers import tracking_server
+    from profcast.hosting import tracking_server
 
     tracking_server._pg("pg_ctl", "-D", str(folder / "postgres"), "-m", "immediate", "-w", "stop")
 
@@ -147,13 +147,13 @@ def crash_postgres(folder: Path) -> None:
 @pytest.mark.parametrize("victim", ["mlflow server", "postgres"])
 def test_a_sweep_rides_out_its_tracking_server_or_database_restarting(victim, tmp_path):
     """Killed mid-job and back within MLflow's retries (about 2 minutes): every job still finishes."""
-    from profcast.servers import tracking_server
-    from profcast.servers.credentials import server_secrets
+    from profcast.hosting import tracking_server
+    from profcast.hosting.credentials import server_secrets
     from tests.fixtures_scale import finish_sweep, logged_in_as_admin, require_scale, server_folder, start_sweep
     from tests.test_scale import sweep_runs, wait_until_a_job_is_midway
 
     require_scale()
-    from profcast.servers.model_server import free_loopback_port
+    from profcast.hosting.model_server import free_loopback_port
 
     folder = server_folder()
     port = free_loopback_port()

@@ -97,8 +97,8 @@ def test_a_model_stores_memory_only_when_it_knows_some():
 
 
 def test_predict_ranks_what_does_not_fit_apart_and_shows_no_memory_column_without_memory():
-    from profcast.serve.ranking import recommendation_table
-    from profcast.serve.report import format_table
+    from profcast.forecast.ranking import recommendation_table
+    from profcast.forecast.report import format_table
 
     predicted = pd.DataFrame({"target_instance": ["b", "c"], "batch_latency": [0.1, 0.05]})
     plain = format_table(recommendation_table(predicted, "a", 0.2, 8, 1000, {}))

@@ -16,7 +16,7 @@ from profcast.errors import ProfcastError
 from profcast.ingest.neusight import instance_slug, op_kind, read_neusight_label
 from profcast.ingest.neusight_data import load_neusight_profiles, read_manifest, select_mode
 from profcast.ingest.profile_files import profile_kind, read_profile_tree
-from profcast.models.whatif import input_size
+from profcast.regressors.whatif import input_size
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "neusight"
 LABELS = SHARED / "scripts" / "asplos" / "label"
@@ -153,7 +153,7 @@ def test_folders_recognise_label_files_by_content_and_skip_step_time_json(tmp_pa
 
 
 def test_predict_reads_a_label_file_as_the_anchor_profile(tmp_path):
-    from profcast.serve.profile_input import read_anchor_profile
+    from profcast.forecast.profile_input import read_anchor_profile
 
     path = write_label(tmp_path / "NVIDIA_L4", "toy-train-128-4", TOY_TRAIN, 3, 30.0)
     profile = read_anchor_profile(path, "l4")
@@ -304,7 +304,7 @@ def test_pairs_need_enough_shared_workloads_of_two_models():
 
 
 def test_size_whatif_with_few_pairs_learns_a_growth_law():
-    from profcast.models.whatif import SizeGrowthLaw, SizeWhatIf
+    from profcast.regressors.whatif import SizeGrowthLaw, SizeWhatIf
 
     # Two models, each at two batch sizes; step time grows as batch^0.8 (too few pairs for a tree).
     keys = pd.DataFrame(
@@ -329,7 +329,7 @@ def test_size_whatif_with_few_pairs_learns_a_growth_law():
 def test_intervals_from_few_groups_reach_beyond_their_biases():
     from scipy.stats import t
 
-    from profcast.models.intervals import ConformalInterval
+    from profcast.regressors.intervals import ConformalInterval
 
     residuals = np.repeat([-0.1, 0.0, 0.1], 4)  # three held-out models, each misjudged alike
     groups = np.repeat([0, 1, 2], 4)

@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from profcast.champions.register import best_runs_by_anchor, champion_uri
 from profcast.config import CONF_DIR, cache_root
 from profcast.datasets.fingerprint import data_fingerprint
 from profcast.progress import attached_to_terminal, track
-from profcast.registration.champion import best_runs_by_anchor, champion_uri
 from profcast.tracking import provenance
 from profcast.tracking.store import DEFAULT_TRACKING_URI, tracking_uri
 from profcast.train import train

@@ -15,8 +15,8 @@ from threadpoolctl import threadpool_limits
 from profcast.errors import ProfcastError
 from profcast.ingest.device_figures import DeviceFigures, neusight_device_figures, read_device_figures
 from profcast.ingest.neusight_calls import read_call_folder, read_neusight_calls
-from profcast.models.call_costs import add_call_costs, call_work, op_class
-from profcast.models.per_call import (
+from profcast.regressors.call_costs import add_call_costs, call_work, op_class
+from profcast.regressors.per_call import (
     PerCallModel,
     call_features,
     figures_outside_range,

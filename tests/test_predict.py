@@ -11,11 +11,11 @@ import mlflow
 import pandas as pd
 import pytest
 
+from profcast.champions.register import register_job
 from profcast.cli import exit_code
 from profcast.datasets.embedded import embedded_tree_path
 from profcast.ingest.tfstats import read_tfstats_export
 from profcast.predict import main
-from profcast.registration.champion import register_job
 from profcast.train import train
 from tests.conftest import REAL_PROFET, REPO, compose_train, train_into_fresh_store
 

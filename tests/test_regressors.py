@@ -6,9 +6,9 @@ import skops.io
 from sklearn.base import clone
 from sklearn.linear_model import LinearRegression
 
-from profcast.models.profile_regressor import ProfileRegressor
-from profcast.models.ratio import MedianRatioRegressor
 from profcast.pipeline.pairing import pair_runs
+from profcast.regressors.profile_regressor import ProfileRegressor
+from profcast.regressors.ratio import MedianRatioRegressor
 
 
 def test_median_ratio_learns_per_column_ratios_and_keeps_zeros():

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from profcast.servers.model_server import ModelServer
+from profcast.hosting.model_server import ModelServer
 from profcast.tracking.runs import SERVING_PACKAGES
 from tests.conftest import train_into_fresh_store
 

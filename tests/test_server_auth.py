@@ -16,7 +16,7 @@ import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from profcast.servers import tracking_server
+from profcast.hosting import tracking_server
 from profcast.tracking.credentials import read_credentials, write_credentials
 from tests.conftest import REPO
 from tests.fixtures_scale import (  # noqa: F401 (fixtures)

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from profcast.champions.callback import RegisterChampion
+from profcast.champions.register import champion_uri
+from profcast.hosting.model_server import ModelServer
 from profcast.jobmodel.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE, TRAINED_ON
 from profcast.jobmodel.storage import JOB_MODEL_NAME
-from profcast.registration.callback import RegisterChampion
-from profcast.registration.champion import champion_uri
-from profcast.servers.model_server import ModelServer
 from profcast.tracking.sweep import PARENT_RUN_ENV, SweepParentRun
 from profcast.train import train
 from tests.conftest import compose_train, store_and_profiles

@@ -12,8 +12,8 @@ from profcast.jobmodel.model import JobModel
 from profcast.jobmodel.one_thread import OpenMPLimit
 from profcast.jobmodel.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE
 from profcast.jobmodel.storage import load_job_model_folder, save_job_model
-from profcast.models.profile_regressor import ProfileRegressor, _apply_latency_mapping
 from profcast.pipeline.pairing import pair_runs
+from profcast.regressors.profile_regressor import ProfileRegressor, _apply_latency_mapping
 from profcast.schema import BATCH_LATENCY
 from profcast.serve.loader import ServedJobModel
 from tests.conftest import synthetic_profiles

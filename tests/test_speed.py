@@ -35,9 +35,9 @@ def small_regressors():
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.neighbors import KNeighborsRegressor
 
-    from profcast.models.profet import ProfetLatencyRegressor
-    from profcast.models.profile_regressor import ProfileRegressor
-    from profcast.models.transfer import TransferRegressor
+    from profcast.regressors.profet import ProfetLatencyRegressor
+    from profcast.regressors.profile_regressor import ProfileRegressor
+    from profcast.regressors.transfer import TransferRegressor
 
     return {
         "rf": ProfileRegressor(RandomForestRegressor(n_estimators=20, random_state=0, n_jobs=-1)),
@@ -188,8 +188,8 @@ def test_same_metrics_for_any_n_jobs_and_plots_optional(tracking_uri, compose_co
 
 def test_a_targets_whatif_is_fitted_once_per_process_and_is_the_same_fit(pairs):
     """Jobs of a sweep over regressors share a target's what-if: same data, same fit, fitted once."""
-    from profcast.models.whatif import SizeWhatIf
     from profcast.pipeline import calibration
+    from profcast.regressors.whatif import SizeWhatIf
 
     paired = next(iter(pairs.values()))
     keys, anchor, target = (

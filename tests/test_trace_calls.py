@@ -6,7 +6,7 @@ import pytest
 
 from profcast.errors import ProfcastError
 from profcast.ingest.trace_calls import conv_output_shape, read_trace_calls
-from profcast.models.call_costs import add_call_costs
+from profcast.regressors.call_costs import add_call_costs
 from tests.conftest import REPO
 from tests.test_collect import tiny_training_step
 from tests.test_per_call import NEUSIGHT

@@ -11,7 +11,7 @@ import skops.io
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from profcast.models.transfer import TransferRegressor, time_kinds
+from profcast.regressors.transfer import TransferRegressor, time_kinds
 
 # Known target/anchor ratio of each op in the synthetic pair below.
 TRUE_RATIOS = {"Device_Conv2D": 0.25, "Device_Relu": 0.5, "Device_MatMul": 0.4, "Host_IDLE": 1.5}
@@ -122,7 +122,8 @@ def test_skops_round_trip_predicts_identically(fitted):
     untrusted = skops.io.get_untrusted_types(data=blob)
     # HistGradientBoosting's own internals (incl. a functools.partial) plus our class; nothing else
     assert all(
-        name.startswith(("sklearn.", "profcast.models.transfer.")) or name == "functools.partial" for name in untrusted
+        name.startswith(("sklearn.", "profcast.regressors.transfer.")) or name == "functools.partial"
+        for name in untrusted
     ), untrusted
     loaded = skops.io.loads(blob, trusted=untrusted)
     np.testing.assert_array_equal(loaded.predict(anchor), model.predict(anchor))

@@ -355,7 +355,7 @@ def weird_server(weird_job, tmp_path_factory):
     import os
     import sys
 
-    from profcast.servers.model_server import ModelServer
+    from profcast.hosting.model_server import ModelServer
 
     bin_dir = str(Path(sys.executable).parent)  # uvicorn lives beside the interpreter
     env = {

@@ -268,8 +268,8 @@ def test_mlflow_models_serve_answers_the_unmeasured_gpu_as_json_marked_unmeasure
     import os
     import urllib.request
 
+    from profcast.hosting.model_server import ModelServer
     from profcast.ingest.neusight_data import load_neusight_profiles
-    from profcast.servers.model_server import ModelServer
 
     table = load_neusight_profiles(path=NEUSIGHT)
     run = table[table["instance_name"] == ANCHOR].drop(columns=["instance_name"]).head(1)

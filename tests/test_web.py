@@ -19,13 +19,13 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from profcast.champions.register import register_job
 from profcast.cli import exit_code
+from profcast.forecast.model_lookup import load_job_model
+from profcast.forecast.profile_input import read_anchor_profile
+from profcast.forecast.ranking import forecast
+from profcast.forecast.report import shown_header_and_cells
 from profcast.predict import main as predict_main
-from profcast.registration.champion import register_job
-from profcast.serve.model_lookup import load_job_model
-from profcast.serve.profile_input import read_anchor_profile
-from profcast.serve.ranking import forecast
-from profcast.serve.report import shown_header_and_cells
 from profcast.web.__main__ import DEFAULT_HOST, build_app, parse_args
 from profcast.web.uploads import safe_file_name
 from tests.conftest import REPO, compose_train, train_into_fresh_store

@@ -6,11 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from profcast.models.intervals import ConformalInterval, coverage, leave_group_out_residuals, log_residuals, mean_width
-from profcast.models.profet_scaler import ProfetBatchScaler
-from profcast.models.second_profile import SecondProfileLatency, second_profile_rows
-from profcast.models.whatif import SizeWhatIf, input_size
 from profcast.pipeline.pairing import pair_runs
+from profcast.regressors.intervals import (
+    ConformalInterval,
+    coverage,
+    leave_group_out_residuals,
+    log_residuals,
+    mean_width,
+)
+from profcast.regressors.profet_scaler import ProfetBatchScaler
+from profcast.regressors.second_profile import SecondProfileLatency, second_profile_rows
+from profcast.regressors.whatif import SizeWhatIf, input_size
 from tests.conftest import synthetic_profiles
 
 

@@ -14,6 +14,7 @@ from mlflow.exceptions import MlflowException
 
 from profcast.cli import exit_code
 from profcast.datasets.sources import EmbeddedData
+from profcast.hosting.model_server import ModelServer
 from profcast.jobmodel.model import JobModel
 from profcast.jobmodel.requests import (
     EPOCH_LATENCY,
@@ -26,7 +27,6 @@ from profcast.jobmodel.requests import (
 from profcast.predict import main
 from profcast.schema import BATCH_LATENCY
 from profcast.serve.loader import ServedJobModel
-from profcast.servers.model_server import ModelServer
 from tests.conftest import train_into_fresh_store
 
 ANCHOR = "g3s.xlarge"
@@ -122,7 +122,7 @@ def test_epoch_time_uses_the_anchor_steps_or_the_given_samples(job):
 
 
 def test_only_a_leading_number_of_a_dataset_name_is_an_input_size():
-    from profcast.models.whatif import input_size
+    from profcast.regressors.whatif import input_size
 
     assert input_size("64dataset") == 64
     assert all(np.isnan(input_size(name)) for name in ("cifar10", "cifar100", "mnist", ""))
@@ -130,7 +130,7 @@ def test_only_a_leading_number_of_a_dataset_name_is_an_input_size():
 
 def test_targets_that_bound_another_quantity_answer_null_bounds(tmp_path):
     from profcast.jobmodel.forecast_extras import QUANTITY_KEY, save_extras
-    from profcast.models.intervals import ConformalInterval
+    from profcast.regressors.intervals import ConformalInterval
 
     interval = ConformalInterval().fit(np.linspace(-0.2, 0.2, 50))
     extras = {

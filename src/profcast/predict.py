@@ -21,14 +21,14 @@ import argparse
 import logging
 import os
 
+from profcast.champions.register import DEFAULT_ALIAS
 from profcast.cli import run_cli
 from profcast.errors import ProfcastError
+from profcast.forecast.new_gpu import forecast_new_gpu
+from profcast.forecast.profile_input import PROFILE_FORMATS
+from profcast.forecast.ranking import DEFAULT_DATASET_SIZE
+from profcast.forecast.recommend import recommend
 from profcast.ingest.neusight_data import neusight_cache_dir
-from profcast.registration.champion import DEFAULT_ALIAS
-from profcast.serve.new_gpu import forecast_new_gpu
-from profcast.serve.profile_input import PROFILE_FORMATS
-from profcast.serve.ranking import DEFAULT_DATASET_SIZE
-from profcast.serve.recommend import recommend
 
 
 def main(argv=None) -> int:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import logging
 
+from profcast.champions.register import register_champions, register_job, store_errors_as_user_errors
 from profcast.cli import run_cli
 from profcast.config import compose_train_config
 from profcast.errors import ProfcastError
-from profcast.registration.champion import register_champions, register_job, store_errors_as_user_errors
 
 
 def main(argv=None) -> int:
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     from profcast.tracking.store import configure_tracking, use_store
 
     if args.check:
-        from profcast.registration.champion import champion_uri
+        from profcast.champions.register import champion_uri
         from profcast.serve.registry_check import checked_version_uri
 
         if not (args.model or args.anchor):

@@ -147,7 +147,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
                 unmeasured={target: result.unmeasured for target, result in fitted.items() if result.unmeasured},
             )
     if cfg.log_model and cfg.registry.register_single and not parent_run_id:
-        from profcast.registration.champion import register_job
+        from profcast.champions.register import register_job
 
         register_job(job_run_id, cfg.registry.alias, cfg.registry.metric)
     if "mean_wape" in job_means:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 # What each network's input side means, and the name its dataset gets (``64image`` -> input size 64,
-# read back by profcast.models.whatif.input_size, as PROFET's ``64dataset``).
+# read back by profcast.regressors.whatif.input_size, as PROFET's ``64dataset``).
 IMAGE, SEQUENCE = "image", "tokens"
 CLASSES = 1000
 VOCABULARY = 30522  # BERT's WordPiece vocabulary; GPT-2's 50257 would only make the embedding larger

@@ -3,7 +3,7 @@
 A call is an outermost operator: a ``cpu_op`` named ``aten::...`` or ``torch::...`` that no other such
 operator encloses on its thread (the autograd engine's ``evaluate_function`` wrappers and optimizer
 annotations do not count as operators). Its shapes are the event's ``Input Dims``; the trace records
-no output shape, so ``output_shape`` is ``()`` and ``models/call_costs`` infers it from the inputs,
+no output shape, so ``output_shape`` is ``()`` and ``regressors/call_costs`` infers it from the inputs,
 except for a forward convolution, whose output also needs its stride, padding and dilation: they
 are read from the event's ``Concrete Inputs`` (recorded with the shapes since PyTorch 2.1).
 Its time is the device time of the kernels it launched (kernel, memcpy and memset events joined to

@@ -25,7 +25,7 @@ from profcast.jobmodel.requests import (
     WHATIF_BATCHSIZE,
     WHATIF_INPUT_SIZE,
 )
-from profcast.models.whatif import input_size, size_move
+from profcast.regressors.whatif import input_size, size_move
 from profcast.schema import BATCH_LATENCY
 
 WHAT_SIZE = {WHATIF_BATCHSIZE: ("batchsize", "batch size"), WHATIF_INPUT_SIZE: ("input_size", "input size")}

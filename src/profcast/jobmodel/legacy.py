@@ -1,8 +1,8 @@
 """Job models logged before the package was named ``profcast`` (loader ``src.serve.job_model``).
 
 Their skops files name profcast's estimators ``src.models.<module>.<Class>``. Such a name is trusted only
-as the ``profcast.models`` class it stands for, and while the file loads, ``src.models.<module>`` resolves
-to that ``profcast.models`` module: nothing named ``src`` is imported from ``sys.path``.
+as the ``profcast.regressors`` class it stands for, and while the file loads, ``src.models.<module>`` resolves
+to that ``profcast.regressors`` module: nothing named ``src`` is imported from ``sys.path``.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from contextlib import contextmanager
 
 LEGACY_LOADER_MODULE = "src.serve.job_model"  # MLmodel's loader_module before the rename
 # Where profcast's estimators lived when older models were saved; each now means CURRENT_PREFIX.
-LEGACY_PREFIXES = ("src.models.",)
-CURRENT_PREFIX = "profcast.models."
+LEGACY_PREFIXES = ("src.models.", "profcast.models.")
+CURRENT_PREFIX = "profcast.regressors."
 
 
 def current_type_name(type_name: str) -> str:
-    """``src.models.ratio.X`` -> ``profcast.models.ratio.X`` (any of LEGACY_PREFIXES); any other name unchanged."""
+    """``src.models.ratio.X`` -> ``profcast.regressors.ratio.X`` (any of LEGACY_PREFIXES); any other name unchanged."""
     for prefix in LEGACY_PREFIXES:
         if type_name.startswith(prefix):
             return CURRENT_PREFIX + type_name.removeprefix(prefix)
@@ -27,7 +27,7 @@ def current_type_name(type_name: str) -> str:
 
 @contextmanager
 def legacy_names_resolved(type_names):
-    """While inside: each ``src.models.<module>`` of ``type_names`` is the matching ``profcast.models`` module."""
+    """While inside: each ``src.models.<module>`` of ``type_names`` is the matching ``profcast.regressors`` module."""
     added = []
     for name in type_names:
         if not name.startswith(LEGACY_PREFIXES):

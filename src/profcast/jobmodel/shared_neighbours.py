@@ -100,7 +100,7 @@ def _neighbour_search(model):
     from sklearn.compose import TransformedTargetRegressor
     from sklearn.neighbors import KNeighborsRegressor
 
-    from profcast.models.profile_regressor import ProfileRegressor
+    from profcast.regressors.profile_regressor import ProfileRegressor
 
     if not isinstance(model, ProfileRegressor) or not hasattr(model, "vector_model_"):
         return None

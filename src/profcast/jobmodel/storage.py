@@ -36,7 +36,7 @@ TRUSTED_TYPES = frozenset(
         "sklearn.utils.validation.check_array",
     }
 )
-TRUSTED_PREFIXES = ("profcast.models.",)  # profcast's own estimators
+TRUSTED_PREFIXES = ("profcast.regressors.",)  # profcast's own estimators
 
 
 def save_job_model(
@@ -188,8 +188,8 @@ def _checked_types(path: Path) -> list[str]:
 
 
 def _trusted(type_name: str) -> bool:
-    """A type skops may build: one of ``TRUSTED_TYPES``, or a class defined in a ``profcast.models`` module
-    (not a name it merely imports, such as ``profcast.models.transfer.np``)."""
+    """A type skops may build: one of ``TRUSTED_TYPES``, or a class defined in a ``profcast.regressors`` module
+    (not a name it merely imports, such as ``profcast.regressors.transfer.np``)."""
     if type_name in TRUSTED_TYPES:
         return True
     if not type_name.startswith(TRUSTED_PREFIXES):

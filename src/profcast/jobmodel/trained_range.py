@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from profcast.errors import ProfcastError
-from profcast.models.whatif import input_size
+from profcast.regressors.whatif import input_size
 
 EXTRAPOLATION_FACTOR = 2.0  # how far beyond the trained sizes (a ratio) a forecast is still answered
 RANGE_KEY = "trained_range"  # manifest key: {"batchsize": [min, max], "input_size": [min, max] | null}

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from profcast.errors import ProfcastError
-from profcast.models.intervals import ConformalInterval, coverage, log_residuals, mean_width
-from profcast.models.whatif import NO_SIZE_PAIRS, SizeWhatIf, input_size, size_move, workload_medians
 from profcast.pipeline.metrics import mape
+from profcast.regressors.intervals import ConformalInterval, coverage, log_residuals, mean_width
+from profcast.regressors.whatif import NO_SIZE_PAIRS, SizeWhatIf, input_size, size_move, workload_medians
 from profcast.schema import BATCH_LATENCY, WORKLOAD_KEYS
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """A training target nobody measured: its rows forecast by the per-call model from its figures file.
 
 ``profcast train data=neusight data.path=FOLDER anchor=... target_gpu=my-gpu.yaml`` (docs/new-gpu.md):
-the per-call model (``models/per_call``) is fitted on the calls of every measured GPU of the NeuSight
+the per-call model (``regressors/per_call``) is fitted on the calls of every measured GPU of the NeuSight
 folder the data came from (a GPU named like the target is left out of the calls and the table, so a
 measured GPU can be tried as if it were new) and forecasts each anchor run's calls on the target from
 its figures. Those forecasts become the target's rows (the same ``Device_<kind>_<phase>`` columns and
@@ -26,9 +26,9 @@ from threadpoolctl import threadpool_limits
 from profcast.errors import ProfcastError
 from profcast.ingest.device_figures import neusight_device_figures, read_device_figures
 from profcast.ingest.neusight_calls import read_call_folder
-from profcast.models.call_costs import add_call_costs
-from profcast.models.intervals import LOWER, UPPER, ConformalInterval
-from profcast.models.per_call import RUN_KEYS, PerCallModel, leave_one_gpu_out_log_errors, predict_op_vector
+from profcast.regressors.call_costs import add_call_costs
+from profcast.regressors.intervals import LOWER, UPPER, ConformalInterval
+from profcast.regressors.per_call import RUN_KEYS, PerCallModel, leave_one_gpu_out_log_errors, predict_op_vector
 from profcast.schema import BATCH_LATENCY, op_columns
 
 log = logging.getLogger(__name__)

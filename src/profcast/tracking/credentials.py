@@ -1,6 +1,6 @@
 """How a job, a worker or a command finds the login for an authenticated tracking server.
 
-The shared server (``profcast.servers.tracking_server``) always runs MLflow's basic-auth app and
+The shared server (``profcast.hosting.tracking_server``) always runs MLflow's basic-auth app and
 writes its admin login, 0600, to ``credentials`` in its data folder, in MLflow's own
 credentials-file format (``[mlflow]`` with ``mlflow_tracking_username`` and
 ``mlflow_tracking_password``). For an http(s) store the login is found by one rule, first match wins:

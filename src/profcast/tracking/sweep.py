@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 PARENT_RUN_ENV = "PROFCAST_PARENT_RUN_ID"  # the open sweep's parent run, set in the launching process
 # Steps taken just before the sweep's parent run ends, at the end or at exit after a stop, each called
-# with (config, parent run id): registration's callback adds the champion here (profcast.registration).
+# with (config, parent run id): registration's callback adds the champion here (profcast.champions).
 _before_parent_run_ends: list = []
 
 

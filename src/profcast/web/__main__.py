@@ -13,8 +13,8 @@ import argparse
 import logging
 import os
 
+from profcast.champions.register import DEFAULT_ALIAS
 from profcast.cli import run_cli
-from profcast.registration.champion import DEFAULT_ALIAS
 
 DEFAULT_HOST = "127.0.0.1"  # this machine only: the page has no login
 DEFAULT_PORT = 8000

@@ -19,10 +19,10 @@ from starlette.concurrency import run_in_threadpool
 
 from profcast.datasets.fingerprint import GENERATED
 from profcast.errors import ProfcastError, first_line
+from profcast.forecast.ranking import DEFAULT_DATASET_SIZE, Forecast, check_sizes, forecast
+from profcast.forecast.report import latency_text, shown_header_and_cells
 from profcast.limits import max_request_bytes, shown_bytes
 from profcast.serve.model_info import model_lines, training_data_line
-from profcast.serve.ranking import DEFAULT_DATASET_SIZE, Forecast, check_sizes, forecast
-from profcast.serve.report import latency_text, shown_header_and_cells
 from profcast.web.champions import Champions
 from profcast.web.uploads import oversized_upload_message, read_uploaded_profile
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import threading
 
+from profcast.champions.register import champion_uri, registered_name
 from profcast.errors import ProfcastError
-from profcast.registration.champion import champion_uri, registered_name
+from profcast.forecast.model_lookup import load_job_model
 from profcast.serve.model_info import resolved_version
-from profcast.serve.model_lookup import load_job_model
 
 
 class Champions:

@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from profcast.errors import ProfcastError
+from profcast.forecast.profile_input import AnchorProfile, read_anchor_profile
 from profcast.limits import MAX_REQUEST_BYTES_ENV, shown_bytes
-from profcast.serve.profile_input import AnchorProfile, read_anchor_profile
 
 UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9._+-]")
 MAX_NAME_CHARS = 120

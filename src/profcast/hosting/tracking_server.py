@@ -1,6 +1,6 @@
 """Start, stop and report a shared MLflow tracking server on a PostgreSQL store.
 
-    python -m profcast.servers.tracking_server start|stop|status      (or: make tracking-server / tracking-server-stop)
+    python -m profcast.hosting.tracking_server start|stop|status      (or: make tracking-server / tracking-server-stop)
 
 A sweep whose jobs run in several processes or on several hosts needs one store they can all
 write to at once; a SQLite file is not that. This module keeps, in one data folder
@@ -10,7 +10,7 @@ write to at once; a SQLite file is not that. This module keeps, in one data fold
     artifacts/      the artifact store, served by the MLflow server (``--serve-artifacts``)
     postgres.log, server.log, server.json (ports and process id of the running server)
 
-    credentials, secrets.ini, basic_auth.ini, basic_auth.db   (0600; profcast.servers.credentials)
+    credentials, secrets.ini, basic_auth.ini, basic_auth.db   (0600; profcast.hosting.credentials)
 
 and serves it at ``http://$PROFCAST_SERVER_HOST:$PROFCAST_SERVER_PORT`` (default 127.0.0.1:5050).
 Nothing is open without a password, wherever the server binds: any local account reaches 127.0.0.1
@@ -40,8 +40,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from profcast.errors import ProfcastError
-from profcast.servers.credentials import AUTH_DATABASE, admin_login, server_secrets, write_auth_config
-from profcast.servers.model_server import free_loopback_port
+from profcast.hosting.credentials import AUTH_DATABASE, admin_login, server_secrets, write_auth_config
+from profcast.hosting.model_server import free_loopback_port
 from profcast.tracking.credentials import DEFAULT_SERVER_DIR, server_dir, write_private  # noqa: F401 (server_dir: public here too)
 
 log = logging.getLogger(__name__)

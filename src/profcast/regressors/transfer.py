@@ -35,7 +35,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from profcast.models.profile_regressor import start_profile_fit
+from profcast.regressors.profile_regressor import start_profile_fit
 from profcast.schema import BATCH_LATENCY, aligned_ops, as_profile, op_part
 
 # HistGradientBoosting accepts at most 255 categories; one code is kept for "op not learned".
@@ -85,7 +85,7 @@ def busy_time_features(
 class TransferRegressor(RegressorMixin, BaseEstimator):
     """Anchor profile -> target profile (+ batch latency) via one boosted per-op log-ratio model.
 
-    Follows the profile contract of profcast.models.profile_regressor: ``fit(anchor_profile, target_profile)`` with
+    Follows the profile contract of profcast.regressors.profile_regressor: ``fit(anchor_profile, target_profile)`` with
     DataFrames whose op columns match (``batch_latency`` optional on either side) and
     ``predict(anchor_profile)`` returning one column per ``output_columns_`` entry.
 

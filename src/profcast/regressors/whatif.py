@@ -23,7 +23,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from profcast.models.transfer import time_kinds
+from profcast.regressors.transfer import time_kinds
 from profcast.schema import BATCH_LATENCY, WORKLOAD_KEYS, aligned_ops, op_part
 
 LARGEST_MOVE = 4  # size moves of 2^4 and beyond share one interval stratum

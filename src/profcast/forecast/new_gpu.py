@@ -2,7 +2,7 @@
 
 ``profcast predict --profile LABEL.csv --anchor a100-80gb-pcie --target-gpu my-gpu.yaml`` (or a
 PyTorch trace recorded with shapes as the profile): the
-per-call model (``models/per_call``) is fitted on the measured calls of a NeuSight folder
+per-call model (``regressors/per_call``) is fitted on the measured calls of a NeuSight folder
 (``--calls-data``), leaving out any GPU named like the target (so a measured GPU can be tried as if it
 were new), and forecasts the profile's calls on the target from the target's figures. The 80%
 interval is calibrated leave-one-GPU-out on the measured GPUs (docs/new-gpu.md).
@@ -20,8 +20,8 @@ from profcast.ingest.device_figures import neusight_device_figures, read_device_
 from profcast.ingest.neusight import is_neusight_header
 from profcast.ingest.neusight_calls import read_call_folder, read_neusight_calls
 from profcast.ingest.trace_calls import read_trace_calls
-from profcast.models.call_costs import add_call_costs
-from profcast.models.per_call import (
+from profcast.regressors.call_costs import add_call_costs
+from profcast.regressors.per_call import (
     PerCallModel,
     figures_outside_range,
     interval_factors,

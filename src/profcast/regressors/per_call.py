@@ -33,7 +33,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from profcast.errors import ProfcastError
-from profcast.models.call_costs import OP_CLASSES
+from profcast.regressors.call_costs import OP_CLASSES
 from profcast.vocabulary import OTHER, load_mapping
 
 MATRIX_CLASSES = ("matmul", "conv")

@@ -24,7 +24,7 @@ class RegisterChampion(Callback):
 
 def register_sweep_champion(config: DictConfig, parent_run_id: str) -> dict:
     """Apply the ``registry`` config block to the sweep's jobs: {anchor: registered version}."""
-    from profcast.registration.champion import register_sweep
+    from profcast.champions.register import register_sweep
 
     return register_sweep(config, parent_run_id)
 

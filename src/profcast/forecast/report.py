@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from profcast.errors import ProfcastError
-from profcast.serve.ranking import UNMEASURED_SOURCE
+from profcast.forecast.ranking import UNMEASURED_SOURCE
 
 SOURCE_CELLS = {"anchor, measured": "(anchor, measured)", UNMEASURED_SOURCE: "(unmeasured GPU: from its figures)"}
 TABLE_HEADER = [

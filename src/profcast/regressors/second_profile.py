@@ -20,7 +20,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from profcast.models.transfer import time_kinds
+from profcast.regressors.transfer import time_kinds
 from profcast.schema import BATCH_LATENCY, aligned_ops, op_part
 
 JOB_RUN_KEYS = ["dataset", "model", "optimizer", "anchor_exp"]  # one run series of a job on the anchor

@@ -12,7 +12,7 @@ def load_job_model(model_uri: str | None, anchor: str | None, alias: str):
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from profcast.registration.champion import champion_uri, registered_name
+    from profcast.champions.register import champion_uri, registered_name
     from profcast.serve.model_folder import load_checked_model
 
     uri = model_uri or champion_uri(anchor, alias)

@@ -12,7 +12,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from profcast.models.profile_regressor import start_profile_fit
+from profcast.regressors.profile_regressor import start_profile_fit
 from profcast.schema import BATCH_LATENCY, aligned_ops
 
 

@@ -1,5 +1,5 @@
 """Everything ``profcast predict`` does: read the profile, load the job model (by default the anchor's
-champion), rank every target (``serve.ranking``) and show the ranking as text and a plot (``serve.report``).
+champion), rank every target (``forecast.ranking``) and show the ranking as text and a plot (``forecast.report``).
 """
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from profcast.serve.model_lookup import load_job_model
-from profcast.serve.profile_input import read_anchor_profile
-from profcast.serve.ranking import check_sizes, forecast
-from profcast.serve.report import check_plot_path, format_table, plot_ranking
+from profcast.forecast.model_lookup import load_job_model
+from profcast.forecast.profile_input import read_anchor_profile
+from profcast.forecast.ranking import check_sizes, forecast
+from profcast.forecast.report import check_plot_path, format_table, plot_ranking
 
 
 def recommend(args) -> str:

@@ -1,7 +1,7 @@
 """Rank every target instance for one anchor profile by predicted step time, with epoch time, price and cost.
 
 ``forecast`` asks a loaded job model for every target and returns the ranking as a DataFrame with what
-it stands on; the CLI (``serve.recommend``) and the web page show it through ``serve.report``.
+it stands on; the CLI (``forecast.recommend``) and the web page show it through ``forecast.report``.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def whatif_request(anchor_profile, batchsize: int | None, input_size: int | None
     A profile without a batch size takes --batchsize as its own (epoch time only), as before what-ifs.
     """
     from profcast.jobmodel.requests import WHATIF_BATCHSIZE, WHATIF_INPUT_SIZE
-    from profcast.models.whatif import input_size as size_of
+    from profcast.regressors.whatif import input_size as size_of
 
     sizes, notes = {}, []
     if batchsize and anchor_profile.batchsize and batchsize != anchor_profile.batchsize:
