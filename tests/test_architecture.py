@@ -197,3 +197,17 @@ def test_pydeps_sees_every_profcast_import(tmp_path):
         (module, imported) for module, info in json.loads(shown.stdout).items() for imported in info.get("imports", [])
     }
     assert written_profcast_imports() - seen == set()
+
+
+def test_estimators_saved_under_an_old_package_name_resolve_to_the_regressors():
+    import importlib
+
+    from profcast.jobmodel.legacy import current_type_name, legacy_names_resolved
+    from profcast.regressors.ratio import MedianRatioRegressor
+
+    for old in ("src.models.ratio.MedianRatioRegressor", "profcast.models.ratio.MedianRatioRegressor"):
+        assert current_type_name(old) == "profcast.regressors.ratio.MedianRatioRegressor"
+        with legacy_names_resolved([old]):  # what skops imports while such a file loads
+            assert importlib.import_module(old.rpartition(".")[0]).MedianRatioRegressor is MedianRatioRegressor
+        assert old.rpartition(".")[0] not in sys.modules  # and only while it loads
+    assert current_type_name("sklearn.neighbors.KNeighborsRegressor") == "sklearn.neighbors.KNeighborsRegressor"
