@@ -389,13 +389,13 @@ def test_the_smoke_suite_runs_converts_trains_and_forecasts(tmp_path, empty_trac
     # The catalogue gives the second "instance" a memory between the suite's smallest and largest peaks.
     import pandas as pd
 
-    from profcast import catalogue
+    import profcast.train
 
     peaks = pd.read_csv(table).query("instance_name == 'cpu-2threads'")
     peaks = peaks.groupby(["dataset", "model", "optimizer", "batchsize"])[PEAK_MEMORY].median().sort_values()
     smallest, largest = peaks.index[0], peaks.index[-1]
     memory_gb = (peaks.iloc[0] + peaks.iloc[-1]) / 2 / 1e9
-    monkeypatch.setattr(catalogue, "load_catalogue", lambda: {"cpu-2threads": {"memory_gb": memory_gb}})
+    monkeypatch.setattr(profcast.train, "load_catalogue", lambda: {"cpu-2threads": {"memory_gb": memory_gb}})
     trained = train_into_fresh_store(
         tmp_path,
         empty_tracking_database,
