@@ -53,14 +53,21 @@ def ranking_report(by_time: pd.DataFrame, by_cost: pd.DataFrame, top: int) -> st
     """The search's two rankings, ``top`` plans each (plans that do not fit come last, marked)."""
     columns = ["gpu", "gpus", "tp", "pp", "dp", "micro_batch", "recompute", "zero", "step_ms", "tokens_per_s", "mfu"]
     columns += ["memory_gb_per_gpu", "fits", "gpu_hours_per_1m_tokens", "cost_per_1m_tokens"]
+    priced = by_cost["cost_per_1m_tokens"].notna().all()
+    cheapest = "cost per 1M tokens" if priced else "GPU-hours per 1M tokens (not every GPU has a price)"
     parts = [f"{len(by_time)} valid plans"]
-    for title, table in (("fastest", by_time), ("cheapest", by_cost)):
+    for title, table in (
+        (f"fastest {min(top, len(by_time))}", by_time),
+        (f"cheapest {min(top, len(by_cost))}, by {cheapest}", by_cost),
+    ):
         shown = table.head(top)[columns].copy()
+        shown["step_ms"] = shown["step_ms"].round(1)
+        shown["tokens_per_s"] = shown["tokens_per_s"].round(0).astype(int)
         shown["mfu"] = (shown["mfu"] * 100).round(1)
+        shown["memory_gb_per_gpu"] = shown["memory_gb_per_gpu"].round(1)
+        shown["gpu_hours_per_1m_tokens"] = shown["gpu_hours_per_1m_tokens"].map(lambda v: f"{v:.4f}")
         shown["cost_per_1m_tokens"] = shown["cost_per_1m_tokens"].map(
             lambda v: "n/a" if v is None or pd.isna(v) else f"{v:.2f}"
         )
-        parts.append(
-            f"\n{title} {min(top, len(table))}:\n" + shown.to_string(index=False, float_format=lambda v: f"{v:.3g}")
-        )
+        parts.append(f"\n{title}:\n" + shown.to_string(index=False))
     return "\n".join(parts)
