@@ -144,7 +144,9 @@ def score_neusight(data: Path, communication: dict) -> tuple[list[dict], dict, d
         return [], {}, {}
     systems = {s.gpu: neusight_system(data, s.gpu) for s in single + distributed}
     start = shipped.constants_for("fp32") | communication
-    fitted = fit_constants(raw_table(single, systems), [s.measured_ms for s in single], start, FP32_FREE)
+    single_raw, single_measured = raw_table(single, systems), [s.measured_ms for s in single]
+    fitted = fit_constants(single_raw, single_measured, start, FP32_FREE)
+    single_mape = float(absolute_percentage_errors(forecast_ms(single_raw, fitted), single_measured).mean())
     forecast = forecast_ms(raw_table(distributed, systems), fitted)
     rows = records(distributed, forecast)
     for row, step in zip(rows, distributed):
@@ -158,6 +160,7 @@ def score_neusight(data: Path, communication: dict) -> tuple[list[dict], dict, d
         if compared
         else None,
         "fp32_fitted_on_single_gpu_steps": len(single),
+        "fp32_single_gpu_in_sample_mape": single_mape,
     }
     return rows, summary, fitted
 
