@@ -7,8 +7,8 @@ gated, three matrices). A key missing is one line naming the file and the key.
 
 ``layer_calls`` lists one tensor-parallel layer's forward calls on one GPU for one micro-batch: the
 GEMMs as (m, n, k) of ``Y[m, n] = X[m, k] W[k, n]`` (Megatron's column/row split divides n or k by
-TP), the attention core as one head's two GEMMs run once per sample and head, and the memory-bound calls (norms, softmax, dropout, activation,
-residual adds) as bytes moved. The backward of a GEMM is two GEMMs with permuted shapes
+TP), the attention core as its two batched GEMMs, and the memory-bound calls (norms, softmax, dropout,
+activation, residual adds) as bytes moved. The backward of a GEMM is two GEMMs with permuted shapes
 (``backward_gemms``).
 """
 
@@ -157,15 +157,13 @@ class LayerCalls:
     """One layer's forward work on one GPU for one micro-batch."""
 
     gemms: tuple[Gemm, ...]
-    attention_gemms: tuple[Gemm, ...]  # Q K^T and softmax(.) V of one head: run ``attention_batch`` times
-    attention_batch: int
+    attention_gemms: tuple[Gemm, ...]  # Q K^T and softmax(.) V, every sample's and head's rows stacked
     memory_bytes: float  # norms, softmax, dropout, activation and residual adds: bytes read and written
 
     @property
     def flops(self) -> float:
         """The forward FLOPs of these calls."""
-        attention = self.attention_batch * sum(g.flops for g in self.attention_gemms)
-        return sum(g.flops for g in self.gemms) + attention
+        return sum(g.flops for g in self.gemms + self.attention_gemms)
 
 
 def layer_calls(shape: ModelShape, micro_batch: int, seq: int, tp: int, precision: str) -> LayerCalls:
@@ -180,20 +178,20 @@ def layer_calls(shape: ModelShape, micro_batch: int, seq: int, tp: int, precisio
         Gemm("mlp_in", tokens, mlp_in, h),
         Gemm("mlp_out", tokens, h, shape.ffn // tp),
     )
-    # batched over samples and heads: timed as one GEMM of the stacked rows (a batched GEMM's efficiency)
+    # a batched GEMM over samples and heads, timed as one GEMM of the stacked rows (its efficiency is a big GEMM's)
     stacked = micro_batch * heads_here * seq
     attention = (Gemm("scores", stacked, seq, shape.head_dim), Gemm("context", stacked, shape.head_dim, seq))
-    scores = micro_batch * heads_here * seq * seq  # the attention matrix: scaled, masked, softmaxed, dropped
+    scores = micro_batch * heads_here * seq * seq  # the attention matrix, unfused (no flash attention)
     activations = tokens * h
     elements = (
         2 * 2 * activations  # two norms, read and write
-        + 3 * scores  # fused scale-mask-softmax (read, write) and dropout's mask
-        + 2 * scores
+        + 2 * scores  # fused scale-mask-softmax: read, write
+        + 3 * scores  # dropout on the probabilities: read, write, mask
         + 3 * tokens * shape.ffn // tp  # the MLP's activation (read, write; gated: the product)
         + 2 * 3 * activations  # two residual adds (two reads, one write)
         + 2 * 3 * activations  # two dropouts on the hidden stream
     )
-    return LayerCalls(gemms, attention, 1, float(elements * size))
+    return LayerCalls(gemms, attention, float(elements * size))
 
 
 def head_calls(shape: ModelShape, micro_batch: int, seq: int, tp: int, precision: str) -> LayerCalls:
@@ -202,7 +200,7 @@ def head_calls(shape: ModelShape, micro_batch: int, seq: int, tp: int, precision
     vocab_here = math.ceil(shape.vocab / (VOCAB_PADDING * tp)) * VOCAB_PADDING  # Megatron pads the vocabulary
     gemms = (Gemm("logits", tokens, vocab_here, shape.hidden),)
     elements = 2 * tokens * shape.hidden + 3 * tokens * vocab_here  # norm; softmax cross-entropy
-    return LayerCalls(gemms, (), 0, float(elements * size))
+    return LayerCalls(gemms, (), float(elements * size))
 
 
 def backward_gemms(gemm: Gemm) -> tuple[Gemm, Gemm]:

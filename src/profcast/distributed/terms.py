@@ -29,15 +29,12 @@ TP_ALL_REDUCES_PER_LAYER = 4  # Megatron: two in the forward (attention, MLP out
 
 def raw_calls_seconds(calls: LayerCalls, gemms: GemmTimes, bandwidth: float, forwards: int = 1) -> dict:
     """GEMM, attention and memory-bound seconds of calls' forward(s) and backward for one micro-batch."""
-    gemm = attention = 0.0
-    for group, count in ((calls.gemms, 1), (calls.attention_gemms, calls.attention_batch)):
+
+    def forward_and_backward(group) -> float:
         forward = sum(gemms.seconds(g.m, g.n, g.k) for g in group)
-        backward = sum(gemms.seconds(b.m, b.n, b.k) for g in group for b in backward_gemms(g))
-        seconds = count * (forwards * forward + backward)
-        if group is calls.gemms:
-            gemm = seconds
-        else:
-            attention = seconds
+        return forwards * forward + sum(gemms.seconds(b.m, b.n, b.k) for g in group for b in backward_gemms(g))
+
+    gemm, attention = forward_and_backward(calls.gemms), forward_and_backward(calls.attention_gemms)
     memory = (forwards + 2) * calls.memory_bytes / bandwidth  # a backward moves about twice the forward's bytes
     return {"gemm": gemm, "attention": attention, "memory": memory}
 
