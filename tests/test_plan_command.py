@@ -23,7 +23,7 @@ FIGURES = {
     "bf16_tflops": 300,
     "memory_bandwidth_gbs": 2000,
     "memory_gb": 80,
-    "node": {"gpus_per_node": 8, "intra_node_gbs": 300, "inter_node_gbs": 25},
+    "node": {"gpus_per_node": 8, "intra_node_bw_gbs": 300, "inter_node_bw_gbs": 25},
 }
 PLAN_ARGS = [
     "--gpus",

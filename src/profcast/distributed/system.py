@@ -10,10 +10,11 @@ Two spellings of ``--gpu`` are read, told apart by their keys:
       bf16_tflops: 989
       memory_bandwidth_gbs: 3350
       memory_gb: 80
-      node: {gpus_per_node: 8, intra_node_gbs: 450, inter_node_gbs: 50}
+      node: {gpus_per_node: 8, intra_node_bw_gbs: 450, inter_node_bw_gbs: 50}
 
 A file without interconnect figures cannot plan a multi-GPU run: one line says which keys are missing.
-This is a small private reader; the kernel-atlas readers (``profcast.atlas``) can replace it.
+This is a small private reader; the node keys are spelled as the kernel-atlas branch's figures reader
+(``profcast.ingest.device_figures``'s ``node:``) spells them, so that reader can replace it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from profcast.errors import ProfcastError
 PEAK_KEYS = {"bf16": "bfloat16_tc_flops", "fp16": "bfloat16_tc_flops", "fp32": "float32_flops"}
 OWN_PEAK_KEYS = {"bf16": "bf16_tflops", "fp16": "fp16_tflops", "fp32": "fp32_tflops"}
 NODE_KEYS = ("num_gpus_per_node", "intra_node_bw", "inter_node_bw")
-OWN_NODE_KEYS = ("gpus_per_node", "intra_node_gbs", "inter_node_gbs")
+OWN_NODE_KEYS = ("gpus_per_node", "intra_node_bw_gbs", "inter_node_bw_gbs")
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,8 @@ def _own_system(content: dict, path: Path) -> GpuSystem:
         memory_bandwidth=_positive(content, "memory_bandwidth_gbs", path) * 1e9,
         memory_bytes=_positive(content, "memory_gb", path) * 1e9,
         gpus_per_node=int(_positive(node, "gpus_per_node", path)),
-        intra_node_bandwidth=_positive(node, "intra_node_gbs", path) * 1e9,
-        inter_node_bandwidth=_positive(node, "inter_node_gbs", path) * 1e9,
+        intra_node_bandwidth=_positive(node, "intra_node_bw_gbs", path) * 1e9,
+        inter_node_bandwidth=_positive(node, "inter_node_bw_gbs", path) * 1e9,
         source=str(path),
     )
 
