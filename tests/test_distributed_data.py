@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -63,3 +65,19 @@ def test_top5_check_finds_the_measured_fastest_among_the_forecast_fastest():
         }
     )
     assert top5_contains_fastest(table, ["model"]) == {"model=m": False, "model=n": True}
+
+
+@pytest.mark.slow
+@needs_vtrain
+@needs_neusight
+def test_the_benchmark_writes_every_record_and_meets_the_published_errors(tmp_path):
+    from benchmarks.distributed import main
+
+    out = tmp_path / "distributed.json"
+    assert main(["--json", str(out), "--search-gpus", "64"]) == 0
+    result = json.loads(out.read_text())
+    fields = {"source", "config_id", "gpus", "tp", "pp", "dp", "measured_ms", "forecast_ms", "ape"}
+    assert all(fields <= set(record) for record in result["records"])
+    assert sum(r["source"] == "vtrain" for r in result["records"]) == 1440
+    assert result["vtrain"]["held_out_mape"] < result["vtrain"]["published_vtrain_mape"]
+    assert result["neusight"]["mean_ape"] < result["neusight"]["neusight_published_mean_ape"]
