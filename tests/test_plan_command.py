@@ -99,8 +99,9 @@ def test_search_ranks_valid_plans_fitting_first(gpu_file, capsys):
         + ["--global-batch", "64", "--seq", "2048", "--json"],
         capsys,
     )
-    answer = json.loads(out)
+    answer = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
     assert code == 0 and answer["plans"] > 0
+    assert all(row["cost_per_1m_tokens"] is None for row in answer["by_cost"])  # round-gpu has no price
     times = [row["step_ms"] for row in answer["by_time"] if row["fits"]]
     assert times == sorted(times)
     for row in answer["by_time"]:

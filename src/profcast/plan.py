@@ -110,6 +110,9 @@ def _search(planners, counts, args) -> int:
 
     if args.precision not in ("bf16", "fp16", "fp32"):
         raise ProfcastError(f"--precision {args.precision!r} is not one of bf16, fp16, fp32")
+    for option, value in (("--global-batch", args.global_batch), ("--seq", args.seq)):
+        if value <= 0:
+            raise ProfcastError(f"{option} must be a positive whole number, got {value}")
     total = count_plans(planners, counts, args.global_batch, args.seq, args.precision)
     if total == 0:
         raise ProfcastError(
@@ -121,8 +124,12 @@ def _search(planners, counts, args) -> int:
     )
     by_time, by_cost = rank_plans(rows, "time"), rank_plans(rows, "cost")
     if args.json:
-        top = {"by_time": by_time.head(args.top), "by_cost": by_cost.head(args.top)}
-        print(json.dumps({"plans": len(rows)} | {k: v.to_dict(orient="records") for k, v in top.items()}, indent=1))
+        # a missing price is null in JSON, not NaN (which JSON does not have)
+        top = {
+            name: table.head(args.top).astype(object) for name, table in (("by_time", by_time), ("by_cost", by_cost))
+        }
+        top = {name: table.where(table.notna(), None).to_dict(orient="records") for name, table in top.items()}
+        print(json.dumps({"plans": len(rows)} | top, indent=1))
     else:
         print(ranking_report(by_time, by_cost, args.top))
     return 0
