@@ -14,7 +14,9 @@ distributed.md gives the held-out errors):
 efficiency); ``host_layer_ms`` and ``host_head_ms`` are the host's dispatch time of one layer's (the
 head's) forward and backward, joined to the GPU's time by a smooth maximum of ``sharpness``; ``tp``,
 ``p2p`` and ``dp`` scale the collective times (``p2p_send_ms``: a wait per pipeline send; ``dp``: the
-exposed fraction of the gradient all-reduce); ``optimizer`` scales the Adam update's bytes over bandwidth; ``step_ms`` is fixed work per step.
+exposed fraction of the gradient all-reduce); ``optimizer`` scales the Adam update's bytes over
+bandwidth; ``step_ms`` is fixed work per step. The values below are the benchmark's fits on all rows,
+rounded to four figures.
 """
 
 from __future__ import annotations
