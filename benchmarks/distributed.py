@@ -35,7 +35,8 @@ import pandas as pd
 from profcast.distributed import constants as shipped
 from profcast.distributed import terms
 from profcast.distributed.fit import absolute_percentage_errors, fit_constants, forecast_ms, held_out_forecasts
-from profcast.distributed.ground_truth import neusight_steps, neusight_system, vtrain_steps
+from profcast.distributed.ground_truth import NEUSIGHT_LABELS, neusight_steps, neusight_system, vtrain_steps
+from profcast.distributed.layer_profile import read_layer_profile
 from profcast.distributed.model_config import read_model_config
 from profcast.distributed.search import rank_plans, search_plans
 from profcast.distributed.step import Planner
@@ -65,13 +66,14 @@ MIXED_FREE = tuple(name for name in shipped.NAMES if name != "attention")
 FP32_FREE = ("gemm", "attention", "memory", "host_layer_ms")
 
 
-def raw_table(steps, systems: dict) -> pd.DataFrame:
-    """One row of raw times per measured step (a Planner per model and GPU)."""
+def raw_table(steps, systems: dict, profiles: dict | None = None, constants: dict | None = None) -> pd.DataFrame:
+    """One row of raw times per measured step (a Planner per model and GPU, with its layer profile if given)."""
     planners, rows = {}, []
     for step in steps:
         key = (step.shape, step.gpu)
         if key not in planners:
-            planners[key] = Planner(step.shape, systems[step.gpu])
+            profile = (profiles or {}).get(key)
+            planners[key] = Planner(step.shape, systems[step.gpu], constants, layer_profile=profile)
         rows.append(planners[key].raw_step(step.plan))
     return pd.DataFrame(rows)
 
@@ -153,6 +155,13 @@ def score_neusight(data: Path, communication: dict) -> tuple[list[dict], dict, d
     for row, step in zip(rows, distributed):
         model, _, _, batch, split = step.config_id.split("/")[1].split("-", 4)
         row["neusight_published_ape"] = NEUSIGHT_PUBLISHED.get((step.gpu, model, int(batch), split))
+    traced = layer_traced_forecasts(data, distributed, systems, fitted)
+    for row, forecast_with_trace in zip(rows, traced):
+        row["forecast_ms_with_layer_trace"] = forecast_with_trace
+        row["ape_with_layer_trace"] = (
+            None if forecast_with_trace is None else abs(forecast_with_trace / row["measured_ms"] - 1) * 100
+        )
+    with_trace = [r for r in rows if r["ape_with_layer_trace"] is not None and r["neusight_published_ape"] is not None]
     compared = [r for r in rows if r["neusight_published_ape"] is not None]
     summary = {
         "cases": len(compared),
@@ -160,10 +169,36 @@ def score_neusight(data: Path, communication: dict) -> tuple[list[dict], dict, d
         "neusight_published_mean_ape": float(np.mean([r["neusight_published_ape"] for r in compared]))
         if compared
         else None,
+        "with_layer_trace": {
+            "cases": len(with_trace),
+            "mean_ape": float(np.mean([r["ape_with_layer_trace"] for r in with_trace])) if with_trace else None,
+            "mean_ape_without_trace": float(np.mean([r["ape"] for r in with_trace])) if with_trace else None,
+            "neusight_published_mean_ape": (
+                float(np.mean([r["neusight_published_ape"] for r in with_trace])) if with_trace else None
+            ),
+        },
         "fp32_fitted_on_single_gpu_steps": len(single),
         "fp32_single_gpu_in_sample_mape": single_mape,
     }
     return rows, summary, fitted
+
+
+def layer_traced_forecasts(data: Path, steps, systems: dict, constants: dict) -> list:
+    """Each distributed step forecast with a traced layer of the same model and sequence on the same GPU
+    (NeuSight's single-GPU training label of that length nearest the micro-batch), or None where there is none."""
+    forecasts = []
+    for step in steps:
+        folder = data / NEUSIGHT_LABELS / step.gpu
+        traces = [p for p in folder.glob(f"{step.shape.name}-train-{step.plan.seq}-*.csv") if p.stem[-1].isdigit()]
+        traces = [p for p in traces if p.stem.rsplit("-", 1)[1].isdigit()]  # single-GPU labels only
+        # the trace whose batch is nearest the plan's micro-batch (in ratio): the least scaling
+        traces.sort(key=lambda p: abs(np.log(int(p.stem.rsplit("-", 1)[1]) / step.plan.micro_batch)))
+        if not traces:
+            forecasts.append(None)
+            continue
+        profiles = {(step.shape, step.gpu): read_layer_profile(traces[0])}
+        forecasts.append(float(forecast_ms(raw_table([step], systems, profiles, constants), constants)[0]))
+    return forecasts
 
 
 def time_search(data: Path, gpus: int) -> dict:
@@ -232,6 +267,13 @@ def main(argv=None) -> int:
             f"NeuSight distributed: {neusight['cases']} cases, mean error {neusight['mean_ape']:.2f}% "
             f"(NeuSight's own {neusight['neusight_published_mean_ape']:.2f}%)"
         )
+        traced = neusight["with_layer_trace"]
+        if traced["cases"]:
+            print(
+                f"  with a traced layer (same GPU, model and sequence): {traced['cases']} cases, "
+                f"{traced['mean_ape']:.2f}% (without {traced['mean_ape_without_trace']:.2f}%, "
+                f"NeuSight's own {traced['neusight_published_mean_ape']:.2f}%)"
+            )
         for row in neusight_rows:
             print(
                 f"  {row['config_id']:55s} measured {row['measured_ms']:8.1f} forecast {row['forecast_ms']:8.1f}"

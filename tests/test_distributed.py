@@ -225,3 +225,45 @@ def test_model_shape_rejects_heads_that_do_not_split_the_width():
     with pytest.raises(ProfcastError, match="not divisible by 5 attention heads"):
         model_shape_from_mapping({"n_embd": 64, "n_layer": 2, "n_head": 5, "vocab_size": 10}, "c.json")
     assert math.isclose(SMALL.head_dim, 16)
+
+
+LABEL_HEADER = "op,target,meta,latency,fw_latency,bw_latency,acc_latency\n"
+
+
+def write_label(folder, name: str, rows: str):
+    """A NeuSight-style label file: embeddings (counted once) and the first layer's nodes."""
+    path = folder / name
+    path.write_text(LABEL_HEADER + rows)
+    return path
+
+
+def test_a_layer_profile_is_the_traced_layers_time_and_sets_the_layer_compute(tmp_path):
+    from profcast.distributed.layer_profile import read_layer_profile
+    from profcast.distributed.step import Planner
+
+    rows = (
+        "call_module,transformer.wte,{},5.0,2.0,3.0,0.0\n"  # not the layer: left out
+        "call_module,transformer.h.0.attn.c_attn,{},1.5,0.5,1.0,0.0\n"
+        "call_module,transformer.h.0.mlp.c_fc,{},2.5,1.0,1.5,0.0\n"
+        "placeholder,transformer.h.0.x,{},9.0,9.0,0.0,0.0\n"  # not a timed node
+    )
+    profile = read_layer_profile(write_label(tmp_path, "small-train-16-2.csv", rows))
+    assert (profile.layer_ms, profile.batch, profile.seq) == (4.0, 2, 16)
+    traced = Planner(SMALL, figures_only_system(), UNIT, layer_profile=profile)
+    modelled = Planner(SMALL, figures_only_system(), UNIT)
+    own = ParallelPlan(1, 1, 1, 1, 2, 2, 16)  # the profiled layer itself: exactly its measured time
+    assert terms.layer_gpu_ms(traced.raw_step(own), UNIT) == pytest.approx(4.0)
+    split = ParallelPlan(2, 2, 1, 1, 2, 2, 16)  # another plan: the model's ratio to the profiled layer
+    ratio = terms.layer_gpu_ms(modelled.raw_step(split), UNIT) / terms.layer_gpu_ms(modelled.raw_step(own), UNIT)
+    assert terms.layer_gpu_ms(traced.raw_step(split), UNIT) == pytest.approx(4.0 * ratio)
+
+
+def test_a_layer_profile_must_be_a_training_label_with_layer_nodes(tmp_path):
+    from profcast.distributed.layer_profile import read_layer_profile
+
+    with pytest.raises(ProfcastError, match="must be a training label"):
+        read_layer_profile(write_label(tmp_path, "small-inf-16-2.csv", "call_module,transformer.h.0.a,{},1,1,0,0\n"))
+    with pytest.raises(ProfcastError, match="no timed node of the first transformer layer"):
+        read_layer_profile(write_label(tmp_path, "small-train-16-2.csv", "call_module,transformer.wte,{},1,1,0,0\n"))
+    with pytest.raises(ProfcastError, match="not a NeuSight label name"):
+        read_layer_profile(write_label(tmp_path, "trace.csv", ""))

@@ -158,3 +158,9 @@ def test_a_plan_missing_a_degree_says_which(gpu_file, capsys):
     argv = ["--model", GPT2, "--gpu", gpu_file, "--gpus", "8", "--global-batch", "32", "--seq", "1024"]
     code, _, err = run(argv, capsys)
     assert code == 2 and "--tp, --pp, --dp, --micro-batch" in err
+
+
+def test_a_missing_layer_profile_is_one_line(tmp_path, gpu_file, capsys):
+    missing = tmp_path / "gpt2_large-train-1024-4.csv"
+    code, _, err = run(["--model", GPT2, "--gpu", gpu_file, *PLAN_ARGS, "--layer-profile", str(missing)], capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and str(missing) in err

@@ -2,6 +2,7 @@
 
     profcast plan --model config.json --gpu FIGURES --gpus N --tp T --pp P --dp D --micro-batch M
                   --global-batch G --seq S [--precision bf16] [--recompute] [--zero 0|1] [--json]
+                  [--layer-profile LABEL.csv]
     profcast plan --search --model config.json --gpu FIGURES [--gpu FIGURES ...] --gpus N[,N...]
                   --global-batch G --seq S [--top K] [--json]
 
@@ -55,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", default="bf16", help="bf16, fp16 or fp32 (default bf16)")
     parser.add_argument("--recompute", action="store_true", help="full activation recomputation")
     parser.add_argument("--zero", type=int, default=0, help="ZeRO stage for the optimizer state: 0 or 1")
+    parser.add_argument(
+        "--layer-profile",
+        help="a measured layer: NeuSight training label CSV of this model on this GPU (docs/distributed.md)",
+    )
     parser.add_argument("--price-per-gpu-hour", type=float, help="USD per GPU-hour (default: conf/gpus.yaml)")
     parser.add_argument("--search", action="store_true", help="rank every valid plan by time and by cost")
     parser.add_argument("--top", type=int, default=10, help="--search: plans shown per ranking (default 10)")
@@ -68,7 +73,12 @@ def main(argv=None) -> int:
     from profcast.distributed.model_config import read_model_config
 
     shape = read_model_config(args.model)
-    planners = [_planner(shape, path, args.price_per_gpu_hour) for path in args.gpu]
+    profile = None
+    if args.layer_profile:
+        from profcast.distributed.layer_profile import read_layer_profile
+
+        profile = read_layer_profile(args.layer_profile)
+    planners = [_planner(shape, path, args.price_per_gpu_hour, profile) for path in args.gpu]
     counts = _gpu_counts(args.gpus)
     if args.search:
         return _search(planners, counts, args)
@@ -135,14 +145,14 @@ def _search(planners, counts, args) -> int:
     return 0
 
 
-def _planner(shape, path, price):
+def _planner(shape, path, price, layer_profile=None):
     from profcast.distributed.step import Planner
     from profcast.distributed.system import read_gpu_system
 
     system = read_gpu_system(path)
     if price is None:
         price = _catalogue_price(system.name)
-    return Planner(shape, system, price_per_gpu_hour=price)
+    return Planner(shape, system, price_per_gpu_hour=price, layer_profile=layer_profile)
 
 
 def _catalogue_price(name: str) -> float | None:

@@ -12,6 +12,7 @@ from profcast.distributed import terms
 from profcast.distributed.collectives import Collectives
 from profcast.distributed.constants import constants_for
 from profcast.distributed.gemm_times import GemmTimes
+from profcast.distributed.layer_profile import LayerProfile
 from profcast.distributed.memory import MemoryPerGpu, memory_per_gpu
 from profcast.distributed.model_config import ModelShape, head_calls, layer_calls
 from profcast.distributed.plan import ParallelPlan
@@ -65,10 +66,18 @@ class StepForecast:
 class Planner:
     """Forecasts plans of one model on one GPU kind."""
 
-    def __init__(self, shape: ModelShape, system: GpuSystem, constants: dict | None = None, price_per_gpu_hour=None):
+    def __init__(
+        self,
+        shape: ModelShape,
+        system: GpuSystem,
+        constants: dict | None = None,
+        price_per_gpu_hour=None,
+        layer_profile: LayerProfile | None = None,
+    ):
         self.shape, self.system = shape, system
         self.constants = constants  # None: the fitted constants of each plan's precision
         self.price_per_gpu_hour = price_per_gpu_hour
+        self.layer_profile = layer_profile  # a measured layer: sets the level of the layer compute
         self.collectives = Collectives(system)
         self._gemms: dict = {}
 
@@ -79,7 +88,19 @@ class Planner:
         return self._gemms[precision]
 
     def raw_step(self, plan: ParallelPlan) -> dict:
-        """The plan's raw times at unit constants (seconds) and counts, as ``terms`` reads them."""
+        """The plan's raw times (seconds) and counts, as ``terms`` reads them; with a layer profile, the
+        layer's compute is scaled so the profiled layer takes its measured time under the constants."""
+        raw = self.modelled_raw_step(plan)
+        if self.layer_profile is not None:
+            profile, constants = self.layer_profile, self.constants or constants_for(plan.precision)
+            profiled = ParallelPlan(1, 1, 1, 1, profile.batch, profile.batch, profile.seq, plan.precision)
+            factor = profile.layer_ms / terms.layer_gpu_ms(self.modelled_raw_step(profiled), constants)
+            for part in ("layer_gemm", "layer_attention", "layer_memory"):
+                raw[part] *= factor
+        return raw
+
+    def modelled_raw_step(self, plan: ParallelPlan) -> dict:
+        """The plan's raw times at unit constants (seconds) and counts, from the model alone."""
         shape, per_node, bandwidth = self.shape, self.system.gpus_per_node, self.system.memory_bandwidth
         gemms = self.gemm_times(plan.precision)
         forwards = 2 if plan.recompute else 1  # recomputation runs each layer's forward again before its backward
