@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args(argv)
     try:
-        import torch
+        import torch  # noqa: PLC0415  torch is optional (the torch extra): missing, the example says so in one line
     except ImportError:
         print('profcast: error: this example needs PyTorch; run: pip install -e ".[torch]"', file=sys.stderr)
         return 2

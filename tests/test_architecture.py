@@ -211,3 +211,14 @@ def test_estimators_saved_under_an_old_package_name_resolve_to_the_regressors():
             assert importlib.import_module(old.rpartition(".")[0]).MedianRatioRegressor is MedianRatioRegressor
         assert old.rpartition(".")[0] not in sys.modules  # and only while it loads
     assert current_type_name("sklearn.neighbors.KNeighborsRegressor") == "sklearn.neighbors.KNeighborsRegressor"
+
+
+def test_the_commands_fast_path_loads_neither_mlflow_nor_matplotlib_nor_torch():
+    # What `profcast train --help`, `profcast predict --help` and a refused input import before answering.
+    script = (
+        "import sys, profcast.cli, profcast.train, profcast.predict, profcast.registry, profcast.convert; "
+        "print(' '.join(name for name in ('mlflow', 'matplotlib', 'torch') if name in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    loaded = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert loaded.stdout.split() == []

@@ -16,6 +16,7 @@ import os
 import sys
 
 from profcast.errors import ProfcastError, print_error
+from profcast.stops import stop_exit_code
 
 EXIT_BROKEN_PIPE = 141  # the shell's code for a writer whose reader closed the pipe (128 + SIGPIPE)
 # profcast <command> -> the module whose main(argv) runs it (train is Hydra's and reads sys.argv).
@@ -48,8 +49,6 @@ def exit_code(main, argv=None, stop_note: str = "") -> int:
         print_error(error)
         return 2
     except KeyboardInterrupt as stop:  # Ctrl-C (130), or SIGTERM where a command turned it into a stop (143)
-        from profcast.stops import stop_exit_code
-
         return stop_exit_code(stop, note=stop_note)
 
 

@@ -7,8 +7,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from profcast.config_schema import register_schemas
+from profcast.config_schema import SCHEMA_PREFIX, register_schemas
 from profcast.errors import ProfcastError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # src/profcast/config.py -> the checkout
@@ -34,7 +35,7 @@ register_schemas()  # before any composition: conf/train.yaml and the shipped op
 def instantiate_option(group: str, option: DictConfig, choice: str | None = None):
     """Build the object an option group's ``_target_`` names; a bad option is a one-line error naming
     the ``choice`` (the option picked, e.g. ``rf``), else its ``_target_``."""
-    from hydra.utils import instantiate
+    from hydra.utils import instantiate  # noqa: PLC0415  Hydra only where a config is composed or an option built
 
     if option is None or "_target_" not in option:
         raise ProfcastError(f"config group '{group}' has no _target_ to build; pick one of the files in conf/{group}/")
@@ -56,7 +57,7 @@ def instantiate_option(group: str, option: DictConfig, choice: str | None = None
 def option_choices(cfg: DictConfig) -> dict[str, str]:
     """The option picked in each group (``regressor: rf``), from Hydra's runtime choices: the ``hydra``
     node of a config composed with ``return_hydra_config=True``, else the running ``@hydra.main`` app's."""
-    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.hydra_config import HydraConfig  # noqa: PLC0415  Hydra only where a config is composed or an option built
 
     if "hydra" in cfg:
         choices = cfg.hydra.runtime.choices
@@ -78,8 +79,8 @@ def option_name(choice: str, built) -> str:
 def compose_train_config(overrides=()) -> DictConfig:
     """``conf/train.yaml`` composed with ``overrides``, as ``profcast train`` would build it
     (with its ``hydra`` node, whose runtime choices name the options); a config error is one line."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from hydra import compose, initialize_config_dir  # noqa: PLC0415  Hydra only where a config is composed or an option built
+    from hydra.core.global_hydra import GlobalHydra  # noqa: PLC0415  Hydra only where a config is composed or an option built
 
     GlobalHydra.instance().clear()
     try:
@@ -93,8 +94,7 @@ def compose_train_config(overrides=()) -> DictConfig:
 def config_errors_as_user_errors():
     """Hydra's composition errors (an unknown option or key, a wrong type, a bad override) raised as
     one-line ProfcastErrors."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+    from hydra.errors import HydraException  # noqa: PLC0415  Hydra only where a config is composed or an option built
 
     try:
         yield
@@ -109,7 +109,6 @@ _INTERNAL_LINES = ("full_key:", "object_type=", "reference_type=", "provider=")
 def config_error_line(error: Exception) -> str:
     """Hydra's composition error, and the OmegaConf error it wraps, as one line: its search path
     and the schemas among a group's options left out."""
-    from profcast.config_schema import SCHEMA_PREFIX
 
     texts = [str(error)] + (
         [str(error.__cause__)] if error.__cause__ is not None and str(error.__cause__) not in str(error) else []

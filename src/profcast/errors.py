@@ -1,5 +1,7 @@
 """The one exception type for problems a user can fix (bad data, bad options), and how to quote another error."""
 
+import sys
+
 
 class ProfcastError(Exception):
     """A user-facing error: its message names the file, column or value at fault.
@@ -17,7 +19,6 @@ def first_line(error: BaseException) -> str:
 
 def print_error(error) -> None:
     """Print a user error in its one-line form, ``profcast: error: ...``, on stderr."""
-    import sys
 
     message = " ".join(str(getattr(error, "message", error)).split("\n")).strip()
     print(f"profcast: error: {message}", file=sys.stderr)

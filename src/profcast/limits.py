@@ -7,6 +7,9 @@ wreck a model's metrics. docs/reliability.md explains each choice.
 
 from __future__ import annotations
 
+import os
+
+from profcast.errors import ProfcastError
 from profcast.schema import BATCH_LATENCY, PEAK_MEMORY
 
 # One op's total time in one profiled run, in microseconds: 1e12 µs is 11.6 days.
@@ -51,9 +54,6 @@ TOTALS_ROW_FACTOR = 10  # output=totals answers one number per row and target: 1
 
 
 def _env_limit(name: str, default: int) -> int:
-    import os
-
-    from profcast.errors import ProfcastError
 
     text = os.environ.get(name, "").strip()
     if not text:
@@ -102,7 +102,6 @@ class CappedReader:
         self.read_bytes = 0
 
     def read(self, size: int = -1) -> bytes:
-        from profcast.errors import ProfcastError
 
         # Never more than the limit allows plus one byte, so an unbounded read() cannot fill memory first.
         room = self.limit + 1 - self.read_bytes

@@ -12,6 +12,9 @@ import sys
 import time
 from contextlib import nullcontext
 
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
 log = logging.getLogger(__name__)
 
 
@@ -40,8 +43,6 @@ def track(items, description: str, level: int = 0, stream=None, total: int | Non
         items = items if hasattr(items, "__len__") else list(items)
         total = len(items)
     if attached_to_terminal(stream):
-        from tqdm import tqdm
-
         yield from tqdm(
             items,
             desc=description,
@@ -70,7 +71,6 @@ def logging_beside_bars(stream=None):
     """A context in which log records print above the bars instead of through them (terminal only)."""
     if not attached_to_terminal(stream):
         return nullcontext()
-    from tqdm.contrib.logging import logging_redirect_tqdm
 
     return logging_redirect_tqdm()
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import logging
 
-from profcast.champions.register import register_champions, register_job, store_errors_as_user_errors
+from profcast.champions.register import champion_uri, register_champions, register_job, store_errors_as_user_errors
 from profcast.cli import run_cli
 from profcast.config import compose_train_config
 from profcast.errors import ProfcastError
+from profcast.serve.registry_check import checked_version_uri
+from profcast.tracking.store import configure_tracking, use_store
 
 
 def main(argv=None) -> int:
@@ -49,12 +51,8 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from profcast.tracking.store import configure_tracking, use_store
 
     if args.check:
-        from profcast.champions.register import champion_uri
-        from profcast.serve.registry_check import checked_version_uri
-
         if not (args.model or args.anchor):
             raise ProfcastError("--check needs --anchor A (its champion) or --model URI")
         use_store(defaults.tracking_uri)

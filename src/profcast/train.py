@@ -15,14 +15,23 @@ import sys
 
 import hydra
 import numpy as np
+from hydra.errors import HydraException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from profcast.catalogue import load_catalogue
+from profcast.champions.register import register_job
+from profcast.cli import exit_code
 from profcast.config import CONF_DIR, config_errors_as_user_errors
 from profcast.datasets.fingerprint import GENERATED
 from profcast.jobmodel.memory_fit import memory_record, peak_memory_carry
 from profcast.pipeline.job import TargetResult, evaluate_target, prepare_job
-from profcast.tracking.store import check_experiment_name
+from profcast.progress import logging_beside_bars, track
+from profcast.stops import RUNS_KILLED_NOTE
+from profcast.tracking import provenance
+from profcast.tracking.run_endings import run_job
+from profcast.tracking.store import check_experiment_name, configure_tracking
+from profcast.tracking.sweep import sweep_parent_run_id
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +53,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     check_experiment_name(cfg.mlflow_experiment)
     job = prepare_job(cfg)
     # MLflow loads slowly: import it only once the input is known to be good.
-    from profcast.progress import logging_beside_bars, track
-    from profcast.tracking import provenance
-    from profcast.tracking.runs import (
+    from profcast.tracking.runs import (  # noqa: PLC0415  loads mlflow: the command's --help and refused input do not wait for it
         job_run,
         log_job_metrics,
         log_job_model,
@@ -55,9 +62,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
         log_unmapped_ops,
         target_run,
     )
-    from profcast.tracking.store import configure_tracking
-    from profcast.tracking.summary import log_job_summary
-    from profcast.tracking.sweep import sweep_parent_run_id
+    from profcast.tracking.summary import log_job_summary  # noqa: PLC0415  loads matplotlib (through profcast.tracking.plots): the command's --help and refused input do not wait for it
 
     experiment_id = configure_tracking(cfg.tracking_uri, cfg.mlflow_experiment)
     names = job.names
@@ -147,8 +152,6 @@ def train(cfg: DictConfig) -> dict[str, dict]:
                 unmeasured={target: result.unmeasured for target, result in fitted.items() if result.unmeasured},
             )
     if cfg.log_model and cfg.registry.register_single and not parent_run_id:
-        from profcast.champions.register import register_job
-
         register_job(job_run_id, cfg.registry.alias, cfg.registry.metric)
     if "mean_wape" in job_means:
         measured = sum("wape" in metrics for metrics in results.values())
@@ -162,10 +165,6 @@ def train(cfg: DictConfig) -> dict[str, dict]:
 def main(cfg: DictConfig) -> None:
     """Command-line entry point: user errors become one line on stderr and exit code 2; Ctrl-C and
     SIGTERM end the open runs KILLED (exit 130/143). A sweep's parent run is ended by its callback."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from profcast.tracking.run_endings import run_job
 
     try:
         code = run_job(train, cfg)
@@ -192,8 +191,6 @@ def command(_argv=None) -> int:
 
 def run_command() -> None:
     """``python -m profcast.train`` (and the checkout's ``python -m src.train``): exit with the job's code."""
-    from profcast.cli import exit_code
-    from profcast.stops import RUNS_KILLED_NOTE
 
     # A parallel sweep's parent waits for its workers inside the launcher: a stop there is not inside
     # any job's run_job. Its jobs end their own runs; the sweep's callback ends the parent run at exit.

@@ -12,19 +12,20 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from profcast.champions.register import register_sweep
+from profcast.tracking.sweep import before_parent_run_ends
+
 
 class RegisterChampion(Callback):
     """Adds the champion's registration to the steps taken before the sweep's parent run ends."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from profcast.tracking.sweep import before_parent_run_ends
 
         before_parent_run_ends(register_sweep_champion)
 
 
 def register_sweep_champion(config: DictConfig, parent_run_id: str) -> dict:
     """Apply the ``registry`` config block to the sweep's jobs: {anchor: registered version}."""
-    from profcast.champions.register import register_sweep
 
     return register_sweep(config, parent_run_id)
 

@@ -11,6 +11,9 @@ import math
 from contextlib import contextmanager
 
 from profcast.errors import ProfcastError
+from profcast.jobmodel.storage import JOB_MODEL_TAG, JOB_MODEL_URI_TAG
+from profcast.tracking.provenance import DATA_KIND_TAG, DATA_TAG, FINGERPRINT_TAG, TARGETS_TAG, comparable_key
+from profcast.tracking.store import configure_tracking
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +35,7 @@ def champion_uri(anchor: str, alias: str) -> str:
 
 def job_runs(experiment_id: str, parent_run_id: str | None = None, anchor: str | None = None) -> list:
     """Finished job runs that logged a servable model, optionally of one sweep and one anchor."""
-    from mlflow import MlflowClient
-
-    from profcast.jobmodel.storage import JOB_MODEL_TAG
+    from mlflow import MlflowClient  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     conditions = [f"tags.`{JOB_MODEL_TAG}` LIKE '%'", "attributes.status = 'FINISHED'"]
     if parent_run_id:
@@ -69,7 +70,6 @@ def comparable_with_newest(runs: list) -> list:
     """Per anchor, keep only the runs scored on the same question as the newest run: the same data
     (fingerprint) and the same targets. A 1-target job on real data and 9-target jobs on generated
     data measure different things, so their errors cannot rank one against the other."""
-    from profcast.tracking.provenance import comparable_key
 
     newest: dict = {}
     for run in runs:
@@ -98,10 +98,8 @@ def register_job(run, alias: str, metric: str | None = None):
 
     A run already behind the alias is not registered a second time.
     """
-    import mlflow
-    from mlflow import MlflowClient
-
-    from profcast.jobmodel.storage import JOB_MODEL_TAG, JOB_MODEL_URI_TAG
+    import mlflow  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
+    from mlflow import MlflowClient  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     client = MlflowClient()
     if isinstance(run, str):
@@ -116,7 +114,6 @@ def register_job(run, alias: str, metric: str | None = None):
     current = _alias_version(client, name, alias)
     if current is not None and current.run_id == run.info.run_id:
         return current
-    from profcast.tracking.provenance import DATA_KIND_TAG, DATA_TAG, FINGERPRINT_TAG, TARGETS_TAG
 
     tags = {"profcast.job_run_id": run.info.run_id, "profcast.regressor": run.data.params.get("regressor", "")}
     tags.update(
@@ -159,7 +156,6 @@ def register_sweep(config, parent_run_id: str) -> dict:
     settings = config.registry
     if not settings.enabled:
         return {}
-    from profcast.tracking.store import configure_tracking
 
     experiment_id = configure_tracking(config.tracking_uri, config.mlflow_experiment)
     metric = settings.metric
@@ -178,7 +174,7 @@ def register_sweep(config, parent_run_id: str) -> dict:
 
 
 def _alias_version(client, name: str, alias: str):
-    from mlflow.exceptions import MlflowException
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     try:
         return client.get_model_version_by_alias(name, alias)
@@ -189,7 +185,7 @@ def _alias_version(client, name: str, alias: str):
 @contextmanager
 def store_errors_as_user_errors():
     """An MLflow store or registry error (unknown run, unreachable store) becomes a one-line user error."""
-    from mlflow.exceptions import MlflowException
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     try:
         yield

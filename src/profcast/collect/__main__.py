@@ -16,6 +16,7 @@ from profcast.collect.manifest import DONE, FAILED, OUT_OF_MEMORY, describe_mach
 from profcast.collect.runner import check_device, run_suite
 from profcast.collect.steps import import_torch
 from profcast.collect.suites import load_suites, suite_workloads
+from profcast.collect.workload import available_devices
 from profcast.errors import ProfcastError
 from profcast.stops import install_stop_handlers, restore_handlers
 
@@ -50,7 +51,6 @@ def main(argv=None) -> int:
         raise ProfcastError(f"--threads {args.threads}: expected a positive number of threads")
     workloads = suite_workloads(args.suite, load_suites(args.suites_file))
     torch = import_torch()
-    from profcast.collect.workload import available_devices
 
     device = check_device(args.device, available_devices())
     if args.threads:

@@ -17,6 +17,8 @@ import datetime
 import json
 import os
 import platform
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -106,7 +108,7 @@ class Manifest:
 
 def describe_machine(device: str, threads: int) -> dict:
     """The machine in the manifest: device name, count and memory, driver and runtime versions, torch, CPU model and cores."""
-    import torch
+    import torch  # noqa: PLC0415  torch is optional (the torch extra) and slow to import
 
     machine = {
         "torch": torch.__version__,
@@ -154,8 +156,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     if platform.system() == "Darwin":
-        import subprocess
-
         found = subprocess.run(
             ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, check=False
         )
@@ -174,8 +174,6 @@ def host_memory() -> int | None:
 
 def gpu_driver_version() -> str | None:
     """The NVIDIA driver's version from nvidia-smi, when it is there."""
-    import shutil
-    import subprocess
 
     if shutil.which("nvidia-smi") is None:
         return None

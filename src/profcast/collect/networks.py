@@ -36,7 +36,7 @@ def scaled(channels: int, width: float) -> int:
 
 
 def _torch():
-    import torch
+    import torch  # noqa: PLC0415  torch is optional (the torch extra) and slow to import
 
     return torch
 

@@ -132,8 +132,8 @@ def profile_steps(
 def import_torch():
     """torch with its profiler, or a one-line error saying how to install it."""
     try:
-        import torch
-        import torch.profiler  # noqa: F401
+        import torch  # noqa: PLC0415  torch is optional (the torch extra) and slow to import; missing, it is told in one line
+        import torch.profiler  # noqa: F401, PLC0415  torch is optional (the torch extra) and slow to import; missing, it is told in one line
     except ImportError:
         raise ProfcastError('profiling needs PyTorch, which is not installed; run: pip install -e ".[torch]"') from None
     return torch

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from profcast.collect.networks import IMAGE, NETWORKS, Network, dataset_name
 from profcast.config import CONF_DIR
 from profcast.errors import ProfcastError
@@ -117,7 +119,6 @@ def _grid(name: str, suites: dict[str, dict], seen: tuple) -> list[Workload]:
 
 
 def _read_suites(path: Path) -> dict[str, dict]:
-    import yaml
 
     try:
         content = yaml.safe_load(path.read_text())

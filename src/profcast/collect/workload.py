@@ -6,6 +6,8 @@ propagates as it is, for the suite to record.
 
 from __future__ import annotations
 
+import gc
+
 from profcast.collect.networks import random_batch, training_loss
 from profcast.collect.steps import record_trace
 from profcast.collect.suites import Workload
@@ -21,7 +23,7 @@ class OutOfMemory(Exception):
 
 def available_devices() -> list[str]:
     """The devices torch can train on here, best first: cuda (also ROCm builds), mps, cpu."""
-    import torch
+    import torch  # noqa: PLC0415  torch is optional (the torch extra) and slow to import
 
     found = ["cuda"] if torch.cuda.is_available() else []
     mps = getattr(torch.backends, "mps", None)
@@ -32,7 +34,7 @@ def available_devices() -> list[str]:
 
 def build_optimizer(name: str, parameters):
     """SGD with momentum or Adam, as people train (learning rates do not change a step's time)."""
-    import torch
+    import torch  # noqa: PLC0415  torch is optional (the torch extra) and slow to import
 
     if name == "adam":
         return torch.optim.Adam(parameters, lr=1e-4)
@@ -41,7 +43,7 @@ def build_optimizer(name: str, parameters):
 
 def run_workload(workload: Workload, path, device: str) -> None:
     """Train ``workload`` one unrecorded step, then ``warmup`` and ``steps`` profiled ones; write the trace to ``path``."""
-    import torch
+    import torch  # noqa: PLC0415  torch is optional (the torch extra) and slow to import
 
     try:
         torch.manual_seed(0)
@@ -80,7 +82,7 @@ def run_workload(workload: Workload, path, device: str) -> None:
 
 def resident_bytes(model, optimizer, tensors) -> int:
     """Bytes a training step keeps between steps: parameters, their gradients, the optimizer's state, the batch."""
-    import torch
+    import torch  # noqa: PLC0415  torch is optional (the torch extra) and slow to import
 
     seen, total = set(), 0
 
@@ -104,7 +106,7 @@ def resident_bytes(model, optimizer, tensors) -> int:
 
 
 def synchronize(device: str) -> None:
-    import torch
+    import torch  # noqa: PLC0415  torch is optional (the torch extra) and slow to import
 
     if device == "cuda":
         torch.cuda.synchronize()
@@ -114,9 +116,8 @@ def synchronize(device: str) -> None:
 
 def release_memory(device: str) -> None:
     """Hand cached blocks back, so the next workload starts from an empty device (after an OOM above all)."""
-    import gc
 
-    import torch
+    import torch  # noqa: PLC0415  torch is optional (the torch extra) and slow to import
 
     gc.collect()
     if device == "cuda":

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from profcast.datasets.embedded import FAMILIES, load_embedded_profiles
 from profcast.errors import ProfcastError
+from profcast.ingest.neusight_data import MODES, load_neusight_profiles
+from profcast.ingest.profet import load_profet_profiles
+from profcast.ingest.profile_files import read_profile_tree
 from profcast.ingest.tables import read_profile_table, validate_profiles
 
 
@@ -18,7 +22,6 @@ class EmbeddedData:
     """The generated default dataset (``family`` cnn, rnn or all; ``seed`` for its noise)."""
 
     def __init__(self, family: str = "cnn", seed: int = 0):
-        from profcast.datasets.embedded import FAMILIES
 
         if family not in FAMILIES:
             raise ProfcastError(f"unknown data.family {family!r}; accepted: {', '.join(FAMILIES)}")
@@ -30,7 +33,6 @@ class EmbeddedData:
         return f"embedded generated data (family {self.family}, seed {self.seed})"
 
     def load(self) -> pd.DataFrame:
-        from profcast.datasets.embedded import load_embedded_profiles
 
         return validate_profiles(load_embedded_profiles(family=self.family, seed=self.seed), source="embedded dataset")
 
@@ -55,13 +57,9 @@ class FileData:
 
     def load(self) -> pd.DataFrame:
         if self.path.is_dir() and (self.path / "scripts" / "asplos" / "label").is_dir():
-            from profcast.ingest.neusight_data import load_neusight_profiles
-
             # A NeuSight checkout also holds README, summaries and device figures: read its label files, hash-checked.
             return load_neusight_profiles(path=self.path)
         if self.path.is_dir():
-            from profcast.ingest.profile_files import read_profile_tree
-
             tree = read_profile_tree(self.path, on_bad_file=self.on_bad_file)
             self.skipped = tree.skipped + [(path, f"duplicate run, kept {kept}") for path, kept in tree.duplicates]
             return validate_profiles(tree.profiles, source=str(self.path))
@@ -80,7 +78,6 @@ class ProfetData:
         return f"PROFET real measurements ({'all 15' if self.all_models else '12'} CNNs)"
 
     def load(self) -> pd.DataFrame:
-        from profcast.ingest.profet import load_profet_profiles
 
         return load_profet_profiles(all_models=self.all_models)
 
@@ -93,7 +90,6 @@ class NeusightData:
     """
 
     def __init__(self, path: str | None = None, mode: str = "both"):
-        from profcast.ingest.neusight_data import MODES
 
         if mode not in MODES:
             raise ProfcastError(f"unknown data.mode {mode!r}; accepted: {', '.join(MODES)}")
@@ -104,6 +100,5 @@ class NeusightData:
         return f"NeuSight real measurements ({self.mode}, {self.path or 'cached download'})"
 
     def load(self) -> pd.DataFrame:
-        from profcast.ingest.neusight_data import load_neusight_profiles
 
         return load_neusight_profiles(path=self.path, mode=self.mode)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+from profcast.champions.register import champion_uri, registered_name
 from profcast.errors import ProfcastError
+from profcast.serve.model_folder import load_checked_model
 
 
 def load_job_model(model_uri: str | None, anchor: str | None, alias: str):
     """The job model at ``model_uri``, or the one registered for the anchor under ``alias``; one-line errors.
 
     ``anchor`` None (with a ``model_uri``) takes the model's own anchor."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from profcast.champions.register import champion_uri, registered_name
-    from profcast.serve.model_folder import load_checked_model
+    import mlflow  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     uri = model_uri or champion_uri(anchor, alias)
     try:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from profcast.errors import ProfcastError
+from profcast.ingest.profile_files import profile_kind, read_profile_file
 from profcast.schema import BATCH_LATENCY, PEAK_MEMORY, op_columns
 
 PROFILE_FORMATS = (
@@ -43,7 +44,6 @@ class AnchorProfile:
 
 def read_anchor_profile(path, anchor: str) -> AnchorProfile:
     """Read the user's profile file in whichever accepted format it is (told apart by its content)."""
-    from profcast.ingest.profile_files import profile_kind
 
     path = Path(path)
     if not path.is_file():
@@ -61,7 +61,6 @@ def read_anchor_profile(path, anchor: str) -> AnchorProfile:
 
 def _read_run_file(path: Path, kind: str) -> AnchorProfile:
     """A tf_stats export or a PyTorch trace: op totals, batch_latency, and the batch size its name carries."""
-    from profcast.ingest.profile_files import read_profile_file
 
     row = read_profile_file(path)
     batchsize = row.get("batchsize")

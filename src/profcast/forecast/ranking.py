@@ -14,7 +14,19 @@ import pandas as pd
 
 from profcast.catalogue import load_catalogue
 from profcast.errors import ProfcastError
+from profcast.jobmodel.memory_fit import add_ranking_fit
+from profcast.jobmodel.requests import (
+    TARGET_INSTANCE,
+    TARGET_MEASURED,
+    WHATIF_BATCHSIZE,
+    WHATIF_INPUT_SIZE,
+    checked_anchor_profiles,
+    model_op_columns,
+    unknown_columns,
+)
+from profcast.regressors.whatif import input_size as size_of
 from profcast.schema import BATCH_LATENCY, PEAK_MEMORY, op_columns
+from profcast.vocabulary import to_canonical, unmapped_note
 
 DEFAULT_DATASET_SIZE = 50_000
 # A target nobody measured: forecast from its figures by the per-call model (pipeline/unmeasured_target).
@@ -30,7 +42,6 @@ def in_model_vocabulary(model, profile: pd.DataFrame) -> tuple[pd.DataFrame, lis
         mapping = None
     if mapping is None:
         return profile, []
-    from profcast.vocabulary import to_canonical, unmapped_note
 
     mapped, unmapped = to_canonical(profile, mapping)
     note = unmapped_note(unmapped)
@@ -44,9 +55,7 @@ def predict_targets(
 
     ``sizes`` (request columns such as batchsize, dataset, whatif_batchsize) ask for a what-if.
     """
-    from mlflow.exceptions import MlflowException
-
-    from profcast.jobmodel.requests import WHATIF_BATCHSIZE, checked_anchor_profiles, model_op_columns, unknown_columns
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     schema = model.metadata.get_input_schema()
     op_columns = model_op_columns(schema)
@@ -78,7 +87,6 @@ def recommendation_table(
     catalogue: dict,
 ) -> pd.DataFrame:
     """One row per instance (targets predicted, the anchor measured when known), fastest first."""
-    from profcast.jobmodel.requests import TARGET_INSTANCE, TARGET_MEASURED
 
     if BATCH_LATENCY not in predicted:
         raise ProfcastError("this model does not predict batch_latency (its training data had none); nothing to rank")
@@ -117,7 +125,6 @@ def recommendation_table(
     table["price_per_hour"] = [(catalogue.get(name) or {}).get("price_per_hour", np.nan) for name in table["instance"]]
     table["cost_per_epoch"] = table["epoch_s"] / 3600 * table["price_per_hour"]
     table["speedup"] = measured_latency / table["batch_latency_s"] if measured_latency else np.nan
-    from profcast.jobmodel.memory_fit import add_ranking_fit
 
     return (
         add_ranking_fit(table, predicted)
@@ -131,8 +138,6 @@ def whatif_request(anchor_profile, batchsize: int | None, input_size: int | None
 
     A profile without a batch size takes --batchsize as its own (epoch time only), as before what-ifs.
     """
-    from profcast.jobmodel.requests import WHATIF_BATCHSIZE, WHATIF_INPUT_SIZE
-    from profcast.regressors.whatif import input_size as size_of
 
     sizes, notes = {}, []
     if batchsize and anchor_profile.batchsize and batchsize != anchor_profile.batchsize:

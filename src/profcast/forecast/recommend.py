@@ -11,12 +11,12 @@ from profcast.forecast.model_lookup import load_job_model
 from profcast.forecast.profile_input import read_anchor_profile
 from profcast.forecast.ranking import check_sizes, forecast
 from profcast.forecast.report import check_plot_path, format_table, plot_ranking
+from profcast.serve.model_info import model_lines, training_data_line
+from profcast.tracking.store import use_store
 
 
 def recommend(args) -> str:
     """Everything the CLI does, returning the text it prints (errors raise ProfcastError)."""
-    from profcast.serve.model_info import model_lines, training_data_line
-    from profcast.tracking.store import use_store
 
     check_sizes(args.dataset_size, args.batchsize, getattr(args, "input_size", None))
     if args.plot:

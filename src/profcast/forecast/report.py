@@ -105,10 +105,10 @@ def _money(value: float, digits: int) -> str:
 
 def plot_ranking(table: pd.DataFrame, path, title: str) -> None:
     """Horizontal bars of batch latency per instance, fastest on top, with the 80% interval as error bars; the anchor in grey."""
-    import matplotlib
+    import matplotlib  # noqa: PLC0415  matplotlib loads only when a plot is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415  matplotlib loads only when a plot is drawn
 
     figure, axes = plt.subplots(figsize=(7, 0.45 * len(table) + 1.5))
     colours = ["tab:grey" if source != "predicted" else "tab:blue" for source in table["source"]]

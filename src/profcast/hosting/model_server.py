@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 
 def free_loopback_port() -> int:
     """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
-    import socket
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -42,9 +46,6 @@ class ModelServer:
         self.process = None
 
     def __enter__(self) -> "ModelServer":
-        import subprocess
-        import sys
-        import urllib.request
 
         command = [
             sys.executable,
@@ -91,7 +92,6 @@ class ModelServer:
 
     def stop(self) -> None:
         """Stop the server's process group (the CLI and the uvicorn worker it started) and wait for it."""
-        import signal
 
         if self.process is None:
             return

@@ -24,6 +24,7 @@ folder must be one that account can reach.
 from __future__ import annotations
 
 import argparse
+import grp
 import json
 import logging
 import os
@@ -120,7 +121,6 @@ def unreachable_by_postgres(folder: Path) -> Path | None:
 
 
 def _groups_of(user: str) -> list:
-    import grp
 
     return [entry for entry in grp.getgrall() if user in entry.gr_mem]
 
@@ -198,7 +198,7 @@ def _trusts_local_connections(data: Path) -> bool:
 
 def _require_password(data: Path, pg_port: int, password: str) -> None:
     """Give an older trust-authenticated cluster the password and switch it to scram-sha-256, then reload it."""
-    import psycopg2
+    import psycopg2  # noqa: PLC0415  PostgreSQL's driver (scale extra), only for the tracking server
 
     log.info("PostgreSQL cluster %s trusted local connections; setting a password and requiring it", data)
     connection = psycopg2.connect(host="127.0.0.1", port=pg_port, user="postgres", dbname="postgres")
@@ -227,7 +227,7 @@ def stop_postgres(folder: Path) -> None:
 
 def _create_database(pg_port: int, password: str) -> None:
     try:
-        import psycopg2
+        import psycopg2  # noqa: PLC0415  PostgreSQL's driver (scale extra), only for the tracking server; missing, it is told in one line
     except ImportError as error:
         raise ProfcastError('psycopg2 is missing; install the scale extra: pip install -e ".[scale]"') from error
     connection = psycopg2.connect(host="127.0.0.1", port=pg_port, user="postgres", password=password, dbname="postgres")

@@ -21,7 +21,7 @@ QUANTITY_KEY = "interval_quantity"  # manifest key: what the interval bounds (ba
 
 def save_extras(folder: Path, extras: dict | None, target_files: dict) -> dict:
     """Write each target's extras next to its regressor; return the manifest entries to add."""
-    import skops.io
+    import skops.io  # noqa: PLC0415  skops, only when a model file is read or written
 
     if not extras:
         return {}

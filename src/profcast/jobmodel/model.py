@@ -13,24 +13,31 @@ import logging
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
 
 from profcast.errors import ProfcastError, first_line
 from profcast.jobmodel.answer_format import requested_shape, shaped_answer
+from profcast.jobmodel.forecast_columns import add_forecast_columns, added_columns
+from profcast.jobmodel.memory_fit import ANSWER_COLUMNS, add_fit_columns, json_safe
 from profcast.jobmodel.one_thread import OpenMPLimit
 from profcast.jobmodel.request_limits import Deadline, check_request_rows, served
 from profcast.jobmodel.requests import (
+    DESCRIPTIVE_COLUMNS,
     INPUT_ROW,
     PREDICTED_TOTAL,
+    SIZE_COLUMNS,
     TARGET_INSTANCE,
     TARGET_MEASURED,
     TRAINED_ON,
     checked_anchor_profiles,
+    checked_peak_memory,
     requested_targets,
     unknown_columns,
 )
 from profcast.jobmodel.shared_neighbours import shared_neighbour_groups
 from profcast.jobmodel.trained_range import check_in_range, check_op_total_in_range
-from profcast.schema import BATCH_LATENCY, op_part
+from profcast.schema import BATCH_LATENCY, op_columns, op_part
+from profcast.vocabulary import to_canonical, unmapped_note
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +148,6 @@ class JobModel:
                 request = anchor_profiles.iloc[rows]
             if rows.size:
                 parts.append((rank, rows, self._predict_target(target, request, shared.get(target))))
-        from profcast.jobmodel.forecast_columns import add_forecast_columns
-        from profcast.jobmodel.memory_fit import add_fit_columns
-        from profcast.jobmodel.requests import checked_peak_memory
 
         answer = add_forecast_columns(self._answer(parts), profiles, anchor_profiles, self)
         return add_fit_columns(answer, checked_peak_memory(profiles), answer[INPUT_ROW].to_numpy(), self.memory)
@@ -195,9 +199,6 @@ class JobModel:
 def _in_model_vocabulary(profiles: pd.DataFrame, mapping, anchor: str) -> pd.DataFrame:
     """A request's op columns mapped as in training (profcast.vocabulary); its values checked first, so a
     bad cell is named by the request's own column."""
-    from profcast.jobmodel.requests import DESCRIPTIVE_COLUMNS, SIZE_COLUMNS
-    from profcast.schema import op_columns
-    from profcast.vocabulary import to_canonical, unmapped_note
 
     keep = {*DESCRIPTIVE_COLUMNS, TARGET_INSTANCE, *SIZE_COLUMNS, INPUT_ROW, TRAINED_ON}
     native = [column for column in op_columns(profiles.columns) if column not in keep]
@@ -211,8 +212,6 @@ def _in_model_vocabulary(profiles: pd.DataFrame, mapping, anchor: str) -> pd.Dat
 
 def _finite_answer(predicted: pd.DataFrame) -> pd.DataFrame:
     """Refuse an answer JSON cannot carry: a non-finite op time is a bad request; a latency not predicted is null."""
-    from profcast.jobmodel.forecast_columns import added_columns
-    from profcast.jobmodel.memory_fit import ANSWER_COLUMNS, json_safe
 
     nullable = [BATCH_LATENCY, *added_columns(predicted)]  # may be unknown: null, not an error
     numbers = predicted.drop(
@@ -238,7 +237,6 @@ def use_one_thread(estimator) -> None:
     A served request is a few rows: starting a thread pool per call costs far more than the
     prediction. With one thread a forest also sums its trees in their fixed order on every call.
     """
-    from sklearn.base import BaseEstimator
 
     seen, pending = set(), [estimator]
     while pending:

@@ -12,6 +12,8 @@ scoring server predicts in worker threads) cannot change each other's; BLAS's is
 
 from __future__ import annotations
 
+from threadpoolctl import ThreadpoolController
+
 
 class OpenMPLimit:
     """``with limit():`` runs the block with OpenMP at one thread, the calling thread's setting restored after."""
@@ -21,8 +23,6 @@ class OpenMPLimit:
 
     def __call__(self):
         if self._openmp is None:
-            from threadpoolctl import ThreadpoolController
-
             # Listing the loaded libraries takes milliseconds: once, not per request.
             self._openmp = ThreadpoolController().select(user_api="openmp")
         return self._openmp.limit(limits=1)

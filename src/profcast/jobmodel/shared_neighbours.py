@@ -14,7 +14,11 @@ import logging
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.neighbors import KNeighborsRegressor
 
+from profcast.regressors.profile_regressor import ProfileRegressor
 from profcast.schema import aligned_ops
 
 log = logging.getLogger(__name__)
@@ -25,7 +29,6 @@ class SharedNeighbours:
     """Targets (ProfileRegressor over a kNN, optionally log1p-wrapped) that share their fitted anchor rows."""
 
     def __init__(self, targets: list[str], models: dict):
-        from sklearn.base import clone
 
         self.targets = targets
         self.models = {target: models[target] for target in targets}
@@ -97,10 +100,6 @@ def shared_neighbour_groups(models: dict) -> list[SharedNeighbours]:
 
 def _neighbour_search(model):
     """The fitted KNeighborsRegressor inside a ProfileRegressor (bare or log1p-wrapped), or None."""
-    from sklearn.compose import TransformedTargetRegressor
-    from sklearn.neighbors import KNeighborsRegressor
-
-    from profcast.regressors.profile_regressor import ProfileRegressor
 
     if not isinstance(model, ProfileRegressor) or not hasattr(model, "vector_model_"):
         return None

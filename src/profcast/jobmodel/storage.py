@@ -7,14 +7,17 @@ own estimators may be built from a skops file. Models logged before the package 
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
 from profcast.errors import ProfcastError, first_line
+from profcast.jobmodel.forecast_extras import QUANTITY_KEY, extras_paths, load_extras, save_extras
 from profcast.jobmodel.legacy import current_type_name, legacy_names_resolved
 from profcast.jobmodel.model import JobModel, use_one_thread
 from profcast.jobmodel.trained_range import RANGE_KEY, RANGES
 from profcast.schema import BATCH_LATENCY, union_columns
+from profcast.vocabulary import mapping_from_stored
 
 # The module MLflow loads a job model through (the serving layer's adapter); named here for the
 # tracking layer, which writes it into each logged model's MLmodel.
@@ -63,9 +66,7 @@ def save_job_model(
     ``unmeasured`` ({target: note}: targets forecast from their figures only) goes into the manifest; the
     loaded model marks their answers (``target_measured`` False, the note in ``trained_on``).
     """
-    import skops.io
-
-    from profcast.jobmodel.forecast_extras import save_extras
+    import skops.io  # noqa: PLC0415  skops, only when a model file is read or written
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -100,8 +101,6 @@ def load_job_model_folder(folder) -> JobModel:
     for target, path in paths.items():
         models[target] = load_trusted(path)
         use_one_thread(models[target])
-    from profcast.jobmodel.forecast_extras import QUANTITY_KEY, load_extras
-    from profcast.vocabulary import mapping_from_stored
 
     model = JobModel(
         manifest["anchor"],
@@ -125,7 +124,7 @@ def load_job_model_folder(folder) -> JobModel:
 
 def load_trusted(path: Path):
     """The object in a skops file, after ``_checked_types`` refused any type profcast does not trust."""
-    import skops.io
+    import skops.io  # noqa: PLC0415  skops, only when a model file is read or written
 
     trusted = _checked_types(path)
     try:
@@ -139,7 +138,6 @@ def load_trusted(path: Path):
 
 def check_job_model_folder(folder) -> None:
     """Check a job model's data folder without building anything: manifest whole, every file skops with trusted types."""
-    from profcast.jobmodel.forecast_extras import extras_paths
 
     manifest, paths = _checked_manifest(Path(folder))
     for path in [*paths.values(), *extras_paths(Path(folder), manifest).values()]:
@@ -175,7 +173,7 @@ def _checked_range(value, folder: Path) -> dict | None:
 
 
 def _checked_types(path: Path) -> list[str]:
-    import skops.io
+    import skops.io  # noqa: PLC0415  skops, only when a model file is read or written
 
     try:
         found = skops.io.get_untrusted_types(file=path)
@@ -194,7 +192,6 @@ def _trusted(type_name: str) -> bool:
         return True
     if not type_name.startswith(TRUSTED_PREFIXES):
         return False
-    import importlib
 
     module_name, _, attribute = type_name.rpartition(".")
     try:

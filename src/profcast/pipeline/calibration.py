@@ -22,6 +22,7 @@ import pandas as pd
 
 from profcast.errors import ProfcastError
 from profcast.pipeline.metrics import mape
+from profcast.pipeline.parallel import run_fits
 from profcast.regressors.intervals import ConformalInterval, coverage, log_residuals, mean_width
 from profcast.regressors.whatif import NO_SIZE_PAIRS, SizeWhatIf, input_size, size_move, workload_medians
 from profcast.schema import BATCH_LATENCY, WORKLOAD_KEYS
@@ -234,7 +235,6 @@ def fitted_whatifs(specs: list[tuple], n_jobs: int = 1) -> list:
     """For each (keys, anchor, target, params): ``SizeWhatIf(**params).fit(keys, anchor, target)``,
     None where those rows hold no job at two sizes. Fits made earlier in this process are reused;
     the others run through ``run_fits`` (in up to ``n_jobs`` processes when that pays)."""
-    from profcast.pipeline.parallel import run_fits
 
     keys = [_whatif_key(*spec) for spec in specs]
     missing = [number for number, key in enumerate(keys) if key not in _FITTED_WHATIFS]

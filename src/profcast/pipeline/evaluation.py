@@ -13,6 +13,7 @@ import pandas as pd
 from profcast.errors import ProfcastError
 from profcast.pipeline.metrics import clip_negative, mape, summarise_errors
 from profcast.pipeline.pairing import PairedRuns
+from profcast.pipeline.parallel import run_fits
 from profcast.schema import BATCH_LATENCY, op_part
 
 # select(anchor_train_ops, target_train_ops) -> the op columns of the vector
@@ -79,7 +80,6 @@ def cross_validate(
     any ``n_jobs``. With ``refit`` the fit on every row joins them and comes back as ``.refit``;
     ``progress`` names the progress bar (or log lines) counting the fits.
     """
-    from profcast.pipeline.parallel import run_fits
 
     truth = paired.target_profile
     predicted = pd.DataFrame(np.nan, index=truth.index, columns=truth.columns)

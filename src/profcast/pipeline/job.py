@@ -23,6 +23,7 @@ from profcast.pipeline.calibration import NoSizeWhatIf, target_extras
 from profcast.pipeline.evaluation import cross_validate, score, vector_frames
 from profcast.pipeline.pairing import PairedRuns, resolve_targets
 from profcast.pipeline.parallel import resolve_n_jobs
+from profcast.pipeline.unmeasured_target import neusight_folder_of, relabelled_result, target_rows
 from profcast.schema import op_columns, op_part
 from profcast.vocabulary import unmapped_note
 
@@ -89,8 +90,6 @@ def prepare_job(cfg: DictConfig) -> Job:
     profiles = data.load()
     unmeasured = {}
     if cfg.target_gpu:  # its rows are the per-call model's forecasts, added before any name mapping
-        from profcast.pipeline.unmeasured_target import neusight_folder_of, target_rows
-
         profiles, added = target_rows(
             profiles, cfg.anchor, cfg.target_gpu, neusight_folder_of(data), cfg.per_call.max_iter
         )
@@ -196,7 +195,5 @@ def evaluate_target(paired: PairedRuns, job: Job) -> TargetResult:
         ),
     )
     if unmeasured:
-        from profcast.pipeline.unmeasured_target import relabelled_result
-
         result = relabelled_result(result, unmeasured)
     return result

@@ -14,7 +14,11 @@ import os
 import time
 from typing import Callable, Sequence
 
+from joblib import Parallel, cpu_count, delayed, parallel_config
+from threadpoolctl import threadpool_limits
+
 from profcast.errors import ProfcastError
+from profcast.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +32,6 @@ _POOL_PAYS: set = set()
 
 def available_cores() -> int:
     """Cores this process may use: CPU affinity, cgroup quota and LOKY_MAX_CPU_COUNT, capped by OMP_NUM_THREADS."""
-    from joblib import cpu_count
 
     cores = cpu_count()
     limit = os.environ.get(THREAD_ENV, "")
@@ -68,7 +71,6 @@ def run_fits(fit: Callable, tasks: Sequence[tuple], n_jobs: int, progress: str |
     probe of that kind sent its rest to a pool, later calls send every task there at once (the
     probe would leave the other cores idle for one fit per call). Where a fit runs never changes it.
     """
-    from profcast.progress import track
 
     done = (
         (lambda results, count: track(results, progress, level=1, total=count))
@@ -88,7 +90,6 @@ def run_fits(fit: Callable, tasks: Sequence[tuple], n_jobs: int, progress: str |
         return results + list(done((limited_threads(fit, every_core, task) for task in rest), len(rest)))
     if kind is not None:
         _POOL_PAYS.add(kind)
-    from joblib import Parallel, delayed, parallel_config
 
     processes = min(processes, len(rest))
     threads = threads_per_process(processes)
@@ -103,7 +104,6 @@ def run_fits(fit: Callable, tasks: Sequence[tuple], n_jobs: int, progress: str |
 
 def limited_threads(fit: Callable, threads: int, task: tuple):
     """``fit(*task)`` with OpenMP/BLAS and joblib's thread pools held to ``threads``."""
-    from threadpoolctl import threadpool_limits
 
     previous = os.environ.get("LOKY_MAX_CPU_COUNT")
     os.environ["LOKY_MAX_CPU_COUNT"] = str(threads)  # what n_jobs=-1 resolves to inside the fit

@@ -21,6 +21,7 @@ import logging
 from typing import Callable
 
 import numpy as np
+from scipy.stats import t
 from sklearn.model_selection import GroupKFold
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,6 @@ class ConformalInterval:
             within = np.quantile(within, (np.arange(summary) + 0.5) / summary)
         centre = biases.mean()
         if 2 <= biases.size < FEW_GROUPS and biases.std(ddof=1) > 0:
-            from scipy.stats import t
-
             grid = (np.arange(200) + 0.5) / 200
             spread = biases.std(ddof=1) * np.sqrt(1 + 1 / biases.size)
             new_group_biases = centre + spread * t.ppf(grid, df=biases.size - 1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from profcast.errors import ProfcastError
 from profcast.jobmodel.storage import load_job_model_folder
+from profcast.serve import request_guard
 
 
 class ServedJobModel:
@@ -25,8 +26,8 @@ class ServedJobModel:
 
     def predict(self, model_input, params=None):
         """The job model's answer; a bad request raises MlflowException(INVALID_PARAMETER_VALUE)."""
-        from mlflow.exceptions import MlflowException
-        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+        from mlflow.exceptions import MlflowException  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
         try:
             return self.job_model.predict(model_input, params)
@@ -39,7 +40,6 @@ def _load_pyfunc(data_path: str) -> ServedJobModel:
 
     Inside ``mlflow models serve`` it also installs the request guard (profcast.serve.request_guard).
     """
-    from profcast.serve import request_guard
 
     if request_guard.in_scoring_server():
         request_guard.install()

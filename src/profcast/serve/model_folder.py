@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from profcast.errors import ProfcastError
 from profcast.jobmodel.legacy import LEGACY_LOADER_MODULE
-from profcast.jobmodel.storage import LOADER_MODULE
+from profcast.jobmodel.storage import LOADER_MODULE, check_job_model_folder, load_job_model_folder
+from profcast.serve.loader import ServedJobModel
 
 LOADER_MODULES = (LOADER_MODULE, LEGACY_LOADER_MODULE)
 # MLmodel keys of the python_function flavour that would unpickle or run a model of another kind.
@@ -30,11 +33,8 @@ def checked_model_folder(folder, shown: str | None = None) -> Path:
 def load_checked_model(folder, shown: str | None = None):
     """The job model in ``folder`` as an MLflow ``PyFuncModel`` (signature checks included), built by
     this process's profcast from the checked data folder; the folder's own code is not run."""
-    from mlflow.models import Model
-    from mlflow.pyfunc import PyFuncModel
-
-    from profcast.jobmodel.storage import load_job_model_folder
-    from profcast.serve.loader import ServedJobModel
+    from mlflow.models import Model  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
+    from mlflow.pyfunc import PyFuncModel  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     folder = Path(folder)
     data = _checked_spec(folder, shown or str(folder))
@@ -45,7 +45,6 @@ def load_checked_model(folder, shown: str | None = None):
 
 def _checked_spec(folder: Path, shown: str) -> Path:
     """The model's checked data folder."""
-    import yaml
 
     mlmodel = folder / "MLmodel"
     try:
@@ -74,7 +73,6 @@ def _checked_spec(folder: Path, shown: str) -> Path:
         raise ProfcastError(
             f"{shown}: its MLmodel data folder {flavour.get('data')!r} is missing or outside the model folder"
         )
-    from profcast.jobmodel.storage import check_job_model_folder
 
     check_job_model_folder(data)
     return data

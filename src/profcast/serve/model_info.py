@@ -19,8 +19,8 @@ def resolved_version(uri: str):
     match = ALIAS_URI.match(uri)
     if not match:
         return None
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    from mlflow import MlflowClient  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     try:
         return MlflowClient().get_model_version_by_alias(match["name"], match["alias"])

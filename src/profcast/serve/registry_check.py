@@ -11,15 +11,14 @@ cannot move between the check and the load.
 from __future__ import annotations
 
 from profcast.errors import ProfcastError
+from profcast.serve.model_folder import checked_model_folder
+from profcast.serve.model_info import resolved_version
 
 
 def checked_version_uri(model_uri: str) -> str:
     """``models:/<name>/<version>`` of the checked model behind model_uri (an alias or a version); one-line errors."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from profcast.serve.model_folder import checked_model_folder
-    from profcast.serve.model_info import resolved_version
+    import mlflow  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     version = resolved_version(model_uri)
     if model_uri.startswith("models:/") and "@" in model_uri and version is None:

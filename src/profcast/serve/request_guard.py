@@ -37,14 +37,14 @@ PREDICT_FAILED, ERROR_MARK = "Failed to predict data", "\nError: "
 
 def in_scoring_server() -> bool:
     """Whether this process is the uvicorn worker ``mlflow models serve`` started (it names the model in this variable)."""
-    from mlflow.pyfunc import scoring_server
+    from mlflow.pyfunc import scoring_server  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     return scoring_server._SERVER_MODEL_PATH in os.environ
 
 
 def install() -> None:
     """Wrap ``scoring_server.invocations`` with ``guarded`` (once per process)."""
-    from mlflow.pyfunc import scoring_server
+    from mlflow.pyfunc import scoring_server  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     if not getattr(scoring_server.invocations, GUARDED, False):
         scoring_server.invocations = guarded(scoring_server.invocations)
@@ -55,8 +55,8 @@ def install() -> None:
 
 def guarded(invocations):
     """``invocations`` that refuses an oversized body first and turns any non-MLflow failure into a 400."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import BAD_REQUEST
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
+    from mlflow.protos.databricks_pb2 import BAD_REQUEST  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     @functools.wraps(invocations)
     def guarded_invocations(data, content_type, model, input_schema):

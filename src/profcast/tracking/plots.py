@@ -62,7 +62,7 @@ def close(figure) -> None:
 
 def log_target_figures(truth: pd.DataFrame, predicted: pd.DataFrame, column_mape: pd.Series, title: str) -> None:
     """Log both figures of a target run (pred_vs_true.png, column_errors.png) on the active MLflow run."""
-    import mlflow
+    import mlflow  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     for figure, name in (
         (predicted_vs_true_figure(truth, predicted, title), "pred_vs_true.png"),

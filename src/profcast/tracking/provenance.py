@@ -8,6 +8,8 @@ generated default data. The registry compares only jobs with the same fingerprin
 
 from __future__ import annotations
 
+import warnings
+
 import pandas as pd
 
 GENERATED_WARNING = "trained on generated data: these are not real measurements"
@@ -44,9 +46,8 @@ def comparable_key(tags: dict) -> tuple[str, str, str]:
 
 def dataset_input(profiles: pd.DataFrame, name: str, source: str):
     """The profile table as an MLflow dataset, for ``mlflow.log_input`` (the UI's Dataset column)."""
-    import warnings
 
-    import mlflow
+    import mlflow  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     # MLflow warns that a description as source matches two resolvers (either is right), that
     # integer key columns (batchsize) cannot hold NaN, and about pandas internals: none is the user's.

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from contextlib import contextmanager
 from importlib.metadata import version
+from pathlib import Path
 
 import mlflow
 import pandas as pd
 from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from omegaconf import DictConfig, OmegaConf
 
+import profcast
 from profcast.jobmodel.answer_format import OUTPUT_PARAM, OUTPUT_SHAPES
 from profcast.jobmodel.memory_fit import DEVICE_MEMORY, FITS, MEMORY_MARGIN
 from profcast.jobmodel.requests import (
@@ -26,9 +30,13 @@ from profcast.jobmodel.requests import (
     TARGET_MEASURED,
     TRAINED_ON,
 )
+from profcast.jobmodel.servable import assemble_job_model
+from profcast.jobmodel.storage import JOB_MODEL_NAME, JOB_MODEL_TAG, JOB_MODEL_URI_TAG, LOADER_MODULE
+from profcast.pipeline.unmeasured_target import MEASURED_TAG, UNMEASURED_TAG
 from profcast.schema import BATCH_LATENCY, PEAK_MEMORY
 from profcast.tracking import plots
 from profcast.tracking.metric_keys import metric_keys
+from profcast.tracking.provenance import RUN_KIND_TAG, trained_on
 
 
 def flat_config(cfg: DictConfig, skip: tuple[str, ...] = ()) -> dict[str, str]:
@@ -55,7 +63,6 @@ def job_run(
 ):
     """The job's run (nested under the sweep's parent run when there is one), with its params (``names``:
     each option group's name), tags and dataset input logged; yields its run id."""
-    from profcast.tracking.provenance import RUN_KIND_TAG
 
     with mlflow.start_run(
         experiment_id=experiment_id,
@@ -84,7 +91,6 @@ def job_run(
 @contextmanager
 def target_run(experiment_id: str, run_name: str, tags: dict | None = None, dataset=None):
     """One target's run, nested in the active job run, tagged and with the dataset input; yields its run id."""
-    from profcast.tracking.provenance import RUN_KIND_TAG
 
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=run_name, nested=True, tags={**(tags or {}), RUN_KIND_TAG: "target"}
@@ -102,7 +108,6 @@ DATASET_RETRIES = 3
 
 def log_dataset_input(dataset) -> None:
     """``mlflow.log_input(dataset)`` on the active run, retried when a parallel job registered the same dataset first."""
-    from mlflow.exceptions import MlflowException
 
     for attempt in range(DATASET_RETRIES):
         try:
@@ -141,8 +146,6 @@ def log_target_result(result, cfg: DictConfig) -> None:
     _log_csv(result.predictions, "heldout_predictions.csv")
     unmeasured = getattr(result, "unmeasured", None)
     if unmeasured:  # its held-out "truth" is the per-call model's forecast: no figure may pass it off as measured
-        from profcast.pipeline.unmeasured_target import MEASURED_TAG
-
         mlflow.set_tags({MEASURED_TAG: "false", "mlflow.note.content": unmeasured})
         return
     if cfg.log_plots:
@@ -167,10 +170,6 @@ def model_requirements() -> list[str]:
 def package_code():
     """A folder holding a copy of the profcast package (no configs, no caches), for ``code_paths``: the
     logged model carries the code that loads it, so it serves where profcast is not installed."""
-    import shutil
-    from pathlib import Path
-
-    import profcast
 
     with tempfile.TemporaryDirectory() as staging:
         copy = Path(staging) / "profcast"
@@ -202,9 +201,6 @@ def log_job_model(
     ``metadata`` (what it was trained on: data, data_kind, data_fingerprint, ...) joins the model's
     metadata, and its served output names the data in a ``trained_on`` column.
     """
-    from profcast.jobmodel.servable import assemble_job_model
-    from profcast.jobmodel.storage import JOB_MODEL_NAME, JOB_MODEL_TAG, JOB_MODEL_URI_TAG, LOADER_MODULE
-    from profcast.tracking.provenance import trained_on
 
     metadata = dict(metadata or {})
     data_line = (
@@ -242,8 +238,6 @@ def log_job_model(
         )
     mlflow.set_tags({JOB_MODEL_TAG: JOB_MODEL_NAME, JOB_MODEL_URI_TAG: logged.model_uri})
     if unmeasured:
-        from profcast.pipeline.unmeasured_target import UNMEASURED_TAG
-
         mlflow.set_tag(UNMEASURED_TAG, ",".join(sorted(unmeasured)))
     client = mlflow.MlflowClient()
     for run_id in (target_runs or {}).values():

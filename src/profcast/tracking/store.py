@@ -17,6 +17,7 @@ from pathlib import Path
 
 from profcast.errors import ProfcastError, first_line
 from profcast.tracking.credentials import refused_login_message, use_server_credentials
+from profcast.tracking.store_checks import check_scheme, prepare_sqlite_store, probe_server, sqlite_path, store_lock
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,7 @@ def chosen_store(configured: str | None) -> tuple[str, str]:
 
 def use_store(configured_uri: str | None) -> str:
     """Point MLflow at the store without creating anything; a server that does not answer fails in seconds."""
-    import mlflow
-
-    from profcast.tracking.store_checks import check_scheme, probe_server
+    import mlflow  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     uri = tracking_uri(configured_uri)
     if check_scheme(uri) in ("http", "https"):
@@ -82,9 +81,7 @@ def configure_tracking(configured_uri: str | None, experiment: str) -> str:
     The store is checked first (scheme, server answering, SQLite schema), so a bad one is a
     one-line error within seconds; a new SQLite store and its experiment are created under a lock.
     """
-    import mlflow
-
-    from profcast.tracking.store_checks import check_scheme, prepare_sqlite_store, probe_server, sqlite_path, store_lock
+    import mlflow  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     check_experiment_name(experiment)
     uri, source = chosen_store(configured_uri)
@@ -120,7 +117,6 @@ def configure_tracking(configured_uri: str | None, experiment: str) -> str:
 
 
 def _lock_after_mkdir(database: Path):
-    from profcast.tracking.store_checks import store_lock
 
     try:
         database.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +129,7 @@ def _lock_after_mkdir(database: Path):
 
 
 def _experiment_id(experiment: str, artifact_location: str | None) -> str:
-    import mlflow
+    import mlflow  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:

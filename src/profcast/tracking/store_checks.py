@@ -11,7 +11,10 @@ import fcntl
 import logging
 import os
 import sqlite3
+import urllib.error
+import urllib.request
 from contextlib import closing, contextmanager
+from importlib.metadata import version
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -41,8 +44,6 @@ def check_scheme(uri: str) -> str:
 
 def probe_server(uri: str) -> None:
     """Ask an http(s) tracking server for /health once, with a short timeout; cap MLflow's retries."""
-    import urllib.error
-    import urllib.request
 
     for name, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
@@ -101,8 +102,6 @@ def prepare_sqlite_store(uri: str) -> Path:
         return database
     known, head = mlflow_schema_revisions()
     if revision not in known:
-        from importlib.metadata import version
-
         raise ProfcastError(
             f"tracking store {uri} was written by a newer MLflow (schema {revision}, unknown to mlflow "
             f"{version('mlflow')}); use that MLflow version, or a new store with tracking_uri=sqlite:///PATH/mlflow.db"
@@ -179,8 +178,8 @@ def schema_revision(database: Path, uri: str) -> str | None:
 
 def mlflow_schema_revisions() -> tuple[set[str], str]:
     """Every schema revision this MLflow knows, and the newest."""
-    from alembic.script import ScriptDirectory
-    from mlflow.store.db.utils import _get_alembic_config, _get_latest_schema_revision
+    from alembic.script import ScriptDirectory  # noqa: PLC0415  MLflow's migrations, only when a store's schema is checked
+    from mlflow.store.db.utils import _get_alembic_config, _get_latest_schema_revision  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     script = ScriptDirectory.from_config(_get_alembic_config(db_url=""))
     return {revision.revision for revision in script.walk_revisions()}, _get_latest_schema_revision()
@@ -188,7 +187,7 @@ def mlflow_schema_revisions() -> tuple[set[str], str]:
 
 def _create_store(uri: str) -> None:
     """Create the store's tables now, while the lock keeps every other process out."""
-    from mlflow import MlflowClient
+    from mlflow import MlflowClient  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     log.info("creating a new MLflow store at %s", uri)
     try:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from profcast.tracking import plots
+
 # Columns of the per-target table, in the order a reader compares them.
 SUMMARY_METRICS = ("wape", "cell_ape_median", "mape_median", "total_mape", "batch_latency_mape", "false_nonzero_rate")
 
@@ -26,7 +28,6 @@ def target_table(results: dict[str, dict]) -> pd.DataFrame:
 
 def target_figure(table: pd.DataFrame, title: str):
     """Bars of WAPE and batch latency MAPE per target."""
-    from profcast.tracking import plots
 
     columns = [name for name in ("wape", "batch_latency_mape") if name in table]
     figure, axes = plots.plt.subplots(figsize=(7, 0.35 * len(table) + 1.8))
@@ -38,9 +39,7 @@ def target_figure(table: pd.DataFrame, title: str):
 
 def log_job_summary(results: dict[str, dict], title: str) -> pd.DataFrame:
     """Log targets.csv, targets.md and targets.png on the active run and set its description."""
-    import mlflow
-
-    from profcast.tracking import plots
+    import mlflow  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     table = target_table(results)
     markdown = table.to_markdown(index=False, floatfmt=".1f")

@@ -11,6 +11,12 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from profcast.errors import ProfcastError, print_error
+from profcast.stops import install_stop_handlers, stop_status
+from profcast.tracking.run_endings import end_active_runs
+from profcast.tracking.store import configure_tracking, tracking_uri
+from profcast.tracking.sweep_runs import SWEEP_DIR_TAG, check_launcher_store, end_sweep, job_parent_run
+
 log = logging.getLogger(__name__)
 
 PARENT_RUN_ENV = "PROFCAST_PARENT_RUN_ID"  # the open sweep's parent run, set in the launching process
@@ -28,7 +34,6 @@ def before_parent_run_ends(step) -> None:
 def sweep_parent_run_id(experiment_id: str) -> str | None:
     """The parent run of the sweep this job belongs to (found by its sweep folder in any worker
     process or host), or None outside a sweep."""
-    from profcast.tracking.sweep_runs import job_parent_run
 
     return job_parent_run(experiment_id, os.environ.get(PARENT_RUN_ENV))
 
@@ -38,12 +43,7 @@ class SweepParentRun(Callback):
     ``before_parent_run_ends`` (the champion's registration) and closes it."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from mlflow import MlflowClient
-
-        from profcast.errors import ProfcastError, print_error
-        from profcast.stops import install_stop_handlers
-        from profcast.tracking.store import configure_tracking, tracking_uri
-        from profcast.tracking.sweep_runs import SWEEP_DIR_TAG, check_launcher_store
+        from mlflow import MlflowClient  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
         try:
             check_launcher_store(config, tracking_uri(config.tracking_uri))
@@ -78,10 +78,7 @@ def end_sweep_parent_run(config: DictConfig, status: str) -> None:
     qualifies), then end it with ``status``; runs of jobs whose process died end KILLED."""
     run_id = os.environ.pop(PARENT_RUN_ENV, None)
     if run_id:
-        from mlflow.exceptions import MlflowException
-
-        from profcast.errors import ProfcastError
-        from profcast.tracking.sweep_runs import end_sweep
+        from mlflow.exceptions import MlflowException  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
         for step in _before_parent_run_ends:
             try:
@@ -96,9 +93,6 @@ def end_sweep_parent_run(config: DictConfig, status: str) -> None:
 def _end_if_still_open(config: DictConfig) -> None:
     """At exit: end a parent run the sweep left open, FAILED or KILLED (after a stop signal)."""
     if os.environ.get(PARENT_RUN_ENV):
-        from profcast.stops import stop_status
-        from profcast.tracking.run_endings import end_active_runs
-
         status = stop_status()
         end_active_runs(status)
         try:

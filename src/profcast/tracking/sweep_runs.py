@@ -22,7 +22,7 @@ PARENT_TAG = "mlflow.parentRunId"
 
 def find_parent_run(experiment_id: str, sweep_dir: str) -> str | None:
     """The newest RUNNING parent run tagged with this sweep folder, or None."""
-    from mlflow import MlflowClient
+    from mlflow import MlflowClient  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     runs = MlflowClient().search_runs(
         [experiment_id],
@@ -35,8 +35,8 @@ def find_parent_run(experiment_id: str, sweep_dir: str) -> str | None:
 
 def job_parent_run(experiment_id: str, environment_run_id: str | None) -> str | None:
     """The parent run of the job running now: looked up by its sweep folder under -m, else the environment's."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
+    from hydra.core.hydra_config import HydraConfig  # noqa: PLC0415  Hydra only where a config is composed or an option built
+    from hydra.types import RunMode  # noqa: PLC0415  Hydra only where a config is composed or an option built
 
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         found = find_parent_run(experiment_id, str(HydraConfig.get().sweep.dir))
@@ -47,7 +47,7 @@ def job_parent_run(experiment_id: str, environment_run_id: str | None) -> str | 
 
 def child_runs(parent_run_id: str) -> list:
     """Every run directly under ``parent_run_id``, of any status."""
-    from mlflow import MlflowClient
+    from mlflow import MlflowClient  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     client = MlflowClient()
     experiment_id = client.get_run(parent_run_id).info.experiment_id
@@ -69,7 +69,7 @@ def end_sweep(parent_run_id: str, status: str) -> list[str]:
     A job whose process died (killed worker, lost host) left its run and its target runs
     RUNNING; they are ended KILLED, so no run of an ended sweep stays RUNNING. Returns their ids.
     """
-    from mlflow import MlflowClient
+    from mlflow import MlflowClient  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     client = MlflowClient()
     killed = []

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from profcast.errors import ProfcastError
 from profcast.schema import op_columns
@@ -247,7 +248,6 @@ def mapping_from_stored(stored: dict | None) -> Mapping | None:
 
 
 def _read_table(path: Path) -> dict:
-    import yaml
 
     try:
         table = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -15,6 +15,9 @@ import os
 
 from profcast.champions.register import DEFAULT_ALIAS
 from profcast.cli import run_cli
+from profcast.tracking.store import use_store
+from profcast.web.app import create_app
+from profcast.web.champions import Champions
 
 DEFAULT_HOST = "127.0.0.1"  # this machine only: the page has no login
 DEFAULT_PORT = 8000
@@ -40,9 +43,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_app(model_uri: str | None, alias: str = DEFAULT_ALIAS):
     """The app over the store every command uses, with ``model_uri`` or the champions; one-line errors first."""
-    from profcast.tracking.store import use_store
-    from profcast.web.app import create_app
-    from profcast.web.champions import Champions
 
     use_store(None)  # the store every command uses; prediction never composes the training config
     return create_app(Champions(model_uri, alias))
@@ -50,8 +50,8 @@ def build_app(model_uri: str | None, alias: str = DEFAULT_ALIAS):
 
 def main(argv=None) -> int:
     """Command line entry point: serve the page until Ctrl-C."""
-    import mlflow
-    import uvicorn
+    import mlflow  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
+    import uvicorn  # noqa: PLC0415  the web server, only when the page starts
 
     args = parse_args(argv)
     logging.getLogger("mlflow").setLevel(logging.ERROR)

@@ -55,7 +55,7 @@ def create_app(champions: Champions) -> FastAPI:
 
     @app.get("/api/anchors")
     def anchors() -> dict:
-        import mlflow
+        import mlflow  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
         return {
             "anchors": champions.anchors(),

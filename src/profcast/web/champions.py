@@ -12,6 +12,7 @@ from profcast.champions.register import champion_uri, registered_name
 from profcast.errors import ProfcastError
 from profcast.forecast.model_lookup import load_job_model
 from profcast.serve.model_info import resolved_version
+from profcast.tracking.store_checks import check_scheme, sqlite_path
 
 
 class Champions:
@@ -52,10 +53,8 @@ class Champions:
 
 def registered_anchors(alias: str) -> list[str]:
     """Anchors with a ``profcast-<anchor>@<alias>`` model in the current store, sorted; none in a store not yet made."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    from profcast.tracking.store_checks import check_scheme, sqlite_path
+    import mlflow  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
+    from mlflow import MlflowClient  # noqa: PLC0415  MLflow takes seconds to import: only once a command needs the store
 
     uri = mlflow.get_tracking_uri()
     if check_scheme(uri) == "sqlite" and not sqlite_path(uri).is_file():
