@@ -17,9 +17,19 @@ from __future__ import annotations
 import argparse
 import json
 
+import yaml
+
 from profcast.cli import run_cli
 from profcast.config import CONF_DIR
+from profcast.distributed.layer_profile import read_layer_profile
+from profcast.distributed.model_config import read_model_config
+from profcast.distributed.plan import ParallelPlan, validate_plan
+from profcast.distributed.report import plan_report, ranking_report
+from profcast.distributed.search import count_plans, rank_plans, search_plans
+from profcast.distributed.step import Planner
+from profcast.distributed.system import read_gpu_system
 from profcast.errors import ProfcastError
+from profcast.progress import track
 
 GPU_CATALOGUE = CONF_DIR / "gpus.yaml"
 # AIConfigurator system names -> the conf/gpus.yaml entry of the same GPU (for its price).
@@ -70,13 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """``profcast plan``: forecast one plan, or rank every plan with ``--search``."""
     args = build_parser().parse_args(argv)
-    from profcast.distributed.model_config import read_model_config
 
     shape = read_model_config(args.model)
     profile = None
     if args.layer_profile:
-        from profcast.distributed.layer_profile import read_layer_profile
-
         profile = read_layer_profile(args.layer_profile)
     planners = [_planner(shape, path, args.price_per_gpu_hour, profile) for path in args.gpu]
     counts = _gpu_counts(args.gpus)
@@ -89,7 +96,6 @@ def main(argv=None) -> int:
     ]
     if missing:
         raise ProfcastError(f"a plan needs {', '.join(missing)} (or --search to try every plan)")
-    from profcast.distributed.plan import ParallelPlan, validate_plan
 
     plan = ParallelPlan(
         counts[0],
@@ -107,16 +113,11 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps({"model": shape.name, "gpu": planners[0].system.name} | forecast.as_dict(), indent=1))
     else:
-        from profcast.distributed.report import plan_report
-
         print(plan_report(shape, planners[0].system, forecast))
     return 0
 
 
 def _search(planners, counts, args) -> int:
-    from profcast.distributed.report import ranking_report
-    from profcast.distributed.search import count_plans, rank_plans, search_plans
-    from profcast.progress import track
 
     if args.precision not in ("bf16", "fp16", "fp32"):
         raise ProfcastError(f"--precision {args.precision!r} is not one of bf16, fp16, fp32")
@@ -146,8 +147,6 @@ def _search(planners, counts, args) -> int:
 
 
 def _planner(shape, path, price, layer_profile=None):
-    from profcast.distributed.step import Planner
-    from profcast.distributed.system import read_gpu_system
 
     system = read_gpu_system(path)
     if price is None:
@@ -157,7 +156,6 @@ def _planner(shape, path, price, layer_profile=None):
 
 def _catalogue_price(name: str) -> float | None:
     """USD per GPU-hour of a one-GPU cloud instance of this GPU in conf/gpus.yaml, or None."""
-    import yaml
 
     if not GPU_CATALOGUE.is_file():
         return None
