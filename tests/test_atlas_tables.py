@@ -23,8 +23,8 @@ BMM_HEADER = "OPName,Latency,Device,Kernel Name,Kernels,B,M,N,K\n"
 VEC_HEADER = "OPName,Latency,Device,Kernel Name,B,H\n"
 
 
-def write_neusight(folder: Path, name: str, text: str) -> Path:
-    path = folder / "dataset" / "train" / "collect" / name
+def write_neusight(folder: Path, name: str, text: str, split: str = "train") -> Path:
+    path = folder / "dataset" / split / "collect" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
@@ -120,8 +120,8 @@ def test_kernel_table_refuses_unknown_precision():
 
 def test_load_atlas_reads_by_content_and_keeps_repeated_rows_once(tmp_path):
     text = VEC_HEADER + "add,0.1,NVIDIA L4,k,10,20\n"
-    write_neusight(tmp_path, "elem.csv", text)
-    write_neusight(tmp_path, "vec.csv", text)  # NeuSight's vec.csv repeats elem.csv
+    write_neusight(tmp_path, "elem.csv", text, split="test")
+    write_neusight(tmp_path, "vec.csv", text, split="test")  # NeuSight's vec.csv repeats elem.csv
     (tmp_path / "dims.csv").write_text("B,H\n10,20\n")  # shapes only: not a table of the atlas
     write_gemm_parquet(tmp_path / "systems" / "data" / "l40s" / "gemm" / "v" / "1" / "gemm_perf.parquet")
     atlas = load_atlas([tmp_path])

@@ -95,14 +95,15 @@ def _gemm_rows(raw: pd.DataFrame, gpu: str, where: str) -> pd.DataFrame:
     formats = _precision(raw["gemm_dtype"], GEMM_FORMATS, where, "gemm_dtype")
     # the fastest kernel per shape and format
     raw = raw.assign(gemm_dtype=formats).groupby(["gemm_dtype", "m", "n", "k"], as_index=False)["latency"].min()
-    precision = raw["gemm_dtype"].map(lambda f: GEMM_FORMATS[f][0])
+    formats = raw["gemm_dtype"].astype("category")  # mapped per distinct value, not per row
+    precision = formats.map({f: p for f, (p, _) in GEMM_FORMATS.items()})
     frame = pd.DataFrame(
         {
             "source": "aiconfigurator",
             "gpu": gpu,
             "precision": precision,
             "op_kind": "gemm",
-            "op": raw["gemm_dtype"].map(lambda f: GEMM_FORMATS[f][1]),
+            "op": formats.map({f: op for f, (_, op) in GEMM_FORMATS.items()}),
             "phase": "forward",
             "batch": 1,
             "m": raw["m"],
@@ -128,7 +129,7 @@ def _attention_rows(raw: pd.DataFrame, gpu: str, where: str) -> pd.DataFrame:
         keep &= raw["window_size"] == 0
     shape = ["attn_dtype", "batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim"]
     raw = raw.assign(attn_dtype=attn)[keep.to_numpy()].groupby(shape, as_index=False)["latency"].min()
-    precision = raw["attn_dtype"].map(ATTENTION_PRECISIONS)
+    precision = raw["attn_dtype"].astype("category").map(ATTENTION_PRECISIONS)
     frame = pd.DataFrame(
         {
             "source": "aiconfigurator",

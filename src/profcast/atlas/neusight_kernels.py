@@ -67,7 +67,7 @@ def read_neusight_kernels(path, split: str | None = None) -> pd.DataFrame:
         if empty.any():
             line = int(np.flatnonzero(empty)[0]) + 2  # the header is line 1
             raise ProfcastError(f"{path}: line {line}: column {column} is empty (a truncated file?)")
-    ops = raw["OPName"].str.strip()
+    ops = raw["OPName"].str.strip().astype("category")  # mapped per distinct value below, not per row
     known = ops.isin(list(OPERATORS) + list(BINARY_ELEMENTWISE) + list(UNARY_ELEMENTWISE))
     if not known.all():
         line = int(np.flatnonzero(~known.to_numpy())[0]) + 2
@@ -75,7 +75,7 @@ def read_neusight_kernels(path, split: str | None = None) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "source": "neusight",
-            "gpu": raw["Device"].map(gpu_slug),
+            "gpu": raw["Device"].astype("category").map(gpu_slug),
             "precision": PRECISION,
             "op_kind": ops.map(lambda op: OPERATORS[op][0] if op in OPERATORS else "elementwise"),
             "op": ops.map(lambda op: OPERATORS[op][1] if op in OPERATORS else op),

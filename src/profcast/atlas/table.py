@@ -88,20 +88,16 @@ def kernel_table(frame: pd.DataFrame, where: str) -> pd.DataFrame:
         raise ProfcastError(f"{where}: kernel table lacks column {missing[0]!r}; expected {', '.join(KERNEL_COLUMNS)}")
     table = frame.loc[:, list(KERNEL_COLUMNS)].reset_index(drop=True)
     for column, accepted in VOCABULARIES.items():
-        values = table[column].astype("string")
-        unknown = ~values.isin(accepted)
-        if unknown.any():
-            row = int(np.flatnonzero(unknown.to_numpy())[0])
-            raise ProfcastError(
-                f"{where}: row {row}: {column} {values.iloc[row]!r} is not one of {', '.join(accepted)}"
-            )
-        table[column] = pd.Categorical(values, categories=accepted)
+        table[column] = _vocabulary_column(table[column], accepted, where, column)
     for column in ("gpu", "op"):
-        values = table[column].astype("string")
-        if values.isna().any() or (values == "").any():
-            row = int(np.flatnonzero((values.isna() | (values == "")).to_numpy())[0])
-            raise ProfcastError(f"{where}: row {row}: {column} is empty")
-        table[column] = values.astype("category")
+        values = table[column].astype("category")
+        empty = values.isna() | values.isin([""])
+        if empty.any():
+            raise ProfcastError(f"{where}: row {int(np.flatnonzero(empty.to_numpy())[0])}: {column} is empty")
+        values = values.cat.remove_unused_categories()
+        # categories as plain Python strings, whatever the reader's string type, so tables concatenate
+        names = pd.Index([str(name) for name in values.cat.categories], dtype=object)
+        table[column] = pd.Categorical.from_codes(values.cat.codes, categories=names)
     for column in SHAPE_COLUMNS:
         table[column] = _checked_numbers(table[column], where, column, minimum=1).astype("int64")
     table["kv_heads"] = pd.to_numeric(table["kv_heads"], errors="coerce").astype("float64")
@@ -123,10 +119,24 @@ def concat_kernel_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
     """Several kernel tables as one (categoricals of open vocabularies re-formed over all of them)."""
     if not tables:
         return empty_kernel_table()
-    joined = pd.concat(tables, ignore_index=True)
-    for column in ("gpu", "op"):
-        joined[column] = joined[column].astype("string").astype("category")
-    return joined
+    open_columns = {
+        column: pd.api.types.union_categoricals([t[column] for t in tables], ignore_order=True)
+        for column in ("gpu", "op")
+    }
+    joined = pd.concat([t.drop(columns=list(open_columns)) for t in tables], ignore_index=True)
+    for column, values in open_columns.items():
+        joined[column] = values
+    return joined.loc[:, list(KERNEL_COLUMNS)]
+
+
+def _vocabulary_column(values: pd.Series, accepted: tuple, where: str, column: str) -> pd.Series:
+    """``values`` as a categorical of exactly ``accepted``; the first value outside it is one line."""
+    values = values.astype("category")  # checked per distinct value: fast on a million rows
+    unknown = ~values.isin(accepted)
+    if unknown.any():
+        row = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise ProfcastError(f"{where}: row {row}: {column} {values.iloc[row]!r} is not one of {', '.join(accepted)}")
+    return values.cat.set_categories(accepted)
 
 
 def _checked_numbers(values: pd.Series, where: str, column: str, minimum: float, strict: bool = False) -> pd.Series:
