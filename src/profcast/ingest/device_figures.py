@@ -79,6 +79,8 @@ NEUSIGHT_KEYS = {
     "Freq": ("clock_mhz", 1.0),
 }
 DEVICE_CONFIGS = Path("scripts") / "asplos" / "data" / "device_configs"
+# The same files (byte for byte) beside the kernel tables: what a download of those brings.
+TEST_DEVICE_CONFIGS = Path("scripts") / "asplos" / "data" / "dataset" / "test" / "device_configs"
 FORMAT = (
     "keys " + ", ".join(REQUIRED) + " (docs/new-gpu.md), a NeuSight device config or an AIConfigurator systems/*.yaml"
 )
@@ -235,7 +237,7 @@ def _positive(value, source: str, key: str) -> float:
 def neusight_device_figures(folder) -> dict[str, DeviceFigures]:
     """Every device config of a NeuSight folder, by instance slug (``h100-80gb-hbm3``)."""
     folder = Path(folder)
-    configs = folder / DEVICE_CONFIGS if (folder / DEVICE_CONFIGS).is_dir() else folder
+    configs = next((folder / sub for sub in (DEVICE_CONFIGS, TEST_DEVICE_CONFIGS) if (folder / sub).is_dir()), folder)
     files = sorted(configs.glob("*.json"))
     if not files:
         raise ProfcastError(f"{folder}: no device configs; expected {DEVICE_CONFIGS}/<GPU>.json")
