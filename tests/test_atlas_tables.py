@@ -163,3 +163,11 @@ def test_neusight_conv_as_its_implicit_gemm(tmp_path):
     assert (row["batch"], row["m"], row["n"], row["k"], row["op"]) == (2, 9, 4, 27, "conv2d")
     assert row["flops"] == 2 * 2 * 9 * 4 * 27
     assert row["bytes"] == (2 * 3 * 25 + 4 * 3 * 9 + 2 * 4 * 9) * 4  # input, weight, output in FP32
+
+
+def test_a_kernel_table_given_as_a_profile_says_what_it_is(tmp_path):
+    from profcast.ingest.profile_files import profile_kind
+
+    path = write_neusight(tmp_path, "bmm/p2.1.0/Tesla T4.csv", BMM_HEADER + "bmm,0.5,Tesla T4,sgemm,;sgemm,2,3,5,7\n")
+    with pytest.raises(ProfcastError, match=r"a NeuSight kernel table .* not a profile; read it with `profcast atlas"):
+        profile_kind(path)
