@@ -91,6 +91,7 @@ def read_neusight_kernels(path, split: str | None = None) -> pd.DataFrame:
 
 def _add_shapes_and_work(frame: pd.DataFrame, raw: pd.DataFrame, ops: pd.Series, where: str) -> None:
     def column(name):
+        """One shape column as integers; a missing, non-numeric or non-positive value is one line."""
         values = pd.to_numeric(raw[name], errors="coerce")
         bad = values.isna() | ((values < 0) if name == "Padding" else (values <= 0))  # no padding is a padding
         if bad.any():
