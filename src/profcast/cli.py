@@ -7,6 +7,7 @@ code 2; Ctrl-C exits 130 and a reader that stops early (``| head``) 141, without
     profcast predict --profile P --anchor g3s.xlarge          # = python -m profcast.predict ...
     profcast web                                              # = python -m profcast.web (the forecast page)
     profcast plan --model config.json --gpu FIGURES ...       # = python -m profcast.plan (a distributed run)
+    profcast atlas --data ../shared/data/aiconfigurator       # = python -m profcast.atlas (kernel atlas coverage)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ COMMANDS = {
     "web": "profcast.web.__main__",
     "collect": "profcast.collect.__main__",
     "plan": "profcast.plan",
+    "atlas": "profcast.atlas.__main__",
 }
 
 

@@ -5,7 +5,8 @@ PyTorch trace recorded with shapes as the profile): the
 per-call model (``regressors/per_call``) is fitted on the measured calls of a NeuSight folder
 (``--calls-data``), leaving out any GPU named like the target (so a measured GPU can be tried as if it
 were new), and forecasts the profile's calls on the target from the target's figures. The 80%
-interval is calibrated leave-one-GPU-out on the measured GPUs (docs/new-gpu.md).
+interval is calibrated leave-one-GPU-out on the measured GPUs, by the same method as the served
+unmeasured target's (``pipeline.unmeasured_target.unmeasured_interval_factors``; docs/new-gpu.md).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from profcast.ingest.device_figures import neusight_device_figures, read_device_
 from profcast.ingest.neusight import is_neusight_header
 from profcast.ingest.neusight_calls import read_call_folder, read_neusight_calls
 from profcast.ingest.trace_calls import read_trace_calls
+from profcast.pipeline.unmeasured_target import PER_CALL_FIGURES, unmeasured_interval_factors
 from profcast.regressors.call_costs import add_call_costs
 from profcast.regressors.per_call import (
     PerCallModel,
     figures_outside_range,
-    interval_factors,
     leave_one_gpu_out_log_errors,
     predict_op_vector,
 )
@@ -54,6 +55,7 @@ def read_shaped_profile(path, anchor: str = "anchor") -> pd.DataFrame:
 def forecast_new_gpu(profile, anchor: str, target_gpu, calls_data, anchor_gpu=None) -> str:
     """The forecast for an unmeasured target as printable lines: step time, interval, top ops, fallbacks."""
     target = read_device_figures(target_gpu)
+    target.require(PER_CALL_FIGURES, f"the per-call model (--target-gpu {target_gpu})")
     anchor_calls = read_shaped_profile(profile, anchor)
     if not Path(calls_data).is_dir():
         raise ProfcastError(
@@ -74,7 +76,8 @@ def forecast_new_gpu(profile, anchor: str, target_gpu, calls_data, anchor_gpu=No
     with threadpool_limits(limits=1):  # OpenMP threads of the boosting oversubscribe a small machine
         model = PerCallModel().fit(measured, devices)
         outside = figures_outside_range(target, [devices[gpu] for gpu in model.gpus_])
-        low, high = interval_factors(leave_one_gpu_out_log_errors(measured, steps, devices), outside_decades=outside)
+        errors = leave_one_gpu_out_log_errors(measured, steps, devices)
+        low, high = unmeasured_interval_factors(errors, outside_decades=outside)  # the served target's method too
         step = model.predict_step_us(anchor_calls, devices[anchor], target)
         ops = predict_op_vector(model, anchor_calls, devices[anchor], target)
     run = step.iloc[0]

@@ -29,8 +29,6 @@ from profcast.schema import BATCH_LATENCY, PEAK_MEMORY, op_columns
 from profcast.vocabulary import to_canonical, unmapped_note
 
 DEFAULT_DATASET_SIZE = 50_000
-# A target nobody measured: forecast from its figures by the per-call model (pipeline/unmeasured_target).
-UNMEASURED_SOURCE = "predicted, unmeasured GPU"
 
 
 def in_model_vocabulary(model, profile: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -101,7 +99,8 @@ def recommendation_table(
             "batch_latency_s": latency,
             "low_s": lo,
             "high_s": hi,
-            "source": "predicted" if measured else UNMEASURED_SOURCE,
+            "source": "predicted",
+            "gpu_measured": bool(measured),  # False: a GPU nobody measured, forecast from its figures
         }
         for target, latency, lo, hi, measured in zip(
             predicted[TARGET_INSTANCE], predicted[BATCH_LATENCY], low, high, measured_target
@@ -115,6 +114,7 @@ def recommendation_table(
                 "low_s": np.nan,
                 "high_s": np.nan,
                 "source": "anchor, measured",
+                "gpu_measured": True,
             }
         )
     table = pd.DataFrame(rows).astype({"batch_latency_s": float, "low_s": float, "high_s": float})
@@ -221,10 +221,10 @@ def forecast(
         if batchsize
         else "n/a"
     )
-    if (table["source"] == UNMEASURED_SOURCE).any():
+    if not table["gpu_measured"].all():
         notes.append(
             "unmeasured GPU(s) "
-            + ", ".join(table.loc[table["source"] == UNMEASURED_SOURCE, "instance"])
+            + ", ".join(table.loc[~table["gpu_measured"], "instance"])
             + ": no measurement of them; forecast from their figures by the per-call model; their 80% interval "
             "adds its leave-one-GPU-out errors to the model's own (docs/new-gpu.md)"
         )

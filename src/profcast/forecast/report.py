@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 
 from profcast.errors import ProfcastError
-from profcast.forecast.ranking import UNMEASURED_SOURCE
 
-SOURCE_CELLS = {"anchor, measured": "(anchor, measured)", UNMEASURED_SOURCE: "(unmeasured GPU: from its figures)"}
+# The last cell of a row: the anchor's measurement, or a target nobody measured (column ``gpu_measured``
+# False: forecast from its figures by the per-call model, pipeline/unmeasured_target).
+ANCHOR_CELL = "(anchor, measured)"
+UNMEASURED_CELL = "(unmeasured GPU: from its figures)"
 TABLE_HEADER = [
     "rank",
     "instance",
@@ -45,7 +47,7 @@ def table_cells(table: pd.DataFrame) -> list[list[str]]:
             _money(row.cost_per_epoch, 4),
             "n/a" if np.isnan(row.speedup) else f"{row.speedup:.2f}x",
             getattr(row, "memory", "-"),
-            SOURCE_CELLS.get(row.source, ""),
+            ANCHOR_CELL if row.source != "predicted" else ("" if row.gpu_measured else UNMEASURED_CELL),
         ]
         for rank, row in enumerate(table.itertuples(), start=1)
     ]
