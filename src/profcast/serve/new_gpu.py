@@ -5,7 +5,9 @@ PyTorch trace recorded with shapes as the profile): the
 per-call model (``models/per_call``) is fitted on the measured calls of a NeuSight folder
 (``--calls-data``), leaving out any GPU named like the target (so a measured GPU can be tried as if it
 were new), and forecasts the profile's calls on the target from the target's figures. The 80%
-interval is calibrated leave-one-GPU-out on the measured GPUs (docs/new-gpu.md).
+interval is calibrated leave-one-GPU-out on the measured GPUs (docs/new-gpu.md). The fitted model and
+its calibration errors are cached per calls folder and target (``serve/per_call_cache``): only the first
+forecast fits.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from profcast.models.per_call import (
     leave_one_gpu_out_log_errors,
     predict_op_vector,
 )
+from profcast.serve.per_call_cache import cached_per_call_model
 
 SHAPED_PROFILES = (
     "a NeuSight label CSV (one row per FX node with input_shapes, and its .json beside it) "
@@ -60,23 +63,26 @@ def forecast_new_gpu(profile, anchor: str, target_gpu, calls_data, anchor_gpu=No
             f"--calls-data {calls_data}: no such folder; pass a NeuSight checkout (scripts/asplos/label/, "
             "scripts/asplos/data/device_configs/) for the per-call model to learn from"
         )
-    calls, steps = read_call_folder(calls_data)
     devices = neusight_device_figures(calls_data)
-    if anchor_gpu is not None:
-        devices[anchor] = read_device_figures(anchor_gpu, name=anchor)
-    if anchor not in devices:
+    anchor_figures = read_device_figures(anchor_gpu, name=anchor) if anchor_gpu is not None else devices.get(anchor)
+    if anchor_figures is None:
         raise ProfcastError(
             f"--anchor {anchor}: no figures for it in {calls_data}; pass --anchor-gpu FILE (docs/new-gpu.md)"
         )
-    measured = calls[calls["gpu"] != target.name]
-    steps = steps[steps["gpu"] != target.name]
-    measured = add_call_costs(measured)
-    with threadpool_limits(limits=1):  # OpenMP threads of the boosting oversubscribe a small machine
+
+    def fit():
+        calls, steps = read_call_folder(calls_data)
+        measured = add_call_costs(calls[calls["gpu"] != target.name])
         model = PerCallModel().fit(measured, devices)
+        return model, leave_one_gpu_out_log_errors(measured, steps[steps["gpu"] != target.name], devices)
+
+    with threadpool_limits(limits=1):  # OpenMP threads of the boosting oversubscribe a small machine
+        model, log_errors = cached_per_call_model(calls_data, target.name, fit)
+    with threadpool_limits(limits=1):
         outside = figures_outside_range(target, [devices[gpu] for gpu in model.gpus_])
-        low, high = interval_factors(leave_one_gpu_out_log_errors(measured, steps, devices), outside_decades=outside)
-        step = model.predict_step_us(anchor_calls, devices[anchor], target)
-        ops = predict_op_vector(model, anchor_calls, devices[anchor], target)
+        low, high = interval_factors(log_errors, outside_decades=outside)
+        step = model.predict_step_us(anchor_calls, anchor_figures, target)
+        ops = predict_op_vector(model, anchor_calls, anchor_figures, target)
     run = step.iloc[0]
     anchor_us = float((anchor_calls["time_us"] * anchor_calls["repeat"]).sum())
     lines = [
