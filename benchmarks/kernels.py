@@ -212,13 +212,16 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write every record here")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "kernels.md", help="write the markdown tables here")
     parser.add_argument("--rows-per-group", type=int, default=4000, help="fit rows per GPU, op kind, precision, split")
+    parser.add_argument("--max-iter", type=int, default=150, help="boosting iterations of each fit")
     parser.add_argument("--gpu", action="append", default=None, help="hold out only these GPUs (default: all)")
     args = parser.parse_args(argv)
 
     def run(_argv=None) -> int:
         table, figures = load_atlas(args.data)
         print(f"atlas: {len(table)} rows, {table['gpu'].nunique()} GPUs", flush=True)
-        records = leave_one_gpu_out(table, figures, args.rows_per_group, gpus=args.gpu)
+        records = leave_one_gpu_out(
+            table, figures, args.rows_per_group, gpus=args.gpu, max_iter=args.max_iter, learning_rate=0.15
+        )
         lines = summary_lines(records, published_ood(args.data))
         print("\n".join(lines))
         if args.json:

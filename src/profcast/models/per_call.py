@@ -172,7 +172,12 @@ class PerCallModel(BaseEstimator, RegressorMixin):
             sample_weight=np.concatenate(weights),
         )
         self.gpus_ = sorted(set(calls["gpu"]))
+        self.kinds_ = sorted(set(calls["kind"]))
         return self
+
+    def unseen_kinds(self, calls: pd.DataFrame) -> np.ndarray:
+        """True for each call of known work whose op kind no fitted call had: forecast from its class and shapes."""
+        return calls["known"].to_numpy() & ~calls["kind"].isin(self.kinds_).to_numpy()
 
     def log_efficiency(self, calls: pd.DataFrame, figures) -> np.ndarray:
         """g: the predicted log(time / (roofline + tau)) of each call on a device."""

@@ -54,6 +54,12 @@ def read_shaped_profile(path, anchor: str = "anchor") -> pd.DataFrame:
     return add_call_costs(read_neusight_calls(path))
 
 
+def profile_share(calls: pd.DataFrame, which) -> float:
+    """The percentage of the profile's measured time (``time_us * repeat``) in the calls ``which`` selects."""
+    time = (calls["time_us"] * calls["repeat"]).to_numpy(dtype=float)
+    return float(100 * time[which].sum() / time.sum()) if time.sum() > 0 else 0.0
+
+
 def forecast_new_gpu(profile, anchor: str, target_gpu, calls_data, anchor_gpu=None) -> str:
     """The forecast for an unmeasured target as printable lines: step time, interval, top ops, fallbacks."""
     target = read_device_figures(target_gpu)
@@ -93,7 +99,10 @@ def forecast_new_gpu(profile, anchor: str, target_gpu, calls_data, anchor_gpu=No
         f"step time {run['predicted_us'] / 1000:.1f} ms, 80% interval {run['predicted_us'] * low / 1000:.1f}-"
         f"{run['predicted_us'] * high / 1000:.1f} ms (calibrated leave-one-GPU-out"
         + (f"; widened: its figures lie {outside:.2f} decades outside the measured GPUs')" if outside else ")"),
-        f"calls {len(anchor_calls)}, of unknown work {int(run['unknown_calls'])} (scaled by the known calls' ratio)",
+        f"calls {len(anchor_calls)}: {profile_share(anchor_calls, model.unseen_kinds(anchor_calls)):.1f}% of the "
+        "profile's time in ops the measured data never had (forecast from their op class, category and shapes), "
+        f"{profile_share(anchor_calls, ~anchor_calls['known'].to_numpy()):.1f}% in {int(run['unknown_calls'])} calls "
+        "of unknown work (scaled by the known calls' ratio)",
         "largest ops (ms per step): "
         + ", ".join(f"{name} {value / 1000:.2f}" for name, value in ops.head(TOP_OPS).items()),
     ]

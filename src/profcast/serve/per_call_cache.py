@@ -23,12 +23,12 @@ import numpy as np
 import pandas as pd
 
 from profcast.config import CACHE_ROOT
-from profcast.ingest.downloads import CACHE_ENV_VAR
 from profcast.errors import ProfcastError
+from profcast.ingest.downloads import CACHE_ENV_VAR
 from profcast.jobmodel.storage import load_trusted
 from profcast.models.per_call import PerCallModel
 
-CACHE_VERSION = 1  # bump when PerCallModel's features or fit change
+CACHE_VERSION = 2  # bump when PerCallModel's features or fit change
 MODEL_FILE = "per_call_model.skops"
 ERRORS_FILE = "logo_log_errors.json"
 FINGERPRINTED = ("*.csv", "*.json")
