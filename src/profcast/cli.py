@@ -6,6 +6,7 @@ code 2; Ctrl-C exits 130 and a reader that stops early (``| head``) 141, without
     profcast train -m regressor=rf,knn anchor=g3s.xlarge     # = python -m profcast.train ...
     profcast predict --profile P --anchor g3s.xlarge          # = python -m profcast.predict ...
     profcast web                                              # = python -m profcast.web (the forecast page)
+    profcast atlas --data ../shared/data/aiconfigurator       # = python -m profcast.atlas (kernel atlas coverage)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ COMMANDS = {
     "convert": "profcast.convert",
     "web": "profcast.web.__main__",
     "collect": "profcast.collect.__main__",
+    "atlas": "profcast.atlas.__main__",
 }
 
 

@@ -61,6 +61,11 @@ class NeusightDataConfig(OptionConfig):
     mode: str = MISSING
 
 
+@dataclass
+class AtlasSourceConfig(OptionConfig):
+    path: Optional[str] = MISSING
+
+
 # ---- features, split, pairing -------------------------------------------------------------------
 @dataclass
 class TopColumnsConfig(OptionConfig):
@@ -152,6 +157,7 @@ OPTION_SCHEMAS = (
     ("data", "base_file", FileDataConfig),
     ("data", "base_profet", ProfetDataConfig),
     ("data", "base_neusight", NeusightDataConfig),
+    ("data", "base_atlas_source", AtlasSourceConfig),
     ("vocabulary", "base_vocabulary", VocabularyConfig),
     ("features", "base_features", OptionConfig),
     ("features", "base_top", TopColumnsConfig),

@@ -107,3 +107,53 @@ class NeusightData:
         from profcast.ingest.neusight_data import load_neusight_profiles
 
         return load_neusight_profiles(path=self.path, mode=self.mode)
+
+
+class AtlasSourceData:
+    """Public kernel timings for the kernel atlas, pinned and hash-checked (docs/atlas.md); a table of kernel calls.
+
+    ``path``: a folder holding the files (e.g. ``../shared/data/aiconfigurator``), read as it is; without
+    it they are downloaded once into the cache. ``load_kernels()`` gives the atlas; the job pipeline's
+    ``load()`` refuses, since kernel timings are not job profiles.
+    """
+
+    pinned_name = ""  # profcast.ingest.pinned_files: NEUSIGHT_KERNELS or AICONFIGURATOR
+
+    def __init__(self, path: str | None = None):
+        self.path = None if path in (None, "", "???") else Path(str(path)).expanduser()
+
+    def pinned(self):
+        from profcast.ingest import pinned_files
+
+        return getattr(pinned_files, self.pinned_name)
+
+    def describe(self) -> str:
+        return f"{self.pinned().name} kernel timings ({self.path or 'cached download'})"
+
+    def folder(self) -> Path:
+        """The verified folder of the files (downloaded into the cache first when no ``path`` is given)."""
+        return self.pinned().folder(self.path)
+
+    def load_kernels(self):
+        """The atlas (kernel and collectives tables) of these files, every file checked against the manifest first."""
+        from profcast.atlas.files import load_atlas
+
+        return load_atlas([self.folder()])
+
+    def load(self) -> pd.DataFrame:
+        raise ProfcastError(
+            f"data={self.option} holds kernel timings for the per-call model and `profcast atlas`, not job "
+            "profiles to train on; use data=neusight (or profet, file, embedded) for training"
+        )
+
+
+class NeusightKernelData(AtlasSourceData):
+    """NeuSight's per-kernel timings (``scripts/asplos/data/dataset{,_amd}/``), FP32, 9 NVIDIA and 2 AMD GPUs."""
+
+    pinned_name, option = "NEUSIGHT_KERNELS", "neusight_kernels"
+
+
+class AiconfiguratorData(AtlasSourceData):
+    """AIConfigurator's GEMM, attention and NCCL tables (bf16, fp8, fp4) and the figures of 14 GPUs."""
+
+    pinned_name, option = "AICONFIGURATOR", "aiconfigurator"

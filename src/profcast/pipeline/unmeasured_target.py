@@ -10,7 +10,13 @@ serves the target with the same request as every other one.
 
 What is *not* an accuracy: the regressor's cross-validation against these rows (it says how well the
 regressor copies the per-call model). The target's error is the per-call model's leave-one-GPU-out
-error on the measured GPUs, and its 80% interval combines the two (``widened_interval``).
+error on the measured GPUs, and its 80% interval combines the two (``widened_interval``). That
+interval is the one ``src.predict --target-gpu`` gives too (``unmeasured_interval_factors``: every GPU
+weighs the same, widened when the target's figures lie outside the fitted GPUs'), plus the regressor's
+own residual.
+
+``data=neusight`` without ``data.path`` (the cached download) works too: the device configs the
+per-call model needs come from NeuSight's kernel-table download into the same cache.
 """
 
 from __future__ import annotations
@@ -27,8 +33,15 @@ from profcast.errors import ProfcastError
 from profcast.ingest.device_figures import neusight_device_figures, read_device_figures
 from profcast.ingest.neusight_calls import read_call_folder
 from profcast.models.call_costs import add_call_costs
-from profcast.models.intervals import LOWER, UPPER, ConformalInterval
-from profcast.models.per_call import RUN_KEYS, PerCallModel, leave_one_gpu_out_log_errors, predict_op_vector
+from profcast.models.intervals import ConformalInterval
+from profcast.models.per_call import (
+    RUN_KEYS,
+    PerCallModel,
+    figures_outside_range,
+    interval_factors,
+    leave_one_gpu_out_log_errors,
+    predict_op_vector,
+)
 from profcast.schema import BATCH_LATENCY, op_columns
 
 log = logging.getLogger(__name__)
@@ -37,6 +50,8 @@ MEASURED_TAG = "profcast.target_measured"  # "false" on a target run forecast fr
 UNMEASURED_TAG = "profcast.unmeasured_targets"  # on the job run: the targets forecast from figures only
 LOGO_METRIC = "batch_latency_mape"  # the unmeasured target's error: the per-call model's leave-one-GPU-out MAPE
 COPY_PREFIX = "vs_per_call_"  # the regressor's cross-validation against the synthetic rows (not an accuracy)
+# What the per-call model reads of a target's figures beside its peaks (its features and range check).
+PER_CALL_FIGURES = ("fp32_tflops", "l2_mb", "sm_count", "clock_mhz")
 
 
 @dataclass
@@ -46,8 +61,9 @@ class UnmeasuredTarget:
     name: str
     figures_file: str
     measured_gpus: list[str]
-    logo_log_errors: np.ndarray = field(repr=False)  # log(measured / forecast) step time, leave-one-GPU-out
+    logo_log_errors: pd.Series = field(repr=False)  # log(measured / forecast) step time, leave-one-GPU-out, by gpu
     left_out: bool = False  # a GPU of that name was in the data and was left out
+    outside_decades: float = 0.0  # how far its figures lie outside the fitted GPUs' (models.per_call)
 
     @property
     def logo_mape(self) -> float:
@@ -63,8 +79,16 @@ class UnmeasuredTarget:
 
 
 def neusight_folder_of(data) -> Path:
-    """The NeuSight folder a data source read (its ``path``), holding label files and device configs."""
+    """The NeuSight folder a data source read (its ``path``, or the cache of its download), with label files and device configs."""
+    from profcast.datasets.sources import NeusightData
+
     path = getattr(data, "path", None)
+    if path is None and isinstance(data, NeusightData):
+        from profcast.ingest.pinned_files import NEUSIGHT_KERNELS
+
+        # data.load() put the label files in the cache; the device configs come from the kernel tables'
+        # download, into the same cache folder (one repository layout): the 9 NVIDIA GPUs of its test set
+        path = NEUSIGHT_KERNELS.folder(wanted=lambda entry: "/dataset/test/device_configs/" in entry.path)
     if path is None or not (Path(path) / "scripts" / "asplos" / "label").is_dir():
         raise ProfcastError(
             "target_gpu needs the per-call records of a NeuSight folder: use data=neusight "
@@ -84,6 +108,7 @@ def target_rows(
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter <= 0:
         raise ProfcastError(f"per_call.max_iter {max_iter!r} is not a positive integer (boosting rounds)")
     figures = read_device_figures(figures_file)
+    figures.require(PER_CALL_FIGURES, f"the per-call model (target_gpu {figures_file})")
     name = figures.name
     if name == anchor:
         raise ProfcastError(f"target_gpu {figures_file}: names the anchor {anchor!r} itself; pick another GPU")
@@ -107,9 +132,10 @@ def target_rows(
         model = PerCallModel(max_iter=max_iter).fit(calls, devices)
         errors = leave_one_gpu_out_log_errors(calls, steps, devices, max_iter=max_iter)
         rows = _forecast_rows(model, anchor_runs, anchor_calls, devices[anchor], figures)
+    outside = figures_outside_range(figures, [devices[gpu] for gpu in model.gpus_])
     if rows.empty:
         raise ProfcastError(f"anchor={anchor}: none of its runs in the data has per-call records in {folder}")
-    target = UnmeasuredTarget(name, str(figures_file), list(model.gpus_), errors.to_numpy(), left_out)
+    target = UnmeasuredTarget(name, str(figures_file), list(model.gpus_), errors, left_out, outside)
     merged = pd.concat([profiles, rows], ignore_index=True)
     ops = op_columns(merged.columns)
     merged[ops] = merged[ops].fillna(0.0)  # an op kind a run lacks (forecast or measured) ran 0 us there
@@ -138,21 +164,33 @@ def _forecast_rows(model, anchor_runs, anchor_calls, anchor_figures, target_figu
     return pd.DataFrame(rows)
 
 
-def widened_interval(logo_log_errors, regressor_log_residuals) -> ConformalInterval | None:
-    """The 80% interval of a forecast through the regressor and the per-call model.
+def unmeasured_interval_factors(logo_log_errors, outside_decades: float = 0.0, own_log_residuals=(0.0,)):
+    """(lower, upper) factors of the 80% interval of a GPU nobody measured: the one method of both paths.
 
-    Its log error is the per-call model's (leave-one-GPU-out, on GPUs it never saw) plus the
-    regressor's own (cross-validated against the per-call rows); taken as independent, the quantiles
-    are those of every sum of one of each. None when there is no regressor residual.
+    Its log error is the per-call model's (``logo_log_errors``: leave-one-GPU-out, indexed by ``gpu``)
+    plus, for the served target, the regressor's own (``own_log_residuals``; ``src.predict
+    --target-gpu`` has none: 0). Taken as independent, the interval is that of every sum of one of
+    each, every GPU weighing the same, widened by ``outside_decades`` (``models.per_call.interval_factors``).
+    None when there is no finite residual.
     """
-    logo = np.asarray(logo_log_errors, dtype=float)
-    own = np.asarray(regressor_log_residuals, dtype=float)
+    own = np.asarray(own_log_residuals, dtype=float)
     own = own[np.isfinite(own)]
+    logo = np.asarray(logo_log_errors, dtype=float)
     if own.size == 0 or logo.size == 0:
         return None
     sums = (logo[:, None] + own[None, :]).ravel()
+    if isinstance(logo_log_errors, pd.Series) and logo_log_errors.index.name == "gpu":
+        sums = pd.Series(sums, index=pd.Index(np.repeat(logo_log_errors.index.to_numpy(), own.size), name="gpu"))
+    return interval_factors(sums, outside_decades=outside_decades)
+
+
+def widened_interval(logo_log_errors, regressor_log_residuals, outside_decades: float = 0.0):
+    """The served target's 80% interval (``unmeasured_interval_factors`` with the regressor's residuals); None without any."""
+    factors = unmeasured_interval_factors(logo_log_errors, outside_decades, regressor_log_residuals)
+    if factors is None:
+        return None
     interval = ConformalInterval()
-    interval.quantiles_ = (float(np.quantile(sums, LOWER)), float(np.quantile(sums, UPPER)))
+    interval.quantiles_ = (float(np.log(factors[0])), float(np.log(factors[1])))
     interval.strata_ = {}
     return interval
 
@@ -183,7 +221,7 @@ def relabelled_result(result, target: UnmeasuredTarget):
         result.extras = {
             **result.extras,
             "quantity": BATCH_LATENCY,
-            "interval": widened_interval(target.logo_log_errors, residuals),
+            "interval": widened_interval(target.logo_log_errors, residuals, target.outside_decades),
             "whatif": None,
             "whatif_interval": None,
             "moves": {"batchsize": False, "input_size": False},

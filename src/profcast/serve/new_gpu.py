@@ -5,9 +5,10 @@ PyTorch trace recorded with shapes as the profile): the
 per-call model (``models/per_call``) is fitted on the measured calls of a NeuSight folder
 (``--calls-data``), leaving out any GPU named like the target (so a measured GPU can be tried as if it
 were new), and forecasts the profile's calls on the target from the target's figures. The 80%
-interval is calibrated leave-one-GPU-out on the measured GPUs (docs/new-gpu.md). The fitted model and
-its calibration errors are cached per calls folder and target (``serve/per_call_cache``): only the first
-forecast fits.
+interval is calibrated leave-one-GPU-out on the measured GPUs, by the same method as the served
+unmeasured target's (``pipeline.unmeasured_target.unmeasured_interval_factors``; docs/new-gpu.md).
+The fitted model and its calibration errors are cached per calls folder and target
+(``serve/per_call_cache``): only the first forecast fits.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from profcast.models.call_costs import add_call_costs
 from profcast.models.per_call import (
     PerCallModel,
     figures_outside_range,
-    interval_factors,
     leave_one_gpu_out_log_errors,
     predict_op_vector,
 )
+from profcast.pipeline.unmeasured_target import PER_CALL_FIGURES, unmeasured_interval_factors
 from profcast.serve.per_call_cache import cached_per_call_model
 
 SHAPED_PROFILES = (
@@ -63,6 +64,7 @@ def profile_share(calls: pd.DataFrame, which) -> float:
 def forecast_new_gpu(profile, anchor: str, target_gpu, calls_data, anchor_gpu=None) -> str:
     """The forecast for an unmeasured target as printable lines: step time, interval, top ops, fallbacks."""
     target = read_device_figures(target_gpu)
+    target.require(PER_CALL_FIGURES, f"the per-call model (--target-gpu {target_gpu})")
     anchor_calls = read_shaped_profile(profile, anchor)
     if not Path(calls_data).is_dir():
         raise ProfcastError(
@@ -86,7 +88,7 @@ def forecast_new_gpu(profile, anchor: str, target_gpu, calls_data, anchor_gpu=No
         model, log_errors = cached_per_call_model(calls_data, target.name, fit)
     with threadpool_limits(limits=1):
         outside = figures_outside_range(target, [devices[gpu] for gpu in model.gpus_])
-        low, high = interval_factors(log_errors, outside_decades=outside)
+        low, high = unmeasured_interval_factors(log_errors, outside_decades=outside)  # the served target's too
         step = model.predict_step_us(anchor_calls, anchor_figures, target)
         ops = predict_op_vector(model, anchor_calls, anchor_figures, target)
     run = step.iloc[0]

@@ -119,7 +119,8 @@ def recommendation_table(
             "batch_latency_s": latency,
             "low_s": lo,
             "high_s": hi,
-            "source": "predicted" if measured else UNMEASURED_SOURCE,
+            "source": "predicted",
+            "gpu_measured": bool(measured),  # False: a GPU nobody measured, forecast from its figures
         }
         for target, latency, lo, hi, measured in zip(
             predicted[TARGET_INSTANCE], predicted[BATCH_LATENCY], low, high, measured_target
@@ -133,6 +134,7 @@ def recommendation_table(
                 "low_s": np.nan,
                 "high_s": np.nan,
                 "source": "anchor, measured",
+                "gpu_measured": True,
             }
         )
     table = pd.DataFrame(rows).astype({"batch_latency_s": float, "low_s": float, "high_s": float})
@@ -152,9 +154,10 @@ def recommendation_table(
     )
 
 
-# A target nobody measured: forecast from its figures by the per-call model (pipeline/unmeasured_target).
-UNMEASURED_SOURCE = "predicted, unmeasured GPU"
-SOURCE_CELLS = {"anchor, measured": "(anchor, measured)", UNMEASURED_SOURCE: "(unmeasured GPU: from its figures)"}
+# The last cell of a row: the anchor's measurement, or a target nobody measured (column ``gpu_measured``
+# False: forecast from its figures by the per-call model, pipeline/unmeasured_target).
+ANCHOR_CELL = "(anchor, measured)"
+UNMEASURED_CELL = "(unmeasured GPU: from its figures)"
 TABLE_HEADER = [
     "rank",
     "instance",
@@ -189,7 +192,7 @@ def table_cells(table: pd.DataFrame) -> list[list[str]]:
             _money(row.cost_per_epoch, 4),
             "n/a" if np.isnan(row.speedup) else f"{row.speedup:.2f}x",
             getattr(row, "memory", "-"),
-            SOURCE_CELLS.get(row.source, ""),
+            ANCHOR_CELL if row.source != "predicted" else ("" if row.gpu_measured else UNMEASURED_CELL),
         ]
         for rank, row in enumerate(table.itertuples(), start=1)
     ]
@@ -389,10 +392,10 @@ def forecast(
         if batchsize
         else "n/a"
     )
-    if (table["source"] == UNMEASURED_SOURCE).any():
+    if not table["gpu_measured"].all():
         notes.append(
             "unmeasured GPU(s) "
-            + ", ".join(table.loc[table["source"] == UNMEASURED_SOURCE, "instance"])
+            + ", ".join(table.loc[~table["gpu_measured"], "instance"])
             + ": no measurement of them; forecast from their figures by the per-call model; their 80% interval "
             "adds its leave-one-GPU-out errors to the model's own (docs/new-gpu.md)"
         )
