@@ -209,6 +209,9 @@ def main(argv=None) -> int:
     """Run the leave-one-GPU-out kernel benchmark and print (and optionally write) its tables."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.kernels", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", action="append", type=Path, required=True, help="a NeuSight or AIConfigurator folder")
+    parser.add_argument(
+        "--records", action="append", type=Path, default=None, help="render these --json files' records (no fit)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write every record here")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "kernels.md", help="write the markdown tables here")
     parser.add_argument("--rows-per-group", type=int, default=4000, help="fit rows per GPU, op kind, precision, split")
@@ -217,16 +220,19 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     def run(_argv=None) -> int:
-        table, figures = load_atlas(args.data)
-        print(f"atlas: {len(table)} rows, {table['gpu'].nunique()} GPUs", flush=True)
-        records = leave_one_gpu_out(
-            table, figures, args.rows_per_group, gpus=args.gpu, max_iter=args.max_iter, learning_rate=0.15
-        )
+        if args.records:  # partial runs (one --gpu list each, in parallel) joined into one table
+            records = pd.DataFrame([r for path in args.records for r in json.loads(path.read_text())])
+        else:
+            table, figures = load_atlas(args.data)
+            print(f"atlas: {len(table)} rows, {table['gpu'].nunique()} GPUs", flush=True)
+            records = leave_one_gpu_out(
+                table, figures, args.rows_per_group, gpus=args.gpu, max_iter=args.max_iter, learning_rate=0.15
+            )
         lines = summary_lines(records, published_ood(args.data))
         print("\n".join(lines))
         if args.json:
             args.json.write_text(json.dumps(records.to_dict("records"), indent=1))
-        if not args.gpu:  # a partial run does not overwrite the committed tables
+        if not args.gpu and args.out:  # a partial run does not overwrite the committed tables
             args.out.write_text("\n".join(lines) + "\n")
         return 0
 

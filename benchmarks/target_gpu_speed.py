@@ -6,8 +6,9 @@ Each call is a fresh ``python -m src.predict`` process (interpreter and imports 
 waits), with ``PROFCAST_CACHE_DIR`` pointed at a temporary folder so the first call starts cold.
 Profiles: NeuSight's BERT-Large training label file measured on A100 80GB (81 nodes, 162 calls), and
 the same file with its nodes repeated to 10,000 rows (a large trace's worth of calls).
-Targets ``--target-gpu examples/gpus/h200-141gb.yaml``. Wall seconds, one run each (the machine's
-load is printed beside: two cores shared by other jobs make these numbers noisy).
+Targets ``--target-gpu examples/gpus/h200-141gb.yaml``. Wall and CPU seconds (user + system of the
+child), one run each, beside ``src.predict --help`` (the interpreter and imports alone); the machine's
+load is printed too: on two cores shared by other jobs the wall time is mostly waiting for a core.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -49,16 +51,21 @@ def repeated_label(source: Path, folder: Path, rows: int) -> Path:
     return path
 
 
-def timed_predict(profile: Path, data: Path, cache: Path) -> float:
-    """Wall seconds of one ``python -m src.predict --target-gpu`` process; its error if it fails."""
+def timed_predict(profile: Path, data: Path, cache: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of one ``python -m src.predict --target-gpu`` process; its error if it fails."""
     command = [sys.executable, "-m", "src.predict", "--profile", str(profile), "--anchor", "a100-80gb-pcie"]
     command += ["--target-gpu", str(TARGET), "--calls-data", str(data)]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=os.environ | {"PROFCAST_CACHE_DIR": str(cache)})
-    seconds = time.perf_counter() - start
+    return timed_command(command, {"PROFCAST_CACHE_DIR": str(cache)})
+
+
+def timed_command(command: list, env: dict | None = None) -> tuple[float, float]:
+    """(wall, CPU of the child) seconds of one command; its error if it fails."""
+    before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=os.environ | (env or {}))
+    seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode:
         raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()}")
-    return seconds
+    return seconds, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 def main(argv=None) -> int:
@@ -79,8 +86,13 @@ def main(argv=None) -> int:
                 ("cached, 81-node label file", small, timed_predict(small, args.data, cache)),
                 (f"cached, {LARGE_CALLS:,}-node label file", big, timed_predict(big, args.data, cache)),
             ]
+            floor = timed_command([sys.executable, "-m", "src.predict", "--help"])
         load = os.getloadavg()[0]
-        lines = ["| call | wall s |", "|---|---|"] + [f"| {name} | {seconds:.1f} |" for name, _, seconds in rows]
+        lines = ["| call | wall s | CPU s |", "|---|---|---|"]
+        lines += [f"| {name} | {wall:.1f} | {cpu:.1f} |" for name, _, (wall, cpu) in rows]
+        lines.append(
+            f"| `python -m src.predict --help` (interpreter and imports only) | {floor[0]:.1f} | {floor[1]:.1f} |"
+        )
         lines.append(f"\nload average during the run: {load:.1f} on {os.cpu_count()} cores")
         print("\n".join(lines))
         args.out.write_text("\n".join(lines) + "\n")

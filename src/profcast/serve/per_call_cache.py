@@ -5,7 +5,7 @@ and the leave-one-GPU-out errors that calibrate its interval: nine fits, 20-60 s
 Both depend only on the calls folder's files, the GPU left out and the model's parameters, so they
 are saved under ``<cache>/per-call/<fingerprint>/`` (the model as a skops file loaded with profcast's
 trusted types, the errors as JSON) and read back at the next call. The fingerprint hashes each label
-file's and device config's path, size and modification time (reading 5,000 files' contents would
+file's and device config's path, size and modification time (the folder's ``READ_FOLDERS``) (reading 5,000 files' contents would
 cost more than the fit it saves), the GPU left out, the parameters and ``CACHE_VERSION``; a folder
 appears whole or not at all (written beside, then renamed).
 """
@@ -32,14 +32,17 @@ CACHE_VERSION = 2  # bump when PerCallModel's features or fit change
 MODEL_FILE = "per_call_model.skops"
 ERRORS_FILE = "logo_log_errors.json"
 FINGERPRINTED = ("*.csv", "*.json")
+# what read_call_folder and neusight_device_figures read of a NeuSight checkout (not its kernel tables)
+READ_FOLDERS = ("scripts/asplos/label", "scripts/asplos/data/device_configs")
 
 
 def calls_fingerprint(folder, left_out: str, params: dict) -> str:
     """A hex digest of the calls folder's files (path, size, mtime), the GPU left out and the parameters."""
     digest = hashlib.sha256(f"v{CACHE_VERSION}|{left_out}|{json.dumps(params, sort_keys=True)}".encode())
     folder = Path(folder)
+    read = [folder / part for part in READ_FOLDERS if (folder / part).is_dir()] or [folder]
     for pattern in FINGERPRINTED:
-        for path in sorted(folder.rglob(pattern)):
+        for path in sorted(p for root in read for p in root.rglob(pattern)):
             stat = path.stat()
             digest.update(f"{path.relative_to(folder)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:24]
