@@ -24,6 +24,7 @@ import pandas as pd
 
 from profcast.config import CACHE_ROOT
 from profcast.errors import ProfcastError
+from profcast.ingest.device_figures import DEVICE_CONFIGS, TEST_DEVICE_CONFIGS
 from profcast.ingest.downloads import CACHE_ENV_VAR
 from profcast.jobmodel.storage import load_trusted
 from profcast.models.per_call import PerCallModel
@@ -33,7 +34,7 @@ MODEL_FILE = "per_call_model.skops"
 ERRORS_FILE = "logo_log_errors.json"
 FINGERPRINTED = ("*.csv", "*.json")
 # what read_call_folder and neusight_device_figures read of a NeuSight checkout (not its kernel tables)
-READ_FOLDERS = ("scripts/asplos/label", "scripts/asplos/data/device_configs")
+READ_FOLDERS = ("scripts/asplos/label", str(DEVICE_CONFIGS), str(TEST_DEVICE_CONFIGS))
 
 
 def calls_fingerprint(folder, left_out: str, params: dict) -> str:
