@@ -28,6 +28,7 @@ MATRIX_KINDS = ("bmm", "linear", "gemm", "conv", "attention")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "fp8", "fp4")
 PHASES = ("forward", "backward")
 TILE = 128  # the output tile edge of the common tensor-core GEMM kernels (cuBLAS/CUTLASS 128x128)
+GPU_FEATURES = ("log_peak", "log_bandwidth", "log_sms", "power_w")
 CATEGORICAL = ("op_kind", "op", "precision", "phase")
 FIGURE_COLUMNS = ("peak_tflops", "bandwidth_gbs", "sm_count", "l2_mb", "power_w")
 FIGURES_NEEDED = "a figures file with this precision's peak (docs/kernels.md)"
@@ -127,8 +128,11 @@ def kernel_features(rows: pd.DataFrame, ops=()) -> pd.DataFrame:
 class KernelModel(BaseEstimator, RegressorMixin):
     """Learned log efficiency over each kernel call's roofline, fitted on the calls of the measured GPUs."""
 
-    def __init__(self, tau_us=2.0, max_iter=300, learning_rate=0.1, max_leaf_nodes=63, random_state=0):
+    def __init__(
+        self, tau_us=2.0, max_iter=300, learning_rate=0.1, max_leaf_nodes=63, gpu_features=True, random_state=0
+    ):
         self.tau_us = tau_us
+        self.gpu_features = gpu_features
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes
@@ -148,6 +152,8 @@ class KernelModel(BaseEstimator, RegressorMixin):
         features = kernel_features(X, self.ops_)
         # a figure no fitted GPU has (power in NeuSight's configs) is dropped: the booster refuses all-NaN columns
         self.features_ = [column for column in features if features[column].notna().any()]
+        if not self.gpu_features:  # only the call relative to the GPU: no figure that names a GPU by itself
+            self.features_ = [column for column in self.features_ if column not in GPU_FEATURES]
         self.regressor_ = HistGradientBoostingRegressor(
             max_iter=self.max_iter,
             learning_rate=self.learning_rate,
