@@ -192,6 +192,11 @@ def summary_lines(records: pd.DataFrame, published: dict) -> list[str]:
             f"| {kind} | {unseen:.1f} | {means['ours']:.1f} | {means['roofline']:.1f} | {means['nearest_gpu']:.1f} "
             f"| {published.get(kind, float('nan')):.1f} |"
         )
+    ours = neusight[neusight["method"] == "ours"].pivot_table(index="held_out_gpu", columns="op_kind", values="mape")
+    lines += ["", "Ours per held-out GPU (NeuSight's test set; H100 was measured on bmm and linear only):", ""]
+    lines += ["| held-out GPU | " + " | ".join(NEUSIGHT_CLASSES) + " |", "|---" * (len(NEUSIGHT_CLASSES) + 1) + "|"]
+    for gpu, values in ours.iterrows():
+        lines.append(f"| {gpu} | " + " | ".join(f"{values.get(kind, np.nan):.1f}" for kind in NEUSIGHT_CLASSES) + " |")
     for kind, title in (("gemm", "(b) AIConfigurator GEMMs"), ("attention", "(c) AIConfigurator prefill attention")):
         rows = records[records["op_kind"] == kind]
         for precision in sorted(set(rows["precision"])):
