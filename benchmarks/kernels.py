@@ -5,7 +5,8 @@
 
 For each held-out GPU the kernel model (``models/kernel_model``) is fitted on every atlas row of the
 *other* GPUs (both sources; at most ``--rows-per-group`` rows per GPU, op kind, precision and split,
-drawn at random, so a fit stays within a minute on two busy cores) and forecasts the held-out GPU's
+drawn at random, so a fit stays within a minute on two busy cores; only the call-relative features
+unless ``--gpu-features``, which measured worse) and forecasts the held-out GPU's
 rows from its figures alone. Scored rows: (a) NeuSight's paired test set (``split`` test) by operator
 class, beside NeuSight's published out-of-distribution errors; (b) AIConfigurator GEMMs, bf16 and fp8;
 (c) AIConfigurator prefill attention, bf16. Methods: ``ours``; ``roofline`` (max(FLOPs / peak,
@@ -227,7 +228,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write every record here")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "kernels.md", help="write the markdown tables here")
     parser.add_argument("--rows-per-group", type=int, default=4000, help="fit rows per GPU, op kind, precision, split")
-    parser.add_argument("--no-gpu-features", action="store_true", help="fit on the call-relative features only")
+    parser.add_argument(
+        "--gpu-features", action="store_true", help="also fit on the GPU's own figures (peak, bandwidth, SMs, power)"
+    )
     parser.add_argument("--max-iter", type=int, default=150, help="boosting iterations of each fit")
     parser.add_argument("--gpu", action="append", default=None, help="hold out only these GPUs (default: all)")
     args = parser.parse_args(argv)
@@ -246,7 +249,7 @@ def main(argv=None) -> int:
                 json_path=args.json,
                 max_iter=args.max_iter,
                 learning_rate=0.15,
-                gpu_features=not args.no_gpu_features,
+                gpu_features=args.gpu_features,
             )
         lines = summary_lines(records, published_ood(args.data))
         print("\n".join(lines))
