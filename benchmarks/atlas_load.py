@@ -2,6 +2,8 @@
 
     python -m benchmarks.atlas_load [--data DIR ...] [--repeats 3] [--out benchmarks/results/atlas-load.md]
 
+Each run's table is appended to ``--out`` with its date and the machine's load (newest last).
+
 Each repeat loads the atlas (``profcast.atlas.files.load_atlas``, what ``profcast atlas`` runs) in a
 fresh Python process, so the figures are the load's own: wall and CPU seconds of ``load_atlas``
 inside it, the whole process's wall time (interpreter and imports too) and its peak resident memory
@@ -54,11 +56,14 @@ def load_once(folders: list[Path]) -> dict:
     return result
 
 
+TITLE = "# Loading the kernel atlas (benchmarks/atlas_load.py)"
+
+
 def markdown(results: list[dict], folders: list[Path], load_average: tuple) -> str:
-    """The results as the committed Markdown table."""
+    """One run's results as a Markdown section (the results file keeps every run, newest last)."""
     first = results[0]
     lines = [
-        "# Loading the kernel atlas (benchmarks/atlas_load.py)",
+        f"## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",
         f"Data: {', '.join(os.path.relpath(f, REPO_ROOT) for f in folders)}: {first['rows']:,} kernel rows over {first['gpus']} GPUs "
         f"and {first['collective_rows']:,} collective rows, from {first['files']} tables.",
@@ -95,7 +100,8 @@ def main(argv=None) -> int:
     results = [load_once(folders) for _ in range(args.repeats)]
     text = markdown(results, folders, load_average)
     print(text)
-    args.out.write_text(text)
+    earlier = args.out.read_text() if args.out.is_file() else TITLE + "\n"
+    args.out.write_text(earlier.rstrip("\n") + "\n\n" + text)
     return 0
 
 

@@ -153,3 +153,21 @@ def test_real_neusight_test_set_names_the_eight_gpus():
     rows = read_neusight_kernels(NEUSIGHT_KERNELS / "dataset" / "test" / "linear.csv")
     assert set(rows["split"]) == {"test"}
     assert {"h100-80gb-hbm3", "l4", "a100-80gb-pcie", "t4"} <= set(rows["gpu"].astype(str))
+
+
+def test_neusight_conv_as_its_implicit_gemm(tmp_path):
+    header = "OPName,Latency,Device,Kernel Name,B,Input_Channel,Output_Channel,Kernel_Szie,Input_Size,Stride,Padding\n"
+    path = write_neusight(tmp_path, "conv/p2.1.0/Tesla T4.csv", header + "conv,1.5,Tesla T4,k,2,3,4,3,5,1,0\n")
+    row = read_neusight_kernels(path).iloc[0]
+    # output side (5 - 3) / 1 + 1 = 3: m = 9 output pixels, n = 4 channels, k = 3 channels x 3 x 3
+    assert (row["batch"], row["m"], row["n"], row["k"], row["op"]) == (2, 9, 4, 27, "conv2d")
+    assert row["flops"] == 2 * 2 * 9 * 4 * 27
+    assert row["bytes"] == (2 * 3 * 25 + 4 * 3 * 9 + 2 * 4 * 9) * 4  # input, weight, output in FP32
+
+
+def test_a_kernel_table_given_as_a_profile_says_what_it_is(tmp_path):
+    from profcast.ingest.profile_files import profile_kind
+
+    path = write_neusight(tmp_path, "bmm/p2.1.0/Tesla T4.csv", BMM_HEADER + "bmm,0.5,Tesla T4,sgemm,;sgemm,2,3,5,7\n")
+    with pytest.raises(ProfcastError, match=r"a NeuSight kernel table .* not a profile; read it with `profcast atlas"):
+        profile_kind(path)

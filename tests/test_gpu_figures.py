@@ -117,3 +117,21 @@ def test_every_real_system_file_reads():
     by_name = {f.name: f for f in figures}
     assert by_name["gb200"].node.gpus_per_rack == 72
     assert by_name["b200"].peak_tflops("fp4") > by_name["b200"].peak_tflops("fp8") > by_name["b200"].peak_tflops("bf16")
+
+
+def test_same_gpu_from_both_sources_is_one_record(tmp_path):
+    from profcast.atlas.figures import gpu_figures
+
+    (tmp_path / "systems").mkdir()
+    (tmp_path / "systems" / "h100_sxm.yaml").write_text(SYSTEM_YAML.replace("151397597184", "85899345920"))
+    configs = tmp_path / "scripts" / "asplos" / "data" / "device_configs"
+    configs.mkdir(parents=True)
+    config = {"Dev_Mem": 80, "Mem_Bw": 3352, "Num_Sm": 132, "Freq": 1980, "SingleFLOPs": 66900, "L2Cache": 50}
+    (configs / "NVIDIA_H100_80GB_HBM3.json").write_text(json.dumps(config))
+    (configs / "NVIDIA_L4.json").write_text(json.dumps(config))
+    figures = gpu_figures([tmp_path])
+    assert sorted(figures) == ["h100-80gb-hbm3", "l4"]
+    h100 = figures["h100-80gb-hbm3"]
+    assert h100.memory_bandwidth_gbs == 3352 and h100.sm_count == 132  # NeuSight's where both give one
+    assert h100.peak_tflops("bf16") == 989.0 and h100.peak_tflops("fp32") == 66.9  # both precisions
+    assert h100.power_w == 700 and h100.node.gpus_per_node == 8  # the NeuSight config has neither

@@ -18,7 +18,7 @@ import pandas as pd
 
 from profcast.atlas.aiconfigurator import read_aiconfigurator_table
 from profcast.atlas.collectives import concat_collective_tables
-from profcast.atlas.neusight_kernels import _header, is_neusight_kernel_header, read_neusight_kernels
+from profcast.atlas.neusight_kernels import csv_header, is_neusight_kernel_header, read_neusight_kernels
 from profcast.atlas.table import concat_kernel_tables
 from profcast.errors import ProfcastError
 
@@ -58,7 +58,7 @@ def atlas_file_kind(path) -> str | None:
         return "aiconfigurator" if aiconfigurator_kind(columns) else None
     if path.suffix.lower() == ".csv":
         try:
-            header = _header(path)
+            header = csv_header(path)
         except ProfcastError:
             return None
         return "neusight_kernels" if is_neusight_kernel_header(header) else None

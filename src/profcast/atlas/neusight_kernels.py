@@ -52,7 +52,7 @@ def split_of(path) -> str:
 
 def read_neusight_kernels(path, split: str | None = None) -> pd.DataFrame:
     """One NeuSight kernel CSV as atlas kernel rows; a truncated or damaged file is one line naming it."""
-    header = _header(path)
+    header = csv_header(path)
     if not is_neusight_kernel_header(header):
         raise ProfcastError(f"{path}: not a NeuSight kernel table (needs OPName, Latency, Device and B,M,N,K or B,H)")
     shapes = [c for c in (*CONV_COLUMNS, "M", "N", "K", "H") if c in header]
@@ -91,9 +91,11 @@ def read_neusight_kernels(path, split: str | None = None) -> pd.DataFrame:
 
 def _add_shapes_and_work(frame: pd.DataFrame, raw: pd.DataFrame, ops: pd.Series, where: str) -> None:
     def column(name):
+        """One shape column as integers; a missing, non-numeric or non-positive value is one line."""
         values = pd.to_numeric(raw[name], errors="coerce")
-        if values.isna().any() or (values <= 0).any() and name != "Padding":
-            line = int(np.flatnonzero((values.isna() | (values <= 0)).to_numpy())[0]) + 2
+        bad = values.isna() | ((values < 0) if name == "Padding" else (values <= 0))  # no padding is a padding
+        if bad.any():
+            line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
             raise ProfcastError(f"{where}: line {line}: {name} {raw[name].iloc[line - 2]!r} is not a positive integer")
         return values.to_numpy(dtype=np.int64)
 
@@ -130,7 +132,8 @@ def _add_shapes_and_work(frame: pd.DataFrame, raw: pd.DataFrame, ops: pd.Series,
     frame["flops"], frame["bytes"] = flops, moved
 
 
-def _header(path) -> list[str]:
+def csv_header(path) -> list[str]:
+    """The column names of a CSV's first line."""
     try:
         with open(path, encoding="utf-8", newline="") as handle:
             first = handle.readline()

@@ -123,11 +123,13 @@ class AtlasSourceData:
         self.path = None if path in (None, "", "???") else Path(str(path)).expanduser()
 
     def pinned(self):
+        """The pinned file set (``profcast.ingest.pinned_files``) this source reads."""
         from profcast.ingest import pinned_files
 
         return getattr(pinned_files, self.pinned_name)
 
     def describe(self) -> str:
+        """The source in words, for logs and errors."""
         return f"{self.pinned().name} kernel timings ({self.path or 'cached download'})"
 
     def folder(self) -> Path:
@@ -141,6 +143,7 @@ class AtlasSourceData:
         return load_atlas([self.folder()])
 
     def load(self) -> pd.DataFrame:
+        """Refused: kernel timings are no job profiles (one line saying which data options are)."""
         raise ProfcastError(
             f"data={self.option} holds kernel timings for the per-call model and `profcast atlas`, not job "
             "profiles to train on; use data=neusight (or profet, file, embedded) for training"

@@ -75,6 +75,11 @@ def profile_kind(path) -> str:
         return "neusight"
     if set(RUN_KEYS) <= names or _looks_like_op_header(names):
         return "table"
+    if {"OPName", "Latency", "Device"} <= names:  # profcast.atlas.neusight_kernels' header
+        raise ProfcastError(
+            f"{path}: a NeuSight kernel table (per-kernel timings), not a profile; read it with "
+            "`profcast atlas --data FOLDER` (docs/atlas.md)"
+        )
     raise ProfcastError(f"{path}: content of no known kind (first line {_shown(header)}); expected {ACCEPTED}")
 
 
