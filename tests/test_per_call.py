@@ -19,6 +19,8 @@ from profcast.regressors.call_costs import add_call_costs, call_work, op_class
 from profcast.regressors.per_call import (
     PerCallModel,
     call_features,
+    call_peak_flops,
+    call_precisions,
     figures_outside_range,
     interval_factors,
     leave_one_gpu_out_log_errors,
@@ -238,6 +240,31 @@ def synthetic_calls(devices, efficiency=0.5, tau=2.0):
         frame["time_us"] = roofline_us(frame, device) / efficiency + tau
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
+
+
+def precision_calls():
+    """A bf16 Linear, an FP32 Linear, an FP32 convolution and a bf16 add, one call each."""
+    rows = [
+        ("Linear", ((64, 64),), (64, 64), "bfloat16"),
+        ("Linear", ((64, 64),), (64, 64), "float32"),
+        ("conv2d", ((1, 8, 16, 16), (8, 8, 3, 3)), (1, 8, 16, 16), "float32"),
+        ("add", ((64, 64), (64, 64)), (64, 64), "bfloat16"),
+    ]
+    frame = pd.DataFrame(
+        [{"kind": k, "phase": "fw", "input_shapes": i, "output_shape": o, "dtype": d} for k, i, o, d in rows]
+    )
+    return add_call_costs(frame)
+
+
+def test_each_call_runs_at_its_own_precision():
+    h100 = DeviceFigures("h100", 67.0, 3350.0, 80.0, 50.0, 132.0, 1980.0, peaks={"bf16": 989.0, "tf32": 494.0})
+    calls = precision_calls()
+    assert call_precisions(calls, h100).tolist() == ["bf16", "fp32", "tf32", "fp32"]
+    assert call_peak_flops(calls, h100).tolist() == [989e12, 67e12, 494e12, 67e12]
+    # a GPU without tensor-core figures (NeuSight's configs): every call at its FP32 peak
+    p100 = figures("p100", 9.3, 732.0)
+    assert call_precisions(calls, p100).tolist() == ["bf16", "fp32", "fp32", "fp32"]
+    assert set(call_peak_flops(calls, p100)) == {9.3e12}
 
 
 def test_unmeasured_gpu_is_forecast_from_its_figures_alone():

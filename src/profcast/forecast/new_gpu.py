@@ -7,6 +7,8 @@ per-call model (``regressors/per_call``) is fitted on the measured calls of a Ne
 were new), and forecasts the profile's calls on the target from the target's figures. The 80%
 interval is calibrated leave-one-GPU-out on the measured GPUs, by the same method as the served
 unmeasured target's (``pipeline.unmeasured_target.unmeasured_interval_factors``; docs/new-gpu.md).
+The fitted model and its calibration errors are cached per calls folder and target
+(``forecast/per_call_cache``): only the first forecast fits.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from profcast.errors import ProfcastError
+from profcast.forecast.per_call_cache import cached_per_call_model
 from profcast.ingest.device_figures import neusight_device_figures, read_device_figures
 from profcast.ingest.neusight import is_neusight_header
 from profcast.ingest.neusight_calls import read_call_folder, read_neusight_calls
@@ -52,6 +55,12 @@ def read_shaped_profile(path, anchor: str = "anchor") -> pd.DataFrame:
     return add_call_costs(read_neusight_calls(path))
 
 
+def profile_share(calls: pd.DataFrame, which) -> float:
+    """The percentage of the profile's measured time (``time_us * repeat``) in the calls ``which`` selects."""
+    time = (calls["time_us"] * calls["repeat"]).to_numpy(dtype=float)
+    return float(100 * time[which].sum() / time.sum()) if time.sum() > 0 else 0.0
+
+
 def forecast_new_gpu(profile, anchor: str, target_gpu, calls_data, anchor_gpu=None) -> str:
     """The forecast for an unmeasured target as printable lines: step time, interval, top ops, fallbacks."""
     target = read_device_figures(target_gpu)
@@ -62,24 +71,26 @@ def forecast_new_gpu(profile, anchor: str, target_gpu, calls_data, anchor_gpu=No
             f"--calls-data {calls_data}: no such folder; pass a NeuSight checkout (scripts/asplos/label/, "
             "scripts/asplos/data/device_configs/) for the per-call model to learn from"
         )
-    calls, steps = read_call_folder(calls_data)
     devices = neusight_device_figures(calls_data)
-    if anchor_gpu is not None:
-        devices[anchor] = read_device_figures(anchor_gpu, name=anchor)
-    if anchor not in devices:
+    anchor_figures = read_device_figures(anchor_gpu, name=anchor) if anchor_gpu is not None else devices.get(anchor)
+    if anchor_figures is None:
         raise ProfcastError(
             f"--anchor {anchor}: no figures for it in {calls_data}; pass --anchor-gpu FILE (docs/new-gpu.md)"
         )
-    measured = calls[calls["gpu"] != target.name]
-    steps = steps[steps["gpu"] != target.name]
-    measured = add_call_costs(measured)
-    with threadpool_limits(limits=1):  # OpenMP threads of the boosting oversubscribe a small machine
+
+    def fit():
+        calls, steps = read_call_folder(calls_data)
+        measured = add_call_costs(calls[calls["gpu"] != target.name])
         model = PerCallModel().fit(measured, devices)
+        return model, leave_one_gpu_out_log_errors(measured, steps[steps["gpu"] != target.name], devices)
+
+    with threadpool_limits(limits=1):  # OpenMP threads of the boosting oversubscribe a small machine
+        model, log_errors = cached_per_call_model(calls_data, target.name, fit)
+    with threadpool_limits(limits=1):
         outside = figures_outside_range(target, [devices[gpu] for gpu in model.gpus_])
-        errors = leave_one_gpu_out_log_errors(measured, steps, devices)
-        low, high = unmeasured_interval_factors(errors, outside_decades=outside)  # the served target's method too
-        step = model.predict_step_us(anchor_calls, devices[anchor], target)
-        ops = predict_op_vector(model, anchor_calls, devices[anchor], target)
+        low, high = unmeasured_interval_factors(log_errors, outside_decades=outside)  # the served target's too
+        step = model.predict_step_us(anchor_calls, anchor_figures, target)
+        ops = predict_op_vector(model, anchor_calls, anchor_figures, target)
     run = step.iloc[0]
     anchor_us = float((anchor_calls["time_us"] * anchor_calls["repeat"]).sum())
     lines = [
@@ -90,7 +101,10 @@ def forecast_new_gpu(profile, anchor: str, target_gpu, calls_data, anchor_gpu=No
         f"step time {run['predicted_us'] / 1000:.1f} ms, 80% interval {run['predicted_us'] * low / 1000:.1f}-"
         f"{run['predicted_us'] * high / 1000:.1f} ms (calibrated leave-one-GPU-out"
         + (f"; widened: its figures lie {outside:.2f} decades outside the measured GPUs')" if outside else ")"),
-        f"calls {len(anchor_calls)}, of unknown work {int(run['unknown_calls'])} (scaled by the known calls' ratio)",
+        f"calls {len(anchor_calls)}: {profile_share(anchor_calls, model.unseen_kinds(anchor_calls)):.1f}% of the "
+        "profile's time in ops the measured data never had (forecast from their op class, category and shapes), "
+        f"{profile_share(anchor_calls, ~anchor_calls['known'].to_numpy()):.1f}% in {int(run['unknown_calls'])} calls "
+        "of unknown work (scaled by the known calls' ratio)",
         "largest ops (ms per step): "
         + ", ".join(f"{name} {value / 1000:.2f}" for name, value in ops.head(TOP_OPS).items()),
     ]

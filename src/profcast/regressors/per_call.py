@@ -38,6 +38,7 @@ from profcast.vocabulary import OTHER, load_mapping
 
 MATRIX_CLASSES = ("matmul", "conv")
 PHASE_CODES = {"fw": 0, "bw": 1, "acc": 2}
+HALF_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
 RUN_KEYS = ["model", "mode", "seq_len", "batchsize"]
 # interval widening per decade of the target's figures outside the fitted GPUs' (leave-one-GPU-out,
 # docs/new-gpu.md: 0.5 lifts L4 from 54% to 86% coverage and H100 from 77% to 88%, pooled 77% -> 82%)
@@ -54,10 +55,35 @@ RANGE_FIGURES = (
 )
 
 
+def call_precisions(calls: pd.DataFrame, figures) -> np.ndarray:
+    """Each call's compute precision on a device: ``bf16``/``fp16`` from its dtype, else ``fp32`` or ``tf32``.
+
+    An FP32 convolution runs at TF32 where the device has a TF32 peak (cuDNN's default
+    ``torch.backends.cudnn.allow_tf32 = True``); an FP32 matmul stays FP32 (PyTorch's default
+    ``torch.backends.cuda.matmul.allow_tf32 = False`` since 1.12). Vector ops compute in FP32 at any dtype.
+    """
+    dtype = calls["dtype"].to_numpy() if "dtype" in calls else np.full(len(calls), "")
+    precision = np.where(np.isin(dtype, list(HALF_DTYPES)), pd.Series(dtype).map(HALF_DTYPES).to_numpy(), "fp32")
+    tf32 = "tf32" in (getattr(figures, "peaks", None) or {})
+    conv = calls["op_class"].eq("conv").to_numpy()
+    precision = np.where(conv & (precision == "fp32") & tf32, "tf32", precision)
+    return np.where(calls["op_class"].isin(MATRIX_CLASSES).to_numpy(), precision, "fp32")
+
+
+def call_peak_flops(calls: pd.DataFrame, figures) -> np.ndarray:
+    """Each call's peak FLOP/s on a device: matrix or vector units at its precision (``call_precisions``)."""
+    matrix = calls["op_class"].isin(MATRIX_CLASSES).to_numpy()
+    peaks = getattr(figures, "peaks", None) or {}
+    peak = np.where(matrix, figures.peak_flops(True), figures.peak_flops(False))
+    for precision in ("bf16", "fp16", "tf32"):
+        if precision in peaks:
+            peak = np.where(matrix & (call_precisions(calls, figures) == precision), peaks[precision] * 1e12, peak)
+    return peak
+
+
 def roofline_us(calls: pd.DataFrame, figures) -> np.ndarray:
     """Each call's roofline time on a device, microseconds (0 for calls without work; NaN work counts 0)."""
-    matrix = calls["op_class"].isin(MATRIX_CLASSES).to_numpy()
-    peak = np.where(matrix, figures.peak_flops(True), figures.peak_flops(False))
+    peak = call_peak_flops(calls, figures)
     flops = calls["flops"].fillna(0).to_numpy(dtype=float)
     moved = calls["bytes"].fillna(0).to_numpy(dtype=float)
     return np.maximum(flops / peak, moved / figures.bandwidth) * 1e6
@@ -83,8 +109,7 @@ def call_features(calls: pd.DataFrame, figures, categories=()) -> pd.DataFrame:
 
     A call whose op category is outside ``categories`` gets code -1, which the regressor reads as missing.
     """
-    matrix = calls["op_class"].isin(MATRIX_CLASSES).to_numpy()
-    peak = np.where(matrix, figures.peak_flops(True), figures.peak_flops(False))
+    peak = call_peak_flops(calls, figures)
     flops = calls["flops"].fillna(0).to_numpy(dtype=float)
     moved = calls["bytes"].fillna(0).to_numpy(dtype=float)
     roofline = roofline_us(calls, figures)
@@ -147,7 +172,12 @@ class PerCallModel(BaseEstimator, RegressorMixin):
             sample_weight=np.concatenate(weights),
         )
         self.gpus_ = sorted(set(calls["gpu"]))
+        self.kinds_ = sorted(set(calls["kind"]))
         return self
+
+    def unseen_kinds(self, calls: pd.DataFrame) -> np.ndarray:
+        """True for each call of known work whose op kind no fitted call had: forecast from its class and shapes."""
+        return calls["known"].to_numpy() & ~calls["kind"].isin(self.kinds_).to_numpy()
 
     def log_efficiency(self, calls: pd.DataFrame, figures) -> np.ndarray:
         """g: the predicted log(time / (roofline + tau)) of each call on a device."""
