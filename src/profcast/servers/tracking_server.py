@@ -226,6 +226,8 @@ def _spawn_mlflow_server(folder, host, port, pg_port, workers, secrets, admin_pa
         "MLFLOW_AUTH_CONFIG_PATH": str(write_auth_config(folder)),
         "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,  # read only when the user store is new
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets["flask_secret_key"],
+        # MLflow's GenAI job runner (7 worker processes) serves nothing profcast uses.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"),
     }
     log_descriptor = os.open(folder / "server.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.fchmod(log_descriptor, 0o600)  # a log an older start left readable by others
