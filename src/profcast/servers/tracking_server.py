@@ -60,7 +60,7 @@ DEFAULT_DIR = DEFAULT_SERVER_DIR
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5050
 STATE_FILE = "server.json"
-START_TIMEOUT_S = 180  # a fresh database runs MLflow's schema migrations first
+START_TIMEOUT_S = 600  # a fresh database runs MLflow's schema migrations first: minutes on a loaded 2-core machine
 STOP_GRACE_S = 10
 # Set in the MLflow server's environment only; its workers inherit it, so a crashed server's
 # leftovers are found by it even when server.json is lost.
