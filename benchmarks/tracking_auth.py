@@ -12,8 +12,9 @@ and one with logins but MLflow's login cache off (every call re-hashes the passw
    uses; median and 90th percentile in ms, and the median as a ratio to the anonymous server's.
 2. The seed sweep (``regressor=rf,knn,dt,lr anchor=g3s.xlarge``, what ``make sweep`` runs; a smaller
    ``--regressors`` list on a busy machine) through ``hydra/launcher=ray`` with 2 CPUs, once into
-   the authenticated server and once into a local SQLite store, one after the other in this run;
-   wall time of the whole ``python -m profcast.train -m ...`` process and the ratio.
+   the authenticated server and once into a local SQLite store (and with ``--anonymous-sweep`` once
+   into the anonymous server), one after the other in this run; wall time of the whole
+   ``python -m profcast.train -m ...`` process and the ratio.
 Every process runs at the benchmark's own niceness; the 1-minute load average is reported.
 """
 
@@ -156,6 +157,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=40, help="timed calls of each kind per server")
     parser.add_argument("--regressors", default="rf,knn,dt,lr", help="the sweep's regressors ('' skips the sweep)")
+    parser.add_argument("--anonymous-sweep", action="store_true", help="also run the sweep into the anonymous server")
     parser.add_argument("--markdown", type=Path, help="also write the tables here")
     args = parser.parse_args(argv)
     from profcast.servers import tracking_server
@@ -179,18 +181,18 @@ def main(argv=None) -> int:
         costs = pd.DataFrame(rows)
         anonymous = costs[costs.server == "anonymous"].set_index("request").median_ms
         costs["vs_anonymous"] = costs.median_ms / costs.request.map(anonymous)
-        for process in others:  # the sweep gets the machine without them
-            stop_group(process)
+        stop_group(others.pop())  # the uncached server; the anonymous one stays for its own sweep
         sweeps = None
         if args.regressors:
             os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = login
             local = f"sqlite:///{scratch / 'local' / 'mlflow.db'}"
-            sweeps = pd.DataFrame(
-                [
-                    run_sweep(state.uri, args.regressors, scratch, "authenticated server"),
-                    run_sweep(local, args.regressors, scratch, "local SQLite store"),
-                ]
-            )
+            rows = [
+                run_sweep(state.uri, args.regressors, scratch, "authenticated server"),
+                run_sweep(local, args.regressors, scratch, "local SQLite store"),
+            ]
+            if args.anonymous_sweep:  # how much of the server's cost is the login's
+                rows.append(run_sweep(servers["anonymous"][0], args.regressors, scratch, "anonymous server"))
+            sweeps = pd.DataFrame(rows)
             sweeps["vs_local"] = sweeps.wall_s / sweeps.wall_s.iloc[1]
     finally:
         for process in others:
