@@ -211,7 +211,8 @@ def main(argv=None) -> int:
         )
     print(text)
     if args.markdown:
-        args.markdown.write_text(f"# Logins on the tracking server\n\n`python -m benchmarks.tracking_auth`\n\n{text}")
+        command = " ".join(["python -m benchmarks.tracking_auth", *(sys.argv[1:] if argv is None else argv)])
+        args.markdown.write_text(f"# Logins on the tracking server\n\n`{command}`\n\n{text}")
     return 0
 
 
