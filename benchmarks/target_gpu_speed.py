@@ -2,7 +2,7 @@
 
     python -m benchmarks.target_gpu_speed [--data ../shared/data/neusight] [--out benchmarks/results/target-gpu-speed.md]
 
-Each call is a fresh ``python -m src.predict`` process (interpreter and imports included, as a user
+Each call is a fresh ``profcast predict`` process (interpreter and imports included, as a user
 waits), with ``PROFCAST_CACHE_DIR`` pointed at a temporary folder so the first call starts cold.
 Profiles: NeuSight's BERT-Large training label file measured on A100 80GB (81 nodes, 162 calls), and
 the same file with its nodes repeated to 10,000 rows (a large trace's worth of calls).
@@ -52,7 +52,7 @@ def repeated_label(source: Path, folder: Path, rows: int) -> Path:
 
 
 def timed_predict(profile: Path, data: Path, cache: Path) -> tuple[float, float]:
-    """(wall, CPU) seconds of one ``python -m src.predict --target-gpu`` process; its error if it fails."""
+    """(wall, CPU) seconds of one ``profcast predict --target-gpu`` process; its error if it fails."""
     command = [sys.executable, "-m", "src.predict", "--profile", str(profile), "--anchor", "a100-80gb-pcie"]
     command += ["--target-gpu", str(TARGET), "--calls-data", str(data)]
     return timed_command(command, {"PROFCAST_CACHE_DIR": str(cache)})
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         lines = ["| call | wall s | CPU s |", "|---|---|---|"]
         lines += [f"| {name} | {wall:.1f} | {cpu:.1f} |" for name, _, (wall, cpu) in rows]
         lines.append(
-            f"| `python -m src.predict --help` (interpreter and imports only) | {floor[0]:.1f} | {floor[1]:.1f} |"
+            f"| `profcast predict --help` (interpreter and imports only) | {floor[0]:.1f} | {floor[1]:.1f} |"
         )
         lines.append(f"\nload average during the run: {load:.1f} on {os.cpu_count()} cores")
         print("\n".join(lines))

@@ -137,10 +137,12 @@ def kill_mlflow_server(folder: Path) -> None:
 
 
 def crash_postgres(folder: Path) -> None:
-    """Stop PostgreSQL the way a crash does (immediate: no checkpoint, sessions cut)."""
-    from profcast.hosting import tracking_server
+    """Crash PostgreSQL: SIGKILL its postmaster (what the OOM killer does), leaving postmaster.pid behind."""
+    import signal
 
-    tracking_server._pg("pg_ctl", "-D", str(folder / "postgres"), "-m", "immediate", "-w", "stop")
+    from profcast.hosting.postgres_cluster import postmaster_pid
+
+    os.kill(postmaster_pid(folder / "postgres"), signal.SIGKILL)
 
 
 @pytest.mark.slow
@@ -148,7 +150,6 @@ def crash_postgres(folder: Path) -> None:
 def test_a_sweep_rides_out_its_tracking_server_or_database_restarting(victim, tmp_path):
     """Killed mid-job and back within MLflow's retries (about 2 minutes): every job still finishes."""
     from profcast.hosting import tracking_server
-    from profcast.hosting.credentials import server_secrets
     from tests.fixtures_scale import finish_sweep, logged_in_as_admin, require_scale, server_folder, start_sweep
     from tests.test_scale import sweep_runs, wait_until_a_job_is_midway
 
@@ -182,7 +183,7 @@ def test_a_sweep_rides_out_its_tracking_server_or_database_restarting(victim, tm
                 else:
                     crash_postgres(folder)
                     time.sleep(5)
-                    tracking_server.start_postgres(folder, state.pg_port, server_secrets(folder)["postgres_password"])
+                    tracking_server.start(folder, "127.0.0.1", port)  # PostgreSQL again, on the same port
             finally:
                 output = finish_sweep(sweep)
             assert sweep.returncode == 0, output[-3000:]

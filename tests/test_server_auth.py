@@ -1,4 +1,5 @@
-"""The shared tracking server is closed by default: PostgreSQL asks a password, MLflow asks a login.
+"""The shared tracking server is closed by default: PostgreSQL asks a password, MLflow asks a login, only the
+admin creates registered models or moves @champion, and its files are private to it.
 
 Real servers on 127.0.0.1 (skipped without the `scale` extra or the PostgreSQL binaries).
 """
@@ -24,6 +25,8 @@ from tests.fixtures_scale import (  # noqa: F401 (fixtures)
     postgres_tracking_server_folder,
     worker_environment,
 )
+
+pytestmark = pytest.mark.integration
 
 
 def test_secrets_are_written_private(postgres_tracking_server_folder):
@@ -182,3 +185,88 @@ def test_as_root_a_folder_postgres_cannot_reach_is_named():
         assert not (private / "checkout").exists()  # nothing half-made
     finally:
         shutil.rmtree(private)
+
+
+def new_user(server: str, admin_login: tuple[str, str]) -> tuple[str, str]:
+    """A user of the auth app with no grants of its own (default permission: READ)."""
+    user, password = f"user-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    created = requests.post(
+        f"{server}/api/2.0/mlflow/users/create",
+        json={"username": user, "password": password},
+        auth=admin_login,
+        timeout=60,
+    )
+    assert created.status_code == 200, created.text
+    return user, password
+
+
+def test_only_the_admin_creates_registered_models_or_moves_the_champion(postgres_tracking_server):
+    admin_login = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"])
+    admin = MlflowClient(postgres_tracking_server)
+    name = f"profcast-rules-{uuid.uuid4().hex[:6]}"
+    experiment_id = admin.create_experiment(name)
+    run = admin.create_run(experiment_id)
+    admin.create_registered_model(name)
+    first = admin.create_model_version(name, f"runs:/{run.info.run_id}/profcast", run.info.run_id)
+    second = admin.create_model_version(name, f"runs:/{run.info.run_id}/profcast", run.info.run_id)
+    admin.set_registered_model_alias(name, "champion", first.version)
+
+    user = new_user(postgres_tracking_server, admin_login)
+    # Even MANAGE on the model, which lets its owner do anything else with it, does not move @champion.
+    granted = requests.post(
+        f"{postgres_tracking_server}/api/3.0/mlflow/users/permissions/grant",
+        auth=admin_login,
+        timeout=60,
+        json={"username": user[0], "resource_type": "registered_model", "resource_id": name, "permission": "MANAGE"},
+    )
+    assert granted.status_code == 200, granted.text
+    api = f"{postgres_tracking_server}/api/2.0/mlflow/registered-models"
+    attempts = {
+        "create a model named for another anchor": (
+            "POST",
+            "create",
+            {"name": f"profcast-other-{uuid.uuid4().hex[:6]}"},
+        ),
+        "set @champion": ("POST", "alias", {"name": name, "alias": "champion", "version": second.version}),
+        "delete @champion": ("DELETE", "alias", {"name": name, "alias": "champion"}),
+    }
+    for action, (method, path, body) in attempts.items():
+        answer = requests.request(
+            method, f"{api}/{path}", auth=user, timeout=60, **({"json": body} if method == "POST" else {"params": body})
+        )
+        assert answer.status_code == 403, (action, answer.status_code, answer.text)
+    read = requests.get(f"{api}/get", params={"name": name}, auth=user, timeout=60)
+    assert read.status_code == 200 and read.json()["registered_model"]["name"] == name  # reading stays open
+    assert admin.get_registered_model(name).aliases == {"champion": first.version}
+    assert (
+        admin.search_registered_models(f"name = '{attempts['create a model named for another anchor'][2]['name']}'")
+        == []
+    )
+
+    admin.set_registered_model_alias(name, "champion", second.version)  # the admin still may
+    assert admin.get_model_version_by_alias(name, "champion").version == second.version
+
+
+def test_the_server_folder_and_its_artifacts_are_private_to_the_server(
+    postgres_tracking_server, postgres_tracking_server_folder, tmp_path
+):
+    import mlflow
+
+    folder = postgres_tracking_server_folder
+    mlflow.set_tracking_uri(postgres_tracking_server)
+    experiment_id = MlflowClient().create_experiment(f"private-{uuid.uuid4().hex[:6]}")
+    (tmp_path / "note.txt").write_text("uploaded through the server")
+    with mlflow.start_run(experiment_id=experiment_id):
+        mlflow.log_artifact(str(tmp_path / "note.txt"), artifact_path="notes")
+    uploaded = [path for path in (folder / "artifacts").rglob("*")]
+    assert any(path.name == "note.txt" for path in uploaded)
+    for path in uploaded:
+        expected = 0o700 if path.is_dir() else 0o600
+        assert stat.S_IMODE(path.stat().st_mode) == expected, f"{path} is {stat.S_IMODE(path.stat().st_mode):o}"
+    assert stat.S_IMODE((folder / "artifacts").stat().st_mode) == 0o700
+    assert stat.S_IMODE(folder.stat().st_mode) & 0o007 == 0  # nothing for other accounts
+    for log_file in ("server.log", "postgres.log", "server.json"):
+        assert stat.S_IMODE((folder / log_file).stat().st_mode) == 0o600, log_file
+    server_pid = tracking_server.read_state(folder).pid
+    umask = next(line for line in open(f"/proc/{server_pid}/status") if line.startswith("Umask:"))
+    assert umask.split()[1] == "0077"

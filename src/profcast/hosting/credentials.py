@@ -27,6 +27,11 @@ AUTH_DATABASE = "basic_auth.db"
 ADMIN_USER = "admin"
 # Any logged-in user may read every experiment and model; changing one needs its owner's or the admin's grant.
 DEFAULT_PERMISSION = "READ"
+# A verified login is kept this long (per server worker, under an HMAC of the password) instead of
+# re-hashing the password on every request; a password changed or a user deleted through one worker
+# may still be accepted by the other for up to this long.
+AUTH_CACHE_SECONDS = 60
+AUTHORIZATION_FUNCTION = "profcast.hosting.registry_rules:authenticate_request"
 
 
 def server_secrets(folder: Path) -> dict:
@@ -62,7 +67,9 @@ def write_auth_config(folder: Path) -> Path:
                 "default_permission": DEFAULT_PERMISSION,
                 "database_uri": f"sqlite:///{folder / AUTH_DATABASE}",
                 "admin_username": ADMIN_USER,  # the password comes in MLFLOW_AUTH_ADMIN_PASSWORD, not in this file
-                "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+                "authorization_function": AUTHORIZATION_FUNCTION,  # basic auth + admin-only registry changes
+                "auth_cache_ttl_seconds": str(AUTH_CACHE_SECONDS),
+                "auth_cache_max_size": "1000",
             },
         ),
     )
