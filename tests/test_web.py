@@ -33,6 +33,7 @@ TARGETS = ["p3.2xlarge", "g4dn.xlarge", "p2.xlarge"]
 EXAMPLE = REPO / "examples" / "profiles" / "vggsmall_cifar10_g3s.csv"  # the README's forecast example
 ARTIFACTS = REPO / "test-artifacts"  # git-ignored: the page's screenshot from the browser test
 CHROMIUM = Path("/usr/bin/chromium")
+PAGE_URL = "http://127.0.0.1:8000"  # the TestClient's Host: the address the page is started for by default
 # Debian's Chromium on a closed network: no sandbox (root in CI), and none of its own connections.
 CHROMIUM_ARGS = [
     "--headless",
@@ -71,7 +72,7 @@ def tracking(store, monkeypatch):
 @pytest.fixture
 def client(tracking):
     """The page's app over the champion, as ``python -m profcast.web`` builds it."""
-    with TestClient(build_app(None)) as test_client:
+    with TestClient(build_app(None), base_url=PAGE_URL) as test_client:
         yield test_client
 
 
@@ -254,13 +255,13 @@ def test_the_anchors_offered_are_the_stores_champions(client, tmp_path, monkeypa
     assert "http://" not in page.text.replace("http://www.w3.org/2000/svg", "")  # nothing fetched from the network
     missing = tmp_path / "none" / "mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{missing}")
-    with TestClient(build_app(None)) as empty:
+    with TestClient(build_app(None), base_url=PAGE_URL) as empty:
         assert empty.get("/api/anchors").json()["anchors"] == []
     assert not missing.exists()  # looking made no store
 
 
 def test_a_given_model_fixes_the_anchor(tracking):
-    with TestClient(build_app(tracking["model_uri"])) as fixed:
+    with TestClient(build_app(tracking["model_uri"]), base_url=PAGE_URL) as fixed:
         assert fixed.get("/api/anchors").json()["anchors"] == [ANCHOR]
         other = post_profile(fixed, example_json(), name="profile.json", anchor="p2.xlarge")
         assert other.status_code == 400 and "predicts from profiles taken on g3s.xlarge, not p2.xlarge" in other.text
@@ -274,7 +275,7 @@ def test_it_listens_on_this_machine_only_unless_told(monkeypatch):
 
     assert DEFAULT_HOST == "127.0.0.1" and parse_args([]).host == "127.0.0.1"
     started = {}
-    monkeypatch.setattr(command, "build_app", lambda model: "app")
+    monkeypatch.setattr(command, "build_app", lambda *args: "app")
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(options))
     assert command.main(["--port", "8123"]) == 0
     assert started["host"] == "127.0.0.1" and started["port"] == 8123

@@ -27,6 +27,7 @@ from profcast.ingest.neusight_data import neusight_cache_dir
 from profcast.serve.new_gpu import forecast_new_gpu
 from profcast.serve.profile_input import PROFILE_FORMATS
 from profcast.serve.recommend import DEFAULT_DATASET_SIZE, recommend
+from profcast.serve.sizes import size_option
 
 
 def main(argv=None) -> int:
@@ -39,19 +40,19 @@ def main(argv=None) -> int:
     parser.add_argument("--model", help="model URI (default: models:/profcast-<anchor>@champion)")
     parser.add_argument(
         "--dataset-size",
-        type=int,
+        type=size_option("dataset_size"),
         default=DEFAULT_DATASET_SIZE,
         help=f"samples per epoch (default {DEFAULT_DATASET_SIZE:,})",
     )
     parser.add_argument(
         "--batchsize",
-        type=int,
+        type=size_option("batchsize"),
         help="forecast at this batch size (a what-if when the profile carries another "
         "one; the profiled batch size when it carries none)",
     )
     parser.add_argument(
         "--input-size",
-        type=int,
+        type=size_option("input_size"),
         help="forecast at this input size (a what-if from the profile's dataset, e.g. 64dataset)",
     )
     parser.add_argument("--plot", help="write a bar chart of the ranking to this PNG file")

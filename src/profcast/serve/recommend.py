@@ -349,13 +349,10 @@ class Forecast:
 
 
 def check_sizes(dataset_size: int, batchsize: int | None, input_size: int | None) -> None:
-    """Refuse a samples-per-epoch, batch or input size that is not positive, naming the option."""
-    if dataset_size <= 0:
-        raise ProfcastError(f"--dataset-size {dataset_size} is not a positive number of samples")
-    if batchsize is not None and batchsize <= 0:
-        raise ProfcastError(f"--batchsize {batchsize} is not a positive integer")
-    if input_size is not None and input_size <= 0:
-        raise ProfcastError(f"--input-size {input_size} is not a positive integer")
+    """Refuse a samples-per-epoch, batch or input size that is not positive or past its bound, naming the option."""
+    from profcast.serve import sizes  # one rule for the CLI and the page
+
+    sizes.check_sizes(dataset_size, batchsize, input_size)
 
 
 def forecast(
