@@ -203,8 +203,8 @@ class WorkBudget:
         """The refusal of an upload that decompresses past ``text_bytes``."""
         return (
             f"{source}: more than {shown_bytes(self.text_bytes)} of text once decompressed, more than a real "
-            f"profile of this size holds (at most {MAX_UPLOAD_RATIO}x the upload, {UPLOAD_TEXT_BYTES_ENV}="
-            f"{self.text_bytes} at most); the upload was stopped there"
+            f"profile of this size holds; the upload was stopped there (the page unpacks {MAX_UPLOAD_RATIO}x an "
+            f"upload's size, at least {shown_bytes(MIN_UPLOAD_TEXT_BYTES)}, at most {UPLOAD_TEXT_BYTES_ENV})"
         )
 
 

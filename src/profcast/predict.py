@@ -24,6 +24,7 @@ import os
 from profcast.cli import run_cli
 from profcast.errors import ProfcastError
 from profcast.ingest.neusight_data import neusight_cache_dir
+from profcast.names import check_name
 from profcast.serve.new_gpu import forecast_new_gpu
 from profcast.serve.profile_input import PROFILE_FORMATS
 from profcast.serve.recommend import DEFAULT_DATASET_SIZE, recommend
@@ -64,6 +65,7 @@ def main(argv=None) -> int:
         help="NeuSight folder the per-call model is fitted on (default: the NeuSight cache)",
     )
     args = parser.parse_args(argv)
+    check_name(args.anchor, "--anchor")
     if args.target_gpu:
         clashing = [
             f"--{name.replace('_', '-')}"

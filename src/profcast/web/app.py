@@ -17,7 +17,7 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from profcast.csv_cells import neutralised
+from profcast.csv_cells import to_safe_csv
 from profcast.errors import ProfcastError, first_line
 from profcast.limits import ClientGone, OverBudget, current_budget, max_request_bytes, shown_bytes, upload_budget
 from profcast.names import check_name
@@ -192,7 +192,7 @@ def answer_json(
 
 def ranking_csv(table: pd.DataFrame) -> str:
     """The ranking as CSV, rank first, every number unrounded (seconds, dollars)."""
-    return neutralised(table.set_axis(pd.RangeIndex(1, len(table) + 1, name="rank"))).to_csv()
+    return to_safe_csv(table.set_axis(pd.RangeIndex(1, len(table) + 1, name="rank")))
 
 
 def json_records(table: pd.DataFrame) -> list[dict]:
