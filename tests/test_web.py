@@ -320,6 +320,9 @@ def browser_page(request):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
             page.set_default_timeout(120_000)  # a loaded 2-core CI machine: generous, never a measurement
+            page.console_errors = []  # what the browser's console would show a user in red (a 404, a JS error)
+            page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
+            page.on("pageerror", lambda error: page.console_errors.append(str(error)))
             page.goto(page_url)
             page.wait_for_function("document.getElementById('anchor').options.length > 0")
             yield page
@@ -343,13 +346,27 @@ def shown_column(page, column: str) -> list[str]:
 def test_the_page_ranks_an_uploaded_profile_as_the_cli_does(browser_page, capsys, monkeypatch):
     page = browser_page
     page.set_input_files("#file", str(EXAMPLE))
+    # While the first forecast loads the model, something moves: the busy line with its seconds.
+    page.wait_for_function("document.body.dataset.state === 'busy'")
+    assert page.locator("#busy").is_visible() and "Forecasting" in page.locator("#busy").inner_text()
     assert wait_for_answer(page) == "ready"
+    assert not page.locator("#busy").is_visible()
     code, stdout, _ = cli_output(capsys, monkeypatch, EXAMPLE.parent, EXAMPLE.name)
     assert code == 0
     assert list(zip(shown_column(page, "instance"), shown_column(page, "batch latency"))) == cli_rows(stdout)
     assert page.locator("#ranking tbody tr.anchor td[data-col='instance']").inner_text() == ANCHOR
     assert len(page.locator("#ranking tbody svg").all()) == len(TARGETS) + 1  # an error-bar chart per row
     assert page.locator("#ranking tbody svg line.whisker").count() == 3 * len(TARGETS)  # the measured row has none
+    # One log scale: an axis with labelled decades, and no bar too short to see or compare.
+    ticks = page.locator("#ranking th[data-col='chart'] svg text.tick").all_inner_texts()
+    assert "log scale" in ticks[0] and len(ticks) >= 2 and all(re.fullmatch(r"[\d.]+ m?s", t) for t in ticks[1:])
+    widths = [
+        float(width)
+        for width in page.locator("#ranking tbody svg rect").evaluate_all("rs => rs.map(r => r.getAttribute('width'))")
+    ]
+    assert min(widths) >= 20, widths
+    labels = page.locator("#ranking tbody svg text.value").all_inner_texts()
+    assert len(labels) == len(TARGETS) + 1 and all(label.endswith("ms") or label.endswith(" s") for label in labels)
     assert page.locator("#banner").is_visible() and "generated data" in page.locator("#banner").inner_text()
     assert "anchor, measured:" in page.locator("#measured-line").inner_text()
     ARTIFACTS.mkdir(exist_ok=True)
@@ -374,6 +391,7 @@ def test_the_page_ranks_an_uploaded_profile_as_the_cli_does(browser_page, capsys
     assert shown_column(page, "at profiled size") == [at_profiled[name] for name in shown_column(page, "instance")]
     assert "391 steps" in page.locator("#epoch-line").inner_text()
     page.screenshot(path=str(ARTIFACTS / "forecast-page-whatif.png"), full_page=True)
+    assert page.console_errors == []  # no 404 (the favicon), no script error
 
 
 def test_the_page_shows_a_bad_files_one_line_error(browser_page, tmp_path, capsys, monkeypatch):
