@@ -200,3 +200,24 @@ def test_the_addresses_the_page_answers():
     assert allowed_host_names("10.1.2.3") == {"10.1.2.3"}  # one interface: only its address
     assert host_name("[::1]:8000") == "::1" and host_name("LOCALHOST") == "localhost"
     assert host_name("127.0.0.1:x") == "" and host_name("") == ""
+
+
+@pytest.mark.parametrize(
+    "option, value, words",
+    [
+        ("--dataset-size", DIGITS_400, "(400 characters) is larger than 1,000,000,000,000"),
+        ("--batchsize", "9" * 5000, "(5000 characters) is larger than 1,048,576"),  # past int()'s 4300 digits
+        ("--input-size", "1e400", "'1e400' is not a whole number"),
+        ("--dataset-size", "0", "--dataset-size 0 is not a positive number of samples"),
+    ],
+)
+def test_src_predict_refuses_the_same_numbers_in_one_line(option, value, words, tmp_path, capsys):
+    """The page's rule is the CLI's: no OverflowError traceback from a number with hundreds of digits."""
+    from profcast.cli import exit_code
+    from profcast.predict import main as predict_main
+
+    profile = tmp_path / "p.json"
+    profile.write_bytes(GOOD_JSON)
+    assert exit_code(predict_main, ["--profile", str(profile), "--anchor", ANCHOR, option, value]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("profcast: error: ") and words in error and error.count("\n") == 1, error
