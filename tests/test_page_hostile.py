@@ -11,6 +11,7 @@ import gzip
 import io
 import json
 import time
+from collections import Counter
 
 import pytest
 from fastapi.testclient import TestClient
@@ -155,10 +156,6 @@ def test_the_pool_runs_no_more_than_its_workers_at_once():
             running[0] -= 1
         return "done"
 
-    class Connected:
-        async def is_disconnected(self):
-            return False
-
     async def many():
         admitted = [workers.admit() for _ in range(8)]
         assert admitted == [True] * 7 + [False]  # 2 workers + 5 queue places
@@ -221,3 +218,64 @@ def test_src_predict_refuses_the_same_numbers_in_one_line(option, value, words, 
     assert exit_code(predict_main, ["--profile", str(profile), "--anchor", ANCHOR, option, value]) == 2
     error = capsys.readouterr().err
     assert error.startswith("profcast: error: ") and words in error and error.count("\n") == 1, error
+
+
+class Connected:
+    """A request whose client stays (``gone``: one that has left)."""
+
+    def __init__(self, gone: bool = False):
+        self.gone = gone
+
+    async def is_disconnected(self) -> bool:
+        return self.gone
+
+
+def test_compressed_uploads_run_one_at_a_time_beside_plain_ones():
+    import asyncio
+    import threading
+
+    workers, lock = ForecastWorkers(workers=2, queue=8), threading.Lock()
+    running, most = Counter(), Counter()
+
+    def work(kind):
+        with lock:
+            running[kind] += 1
+            most[kind] = max(most[kind], running[kind])
+            most["both"] = max(most["both"], running["gz"] + running["plain"])
+        time.sleep(0.05)
+        with lock:
+            running[kind] -= 1
+        return kind
+
+    async def mixed():
+        calls = [
+            workers.run(Connected(), WorkBudget(MiB, 10), work, kind, compressed=kind == "gz")
+            for kind in ["gz", "gz", "gz", "plain", "plain", "plain"]
+        ]
+        return await asyncio.gather(*calls)
+
+    assert sorted(asyncio.run(mixed())) == ["gz"] * 3 + ["plain"] * 3
+    assert most["gz"] == 1 and most["both"] == 2  # a bomb never holds both workers
+    workers.shutdown()
+
+
+def test_a_request_whose_client_left_while_queued_is_dropped_before_it_runs():
+    import asyncio
+    import threading
+
+    workers, release, ran = ForecastWorkers(workers=1, queue=4), threading.Event(), []
+
+    def blocker():
+        release.wait(10)
+        return "blocker"
+
+    async def scenario():
+        busy = asyncio.ensure_future(workers.run(Connected(), WorkBudget(MiB, 10), blocker))
+        await asyncio.sleep(0.05)  # the only worker is taken
+        with pytest.raises(ClientGone):
+            await workers.run(Connected(gone=True), WorkBudget(MiB, 10), ran.append, "queued work")
+        release.set()
+        return await busy
+
+    assert asyncio.run(scenario()) == "blocker" and ran == []  # the left request's work never ran
+    workers.shutdown()

@@ -35,7 +35,7 @@ from profcast.tracking.provenance import GENERATED
 from profcast.web.champions import Champions
 from profcast.web.guard import HostAndOriginGuard, allowed_host_names
 from profcast.web.uploads import oversized_upload_message, read_uploaded_profile
-from profcast.web.workers import RETRY_AFTER_SECONDS, ForecastWorkers
+from profcast.web.workers import RETRY_AFTER_SECONDS, ForecastWorkers, is_compressed
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ def create_app(
                 forecast_answer,
                 champions,
                 content,
+                compressed=is_compressed(content),
                 name=query.get("name"),
                 anchor=query.get("anchor") or "",
                 **sizes,
