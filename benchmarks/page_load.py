@@ -37,8 +37,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ANCHOR = "g3s.xlarge"
 EXAMPLE = REPO_ROOT / "examples" / "profiles" / "vggsmall_cifar10_g3s.csv"
 MiB = 1024**2
-# One cycle of each client: a normal forecast between each hostile upload.
-CYCLE = ("normal", "bomb 1 GiB", "normal", "bomb 8 GiB", "normal", "bomb, client leaves", "normal", "NUL bytes")
+# One cycle of each client: a normal forecast, then an attack: three gzip bombs and a file of NUL bytes.
+CYCLE = ("normal", "bomb 1 GiB", "bomb 8 GiB", "bomb, client leaves", "NUL bytes")
 EXPECTED = {"normal": 200, "bomb 1 GiB": 413, "bomb 8 GiB": 413, "NUL bytes": 400}
 IDLE_FORECASTS = 40
 RSS_SAMPLE_S = 1.0

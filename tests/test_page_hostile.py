@@ -10,6 +10,7 @@ import functools
 import gzip
 import io
 import json
+import re
 import time
 from collections import Counter
 
@@ -67,9 +68,9 @@ DIGITS_400 = "9" * 400
 
 # (case, query, headers, body, status, words in the one-line answer)
 HOSTILE_REQUESTS = [
-    ("gzip bomb as a trace", {"name": "run.pt.trace.json.gz"}, {}, bomb, 413, "once decompressed"),
-    ("gzip bomb as a table", {"name": "table.csv.gz"}, {}, bomb, 413, "once decompressed"),
-    ("gzip bomb without a name", {}, {}, bomb, 413, "once decompressed"),
+    ("gzip bomb as a trace", {"name": "run.pt.trace.json.gz"}, {}, bomb, 413, "as a compression bomb does"),
+    ("gzip bomb as a table", {"name": "table.csv.gz"}, {}, bomb, 413, "as a compression bomb does"),
+    ("gzip bomb without a name", {}, {}, bomb, 413, "as a compression bomb does"),
     ("another site's name (DNS rebinding)", {}, {"host": "attacker.example:8000"}, GOOD_JSON, 400, "not an address"),
     ("a rebinding name for 127.0.0.1", {}, {"host": "127.0.0.1.nip.io:8000"}, GOOD_JSON, 400, "not an address"),
     ("a Host whose port is no number", {}, {"host": "127.0.0.1:80x"}, GOOD_JSON, 400, "not an address"),
@@ -108,14 +109,24 @@ def test_a_hostile_request_is_refused_in_one_line_and_nothing_is_lost(page, quer
     assert page.get("/api/anchors").json()["anchors"] == [ANCHOR]  # and the page goes on answering
 
 
-def test_a_bomb_is_stopped_after_its_budget_not_after_unpacking_it(page):
-    """A 1 GiB bomb of ~1 MB stops once 50x its size came out (32 MiB at least): far less than 1 GiB."""
-    upload = bomb()
-    limit = upload_budget(len(upload)).text_bytes
-    assert limit < 128 * MiB
+def test_a_bomb_is_stopped_after_16_mib_of_text_not_after_unpacking_it(page):
+    """1 GiB of zeros in ~1 MB: stopped once its text passes 16 MiB at over 100x the bytes it consumed."""
+    answer = page.post("/api/forecast", params={"anchor": ANCHOR, "name": "t.json.gz"}, content=bomb())
+    assert answer.status_code == 413
+    unpacked = re.search(r"\(([\d.]+) MiB of text from", answer.json()["error"])
+    assert unpacked and 16 < float(unpacked[1]) < 20, answer.json()["error"]
+
+
+def test_an_upload_unpacking_past_the_pages_text_limit_is_stopped_there(page, monkeypatch):
+    """Text that compresses like a real trace (not a bomb), but more of it than the page unpacks: 413."""
+    monkeypatch.setenv("PROFCAST_MAX_UPLOAD_TEXT_BYTES", str(MiB))
+    rows = "".join(f'{{"name": "aten::conv2d", "ts": {i * 37}, "dur": {i % 977}}},\n' for i in range(60_000))
+    upload = gzip.compress(rows.encode())
+    assert 2 * MiB < len(rows) < 20 * len(upload)  # about 10:1, as real traces
     answer = page.post("/api/forecast", params={"anchor": ANCHOR, "name": "t.json.gz"}, content=upload)
-    assert answer.status_code == 413 and "PROFCAST_MAX_UPLOAD_TEXT_BYTES" in answer.json()["error"]
-    assert f"more than {shown_bytes(limit)} of text once decompressed" in answer.json()["error"]
+    assert answer.status_code == 413
+    assert f"more than {shown_bytes(MiB)} of text once decompressed" in answer.json()["error"]
+    assert upload_budget(len(upload)).text_bytes == MiB  # the page's cap, below 50x the upload
 
 
 def test_a_get_under_another_host_is_refused_and_the_page_itself_is_served(page):
@@ -279,3 +290,14 @@ def test_a_request_whose_client_left_while_queued_is_dropped_before_it_runs():
 
     assert asyncio.run(scenario()) == "blocker" and ran == []  # the left request's work never ran
     workers.shutdown()
+
+
+def test_a_real_gzipped_trace_is_read_under_the_budget(tmp_path, monkeypatch):
+    from profcast.web.uploads import read_uploaded_profile
+    from tests.test_torch_trace import CPU_TRACES
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    content = CPU_TRACES[0].read_bytes()
+    with spending(upload_budget(len(content))):
+        profile, shown = read_uploaded_profile(content, CPU_TRACES[0].name, ANCHOR)
+    assert shown == CPU_TRACES[0].name and profile.kind == "PyTorch profiler trace" and profile.profile.size > 0

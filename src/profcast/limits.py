@@ -124,6 +124,8 @@ class CappedReader:
             return self._read_all_in_chunks(room)
         chunk = self.stream.read(room if size is None or size < 0 else min(size, room))
         self.read_bytes += len(chunk)
+        if self.budget is not None:
+            self.budget.check_unpacking(self.read_bytes, compressed_bytes_read(self.stream), self.source)
         if self.read_bytes > self.limit:
             if self.budget is not None:
                 raise OverBudget(self.budget.text_message(self.source))
@@ -146,6 +148,15 @@ class CappedReader:
         self.stream.close()
 
 
+def compressed_bytes_read(stream) -> int | None:
+    """How many compressed bytes a gzip stream has consumed so far (None for a plain stream)."""
+    packed = getattr(stream, "fileobj", None)  # gzip.GzipFile keeps the compressed file here
+    try:
+        return packed.tell() if packed is not None else None
+    except (OSError, ValueError):
+        return None
+
+
 # ---- A served request's budget: text bytes, CPU seconds, and whether its client is still there ------
 READ_CHUNK_BYTES = 1024**2  # between two budget checks while decompressing
 UPLOAD_TEXT_BYTES_ENV = "PROFCAST_MAX_UPLOAD_TEXT_BYTES"
@@ -153,6 +164,9 @@ DEFAULT_UPLOAD_TEXT_BYTES = 256 * 1024**2  # 256 MiB of decompressed text per up
 # A real PyTorch trace gzips about 13:1 (tests/data/torch_traces); a bomb of zeros about 1000:1.
 MAX_UPLOAD_RATIO = 50
 MIN_UPLOAD_TEXT_BYTES = 32 * 1024**2  # however small the upload, this much text may come out of it
+# While unpacking: past 16 MiB of text, more than 100x the compressed bytes consumed is a bomb, stopped
+# there rather than at the upload's whole budget (gzip reads 128 KiB of input at a time).
+BOMB_RATIO, BOMB_CHECK_AFTER_BYTES = 100, 16 * 1024**2
 REQUEST_CPU_SECONDS_ENV = "PROFCAST_MAX_REQUEST_CPU_SECONDS"
 DEFAULT_REQUEST_CPU_SECONDS = 30
 
@@ -197,6 +211,15 @@ class WorkBudget:
             raise OverBudget(
                 f"the forecast took more than {self.cpu_seconds:g} CPU seconds and was stopped "
                 f"({REQUEST_CPU_SECONDS_ENV}={self.cpu_seconds:g}); send a smaller profile or raise the limit"
+            )
+
+    def check_unpacking(self, text_bytes: int, compressed_bytes: int | None, source: str) -> None:
+        """Raise OverBudget when a gzip stream unpacks like a bomb: past 16 MiB, over 100x what it consumed."""
+        if compressed_bytes and text_bytes > BOMB_CHECK_AFTER_BYTES and text_bytes > BOMB_RATIO * compressed_bytes:
+            raise OverBudget(
+                f"{source}: unpacks to more than {BOMB_RATIO}x its compressed size ({shown_bytes(text_bytes)} of "
+                f"text from {shown_bytes(compressed_bytes)}), as a compression bomb does; a real profile "
+                "compresses about 13:1; the upload was stopped there"
             )
 
     def text_message(self, source: str) -> str:

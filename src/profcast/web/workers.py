@@ -75,17 +75,15 @@ class ForecastWorkers:
         """``work(*args, **kwargs)`` on a worker thread under ``budget``; ClientGone as soon as ``request``'s
         client leaves (the thread stops at its next budget check)."""
         loop = asyncio.get_running_loop()
-        running: list[asyncio.Future] = []
-        watcher = asyncio.create_task(cancel_when_gone(request, budget, running))
+        watcher = asyncio.create_task(cancel_when_gone(request, budget, asyncio.current_task()))
         try:
             async with self.lane(compressed):
-                budget.check()  # its client may have left while it waited for the lane
-                running.append(
-                    loop.run_in_executor(self.executor, functools.partial(within, budget, work, *args, **kwargs))
+                return await loop.run_in_executor(
+                    self.executor, functools.partial(within, budget, work, *args, **kwargs)
                 )
-                return await running[0]
         except asyncio.CancelledError:
-            if budget.cancelled:  # cancelled by the watcher: the client left
+            if budget.cancelled:  # cancelled by the watcher: the client left, the request ends here
+                asyncio.current_task().uncancel()
                 raise ClientGone("the client closed the connection") from None
             raise
         finally:
@@ -103,13 +101,12 @@ def within(budget: WorkBudget, work, *args, **kwargs):
         return work(*args, **kwargs)
 
 
-async def cancel_when_gone(request, budget: WorkBudget, running: list) -> None:
-    """Poll whether the client is still connected; when it is not, cancel ``budget`` and the work's future
-    (``running``: a task still queued for a thread is dropped; one running stops at its next check)."""
+async def cancel_when_gone(request, budget: WorkBudget, waiting: asyncio.Task) -> None:
+    """Poll whether the client is still connected; when it is not, cancel ``budget`` and the ``waiting`` task:
+    work still queued for the lane or a thread is dropped, work running stops at its next budget check."""
     while not budget.cancelled:
         if await request.is_disconnected():
             budget.cancel()
-            for future in running:
-                future.cancel()
+            waiting.cancel()
             return
         await asyncio.sleep(DISCONNECT_POLL_SECONDS)
