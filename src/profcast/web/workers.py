@@ -5,16 +5,19 @@ being read and the threads working are bounded together. Its work runs under a `
 (decompressed text, CPU seconds) and stops at the next check once its client has left; a request
 still waiting for a thread when its client leaves is dropped at once and gives its place back.
 
-A compressed upload may cost up to its whole budget (a gzip bomb is stopped only once its text
-passes the limit), so compressed uploads run on one worker at a time: however many arrive, the
-other workers stay free for plain uploads (CSV and JSON profiles), and a bomb cannot starve them.
+A compressed upload may cost up to its whole budget (a gzip bomb is stopped only once it has
+unpacked 16 MiB, or its text passes the limit), so compressed uploads run on a thread of their own,
+one at a time, at the lowest CPU priority (on Linux): however many arrive, the workers stay free
+for plain uploads (CSV and JSON profiles), and a bomb gets the CPU only when they leave it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
+import os
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from profcast.limits import ClientGone, WorkBudget, positive_env, spending
@@ -26,6 +29,7 @@ DEFAULT_QUEUE = 10  # requests waiting for a thread (or still uploading) before 
 RETRY_AFTER_SECONDS = 2  # a normal forecast takes well under a second once its model is loaded
 DISCONNECT_POLL_SECONDS = 0.2
 GZIP_MAGIC = b"\x1f\x8b"
+LOWEST_PRIORITY = 19  # nice value of the compressed uploads' thread
 
 
 def is_compressed(content: bytes) -> bool:
@@ -40,9 +44,10 @@ class ForecastWorkers:
         self.workers = workers or positive_env(WORKERS_ENV, DEFAULT_WORKERS)
         self.capacity = self.workers + (queue if queue is not None else positive_env(QUEUE_ENV, DEFAULT_QUEUE))
         self.executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="profcast-forecast")
+        self.compressed_executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="profcast-compressed", initializer=lower_thread_priority
+        )
         self.admitted = 0  # changed on the event loop's thread only: no lock
-        # One worker for compressed uploads when there are two or more; made on first use, in the event loop.
-        self._compressed_lane: asyncio.Semaphore | None = None
 
     def admit(self) -> bool:
         """Take a place for one request; False when every worker and queue place is taken."""
@@ -63,24 +68,14 @@ class ForecastWorkers:
             f"try again in {RETRY_AFTER_SECONDS} s"
         )
 
-    def lane(self, compressed: bool):
-        """What a request waits for before its work is handed to a thread: the compressed lane, or nothing."""
-        if not compressed or self.workers < 2:
-            return contextlib.nullcontext()
-        if self._compressed_lane is None:
-            self._compressed_lane = asyncio.Semaphore(1)
-        return self._compressed_lane
-
     async def run(self, request, budget: WorkBudget, work, *args, compressed: bool = False, **kwargs):
         """``work(*args, **kwargs)`` on a worker thread under ``budget``; ClientGone as soon as ``request``'s
         client leaves (the thread stops at its next budget check)."""
         loop = asyncio.get_running_loop()
         watcher = asyncio.create_task(cancel_when_gone(request, budget, asyncio.current_task()))
+        executor = self.compressed_executor if compressed else self.executor
         try:
-            async with self.lane(compressed):
-                return await loop.run_in_executor(
-                    self.executor, functools.partial(within, budget, work, *args, **kwargs)
-                )
+            return await loop.run_in_executor(executor, functools.partial(within, budget, work, *args, **kwargs))
         except asyncio.CancelledError:
             if budget.cancelled:  # cancelled by the watcher: the client left, the request ends here
                 asyncio.current_task().uncancel()
@@ -93,6 +88,17 @@ class ForecastWorkers:
     def shutdown(self) -> None:
         """Stop the threads once their work ends (queued work is dropped)."""
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.compressed_executor.shutdown(wait=False, cancel_futures=True)
+
+
+def lower_thread_priority() -> None:
+    """Give the calling thread the lowest CPU priority (Linux: nice applies per thread; elsewhere it would
+    apply to the whole server, so it is left alone)."""
+    if sys.platform == "linux":
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)
+        except OSError:  # not allowed here: the thread keeps the server's priority
+            pass
 
 
 def within(budget: WorkBudget, work, *args, **kwargs):
