@@ -358,14 +358,14 @@ def test_the_page_ranks_an_uploaded_profile_as_the_cli_does(browser_page, capsys
     assert len(page.locator("#ranking tbody svg").all()) == len(TARGETS) + 1  # an error-bar chart per row
     assert page.locator("#ranking tbody svg line.whisker").count() == 3 * len(TARGETS)  # the measured row has none
     # One log scale: an axis with labelled decades, and no bar too short to see or compare.
-    ticks = page.locator("#ranking th[data-col='chart'] svg text.tick").all_inner_texts()
+    ticks = page.locator("#ranking th[data-col='chart'] svg text.tick").all_text_contents()
     assert "log scale" in ticks[0] and len(ticks) >= 2 and all(re.fullmatch(r"[\d.]+ m?s", t) for t in ticks[1:])
     widths = [
         float(width)
         for width in page.locator("#ranking tbody svg rect").evaluate_all("rs => rs.map(r => r.getAttribute('width'))")
     ]
     assert min(widths) >= 20, widths
-    labels = page.locator("#ranking tbody svg text.value").all_inner_texts()
+    labels = page.locator("#ranking tbody svg text.value").all_text_contents()
     assert len(labels) == len(TARGETS) + 1 and all(label.endswith("ms") or label.endswith(" s") for label in labels)
     assert page.locator("#banner").is_visible() and "generated data" in page.locator("#banner").inner_text()
     assert "anchor, measured:" in page.locator("#measured-line").inner_text()
