@@ -90,9 +90,7 @@ def main(argv=None) -> int:
         load = os.getloadavg()[0]
         lines = ["| call | wall s | CPU s |", "|---|---|---|"]
         lines += [f"| {name} | {wall:.1f} | {cpu:.1f} |" for name, _, (wall, cpu) in rows]
-        lines.append(
-            f"| `profcast predict --help` (interpreter and imports only) | {floor[0]:.1f} | {floor[1]:.1f} |"
-        )
+        lines.append(f"| `profcast predict --help` (interpreter and imports only) | {floor[0]:.1f} | {floor[1]:.1f} |")
         lines.append(f"\nload average during the run: {load:.1f} on {os.cpu_count()} cores")
         print("\n".join(lines))
         args.out.write_text("\n".join(lines) + "\n")

@@ -35,6 +35,7 @@ TARGETS = ["p3.2xlarge", "g4dn.xlarge", "p2.xlarge"]
 EXAMPLE = REPO / "examples" / "profiles" / "vggsmall_cifar10_g3s.csv"  # the README's forecast example
 ARTIFACTS = REPO / "test-artifacts"  # git-ignored: the page's screenshot from the browser test
 CHROMIUM = Path("/usr/bin/chromium")
+PAGE_URL = "http://127.0.0.1:8000"  # the TestClient's Host: the address the page is started for by default
 # Debian's Chromium on a closed network: no sandbox (root in CI), and none of its own connections.
 CHROMIUM_ARGS = [
     "--headless",
@@ -73,7 +74,7 @@ def tracking(store, monkeypatch):
 @pytest.fixture
 def client(tracking):
     """The page's app over the champion, as ``python -m profcast.web`` builds it."""
-    with TestClient(build_app(None)) as test_client:
+    with TestClient(build_app(None), base_url=PAGE_URL) as test_client:
         yield test_client
 
 
@@ -256,13 +257,13 @@ def test_the_anchors_offered_are_the_stores_champions(client, tmp_path, monkeypa
     assert "http://" not in page.text.replace("http://www.w3.org/2000/svg", "")  # nothing fetched from the network
     missing = tmp_path / "none" / "mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{missing}")
-    with TestClient(build_app(None)) as empty:
+    with TestClient(build_app(None), base_url=PAGE_URL) as empty:
         assert empty.get("/api/anchors").json()["anchors"] == []
     assert not missing.exists()  # looking made no store
 
 
 def test_a_given_model_fixes_the_anchor(tracking):
-    with TestClient(build_app(tracking["model_uri"])) as fixed:
+    with TestClient(build_app(tracking["model_uri"]), base_url=PAGE_URL) as fixed:
         assert fixed.get("/api/anchors").json()["anchors"] == [ANCHOR]
         other = post_profile(fixed, example_json(), name="profile.json", anchor="p2.xlarge")
         assert other.status_code == 400 and "predicts from profiles taken on g3s.xlarge, not p2.xlarge" in other.text
@@ -276,7 +277,7 @@ def test_it_listens_on_this_machine_only_unless_told(monkeypatch):
 
     assert DEFAULT_HOST == "127.0.0.1" and parse_args([]).host == "127.0.0.1"
     started = {}
-    monkeypatch.setattr(command, "build_app", lambda model, alias: "app")
+    monkeypatch.setattr(command, "build_app", lambda *args: "app")
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(options))
     assert command.main(["--port", "8123"]) == 0
     assert started["host"] == "127.0.0.1" and started["port"] == 8123
@@ -321,6 +322,9 @@ def browser_page(request):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
             page.set_default_timeout(120_000)  # a loaded 2-core CI machine: generous, never a measurement
+            page.console_errors = []  # what the browser's console would show a user in red (a 404, a JS error)
+            page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
+            page.on("pageerror", lambda error: page.console_errors.append(str(error)))
             page.goto(page_url)
             page.wait_for_function("document.getElementById('anchor').options.length > 0")
             yield page
@@ -344,13 +348,28 @@ def shown_column(page, column: str) -> list[str]:
 def test_the_page_ranks_an_uploaded_profile_as_the_cli_does(browser_page, capsys, monkeypatch):
     page = browser_page
     page.set_input_files("#file", str(EXAMPLE))
+    # While the first forecast loads the model, something moves: the busy line with its seconds.
+    page.wait_for_function("document.body.dataset.state === 'busy'")
+    assert page.locator("#busy").is_visible() and "Forecasting" in page.locator("#busy").inner_text()
     assert wait_for_answer(page) == "ready"
+    assert not page.locator("#busy").is_visible()
     code, stdout, _ = cli_output(capsys, monkeypatch, EXAMPLE.parent, EXAMPLE.name)
     assert code == 0
     assert list(zip(shown_column(page, "instance"), shown_column(page, "batch latency"))) == cli_rows(stdout)
     assert page.locator("#ranking tbody tr.anchor td[data-col='instance']").inner_text() == ANCHOR
     assert len(page.locator("#ranking tbody svg").all()) == len(TARGETS) + 1  # an error-bar chart per row
     assert page.locator("#ranking tbody svg line.whisker").count() == 3 * len(TARGETS)  # the measured row has none
+    # One log scale: an axis with labelled decades, and no bar too short to see or compare.
+    ticks = page.locator("#ranking th[data-col='chart'] svg text.tick").all_text_contents()
+    decades = [tick for tick in ticks if "log scale" not in tick]
+    assert len(decades) == len(ticks) - 1 >= 2 and all(re.fullmatch(r"[\d.]+ m?s", tick) for tick in decades), ticks
+    widths = [
+        float(width)
+        for width in page.locator("#ranking tbody svg rect").evaluate_all("rs => rs.map(r => r.getAttribute('width'))")
+    ]
+    assert min(widths) >= 20, widths
+    labels = page.locator("#ranking tbody svg text.value").all_text_contents()
+    assert len(labels) == len(TARGETS) + 1 and all(label.endswith("ms") or label.endswith(" s") for label in labels)
     assert page.locator("#banner").is_visible() and "generated data" in page.locator("#banner").inner_text()
     assert "anchor, measured:" in page.locator("#measured-line").inner_text()
     ARTIFACTS.mkdir(exist_ok=True)
@@ -375,6 +394,7 @@ def test_the_page_ranks_an_uploaded_profile_as_the_cli_does(browser_page, capsys
     assert shown_column(page, "at profiled size") == [at_profiled[name] for name in shown_column(page, "instance")]
     assert "391 steps" in page.locator("#epoch-line").inner_text()
     page.screenshot(path=str(ARTIFACTS / "forecast-page-whatif.png"), full_page=True)
+    assert page.console_errors == []  # no 404 (the favicon), no script error
 
 
 def test_the_page_shows_a_bad_files_one_line_error(browser_page, tmp_path, capsys, monkeypatch):

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from profcast.cli import run_cli
+from profcast.csv_cells import to_safe_csv
 from profcast.errors import ProfcastError
 from profcast.ingest.profile_files import ACCEPTED, ProfileTree, profiles_table, read_profile_rows, read_profile_tree
 from profcast.ingest.tfstats import ON_BAD_FILE_CHOICES
@@ -82,7 +83,7 @@ def write_table_atomically(table: pd.DataFrame, out) -> None:
         if out.name.lower().endswith(".parquet"):
             table.to_parquet(partial, index=False)
         else:
-            table.to_csv(partial, index=False, compression="gzip" if out.name.lower().endswith(".gz") else None)
+            to_safe_csv(table, partial, index=False, compression="gzip" if out.name.lower().endswith(".gz") else None)
         os.replace(partial, out)  # readers see the old file or the whole new one, never half of it
     except OSError as error:
         raise ProfcastError(f"--out {out}: cannot write ({error.strerror or error})") from None

@@ -28,7 +28,9 @@ from profcast.forecast.new_gpu import forecast_new_gpu
 from profcast.forecast.profile_input import PROFILE_FORMATS
 from profcast.forecast.ranking import DEFAULT_DATASET_SIZE
 from profcast.forecast.recommend import recommend
+from profcast.forecast.sizes import size_option
 from profcast.ingest.neusight_data import neusight_cache_dir
+from profcast.names import check_name
 
 
 def main(argv=None) -> int:
@@ -44,19 +46,19 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--dataset-size",
-        type=int,
+        type=size_option("dataset_size"),
         default=DEFAULT_DATASET_SIZE,
         help=f"samples per epoch (default {DEFAULT_DATASET_SIZE:,})",
     )
     parser.add_argument(
         "--batchsize",
-        type=int,
+        type=size_option("batchsize"),
         help="forecast at this batch size (a what-if when the profile carries another "
         "one; the profiled batch size when it carries none)",
     )
     parser.add_argument(
         "--input-size",
-        type=int,
+        type=size_option("input_size"),
         help="forecast at this input size (a what-if from the profile's dataset, e.g. 64dataset)",
     )
     parser.add_argument("--plot", help="write a bar chart of the ranking to this PNG file")
@@ -68,6 +70,7 @@ def main(argv=None) -> int:
         help="NeuSight folder the per-call model is fitted on (default: the NeuSight cache)",
     )
     args = parser.parse_args(argv)
+    check_name(args.anchor, "--anchor")
     if args.target_gpu:
         clashing = [
             f"--{name.replace('_', '-')}"

@@ -18,6 +18,7 @@ from profcast.collect.steps import import_torch
 from profcast.collect.suites import load_suites, suite_workloads
 from profcast.collect.workload import available_devices
 from profcast.errors import ProfcastError
+from profcast.names import check_name
 from profcast.stops import install_stop_handlers, restore_handlers
 
 
@@ -45,6 +46,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="profcast: %(message)s")
     logging.getLogger("torch").setLevel(logging.ERROR)
     logging.getLogger("profcast.collect.steps").setLevel(logging.WARNING)  # the runner says what each workload did
+    check_name(args.instance, "--instance")  # it names a folder and every row collected here
     if args.budget_minutes is not None and not args.budget_minutes > 0:
         raise ProfcastError(f"--budget-minutes {args.budget_minutes}: expected a positive number of minutes")
     if args.threads is not None and args.threads <= 0:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from profcast.catalogue import load_catalogue
 from profcast.errors import ProfcastError
+from profcast.forecast import sizes
 from profcast.jobmodel.memory_fit import add_ranking_fit
 from profcast.jobmodel.requests import (
     TARGET_INSTANCE,
@@ -181,13 +182,8 @@ class Forecast:
 
 
 def check_sizes(dataset_size: int, batchsize: int | None, input_size: int | None) -> None:
-    """Refuse a samples-per-epoch, batch or input size that is not positive, naming the option."""
-    if dataset_size <= 0:
-        raise ProfcastError(f"--dataset-size {dataset_size} is not a positive number of samples")
-    if batchsize is not None and batchsize <= 0:
-        raise ProfcastError(f"--batchsize {batchsize} is not a positive integer")
-    if input_size is not None and input_size <= 0:
-        raise ProfcastError(f"--input-size {input_size} is not a positive integer")
+    """Refuse a samples-per-epoch, batch or input size that is not positive or past its bound, naming the option."""
+    sizes.check_sizes(dataset_size, batchsize, input_size)  # one rule for the CLI and the page
 
 
 def forecast(

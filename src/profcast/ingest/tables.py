@@ -10,6 +10,7 @@ import pandas as pd
 
 from profcast.errors import ProfcastError
 from profcast.limits import MAX_INPUT_BYTES_ENV, CappedReader, max_input_bytes, shown_bytes, value_limit, value_rule
+from profcast.names import check_name, is_safe_name
 from profcast.schema import MEASURED_COLUMNS, RUN_KEYS, op_columns
 
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
@@ -114,6 +115,10 @@ def validate_profiles(
     for key in RUN_KEYS:
         if key != "batchsize":
             clean[key] = clean[key].astype(str)
+    unsafe = ~clean["instance_name"].map(is_safe_name)  # it names folders, runs, models and CSV cells
+    if unsafe.any():
+        row = int(np.flatnonzero(unsafe.to_numpy())[0])
+        check_name(clean["instance_name"].iloc[row], "instance_name", f"{source}: {row_place(table, row, first_line)}")
     for column in ops + [c for c in MEASURED_COLUMNS if c in clean.columns]:
         clean[column] = _checked_numbers(clean[column], column, source, column in MEASURED_COLUMNS, first_line, table)
     silent = np.flatnonzero((clean[ops].to_numpy() == 0).all(axis=1))

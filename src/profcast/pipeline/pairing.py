@@ -8,6 +8,7 @@ import pandas as pd
 
 from profcast.errors import ProfcastError
 from profcast.ingest.tables import known_instances
+from profcast.names import check_name
 from profcast.schema import BATCH_LATENCY, WORKLOAD_KEYS, op_columns
 
 PAIRING_MODES = ("auto", "same_exp", "cross", "median")
@@ -34,7 +35,8 @@ class PairedRuns:
 
 
 def check_instance(profiles: pd.DataFrame, name: str, role: str) -> None:
-    """Fail with the list of known instances when `name` is not in the data."""
+    """Fail with the list of known instances when `name` is not in the data (or not a plain name at all)."""
+    check_name(name, role)
     known = known_instances(profiles)
     if name not in known:
         raise ProfcastError(f"unknown {role} instance '{name}'; instances in the data: {', '.join(known)}")

@@ -18,6 +18,7 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from omegaconf import DictConfig, OmegaConf
 
 import profcast
+from profcast.csv_cells import to_safe_csv
 from profcast.jobmodel.answer_format import OUTPUT_PARAM, OUTPUT_SHAPES
 from profcast.jobmodel.memory_fit import DEVICE_MEMORY, FITS, MEMORY_MARGIN
 from profcast.jobmodel.requests import (
@@ -267,7 +268,7 @@ def log_unmapped_ops(unmapped: pd.DataFrame) -> None:
 
 
 def _log_csv(frame: pd.DataFrame, artifact_file: str) -> None:
-    mlflow.log_text(frame.to_csv(index=False), artifact_file)
+    mlflow.log_text(to_safe_csv(frame, index=False), artifact_file)
 
 
 def job_signature(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from profcast.csv_cells import to_safe_csv
 from profcast.tracking import plots
 
 # Columns of the per-target table, in the order a reader compares them.
@@ -43,7 +44,7 @@ def log_job_summary(results: dict[str, dict], title: str) -> pd.DataFrame:
 
     table = target_table(results)
     markdown = table.to_markdown(index=False, floatfmt=".1f")
-    mlflow.log_text(table.to_csv(index=False), "targets.csv")
+    mlflow.log_text(to_safe_csv(table, index=False), "targets.csv")
     mlflow.log_text(markdown + "\n", "targets.md")
     figure = target_figure(table, title)
     mlflow.log_figure(figure, "targets.png")

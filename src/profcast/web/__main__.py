@@ -18,6 +18,7 @@ from profcast.cli import run_cli
 from profcast.tracking.store import use_store
 from profcast.web.app import create_app
 from profcast.web.champions import Champions
+from profcast.web.guard import allowed_host_names
 
 DEFAULT_HOST = "127.0.0.1"  # this machine only: the page has no login
 DEFAULT_PORT = 8000
@@ -38,14 +39,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--alias", default=DEFAULT_ALIAS, help=f"registry alias of each anchor's model (default {DEFAULT_ALIAS})"
     )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another name the page is reached by (a proxy's), besides the --host address; repeatable",
+    )
     return parser.parse_args(argv)
 
 
-def build_app(model_uri: str | None, alias: str = DEFAULT_ALIAS):
-    """The app over the store every command uses, with ``model_uri`` or the champions; one-line errors first."""
+def build_app(
+    model_uri: str | None, alias: str = DEFAULT_ALIAS, host: str = DEFAULT_HOST, allow_hosts: tuple[str, ...] = ()
+):
+    """The app over the store every command uses, with ``model_uri`` or the champions, answering requests to
+    ``host`` (and ``allow_hosts``) only; one-line errors first."""
 
     use_store(None)  # the store every command uses; prediction never composes the training config
-    return create_app(Champions(model_uri, alias))
+    return create_app(Champions(model_uri, alias), allowed_host_names(host, tuple(allow_hosts)))
 
 
 def main(argv=None) -> int:
@@ -56,7 +67,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    app = build_app(args.model, args.alias)
+    app = build_app(args.model, args.alias, args.host, tuple(args.allow_host))
     model = args.model or "each anchor's champion"
     print(f"profcast web: forecasts with {model} in {mlflow.get_tracking_uri()}", flush=True)
     # uvicorn's own lines say where it listens once it does (or why it cannot); no line per request.

@@ -8,37 +8,59 @@ model stands on, the notes and the table as CSV. A bad file is a 400 with the CL
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from importlib import resources
 
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from profcast.csv_cells import to_safe_csv
 from profcast.datasets.fingerprint import GENERATED
 from profcast.errors import ProfcastError, first_line
 from profcast.forecast.ranking import DEFAULT_DATASET_SIZE, Forecast, check_sizes, forecast
 from profcast.forecast.report import latency_text, shown_header_and_cells
-from profcast.limits import max_request_bytes, shown_bytes
+from profcast.forecast.sizes import whole_number
+from profcast.limits import ClientGone, OverBudget, current_budget, max_request_bytes, shown_bytes, upload_budget
+from profcast.names import check_name
 from profcast.serve.model_info import model_lines, training_data_line
 from profcast.web.champions import Champions
+from profcast.web.guard import HostAndOriginGuard, allowed_host_names
 from profcast.web.uploads import oversized_upload_message, read_uploaded_profile
+from profcast.web.workers import RETRY_AFTER_SECONDS, ForecastWorkers, is_compressed
 
 log = logging.getLogger(__name__)
 
 PROFILED_COLUMN = "profiled_latency_s"  # a what-if's table: each instance's step time at the profiled size
+BODY_SECONDS = 60  # an upload that has not arrived whole by then is refused (a client trickling bytes)
+CLIENT_CLOSED = 499  # no one reads it: nginx's code for "the client closed the request"
 
 
-def create_app(champions: Champions) -> FastAPI:
-    """The page and its API over ``champions`` (the store must already be chosen, as the CLI does)."""
+def create_app(
+    champions: Champions, allowed_hosts=allowed_host_names("127.0.0.1"), workers: ForecastWorkers | None = None
+) -> FastAPI:
+    """The page and its API over ``champions`` (the store must already be chosen, as the CLI does), answering
+    only requests to ``allowed_hosts`` and forecasting on ``workers`` (a bounded pool)."""
+    workers = workers or ForecastWorkers()
     app = FastAPI(title="profcast forecast", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(HostAndOriginGuard, allowed=frozenset(allowed_hosts))
+    app.router.on_shutdown.append(workers.shutdown)
     page = resources.files("profcast.web").joinpath("page.html").read_text(encoding="utf-8")
 
     @app.exception_handler(UploadTooLarge)
     async def too_large(request: Request, error: UploadTooLarge) -> JSONResponse:
         return JSONResponse({"error": one_line(error)}, status_code=413)
+
+    @app.exception_handler(OverBudget)
+    async def over_budget(request: Request, error: OverBudget) -> JSONResponse:
+        return JSONResponse({"error": one_line(error)}, status_code=413)
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(request: Request, error: ClientGone) -> Response:
+        log.info("forecast stopped: %s", error)
+        return Response(status_code=CLIENT_CLOSED)
 
     @app.exception_handler(ProfcastError)
     async def user_error(request: Request, error: ProfcastError) -> JSONResponse:
@@ -67,19 +89,36 @@ def create_app(champions: Champions) -> FastAPI:
         }
 
     @app.post("/api/forecast")
-    async def forecast_upload(request: Request) -> dict:
+    async def forecast_upload(request: Request):
         query = request.query_params
-        content = await read_limited_body(request, max_request_bytes())
-        return await run_in_threadpool(
-            forecast_answer,
-            champions,
-            content,
-            name=query.get("name"),
-            anchor=query.get("anchor") or "",
-            batchsize=whole_number(query, "batchsize"),
-            input_size=whole_number(query, "input_size"),
-            dataset_size=whole_number(query, "dataset_size") or DEFAULT_DATASET_SIZE,
-        )
+        sizes = {name: whole_number(query.get(name), name) for name in ("batchsize", "input_size", "dataset_size")}
+        if sizes["dataset_size"] is None:
+            sizes["dataset_size"] = DEFAULT_DATASET_SIZE
+        if not workers.admit():  # before the body is read: a full page reads no more uploads
+            return JSONResponse(
+                {"error": workers.busy_message()}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+            )
+        try:
+            try:
+                content = await asyncio.wait_for(read_limited_body(request, max_request_bytes()), BODY_SECONDS)
+            except TimeoutError:
+                return JSONResponse(
+                    {"error": f"the upload did not arrive whole within {BODY_SECONDS} s; send it again"},
+                    status_code=408,
+                )
+            return await workers.run(
+                request,
+                upload_budget(len(content)),
+                forecast_answer,
+                champions,
+                content,
+                compressed=is_compressed(content),
+                name=query.get("name"),
+                anchor=query.get("anchor") or "",
+                **sizes,
+            )
+        finally:
+            workers.release()
 
     return app
 
@@ -96,12 +135,18 @@ def forecast_answer(
     """The JSON answer for one uploaded profile: the ranking, and at a what-if size the profiled size's too."""
     if not anchor:
         raise ProfcastError("pick the anchor: the instance the profile was taken on")
+    check_name(anchor, "anchor")
     check_sizes(dataset_size, batchsize, input_size)
+    budget = current_budget()  # the page's: bounded text and CPU seconds (None when called directly)
     anchor_profile, shown = read_uploaded_profile(content, name, anchor)
     model, uri = champions.model(anchor)
+    if budget is not None:
+        budget.start()  # loading the model is the page's own work (once per model), not this request's
     result = forecast(model, uri, anchor_profile, anchor, batchsize, input_size, dataset_size)
     table = result.table
     if result.sizes:  # a what-if: beside each forecast, the same instance's at the profiled size
+        if budget is not None:
+            budget.check()
         profiled = forecast(model, uri, anchor_profile, anchor, None, None, dataset_size).table
         table = table.assign(
             **{PROFILED_COLUMN: table["instance"].map(profiled.set_index("instance")["batch_latency_s"])}
@@ -142,7 +187,7 @@ def answer_json(
 
 def ranking_csv(table: pd.DataFrame) -> str:
     """The ranking as CSV, rank first, every number unrounded (seconds, dollars)."""
-    return table.set_axis(pd.RangeIndex(1, len(table) + 1, name="rank")).to_csv()
+    return to_safe_csv(table.set_axis(pd.RangeIndex(1, len(table) + 1, name="rank")))
 
 
 def json_records(table: pd.DataFrame) -> list[dict]:
@@ -172,17 +217,6 @@ class UploadTooLarge(ProfcastError):
 
     def __init__(self, size: int, limit: int):
         super().__init__(oversized_upload_message(size, limit))
-
-
-def whole_number(query, name: str) -> int | None:
-    """A query parameter as a whole number (empty: None); anything else is the CLI's kind of one-line error."""
-    text = (query.get(name) or "").strip()
-    if not text:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise ProfcastError(f"--{name.replace('_', '-')} {text!r} is not a whole number") from None
 
 
 def one_line(error: BaseException) -> str:

@@ -52,5 +52,5 @@ def read_uploaded_profile(content: bytes, name: str | None, anchor: str) -> tupl
         path.write_bytes(content)
         try:
             return read_anchor_profile(path, anchor), shown
-        except ProfcastError as error:
-            raise ProfcastError(str(error).replace(f"{folder}/", "")) from None
+        except ProfcastError as error:  # the same kind (a budget's refusal stays one), without the folder
+            raise type(error)(str(error).replace(f"{folder}/", "")) from None
