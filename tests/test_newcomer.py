@@ -34,7 +34,9 @@ def python_in(folder, code, **env_changes):
     env = {
         key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "PROFCAST_PARENT_RUN_ID")
     }
-    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO / "src"), str(REPO)]
+    )  # this checkout's profcast, not an installed one
     env.update(env_changes)
     return subprocess.run(
         [sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True, timeout=300
