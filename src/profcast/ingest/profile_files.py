@@ -10,9 +10,7 @@ keep their own layout (``<GPU folder>/<model>-<train|inf>-<seq_len>-<batch>.csv`
 
 from __future__ import annotations
 
-import csv
 import gzip
-import io
 import logging
 import zlib
 from pathlib import Path
@@ -21,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from profcast.errors import ProfcastError
+from profcast.ingest.csv_text import check_csv_header, first_csv_row
 from profcast.ingest.neusight import is_neusight_header, is_neusight_sidecar, read_neusight_label
 from profcast.ingest.tables import text_encoding_problem, validate_profiles
 from profcast.ingest.tfstats import (
@@ -67,7 +66,7 @@ def profile_kind(path) -> str:
         if '"traceEvents"' in head:
             return "torch_trace"
         raise ProfcastError(f'{path}: JSON without "traceEvents" (not a PyTorch profiler trace); expected {ACCEPTED}')
-    header = next(csv.reader(io.StringIO(stripped.splitlines()[0] if stripped else "")), [])
+    header = first_csv_row(stripped, path)
     names = {name.strip() for name in header}
     if all(any(s in names for s in COLUMN_ALIASES.get(c, (c,))) for c in REQUIRED_COLUMNS):
         return "tf_stats"
@@ -213,7 +212,10 @@ def _table_rows(path: Path) -> list[dict]:
         if _is_parquet(path):
             table = pd.read_parquet(path)
         else:
+            check_csv_header(path)
             table = pd.read_csv(path, compression="gzip" if _is_gzip(path) else None)
+    except ProfcastError:
+        raise
     except UnicodeDecodeError as error:
         raise ProfcastError(f"{path}: {text_encoding_problem(path, error)}") from None
     except Exception as error:  # pandas/pyarrow raise many types for malformed files

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from profcast.errors import ProfcastError
+from profcast.ingest.csv_text import check_csv_header
 from profcast.limits import MAX_INPUT_BYTES_ENV, CappedReader, max_input_bytes, shown_bytes, value_limit, value_rule
 from profcast.schema import MEASURED_COLUMNS, RUN_KEYS, op_columns
 
@@ -31,10 +32,12 @@ def read_profile_table(path: str | Path) -> pd.DataFrame:
         if name.endswith(".parquet"):
             table = pd.read_parquet(path)
         elif name.endswith(".csv.gz"):  # read through the cap: a small gzip may unpack to GBs
+            check_csv_header(path)
             with CappedReader(gzip.open(path, "rb"), str(path)) as stream:
                 table = pd.read_csv(stream)
             first_line = 2
         elif name.endswith(".csv"):
+            check_csv_header(path)
             table = pd.read_csv(path)
             first_line = 2  # data row 0 is line 2, under the header
         else:
@@ -162,9 +165,13 @@ def parse_numbers(
     return numbers, None
 
 
+SHOWN_CHARACTERS = 60  # a value quoted in a message is cut here: one line stays one readable line
+
+
 def shown_value(value) -> str:
-    """A cell value as a user wrote it (no numpy type names)."""
-    return repr(value.item() if hasattr(value, "item") else value)
+    """A cell value as a user wrote it (no numpy type names), cut to SHOWN_CHARACTERS."""
+    text = repr(value.item() if hasattr(value, "item") else value)
+    return text if len(text) <= SHOWN_CHARACTERS else f"{text[: SHOWN_CHARACTERS - 3]}... ({len(text):,} characters)"
 
 
 def _checked_numbers(

@@ -85,6 +85,9 @@ def _read_run_file(path: Path, kind: str) -> AnchorProfile:
 
 
 def _read_table_rows(path: Path, anchor: str) -> AnchorProfile:
+    from profcast.ingest.csv_text import check_csv_header
+
+    check_csv_header(path)  # pandas would rename a repeated op to <op>.1, an op no model knows
     try:
         table = pd.read_csv(path)
     except pd.errors.EmptyDataError:
