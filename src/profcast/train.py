@@ -29,6 +29,7 @@ from profcast.config import (
     option_name,
 )
 from profcast.errors import ProfcastError
+from profcast.jobmodel.measurement import measurement_record
 from profcast.jobmodel.memory_fit import memory_record, peak_memory_carry
 from profcast.pipeline.evaluation import cross_validate, score, vector_frames
 from profcast.pipeline.pairing import PairedRuns, resolve_targets
@@ -325,6 +326,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
                 "data_fingerprint": job.data_fingerprint,
                 "job_run_id": job_run_id,
                 "regressor": names["regressor"],
+                "measurement": measurement_record(job.profiles, cfg.anchor, list(fitted)),
             }
             log_job_model(
                 cfg.anchor,
@@ -340,6 +342,20 @@ def train(cfg: DictConfig) -> dict[str, dict]:
         from profcast.registration.champion import register_job
 
         register_job(job_run_id, cfg.registry.alias, cfg.registry.metric)
+    if cfg.log_model and not parent_run_id:  # a single job: say where its model is and how to use it
+        from profcast.jobmodel.storage import JOB_MODEL_NAME
+        from profcast.registration.champion import champion_uri
+
+        served = champion_uri(cfg.anchor, cfg.registry.alias) if cfg.registry.register_single else None
+        log.info(
+            "[%s] job run %s; forecast with: python -m src.predict --model %s --profile PROFILE; %s",
+            job_name,
+            job_run_id,
+            served or f"runs:/{job_run_id}/{JOB_MODEL_NAME}",
+            f"serve it with: mlflow models serve -m {served} --env-manager local"
+            if served
+            else f"register it to serve (python -m src.registry --run-id {job_run_id}, or train with registry.register_single=true)",
+        )
     if "mean_wape" in job_means:
         measured = sum("wape" in metrics for metrics in results.values())
         log.info("[%s] done: mean wape over %d measured targets %.1f%%", job_name, measured, job_means["mean_wape"])

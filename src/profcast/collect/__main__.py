@@ -85,6 +85,12 @@ def main(argv=None) -> int:
         f"{len(workloads) - counts.get(DONE, 0) - counts.get(OUT_OF_MEMORY, 0) - counts.get(FAILED, 0)} pending "
         f"of {len(workloads)}" + ("; time budget reached, run again to go on" if result.budget_reached else "")
     )
+    noisy = result.manifest.noisy()
+    if noisy:
+        print(
+            f"warning: {len(noisy)} of {counts.get(DONE, 0)} workloads measured noisy (a busy machine or unsteady "
+            "steps): flagged in the manifest, carried by convert and training; rerun them on a quiet machine"
+        )
     print(f"manifest: {result.manifest.path}")
     return 0
 

@@ -6,7 +6,8 @@ full disk, the budget, the machine going away) leaves the last consistent state.
 
   pending         not run yet (a later run does it)
   running         being run; found at start, it means the process died inside it (marked failed)
-  done            its trace is written
+  done            its trace is written (``noisy: true`` when its timed steps spread too wide or the
+                  machine was busy, twice: see ``collect.quality``)
   out_of_memory   the device ran out of memory: this batch does not fit this device
   failed          it raised an error (the message is kept); a later run retries it with --retry-failed
 """
@@ -118,6 +119,10 @@ class Manifest:
         finally:
             if partial is not None and os.path.exists(partial):
                 os.remove(partial)
+
+    def noisy(self) -> list[str]:
+        """Workloads done whose measurement was flagged noisy (``collect.quality``)."""
+        return [name for name, record in self.workloads.items() if record.get("status") == DONE and record.get("noisy")]
 
     def counts(self) -> dict[str, int]:
         """How many workloads have each status."""

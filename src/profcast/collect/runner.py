@@ -28,6 +28,7 @@ from profcast.collect.manifest import (
     ManifestNotWritten,
 )
 from profcast.collect.out_folder import checked_out_folder, collector_lock, free_bytes, is_disk_full
+from profcast.collect.quality import judge
 from profcast.collect.steps import trace_path
 from profcast.collect.suites import Workload
 from profcast.collect.workload import OutOfMemory, first_line, run_workload
@@ -123,7 +124,10 @@ def _run_one(workload: Workload, manifest: Manifest, path: Path, device: str, ru
     manifest.record(workload.name, status=RUNNING, error=None)
     started, stops_before = clock(), len(signals_seen())
     try:
-        run(workload, path, device)
+        quality = judge(run(workload, path, device))
+        if quality.get("noisy"):  # one more try: a burst of other work may have passed
+            log.info("%s: noisy measurement (%s); measuring it once more", workload.name, quality["noise"])
+            quality = {**judge(run(workload, path, device)), "measured": 2}
         row = read_torch_trace(path)
     except OutOfMemory as error:
         path.unlink(missing_ok=True)
@@ -155,9 +159,12 @@ def _run_one(workload: Workload, manifest: Manifest, path: Path, device: str, ru
             trace=str(path.relative_to(manifest.path.parent)),
             batch_latency=row.get(BATCH_LATENCY),
             peak_memory_bytes=row.get(PEAK_MEMORY),
+            **quality,
         )
     except ManifestNotWritten as error:  # the trace is whole, but a manifest that cannot say so must not keep it
         _stop_for_room(workload, manifest, path, error)
+    if quality.get("noisy"):
+        log.warning("%s: noisy measurement, flagged in the manifest (%s)", workload.name, quality["noise"])
     return DONE
 
 

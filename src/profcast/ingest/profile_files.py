@@ -21,6 +21,7 @@ import pandas as pd
 from profcast.errors import ProfcastError
 from profcast.ingest.csv_text import check_csv_header, first_csv_row
 from profcast.ingest.neusight import is_neusight_header, is_neusight_sidecar, read_neusight_label
+from profcast.ingest.suite_quality import SUITE_MANIFEST, measurement_flag  # the manifest is not a profile
 from profcast.ingest.tables import text_encoding_problem, validate_profiles
 from profcast.ingest.tfstats import (
     COLUMN_ALIASES,
@@ -48,8 +49,6 @@ LAYOUT = "<root>/<exp_name>/<instance_name>/<dataset>-<model>-<optimizer>-<batch
 RUN_FILE_SUFFIXES = (".pt.trace.json.gz", ".pt.trace.json", ".json.gz", ".csv.gz", ".parquet", ".json", ".csv")
 NEUSIGHT_LABELS = Path("scripts") / "asplos" / "label"
 HEAD_BYTES = 1 << 20  # enough to see a trace's "traceEvents" key or a CSV header
-# What `profcast collect suite` writes beside its traces (profcast.collect.manifest): not a profile.
-SUITE_MANIFEST = "suite-manifest.json"
 
 # What read_profile_tree returns: the wide table, files seen, skipped files and duplicate runs.
 ProfileTree = TfStatsTree
@@ -177,8 +176,8 @@ def _rows_of_file(path: Path) -> tuple[str, list[dict]]:
     """The file's kind and the run rows it holds (one for a trace or export; each row for a table)."""
     kind = profile_kind(path)
     try:
-        if kind == "torch_trace":
-            return kind, [read_torch_trace(path)]
+        if kind == "torch_trace":  # a suite's trace carries the suite's verdict on its measurement
+            return kind, [{**read_torch_trace(path), **measurement_flag(path)}]
         if kind == "neusight":
             return kind, [read_neusight_label(path)]
         if kind == "tf_stats":

@@ -117,8 +117,14 @@ def validate_profiles(
     for key in RUN_KEYS:
         if key != "batchsize":
             clean[key] = clean[key].astype(str)
-    for column in ops + [c for c in MEASURED_COLUMNS if c in clean.columns]:
-        clean[column] = _checked_numbers(clean[column], column, source, column in MEASURED_COLUMNS, first_line, table)
+    checked = {
+        column: _checked_numbers(clean[column], column, source, column in MEASURED_COLUMNS, first_line, table)
+        for column in ops + [c for c in MEASURED_COLUMNS if c in clean.columns]
+    }
+    # One frame built at once: assigning a catalogue's hundreds of op columns one by one left a frame of
+    # as many blocks, and every later step on it (pairing, the what-if) warned PerformanceWarning.
+    clean = pd.concat([clean.drop(columns=list(checked)), pd.DataFrame(checked, index=clean.index)], axis=1)
+    clean = clean[list(table.columns)].copy()
     silent = np.flatnonzero((clean[ops].to_numpy() == 0).all(axis=1))
     if silent.size:
         raise ProfcastError(

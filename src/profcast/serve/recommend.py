@@ -396,6 +396,9 @@ def forecast(
             + ": no measurement of them; forecast from their figures by the per-call model; their 80% interval "
             "adds its leave-one-GPU-out errors to the model's own (docs/new-gpu.md)"
         )
+    from profcast.jobmodel.measurement import forecast_warnings
+
+    notes += forecast_warnings((model.metadata.metadata or {}).get("measurement"), table)
     if f"{BATCH_LATENCY}_low" in predicted:
         notes.append(
             "80% interval: the 10%-90% quantiles of the errors this model made on held-out models (docs/whatif.md)"
@@ -422,15 +425,21 @@ def recommend(args) -> str:
     check_sizes(args.dataset_size, args.batchsize, getattr(args, "input_size", None))
     if args.plot:
         check_plot_path(args.plot)
-    anchor_profile = read_anchor_profile(args.profile, args.anchor)
+    if args.anchor is None and not args.model:
+        raise ProfcastError("pass --anchor (its registered champion forecasts) or --model (the anchor is the model's)")
+    if args.anchor is not None:
+        anchor_profile = read_anchor_profile(args.profile, args.anchor)  # a bad profile fails before any store is asked
     defaults = compose_train_config()
     use_store(defaults.tracking_uri)
     model, uri = load_job_model(args.model, args.anchor, defaults.registry.alias)
+    anchor = args.anchor or model.metadata.metadata["anchor"]  # load_job_model checked it is there
+    if args.anchor is None:
+        anchor_profile = read_anchor_profile(args.profile, anchor)
     result = forecast(
-        model, uri, anchor_profile, args.anchor, args.batchsize, getattr(args, "input_size", None), args.dataset_size
+        model, uri, anchor_profile, anchor, args.batchsize, getattr(args, "input_size", None), args.dataset_size
     )
     lines = [
-        f"profile: {args.profile} ({result.profile_kind}, {result.n_ops} op columns) on anchor {args.anchor}",
+        f"profile: {args.profile} ({result.profile_kind}, {result.n_ops} op columns) on anchor {anchor}",
         *model_lines(uri, result.metadata),
         f"epoch:   {result.epoch}",
         "",
@@ -444,7 +453,9 @@ def recommend(args) -> str:
             for key, value in result.sizes.items()
             if key.startswith("whatif_")
         )
-        title = f"{Path(args.profile).name} from {args.anchor}: predicted batch latency{f' at {at}' if at else ''}\n{trained}"
+        title = (
+            f"{Path(args.profile).name} from {anchor}: predicted batch latency{f' at {at}' if at else ''}\n{trained}"
+        )
         plot_ranking(result.table, args.plot, title)
         lines.append(f"plot:    {args.plot}")
     return "\n".join(lines)
