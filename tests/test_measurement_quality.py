@@ -39,6 +39,14 @@ def test_a_load_above_the_cores_is_noisy_even_with_steady_steps(two_cores):
     assert judge({"step_seconds": [0.1, 0.1], "load_average": 2.5})["noisy"] is False  # cores + 0.5 is the edge
 
 
+def test_a_workload_flagged_by_the_load_alone_is_not_measured_again(tmp_path, template_trace, two_cores):
+    busy = smoke()[0].name
+    runs = TimedRuns(template_trace, {busy: [{"step_seconds": [0.1, 0.1, 0.1], "load_average": 9.0}]})
+    suite_in(tmp_path, runs)
+    record = manifest_of(tmp_path)["workloads"][busy]
+    assert runs.calls.count(busy) == 1 and record["noisy"] is True and "measured" not in record
+
+
 def test_nothing_timed_means_no_verdict():
     assert judge(None) == {} and judge({"step_seconds": []}) == {}
 

@@ -5,7 +5,8 @@ measured 10-400x slower than at 1 (issue 32), and a model trained on such pairs 
 speed-ups. So after its trace every workload times ``REPEATS`` more steps, unprofiled. Its
 measurement is *noisy* when the slowest of them took more than ``SPREAD_LIMIT`` times the fastest,
 or when the machine's load (1-minute load average) was above its cores plus a half: other work was
-competing for them. The runner measures a noisy workload once more and keeps the flag if it stays.
+competing for them. The runner measures a workload whose steps spread too wide once more and keeps
+the flag if it stays.
 """
 
 from __future__ import annotations

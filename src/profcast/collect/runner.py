@@ -28,7 +28,7 @@ from profcast.collect.manifest import (
     ManifestNotWritten,
 )
 from profcast.collect.out_folder import checked_out_folder, collector_lock, free_bytes, is_disk_full
-from profcast.collect.quality import judge
+from profcast.collect.quality import SPREAD_LIMIT, judge
 from profcast.collect.steps import trace_path
 from profcast.collect.suites import Workload
 from profcast.collect.workload import OutOfMemory, first_line, run_workload
@@ -125,7 +125,9 @@ def _run_one(workload: Workload, manifest: Manifest, path: Path, device: str, ru
     started, stops_before = clock(), len(signals_seen())
     try:
         quality = judge(run(workload, path, device))
-        if quality.get("noisy"):  # one more try: a burst of other work may have passed
+        # One more try when the steps spread: a burst of other work may have passed. A busy machine alone
+        # is flagged at once: its 1-minute load average would not have moved in the seconds a retry takes.
+        if quality.get("noisy") and quality["step_spread"] > SPREAD_LIMIT:
             log.debug("%s: noisy measurement (%s); measuring it once more", workload.name, quality["noise"])
             quality = {**judge(run(workload, path, device)), "measured": 2}
         row = read_torch_trace(path)
