@@ -200,3 +200,21 @@ def test_cli_errors_are_one_line_with_exit_code_2(tracking, tmp_path, capsys):
         lines = captured.err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("profcast: error:") and words in lines[0], (name, captured.err)
         assert captured.out == "", name
+
+
+def test_cli_takes_the_anchor_from_the_model_when_only_model_is_given(tracking, tmp_path, capsys):
+    ops = {op: us for op, us in read_tfstats_export(embedded_export()).items() if op.startswith(("Device_", "Host_"))}
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps([ops]))
+    assert exit_code(main, ["--profile", str(path), "--model", tracking["embedded_model"], "--batchsize", "64"]) == 0
+    out = capsys.readouterr().out
+    assert f"on anchor {ANCHOR}" in out and sorted(ranked_instances(out)) == sorted(EMBEDDED_TARGETS)
+
+
+def test_cli_without_anchor_or_model_says_what_to_pass_in_one_line(tmp_path, capsys):
+    path = tmp_path / "profile.json"
+    path.write_text('[{"Device_Conv2D": 10.0}]')
+    assert exit_code(main, ["--profile", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "profcast: error: pass --anchor (its registered champion forecasts) or --model (the anchor is the model's)"
+    )

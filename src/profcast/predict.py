@@ -1,12 +1,12 @@
 """Rank cloud instances for a training job from one profile taken on the anchor instance.
 
-    profcast predict --profile PATH --anchor g3s.xlarge [--model URI] [--dataset-size N]
+    profcast predict --profile PATH (--anchor g3s.xlarge | --model URI) [--dataset-size N]
                           [--batchsize N] [--input-size N] [--plot out.png]
 
 PATH is a raw TensorBoard tf_stats CSV export, a CSV with rows in the training-table format
 (op columns, optionally batchsize and batch_latency), or a JSON list of {op: microseconds}
 objects. Without --model the anchor's registered champion (models:/profcast-<anchor>@champion)
-predicts. The table is ranked by predicted batch latency, with its 80% interval, epoch time, price
+predicts; with --model alone, the anchor is the one the model was trained for. The table is ranked by predicted batch latency, with its 80% interval, epoch time, price
 and cost. --batchsize / --input-size other than the profile's forecast at that size (docs/whatif.md).
 
     profcast predict --profile LABEL.csv --anchor a100-80gb-pcie --target-gpu my-gpu.yaml
@@ -39,7 +39,9 @@ def main(argv=None) -> int:
         prog="profcast predict", description="Rank instances by predicted step time from one anchor profile."
     )
     parser.add_argument("--profile", required=True, help=PROFILE_FORMATS)
-    parser.add_argument("--anchor", required=True, help="instance the profile was taken on, e.g. g3s.xlarge")
+    parser.add_argument(
+        "--anchor", help="instance the profile was taken on, e.g. g3s.xlarge (default with --model: the model's anchor)"
+    )
     parser.add_argument("--model", help="model URI (default: models:/profcast-<anchor>@<alias>)")
     parser.add_argument(
         "--alias", default=DEFAULT_ALIAS, help=f"registry alias of the anchor's model (default {DEFAULT_ALIAS})"
@@ -79,6 +81,8 @@ def main(argv=None) -> int:
         ]
         if clashing:
             raise ProfcastError(f"--target-gpu forecasts with the per-call model; {clashing[0]} does not apply to it")
+        if args.anchor is None:
+            raise ProfcastError("--target-gpu needs --anchor: the GPU the profile was taken on")
         print(forecast_new_gpu(args.profile, args.anchor, args.target_gpu, args.calls_data, args.anchor_gpu))
         return 0
     # The table is the output; MLflow's notes and download progress bars are noise here.

@@ -13,8 +13,11 @@ BATCH_LATENCY = "batch_latency"
 # Peak memory of one training step in bytes (profcast.ingest.trace_memory); optional, never an op
 # nor a feature: it says whether a job fits a device (profcast.jobmodel.memory_fit).
 PEAK_MEMORY = "peak_memory_bytes"
+# 1 when the suite flagged the run's measurement as noisy (a busy machine or unsteady steps,
+# profcast.collect.quality), 0 when it was steady, empty when unknown; never an op nor a feature.
+NOISY_MEASUREMENT = "noisy_measurement"
 # Measured columns a profile table may carry beside its op times.
-MEASURED_COLUMNS = LATENCY_COLUMNS + [PEAK_MEMORY]
+MEASURED_COLUMNS = LATENCY_COLUMNS + [PEAK_MEMORY, NOISY_MEASUREMENT]
 
 
 def op_columns(columns) -> list[str]:

@@ -28,6 +28,13 @@ def signals_seen() -> list[int]:
 
 # Modules a stop must not interrupt: an exception raised inside a store write leaves SQLite locked.
 STORE_MODULES = ("sqlalchemy", "sqlite3", "alembic")
+# Nor torch's profiler bookkeeping: a KeyboardInterrupt raised inside ``prof.step()`` (between
+# ``_record_function_enter_new`` and keeping its handle) or inside ``stop()``/the trace export leaves
+# the profiler half-stopped; its ``__exit__`` then fails ("Expected record to be set") and a
+# RecordFunction never closed can crash the interpreter at exit (SIGSEGV). Held back, the stop comes
+# at the next line of the caller's own code, inside the profiled step or after the export.
+PROFILER_MODULES = ("torch.profiler", "torch.autograd.profiler")
+UNINTERRUPTIBLE_MODULES = STORE_MODULES + PROFILER_MODULES
 RETRY_SECONDS = 0.05
 
 
@@ -37,7 +44,7 @@ def _on_signal(number, frame) -> None:
 
 
 def _raise_when_safe(frame) -> None:
-    """Raise the stop now, or, inside a store write, a moment later (SIGALRM) once it is done."""
+    """Raise the stop now, or, inside a store write or the profiler's bookkeeping, a moment later (SIGALRM) once it is done."""
     if _inside_store_code(frame):
         signal.signal(signal.SIGALRM, lambda number, later: _raise_when_safe(later))
         signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)
@@ -47,7 +54,7 @@ def _raise_when_safe(frame) -> None:
 
 def _inside_store_code(frame) -> bool:
     while frame is not None:
-        if frame.f_globals.get("__name__", "").startswith(STORE_MODULES):
+        if frame.f_globals.get("__name__", "").startswith(UNINTERRUPTIBLE_MODULES):
             return True
         frame = frame.f_back
     return False

@@ -20,11 +20,13 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from profcast.catalogue import load_catalogue
-from profcast.champions.register import register_job
+from profcast.champions.register import champion_uri, register_job
 from profcast.cli import exit_code
 from profcast.config import CONF_DIR, config_errors_as_user_errors
 from profcast.datasets.fingerprint import GENERATED
+from profcast.jobmodel.measurement import measurement_record
 from profcast.jobmodel.memory_fit import memory_record, peak_memory_carry
+from profcast.jobmodel.storage import JOB_MODEL_NAME
 from profcast.pipeline.job import TargetResult, evaluate_target, prepare_job
 from profcast.progress import logging_beside_bars, track
 from profcast.stops import RUNS_KILLED_NOTE
@@ -140,6 +142,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
                 "data_fingerprint": job.data_fingerprint,
                 "job_run_id": job_run_id,
                 "regressor": names["regressor"],
+                "measurement": measurement_record(job.profiles, cfg.anchor, list(fitted)),
             }
             log_job_model(
                 cfg.anchor,
@@ -153,6 +156,17 @@ def train(cfg: DictConfig) -> dict[str, dict]:
             )
     if cfg.log_model and cfg.registry.register_single and not parent_run_id:
         register_job(job_run_id, cfg.registry.alias, cfg.registry.metric)
+    if cfg.log_model and not parent_run_id:  # a single job: say where its model is and how to use it
+        served = champion_uri(cfg.anchor, cfg.registry.alias) if cfg.registry.register_single else None
+        log.info(
+            "[%s] job run %s; forecast with: profcast predict --model %s --profile PROFILE; %s",
+            job_name,
+            job_run_id,
+            served or f"runs:/{job_run_id}/{JOB_MODEL_NAME}",
+            f"serve it with: mlflow models serve -m {served} --env-manager local"
+            if served
+            else f"register it to serve (profcast registry --run-id {job_run_id}, or train with registry.register_single=true)",
+        )
     if "mean_wape" in job_means:
         measured = sum("wape" in metrics for metrics in results.values())
         log.info("[%s] done: mean wape over %d measured targets %.1f%%", job_name, measured, job_means["mean_wape"])

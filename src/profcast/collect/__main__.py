@@ -42,6 +42,9 @@ def main(argv=None) -> int:
     suite.add_argument("--exp", default="suite", help="experiment folder name (default: suite)")
     suite.add_argument("--suites-file", help="a YAML of suites of your own, the shape of conf/suites.yaml")
     suite.add_argument("--retry-failed", action="store_true", help="run workloads that failed before again")
+    suite.add_argument(
+        "--wait", action="store_true", help="another collector runs into --out: wait for it instead of refusing"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="profcast: %(message)s")
     logging.getLogger("torch").setLevel(logging.ERROR)
@@ -70,6 +73,7 @@ def main(argv=None) -> int:
             args.exp,
             args.budget_minutes,
             args.retry_failed,
+            wait=args.wait,
         )
     except KeyboardInterrupt:
         print(f"profcast: the folder is consistent; run the same command again to go on ({args.out})", file=sys.stderr)
@@ -83,6 +87,12 @@ def main(argv=None) -> int:
         f"{len(workloads) - counts.get(DONE, 0) - counts.get(OUT_OF_MEMORY, 0) - counts.get(FAILED, 0)} pending "
         f"of {len(workloads)}" + ("; time budget reached, run again to go on" if result.budget_reached else "")
     )
+    noisy = result.manifest.noisy()
+    if noisy:
+        print(
+            f"warning: {len(noisy)} of {counts.get(DONE, 0)} workloads measured noisy (a busy machine or unsteady "
+            "steps): flagged in the manifest, carried by convert and training; rerun them on a quiet machine"
+        )
     print(f"manifest: {result.manifest.path}")
     return 0
 

@@ -1,12 +1,13 @@
 """The suite's manifest beside its traces: the machine it ran on and what became of every workload.
 
-``<out>/<exp>/<instance>/suite-manifest.json`` is rewritten whole (a temporary file renamed over it)
-after every change, so whatever stops the suite (a crash, Ctrl-C, the budget, the machine going
-away) leaves the last consistent state. Statuses:
+``<out>/<exp>/<instance>/suite-manifest.json`` is rewritten whole (a temporary file, flushed to the
+disk, renamed over it) after every change, so whatever stops the suite (a crash, Ctrl-C, a kill, a
+full disk, the budget, the machine going away) leaves the last consistent state. Statuses:
 
   pending         not run yet (a later run does it)
   running         being run; found at start, it means the process died inside it (marked failed)
-  done            its trace is written
+  done            its trace is written (``noisy: true`` when its timed steps spread too wide or the
+                  machine was busy, twice: see ``collect.quality``)
   out_of_memory   the device ran out of memory: this batch does not fit this device
   failed          it raised an error (the message is kept); a later run retries it with --retry-failed
 """
@@ -22,6 +23,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from profcast.collect.out_folder import is_disk_full, why_not_writable
 from profcast.errors import ProfcastError
 from profcast.ingest.profile_files import SUITE_MANIFEST
 
@@ -30,6 +32,14 @@ FINISHED_STATUSES = (DONE, OUT_OF_MEMORY)  # never run again
 DIED_INSIDE = "the process ended while this workload ran (killed, out of host memory, or a crash below Python)"
 
 __all__ = ["SUITE_MANIFEST", "Manifest", "describe_machine"]
+
+
+class ManifestNotWritten(ProfcastError):
+    """The manifest could not be written (the file on disk is the last one that was); ``disk_full`` says why."""
+
+    def __init__(self, message: str, disk_full: bool):
+        super().__init__(message)
+        self.disk_full = disk_full
 
 
 def now() -> str:
@@ -85,18 +95,36 @@ class Manifest:
         self.write()
 
     def write(self) -> None:
-        """Write the whole manifest atomically: readers see the old file or the new one, never half."""
+        """Write the whole manifest atomically: readers see the old file or the new one, never half.
+
+        The new file is on the disk (fsync) before it replaces the old one, and the rename is made
+        durable too, so a power loss cannot leave an empty manifest. A failed write leaves the old
+        file in place and raises ``ManifestNotWritten``.
+        """
         self.content["updated"] = now()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, partial = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent)
+        partial = None
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, partial = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent)
             with os.fdopen(handle, "w") as stream:
                 json.dump(self.content, stream, indent=2, sort_keys=True)
                 stream.write("\n")
+                stream.flush()
+                os.fsync(stream.fileno())
             os.replace(partial, self.path)
+            _sync_folder(self.path.parent)
+        except OSError as error:
+            raise ManifestNotWritten(
+                f"{self.path}: cannot write the suite manifest: the folder {why_not_writable(self.path.parent, error)}",
+                is_disk_full(error),
+            ) from None
         finally:
-            if os.path.exists(partial):
+            if partial is not None and os.path.exists(partial):
                 os.remove(partial)
+
+    def noisy(self) -> list[str]:
+        """Workloads done whose measurement was flagged noisy (``collect.quality``)."""
+        return [name for name, record in self.workloads.items() if record.get("status") == DONE and record.get("noisy")]
 
     def counts(self) -> dict[str, int]:
         """How many workloads have each status."""
@@ -104,6 +132,15 @@ class Manifest:
         for record in self.workloads.values():
             counts[record.get("status", PENDING)] = counts.get(record.get("status", PENDING), 0) + 1
         return counts
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX: fsync the directory)."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def describe_machine(device: str, threads: int) -> dict:

@@ -21,6 +21,10 @@ from profcast.ingest.trace_memory import RESIDENT_BYTES_KEY
 log = logging.getLogger(__name__)
 
 TRACE_SUFFIX = ".pt.trace.json.gz"
+# Kineto (torch's profiler backend) logs two "USDT: ... profiler_start/stop" lines to stderr per trace,
+# at its highest level (5, above ERROR); a minimum level of 6 silences its own log, read at the first
+# profile. Set KINETO_LOG_LEVEL yourself (e.g. 0) to see it again.
+KINETO_LOG_LEVEL = ("KINETO_LOG_LEVEL", "6")
 
 
 def trace_path(out_dir, exp: str, instance: str, dataset: str, model: str, optimizer: str, batchsize: int) -> Path:
@@ -130,7 +134,8 @@ def profile_steps(
 
 
 def import_torch():
-    """torch with its profiler, or a one-line error saying how to install it."""
+    """torch with its profiler (Kineto's own stderr log silenced), or a one-line error saying how to install it."""
+    os.environ.setdefault(*KINETO_LOG_LEVEL)
     try:
         import torch  # noqa: PLC0415  torch is optional (the torch extra) and slow to import; missing, it is told in one line
         import torch.profiler  # noqa: F401, PLC0415  torch is optional (the torch extra) and slow to import; missing, it is told in one line

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 
 from profcast.collect.networks import random_batch, training_loss
+from profcast.collect.quality import time_steps
 from profcast.collect.steps import record_trace
 from profcast.collect.suites import Workload
 
@@ -41,8 +42,9 @@ def build_optimizer(name: str, parameters):
     return torch.optim.SGD(parameters, lr=0.01, momentum=0.9)
 
 
-def run_workload(workload: Workload, path, device: str) -> None:
-    """Train ``workload`` one unrecorded step, then ``warmup`` and ``steps`` profiled ones; write the trace to ``path``."""
+def run_workload(workload: Workload, path, device: str) -> dict:
+    """Train ``workload`` one unrecorded step, then ``warmup`` and ``steps`` profiled ones; write the trace to
+    ``path``; then time ``quality.REPEATS`` more steps and return them (``quality.time_steps``)."""
     import torch  # noqa: PLC0415  torch is optional (the torch extra) and slow to import
 
     try:
@@ -70,6 +72,7 @@ def run_workload(workload: Workload, path, device: str) -> None:
             profile_memory=True,
             resident_bytes=resident,
         )
+        return time_steps(step, device, synchronize)
     except torch.OutOfMemoryError as error:
         raise OutOfMemory(first_line(error)) from None
     except RuntimeError as error:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from profcast.errors import ProfcastError
+from profcast.ingest.csv_text import check_csv_header
 from profcast.ingest.profile_files import profile_kind, read_profile_file
 from profcast.schema import BATCH_LATENCY, PEAK_MEMORY, op_columns
 
@@ -84,6 +85,8 @@ def _read_run_file(path: Path, kind: str) -> AnchorProfile:
 
 
 def _read_table_rows(path: Path, anchor: str) -> AnchorProfile:
+
+    check_csv_header(path)  # pandas would rename a repeated op to <op>.1, an op no model knows
     try:
         table = pd.read_csv(path)
     except pd.errors.EmptyDataError:

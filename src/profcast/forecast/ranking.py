@@ -15,6 +15,7 @@ import pandas as pd
 from profcast.catalogue import load_catalogue
 from profcast.errors import ProfcastError
 from profcast.forecast import sizes
+from profcast.jobmodel.measurement import forecast_warnings
 from profcast.jobmodel.memory_fit import add_ranking_fit
 from profcast.jobmodel.requests import (
     TARGET_INSTANCE,
@@ -224,6 +225,7 @@ def forecast(
             + ": no measurement of them; forecast from their figures by the per-call model; their 80% interval "
             "adds its leave-one-GPU-out errors to the model's own (docs/new-gpu.md)"
         )
+    notes += forecast_warnings((model.metadata.metadata or {}).get("measurement"), table)
     if f"{BATCH_LATENCY}_low" in predicted:
         notes.append(
             "80% interval: the 10%-90% quantiles of the errors this model made on held-out models (docs/whatif.md)"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from profcast.errors import ProfcastError
 from profcast.forecast.model_lookup import load_job_model
 from profcast.forecast.profile_input import read_anchor_profile
 from profcast.forecast.ranking import check_sizes, forecast
@@ -21,14 +22,20 @@ def recommend(args) -> str:
     check_sizes(args.dataset_size, args.batchsize, getattr(args, "input_size", None))
     if args.plot:
         check_plot_path(args.plot)
-    anchor_profile = read_anchor_profile(args.profile, args.anchor)
+    if args.anchor is None and not args.model:
+        raise ProfcastError("pass --anchor (its registered champion forecasts) or --model (the anchor is the model's)")
+    if args.anchor is not None:
+        anchor_profile = read_anchor_profile(args.profile, args.anchor)  # a bad profile fails before any store is asked
     use_store(None)  # the store every command uses: MLFLOW_TRACKING_URI, else MLflow's default (docs/tracking.md)
     model, uri = load_job_model(args.model, args.anchor, args.alias)
+    anchor = args.anchor or model.metadata.metadata["anchor"]  # load_job_model checked it is there
+    if args.anchor is None:
+        anchor_profile = read_anchor_profile(args.profile, anchor)
     result = forecast(
-        model, uri, anchor_profile, args.anchor, args.batchsize, getattr(args, "input_size", None), args.dataset_size
+        model, uri, anchor_profile, anchor, args.batchsize, getattr(args, "input_size", None), args.dataset_size
     )
     lines = [
-        f"profile: {args.profile} ({result.profile_kind}, {result.n_ops} op columns) on anchor {args.anchor}",
+        f"profile: {args.profile} ({result.profile_kind}, {result.n_ops} op columns) on anchor {anchor}",
         *model_lines(uri, result.metadata),
         f"epoch:   {result.epoch}",
         "",
@@ -42,7 +49,9 @@ def recommend(args) -> str:
             for key, value in result.sizes.items()
             if key.startswith("whatif_")
         )
-        title = f"{Path(args.profile).name} from {args.anchor}: predicted batch latency{f' at {at}' if at else ''}\n{trained}"
+        title = (
+            f"{Path(args.profile).name} from {anchor}: predicted batch latency{f' at {at}' if at else ''}\n{trained}"
+        )
         plot_ranking(result.table, args.plot, title)
         lines.append(f"plot:    {args.plot}")
     return "\n".join(lines)

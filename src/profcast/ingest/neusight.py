@@ -32,6 +32,7 @@ import re
 from pathlib import Path
 
 from profcast.errors import ProfcastError
+from profcast.ingest.csv_text import checked_rows
 
 EXP_NAME = "exp1"
 MODES = ("train", "inf")
@@ -129,7 +130,7 @@ def read_neusight_label(path, instance_name: str | None = None) -> dict:
     reader = csv.DictReader(io.StringIO(text))
     if not is_neusight_header(reader.fieldnames or []):
         raise ProfcastError(f"{path}: header lacks NeuSight's columns {', '.join(SIGNATURE_COLUMNS)}")
-    for line, node in enumerate(reader, start=2):
+    for line, node in enumerate(checked_rows(reader, path), start=2):
         kind = op_kind(node)
         if kind is None:
             continue

@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from profcast.errors import ProfcastError
+from profcast.ingest.csv_text import checked_rows
 from profcast.ingest.neusight import (
     PHASES,
     SIGNATURE_COLUMNS,
@@ -97,7 +98,7 @@ def read_neusight_calls(path, gpu: str | None = None) -> pd.DataFrame:
         )
     gpu = gpu or instance_slug(path.parent.name)
     rows = []
-    for line, node in enumerate(reader, start=2):
+    for line, node in enumerate(checked_rows(reader, path), start=2):
         kind = op_kind(node)
         if kind is None:
             continue

@@ -10,9 +10,7 @@ keep their own layout (``<GPU folder>/<model>-<train|inf>-<seq_len>-<batch>.csv`
 
 from __future__ import annotations
 
-import csv
 import gzip
-import io
 import logging
 import zlib
 from pathlib import Path
@@ -22,7 +20,9 @@ import pandas as pd
 
 from profcast.errors import ProfcastError
 from profcast.ingest.collected_runs import collect_runs
+from profcast.ingest.csv_text import check_csv_header, first_csv_row
 from profcast.ingest.neusight import is_neusight_header, is_neusight_sidecar, read_neusight_label
+from profcast.ingest.suite_quality import SUITE_MANIFEST, measurement_flag  # the manifest is not a profile
 from profcast.ingest.tables import text_encoding_problem, validate_profiles
 from profcast.ingest.tfstats import (
     COLUMN_ALIASES,
@@ -50,8 +50,6 @@ LAYOUT = "<root>/<exp_name>/<instance_name>/<dataset>-<model>-<optimizer>-<batch
 RUN_FILE_SUFFIXES = (".pt.trace.json.gz", ".pt.trace.json", ".json.gz", ".csv.gz", ".parquet", ".json", ".csv")
 NEUSIGHT_LABELS = Path("scripts") / "asplos" / "label"
 HEAD_BYTES = 1 << 20  # enough to see a trace's "traceEvents" key or a CSV header
-# What `profcast collect suite` writes beside its traces (profcast.collect.manifest): not a profile.
-SUITE_MANIFEST = "suite-manifest.json"
 
 # What read_profile_tree returns: the wide table, files seen, skipped files and duplicate runs.
 ProfileTree = TfStatsTree
@@ -68,7 +66,7 @@ def profile_kind(path) -> str:
         if '"traceEvents"' in head:
             return "torch_trace"
         raise ProfcastError(f'{path}: JSON without "traceEvents" (not a PyTorch profiler trace); expected {ACCEPTED}')
-    header = next(csv.reader(io.StringIO(stripped.splitlines()[0] if stripped else "")), [])
+    header = first_csv_row(stripped, path)
     names = {name.strip() for name in header}
     if all(any(s in names for s in COLUMN_ALIASES.get(c, (c,))) for c in REQUIRED_COLUMNS):
         return "tf_stats"
@@ -151,8 +149,8 @@ def _rows_of_file(path: Path) -> tuple[str, list[dict]]:
     """The file's kind and the run rows it holds (one for a trace or export; each row for a table)."""
     kind = profile_kind(path)
     try:
-        if kind == "torch_trace":
-            return kind, [read_torch_trace(path)]
+        if kind == "torch_trace":  # a suite's trace carries the suite's verdict on its measurement
+            return kind, [{**read_torch_trace(path), **measurement_flag(path)}]
         if kind == "neusight":
             return kind, [read_neusight_label(path)]
         if kind == "tf_stats":
@@ -186,7 +184,10 @@ def _table_rows(path: Path) -> list[dict]:
         if _is_parquet(path):
             table = pd.read_parquet(path)
         else:
+            check_csv_header(path)
             table = pd.read_csv(path, compression="gzip" if _is_gzip(path) else None)
+    except ProfcastError:
+        raise
     except UnicodeDecodeError as error:
         raise ProfcastError(f"{path}: {text_encoding_problem(path, error)}") from None
     except Exception as error:  # pandas/pyarrow raise many types for malformed files

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from profcast.errors import ProfcastError
+from profcast.ingest.csv_text import check_csv_header
 from profcast.limits import MAX_INPUT_BYTES_ENV, CappedReader, max_input_bytes, shown_bytes, value_limit, value_rule
 from profcast.names import check_name, is_safe_name
 from profcast.schema import MEASURED_COLUMNS, RUN_KEYS, op_columns
@@ -32,10 +33,12 @@ def read_profile_table(path: str | Path) -> pd.DataFrame:
         if name.endswith(".parquet"):
             table = pd.read_parquet(path)
         elif name.endswith(".csv.gz"):  # read through the cap: a small gzip may unpack to GBs
+            check_csv_header(path)
             with CappedReader(gzip.open(path, "rb"), str(path)) as stream:
                 table = pd.read_csv(stream)
             first_line = 2
         elif name.endswith(".csv"):
+            check_csv_header(path)
             table = pd.read_csv(path)
             first_line = 2  # data row 0 is line 2, under the header
         else:
@@ -119,8 +122,14 @@ def validate_profiles(
     if unsafe.any():
         row = int(np.flatnonzero(unsafe.to_numpy())[0])
         check_name(clean["instance_name"].iloc[row], "instance_name", f"{source}: {row_place(table, row, first_line)}")
-    for column in ops + [c for c in MEASURED_COLUMNS if c in clean.columns]:
-        clean[column] = _checked_numbers(clean[column], column, source, column in MEASURED_COLUMNS, first_line, table)
+    checked = {
+        column: _checked_numbers(clean[column], column, source, column in MEASURED_COLUMNS, first_line, table)
+        for column in ops + [c for c in MEASURED_COLUMNS if c in clean.columns]
+    }
+    # One frame built at once: assigning a catalogue's hundreds of op columns one by one left a frame of
+    # as many blocks, and every later step on it (pairing, the what-if) warned PerformanceWarning.
+    clean = pd.concat([clean.drop(columns=list(checked)), pd.DataFrame(checked, index=clean.index)], axis=1)
+    clean = clean[list(table.columns)].copy()
     silent = np.flatnonzero((clean[ops].to_numpy() == 0).all(axis=1))
     if silent.size:
         raise ProfcastError(
@@ -167,9 +176,13 @@ def parse_numbers(
     return numbers, None
 
 
+SHOWN_CHARACTERS = 60  # a value quoted in a message is cut here: one line stays one readable line
+
+
 def shown_value(value) -> str:
-    """A cell value as a user wrote it (no numpy type names)."""
-    return repr(value.item() if hasattr(value, "item") else value)
+    """A cell value as a user wrote it (no numpy type names), cut to SHOWN_CHARACTERS."""
+    text = repr(value.item() if hasattr(value, "item") else value)
+    return text if len(text) <= SHOWN_CHARACTERS else f"{text[: SHOWN_CHARACTERS - 3]}... ({len(text):,} characters)"
 
 
 def _checked_numbers(

@@ -24,6 +24,7 @@ import pandas as pd
 
 from profcast.errors import ProfcastError
 from profcast.ingest.collected_runs import collect_runs
+from profcast.ingest.csv_text import checked_rows
 from profcast.limits import MAX_INPUT_BYTES_ENV, max_input_bytes, shown_bytes
 from profcast.schema import LATENCY_COLUMNS, RUN_KEYS
 
@@ -165,7 +166,7 @@ def _op_times(path: Path) -> dict[str, float]:
     # The csv module is ~10x faster per small file than pandas.read_csv (measured), and
     # utf-8-sig drops the byte-order mark some exporters write.
     with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
+        reader = checked_rows(csv.reader(handle), path)
         header = next(reader, None)
         if header is None:
             raise _BadFile("file is empty; expected a TensorBoard tf_stats CSV export")
