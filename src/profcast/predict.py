@@ -72,7 +72,8 @@ def main(argv=None) -> int:
         help="NeuSight folder the per-call model is fitted on (default: the NeuSight cache)",
     )
     args = parser.parse_args(argv)
-    check_name(args.anchor, "--anchor")
+    if args.anchor is not None:  # with --model alone the anchor is the model's
+        check_name(args.anchor, "--anchor")
     if args.target_gpu:
         clashing = [
             f"--{name.replace('_', '-')}"
