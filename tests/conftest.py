@@ -1,8 +1,16 @@
-"""Shared fixtures: a small synthetic profile table, Hydra composition, an isolated MLflow store."""
+"""Shared fixtures: a small synthetic profile table, Hydra composition, an isolated MLflow store, and the tiers.
+
+Which tier a test runs in follows from the fixtures it uses, directly or through other fixtures
+(docs/testing.md): ``pytest_collection_modifyitems`` below marks it ``integration`` or ``e2e``, and the
+default run (``addopts`` in pyproject.toml) leaves both out.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -150,3 +158,166 @@ def real_profet() -> Path:
     if not REAL_PROFET.exists():
         pytest.skip(f"real PROFET data not found at {REAL_PROFET}")
     return REAL_PROFET
+
+
+# --- Tiers -------------------------------------------------------------------------------------------
+# A fixture that starts a process, a server or a browser puts every test using it in `integration`; one
+# that runs a real sweep or a job on real data end to end puts it in `e2e`. A new such fixture belongs here.
+INTEGRATION_FIXTURES = frozenset(
+    {
+        "run_cli",  # a profcast command in its own process (tests/commands.py)
+        "start_cli",  # the same, left running (to signal it)
+        "model_server",  # `mlflow models serve` on a free port
+        "postgres_tracking_server",  # PostgreSQL + `mlflow server`, once per run
+        "postgres_tracking_server_folder",
+        "ray_temp_dir",  # a local Ray cluster
+        "browser_page",  # Chromium driven by Playwright
+    }
+)
+E2E_FIXTURES = frozenset({"e2e_run"})
+# `slow` (the former name of the e2e tier) still marks a test e2e by hand; prefer an e2e fixture.
+E2E_MARKS = ("slow", "e2e")
+# What a default-tier test may not start: Python (a profcast command), servers and browsers.
+PROCESS_PROGRAMS = (
+    "python",
+    "mlflow",
+    "profcast",
+    "lint-imports",
+    "chromium",
+    "postgres",
+    "pg_ctl",
+    "initdb",
+    "ray",
+    "uv",
+)
+
+
+def tier_of(item) -> str:
+    """``e2e``, ``integration`` or ``default``, from the fixtures ``item`` uses and its hand marks."""
+    used = set(getattr(item, "fixturenames", ()))
+    if used & E2E_FIXTURES or any(item.get_closest_marker(mark) for mark in E2E_MARKS):
+        return "e2e"
+    if used & INTEGRATION_FIXTURES or item.get_closest_marker("integration"):
+        return "integration"
+    return "default"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its tier, so ``-m`` selects tiers and the default run stays in-process."""
+    for item in items:
+        tier = tier_of(item)
+        if tier != "default":
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+def starts_a_process(args) -> bool:
+    """Whether a command line starts one of PROCESS_PROGRAMS (a default-tier test may not)."""
+    program = args if isinstance(args, (str, bytes, os.PathLike)) else (list(args) or [""])[0]
+    name = Path(os.fsdecode(program).split()[0] if program else "").name
+    return Path(program).resolve() == Path(sys.executable).resolve() or name.startswith(PROCESS_PROGRAMS)
+
+
+class InProcessOnly(subprocess.Popen):
+    """subprocess.Popen for a default-tier test: starting Python, a server or a browser fails the test."""
+
+    def __init__(self, args, *rest, **kwargs):
+        if starts_a_process(args):
+            pytest.fail(
+                f"a default-tier test started a process ({args!r}): use the run_cli, start_cli or model_server "
+                "fixture (integration tier, docs/testing.md)",
+                pytrace=False,
+            )
+        super().__init__(args, *rest, **kwargs)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    with in_process_only(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    with in_process_only(item):
+        return (yield)
+
+
+class in_process_only:
+    """While a default-tier test (and its fixtures) runs, subprocess.Popen refuses to start PROCESS_PROGRAMS."""
+
+    def __init__(self, item):
+        self.active = tier_of(item) == "default"
+
+    def __enter__(self):
+        if self.active:
+            self.saved, subprocess.Popen = subprocess.Popen, InProcessOnly
+
+    def __exit__(self, *exc):
+        if self.active:
+            subprocess.Popen = self.saved
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """run_cli(args, env_uri=None, timeout=90, ...) -> CompletedProcess: a command in its own process."""
+    from tests.commands import run_command
+
+    return run_command
+
+
+@pytest.fixture(scope="session")
+def start_cli():
+    """start_cli(args, env_uri, log_path) -> Popen: a command left running in its own process group."""
+    from tests.commands import start_command
+
+    return start_command
+
+
+@pytest.fixture(scope="session")
+def model_server():
+    """ModelServer(model_uri, log_path, ...): `mlflow models serve` on a free port, as a context manager."""
+    from profcast.servers.model_server import ModelServer
+
+    return ModelServer
+
+
+@pytest.fixture(scope="session")
+def postgres_tracking_server_folder():
+    """A PostgreSQL-backed `mlflow server` (basic-auth, served artifacts), started once per run; yields its folder.
+
+    While it runs, the tests (and the sweeps they start) are logged in as its admin.
+    """
+    from profcast.servers import tracking_server
+    from profcast.servers.model_server import free_loopback_port
+    from tests.fixtures_scale import logged_in_as_admin, require_scale, server_folder
+
+    require_scale()
+    folder = server_folder()
+    try:
+        tracking_server.start(folder, "127.0.0.1", free_loopback_port())
+        with logged_in_as_admin(folder):
+            yield folder
+    finally:
+        tracking_server.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_tracking_server(postgres_tracking_server_folder):
+    """The http tracking URI of the shared test server (logged in as its admin)."""
+    from profcast.servers import tracking_server
+
+    return tracking_server.read_state(postgres_tracking_server_folder).uri
+
+
+@pytest.fixture
+def ray_temp_dir():
+    """Ray's session folder for one sweep (short: Ray's socket paths have a length limit), removed after."""
+    import tempfile
+
+    from tests.fixtures_scale import require_scale
+
+    require_scale()
+    folder = Path(tempfile.mkdtemp(prefix="ray-pc-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

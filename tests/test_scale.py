@@ -24,13 +24,10 @@ from omegaconf import open_dict
 from profcast.tracking.sweep_runs import SWEEP_DIR_TAG, end_sweep, job_parent_run
 from profcast.train import train
 from tests.conftest import REPO
-from tests.fixtures_scale import (  # noqa: F401 (fixtures)
+from tests.fixtures_scale import (
     finish_sweep,
-    postgres_tracking_server,
-    postgres_tracking_server_folder,
     ray_job_workers,
     ray_overrides,
-    ray_temp_dir,
     require_scale,
     session_processes,
     start_sweep,
