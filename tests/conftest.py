@@ -211,10 +211,20 @@ def pytest_collection_modifyitems(config, items):
 
 
 def starts_a_process(args) -> bool:
-    """Whether a command line starts one of PROCESS_PROGRAMS (a default-tier test may not)."""
-    program = args if isinstance(args, (str, bytes, os.PathLike)) else (list(args) or [""])[0]
-    name = Path(os.fsdecode(program).split()[0] if program else "").name
-    return Path(program).resolve() == Path(sys.executable).resolve() or name.startswith(PROCESS_PROGRAMS)
+    """Whether a command line starts one of PROCESS_PROGRAMS, itself or through a shell's ``-c``."""
+    words = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
+    words = [os.fsdecode(word) for word in words if isinstance(word, (str, bytes, os.PathLike))]
+    if not words:
+        return False
+    programs = [words[0].split()[0]] if words[0].strip() else []
+    if Path(programs[0] if programs else "").name in ("bash", "sh") and "-c" in words:
+        programs += [
+            command.split()[0] for command in " ".join(words[words.index("-c") + 1 :]).split("|") if command.strip()
+        ]
+    return any(
+        Path(program).name.startswith(PROCESS_PROGRAMS) or Path(program).resolve() == Path(sys.executable).resolve()
+        for program in programs
+    )
 
 
 class InProcessOnly(subprocess.Popen):

@@ -4,7 +4,6 @@ models logged before the package was named profcast still load and answer as the
 import io
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,19 +20,18 @@ LEGACY_ANSWER = (
 )  # what that code answered to its input example
 
 
-def lint_imports(package_parent: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(package_parent)}
-    return subprocess.run(
-        [str(LINT_IMPORTS), "--config", str(REPO / "pyproject.toml"), "--no-cache"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
+@pytest.fixture
+def lint_imports(run_cli):
+    """lint_imports(package_parent) -> CompletedProcess: import-linter's contracts checked on the profcast there."""
+    return lambda package_parent: run_cli(
+        ["--config", str(REPO / "pyproject.toml"), "--no-cache"],
+        program=LINT_IMPORTS,
+        env={**os.environ, "PYTHONPATH": str(package_parent)},
         timeout=300,
     )
 
 
-def test_import_contracts_hold():
+def test_import_contracts_hold(lint_imports):
     linted = lint_imports(REPO / "src")
     assert linted.returncode == 0, linted.stdout[-3000:] + linted.stderr[-2000:]
     assert "0 broken" in linted.stdout
@@ -48,7 +46,7 @@ def test_import_contracts_hold():
         ("jobmodel/forecast_columns.py", "import profcast.pipeline.calibration"),  # serving never imports training
     ],
 )
-def test_an_upward_import_breaks_a_contract(tmp_path, module, upward_import):
+def test_an_upward_import_breaks_a_contract(lint_imports, tmp_path, module, upward_import):
     copy = tmp_path / "profcast"
     shutil.copytree(REPO / "src" / "profcast", copy, ignore=shutil.ignore_patterns("__pycache__", "conf"))
     path = copy / module
@@ -80,16 +78,14 @@ def test_a_legacy_name_is_trusted_only_as_the_profcast_class_it_stands_for():
 
 
 @pytest.mark.slow
-def test_a_model_logged_before_the_rename_still_serves_from_a_checkout(tmp_path):
+def test_a_model_logged_before_the_rename_still_serves_from_a_checkout(model_server, tmp_path):
     """`mlflow models serve` imports the loader its MLmodel names (src.serve.job_model): from a checkout
     that name still resolves, through today's loader, and the server answers as the old code did."""
     import json
     import urllib.request
 
-    from profcast.servers.model_server import ModelServer
-
     example = json.loads((LEGACY_MODEL / "serving_input_example.json").read_text())
-    with ModelServer(str(LEGACY_MODEL), tmp_path / "server.log", cwd=REPO) as server:
+    with model_server(str(LEGACY_MODEL), tmp_path / "server.log", cwd=REPO) as server:
         request = urllib.request.Request(
             f"{server.url}/invocations", data=json.dumps(example).encode(), headers={"Content-Type": "application/json"}
         )

@@ -2,10 +2,7 @@
 
 import csv
 import json
-import os
 import re
-import subprocess
-import sys
 
 import mlflow
 import pandas as pd
@@ -17,7 +14,7 @@ from profcast.ingest.tfstats import read_tfstats_export
 from profcast.predict import main
 from profcast.registration.champion import register_job
 from profcast.train import train
-from tests.conftest import REAL_PROFET, REPO, compose_train, train_into_fresh_store
+from tests.conftest import REAL_PROFET, compose_train, train_into_fresh_store
 
 ANCHOR = "g3s.xlarge"
 EMBEDDED_TARGETS = ["p3.2xlarge", "g4dn.xlarge", "p2.xlarge"]
@@ -59,16 +56,10 @@ def profet_champion(store):
         return register_job(job.run_id, compose_train().registry.alias)
 
 
-def run_cli(*args, uri):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    return subprocess.run(
-        [sys.executable, "-m", "profcast.predict", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+@pytest.fixture
+def run_predict(run_cli):
+    """run_predict(*args, uri): ``python -m profcast.predict ARGS`` in its own process against the store ``uri``."""
+    return lambda *args, uri: run_cli(["-m", "profcast.predict", *args], env_uri=uri, timeout=300)
 
 
 def ranked_instances(stdout: str) -> list[str]:
@@ -80,9 +71,9 @@ def embedded_export():
     return embedded_tree_path() / "exp1" / ANCHOR / f"{EMBEDDED_RUN}.csv"
 
 
-def test_cli_ranks_a_tfstats_export_and_plots(store, tmp_path):
+def test_cli_ranks_a_tfstats_export_and_plots(run_predict, store, tmp_path):
     plot = tmp_path / "ranking.png"
-    result = run_cli(
+    result = run_predict(
         "--profile",
         str(embedded_export()),
         "--anchor",
@@ -120,14 +111,14 @@ def test_cli_reads_a_json_list_of_op_objects(tracking, tmp_path, capsys):
     assert "speed-up is n/a" in out and "782 steps" in out
 
 
-def test_cli_ranking_matches_real_latencies_at_both_ends(profet_champion, store, tmp_path):
+def test_cli_ranking_matches_real_latencies_at_both_ends(run_predict, profet_champion, store, tmp_path):
     table = pd.read_csv(REAL_PROFET)
     workload = (table[list(PROFET_WORKLOAD)] == pd.Series(PROFET_WORKLOAD)).all(axis=1)
     row = table[workload & (table["instance_name"] == ANCHOR)]
     assert len(row) == 1
     path = tmp_path / "one_row.csv"
     row.to_csv(path, index=False)
-    result = run_cli("--profile", str(path), "--anchor", ANCHOR, uri=store["uri"])  # no --model: the champion
+    result = run_predict("--profile", str(path), "--anchor", ANCHOR, uri=store["uri"])  # no --model: the champion
     assert result.returncode == 0, result.stderr
     assert f"models:/profcast-{ANCHOR}@champion" in result.stdout
     ranking = ranked_instances(result.stdout)
@@ -147,8 +138,8 @@ def test_cli_ranking_matches_real_latencies_at_both_ends(profet_champion, store,
     assert ranking[0] == true_order[0] and ranking[-1] == true_order[-1]
 
 
-def test_cli_without_a_champion_says_to_run_the_sweep(store):
-    result = run_cli("--profile", str(embedded_export()), "--anchor", "p2.xlarge", uri=store["uri"])
+def test_cli_without_a_champion_says_to_run_the_sweep(run_predict, store):
+    result = run_predict("--profile", str(embedded_export()), "--anchor", "p2.xlarge", uri=store["uri"])
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert result.stderr.startswith("profcast: error: no model registered as profcast-p2.xlarge@champion")

@@ -14,7 +14,6 @@ from profcast.jobmodel.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTAN
 from profcast.jobmodel.storage import JOB_MODEL_NAME
 from profcast.registration.callback import RegisterChampion
 from profcast.registration.champion import champion_uri
-from profcast.servers.model_server import ModelServer
 from profcast.tracking.sweep import PARENT_RUN_ENV, SweepParentRun
 from profcast.train import train
 from tests.conftest import compose_train, store_and_profiles
@@ -132,9 +131,9 @@ def test_job_model_is_not_logged_without_log_model(store, tracking_uri):
 
 
 @pytest.fixture(scope="module")
-def server(sweep):
+def server(model_server, sweep):
     """The champion served from the registry, the way the docs tell users to serve it."""
-    with ModelServer(
+    with model_server(
         champion_uri(ANCHOR, compose_train().registry.alias),
         sweep["folder"] / "server.log",
         env={"MLFLOW_TRACKING_URI": sweep["uri"]},

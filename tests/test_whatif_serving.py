@@ -26,7 +26,6 @@ from profcast.jobmodel.requests import (
 from profcast.predict import main
 from profcast.schema import BATCH_LATENCY
 from profcast.serve.loader import ServedJobModel
-from profcast.servers.model_server import ModelServer
 from tests.conftest import train_into_fresh_store
 
 ANCHOR = "g3s.xlarge"
@@ -232,13 +231,15 @@ def test_whatif_needs_the_profiled_batch_size_and_a_model_with_a_whatif(job):
         ServedJobModel(without).predict(request(job, rows=[0]).assign(**{WHATIF_BATCHSIZE: 128}))
 
 
-def test_server_answers_a_whatif_and_refuses_a_bad_one(job):
+def test_server_answers_a_whatif_and_refuses_a_bad_one(model_server, job):
     body = {
         "dataframe_records": json.loads(
             request(job, rows=[0]).assign(**{WHATIF_BATCHSIZE: 128}).to_json(orient="records")
         )
     }
-    with ModelServer(job["model_uri"], job["folder"] / "server.log", env={"MLFLOW_TRACKING_URI": job["uri"]}) as server:
+    with model_server(
+        job["model_uri"], job["folder"] / "server.log", env={"MLFLOW_TRACKING_URI": job["uri"]}
+    ) as server:
         answers = []
         for records in (body, {"dataframe_records": [{**body["dataframe_records"][0], WHATIF_BATCHSIZE: -4}]}):
             call = urllib.request.Request(
