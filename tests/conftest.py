@@ -331,3 +331,43 @@ def ray_temp_dir():
     folder = Path(tempfile.mkdtemp(prefix="ray-pc-"))
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- The trained job ---------------------------------------------------------------------------------
+# The one small job every test that needs a trained model shares: the embedded data, a ratio regressor
+# (fits in a second), three targets, no plots. Trained once per run, in process.
+TRAINED_JOB_ANCHOR = "g3s.xlarge"
+TRAINED_JOB_TARGETS = ("p3.2xlarge", "g4dn.xlarge", "p2.xlarge")
+TRAINED_JOB = (
+    f"anchor={TRAINED_JOB_ANCHOR}",
+    "regressor=ratio",
+    f"target=[{','.join(TRAINED_JOB_TARGETS)}]",
+    "log_plots=false",
+)
+
+
+@pytest.fixture(scope="session")
+def trained_job(tmp_path_factory, empty_tracking_database) -> dict:
+    """The shared job (TRAINED_JOB), trained once: its store's ``uri``, ``experiment_id``, ``model_uri``,
+    ``metrics`` and ``folder``. Read it, never write to its store: ``store_with_trained_job`` gives a store of
+    one's own."""
+    folder = tmp_path_factory.mktemp("trained_job")
+    trained = train_into_fresh_store(folder, empty_tracking_database, TRAINED_JOB)
+    mlflow_reset_tracking_uri()
+    return {**trained, "folder": folder}
+
+
+def store_with_trained_job(trained_job: dict, folder: Path) -> dict:
+    """A store of its own in ``folder`` holding the shared job: its database copied, so what a test registers or
+    logs there stays there (the job's artifacts are read where training wrote them). The trained_job dict, with
+    this store's ``uri`` and ``folder``."""
+    (folder / "mlruns").mkdir(parents=True)
+    shutil.copy(trained_job["folder"] / "mlruns" / "mlflow.db", folder / "mlruns" / "mlflow.db")
+    return {**trained_job, "uri": f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}", "folder": folder}
+
+
+def mlflow_reset_tracking_uri() -> None:
+    """Forget a tracking URI set in this process, so the next test's environment (MLFLOW_TRACKING_URI) decides."""
+    import mlflow
+
+    mlflow.set_tracking_uri(None)

@@ -14,23 +14,18 @@ from profcast.ingest.tfstats import read_tfstats_export
 from profcast.predict import main
 from profcast.registration.champion import register_job
 from profcast.train import train
-from tests.conftest import REAL_PROFET, compose_train, train_into_fresh_store
+from tests.conftest import REAL_PROFET, TRAINED_JOB_ANCHOR, TRAINED_JOB_TARGETS, compose_train, store_with_trained_job
 
-ANCHOR = "g3s.xlarge"
-EMBEDDED_TARGETS = ["p3.2xlarge", "g4dn.xlarge", "p2.xlarge"]
+ANCHOR = TRAINED_JOB_ANCHOR
+EMBEDDED_TARGETS = list(TRAINED_JOB_TARGETS)
 EMBEDDED_RUN = "cifar10-vggsmall-sgd-64"  # a run file of the embedded study, with its latency sidecar
 PROFET_WORKLOAD = {"exp_name": "exp01", "dataset": "64dataset", "model": "VGG11", "batchsize": 64}
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, empty_tracking_database):
-    """An MLflow store of this module's own, with a job trained on the embedded data (not registered)."""
-    folder = tmp_path_factory.mktemp("predict")
-    trained = train_into_fresh_store(
-        folder,
-        empty_tracking_database,
-        [f"anchor={ANCHOR}", "regressor=ratio", f"target=[{','.join(EMBEDDED_TARGETS)}]"],
-    )
+def store(tmp_path_factory, trained_job):
+    """An MLflow store of this module's own, with the shared job trained on the embedded data (not registered)."""
+    trained = store_with_trained_job(trained_job, tmp_path_factory.mktemp("predict"))
     yield {"uri": trained["uri"], "experiment_id": trained["experiment_id"], "embedded_model": trained["model_uri"]}
 
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from profcast.tracking.runs import SERVING_PACKAGES
-from tests.conftest import train_into_fresh_store
+from tests.conftest import store_with_trained_job
 
 REPO = Path(__file__).resolve().parents[1]
 REQUEST = json.loads((REPO / "examples" / "request.json").read_text())
@@ -33,11 +33,9 @@ HIDE_THE_CHECKOUT = (
 
 
 @pytest.fixture(scope="module")
-def logged(tmp_path_factory, empty_tracking_database):
-    folder = tmp_path_factory.mktemp("anywhere")
-    trained = train_into_fresh_store(
-        folder, empty_tracking_database, ["regressor=ratio", "target=[p3.2xlarge,g4dn.xlarge]", "log_plots=false"]
-    )
+def logged(tmp_path_factory, trained_job):
+    trained = store_with_trained_job(trained_job, tmp_path_factory.mktemp("anywhere"))
+    folder = trained["folder"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", trained["uri"])
         local = Path(mlflow.artifacts.download_artifacts(trained["model_uri"], dst_path=str(folder / "model")))

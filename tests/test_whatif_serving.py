@@ -26,22 +26,18 @@ from profcast.jobmodel.requests import (
 from profcast.predict import main
 from profcast.schema import BATCH_LATENCY
 from profcast.serve.loader import ServedJobModel
-from tests.conftest import train_into_fresh_store
+from tests.conftest import TRAINED_JOB_ANCHOR, TRAINED_JOB_TARGETS, store_with_trained_job
 
-ANCHOR = "g3s.xlarge"
-TARGETS = ["p3.2xlarge", "p2.xlarge"]
+ANCHOR = TRAINED_JOB_ANCHOR
+TARGETS = list(TRAINED_JOB_TARGETS)
 LOW, HIGH = f"{BATCH_LATENCY}_low", f"{BATCH_LATENCY}_high"
 
 
 @pytest.fixture(scope="module")
-def job(tmp_path_factory, empty_tracking_database):
-    """A ratio job on the embedded data (five batch sizes per job) for two targets, its model and anchor rows."""
-    folder = tmp_path_factory.mktemp("whatif")
-    trained = train_into_fresh_store(
-        folder,
-        empty_tracking_database,
-        [f"anchor={ANCHOR}", "regressor=ratio", f"target=[{','.join(TARGETS)}]", "log_plots=false"],
-    )
+def job(tmp_path_factory, trained_job):
+    """The shared ratio job on the embedded data (five batch sizes per job), its model and anchor rows."""
+    trained = store_with_trained_job(trained_job, tmp_path_factory.mktemp("whatif"))
+    folder = trained["folder"]
     uri, model_uri, metrics = trained["uri"], trained["model_uri"], trained["metrics"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
