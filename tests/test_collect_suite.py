@@ -343,6 +343,7 @@ def test_peak_memory_is_carried_by_tables_never_an_op_and_checked(tmp_path, temp
 # ---- end to end: the smoke suite on this CPU, converted, trained on, forecast from ----------------
 
 
+@pytest.mark.e2e  # real training steps of every smoke workload under the profiler (about a minute)
 def test_real_smoke_workloads_write_traces_with_peak_memory_in_the_manifest(tmp_path):
     workloads = smoke()[:3]  # three networks, each really trained for two steps on this CPU
     run_suite("smoke", workloads, tmp_path, "cpu", "cpu", MACHINE)
