@@ -153,8 +153,9 @@ def compose_config():
     return compose_train
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def real_profet() -> Path:
+    """The real PROFET table (../shared); a test using it trains on real data, so it is in the e2e tier."""
     if not REAL_PROFET.exists():
         pytest.skip(f"real PROFET data not found at {REAL_PROFET}")
     return REAL_PROFET
@@ -174,7 +175,7 @@ INTEGRATION_FIXTURES = frozenset(
         "browser_page",  # Chromium driven by Playwright
     }
 )
-E2E_FIXTURES = frozenset({"e2e_run"})
+E2E_FIXTURES = frozenset({"real_profet"})  # the real PROFET table, trained on
 # `slow` (the former name of the e2e tier) still marks a test e2e by hand; prefer an e2e fixture.
 E2E_MARKS = ("slow", "e2e")
 # What a default-tier test may not start: Python (a profcast command), servers and browsers.

@@ -36,10 +36,8 @@ def tracking(store, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def profet_champion(store):
-    """A ratio job on the real PROFET data from g3s.xlarge, registered as profcast-g3s.xlarge@champion."""
-    if not REAL_PROFET.exists():
-        pytest.skip(f"real PROFET data not found at {REAL_PROFET}")
+def profet_champion(store, real_profet):
+    """A ratio job on the real PROFET data from g3s.xlarge, registered as profcast-g3s.xlarge@champion (e2e)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", store["uri"])
         train(compose_train(["data=file", f"data.path={REAL_PROFET}", f"anchor={ANCHOR}", "regressor=ratio"]))
