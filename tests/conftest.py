@@ -69,6 +69,16 @@ def synthetic_profiles(
     return pd.DataFrame(rows)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def tracking_uri_of_the_environment():
+    """Each module starts and ends with MLflow reading its store from the environment: a tracking URI a
+    module set in this process (mlflow.set_tracking_uri, or a job's configure_tracking) would otherwise win
+    over the next module's MLFLOW_TRACKING_URI, and the tests would pass only in one order."""
+    mlflow_reset_tracking_uri()
+    yield
+    mlflow_reset_tracking_uri()
+
+
 @pytest.fixture
 def profile_table() -> pd.DataFrame:
     return synthetic_profiles()
