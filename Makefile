@@ -1,14 +1,20 @@
-.PHONY: help install sweep test test-all ui web benchmark tracking-server tracking-server-stop tracking-server-status
+.PHONY: help install sweep test test-integration test-e2e test-all test-shuffled ui web benchmark tracking-server tracking-server-stop tracking-server-status
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-21s %s\n", $$1, $$2}'
 install:  ## install profcast, its test tools, the PyTorch collector and the parallel/cluster launchers
 	pip install -e ".[test,torch,scale]"
 sweep:  ## the four study regressors on the embedded default, anchor g3s.xlarge
 	python -m profcast.train -m regressor=rf,knn,dt,lr anchor=g3s.xlarge
-test:  ## the fast tier: every test but the real sweeps and real-data jobs (-m "not slow")
-	python -m pytest -m "not slow"
-test-all:  ## the whole suite, as CI runs it
+test:  ## the default tier: in-process tests only (docs/testing.md)
 	python -m pytest
+test-integration:  ## the tests that start a process, a server or a browser
+	python -m pytest -m integration
+test-e2e:  ## real sweeps, real data, real training jobs end to end
+	python -m pytest -m e2e
+test-all:  ## every tier, as CI runs them
+	python -m pytest -m ""
+test-shuffled:  ## the default tier in a random order (pytest-randomly; the seed is printed)
+	python -m pytest -p randomly
 ui:  ## the MLflow UI on this project's runs
 	mlflow ui  # MLflow's default store ./mlflow.db is where profcast logs
 web:  ## the forecast page at http://127.0.0.1:8000 (the champion of the chosen anchor; docs/web.md)

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tests.conftest import REPO, synthetic_profiles
+from tests.commands import PYTHON, run_command, start_command  # noqa: F401 (the shared command helpers)
+from tests.conftest import synthetic_profiles
 
-PYTHON = sys.executable
 OP = "Device_Relu"  # an op column of the synthetic table
 
 
@@ -153,27 +153,6 @@ def craft_model_folders(good_model: Path, folder: Path, marker: Path) -> dict[st
             (target / "MLmodel").write_text(mlmodel)
         crafted[name] = target
     return crafted
-
-
-def run_command(args, env_uri=None, timeout=90, extra_env=None, cwd=REPO) -> subprocess.CompletedProcess:
-    """A profcast command as a user runs it (own process, repo as working directory)."""
-    env = {**os.environ, **(extra_env or {})}
-    # This checkout's src/, wherever the command runs from (the venv's editable install may point elsewhere).
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), (extra_env or {}).get("PYTHONPATH")]))
-    env.pop("PROFCAST_PARENT_RUN_ID", None)
-    if env_uri:
-        env["MLFLOW_TRACKING_URI"] = env_uri
-    return subprocess.run([PYTHON, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
-
-
-def start_command(args, env_uri, log_path: Path) -> subprocess.Popen:
-    """Start a command in its own process group (so a signal reaches it as Ctrl-C would), output to ``log_path``."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": env_uri, "PYTHONPATH": str(REPO)}
-    env.pop("PROFCAST_PARENT_RUN_ID", None)
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            [PYTHON, *args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
 
 
 def wait_for(condition, seconds: float, what: str):

@@ -1,4 +1,9 @@
-"""Shared fixtures: a small synthetic profile table, Hydra composition, an isolated MLflow store."""
+"""Shared fixtures: a small synthetic profile table, Hydra composition, an isolated MLflow store, and the tiers.
+
+Which tier a test runs in follows from the fixtures it uses, directly or through other fixtures
+(docs/testing.md): ``pytest_collection_modifyitems`` (tests/tiers.py) marks it ``integration`` or ``e2e``, and the
+default run (``addopts`` in pyproject.toml) leaves both out.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+# The tiers: markers from the fixtures a test uses, and the default tier kept in-process (tests/tiers.py).
+from tests.tiers import pytest_collection_modifyitems, pytest_runtest_call, pytest_runtest_setup  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_PROFET = REPO.parent / "shared" / "data" / "profet" / "profiles.csv.gz"
@@ -59,6 +67,16 @@ def synthetic_profiles(
                             }
                         )
     return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tracking_uri_of_the_environment():
+    """Each module starts and ends with MLflow reading its store from the environment: a tracking URI a
+    module set in this process (mlflow.set_tracking_uri, or a job's configure_tracking) would otherwise win
+    over the next module's MLFLOW_TRACKING_URI, and the tests would pass only in one order."""
+    mlflow_reset_tracking_uri()
+    yield
+    mlflow_reset_tracking_uri()
 
 
 @pytest.fixture
@@ -145,8 +163,115 @@ def compose_config():
     return compose_train
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def real_profet() -> Path:
+    """The real PROFET table (../shared); a test using it trains on real data, so it is in the e2e tier."""
     if not REAL_PROFET.exists():
         pytest.skip(f"real PROFET data not found at {REAL_PROFET}")
     return REAL_PROFET
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """run_cli(args, env_uri=None, timeout=90, ...) -> CompletedProcess: a command in its own process."""
+    from tests.commands import run_command
+
+    return run_command
+
+
+@pytest.fixture(scope="session")
+def start_cli():
+    """start_cli(args, env_uri, log_path) -> Popen: a command left running in its own process group."""
+    from tests.commands import start_command
+
+    return start_command
+
+
+@pytest.fixture(scope="session")
+def model_server():
+    """ModelServer(model_uri, log_path, ...): `mlflow models serve` on a free port, as a context manager."""
+    from profcast.hosting.model_server import ModelServer
+
+    return ModelServer
+
+
+@pytest.fixture(scope="session")
+def postgres_tracking_server_folder():
+    """A PostgreSQL-backed `mlflow server` (basic-auth, served artifacts), started once per run; yields its folder.
+
+    While it runs, the tests (and the sweeps they start) are logged in as its admin.
+    """
+    from profcast.hosting import tracking_server
+    from profcast.hosting.model_server import free_loopback_port
+    from tests.fixtures_scale import logged_in_as_admin, require_scale, server_folder
+
+    require_scale()
+    folder = server_folder()
+    try:
+        tracking_server.start(folder, "127.0.0.1", free_loopback_port())
+        with logged_in_as_admin(folder):
+            yield folder
+    finally:
+        tracking_server.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_tracking_server(postgres_tracking_server_folder):
+    """The http tracking URI of the shared test server (logged in as its admin)."""
+    from profcast.hosting import tracking_server
+
+    return tracking_server.read_state(postgres_tracking_server_folder).uri
+
+
+@pytest.fixture
+def ray_temp_dir():
+    """Ray's session folder for one sweep (short: Ray's socket paths have a length limit), removed after."""
+    import tempfile
+
+    from tests.fixtures_scale import require_scale
+
+    require_scale()
+    folder = Path(tempfile.mkdtemp(prefix="ray-pc-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- The trained job ---------------------------------------------------------------------------------
+# The one small job every test that needs a trained model shares: the embedded data, a ratio regressor
+# (fits in a second), three targets, no plots. Trained once per run, in process.
+TRAINED_JOB_ANCHOR = "g3s.xlarge"
+TRAINED_JOB_TARGETS = ("p3.2xlarge", "g4dn.xlarge", "p2.xlarge")
+TRAINED_JOB = (
+    f"anchor={TRAINED_JOB_ANCHOR}",
+    "regressor=ratio",
+    f"target=[{','.join(TRAINED_JOB_TARGETS)}]",
+    "log_plots=false",
+)
+
+
+@pytest.fixture(scope="session")
+def trained_job(tmp_path_factory, empty_tracking_database) -> dict:
+    """The shared job (TRAINED_JOB), trained once: its store's ``uri``, ``experiment_id``, ``model_uri``,
+    ``metrics`` and ``folder``. Read it, never write to its store: ``store_with_trained_job`` gives a store of
+    one's own."""
+    folder = tmp_path_factory.mktemp("trained_job")
+    trained = train_into_fresh_store(folder, empty_tracking_database, TRAINED_JOB)
+    mlflow_reset_tracking_uri()
+    return {**trained, "folder": folder}
+
+
+def store_with_trained_job(trained_job: dict, folder: Path) -> dict:
+    """A store of its own in ``folder`` holding the shared job: its database copied, so what a test registers or
+    logs there stays there (the job's artifacts are read where training wrote them). The trained_job dict, with
+    this store's ``uri`` and ``folder``."""
+    (folder / "mlruns").mkdir(parents=True)
+    shutil.copy(trained_job["folder"] / "mlruns" / "mlflow.db", folder / "mlruns" / "mlflow.db")
+    return {**trained_job, "uri": f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}", "folder": folder}
+
+
+def mlflow_reset_tracking_uri() -> None:
+    """Forget a tracking URI set in this process, so the next test's environment (MLFLOW_TRACKING_URI) decides."""
+    import mlflow
+
+    mlflow.set_tracking_uri(None)

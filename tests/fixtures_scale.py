@@ -1,15 +1,15 @@
-"""Fixtures for the scale-out tests: a throwaway PostgreSQL-backed MLflow server and a local Ray cluster.
+"""Helpers for the scale-out tests: a throwaway PostgreSQL-backed MLflow server and a local Ray cluster.
 
-Both run for real on 127.0.0.1 on free ports, in folders under /tmp that are removed afterwards.
-Tests using them skip when the `scale` extra (ray, psycopg2, the Hydra launchers) or the
-PostgreSQL binaries are missing.
+Both run for real on 127.0.0.1 on free ports, in folders under /tmp that are removed afterwards; the
+fixtures that start them (``postgres_tracking_server``, once per run, and ``ray_temp_dir``) live in
+tests/conftest.py. Tests using them skip when the `scale` extra (ray, psycopg2, the Hydra launchers) or
+the PostgreSQL binaries are missing.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from profcast.hosting import tracking_server
-from profcast.hosting.model_server import free_loopback_port
 from profcast.tracking.credentials import read_credentials
 from tests.conftest import REPO
 
@@ -90,29 +89,6 @@ def logged_in_as_admin(folder: Path):
 LOGIN_VARIABLES = ("PROFCAST_CREDENTIALS_FILE", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
-@pytest.fixture(scope="session")
-def postgres_tracking_server_folder():
-    """A PostgreSQL-backed `mlflow server` (basic-auth, served artifacts); yields its data folder.
-
-    While it runs, the tests (and the sweeps they start) are logged in as its admin.
-    """
-    require_scale()
-    folder = server_folder()
-    try:
-        tracking_server.start(folder, "127.0.0.1", free_loopback_port())
-        with logged_in_as_admin(folder):
-            yield folder
-    finally:
-        tracking_server.stop(folder)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def postgres_tracking_server(postgres_tracking_server_folder):
-    """The http tracking URI of the shared test server (logged in as its admin)."""
-    return tracking_server.read_state(postgres_tracking_server_folder).uri
-
-
 def ray_overrides(ray_temp_dir: Path) -> list[str]:
     """Launcher overrides: a local Ray cluster started by the sweep's own ray.init, 2 CPUs, on 127.0.0.1."""
     return [
@@ -122,15 +98,6 @@ def ray_overrides(ray_temp_dir: Path) -> list[str]:
         "+hydra.launcher.ray.init._node_ip_address=127.0.0.1",
         f"+hydra.launcher.ray.init._temp_dir={ray_temp_dir}",
     ]
-
-
-@pytest.fixture
-def ray_temp_dir():
-    """Ray's session folder for one sweep (short: Ray's socket paths have a length limit), removed after."""
-    require_scale()
-    folder = Path(tempfile.mkdtemp(prefix="ray-pc-"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def start_sweep(overrides: list[str], **env: str) -> subprocess.Popen:

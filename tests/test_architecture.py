@@ -5,7 +5,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,19 +21,18 @@ LEGACY_ANSWER = (
 )  # what that code answered to its input example
 
 
-def lint_imports(package_parent: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(package_parent)}
-    return subprocess.run(
-        [str(LINT_IMPORTS), "--config", str(REPO / "pyproject.toml"), "--no-cache"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
+@pytest.fixture
+def lint_imports(run_cli):
+    """lint_imports(package_parent) -> CompletedProcess: import-linter's contracts checked on the profcast there."""
+    return lambda package_parent: run_cli(
+        ["--config", str(REPO / "pyproject.toml"), "--no-cache"],
+        program=LINT_IMPORTS,
+        env={**os.environ, "PYTHONPATH": str(package_parent)},
         timeout=300,
     )
 
 
-def test_import_contracts_hold():
+def test_import_contracts_hold(lint_imports):
     linted = lint_imports(REPO / "src")
     assert linted.returncode == 0, linted.stdout[-3000:] + linted.stderr[-2000:]
     assert "0 broken" in linted.stdout
@@ -49,7 +47,7 @@ def test_import_contracts_hold():
         ("jobmodel/forecast_columns.py", "import profcast.pipeline.calibration"),  # serving never imports training
     ],
 )
-def test_an_upward_import_breaks_a_contract(tmp_path, module, upward_import):
+def test_an_upward_import_breaks_a_contract(lint_imports, tmp_path, module, upward_import):
     copy = tmp_path / "profcast"
     shutil.copytree(REPO / "src" / "profcast", copy, ignore=shutil.ignore_patterns("__pycache__", "conf"))
     path = copy / module
@@ -81,16 +79,14 @@ def test_a_legacy_name_is_trusted_only_as_the_profcast_class_it_stands_for():
 
 
 @pytest.mark.slow
-def test_a_model_logged_before_the_rename_still_serves_from_a_checkout(tmp_path):
+def test_a_model_logged_before_the_rename_still_serves_from_a_checkout(model_server, tmp_path):
     """`mlflow models serve` imports the loader its MLmodel names (src.serve.job_model): from a checkout
     that name still resolves, through today's loader, and the server answers as the old code did."""
     import json
     import urllib.request
 
-    from profcast.hosting.model_server import ModelServer
-
     example = json.loads((LEGACY_MODEL / "serving_input_example.json").read_text())
-    with ModelServer(str(LEGACY_MODEL), tmp_path / "server.log", cwd=REPO) as server:
+    with model_server(str(LEGACY_MODEL), tmp_path / "server.log", cwd=REPO) as server:
         request = urllib.request.Request(
             f"{server.url}/invocations", data=json.dumps(example).encode(), headers={"Content-Type": "application/json"}
         )
@@ -166,7 +162,7 @@ def written_profcast_imports() -> set[tuple[str, str]]:
     return edges
 
 
-def test_import_linters_graph_sees_every_profcast_import():
+def test_import_linters_graph_sees_every_profcast_import(run_cli):
     # grimp is the library lint-imports builds its graph with; run apart so no module here is pre-imported.
     written = written_profcast_imports()
     assert len(written) > 300  # the package's own imports, read from its text: not an empty walk
@@ -175,24 +171,23 @@ def test_import_linters_graph_sees_every_profcast_import():
         "import grimp, json; graph = grimp.build_graph('profcast', cache_dir=None); "
         "print(json.dumps([[m, i] for m in graph.modules for i in graph.find_modules_directly_imported_by(m)]))"
     )
-    found = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    found = run_cli(["-c", script], env=env)
+    assert found.returncode == 0, found.stderr
     seen = {tuple(edge) for edge in json.loads(found.stdout)}
     assert written - seen == set()
 
 
-@pytest.mark.integration
 @pytest.mark.slow
-def test_pydeps_sees_every_profcast_import(tmp_path):
+def test_pydeps_sees_every_profcast_import(run_cli, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     pydeps = Path(sys.executable).with_name("pydeps")
-    shown = subprocess.run(
-        [str(pydeps), str(PACKAGE), "--show-deps", "--no-output", "--max-bacon", "0", "--only", "profcast"],
+    shown = run_cli(
+        [str(PACKAGE), "--show-deps", "--no-output", "--max-bacon", "0", "--only", "profcast"],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
-        text=True,
-        check=True,
+        program=pydeps,
     )
+    assert shown.returncode == 0, shown.stderr
     seen = {
         (module, imported) for module, info in json.loads(shown.stdout).items() for imported in info.get("imports", [])
     }
@@ -213,12 +208,13 @@ def test_estimators_saved_under_an_old_package_name_resolve_to_the_regressors():
     assert current_type_name("sklearn.neighbors.KNeighborsRegressor") == "sklearn.neighbors.KNeighborsRegressor"
 
 
-def test_the_commands_fast_path_loads_neither_mlflow_nor_matplotlib_nor_torch():
+def test_the_commands_fast_path_loads_neither_mlflow_nor_matplotlib_nor_torch(run_cli):
     # What `profcast train --help`, `profcast predict --help` and a refused input import before answering.
     script = (
         "import sys, profcast.cli, profcast.train, profcast.predict, profcast.registry, profcast.convert; "
         "print(' '.join(name for name in ('mlflow', 'matplotlib', 'torch') if name in sys.modules))"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    loaded = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    loaded = run_cli(["-c", script], env=env)
+    assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.split() == []

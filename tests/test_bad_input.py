@@ -28,10 +28,8 @@ from tests.bad_input_cases import (
     BAD_EXPORTS,
     craft_model_folders,
     error_lines,
-    run_command,
     runs_in,
     signal_group,
-    start_command,
     wait_for,
     write_bad_tables,
     write_export_tree,
@@ -295,9 +293,9 @@ def test_tracking_uri_option_wins_over_the_environment_and_is_named(
 # ---- the CLI as a user runs it (own process) -------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["utf16", "huge_op", "pandas_index"])
-def test_train_cli_refuses_bad_table(case, files, tracking_uri):
+def test_train_cli_refuses_bad_table(run_cli, case, files, tracking_uri):
     started = time.monotonic()
-    result = run_command(
+    result = run_cli(
         ["-m", "profcast.train", "data=file", f"data.path={files[case]}", "anchor=slow.gpu"], env_uri=tracking_uri
     )
     assert time.monotonic() - started < CASE_SECONDS
@@ -305,13 +303,13 @@ def test_train_cli_refuses_bad_table(case, files, tracking_uri):
 
 
 @pytest.mark.slow
-def test_sweep_with_bad_store_or_experiment_stops_in_one_line(files, tracking_uri, tmp_path):
+def test_sweep_with_bad_store_or_experiment_stops_in_one_line(run_cli, files, tracking_uri, tmp_path):
     for overrides, words in [
         (["mlflow_experiment="], "mlflow_experiment is empty"),
         ([f"tracking_uri=http://127.0.0.1:{free_loopback_port()}"], "does not answer"),
     ]:
         started = time.monotonic()
-        result = run_command(
+        result = run_cli(
             [
                 "-m",
                 "profcast.train",
@@ -341,7 +339,7 @@ PREDICT_CASES = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", PREDICT_CASES)
-def test_predict_cli_refuses_in_one_line(case, trained, tmp_path):
+def test_predict_cli_refuses_in_one_line(run_cli, case, trained, tmp_path):
     extra, words = PREDICT_CASES[case]
     profile = tmp_path / "profile.csv"
     row = synthetic_profiles().query("instance_name == 'slow.gpu'").head(1)
@@ -358,7 +356,7 @@ def test_predict_cli_refuses_in_one_line(case, trained, tmp_path):
         store = trained["uri"]
         args += ["--model", trained["model_uri"]]
     started = time.monotonic()
-    result = run_command(args + (extra if isinstance(extra, list) else []), env_uri=store, cwd=tmp_path)
+    result = run_cli(args + (extra if isinstance(extra, list) else []), env_uri=store, cwd=tmp_path)
     assert time.monotonic() - started < CASE_SECONDS
     assert_refused(result.returncode, result.stderr, words)
     assert not (tmp_path / "out.txt").exists()
@@ -429,14 +427,12 @@ HTTP_CASES = {
 
 
 @pytest.fixture(scope="module")
-def server(trained, tmp_path_factory):
+def server(model_server, trained, tmp_path_factory):
     import os
-
-    from profcast.hosting.model_server import ModelServer
 
     bin_dir = str(Path(sys.executable).parent)  # uvicorn lives beside the interpreter
     env = {"MLFLOW_TRACKING_URI": trained["uri"], "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    with ModelServer(trained["model_uri"], tmp_path_factory.mktemp("server") / "server.log", env=env) as running:
+    with model_server(trained["model_uri"], tmp_path_factory.mktemp("server") / "server.log", env=env) as running:
         yield running
 
 
@@ -510,10 +506,10 @@ def test_pyfunc_load_model_refuses_crafted_model(name, crafted, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["untrusted_skops", "pickle_as_skops", "cloudpickle_mlmodel"])
-def test_predict_cli_refuses_crafted_model(name, crafted, trained, tmp_path):
+def test_predict_cli_refuses_crafted_model(run_cli, name, crafted, trained, tmp_path):
     profile = tmp_path / "profile.csv"
     synthetic_profiles().query("instance_name == 'slow.gpu'").head(1).to_csv(profile, index=False)
-    result = run_command(
+    result = run_cli(
         [
             "-m",
             "profcast.predict",
@@ -533,10 +529,8 @@ def test_predict_cli_refuses_crafted_model(name, crafted, trained, tmp_path):
 
 
 @pytest.mark.slow
-def test_models_serve_refuses_crafted_model(crafted, trained, tmp_path):
+def test_models_serve_refuses_crafted_model(model_server, crafted, trained, tmp_path):
     import os
-
-    from profcast.hosting.model_server import ModelServer
 
     env = {
         "PYTHONPATH": str(crafted["payload"]),
@@ -544,7 +538,7 @@ def test_models_serve_refuses_crafted_model(crafted, trained, tmp_path):
     }
     log = tmp_path / "serve.log"
     with pytest.raises(RuntimeError, match="exited"):
-        with ModelServer(str(crafted["models"]["untrusted_skops"]), log, env=env, startup_seconds=CASE_SECONDS):
+        with model_server(str(crafted["models"]["untrusted_skops"]), log, env=env, startup_seconds=CASE_SECONDS):
             pass
     assert "refusing to load types profcast does not trust: planted_payload.Payload" in log.read_text()
     assert not crafted["marker"].exists()
@@ -581,8 +575,8 @@ def sweep_args(table, sweep_dir, regressors="ratio,lr", *extra):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
-def test_signal_during_sweep_leaves_no_run_running(number, files, tracking_uri, tmp_path):
-    process = start_command(
+def test_signal_during_sweep_leaves_no_run_running(start_cli, number, files, tracking_uri, tmp_path):
+    process = start_cli(
         sweep_args(files["good"], tmp_path / "sweep", "ratio,transfer,rf"), tracking_uri, tmp_path / "log"
     )
     try:
@@ -603,8 +597,8 @@ def test_signal_during_sweep_leaves_no_run_running(number, files, tracking_uri, 
 
 
 @pytest.mark.slow
-def test_job_bug_fails_its_run_and_the_sweep_but_finished_jobs_are_registered(files, tracking_uri, tmp_path):
-    result = run_command(
+def test_job_bug_fails_its_run_and_the_sweep_but_finished_jobs_are_registered(run_cli, files, tracking_uri, tmp_path):
+    result = run_cli(
         sweep_args(files["good"], tmp_path / "sweep", "ratio,exploding", "hydra.searchpath=[file://tests/conf]"),
         env_uri=tracking_uri,
         timeout=180,
@@ -623,10 +617,10 @@ def test_job_bug_fails_its_run_and_the_sweep_but_finished_jobs_are_registered(fi
 
 
 @pytest.mark.slow
-def test_two_sweeps_started_together_on_a_new_store_log_every_job(files, tmp_path):
+def test_two_sweeps_started_together_on_a_new_store_log_every_job(start_cli, files, tmp_path):
     uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"  # does not exist yet: both sweeps create it
     processes = [
-        start_command(
+        start_cli(
             sweep_args(files["good"], tmp_path / f"sweep{i}", "ratio,lr", "log_model=false"), uri, tmp_path / f"log{i}"
         )
         for i in range(2)
@@ -642,7 +636,7 @@ def test_two_sweeps_started_together_on_a_new_store_log_every_job(files, tmp_pat
     assert "RUNNING" not in set(runs.status)
 
 
-def test_registry_check_refuses_a_champion_that_would_run_its_own_code(crafted, trained, tracking_uri):
+def test_registry_check_refuses_a_champion_that_would_run_its_own_code(run_cli, crafted, trained, tracking_uri):
     """Whoever can move the alias must not get code run on the serving host: check, predict and serve refuse."""
     from mlflow import MlflowClient
 
@@ -652,14 +646,14 @@ def test_registry_check_refuses_a_champion_that_would_run_its_own_code(crafted, 
     planted = client.create_model_version("profcast-slow.gpu", str(crafted["models"]["cloudpickle_mlmodel"]))
 
     client.set_registered_model_alias("profcast-slow.gpu", "champion", good.version)
-    checked = run_command(["-m", "profcast.registry", "--check", "--anchor", "slow.gpu"], env_uri=tracking_uri)
+    checked = run_cli(["-m", "profcast.registry", "--check", "--anchor", "slow.gpu"], env_uri=tracking_uri)
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.startswith(
         f"models:/profcast-slow.gpu/{good.version}: a profcast job model"
     )  # the version, not the alias
 
     client.set_registered_model_alias("profcast-slow.gpu", "champion", planted.version)
-    refused = run_command(
+    refused = run_cli(
         ["-m", "profcast.registry", "--check", "--anchor", "slow.gpu"],
         env_uri=tracking_uri,
         extra_env={"PYTHONPATH": str(crafted["payload"])},
@@ -669,7 +663,7 @@ def test_registry_check_refuses_a_champion_that_would_run_its_own_code(crafted, 
     )
     profile = trained["folder"] / "one-profile.csv"
     synthetic_profiles().query("instance_name == 'slow.gpu'").head(1).to_csv(profile, index=False)
-    predicted = run_command(
+    predicted = run_cli(
         ["-m", "profcast.predict", "--profile", str(profile), "--anchor", "slow.gpu"],
         env_uri=tracking_uri,
         extra_env={"PYTHONPATH": str(crafted["payload"])},

@@ -19,7 +19,19 @@ def test_cli_writes_documented_json(tmp_path, capsys):
     out, markdown = tmp_path / "out.json", tmp_path / "tiny.md"
     code = exit_code(
         accuracy.main,
-        ["--data", str(table), "--json", str(out), "--markdown", str(markdown), "--methods", "ratio,transfer"],
+        # --jobs 1: the pairs in this process (two worker processes cost more than the fits; parallel pairs: below)
+        [
+            "--data",
+            str(table),
+            "--json",
+            str(out),
+            "--markdown",
+            str(markdown),
+            "--methods",
+            "ratio,transfer",
+            "--jobs",
+            "1",
+        ],
     )
     assert code == 0
     records = json.loads(out.read_text())

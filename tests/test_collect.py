@@ -1,6 +1,5 @@
 """The PyTorch collector: a real profiled run lands in profcast's layout and matches torch's own totals."""
 
-import subprocess
 import sys
 from collections import defaultdict
 
@@ -80,14 +79,12 @@ def test_without_torch_the_error_says_how_to_install_it(tmp_path, monkeypatch):
         profile_steps(lambda: None, out_dir=tmp_path, **KEYS)
 
 
-def test_the_cpu_cnn_example_runs_and_prints_a_row(tmp_path):
+def test_the_cpu_cnn_example_runs_and_prints_a_row(run_cli, tmp_path):
     pytest.importorskip("torch")
-    done = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "profile_cnn_cpu.py"), "--out-dir", str(tmp_path), "--steps", "2"],
+    done = run_cli(
+        [str(REPO / "examples" / "profile_cnn_cpu.py"), "--out-dir", str(tmp_path), "--steps", "2"],
         cwd=REPO,
         env={"PYTHONPATH": str(REPO), "PATH": ""},
-        capture_output=True,
-        text=True,
         timeout=300,
     )
 

@@ -343,6 +343,7 @@ def test_peak_memory_is_carried_by_tables_never_an_op_and_checked(tmp_path, temp
 # ---- end to end: the smoke suite on this CPU, converted, trained on, forecast from ----------------
 
 
+@pytest.mark.e2e  # real training steps of every smoke workload under the profiler (about a minute)
 def test_real_smoke_workloads_write_traces_with_peak_memory_in_the_manifest(tmp_path):
     workloads = smoke()[:3]  # three networks, each really trained for two steps on this CPU
     run_suite("smoke", workloads, tmp_path, "cpu", "cpu", MACHINE)
@@ -426,22 +427,19 @@ def test_the_smoke_suite_runs_converts_trains_and_forecasts(tmp_path, empty_trac
     assert (answer["memory_margin_bytes"].astype(float) > 0).tolist() == [True, False]
 
 
-def test_a_real_ctrl_c_exits_130_and_a_rerun_goes_on_from_there(tmp_path):
+def test_a_real_ctrl_c_exits_130_and_a_rerun_goes_on_from_there(run_cli, start_cli, tmp_path):
     import signal
-    import subprocess
-    import sys
     import time
-
-    from tests.conftest import REPO
 
     suites = tmp_path / "suites.yaml"  # many small workloads: the stop lands while the suite still runs
     suites.write_text(
         "suites:\n  many: {networks: [resnet18], width: 0.1, batch_sizes: [2, 3, 4, 5, 6, 7, 8, 9], image_sizes: [32, 48], steps: 1}\n"
     )
-    command = [sys.executable, "-m", "src.collect", "suite", "--suite", "many", "--suites-file", str(suites)]
+    command = ["-m", "src.collect", "suite", "--suite", "many", "--suites-file", str(suites)]
     command += ["--instance", "cpu", "--out", str(tmp_path), "--device", "cpu", "--threads", "1"]
     manifest = tmp_path / "suite" / "cpu" / SUITE_MANIFEST
-    running = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "suite.log"  # stdout and stderr together
+    running = start_cli(command, None, log)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and running.poll() is None:
         done = json.loads(manifest.read_text())["workloads"] if manifest.exists() else {}
@@ -449,7 +447,8 @@ def test_a_real_ctrl_c_exits_130_and_a_rerun_goes_on_from_there(tmp_path):
             break
         time.sleep(0.2)
     running.send_signal(signal.SIGINT)
-    stdout, stderr = running.communicate(timeout=120)
+    running.wait(timeout=120)
+    stderr = log.read_text()
 
     assert running.returncode == 130, stderr
     assert "run the same command again to go on" in stderr and "Traceback" not in stderr
@@ -460,7 +459,7 @@ def test_a_real_ctrl_c_exits_130_and_a_rerun_goes_on_from_there(tmp_path):
     folder = tmp_path / "suite" / "cpu"
     assert {p.name for p in folder.iterdir()} == {SUITE_MANIFEST, *(f"{name}.pt.trace.json.gz" for name in done)}
 
-    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    again = run_cli(command, timeout=600)
     assert again.returncode == 0, again.stderr
     assert f"skipping {len(done)} workloads already run" in again.stderr
     assert "16 done, 0 out of memory, 0 failed, 0 pending of 16" in again.stdout

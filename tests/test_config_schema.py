@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
-import sys
 
 import mlflow
 import pytest
@@ -133,14 +131,12 @@ CLI_CASES = {
 
 
 @pytest.mark.parametrize("case", CLI_CASES)
-def test_the_command_refuses_a_bad_config_in_one_line_before_any_run(case, tmp_path):
+def test_the_command_refuses_a_bad_config_in_one_line_before_any_run(run_cli, case, tmp_path):
     env = {key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR")}
-    result = subprocess.run(
-        [sys.executable, "-m", "profcast.train", *CLI_CASES[case]],
+    result = run_cli(
+        ["-m", "profcast.train", *CLI_CASES[case]],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert result.returncode == 2, result.stderr
@@ -149,14 +145,12 @@ def test_the_command_refuses_a_bad_config_in_one_line_before_any_run(case, tmp_p
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
 
 
-def test_hydra_full_error_still_gives_hydras_own_report(tmp_path):
+def test_hydra_full_error_still_gives_hydras_own_report(run_cli, tmp_path):
     env = {**{key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}, "HYDRA_FULL_ERROR": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "profcast.train", "regresor=rf"],
+    result = run_cli(
+        ["-m", "profcast.train", "regresor=rf"],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert result.returncode != 0 and "Traceback" in result.stderr and "regresor" in result.stderr
@@ -191,14 +185,13 @@ def test_runtime_choices_name_the_options(profile_csv):
     assert job.pairs["fast.gpu"].mode == "cross"
 
 
-def test_a_cli_run_is_named_by_its_choices(profile_csv, tmp_path, tracking_uri):
+def test_a_cli_run_is_named_by_its_choices(run_cli, profile_csv, tmp_path, tracking_uri):
     env = {
         **{key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"},
         "MLFLOW_TRACKING_URI": tracking_uri,
     }
-    result = subprocess.run(
+    result = run_cli(
         [
-            sys.executable,
             "-m",
             "profcast.train",
             "data=file",
@@ -214,8 +207,6 @@ def test_a_cli_run_is_named_by_its_choices(profile_csv, tmp_path, tracking_uri):
         ],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr

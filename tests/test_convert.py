@@ -1,8 +1,6 @@
 """The convert CLI: mixed profile files to one wide table, written whole or not at all; it trains end to end."""
 
 import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -18,15 +16,20 @@ from tests.test_torch_trace import CPU_TRACES, GPU_TRACES, TEST_TRACES
 RUNS = TEST_TRACES / "runs"
 
 
-def convert(*args):
-    """Run the CLI in a child process: exit code, stdout, stderr."""
-    done = subprocess.run(
-        [sys.executable, "-m", "profcast.convert", *map(str, args)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
+@pytest.fixture
+def convert(run_cli):
+    """convert(*args): run the CLI in a child process: exit code, stdout, stderr."""
+    return lambda *args: outcome(
+        run_cli(
+            ["-m", "profcast.convert", *map(str, args)],
+            cwd=REPO,
+            timeout=120,
+        )
     )
+
+
+def outcome(done):
+    """A finished command's exit code, stdout and stderr."""
     return done.returncode, done.stdout, done.stderr
 
 
@@ -94,7 +97,7 @@ def test_cuda_rocm_and_cpu_traces_convert_together(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", ["unknown.csv", "truncated.json.gz", "utf16.csv", "no_trace_events.json", "empty.csv"])
-def test_a_bad_file_stops_with_one_line_exit_2_and_no_output(tmp_path, name):
+def test_a_bad_file_stops_with_one_line_exit_2_and_no_output(convert, tmp_path, name):
     bad = bad_files(tmp_path)[name]
     out = tmp_path / "table.csv"
 
@@ -104,7 +107,7 @@ def test_a_bad_file_stops_with_one_line_exit_2_and_no_output(tmp_path, name):
     assert not out.exists() and not [p for p in tmp_path.iterdir() if "partial" in p.name]
 
 
-def test_skip_mode_counts_bad_files_and_keeps_the_rest(tmp_path):
+def test_skip_mode_counts_bad_files_and_keeps_the_rest(convert, tmp_path):
     root = mixed_tree(tmp_path / "tree")
     bad = bad_files(root / "exp1" / "gpu")
     out = tmp_path / "table.csv"
@@ -117,7 +120,7 @@ def test_skip_mode_counts_bad_files_and_keeps_the_rest(tmp_path):
     assert len(read_profile_table(out)) == 4
 
 
-def test_a_failed_conversion_leaves_an_existing_table_untouched(tmp_path):
+def test_a_failed_conversion_leaves_an_existing_table_untouched(convert, tmp_path):
     out = tmp_path / "table.csv"
     out.write_text("old table\n")
     bad = bad_files(tmp_path)["unknown.csv"]
@@ -128,14 +131,13 @@ def test_a_failed_conversion_leaves_an_existing_table_untouched(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_table_converted_from_traces_trains_end_to_end(tmp_path, tracking_uri):
+def test_a_table_converted_from_traces_trains_end_to_end(run_cli, convert, tmp_path, tracking_uri):
     table = tmp_path / "table.csv"
     assert convert(RUNS, "--out", table)[0] == 0
     validate_profiles(pd.read_csv(table))
 
-    done = subprocess.run(
+    done = run_cli(
         [
-            sys.executable,
             "-m",
             "profcast.train",
             "data=file",
@@ -146,8 +148,6 @@ def test_a_table_converted_from_traces_trains_end_to_end(tmp_path, tracking_uri)
         ],
         cwd=REPO,
         env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
-        capture_output=True,
-        text=True,
         timeout=300,
     )
 

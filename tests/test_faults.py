@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.bad_input_cases import error_lines, run_command
+from tests.bad_input_cases import error_lines
 
 
 def train_args(table: Path, uri: str, *extra: str) -> list[str]:
@@ -47,21 +47,21 @@ def assert_one_error_line(result, words: str) -> str:
     return lines[0]
 
 
-def test_a_truncated_sqlite_store_is_named_and_a_new_one_can_start(profile_csv, tmp_path):
+def test_a_truncated_sqlite_store_is_named_and_a_new_one_can_start(run_cli, profile_csv, tmp_path):
     database = tmp_path / "store" / "mlflow.db"
     uri = f"sqlite:///{database}"
-    assert run_command(train_args(profile_csv, uri), timeout=300).returncode == 0
+    assert run_cli(train_args(profile_csv, uri), timeout=300).returncode == 0
     whole = database.stat().st_size
     with open(database, "r+b") as handle:
         handle.truncate(whole * 9 // 10)  # the tail of the file is gone, the header still says how long it was
-    refused = run_command(train_args(profile_csv, uri), timeout=300)
+    refused = run_cli(train_args(profile_csv, uri), timeout=300)
     line = assert_one_error_line(
         refused, f"tracking store {uri} is truncated: {whole * 9 // 10:,} of its {whole:,} bytes"
     )
     assert f"mv {database} {database}.broken" in line
     assert database.stat().st_size == whole * 9 // 10  # nothing was written over it
     database.rename(database.with_name("mlflow.db.broken"))  # what the line says to do
-    rerun = run_command(train_args(profile_csv, uri), timeout=300)
+    rerun = run_cli(train_args(profile_csv, uri), timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert set(statuses(uri).values()) == {"FINISHED"}
 
@@ -94,18 +94,20 @@ def fill(folder: Path, leave_bytes: int) -> Path:
     return filler
 
 
-def test_a_disk_full_while_logging_fails_the_run_in_one_line_and_a_rerun_completes(profile_csv, tmp_path, small_disk):
+def test_a_disk_full_while_logging_fails_the_run_in_one_line_and_a_rerun_completes(
+    run_cli, profile_csv, tmp_path, small_disk
+):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     experiment = "artifacts-on-a-small-disk"
     MlflowClient(uri).create_experiment(experiment, artifact_location=(small_disk / "artifacts").as_uri())
     args = train_args(profile_csv, uri, f"mlflow_experiment={experiment}")
-    first = run_command(args, timeout=300)
+    first = run_cli(args, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
     jobs_before = statuses(uri, experiment)
     assert set(jobs_before.values()) == {"FINISHED"}
 
     filler = fill(small_disk, leave_bytes=16 * 1024)  # room for a plot or two, not for the model
-    refused = run_command(args, timeout=300)
+    refused = run_cli(args, timeout=300)
     assert_one_error_line(refused, "no space left on the device")
     assert "open runs ended FAILED" in error_lines(refused.stderr)[0]
     after = statuses(uri, experiment)
@@ -121,7 +123,7 @@ def test_a_disk_full_while_logging_fails_the_run_in_one_line_and_a_rerun_complet
     assert client.get_run(earlier_job.info.run_id).data.tags.get("profcast.job_model_uri")  # its model still listed
 
     filler.unlink()  # space freed
-    rerun = run_command(args, timeout=300)
+    rerun = run_cli(args, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     final = statuses(uri, experiment)
     assert "RUNNING" not in final.values() and list(final.values()).count("FINISHED") == 2 * len(jobs_before)

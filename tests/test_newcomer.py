@@ -29,18 +29,22 @@ from tests.conftest import REPO, compose_train, synthetic_profiles
 EXAMPLES = REPO / "examples"
 
 
-def python_in(folder, code, **env_changes):
-    """Run ``code`` in a fresh interpreter started in ``folder`` with MLFLOW_TRACKING_URI unset."""
-    env = {
-        key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "PROFCAST_PARENT_RUN_ID")
-    }
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO / "src"), str(REPO)]
-    )  # this checkout's profcast, not an installed one
-    env.update(env_changes)
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True, timeout=300
-    )
+@pytest.fixture
+def python_in(run_cli):
+    """python_in(folder, code, **env_changes): run ``code`` in a fresh interpreter started in ``folder`` with
+    MLFLOW_TRACKING_URI unset."""
+
+    def run(folder, code, **env_changes):
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("MLFLOW_TRACKING_URI", "PROFCAST_PARENT_RUN_ID")
+        }
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO)])  # this checkout's profcast
+        env.update(env_changes)
+        return run_cli(["-c", code], cwd=folder, env=env, timeout=300)
+
+    return run
 
 
 @pytest.fixture
@@ -75,7 +79,7 @@ def test_default_store_is_mlflows_own_and_the_environment_still_wins(monkeypatch
     assert tracking_uri(compose_train(["tracking_uri=sqlite:////mine/y.db"]).tracking_uri) == "sqlite:////mine/y.db"
 
 
-def test_plain_mlflow_in_the_same_folder_sees_the_job_and_artifacts_stay_in_mlruns(project_folder):
+def test_plain_mlflow_in_the_same_folder_sees_the_job_and_artifacts_stay_in_mlruns(python_in, project_folder):
     train(small_job(project_folder / "profiles.csv", "target=fast.gpu"))
     assert not (project_folder / "mlruns" / "mlflow.db").exists()
     experiment = mlflow.get_experiment_by_name("profcast")
@@ -138,7 +142,7 @@ def test_job_run_names_its_data_logs_a_dataset_input_and_a_target_summary(projec
     )
 
 
-def test_predict_on_the_example_profile_names_version_data_and_warns_on_generated(project_folder):
+def test_predict_on_the_example_profile_names_version_data_and_warns_on_generated(python_in, project_folder):
     cfg = compose_train(
         ["anchor=g3s.xlarge", "target=[p3.2xlarge,p2.xlarge]", "regressor=ratio", "registry.register_single=true"]
     )
@@ -357,9 +361,8 @@ def test_wheel_installs_and_trains_outside_the_repository(tmp_path):
 # --- a reader that stops early ----------------------------------------------------------------------
 
 
-def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly(run_cli, tmp_path):
     """`profcast ... | head -1`: the command ends with 141 and no traceback when its reader goes away."""
-    import subprocess
     import sys
 
     script = tmp_path / "many_lines.py"
@@ -368,11 +371,10 @@ def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
         "run_cli(lambda argv: print('\\n'.join(f'row {n}' for n in range(200000))))\n"
     )
     command = f"{sys.executable} {script} | head -1"
-    done = subprocess.run(
-        ["bash", "-o", "pipefail", "-c", command],
+    done = run_cli(
+        ["-o", "pipefail", "-c", command],
+        program="bash",
         cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=120,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )

@@ -2,10 +2,7 @@
 
 import csv
 import json
-import os
 import re
-import subprocess
-import sys
 
 import mlflow
 import pandas as pd
@@ -17,23 +14,18 @@ from profcast.datasets.embedded import embedded_tree_path
 from profcast.ingest.tfstats import read_tfstats_export
 from profcast.predict import main
 from profcast.train import train
-from tests.conftest import REAL_PROFET, REPO, compose_train, train_into_fresh_store
+from tests.conftest import REAL_PROFET, TRAINED_JOB_ANCHOR, TRAINED_JOB_TARGETS, compose_train, store_with_trained_job
 
-ANCHOR = "g3s.xlarge"
-EMBEDDED_TARGETS = ["p3.2xlarge", "g4dn.xlarge", "p2.xlarge"]
+ANCHOR = TRAINED_JOB_ANCHOR
+EMBEDDED_TARGETS = list(TRAINED_JOB_TARGETS)
 EMBEDDED_RUN = "cifar10-vggsmall-sgd-64"  # a run file of the embedded study, with its latency sidecar
 PROFET_WORKLOAD = {"exp_name": "exp01", "dataset": "64dataset", "model": "VGG11", "batchsize": 64}
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, empty_tracking_database):
-    """An MLflow store of this module's own, with a job trained on the embedded data (not registered)."""
-    folder = tmp_path_factory.mktemp("predict")
-    trained = train_into_fresh_store(
-        folder,
-        empty_tracking_database,
-        [f"anchor={ANCHOR}", "regressor=ratio", f"target=[{','.join(EMBEDDED_TARGETS)}]"],
-    )
+def store(tmp_path_factory, trained_job):
+    """An MLflow store of this module's own, with the shared job trained on the embedded data (not registered)."""
+    trained = store_with_trained_job(trained_job, tmp_path_factory.mktemp("predict"))
     yield {"uri": trained["uri"], "experiment_id": trained["experiment_id"], "embedded_model": trained["model_uri"]}
 
 
@@ -44,10 +36,8 @@ def tracking(store, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def profet_champion(store):
-    """A ratio job on the real PROFET data from g3s.xlarge, registered as profcast-g3s.xlarge@champion."""
-    if not REAL_PROFET.exists():
-        pytest.skip(f"real PROFET data not found at {REAL_PROFET}")
+def profet_champion(store, real_profet):
+    """A ratio job on the real PROFET data from g3s.xlarge, registered as profcast-g3s.xlarge@champion (e2e)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", store["uri"])
         train(compose_train(["data=file", f"data.path={REAL_PROFET}", f"anchor={ANCHOR}", "regressor=ratio"]))
@@ -59,16 +49,10 @@ def profet_champion(store):
         return register_job(job.run_id, compose_train().registry.alias)
 
 
-def run_cli(*args, uri):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    return subprocess.run(
-        [sys.executable, "-m", "profcast.predict", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+@pytest.fixture
+def run_predict(run_cli):
+    """run_predict(*args, uri): ``python -m profcast.predict ARGS`` in its own process against the store ``uri``."""
+    return lambda *args, uri: run_cli(["-m", "profcast.predict", *args], env_uri=uri, timeout=300)
 
 
 def ranked_instances(stdout: str) -> list[str]:
@@ -80,9 +64,9 @@ def embedded_export():
     return embedded_tree_path() / "exp1" / ANCHOR / f"{EMBEDDED_RUN}.csv"
 
 
-def test_cli_ranks_a_tfstats_export_and_plots(store, tmp_path):
+def test_cli_ranks_a_tfstats_export_and_plots(run_predict, store, tmp_path):
     plot = tmp_path / "ranking.png"
-    result = run_cli(
+    result = run_predict(
         "--profile",
         str(embedded_export()),
         "--anchor",
@@ -120,14 +104,14 @@ def test_cli_reads_a_json_list_of_op_objects(tracking, tmp_path, capsys):
     assert "speed-up is n/a" in out and "782 steps" in out
 
 
-def test_cli_ranking_matches_real_latencies_at_both_ends(profet_champion, store, tmp_path):
+def test_cli_ranking_matches_real_latencies_at_both_ends(run_predict, profet_champion, store, tmp_path):
     table = pd.read_csv(REAL_PROFET)
     workload = (table[list(PROFET_WORKLOAD)] == pd.Series(PROFET_WORKLOAD)).all(axis=1)
     row = table[workload & (table["instance_name"] == ANCHOR)]
     assert len(row) == 1
     path = tmp_path / "one_row.csv"
     row.to_csv(path, index=False)
-    result = run_cli("--profile", str(path), "--anchor", ANCHOR, uri=store["uri"])  # no --model: the champion
+    result = run_predict("--profile", str(path), "--anchor", ANCHOR, uri=store["uri"])  # no --model: the champion
     assert result.returncode == 0, result.stderr
     assert f"models:/profcast-{ANCHOR}@champion" in result.stdout
     ranking = ranked_instances(result.stdout)
@@ -147,8 +131,8 @@ def test_cli_ranking_matches_real_latencies_at_both_ends(profet_champion, store,
     assert ranking[0] == true_order[0] and ranking[-1] == true_order[-1]
 
 
-def test_cli_without_a_champion_says_to_run_the_sweep(store):
-    result = run_cli("--profile", str(embedded_export()), "--anchor", "p2.xlarge", uri=store["uri"])
+def test_cli_without_a_champion_says_to_run_the_sweep(run_predict, store):
+    result = run_predict("--profile", str(embedded_export()), "--anchor", "p2.xlarge", uri=store["uri"])
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert result.stderr.startswith("profcast: error: no model registered as profcast-p2.xlarge@champion")

@@ -23,7 +23,12 @@ def test_mlproject_train_entry_point_passes_every_parameter():
 
 
 def test_ci_runs_the_readme_test_command():
+    """CI installs as the README says, once, then runs the README's test command (the default tier) before the others."""
     readme = (REPO / "README.md").read_text()
-    ci = (REPO / ".ci" / "run").read_text()
-    test_command = 'pip install -e ".[test,torch,scale]" && python -m pytest'
-    assert test_command in readme and test_command in ci
+    ci_lines = (REPO / ".ci" / "run").read_text().splitlines()
+    install, test_command = 'pip install -e ".[test,torch,scale]"', "python -m pytest"
+    assert f"{install} && {test_command}" in readme
+    assert [line for line in ci_lines if line.startswith("pip install")] == [install]
+    tiers = [line for line in ci_lines if line.startswith(test_command)]
+    assert tiers == [test_command, f"{test_command} -m integration", f"{test_command} -m e2e"]
+    assert ci_lines.index(install) < ci_lines.index(test_command)

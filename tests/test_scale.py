@@ -23,14 +23,10 @@ from omegaconf import open_dict
 
 from profcast.tracking.sweep_runs import SWEEP_DIR_TAG, end_sweep, job_parent_run
 from profcast.train import train
-from tests.conftest import REPO
-from tests.fixtures_scale import (  # noqa: F401 (fixtures)
+from tests.fixtures_scale import (
     finish_sweep,
-    postgres_tracking_server,
-    postgres_tracking_server_folder,
     ray_job_workers,
     ray_overrides,
-    ray_temp_dir,
     require_scale,
     session_processes,
     start_sweep,
@@ -90,7 +86,7 @@ def test_ending_a_sweep_kills_the_runs_a_dead_job_left_open(tracking_uri):
     assert status == {parent: "FAILED", finished_job: "FINISHED", dead_job: "KILLED", dead_target: "KILLED"}
 
 
-def test_ray_launcher_joining_a_cluster_refuses_a_sqlite_store(tracking_uri):
+def test_ray_launcher_joining_a_cluster_refuses_a_sqlite_store(run_cli, tracking_uri):
     require_scale()
     command = [
         sys.executable,
@@ -101,14 +97,7 @@ def test_ray_launcher_joining_a_cluster_refuses_a_sqlite_store(tracking_uri):
         "+hydra.launcher.ray.init.address=10.9.8.7:6379",
         "regressor=ratio,lr",
     ]
-    done = subprocess.run(
-        command,
-        cwd=REPO,
-        env=worker_environment(MLFLOW_TRACKING_URI=tracking_uri),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_cli(command[1:], env=worker_environment(MLFLOW_TRACKING_URI=tracking_uri), timeout=300)
     assert done.returncode == 2
     message = done.stderr.strip().splitlines()[-1]
     assert message.startswith("profcast: error: tracking_uri=sqlite:") and "tracking server" in message

@@ -4,7 +4,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -14,16 +13,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from profcast.hosting.model_server import ModelServer
 from profcast.tracking.runs import SERVING_PACKAGES
-from tests.conftest import train_into_fresh_store
+from tests.conftest import store_with_trained_job
 
 REPO = Path(__file__).resolve().parents[1]
 REQUEST = json.loads((REPO / "examples" / "request.json").read_text())
-# Run in a Python that has never seen the checkout: its src/ (the editable install's path) and the
-# working folder leave sys.path before anything is imported; the model then brings its own profcast.
+# Run in a Python that has never seen the checkout: every sys.path entry holding a profcast (its src/, the
+# editable install's path, another checkout's) and the working folder leave sys.path before anything is
+# imported; the model then brings its own profcast.
 HIDE_THE_CHECKOUT = (
-    "import sys; sys.path = [p for p in sys.path if p not in ('', '.', {src!r})]\n"
+    "import os, sys; sys.path = [p for p in sys.path if p not in ('', '.', {src!r})"
+    " and not os.path.isdir(os.path.join(p, 'profcast'))]\n"
     "import json, mlflow, pandas as pd\n"
     "model = mlflow.pyfunc.load_model({folder!r})\n"
     "import profcast\n"
@@ -33,11 +33,9 @@ HIDE_THE_CHECKOUT = (
 
 
 @pytest.fixture(scope="module")
-def logged(tmp_path_factory, empty_tracking_database):
-    folder = tmp_path_factory.mktemp("anywhere")
-    trained = train_into_fresh_store(
-        folder, empty_tracking_database, ["regressor=ratio", "target=[p3.2xlarge,g4dn.xlarge]", "log_plots=false"]
-    )
+def logged(tmp_path_factory, trained_job):
+    trained = store_with_trained_job(trained_job, tmp_path_factory.mktemp("anywhere"))
+    folder = trained["folder"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", trained["uri"])
         local = Path(mlflow.artifacts.download_artifacts(trained["model_uri"], dst_path=str(folder / "model")))
@@ -54,13 +52,11 @@ def test_the_model_folder_holds_profcast_and_its_serving_requirements(logged):
     assert required == set(SERVING_PACKAGES)
 
 
-def test_a_python_that_never_saw_the_checkout_loads_it_and_answers_alike(logged):
+def test_a_python_that_never_saw_the_checkout_loads_it_and_answers_alike(run_cli, logged):
     folder = logged["folder"]
     example = folder / "input_example.json"
     script = HIDE_THE_CHECKOUT.format(src=str(REPO / "src"), folder=str(folder), example=str(example))
-    ran = subprocess.run(
-        [sys.executable, "-c", script], cwd=logged["work"], capture_output=True, text=True, timeout=300
-    )
+    ran = run_cli(["-c", script], cwd=logged["work"], env=dict(os.environ), timeout=300)
     assert ran.returncode == 0, ran.stderr[-2000:]
     result = json.loads(ran.stdout.strip().splitlines()[-1])
     assert Path(result["profcast"]).is_relative_to(folder)  # the model's own copy, not the checkout's
@@ -71,11 +67,10 @@ def test_a_python_that_never_saw_the_checkout_loads_it_and_answers_alike(logged)
     )
 
 
-def test_mlflow_writes_a_docker_build_for_it(logged, tmp_path):
+def test_mlflow_writes_a_docker_build_for_it(run_cli, logged, tmp_path):
     """`mlflow models build-docker` needs a Docker engine; generate-dockerfile is the same build without one."""
-    written = subprocess.run(
+    written = run_cli(
         [
-            sys.executable,
             "-m",
             "mlflow",
             "models",
@@ -85,8 +80,7 @@ def test_mlflow_writes_a_docker_build_for_it(logged, tmp_path):
             "-d",
             str(tmp_path / "image"),
         ],
-        capture_output=True,
-        text=True,
+        env=dict(os.environ),
         timeout=300,
     )
     assert written.returncode == 0, written.stderr[-2000:]
@@ -95,7 +89,7 @@ def test_mlflow_writes_a_docker_build_for_it(logged, tmp_path):
     assert len(copied) == 1
 
 
-def answer(server: ModelServer) -> list:
+def answer(server) -> list:
     body = json.dumps(REQUEST).encode()
     request = urllib.request.Request(
         f"{server.url}/invocations", data=body, headers={"Content-Type": "application/json"}
@@ -108,7 +102,7 @@ def answer(server: ModelServer) -> list:
 @pytest.mark.skipif(
     shutil.which("uv") is None and not Path(sys.executable).with_name("uv").exists(), reason="uv not installed"
 )
-def test_served_in_its_own_environment_it_answers_as_served_locally(logged, tmp_path):
+def test_served_in_its_own_environment_it_answers_as_served_locally(model_server, logged, tmp_path):
     """`mlflow models serve --env-manager uv` builds the model's environment from its requirements (from the
     package index), with no profcast installed in it, from a folder outside the checkout."""
     env = {
@@ -120,10 +114,10 @@ def test_served_in_its_own_environment_it_answers_as_served_locally(logged, tmp_
         "MLFLOW_ENV_ROOT": str(tmp_path / "envs"),
         "UV_NATIVE_TLS": "1",  # the system's certificates, as pip uses them (a TLS-inspecting proxy's CA among them)
     }
-    with ModelServer(str(logged["folder"]), tmp_path / "local.log") as local:
+    with model_server(str(logged["folder"]), tmp_path / "local.log") as local:
         expected = answer(local)
     try:
-        with ModelServer(
+        with model_server(
             str(logged["folder"]), tmp_path / "uv.log", env=env, env_manager="uv", cwd=tmp_path, startup_seconds=900
         ) as own:
             served = answer(own)

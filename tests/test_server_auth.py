@@ -20,9 +20,7 @@ from mlflow.exceptions import MlflowException
 from profcast.hosting import tracking_server
 from profcast.tracking.credentials import read_credentials, write_credentials
 from tests.conftest import REPO
-from tests.fixtures_scale import (  # noqa: F401 (fixtures)
-    postgres_tracking_server,
-    postgres_tracking_server_folder,
+from tests.fixtures_scale import (
     worker_environment,
 )
 

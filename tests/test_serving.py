@@ -12,7 +12,6 @@ import pytest
 
 from profcast.champions.callback import RegisterChampion
 from profcast.champions.register import champion_uri
-from profcast.hosting.model_server import ModelServer
 from profcast.jobmodel.requests import INPUT_ROW, PREDICTED_TOTAL, TARGET_INSTANCE, TRAINED_ON
 from profcast.jobmodel.storage import JOB_MODEL_NAME
 from profcast.tracking.sweep import PARENT_RUN_ENV, SweepParentRun
@@ -132,9 +131,9 @@ def test_job_model_is_not_logged_without_log_model(store, tracking_uri):
 
 
 @pytest.fixture(scope="module")
-def server(sweep):
+def server(model_server, sweep):
     """The champion served from the registry, the way the docs tell users to serve it."""
-    with ModelServer(
+    with model_server(
         champion_uri(ANCHOR, compose_train().registry.alias),
         sweep["folder"] / "server.log",
         env={"MLFLOW_TRACKING_URI": sweep["uri"]},

@@ -1,9 +1,5 @@
 """The training job end to end: MLflow runs, metrics, artifacts, models, bad input, a real sweep."""
 
-import os
-import subprocess
-import sys
-
 import mlflow
 import numpy as np
 import pandas as pd
@@ -11,7 +7,6 @@ import pytest
 
 from profcast.errors import ProfcastError
 from profcast.train import train
-from tests.conftest import REPO
 
 TARGET_METRICS = {
     "mape_mean",
@@ -102,12 +97,10 @@ def test_every_option_runs(profile_csv, tracking_uri, compose_config, option):
     assert np.isfinite(metrics["wape"]) and metrics["n_test_rows"] > 0
 
 
-def run_cli(*args, env_uri):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": env_uri}
-    env.pop("PROFCAST_PARENT_RUN_ID", None)
-    return subprocess.run(
-        [sys.executable, "-m", "profcast.train", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
-    )
+@pytest.fixture
+def run_train(run_cli):
+    """run_train(*args, env_uri): ``python -m profcast.train ARGS`` in its own process against the store ``env_uri``."""
+    return lambda *args, env_uri: run_cli(["-m", "profcast.train", *args], env_uri=env_uri, timeout=600)
 
 
 def bad_tables(tmp_path, profile_table):
@@ -133,8 +126,10 @@ def bad_tables(tmp_path, profile_table):
     yield "empty", [f"data.path={empty}"], "empty.csv: the file is empty"
 
 
-def test_bad_input_fails_in_one_line_and_keeps_earlier_runs(tmp_path, profile_csv, profile_table, tracking_uri):
-    good = run_cli(
+def test_bad_input_fails_in_one_line_and_keeps_earlier_runs(
+    run_train, tmp_path, profile_csv, profile_table, tracking_uri
+):
+    good = run_train(
         *file_overrides(profile_csv, "regressor=ratio", "target=fast.gpu", "log_model=false"), env_uri=tracking_uri
     )
     assert good.returncode == 0, good.stderr
@@ -153,7 +148,7 @@ def test_bad_input_fails_in_one_line_and_keeps_earlier_runs(tmp_path, profile_cs
         ("no_path", [], "data=file needs data.path=PATH"),
     ]
     for name, overrides, words in cases:
-        result = run_cli("data=file", "anchor=slow.gpu", *overrides, env_uri=tracking_uri)
+        result = run_train("data=file", "anchor=slow.gpu", *overrides, env_uri=tracking_uri)
         assert result.returncode == 2, (name, result.stderr)
         error_lines = [line for line in result.stderr.splitlines() if line.startswith("profcast: error:")]
         assert len(error_lines) == 1 and words in error_lines[0], (name, result.stderr)
@@ -164,8 +159,8 @@ def test_bad_input_fails_in_one_line_and_keeps_earlier_runs(tmp_path, profile_cs
     )
 
 
-def test_unknown_option_name_is_refused_before_any_run(profile_csv, tracking_uri):
-    result = run_cli(*file_overrides(profile_csv, "regressor=xgb"), env_uri=tracking_uri)
+def test_unknown_option_name_is_refused_before_any_run(run_train, profile_csv, tracking_uri):
+    result = run_train(*file_overrides(profile_csv, "regressor=xgb"), env_uri=tracking_uri)
     assert result.returncode != 0
     assert "regressor" in result.stderr and "xgb" in result.stderr
     assert len(runs_of(tracking_uri)) == 0
@@ -178,8 +173,8 @@ def test_train_raises_user_error_before_opening_a_run(profile_csv, tracking_uri,
 
 
 @pytest.mark.slow
-def test_multirun_sweep_nests_jobs_under_one_parent(tmp_path, profile_csv, tracking_uri):
-    result = run_cli(
+def test_multirun_sweep_nests_jobs_under_one_parent(run_train, tmp_path, profile_csv, tracking_uri):
+    result = run_train(
         "-m",
         "regressor=ratio,lr",
         *file_overrides(profile_csv, "log_model=false"),

@@ -24,7 +24,7 @@ from profcast.jobmodel.request_limits import Deadline, RequestTimedOut, check_re
 from profcast.jobmodel.trained_range import check_in_range, merged_range, trained_range
 from profcast.limits import MAX_INPUT_BYTES_ENV, max_input_bytes
 from profcast.tracking.metric_keys import metric_keys, safe_key
-from tests.bad_input_cases import error_lines, run_command, runs_in
+from tests.bad_input_cases import error_lines, runs_in
 from tests.conftest import compose_train, store_and_profiles
 from tests.trust_cases import (
     AWKWARD_NAMES,
@@ -351,11 +351,9 @@ def test_manifest_records_the_trained_sizes_as_json(weird_job):
 
 
 @pytest.fixture(scope="module")
-def weird_server(weird_job, tmp_path_factory):
+def weird_server(model_server, weird_job, tmp_path_factory):
     import os
     import sys
-
-    from profcast.hosting.model_server import ModelServer
 
     bin_dir = str(Path(sys.executable).parent)  # uvicorn lives beside the interpreter
     env = {
@@ -363,7 +361,7 @@ def weird_server(weird_job, tmp_path_factory):
         "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
         **SERVER_LIMITS,
     }
-    with ModelServer(weird_job["model_uri"], tmp_path_factory.mktemp("server") / "server.log", env=env) as running:
+    with model_server(weird_job["model_uri"], tmp_path_factory.mktemp("server") / "server.log", env=env) as running:
         yield running
 
 
@@ -412,12 +410,12 @@ def test_server_still_answers_after_the_hostile_requests(weird_server):
 
 # ---- slow tier: the CLIs a user runs ---------------------------------------------------------------
 @pytest.mark.slow
-def test_convert_cli_stops_a_gzip_bomb_in_one_line(tmp_path):
+def test_convert_cli_stops_a_gzip_bomb_in_one_line(run_cli, tmp_path):
     tree = tmp_path / "traces" / "exp1" / "slow.gpu"
     tree.mkdir(parents=True)
     gzip_bomb(tree / "mnist-lenet-sgd-32.pt.trace.json.gz", 3_000_000)
 
-    result = run_command(
+    result = run_cli(
         ["-m", "profcast.convert", str(tmp_path / "traces"), "--out", str(tmp_path / "out.csv")],
         extra_env={MAX_INPUT_BYTES_ENV: "1000000"},
     )
@@ -427,11 +425,11 @@ def test_convert_cli_stops_a_gzip_bomb_in_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_predict_cli_refuses_an_absurd_whatif_in_one_line(weird_job, tmp_path):
+def test_predict_cli_refuses_an_absurd_whatif_in_one_line(run_cli, weird_job, tmp_path):
     profile = tmp_path / "profile.csv"
     weird_profiles().query("instance_name == 'slow.gpu'").head(1).to_csv(profile, index=False)
 
-    result = run_command(
+    result = run_cli(
         [
             "-m",
             "profcast.predict",

@@ -262,13 +262,12 @@ def test_a_per_call_max_iter_that_is_no_number_is_refused_by_the_schema():
 
 @pytest.mark.slow
 @needs_shared
-def test_mlflow_models_serve_answers_the_unmeasured_gpu_as_json_marked_unmeasured(l4_job, served_answer):
+def test_mlflow_models_serve_answers_the_unmeasured_gpu_as_json_marked_unmeasured(model_server, l4_job, served_answer):
     """Over HTTP, as users serve it: same numbers as the loaded model, and the mark survives the JSON."""
     import json
     import os
     import urllib.request
 
-    from profcast.hosting.model_server import ModelServer
     from profcast.ingest.neusight_data import load_neusight_profiles
 
     table = load_neusight_profiles(path=NEUSIGHT)
@@ -277,7 +276,7 @@ def test_mlflow_models_serve_answers_the_unmeasured_gpu_as_json_marked_unmeasure
     bin_dir = str(Path(sys.executable).parent)  # uvicorn lives beside the interpreter
     env = {"MLFLOW_TRACKING_URI": l4_job["uri"], "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
 
-    with ModelServer(l4_job["model_uri"], l4_job["folder"] / "server.log", env=env) as server:
+    with model_server(l4_job["model_uri"], l4_job["folder"] / "server.log", env=env) as server:
         request = urllib.request.Request(
             f"{server.url}/invocations", data=body, headers={"Content-Type": "application/json"}
         )

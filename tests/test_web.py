@@ -28,10 +28,10 @@ from profcast.forecast.report import shown_header_and_cells
 from profcast.predict import main as predict_main
 from profcast.web.__main__ import DEFAULT_HOST, build_app, parse_args
 from profcast.web.uploads import safe_file_name
-from tests.conftest import REPO, compose_train, train_into_fresh_store
+from tests.conftest import REPO, TRAINED_JOB_ANCHOR, TRAINED_JOB_TARGETS, compose_train, store_with_trained_job
 
-ANCHOR = "g3s.xlarge"
-TARGETS = ["p3.2xlarge", "g4dn.xlarge", "p2.xlarge"]
+ANCHOR = TRAINED_JOB_ANCHOR
+TARGETS = list(TRAINED_JOB_TARGETS)
 EXAMPLE = REPO / "examples" / "profiles" / "vggsmall_cifar10_g3s.csv"  # the README's forecast example
 ARTIFACTS = REPO / "test-artifacts"  # git-ignored: the page's screenshot from the browser test
 CHROMIUM = Path("/usr/bin/chromium")
@@ -50,13 +50,9 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, empty_tracking_database):
-    """A store of this module's own with a ratio job on the embedded data, registered as the anchor's champion."""
-    trained = train_into_fresh_store(
-        tmp_path_factory.mktemp("web"),
-        empty_tracking_database,
-        [f"anchor={ANCHOR}", "regressor=ratio", f"target=[{','.join(TARGETS)}]"],
-    )
+def store(tmp_path_factory, trained_job):
+    """A store of this module's own with the shared ratio job on the embedded data, registered as the anchor's champion."""
+    trained = store_with_trained_job(trained_job, tmp_path_factory.mktemp("web"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", trained["uri"])
         run_id = trained["model_uri"].split("/")[1]

@@ -14,7 +14,6 @@ from mlflow.exceptions import MlflowException
 
 from profcast.cli import exit_code
 from profcast.datasets.sources import EmbeddedData
-from profcast.hosting.model_server import ModelServer
 from profcast.jobmodel.model import JobModel
 from profcast.jobmodel.requests import (
     EPOCH_LATENCY,
@@ -27,22 +26,18 @@ from profcast.jobmodel.requests import (
 from profcast.predict import main
 from profcast.schema import BATCH_LATENCY
 from profcast.serve.loader import ServedJobModel
-from tests.conftest import train_into_fresh_store
+from tests.conftest import TRAINED_JOB_ANCHOR, TRAINED_JOB_TARGETS, store_with_trained_job
 
-ANCHOR = "g3s.xlarge"
-TARGETS = ["p3.2xlarge", "p2.xlarge"]
+ANCHOR = TRAINED_JOB_ANCHOR
+TARGETS = list(TRAINED_JOB_TARGETS)
 LOW, HIGH = f"{BATCH_LATENCY}_low", f"{BATCH_LATENCY}_high"
 
 
 @pytest.fixture(scope="module")
-def job(tmp_path_factory, empty_tracking_database):
-    """A ratio job on the embedded data (five batch sizes per job) for two targets, its model and anchor rows."""
-    folder = tmp_path_factory.mktemp("whatif")
-    trained = train_into_fresh_store(
-        folder,
-        empty_tracking_database,
-        [f"anchor={ANCHOR}", "regressor=ratio", f"target=[{','.join(TARGETS)}]", "log_plots=false"],
-    )
+def job(tmp_path_factory, trained_job):
+    """The shared ratio job on the embedded data (five batch sizes per job), its model and anchor rows."""
+    trained = store_with_trained_job(trained_job, tmp_path_factory.mktemp("whatif"))
+    folder = trained["folder"]
     uri, model_uri, metrics = trained["uri"], trained["model_uri"], trained["metrics"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -232,13 +227,15 @@ def test_whatif_needs_the_profiled_batch_size_and_a_model_with_a_whatif(job):
         ServedJobModel(without).predict(request(job, rows=[0]).assign(**{WHATIF_BATCHSIZE: 128}))
 
 
-def test_server_answers_a_whatif_and_refuses_a_bad_one(job):
+def test_server_answers_a_whatif_and_refuses_a_bad_one(model_server, job):
     body = {
         "dataframe_records": json.loads(
             request(job, rows=[0]).assign(**{WHATIF_BATCHSIZE: 128}).to_json(orient="records")
         )
     }
-    with ModelServer(job["model_uri"], job["folder"] / "server.log", env={"MLFLOW_TRACKING_URI": job["uri"]}) as server:
+    with model_server(
+        job["model_uri"], job["folder"] / "server.log", env={"MLFLOW_TRACKING_URI": job["uri"]}
+    ) as server:
         answers = []
         for records in (body, {"dataframe_records": [{**body["dataframe_records"][0], WHATIF_BATCHSIZE: -4}]}):
             call = urllib.request.Request(

@@ -9,9 +9,11 @@ one-line JSON message. Nothing is unpickled: the data folder holds skops files a
 
 from __future__ import annotations
 
+import importlib
+
 from profcast.errors import ProfcastError
 from profcast.jobmodel.storage import load_job_model_folder
-from profcast.serve import request_guard
+from profcast.serve import code_copy, request_guard
 
 
 class ServedJobModel:
@@ -38,8 +40,14 @@ class ServedJobModel:
 def _load_pyfunc(data_path: str) -> ServedJobModel:
     """MLflow's entry point for ``loader_module`` models: the job model from its data folder.
 
-    Inside ``mlflow models serve`` it also installs the request guard (profcast.serve.request_guard).
+    Inside ``mlflow models serve`` it also installs the request guard (profcast.serve.request_guard). A
+    process that has profcast of its own keeps it: the model's copy leaves ``sys.path`` (serve.code_copy).
     """
+    if code_copy.drop_model_code_copies() is not None:
+        # This module is the model's copy, imported because load_model ran before any profcast import;
+        # the process's own profcast builds the model instead, and later imports find it, not the copy.
+        code_copy.forget_imported_copy()
+        return importlib.import_module("profcast.serve.loader")._load_pyfunc(data_path)
 
     if request_guard.in_scoring_server():
         request_guard.install()

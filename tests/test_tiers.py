@@ -1,0 +1,66 @@
+"""The tiers sort themselves: a test's fixtures decide its tier, and a default-tier test cannot start a process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.tiers import E2E_FIXTURES, INTEGRATION_FIXTURES, starts_a_process, tier_of
+
+
+class FakeItem:
+    """What tier_of reads of a collected test: the fixtures it uses (closure) and its hand marks."""
+
+    def __init__(self, fixtures=(), marks=()):
+        self.fixturenames = list(fixtures)
+        self.marks = set(marks)
+
+    def get_closest_marker(self, name):
+        return name if name in self.marks else None
+
+
+@pytest.mark.parametrize(
+    "fixtures, marks, tier",
+    [
+        (["tmp_path", "trained_job", "tracking_uri"], [], "default"),
+        (["tmp_path", "run_cli"], [], "integration"),
+        (["server", "model_server", "trained"], [], "integration"),  # through a module fixture that asks for it
+        (["postgres_tracking_server_folder"], [], "integration"),
+        (["run_cli", "real_profet"], [], "e2e"),  # e2e wins over integration
+        (["run_cli"], ["slow"], "e2e"),  # the former name of e2e
+        (["tmp_path"], ["e2e"], "e2e"),
+    ],
+)
+def test_the_fixtures_used_decide_the_tier(fixtures, marks, tier):
+    assert tier_of(FakeItem(fixtures, marks)) == tier
+
+
+def test_the_tier_fixtures_are_named_in_conftest(request):
+    """Every fixture the rules name exists, so a typo cannot leave its tests in the default tier."""
+    defined = request.session._fixturemanager._arg2fixturedefs
+    module_fixtures = {"browser_page"}  # tests/test_web.py's own
+    assert (INTEGRATION_FIXTURES | E2E_FIXTURES) - module_fixtures <= set(defined)
+
+
+@pytest.mark.parametrize(
+    "args, starts",
+    [
+        ([sys.executable, "-m", "profcast.train"], True),
+        ("/usr/bin/chromium --headless", True),
+        (["/work/venv/bin/lint-imports", "--no-cache"], True),
+        (["bash", "-o", "pipefail", "-c", f"{sys.executable} script.py | head -1"], True),
+        (["git", "rev-parse", "HEAD"], False),
+        (["bash", "-c", "echo hi | head -1"], False),
+        ([], False),
+    ],
+)
+def test_what_counts_as_starting_a_process(args, starts):
+    assert starts_a_process(args) is starts
+
+
+def test_a_default_tier_test_that_starts_python_fails_naming_the_fixture():
+    with pytest.raises(pytest.fail.Exception, match="run_cli"):
+        subprocess.run([sys.executable, "-c", "pass"], check=False)
+    assert subprocess.run(["true"], check=False).returncode == 0  # other tools still run
