@@ -22,12 +22,7 @@ from mlflow import MlflowClient
 from profcast.hosting import tracking_server
 from profcast.hosting.postgres_cluster import postgres_running, postmaster_pid
 from tests.conftest import REPO
-from tests.fixtures_scale import (  # noqa: F401 (fixtures)
-    finish_sweep,
-    postgres_tracking_server,
-    postgres_tracking_server_folder,
-    start_sweep,
-)
+from tests.fixtures_scale import finish_sweep, start_sweep
 from tests.test_scale import sweep_runs, wait_until_a_job_is_midway
 
 pytestmark = pytest.mark.integration
