@@ -46,7 +46,8 @@ def test_gpus_weigh_alike_and_outside_figures_widen():
 
 
 def test_a_ranking_row_says_measured_in_its_own_column():
-    from profcast.forecast.recommend import ANCHOR_CELL, UNMEASURED_CELL, recommendation_table, table_cells
+    from profcast.forecast.ranking import recommendation_table
+    from profcast.forecast.report import ANCHOR_CELL, UNMEASURED_CELL, table_cells
     from profcast.jobmodel.requests import TARGET_INSTANCE, TARGET_MEASURED
     from profcast.schema import BATCH_LATENCY
 

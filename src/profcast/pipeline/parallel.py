@@ -14,7 +14,8 @@ import os
 import time
 from typing import Callable, Sequence
 
-from joblib import Parallel, cpu_count, delayed, parallel_config
+import joblib
+from joblib import Parallel, delayed, parallel_config
 from threadpoolctl import threadpool_limits
 
 from profcast.errors import ProfcastError
@@ -32,8 +33,7 @@ _POOL_PAYS: set = set()
 
 def available_cores() -> int:
     """Cores this process may use: CPU affinity, cgroup quota and LOKY_MAX_CPU_COUNT, capped by OMP_NUM_THREADS."""
-
-    cores = cpu_count()
+    cores = joblib.cpu_count()  # looked up at call time: tests and launchers may patch it
     limit = os.environ.get(THREAD_ENV, "")
     if limit.isdigit() and int(limit) >= 1:
         cores = min(cores, int(limit))
