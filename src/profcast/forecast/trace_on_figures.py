@@ -35,6 +35,7 @@ from profcast.ingest.gpu_spec_sheet import with_spec_sheet
 from profcast.ingest.trace_calls import read_trace_calls
 from profcast.regressors.call_costs import DEFAULT_DTYPE_BYTES, DTYPE_BYTES, add_call_costs, elements
 from profcast.regressors.kernel_model import KernelModel, with_figures
+from profcast.regressors.per_call import kind_and_shapes_us
 
 HALF_PRECISIONS = {"bfloat16": "bf16", "float16": "fp16"}
 VECTOR_KINDS = {"norm": "layernorm", "softmax": "softmax", "elementwise": "elementwise", "embedding": "elementwise"}
@@ -99,22 +100,6 @@ def _attention_work(rows: pd.DataFrame, dtypes) -> tuple[np.ndarray, np.ndarray]
     b, length, h, d = (rows[key].to_numpy(dtype=float) for key in ("batch", "m", "n", "k"))
     size = np.array([DTYPE_BYTES.get(dtype, DEFAULT_DTYPE_BYTES) for dtype in dtypes], dtype=float)
     return 4 * b * h * length * length * d, 4 * b * h * length * d * size
-
-
-def kind_and_shapes_us(calls: pd.DataFrame, figures, tau_us: float) -> np.ndarray:
-    """Roofline on bytes of calls of uncounted work, µs: every input read and the largest written once, plus tau."""
-    moved = np.array(
-        [
-            (sum(map(elements, tensors)) + max(map(elements, tensors), default=0))
-            * DTYPE_BYTES.get(dtype, DEFAULT_DTYPE_BYTES)
-            for tensors, dtype in (
-                ([s for s in shapes if isinstance(s, tuple)], dtype)
-                for shapes, dtype in zip(calls["input_shapes"], calls["dtype"])
-            )
-        ],
-        dtype=float,
-    )
-    return moved / figures.bandwidth * 1e6 + tau_us
 
 
 def fit_kernel_model(atlas_data, left_out: str, rows_per_group: int = ROWS_PER_GROUP) -> tuple[KernelModel, dict]:
