@@ -140,3 +140,10 @@ def test_without_atlas_data_or_anchor_it_says_what_to_pass(capsys):
         predict_main(["--profile", str(TRACE), "--target-gpu", "h200.yaml"])
     with pytest.raises(ProfcastError, match="--atlas-data DIR"):
         forecast_trace_on_figures(TRACE, "h200.yaml", [])
+
+
+def test_figures_without_an_fp32_vector_peak_are_one_line():
+    gpu = DeviceFigures("g", None, memory_bandwidth_gbs=1000.0, memory_gb=16, l2_mb=None, sm_count=None, clock_mhz=None)
+    calls = calls_of([("add", ((4, 128), (4, 128)), "bfloat16")])
+    with pytest.raises(ProfcastError, match="g: no FP32 vector peak, which the trace's add calls run at"):
+        forecast_calls(calls, FixedModel(), gpu)

@@ -117,11 +117,22 @@ def fit_kernel_model(atlas_data, left_out: str, rows_per_group: int = ROWS_PER_G
         return KernelModel().fit(training, training["latency_ms"]), figures
 
 
+def require_vector_peak(calls: pd.DataFrame, rows: pd.DataFrame, target) -> None:
+    """Refuse (one line) figures without an FP32 vector peak when the trace has vector calls."""
+    vector = rows["op_kind"].isin(list(VECTOR_KINDS.values())).to_numpy()
+    if vector.any() and not target.fp32_tflops:
+        raise ProfcastError(
+            f"GPU figures of {target.name}: no FP32 vector peak, which the trace's {calls['kind'][vector].iloc[0]} "
+            "calls run at; give fp32_tflops in a figures file of ours (docs/new-gpu.md)"
+        )
+
+
 def forecast_calls(calls: pd.DataFrame, model: KernelModel, target) -> pd.DataFrame:
     """Each costed call's forecast on the target: ``forecast_us``, ``route`` (of ``ROUTES``) and ``precision``."""
     rows = kernel_rows(calls)
     modelled = rows["op_kind"].notna().to_numpy()
     forecast = np.zeros(len(calls))
+    require_vector_peak(calls, rows, target)
     if modelled.any():
         known = with_figures(rows[modelled].assign(gpu=target.name), {target.name: target})
         with threadpool_limits(limits=1):
@@ -145,6 +156,7 @@ def forecast_trace_on_figures(profile, target_gpu, atlas_data) -> str:
     given_fp32 = target.fp32_tflops
     target = with_spec_sheet(target)
     calls = add_call_costs(read_trace_calls(profile, gpu=target.name))
+    require_vector_peak(calls, kernel_rows(calls), target)  # before the fit, which takes seconds
     model, _ = fit_kernel_model(atlas_data, target.name)
     forecast = forecast_calls(calls, model, target)
     per_step = forecast["forecast_us"] * forecast["repeat"]
