@@ -140,6 +140,8 @@ def test_without_atlas_data_or_anchor_it_says_what_to_pass(capsys):
         predict_main(["--profile", str(TRACE), "--target-gpu", "h200.yaml"])
     with pytest.raises(ProfcastError, match="--atlas-data DIR"):
         forecast_trace_on_figures(TRACE, "h200.yaml", [])
+    with pytest.raises(ProfcastError, match="label.csv: without --anchor, --target-gpu forecasts a PyTorch trace"):
+        forecast_trace_on_figures("label.csv", "h200.yaml", ["atlas"])
 
 
 def test_figures_without_an_fp32_vector_peak_are_one_line():

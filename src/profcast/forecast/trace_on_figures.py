@@ -152,6 +152,11 @@ def forecast_trace_on_figures(profile, target_gpu, atlas_data) -> str:
     """The per-step forecast of a shape-recorded trace on a figures file's GPU, as printable lines."""
     if not atlas_data:
         raise ProfcastError("--target-gpu without --anchor forecasts from the kernel atlas; pass --atlas-data DIR")
+    if not str(profile).endswith((".json", ".json.gz")):
+        raise ProfcastError(
+            f"--profile {profile}: without --anchor, --target-gpu forecasts a PyTorch trace recorded with "
+            "record_shapes=True (.json, .json.gz); for a NeuSight label CSV pass --anchor"
+        )
     target = read_device_figures(target_gpu)
     given_fp32 = target.fp32_tflops
     target = with_spec_sheet(target)
