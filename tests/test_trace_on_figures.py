@@ -92,12 +92,15 @@ def test_every_call_is_forecast_and_none_dropped():
             ("add", ((4, 128), (4, 128)), "bfloat16"),
             ("select_backward", ((4, 64, 128),), "bfloat16"),
             ("view", ((4, 128),), "bfloat16"),
+            ("conv2d", ((1, 8, 16, 16), (8, 8, 1, 1)), "float32"),
         ]
     )
     forecast = forecast_calls(calls, FixedModel(), gpu)
-    assert list(forecast["route"]) == ["kernel model", "kind and shapes", "no device work"]
-    assert list(forecast["forecast_us"]) == pytest.approx([1000.0, 2.131072, 0.0])
-    assert list(forecast["precision"]) == ["fp32", "bytes only", "fp32"]  # element-wise computes in FP32
+    assert list(forecast["route"]) == ["kernel model", "kind and shapes", "no device work", "kind and shapes"]
+    # conv2d 1x1, 8 -> 8 channels on 16x16: 2·256·8·8 = 32,768 FLOPs at 10 TFLOPS = 0.0033 µs; bytes
+    # (2,048 + 64 + 2,048 elements) · 4 = 16,640 at 1 TB/s = 0.01664 µs (the larger), + tau 2 µs
+    assert list(forecast["forecast_us"]) == pytest.approx([1000.0, 2.131072, 0.0, 2.01664])
+    assert list(forecast["precision"])[:3] == ["fp32", "bytes only", "fp32"]  # element-wise computes in FP32
 
 
 def test_a_precision_the_figures_lack_is_one_line():

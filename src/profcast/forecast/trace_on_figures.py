@@ -15,7 +15,8 @@ A call of a kind whose work the cost table does not count (``known`` False) is f
 canonical kind and shapes, never dropped nor scaled by a ratio: attention (a kind named
 ``*attention*``, e.g. ``scaled_dot_product_attention``, with (batch, heads, length, head size) inputs) as an atlas ``attention`` row of (batch, heads, length, head
 size), anything else by its roofline on bytes, ``bytes / bandwidth + tau`` with every input read and
-the largest written once. Layout-only calls (view, reshape, ...) do no device work: 0. The answer says
+the largest written once; a call of counted work with no atlas row (a convolution) by its own
+roofline at its precision. Layout-only calls (view, reshape, ...) do no device work: 0. The answer says
 which precision each part ran at and how much of the forecast came from kind and shapes.
 """
 
@@ -35,12 +36,19 @@ from profcast.ingest.gpu_spec_sheet import with_spec_sheet
 from profcast.ingest.trace_calls import read_trace_calls
 from profcast.regressors.call_costs import DEFAULT_DTYPE_BYTES, DTYPE_BYTES, add_call_costs, elements
 from profcast.regressors.kernel_model import KernelModel, with_figures
-from profcast.regressors.per_call import kind_and_shapes_us
+from profcast.regressors.per_call import kind_and_shapes_us, roofline_us
 
 HALF_PRECISIONS = {"bfloat16": "bf16", "float16": "fp16"}
 VECTOR_KINDS = {"norm": "layernorm", "softmax": "softmax", "elementwise": "elementwise", "embedding": "elementwise"}
 # a trace's op names -> the atlas's (NeuSight's element-wise ops); any other name is an op the model never saw
-ATLAS_OPS = {"add_": "add", "iadd": "add", "mul_": "mul", "div_": "div", "relu_": "relu", "native_layer_norm": "ln"}
+ATLAS_OPS = {
+    "add_": "add",
+    "iadd": "add",
+    "mul_": "mul",
+    "div_": "div",
+    "relu_": "relu",
+    "native_layer_norm": "layer_norm",
+}
 ATLAS_OPS |= {"layer_norm": "layer_norm", "_softmax": "softmax", "native_layer_norm_backward": "layer_norm"}
 ROWS_PER_GROUP = 300  # atlas rows per GPU, op kind, precision and split the model is fitted on (a 2-3 s fit)
 ROUTES = ("kernel model", "kind and shapes", "no device work")
@@ -139,7 +147,11 @@ def forecast_calls(calls: pd.DataFrame, model: KernelModel, target) -> pd.DataFr
             forecast[modelled] = np.asarray(model.predict(known), dtype=float) * 1e3
     by_shapes = ~modelled & calls["op_class"].eq("unknown").to_numpy()
     forecast[by_shapes] = kind_and_shapes_us(calls[by_shapes], target, model.tau_us)
-    unseen = calls["op_class"].eq("unknown").to_numpy()  # attention too: its kind has no counted work
+    # counted work of no atlas row (a convolution): its own roofline at its precision, never dropped
+    by_roofline = ~modelled & ~by_shapes & ~calls["op_class"].eq("metadata").to_numpy()
+    if by_roofline.any():
+        forecast[by_roofline] = roofline_us(calls[by_roofline], target) + model.tau_us
+    unseen = by_roofline | calls["op_class"].eq("unknown").to_numpy()  # attention too: its kind has no counted work
     route = np.where(unseen, ROUTES[1], np.where(modelled, ROUTES[0], ROUTES[2]))
     if np.isnan(forecast).any():
         missing = rows.loc[np.isnan(forecast), "precision"].iloc[0]
