@@ -192,7 +192,7 @@ def forecast_trace_on_figures(profile, target_gpu, atlas_data) -> str:
         "by precision (ms per step): "
         + ", ".join(f"{name} {value / 1000:.3f} ({100 * value / step_us:.0f}%)" for name, value in by_precision.items())
         + f"; matrix calls at bf16 on the bf16 tensor peak ({bf16:g} TFLOPS), vector calls computed in FP32",
-        f"forecast from kind and shapes (op kinds the cost table does not count: {', '.join(unseen) or 'none'}): "
+        f"forecast from kind and shapes (ops with no atlas row: {', '.join(unseen) or 'none'}): "
         f"{by_route.get(ROUTES[1], 0.0) / 1000:.3f} ms, {100 * by_route.get(ROUTES[1], 0.0) / step_us:.1f}% of the step",
         f"FP32 vector peak: {_figure_source(given_fp32, target)}; SM count {target.sm_count or 0:g}, "
         f"L2 {target.l2_mb or 0:g} MB (ingest/gpu_spec_sheet.py when the file gives none)",
