@@ -301,6 +301,24 @@ def test_unknown_calls_take_their_runs_known_ratio():
     assert steps["unknown_calls"].sum() == 1
 
 
+def test_an_unknown_memory_bound_kind_is_forecast_from_its_shapes_not_the_ratio():
+    seen = [figures("slow", 10.0, 500.0), figures("mid", 20.0, 1000.0)]
+    measured = synthetic_calls(seen)
+    anchor = measured[measured["gpu"] == "mid"].copy()
+    # select_backward (canonical category data_movement_layout) has no counted work in call_costs
+    unknown = anchor.iloc[[0]].assign(
+        kind="select_backward", input_shapes=[((256, 1024),)], dtype="float16", op_class="unknown", known=False,
+        flops=math.nan, bytes=math.nan, time_us=30.0,
+    )  # fmt: skip
+    anchor = pd.concat([anchor, unknown], ignore_index=True)
+    with threadpool_limits(limits=1):
+        model = PerCallModel(max_iter=50).fit(measured, {d.name: d for d in seen})
+        predicted = model.predict_calls(anchor, seen[1], seen[0])
+    # read 256·1024 fp16 elements and write as many: 1,048,576 bytes at 500 GB/s = 2.097152 µs, plus tau (2 µs)
+    assert predicted[-1] == pytest.approx(1_048_576 / 500e9 * 1e6 + 2.0)
+    assert model.by_kind_and_shapes(anchor).tolist() == [False] * (len(anchor) - 1) + [True]
+
+
 def two_kinds_of_one_class(devices):
     """``add`` and ``Dropout`` calls of the same shapes (same class, FLOPs, bytes): Dropout 4x further from its roofline."""
     calls = synthetic_calls(devices)

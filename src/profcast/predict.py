@@ -13,6 +13,11 @@ and cost. --batchsize / --input-size other than the profile's forecast at that s
                           [--calls-data NEUSIGHT_FOLDER] [--anchor-gpu FILE]
 
 forecasts a GPU nobody measured from its figures file (docs/new-gpu.md).
+
+    profcast predict --profile TRACE.json.gz --target-gpu systems/h200_sxm.yaml --atlas-data DIR [--atlas-data DIR]
+
+forecasts a shape-recorded PyTorch trace (bf16 or FP32) call by call with the kernel model learnt from
+the atlas, from the figures alone (no --anchor: the trace's own times are not used; docs/kernels.md).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from profcast.forecast.profile_input import PROFILE_FORMATS
 from profcast.forecast.ranking import DEFAULT_DATASET_SIZE
 from profcast.forecast.recommend import recommend
 from profcast.forecast.sizes import size_option
+from profcast.forecast.trace_on_figures import forecast_trace_on_figures
 from profcast.ingest.neusight_data import neusight_cache_dir
 from profcast.names import check_name
 
@@ -71,6 +77,12 @@ def main(argv=None) -> int:
         default=str(neusight_cache_dir()),
         help="NeuSight folder the per-call model is fitted on (default: the NeuSight cache)",
     )
+    parser.add_argument(
+        "--atlas-data",
+        action="append",
+        metavar="DIR",
+        help="with --target-gpu and no --anchor: an atlas folder (NeuSight checkout, AIConfigurator) to fit on",
+    )
     args = parser.parse_args(argv)
     if args.anchor is not None:  # with --model alone the anchor is the model's
         check_name(args.anchor, "--anchor")
@@ -82,8 +94,14 @@ def main(argv=None) -> int:
         ]
         if clashing:
             raise ProfcastError(f"--target-gpu forecasts with the per-call model; {clashing[0]} does not apply to it")
+        if args.anchor is None and args.model is None and args.atlas_data:
+            print(forecast_trace_on_figures(args.profile, args.target_gpu, args.atlas_data))
+            return 0
         if args.anchor is None:
-            raise ProfcastError("--target-gpu needs --anchor: the GPU the profile was taken on")
+            raise ProfcastError(
+                "--target-gpu needs --anchor (the GPU the profile was taken on), or --atlas-data DIR to forecast "
+                "a shape-recorded trace from the kernel atlas"
+            )
         print(forecast_new_gpu(args.profile, args.anchor, args.target_gpu, args.calls_data, args.anchor_gpu))
         return 0
     # The table is the output; MLflow's notes and download progress bars are noise here.

@@ -92,6 +92,7 @@ def forecast_new_gpu(profile, anchor: str, target_gpu, calls_data, anchor_gpu=No
         step = model.predict_step_us(anchor_calls, anchor_figures, target)
         ops = predict_op_vector(model, anchor_calls, anchor_figures, target)
     run = step.iloc[0]
+    shapes = model.by_kind_and_shapes(anchor_calls)
     anchor_us = float((anchor_calls["time_us"] * anchor_calls["repeat"]).sum())
     lines = [
         f"{target.name}: unmeasured GPU, forecast from its figures ({Path(target_gpu).name}) alone, "
@@ -103,8 +104,9 @@ def forecast_new_gpu(profile, anchor: str, target_gpu, calls_data, anchor_gpu=No
         + (f"; widened: its figures lie {outside:.2f} decades outside the measured GPUs')" if outside else ")"),
         f"calls {len(anchor_calls)}: {profile_share(anchor_calls, model.unseen_kinds(anchor_calls)):.1f}% of the "
         "profile's time in ops the measured data never had (forecast from their op class, category and shapes), "
-        f"{profile_share(anchor_calls, ~anchor_calls['known'].to_numpy()):.1f}% in {int(run['unknown_calls'])} calls "
-        "of unknown work (scaled by the known calls' ratio)",
+        f"{profile_share(anchor_calls, shapes):.1f}% in calls of uncounted work forecast from their kind and shapes "
+        f"(roofline on bytes), {profile_share(anchor_calls, ~anchor_calls['known'].to_numpy() & ~shapes):.1f}% in "
+        f"{int(run['unknown_calls']) - int(shapes.sum())} calls of unknown work (scaled by the known calls' ratio)",
         "largest ops (ms per step): "
         + ", ".join(f"{name} {value / 1000:.2f}" for name, value in ops.head(TOP_OPS).items()),
     ]

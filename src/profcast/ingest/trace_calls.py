@@ -11,6 +11,9 @@ its runtime calls by ``correlation``) when the trace has device events, else its
 (``time_source`` says which). Only calls inside ``ProfilerStep#N`` windows count, ``repeat`` is
 1 / steps so that sums are per step. Every call's ``phase`` is ``fw``: a backward operator is its own
 call with its own shapes (``backward`` True), not a doubled forward as in NeuSight's FX files.
+A call's ``dtype`` is that of its first tensor input, except under autocast: an ``aten::linear`` given
+FP32 tensors that casts them and computes at bf16 inside is a bf16 call (the half dtype of an
+operator it encloses wins over its own FP32 inputs).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ BACKWARD_WRAPPER = "autograd::engine::evaluate_function"
 # The profiler's input type names -> the dtype names of NeuSight's files.
 INPUT_TYPES = {"float": "float32", "c10::Half": "float16", "c10::BFloat16": "bfloat16", "double": "float64"}
 INPUT_TYPES |= {"long int": "int64", "int": "int32", "bool": "bool", "unsigned char": "uint8"}
+HALF_TYPES = ("bfloat16", "float16")
 
 
 def read_trace_calls(path, gpu: str = "anchor", model: str | None = None, batchsize: int = 1) -> pd.DataFrame:
@@ -51,7 +55,7 @@ def read_trace_calls(path, gpu: str = "anchor", model: str | None = None, batchs
     ops = [e for e in events if e.get("cat") == HOST_OP]
     if not any(isinstance(e.get("args"), dict) and "Input Dims" in e["args"] for e in ops):
         raise ProfcastError(f"{path}: the trace has no input shapes; record it with record_shapes=True")
-    calls, launches = _outermost_operators(ops + [e for e in events if e.get("cat") in RUNTIME_CATEGORIES])
+    calls, launches, nested = _outermost_operators(ops + [e for e in events if e.get("cat") in RUNTIME_CATEGORIES])
     device = defaultdict(float)
     kernels = [e for e in events if e.get("cat") in DEVICE_CATEGORIES]
     for kernel in kernels:
@@ -69,6 +73,8 @@ def read_trace_calls(path, gpu: str = "anchor", model: str | None = None, batchs
         tensor = [isinstance(d, list) and (bool(d) or t in INPUT_TYPES) for t, d in zip(types, dims)]
         shapes = tuple(tuple(int(x) for x in d) for d, is_tensor in zip(dims, tensor) if is_tensor)
         dtype = next((INPUT_TYPES.get(t, str(t)) for t, is_tensor in zip(types, tensor) if is_tensor), "")
+        if dtype == "float32":  # autocast: the cast happens inside the call, which computes at the half dtype
+            dtype = next((half for half in HALF_TYPES if half in nested[id(event)]), dtype)
         rows.append(
             {
                 "gpu": gpu,
@@ -93,12 +99,13 @@ def read_trace_calls(path, gpu: str = "anchor", model: str | None = None, batchs
     return pd.DataFrame(rows, columns=[*CALL_COLUMNS, "backward", "time_source"])
 
 
-def _outermost_operators(host: list[dict]) -> tuple[list[tuple[dict, bool]], dict]:
-    """(outermost operator, inside a backward wrapper) in time order, and runtime correlation -> id(its call)."""
+def _outermost_operators(host: list[dict]) -> tuple[list[tuple[dict, bool]], dict, dict]:
+    """(outermost operator, inside a backward wrapper) in time order, runtime correlation -> id(its call),
+    and id(call) -> the dtypes of the operators it encloses."""
     by_thread = defaultdict(list)
     for event in host:
         by_thread[(event.get("pid"), event.get("tid"))].append(event)
-    calls, launches = [], {}
+    calls, launches, nested = [], {}, defaultdict(set)
     for events in by_thread.values():
         events.sort(key=lambda e: (e["ts"], -e["dur"]))
         stack: list[dict] = []
@@ -112,9 +119,12 @@ def _outermost_operators(host: list[dict]) -> tuple[list[tuple[dict, bool]], dic
                     launches[correlation] = id(operator)
             elif operator is None and event["name"].startswith(OPERATOR_PREFIXES):
                 calls.append((event, any(e["name"].startswith(BACKWARD_WRAPPER) for e in stack)))
+            elif operator is not None:
+                types = (event.get("args") or {}).get("Input type") or []
+                nested[id(operator)].update(INPUT_TYPES.get(t, str(t)) for t in types if isinstance(t, str))
             stack.append(event)
     calls.sort(key=lambda call: call[0]["ts"])
-    return calls, launches
+    return calls, launches, nested
 
 
 # Forward convolutions: (input, weight, bias, stride, padding, dilation, ...); `convolution` and

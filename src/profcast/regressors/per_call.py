@@ -18,8 +18,10 @@ big calls that make the step count more than the many tiny ones. The forecast:
 
 ``anchor_weight`` 0 forecasts from the call and the target's figures alone (the measured anchor
 time is not used); 1 carries the anchor's whole unexplained residual over to the target. Calls of
-unknown work (``known`` False) take the known calls' predicted/anchor time ratio of the same run and
-are counted. Step time is the sum of the calls times their repeats. The variants measured to choose
+unknown work (``known`` False) whose kind has a memory-bound canonical category (``BYTES_CATEGORIES``:
+normalization, activations, dropout, layout, ...) are forecast from their shapes: the roofline on
+bytes on the target (``kind_and_shapes_us``); the others (a category of heavy compute, or none) take
+the known calls' predicted/anchor time ratio of the same run. Both are counted. Step time is the sum of the calls times their repeats. The variants measured to choose
 this design (leave-one-GPU-out) are in docs/new-gpu.md.
 """
 
@@ -33,13 +35,19 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from profcast.errors import ProfcastError
-from profcast.regressors.call_costs import OP_CLASSES
+from profcast.regressors.call_costs import DEFAULT_DTYPE_BYTES, DTYPE_BYTES, OP_CLASSES, elements
 from profcast.vocabulary import OTHER, load_mapping
 
 MATRIX_CLASSES = ("matmul", "conv")
 PHASE_CODES = {"fw": 0, "bw": 1, "acc": 2}
 HALF_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
 RUN_KEYS = ["model", "mode", "seq_len", "batchsize"]
+# canonical categories whose calls are bound by the bytes they move: an uncounted call of one is forecast
+# by its roofline on bytes; matmul, convolution, recurrent and "other" calls are not (their FLOPs are unknown)
+BYTES_CATEGORIES = (
+    "normalization", "elementwise_activation", "pooling", "softmax_loss", "embedding", "dropout",
+    "optimizer_update", "data_movement_layout",
+)  # fmt: skip
 # interval widening per decade of the target's figures outside the fitted GPUs' (leave-one-GPU-out,
 # docs/new-gpu.md: 0.5 lifts L4 from 54% to 86% coverage and H100 from 77% to 88%, pooled 77% -> 82%)
 WIDENING_PER_DECADE = 0.5
@@ -184,7 +192,7 @@ class PerCallModel(BaseEstimator, RegressorMixin):
         return self.regressor_.predict(call_features(calls, figures, self.categories_))
 
     def predict_calls(self, anchor_calls: pd.DataFrame, anchor_figures, target_figures) -> np.ndarray:
-        """Each anchor call's forecast time on the target, microseconds (unknown calls by their run's ratio)."""
+        """Each anchor call's forecast time on the target, microseconds (unknown calls by kind and shapes, or ratio)."""
         base_target = roofline_us(anchor_calls, target_figures) + self.tau_us
         g_target = self.log_efficiency(anchor_calls, target_figures)
         log_time = np.log(base_target) + g_target
@@ -194,7 +202,15 @@ class PerCallModel(BaseEstimator, RegressorMixin):
             residual = np.log(measured) - np.log(base_anchor) - self.log_efficiency(anchor_calls, anchor_figures)
             log_time = log_time + self.anchor_weight * residual
         predicted = np.exp(log_time)
-        return _unknown_by_ratio(anchor_calls, predicted)
+        by_shapes = self.by_kind_and_shapes(anchor_calls)
+        predicted[by_shapes] = kind_and_shapes_us(anchor_calls[by_shapes], target_figures, self.tau_us)
+        return _unknown_by_ratio(anchor_calls, predicted, ~by_shapes)
+
+    def by_kind_and_shapes(self, calls: pd.DataFrame) -> np.ndarray:
+        """True for each call of unknown work forecast by its roofline on bytes (a ``BYTES_CATEGORIES`` kind)."""
+        unknown = ~calls["known"].to_numpy()
+        categories = np.array(op_categories(calls["kind"]) if unknown.any() else [""] * len(calls))
+        return unknown & np.isin(categories, BYTES_CATEGORIES)
 
     def predict_step_us(self, anchor_calls: pd.DataFrame, anchor_figures, target_figures) -> pd.DataFrame:
         """Per run of the anchor calls: forecast step time (us) on the target and how many calls fell back."""
@@ -213,10 +229,24 @@ def roofline_step_us(calls: pd.DataFrame, figures) -> pd.DataFrame:
     return frame.groupby(RUN_KEYS, as_index=False)["predicted_us"].sum()
 
 
-def _unknown_by_ratio(calls: pd.DataFrame, predicted: np.ndarray) -> np.ndarray:
-    """Calls of unknown work: their anchor time times the known calls' predicted/anchor ratio in the same run."""
+def kind_and_shapes_us(calls: pd.DataFrame, figures, tau_us: float) -> np.ndarray:
+    """Roofline on bytes of calls of uncounted work, µs: every input read and the largest written once, plus tau."""
+    moved = [
+        (sum(map(elements, tensors)) + max(map(elements, tensors), default=0))
+        * DTYPE_BYTES.get(dtype, DEFAULT_DTYPE_BYTES)
+        for tensors, dtype in (
+            ([s for s in shapes if isinstance(s, tuple)], dtype)
+            for shapes, dtype in zip(calls["input_shapes"], calls["dtype"])
+        )
+    ]
+    return np.asarray(moved, dtype=float) / figures.bandwidth * 1e6 + tau_us
+
+
+def _unknown_by_ratio(calls: pd.DataFrame, predicted: np.ndarray, by_ratio=None) -> np.ndarray:
+    """Calls of unknown work (those of ``by_ratio``): their anchor time times the known calls' predicted/anchor ratio."""
     known = calls["known"].to_numpy()
-    if known.all():
+    replaced = ~known if by_ratio is None else ~known & np.asarray(by_ratio)
+    if not replaced.any():
         return predicted
     weighted = calls[RUN_KEYS].assign(
         predicted=np.where(known, predicted * calls["repeat"], 0.0),
@@ -224,7 +254,7 @@ def _unknown_by_ratio(calls: pd.DataFrame, predicted: np.ndarray) -> np.ndarray:
     )
     sums = weighted.groupby(RUN_KEYS)[["predicted", "anchor"]].transform("sum")
     ratio = (sums["predicted"] / sums["anchor"].where(sums["anchor"] > 0)).fillna(1.0).to_numpy()
-    return np.where(known, predicted, calls["time_us"].to_numpy() * ratio)
+    return np.where(replaced, calls["time_us"].to_numpy() * ratio, predicted)
 
 
 def predict_op_vector(model: PerCallModel, anchor_calls: pd.DataFrame, anchor_figures, target_figures) -> pd.Series:
