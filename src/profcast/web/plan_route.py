@@ -115,7 +115,10 @@ def add_plan_routes(app: FastAPI, workers: ForecastWorkers, sources: PlanSources
 
 def oversized_plan_message(size: int, limit: int) -> str:
     """The refusal of a plan request over the limit."""
-    return f"the plan request is {shown_bytes(size)}, over the page's {shown_bytes(limit)}; a config.json is ~1 KiB"
+    return (
+        f"the plan request is {size:,} bytes, over the page's {limit:,} ({shown_bytes(limit)}); "
+        "a config.json is about 1 KiB"
+    )
 
 
 def plan_answer_for(sources: PlanSources, content: bytes) -> dict:
