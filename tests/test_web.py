@@ -444,11 +444,12 @@ def test_the_page_plans_a_distributed_run_as_the_cli_does(browser_page, capsys):
     expected = json.loads(capsys.readouterr().out)
     shown = page.locator("#plan-result").inner_text()
     assert f"{expected['step_ms']:.1f} ms" in shown and f"{100 * expected['mfu']:.1f} %" in shown
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#plan").screenshot(path=str(ARTIFACTS / "plan-one.png"))
     page.click("#plan-search")
     page.wait_for_function("document.querySelectorAll('#plan-result table tr').length > 1")
     assert page.locator("#plan-result p").inner_text().split()[0].isdigit()
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.locator("#plan").screenshot(path=str(ARTIFACTS / "plan-section.png"))
+    page.locator("#plan").screenshot(path=str(ARTIFACTS / "plan-search.png"))
     assert page.console_errors == []
 
 
