@@ -12,10 +12,11 @@ from fastapi.testclient import TestClient
 from profcast.config import REPO_ROOT
 from profcast.distributed.answers import gpu_planner, one_plan, plan_answer
 from profcast.distributed.model_config import read_model_config
+from profcast.limits import ClientGone, WorkBudget, spending
 from profcast.plan import main as plan_main
 from profcast.web.app import create_app
 from profcast.web.guard import allowed_host_names
-from profcast.web.plan_route import MAX_PLAN_BYTES, MAX_VALUES, PlanSources
+from profcast.web.plan_route import MAX_PLAN_BYTES, MAX_VALUES, PlanSources, checked
 from profcast.web.workers import ForecastWorkers
 
 PAGE = "http://127.0.0.1:8000"
@@ -169,3 +170,23 @@ def test_a_page_without_gpu_figures_says_so(tmp_path):
 def test_the_page_carries_the_plan_section(page):
     html = page.get("/").text
     assert 'id="plan"' in html and "api/plan" in html and html.count("</main>") == 1
+
+
+def test_a_search_checks_its_budget_before_each_plan():
+    """A client that leaves (or a budget spent) stops a search at the next plan, not at its end."""
+    budget = WorkBudget(MAX_PLAN_BYTES, cpu_seconds=60)
+    with spending(budget):
+        rows = checked(iter(["plan 1", "plan 2", "plan 3"]), 3)
+        assert [next(rows), next(rows)] == ["plan 1", "plan 2"]
+        budget.cancel()
+        with pytest.raises(ClientGone):
+            next(rows)
+
+
+def test_a_full_pool_answers_busy_before_reading_the_plan(page):
+    page.workers.admitted = page.workers.capacity  # every worker and queue place taken
+    try:
+        answer = page.post("/api/plan", json={"model": "gpt2-large", "gpu": "test-gpu", **PLAN})
+    finally:
+        page.workers.admitted = 0
+    assert answer.status_code == 503 and "busy" in answer.json()["error"] and answer.headers["retry-after"]
