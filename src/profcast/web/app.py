@@ -4,6 +4,7 @@
 file as it is, gzip included) with the anchor, the file's name and the what-if sizes in the query,
 and answers the ranking as JSON: the CLI's table cells, the raw numbers for the error bars, what the
 model stands on, the notes and the table as CSV. A bad file is a 400 with the CLI's one line.
+The page's "Plan a distributed run" and its routes are ``plan_route.py`` and ``plan_section.html``.
 """
 
 from __future__ import annotations
