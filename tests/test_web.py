@@ -25,6 +25,7 @@ from profcast.forecast.model_lookup import load_job_model
 from profcast.forecast.profile_input import read_anchor_profile
 from profcast.forecast.ranking import forecast
 from profcast.forecast.report import shown_header_and_cells
+from profcast.plan import main as plan_main
 from profcast.predict import main as predict_main
 from profcast.web.__main__ import DEFAULT_HOST, build_app, parse_args
 from profcast.web.uploads import safe_file_name
@@ -416,6 +417,36 @@ def test_the_page_shows_a_bad_files_one_line_error(browser_page, tmp_path, capsy
     assert wait_for_answer(page, asked) == "ready"
     assert page.locator("#profile-line").inner_text().startswith("profile: pasted.json (JSON profile")
     assert sorted(shown_column(page, "instance")) == sorted(TARGETS)
+
+
+@pytest.mark.integration
+def test_the_page_plans_a_distributed_run_as_the_cli_does(browser_page, capsys):
+    """One plan and one search from the page's "Plan a distributed run", the numbers ``profcast plan`` prints."""
+    page = browser_page
+    page.wait_for_function(
+        "document.getElementById('plan-gpu').options.length > 0 || document.getElementById('plan-gpu-note').textContent"
+    )
+    gpus = page.locator("#plan-gpu option").all_inner_texts()
+    if "h100_sxm" not in gpus:
+        pytest.skip("no AIConfigurator systems under ../shared/data: the page offers no GPU with a node")
+    page.select_option("#plan-model", "gpt2-large")
+    page.select_option("#plan-gpu", "h100_sxm")
+    page.click("#plan-run")
+    page.wait_for_function("document.getElementById('plan-result').textContent.includes('step time')")
+    gpu = REPO.parent / "shared" / "data" / "aiconfigurator" / "systems" / "h100_sxm.yaml"
+    argv = ["--model", str(REPO / "examples/models/gpt2-large/config.json"), "--gpu", str(gpu), "--gpus", "8"]
+    argv += ["--tp", "2", "--pp", "2", "--dp", "2", "--micro-batch", "1", "--global-batch", "16", "--seq", "1024"]
+    assert plan_main([*argv, "--json"]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    shown = page.locator("#plan-result").inner_text()
+    assert f"{expected['step_ms']:.1f} ms" in shown and f"{100 * expected['mfu']:.1f} %" in shown
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#plan").screenshot(path=str(ARTIFACTS / "plan-one.png"))
+    page.click("#plan-search")
+    page.wait_for_function("document.querySelectorAll('#plan-result table tr').length > 1")
+    assert page.locator("#plan-result p").inner_text().split()[0].isdigit()
+    page.locator("#plan").screenshot(path=str(ARTIFACTS / "plan-search.png"))
+    assert page.console_errors == []
 
 
 def test_the_docs_show_the_page():

@@ -17,28 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 
-import yaml
-
 from profcast.cli import run_cli
-from profcast.config import CONF_DIR
+from profcast.distributed.answers import gpu_planner, one_plan, plan_answer, ranked_plans, rankings_answer
 from profcast.distributed.layer_profile import read_layer_profile
 from profcast.distributed.model_config import read_model_config
-from profcast.distributed.plan import ParallelPlan, validate_plan
 from profcast.distributed.report import plan_report, ranking_report
-from profcast.distributed.search import count_plans, rank_plans, search_plans
-from profcast.distributed.step import Planner
-from profcast.distributed.system import read_gpu_system
 from profcast.errors import ProfcastError
 from profcast.progress import track
-
-GPU_CATALOGUE = CONF_DIR / "gpus.yaml"
-# AIConfigurator system names -> the conf/gpus.yaml entry of the same GPU (for its price).
-CATALOGUE_NAMES = {
-    "a100_sxm": "a100-sxm4-40gb",
-    "a100_pcie": "a100-pcie-40gb",
-    "h100_sxm": "h100-80gb-hbm3",
-    "l4": "l4",
-}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -85,84 +70,30 @@ def main(argv=None) -> int:
     profile = None
     if args.layer_profile:
         profile = read_layer_profile(args.layer_profile)
-    planners = [_planner(shape, path, args.price_per_gpu_hour, profile) for path in args.gpu]
+    planners = [gpu_planner(shape, path, args.price_per_gpu_hour, profile) for path in args.gpu]
     counts = _gpu_counts(args.gpus)
     if args.search:
-        return _search(planners, counts, args)
+        by_time, by_cost = ranked_plans(
+            planners,
+            counts,
+            args.global_batch,
+            args.seq,
+            args.precision,
+            lambda rows, total: track(rows, "plans", total=total),
+        )
+        if args.json:
+            print(json.dumps(rankings_answer(by_time, by_cost, args.top), indent=1))
+        else:
+            print(ranking_report(by_time, by_cost, args.top))
+        return 0
     if len(planners) > 1 or len(counts) > 1:
         raise ProfcastError("one --gpu and one --gpus count per plan; several are for --search")
-    missing = [
-        f"--{name.replace('_', '-')}" for name in ("tp", "pp", "dp", "micro_batch") if getattr(args, name) is None
-    ]
-    if missing:
-        raise ProfcastError(f"a plan needs {', '.join(missing)} (or --search to try every plan)")
-
-    plan = ParallelPlan(
-        counts[0],
-        args.tp,
-        args.pp,
-        args.dp,
-        args.micro_batch,
-        args.global_batch,
-        args.seq,
-        args.precision,
-        args.recompute,
-        args.zero,
-    )
-    forecast = planners[0].forecast(validate_plan(plan, shape))
+    plan = one_plan(shape, counts[0], vars(args))
     if args.json:
-        print(json.dumps({"model": shape.name, "gpu": planners[0].system.name} | forecast.as_dict(), indent=1))
+        print(json.dumps(plan_answer(planners[0], plan), indent=1))
     else:
-        print(plan_report(shape, planners[0].system, forecast))
+        print(plan_report(shape, planners[0].system, planners[0].forecast(plan)))
     return 0
-
-
-def _search(planners, counts, args) -> int:
-
-    if args.precision not in ("bf16", "fp16", "fp32"):
-        raise ProfcastError(f"--precision {args.precision!r} is not one of bf16, fp16, fp32")
-    for option, value in (("--global-batch", args.global_batch), ("--seq", args.seq)):
-        if value <= 0:
-            raise ProfcastError(f"{option} must be a positive whole number, got {value}")
-    total = count_plans(planners, counts, args.global_batch, args.seq, args.precision)
-    if total == 0:
-        raise ProfcastError(
-            f"no valid plan for {planners[0].shape.name} on {', '.join(map(str, counts))} GPUs with global batch "
-            f"{args.global_batch}: the global batch must divide among the data-parallel GPUs"
-        )
-    rows = list(
-        track(search_plans(planners, counts, args.global_batch, args.seq, args.precision), "plans", total=total)
-    )
-    by_time, by_cost = rank_plans(rows, "time"), rank_plans(rows, "cost")
-    if args.json:
-        # a missing price is null in JSON, not NaN (which JSON does not have)
-        top = {
-            name: table.head(args.top).astype(object) for name, table in (("by_time", by_time), ("by_cost", by_cost))
-        }
-        top = {name: table.where(table.notna(), None).to_dict(orient="records") for name, table in top.items()}
-        print(json.dumps({"plans": len(rows)} | top, indent=1))
-    else:
-        print(ranking_report(by_time, by_cost, args.top))
-    return 0
-
-
-def _planner(shape, path, price, layer_profile=None):
-
-    system = read_gpu_system(path)
-    if price is None:
-        price = _catalogue_price(system.name)
-    return Planner(shape, system, price_per_gpu_hour=price, layer_profile=layer_profile)
-
-
-def _catalogue_price(name: str) -> float | None:
-    """USD per GPU-hour of a one-GPU cloud instance of this GPU in conf/gpus.yaml, or None."""
-
-    if not GPU_CATALOGUE.is_file():
-        return None
-    gpus = (yaml.safe_load(GPU_CATALOGUE.read_text()) or {}).get("gpus", {})
-    entry = gpus.get(CATALOGUE_NAMES.get(name, name)) or {}
-    price = entry.get("price_per_hour")
-    return float(price) if price is not None else None
 
 
 def _gpu_counts(text: str) -> list[int]:

@@ -74,14 +74,23 @@ def read_model_config(path) -> ModelShape:
     """Read a HuggingFace config.json (GPT-2 or Llama style) into a ModelShape; bad files are one line."""
     path = Path(path)
     try:
-        content = json.loads(path.read_text())
+        text = path.read_bytes()
     except FileNotFoundError:
         raise ProfcastError(f"{path}: no such model config file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except OSError as error:
         raise ProfcastError(f"{path}: not a readable JSON model config ({error})") from None
+    return model_shape_from_json(text, str(path), default_name=path.parent.name or path.stem)
+
+
+def model_shape_from_json(text: bytes | str, source: str, default_name: str = "model") -> ModelShape:
+    """A ModelShape from a config.json's text (a file's, or an upload's named ``source``); bad text is one line."""
+    try:
+        content = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ProfcastError(f"{source}: not a readable JSON model config ({error})") from None
     if not isinstance(content, dict):
-        raise ProfcastError(f"{path}: a model config must be a JSON object of HuggingFace config keys")
-    return model_shape_from_mapping(content, str(path), default_name=path.parent.name or path.stem)
+        raise ProfcastError(f"{source}: a model config must be a JSON object of HuggingFace config keys")
+    return model_shape_from_mapping(content, source, default_name)
 
 
 def model_shape_from_mapping(content: dict, source: str, default_name: str = "model") -> ModelShape:

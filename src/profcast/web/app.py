@@ -4,6 +4,7 @@
 file as it is, gzip included) with the anchor, the file's name and the what-if sizes in the query,
 and answers the ranking as JSON: the CLI's table cells, the raw numbers for the error bars, what the
 model stands on, the notes and the table as CSV. A bad file is a 400 with the CLI's one line.
+The page's "Plan a distributed run" and its routes are ``plan_route.py`` and ``plan_section.html``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from profcast.names import check_name
 from profcast.serve.model_info import model_lines, training_data_line
 from profcast.web.champions import Champions
 from profcast.web.guard import HostAndOriginGuard, allowed_host_names
-from profcast.web.uploads import oversized_upload_message, read_uploaded_profile
+from profcast.web.plan_route import PlanSources, add_plan_routes
+from profcast.web.uploads import UploadTooLarge, read_limited_body, read_uploaded_profile
 from profcast.web.workers import RETRY_AFTER_SECONDS, ForecastWorkers, is_compressed
 
 log = logging.getLogger(__name__)
@@ -39,15 +41,23 @@ CLIENT_CLOSED = 499  # no one reads it: nginx's code for "the client closed the 
 
 
 def create_app(
-    champions: Champions, allowed_hosts=allowed_host_names("127.0.0.1"), workers: ForecastWorkers | None = None
+    champions: Champions,
+    allowed_hosts=allowed_host_names("127.0.0.1"),
+    workers: ForecastWorkers | None = None,
+    plan_sources: PlanSources = PlanSources(),
 ) -> FastAPI:
     """The page and its API over ``champions`` (the store must already be chosen, as the CLI does), answering
-    only requests to ``allowed_hosts`` and forecasting on ``workers`` (a bounded pool)."""
+    only requests to ``allowed_hosts`` and forecasting on ``workers`` (a bounded pool); distributed plans
+    from the models and GPUs of ``plan_sources`` on the same pool."""
     workers = workers or ForecastWorkers()
     app = FastAPI(title="profcast forecast", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(HostAndOriginGuard, allowed=frozenset(allowed_hosts))
     app.router.on_shutdown.append(workers.shutdown)
-    page = resources.files("profcast.web").joinpath("page.html").read_text(encoding="utf-8")
+    files = resources.files("profcast.web")
+    # the plan section is its own file (one job each); it goes at the end of the page's <main>
+    page = files.joinpath("page.html").read_text(encoding="utf-8")
+    page = page.replace("</main>", files.joinpath("plan_section.html").read_text(encoding="utf-8") + "</main>", 1)
+    add_plan_routes(app, workers, plan_sources)
 
     @app.exception_handler(UploadTooLarge)
     async def too_large(request: Request, error: UploadTooLarge) -> JSONResponse:
@@ -196,27 +206,6 @@ def json_records(table: pd.DataFrame) -> list[dict]:
         {key: (None if isinstance(value, float) and not np.isfinite(value) else value) for key, value in row.items()}
         for row in table.astype(object).to_dict("records")
     ]
-
-
-async def read_limited_body(request: Request, limit: int) -> bytes:
-    """The request's body, refused (413) past ``limit`` bytes before it is all read, whatever its header says."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise UploadTooLarge(int(declared), limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise UploadTooLarge(size, limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-class UploadTooLarge(ProfcastError):
-    """An upload over the size limit (answered 413)."""
-
-    def __init__(self, size: int, limit: int):
-        super().__init__(oversized_upload_message(size, limit))
 
 
 def one_line(error: BaseException) -> str:

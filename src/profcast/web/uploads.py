@@ -54,3 +54,25 @@ def read_uploaded_profile(content: bytes, name: str | None, anchor: str) -> tupl
             return read_anchor_profile(path, anchor), shown
         except ProfcastError as error:  # the same kind (a budget's refusal stays one), without the folder
             raise type(error)(str(error).replace(f"{folder}/", "")) from None
+
+
+async def read_limited_body(request, limit: int, message=oversized_upload_message) -> bytes:
+    """The request's body, refused (413, ``message(size, limit)``) past ``limit`` bytes before it is all read,
+    whatever its header says."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise UploadTooLarge(int(declared), limit, message)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise UploadTooLarge(size, limit, message)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class UploadTooLarge(ProfcastError):
+    """An upload over the size limit (answered 413)."""
+
+    def __init__(self, size: int, limit: int, message=oversized_upload_message):
+        super().__init__(message(size, limit))
