@@ -425,7 +425,14 @@ def test_convert_cli_stops_a_gzip_bomb_in_one_line(run_cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_predict_cli_refuses_an_absurd_whatif_in_one_line(run_cli, weird_job, tmp_path):
+@pytest.mark.parametrize(
+    "batchsize, reason",
+    [
+        (10**6, "trained on batch sizes 32 to 128"),  # within every size bound, far outside the trained range
+        (10**9, "the largest batch size accepted"),  # past the bound the CLI and the page share
+    ],
+)
+def test_predict_cli_refuses_an_absurd_whatif_in_one_line(run_cli, weird_job, tmp_path, batchsize, reason):
     profile = tmp_path / "profile.csv"
     weird_profiles().query("instance_name == 'slow.gpu'").head(1).to_csv(profile, index=False)
 
@@ -440,10 +447,10 @@ def test_predict_cli_refuses_an_absurd_whatif_in_one_line(run_cli, weird_job, tm
             "--model",
             weird_job["model_uri"],
             "--batchsize",
-            str(10**9),
+            str(batchsize),
         ],
         env_uri=weird_job["uri"],
     )
 
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert "trained on batch sizes 32 to 128" in result.stderr and len(error_lines(result.stderr)) == 1
+    assert reason in result.stderr and len(error_lines(result.stderr)) == 1, result.stderr
