@@ -26,6 +26,7 @@ from profcast.config import CACHE_ROOT
 from profcast.errors import ProfcastError
 from profcast.ingest.device_figures import DEVICE_CONFIGS, TEST_DEVICE_CONFIGS
 from profcast.ingest.downloads import CACHE_ENV_VAR
+from profcast.jobmodel.skops_io import skops_io
 from profcast.jobmodel.storage import load_trusted
 from profcast.regressors.per_call import PerCallModel
 
@@ -70,12 +71,12 @@ def cached_per_call_model(folder, left_out: str, fit, params=None, cache_dir=Non
 
 def _save(entry: Path, model: PerCallModel, errors: pd.Series) -> None:
     """Write the entry beside its final name and rename it there; a failed write leaves no entry."""
-    import skops.io  # noqa: PLC0415  skops, only when a model file is read or written
+    skops = skops_io()  # imported at the first model file read or written
 
     entry.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=entry.parent))
     try:
-        skops.io.dump(model, staging / MODEL_FILE)
+        skops.dump(model, staging / MODEL_FILE)
         payload = {"gpu": [str(g) for g in errors.index], "log_errors": np.asarray(errors, dtype=float).tolist()}
         (staging / ERRORS_FILE).write_text(json.dumps(payload))
         os.replace(staging, entry)
