@@ -1,12 +1,15 @@
 """How long ``src.predict --target-gpu`` takes: the first call (fits and caches), then the cached ones.
 
-    python -m benchmarks.target_gpu_speed [--data ../shared/data/neusight] [--out benchmarks/results/target-gpu-speed.md]
+    python -m benchmarks.target_gpu_speed [--data ../shared/data/neusight] [--atlas-data ../shared/data/aiconfigurator]
+        [--out benchmarks/results/target-gpu-speed.md]
 
 Each call is a fresh ``profcast predict`` process (interpreter and imports included, as a user
 waits), with ``PROFCAST_CACHE_DIR`` pointed at a temporary folder so the first call starts cold.
 Profiles: NeuSight's BERT-Large training label file measured on A100 80GB (81 nodes, 162 calls), and
 the same file with its nodes repeated to 10,000 rows (a large trace's worth of calls).
-Targets ``--target-gpu examples/gpus/h200-141gb.yaml``. Wall and CPU seconds (user + system of the
+Targets ``--target-gpu examples/gpus/h200-141gb.yaml``. Then the README's bf16 trace forecast from the
+kernel atlas (``--target-gpu <aiconfigurator>/systems/h200_sxm.yaml --atlas-data <neusight> --atlas-data
+<aiconfigurator>``, no anchor): first call (fits the kernel model, caches it), then cached. Wall and CPU seconds (user + system of the
 child), one run each, beside ``src.predict --help`` (the interpreter and imports alone); the machine's
 load is printed too: on two cores shared by other jobs the wall time is mostly waiting for a core.
 """
@@ -31,6 +34,8 @@ from profcast.cli import run_cli
 LABEL = Path("scripts/asplos/label/NVIDIA_A100_80GB_PCIe/bert_large-train-512-8.csv")
 TARGET = Path("examples/gpus/h200-141gb.yaml")
 LARGE_CALLS = 10_000
+TRACE = Path("examples/profiles/tiny_layer_bf16.pt.trace.json.gz")
+TRACE_TARGET = Path("systems/h200_sxm.yaml")
 
 
 def repeated_label(source: Path, folder: Path, rows: int) -> Path:
@@ -58,6 +63,22 @@ def timed_predict(profile: Path, data: Path, cache: Path) -> tuple[float, float]
     return timed_command(command, {"PROFCAST_CACHE_DIR": str(cache)})
 
 
+def timed_trace(atlas: list, cache: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of one trace forecast from the kernel atlas (no anchor) on AIConfigurator's H200."""
+    command = [
+        sys.executable,
+        "-m",
+        "src.predict",
+        "--profile",
+        str(TRACE),
+        "--target-gpu",
+        str(atlas[1] / TRACE_TARGET),
+    ]
+    for folder in atlas:
+        command += ["--atlas-data", str(folder)]
+    return timed_command(command, {"PROFCAST_CACHE_DIR": str(cache)})
+
+
 def timed_command(command: list, env: dict | None = None) -> tuple[float, float]:
     """(wall, CPU of the child) seconds of one command; its error if it fails."""
     before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
@@ -72,6 +93,9 @@ def main(argv=None) -> int:
     """Time the cold and cached forecasts and print (and write) the table."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.target_gpu_speed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the NeuSight folder (--calls-data)")
+    parser.add_argument(
+        "--atlas-data", type=Path, default=DEFAULT_DATA.parent / "aiconfigurator", help="AIConfigurator's folder"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "target-gpu-speed.md")
     args = parser.parse_args(argv)
 
@@ -86,11 +110,21 @@ def main(argv=None) -> int:
                 ("cached, 81-node label file", small, timed_predict(small, args.data, cache)),
                 (f"cached, {LARGE_CALLS:,}-node label file", big, timed_predict(big, args.data, cache)),
             ]
+            atlas = [args.data, args.atlas_data]
+            rows += [
+                ("bf16 trace on H200 from the atlas: first call, fit the kernel model, cache it", TRACE,
+                 timed_trace(atlas, cache)),
+                ("bf16 trace on H200 from the atlas: cached", TRACE, timed_trace(atlas, cache)),
+            ]  # fmt: skip
             floor = timed_command([sys.executable, "-m", "src.predict", "--help"])
+            needed = timed_command([sys.executable, "-c", "import pandas, sklearn.ensemble"])
         load = os.getloadavg()[0]
         lines = ["| call | wall s | CPU s |", "|---|---|---|"]
         lines += [f"| {name} | {wall:.1f} | {cpu:.1f} |" for name, _, (wall, cpu) in rows]
         lines.append(f"| `profcast predict --help` (interpreter and imports only) | {floor[0]:.1f} | {floor[1]:.1f} |")
+        lines.append(
+            f"| `import pandas, sklearn.ensemble` (what reading the model needs at least) | {needed[0]:.1f} | {needed[1]:.1f} |"
+        )
         lines.append(f"\nload average during the run: {load:.1f} on {os.cpu_count()} cores")
         print("\n".join(lines))
         args.out.write_text("\n".join(lines) + "\n")
