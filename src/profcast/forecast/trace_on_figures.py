@@ -3,7 +3,8 @@
 ``profcast predict --profile TRACE --target-gpu FIGURES --atlas-data DIR ...`` (no ``--anchor``): the
 trace supplies each call's kind, shapes and dtype, not its times (it may come from a CPU). The kernel
 model (``regressors/kernel_model``) is fitted on a subsample of the atlas with the target's own rows left
-out (once: later calls read it from profcast's cache, ``cached_kernel_model``), and forecasts each call of a kind the atlas has on the target's figures:
+out (once: later calls read it from profcast's cache, ``cached_kernel_model``), and forecasts each call
+of a kind the atlas has on the target's figures:
 
 - matrix calls (linear, addmm, mm, matmul, bmm) at their dtype: a bf16/fp16 call is an atlas ``gemm``
   on that precision's tensor peak (the batch folded into M), an FP32 one ``linear``/``bmm`` on the FP32 peak;
