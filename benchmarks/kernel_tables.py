@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 
 from profcast.ingest.device_figures import DeviceFigures
+from profcast.ingest.gpu_spec_sheet import SPEC_SHEET
 
 NEUSIGHT_KERNELS = Path("scripts") / "asplos" / "data" / "dataset"
 AIC_SYSTEMS = Path("systems")
@@ -30,18 +31,9 @@ NEUSIGHT_KINDS |= {op: "elementwise" for op in ELEMENTWISE_OPS}
 ELEMENT_FLOPS = {"softmax": 5.0, "layernorm": 8.0, "elementwise": 1.0}
 PRECISION_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "fp4": 0.5}
 AIC_PRECISIONS = {"bfloat16": "bf16", "fp8": "fp8"}  # fp8_block and nvfp4 are left for later
-# SM count and L2 (MB) of the AIConfigurator GPUs, which its systems/<gpu>.yaml do not give: NVIDIA's
-# architecture whitepapers and product briefs (A100, H100/H200, L40S (Ada), B200); GB200's GPU is a B200.
-# The Intel Arc Pro B60 has 20 Xe cores and 18 MB L2 (Intel's product page).
-SPEC_SHEET = {
-    "a100-sxm4-80gb": (108, 40),
-    "h100-80gb-hbm3": (132, 50),
-    "h200": (132, 50),
-    "b200": (148, 126),
-    "gb200": (148, 126),
-    "l40s": (142, 96),
-    "arc-pro-b60-graphics": (20, 18),
-}
+# Where this reader's slugs differ from the spec sheet's (ingest/gpu_spec_sheet.py: SM count and L2 of the
+# AIConfigurator GPUs, which its systems/<gpu>.yaml do not give).
+SPEC_SHEET_SLUGS = {"arc-pro-b60-graphics": "arc-pro-b60"}
 
 
 def gpu_slug(device: str) -> str:
@@ -189,7 +181,7 @@ def aiconfigurator_figures(folder) -> dict[str, DeviceFigures]:
         if not tables:
             continue
         slug = gpu_slug(pd.read_parquet(tables[0], columns=["device"])["device"].iloc[0])
-        sms, l2 = SPEC_SHEET[slug]
+        sms, l2, _ = SPEC_SHEET[SPEC_SHEET_SLUGS.get(slug, slug)]
         bf16 = gpu["bfloat16_tc_flops"] / 1e12
         peaks = {"bf16": bf16, "fp16": bf16, "fp8": gpu.get("fp8_tc_flops", gpu["bfloat16_tc_flops"]) / 1e12}
         figures[slug] = DeviceFigures(

@@ -135,3 +135,19 @@ def test_same_gpu_from_both_sources_is_one_record(tmp_path):
     assert h100.memory_bandwidth_gbs == 3352 and h100.sm_count == 132  # NeuSight's where both give one
     assert h100.peak_tflops("bf16") == 989.0 and h100.peak_tflops("fp32") == 66.9  # both precisions
     assert h100.power_w == 700 and h100.node.gpus_per_node == 8  # the NeuSight config has neither
+
+
+def test_the_clock_is_the_one_the_published_fp32_peak_implies(tmp_path):
+    from profcast.ingest.gpu_spec_sheet import derived_figures
+
+    a100 = tmp_path / "a100_sxm.yaml"
+    a100.write_text(
+        "gpu:\n  mem_bw: 2039000000000\n  mem_capacity: 85899345920\n  bfloat16_tc_flops: 312000000000000\n"
+    )
+    figures, derived = derived_figures(read_device_figures(a100))
+    # 19.5 TFLOPS / (2 FLOPs x 108 SMs x 64 FP32 lanes) = 1,410.6 MHz (A100's published boost clock: 1,410)
+    assert figures.clock_mhz == pytest.approx(19.5e6 / (2 * 108 * 64))
+    assert (figures.sm_count, figures.l2_mb, figures.fp32_tflops) == (108, 40, 19.5)
+    assert [phrase.split()[0] for phrase in derived] == ["sm_count", "l2_mb", "fp32_tflops", "clock_mhz"]
+    given = read_device_figures(write(tmp_path, a100.read_text().replace("gpu:", "gpu:\n  float32_tc_flops: 1.0e+13")))
+    assert derived_figures(given)[0].fp32_tflops == given.fp32_tflops  # a figure the file gives is kept

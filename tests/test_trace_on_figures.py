@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
+from threadpoolctl import threadpool_limits
 
 from profcast.errors import ProfcastError
+from profcast.forecast import trace_on_figures
 from profcast.forecast.trace_on_figures import (
     forecast_calls,
     forecast_trace_on_figures,
@@ -17,7 +20,9 @@ from profcast.ingest.gpu_spec_sheet import with_spec_sheet
 from profcast.ingest.trace_calls import read_trace_calls
 from profcast.predict import main as predict_main
 from profcast.regressors.call_costs import add_call_costs
+from profcast.regressors.kernel_model import KernelModel
 from tests.conftest import REPO
+from tests.test_kernel_model import gpu, synthetic_atlas
 
 TRACE = REPO / "examples" / "profiles" / "tiny_layer_bf16.pt.trace.json.gz"
 SHARED = REPO.parent / "shared" / "data"
@@ -123,7 +128,8 @@ def test_spec_sheet_fills_what_aiconfigurator_figures_lack():
 
 
 @needs_shared
-def test_the_bf16_trace_is_forecast_on_h200_from_its_figures(capsys):
+def test_the_bf16_trace_is_forecast_on_h200_from_its_figures(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("PROFCAST_CACHE_DIR", str(tmp_path))  # the fitted kernel model is cached here, not in ~
     # a small atlas (NeuSight's test set and AIConfigurator's tables) keeps the fit in seconds
     code = predict_main(
         ["--profile", str(TRACE), "--target-gpu", str(H200), "--atlas-data", str(NEUSIGHT_TEST)]
@@ -152,3 +158,31 @@ def test_figures_without_an_fp32_vector_peak_are_one_line():
     calls = calls_of([("add", ((4, 128), (4, 128)), "bfloat16")])
     with pytest.raises(ProfcastError, match="g: no FP32 vector peak, which the trace's add calls run at"):
         forecast_calls(calls, FixedModel(), gpu)
+
+
+def test_the_kernel_model_is_fitted_once_then_read_back(monkeypatch, tmp_path):
+    atlas_folder = tmp_path / "atlas"
+    atlas_folder.mkdir()
+    (atlas_folder / "gemm.parquet").write_bytes(b"a table")
+    devices = [gpu("small", 10.0, 500.0, 40, 100.0), gpu("big", 60.0, 3000.0, 132, 900.0)]
+    atlas = synthetic_atlas(devices)
+    fits = []
+
+    def fit(atlas_data, left_out, rows_per_group):
+        fits.append(left_out)
+        with threadpool_limits(limits=1):
+            return KernelModel(max_iter=20, tau_us=5.0).fit(atlas, atlas["latency_ms"]), {}
+
+    monkeypatch.setattr(trace_on_figures, "fit_kernel_model", fit)
+    cache = tmp_path / "cache"
+    first = trace_on_figures.cached_kernel_model([atlas_folder], "new", cache_dir=cache)
+    again = trace_on_figures.cached_kernel_model([atlas_folder], "new", cache_dir=cache)
+    assert fits == ["new"]
+    with threadpool_limits(limits=1):
+        np.testing.assert_allclose(again.predict(atlas), first.predict(atlas))
+    # another GPU left out, another rows-per-group, or a changed atlas file is another model
+    trace_on_figures.cached_kernel_model([atlas_folder], "other", cache_dir=cache)
+    trace_on_figures.cached_kernel_model([atlas_folder], "new", rows_per_group=10, cache_dir=cache)
+    (atlas_folder / "gemm.parquet").write_bytes(b"another table")
+    trace_on_figures.cached_kernel_model([atlas_folder], "new", cache_dir=cache)
+    assert fits == ["new", "other", "new", "new"]

@@ -64,12 +64,50 @@ def test_a_ranking_row_says_measured_in_its_own_column():
 def test_target_gpu_names_what_an_aiconfigurator_file_lacks_for_the_per_call_model(tmp_path):
     from profcast.forecast.new_gpu import forecast_new_gpu
 
+    # L4 has no spec-sheet row (ingest/gpu_spec_sheet.py): nothing to derive its FP32 peak, SMs, L2 or clock from
+    system = tmp_path / "l4.yaml"
+    system.write_text(
+        "gpu:\n  mem_bw: 300000000000\n  mem_capacity: 24000000000\n  bfloat16_tc_flops: 121000000000000\n"
+    )
+    with pytest.raises(
+        ProfcastError,
+        match=r"l4\.yaml: no fp32_tflops for l4, which the per-call model needs, and the spec sheet "
+        r"\(ingest/gpu_spec_sheet\.py\) cannot derive it; add fp32_tflops, l2_mb, sm_count, clock_mhz to a figures file",
+    ):
+        forecast_new_gpu(tmp_path / "profile.csv", "v100-pcie-32gb", system, tmp_path)
+
+
+@pytest.mark.skipif(not NEUSIGHT.is_dir(), reason="../shared/data/neusight absent")
+def test_target_gpu_takes_an_aiconfigurator_file_and_says_which_figures_were_derived(tmp_path, monkeypatch):
+    from profcast.forecast import new_gpu
+    from profcast.ingest.device_figures import DEVICE_CONFIGS, neusight_device_figures
+    from profcast.regressors.per_call import PerCallModel
+    from tests.test_per_call import synthetic_calls
+
+    calls_data = tmp_path / "neusight"
+    (calls_data / DEVICE_CONFIGS).mkdir(parents=True)
+    for config in ("NVIDIA_A100_80GB_PCIe.json", "Tesla_V100-PCIE-32GB.json"):
+        shutil.copy(NEUSIGHT / DEVICE_CONFIGS / config, calls_data / DEVICE_CONFIGS / config)
+    devices = neusight_device_figures(calls_data)
+    model = PerCallModel(max_iter=20).fit(synthetic_calls(devices.values()), devices)
+    errors = pd.Series([0.1, -0.1], index=pd.Index(sorted(devices), name="gpu"))
+    monkeypatch.setattr(new_gpu, "cached_per_call_model", lambda folder, left_out, fit: (model, errors))
     system = tmp_path / "h200_sxm.yaml"
     system.write_text(
         "gpu:\n  mem_bw: 4800000000000\n  mem_capacity: 151397597184\n  bfloat16_tc_flops: 989000000000000\n"
     )
-    with pytest.raises(ProfcastError, match=r"GPU figures of h200: no fp32_tflops, which the per-call model"):
-        forecast_new_gpu(tmp_path / "profile.csv", "v100-pcie-32gb", system, tmp_path)
+    label = NEUSIGHT / "scripts/asplos/label/NVIDIA_A100_80GB_PCIe/bert_large-train-512-8.csv"
+    answer = new_gpu.forecast_new_gpu(label, "a100-80gb-pcie", system, calls_data)
+    lines = answer.splitlines()
+    assert lines[0].startswith("h200: unmeasured GPU, forecast from its figures (h200_sxm.yaml)")
+    # 67 TFLOPS / (2 x 132 SMs x 128 lanes) = 1,982.7 MHz: the clock the published FP32 peak implies
+    assert lines[1] == (
+        "figures its file lacks: sm_count 132 (published spec sheet, ingest/gpu_spec_sheet.py); l2_mb 50 (published "
+        "spec sheet, ingest/gpu_spec_sheet.py); fp32_tflops 67 (published spec sheet, ingest/gpu_spec_sheet.py); "
+        "clock_mhz 1983 (derived: FP32 peak / (2 x 132 SMs x 128 FP32 lanes per SM))"
+    )
+    step_ms = float(answer.split("step time ")[1].split(" ms")[0])
+    assert step_ms > 0
 
 
 @pytest.mark.skipif(not NEUSIGHT.is_dir(), reason="../shared/data/neusight absent")

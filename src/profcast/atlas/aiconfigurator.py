@@ -96,29 +96,12 @@ def _gemm_rows(raw: pd.DataFrame, gpu: str, where: str) -> pd.DataFrame:
     raw = raw.assign(gemm_dtype=formats).groupby(["gemm_dtype", "m", "n", "k"], as_index=False)["latency"].min()
     formats = raw["gemm_dtype"].astype("category")  # mapped per distinct value, not per row
     precision = formats.map({f: p for f, (p, _) in GEMM_FORMATS.items()})
-    frame = pd.DataFrame(
-        {
-            "source": "aiconfigurator",
-            "gpu": gpu,
-            "precision": precision,
-            "op_kind": "gemm",
-            "op": formats.map({f: op for f, (_, op) in GEMM_FORMATS.items()}),
-            "phase": "forward",
-            "batch": 1,
-            "m": raw["m"],
-            "n": raw["n"],
-            "k": raw["k"],
-            "kv_heads": np.nan,
-            "latency_ms": raw["latency"],
-            "split": "all",
-        }
-    )
-    frame["flops"], frame["bytes"] = 0.0, 0.0
-    for name in precision.unique():
-        chosen = (precision == name).to_numpy()
-        part = frame.loc[chosen]
-        frame.loc[chosen, "flops"], frame.loc[chosen, "bytes"] = gemm_work(1, part["m"], part["n"], part["k"], name)
-    return kernel_table(frame, where)
+    op = formats.map({f: op for f, (_, op) in GEMM_FORMATS.items()})
+    shapes = {"batch": 1, "m": raw["m"], "n": raw["n"], "k": raw["k"], "kv_heads": np.nan}
+    return _kernel_rows(
+        gpu, where, precision, "gemm", op, shapes, raw["latency"],
+        lambda rows, name: gemm_work(1, rows["m"], rows["n"], rows["k"], name),
+    )  # fmt: skip
 
 
 def _attention_rows(raw: pd.DataFrame, gpu: str, where: str) -> pd.DataFrame:
@@ -129,30 +112,24 @@ def _attention_rows(raw: pd.DataFrame, gpu: str, where: str) -> pd.DataFrame:
     shape = ["attn_dtype", "batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim"]
     raw = raw.assign(attn_dtype=attn)[keep.to_numpy()].groupby(shape, as_index=False)["latency"].min()
     precision = raw["attn_dtype"].astype("category").map(ATTENTION_PRECISIONS)
+    shapes = {"batch": raw["batch_size"], "m": raw["isl"], "n": raw["num_heads"], "k": raw["head_dim"]}
+    shapes["kv_heads"] = raw["num_key_value_heads"].astype(float)
+    return _kernel_rows(
+        gpu, where, precision, "attention", "prefill_attention", shapes, raw["latency"],
+        lambda rows, name: attention_work(rows["batch"], rows["m"], rows["n"], rows["kv_heads"], rows["k"], name),
+    )  # fmt: skip
+
+
+def _kernel_rows(gpu: str, where: str, precision, op_kind: str, op, shapes: dict, latency, work) -> pd.DataFrame:
+    """Forward kernel rows of one table, with ``flops`` and ``bytes`` from ``work(rows, precision)`` per precision."""
     frame = pd.DataFrame(
-        {
-            "source": "aiconfigurator",
-            "gpu": gpu,
-            "precision": precision,
-            "op_kind": "attention",
-            "op": "prefill_attention",
-            "phase": "forward",
-            "batch": raw["batch_size"],
-            "m": raw["isl"],
-            "n": raw["num_heads"],
-            "k": raw["head_dim"],
-            "kv_heads": raw["num_key_value_heads"].astype(float),
-            "latency_ms": raw["latency"],
-            "split": "all",
-        }
+        {"source": "aiconfigurator", "gpu": gpu, "precision": precision, "op_kind": op_kind, "op": op}
+        | {"phase": "forward", **shapes, "latency_ms": latency, "split": "all"}
     )
     frame["flops"], frame["bytes"] = 0.0, 0.0
     for name in precision.unique():
         chosen = (precision == name).to_numpy()
-        part = frame.loc[chosen]
-        frame.loc[chosen, "flops"], frame.loc[chosen, "bytes"] = attention_work(
-            part["batch"], part["m"], part["n"], part["kv_heads"], part["k"], name
-        )
+        frame.loc[chosen, "flops"], frame.loc[chosen, "bytes"] = work(frame.loc[chosen], name)
     return kernel_table(frame, where)
 
 

@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 from profcast.errors import ProfcastError
 from profcast.forecast.per_call_cache import cached_per_call_model
 from profcast.ingest.device_figures import neusight_device_figures, read_device_figures
+from profcast.ingest.gpu_spec_sheet import SPEC_SHEET_SOURCE, derived_figures
 from profcast.ingest.neusight import is_neusight_header
 from profcast.ingest.neusight_calls import read_call_folder, read_neusight_calls
 from profcast.ingest.trace_calls import read_trace_calls
@@ -63,8 +64,14 @@ def profile_share(calls: pd.DataFrame, which) -> float:
 
 def forecast_new_gpu(profile, anchor: str, target_gpu, calls_data, anchor_gpu=None) -> str:
     """The forecast for an unmeasured target as printable lines: step time, interval, top ops, fallbacks."""
-    target = read_device_figures(target_gpu)
-    target.require(PER_CALL_FIGURES, f"the per-call model (--target-gpu {target_gpu})")
+    target, derived = derived_figures(read_device_figures(target_gpu))
+    missing = [key for key in PER_CALL_FIGURES if getattr(target, key) is None]
+    if missing:
+        raise ProfcastError(
+            f"--target-gpu {target_gpu}: no {missing[0]} for {target.name}, which the per-call model needs, and "
+            f"the spec sheet ({SPEC_SHEET_SOURCE}) cannot derive it; add {', '.join(missing)} to a figures file "
+            "of ours (docs/new-gpu.md)"
+        )
     anchor_calls = read_shaped_profile(profile, anchor)
     if not Path(calls_data).is_dir():
         raise ProfcastError(
@@ -97,6 +104,7 @@ def forecast_new_gpu(profile, anchor: str, target_gpu, calls_data, anchor_gpu=No
     lines = [
         f"{target.name}: unmeasured GPU, forecast from its figures ({Path(target_gpu).name}) alone, "
         f"never from a measurement of it",
+        *([f"figures its file lacks: {'; '.join(derived)}"] if derived else []),
         f"workload {run['model']}-{run['mode']}-{run['seq_len']}-{run['batchsize']}, anchor {anchor} "
         f"(its calls sum to {anchor_us / 1000:.1f} ms); per-call model fitted on {len(model.gpus_)} measured GPUs",
         f"step time {run['predicted_us'] / 1000:.1f} ms, 80% interval {run['predicted_us'] * low / 1000:.1f}-"

@@ -3,7 +3,8 @@
 ``profcast predict --profile TRACE --target-gpu FIGURES --atlas-data DIR ...`` (no ``--anchor``): the
 trace supplies each call's kind, shapes and dtype, not its times (it may come from a CPU). The kernel
 model (``regressors/kernel_model``) is fitted on a subsample of the atlas with the target's own rows left
-out, and forecasts each call of a kind the atlas has on the target's figures:
+out (once: later calls read it from profcast's cache, ``cached_kernel_model``), and forecasts each call
+of a kind the atlas has on the target's figures:
 
 - matrix calls (linear, addmm, mm, matmul, bmm) at their dtype: a bf16/fp16 call is an atlas ``gemm``
   on that precision's tensor peak (the batch folded into M), an FP32 one ``linear``/``bmm`` on the FP32 peak;
@@ -22,6 +23,7 @@ which precision each part ran at and how much of the forecast came from kind and
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,7 @@ from threadpoolctl import threadpool_limits
 from profcast.atlas.figures import gpu_figures
 from profcast.atlas.files import load_atlas
 from profcast.errors import ProfcastError
+from profcast.forecast.fitted_cache import cache_entry, cached_fit, files_fingerprint
 from profcast.ingest.device_figures import read_device_figures
 from profcast.ingest.gpu_spec_sheet import with_spec_sheet
 from profcast.ingest.trace_calls import read_trace_calls
@@ -51,6 +54,7 @@ ATLAS_OPS = {
 }
 ATLAS_OPS |= {"layer_norm": "layer_norm", "_softmax": "softmax", "native_layer_norm_backward": "layer_norm"}
 ROWS_PER_GROUP = 300  # atlas rows per GPU, op kind, precision and split the model is fitted on (a 2-3 s fit)
+KERNEL_CACHE_VERSION = 1  # bump when fit_kernel_model's sampling or KernelModel's fit change
 ROUTES = ("kernel model", "kind and shapes", "no device work")
 TOP_OPS = 5
 
@@ -125,6 +129,19 @@ def fit_kernel_model(atlas_data, left_out: str, rows_per_group: int = ROWS_PER_G
         return KernelModel().fit(training, training["latency_ms"]), figures
 
 
+def cached_kernel_model(atlas_data, left_out: str, rows_per_group: int = ROWS_PER_GROUP, cache_dir=None) -> KernelModel:
+    """The kernel model of ``fit_kernel_model``, fitted at the first call and read back from the cache after.
+
+    Keyed (``forecast/fitted_cache``) by every file under the atlas folders (path, size, mtime), the GPU
+    left out, the rows per group and the model's settings.
+    """
+    settings = {"rows_per_group": rows_per_group, "model": KernelModel().get_params()}
+    salt = f"v{KERNEL_CACHE_VERSION}|{left_out}|{json.dumps(settings, sort_keys=True, default=str)}"
+    entry = cache_entry("kernel-model", files_fingerprint(atlas_data, ("*",), salt), cache_dir)
+    model, _ = cached_fit(entry, lambda: (fit_kernel_model(atlas_data, left_out, rows_per_group)[0], {}), KernelModel)
+    return model
+
+
 def require_vector_peak(calls: pd.DataFrame, rows: pd.DataFrame, target) -> None:
     """Refuse (one line) figures without an FP32 vector peak when the trace has vector calls."""
     vector = rows["op_kind"].isin(list(VECTOR_KINDS.values())).to_numpy()
@@ -174,7 +191,7 @@ def forecast_trace_on_figures(profile, target_gpu, atlas_data) -> str:
     target = with_spec_sheet(target)
     calls = add_call_costs(read_trace_calls(profile, gpu=target.name))
     require_vector_peak(calls, kernel_rows(calls), target)  # before the fit, which takes seconds
-    model, _ = fit_kernel_model(atlas_data, target.name)
+    model = cached_kernel_model(atlas_data, target.name)
     forecast = forecast_calls(calls, model, target)
     per_step = forecast["forecast_us"] * forecast["repeat"]
     step_us = float(per_step.sum())

@@ -6,66 +6,42 @@ downloaded from the pinned commit; or a folder the user names (``data.path``), r
 present file is checked against the manifest shipped with the package (``data/neusight-MANIFEST.sha256``:
 SHA-256, size and path of each label file of that commit) before any of it is parsed. A folder may
 hold a subset of the manifest (the project's shared copy leaves one model family out): absent files
-are counted in a log line, only files whose bytes differ are refused.
+are counted in a log line, only files whose bytes differ are refused. The pin, the download and the
+check are ``pinned_files.NEUSIGHT_LABELS``'s, as for every pinned data set; this module adds a label
+folder holding the GPU folders directly, the fall back on the files present and the parsed table.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from profcast.errors import ProfcastError
-from profcast.ingest.downloads import CACHE_ENV_VAR, fetch, make_folder, write_atomically
+from profcast.ingest.downloads import make_folder, write_atomically
 from profcast.ingest.neusight import read_neusight_label
+from profcast.ingest.pinned_files import NEUSIGHT_LABELS, ManifestEntry
+from profcast.ingest.pinned_files import read_manifest as read_any_manifest
 from profcast.ingest.tables import validate_profiles
 
 log = logging.getLogger(__name__)
 
-NEUSIGHT_REPO = "sitar-lab/NeuSight"
-NEUSIGHT_COMMIT = "6945927d9afcca2b9daf021f8395e53edc5b4eef"  # 2025-06-23
-MANIFEST = Path(__file__).resolve().parent / "data" / "neusight-MANIFEST.sha256"
+NEUSIGHT_REPO, NEUSIGHT_COMMIT, MANIFEST = NEUSIGHT_LABELS.repo, NEUSIGHT_LABELS.commit, NEUSIGHT_LABELS.manifest
 LABEL_ROOT = "scripts/asplos/label"
 MODES = ("train", "inf", "both")
 OP_PREFIX = "Device_"
 
 
-@dataclass(frozen=True)
-class ManifestEntry:
-    """One file of the pinned commit: its SHA-256, size in bytes and repository path."""
-
-    sha256: str
-    size: int
-    path: str
-
-
 def neusight_cache_dir() -> Path:
     """Where downloaded NeuSight files and the parsed table live: ``$PROFCAST_CACHE_DIR/neusight`` or ``~/.cache/profcast/neusight``."""
-    if os.environ.get(CACHE_ENV_VAR):
-        return Path(os.environ[CACHE_ENV_VAR]).expanduser() / "neusight"
-    return Path.home() / ".cache" / "profcast" / "neusight"
+    return NEUSIGHT_LABELS.cache_dir()
 
 
 def read_manifest(path: Path = MANIFEST) -> list[ManifestEntry]:
-    """The manifest's entries (lines ``<sha256>  <size>  <path>``)."""
-    entries = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        fields = line.split(None, 2)
-        if len(fields) != 3 or len(fields[0]) != 64 or not fields[1].isdigit():
-            raise ProfcastError(f"{path}: line {number} is not '<sha256>  <size>  <path>'")
-        entries.append(ManifestEntry(fields[0].lower(), int(fields[1]), fields[2].strip()))
-    return entries
-
-
-def neusight_url(path: str) -> str:
-    """The raw-file URL of one repository file at the pinned commit."""
-    return f"https://raw.githubusercontent.com/{NEUSIGHT_REPO}/{NEUSIGHT_COMMIT}/{path}"
+    """The label files' manifest entries (``path``: another manifest's)."""
+    return read_any_manifest(path)
 
 
 def local_file(folder: Path, entry: ManifestEntry) -> Path:
@@ -73,31 +49,6 @@ def local_file(folder: Path, entry: ManifestEntry) -> Path:
     if (folder / "scripts").is_dir() or not entry.path.startswith(LABEL_ROOT + "/"):
         return folder / entry.path
     return folder / entry.path[len(LABEL_ROOT) + 1 :]
-
-
-def verify_file(path: Path, entry: ManifestEntry) -> None:
-    """Refuse a file whose size or SHA-256 differs from the manifest (one line naming it)."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise ProfcastError(f"{path}: cannot be read ({error.strerror or error})") from None
-    _check(data, entry, str(path), "delete it to download it again, or restore the original file")
-
-
-def download_neusight(folder: Path, entries: list[ManifestEntry], timeout: float = 10) -> None:
-    """Download ``entries`` into ``folder`` (repository layout), each verified before it is written."""
-    for entry in entries:
-        url = neusight_url(entry.path)
-        data = fetch(
-            url,
-            timeout,
-            lambda url, reason: (
-                f"cannot download the NeuSight label files: {url} failed ({reason}); to install them by hand, put "
-                f"{LABEL_ROOT}/ of github.com/{NEUSIGHT_REPO} commit {NEUSIGHT_COMMIT[:12]} into {folder}"
-            ),
-        )
-        _check(data, entry, url, "not saved")
-        write_atomically(folder / entry.path, lambda staging: staging.write_bytes(data))
 
 
 def load_neusight_profiles(path=None, mode: str = "both", timeout: float = 10, cache_dir=None) -> pd.DataFrame:
@@ -116,7 +67,7 @@ def load_neusight_profiles(path=None, mode: str = "both", timeout: float = 10, c
         if absent:
             try:
                 make_folder(folder)
-                download_neusight(folder, absent, timeout)
+                NEUSIGHT_LABELS.download(folder, absent, timeout)
             except ProfcastError as problem:
                 if len(absent) == len(entries):  # nothing to fall back on: the one line names the folder
                     raise
@@ -134,7 +85,7 @@ def load_neusight_profiles(path=None, mode: str = "both", timeout: float = 10, c
             f"{NEUSIGHT_REPO} commit {NEUSIGHT_COMMIT[:12]} there"
         )
     for entry in present:  # every byte checked before any file is parsed
-        verify_file(local_file(folder, entry), entry)
+        NEUSIGHT_LABELS.verify(local_file(folder, entry), entry)
     if len(present) < len(entries):
         log.info(
             "%s: %d of the manifest's %d NeuSight files are absent; reading the %d present",
@@ -185,17 +136,3 @@ def _cached_table(folder: Path, present: list[ManifestEntry], cache: Path) -> pd
     except ProfcastError as problem:  # a read-only cache still gives the table, parsed again next time
         log.warning("%s", problem)
     return table
-
-
-def _check(data: bytes, entry: ManifestEntry, where: str, consequence: str) -> None:
-    if len(data) != entry.size:
-        raise ProfcastError(
-            f"{where}: {len(data)} bytes, but {entry.path} of {NEUSIGHT_REPO} commit "
-            f"{NEUSIGHT_COMMIT[:12]} has {entry.size}; {consequence}"
-        )
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != entry.sha256:
-        raise ProfcastError(
-            f"{where}: SHA-256 {actual[:16]}... does not match {entry.path} of {NEUSIGHT_REPO} "
-            f"commit {NEUSIGHT_COMMIT[:12]} ({entry.sha256[:16]}...); {consequence}"
-        )

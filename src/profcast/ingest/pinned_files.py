@@ -18,11 +18,34 @@ from pathlib import Path
 
 from profcast.errors import ProfcastError
 from profcast.ingest.downloads import CACHE_ENV_VAR, fetch, make_folder, write_atomically
-from profcast.ingest.neusight_data import ManifestEntry, read_manifest
 
 log = logging.getLogger(__name__)
 
 DATA = Path(__file__).resolve().parent / "data"
+NEUSIGHT_REPO = "sitar-lab/NeuSight"
+NEUSIGHT_COMMIT = "6945927d9afcca2b9daf021f8395e53edc5b4eef"  # 2025-06-23
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One file of the pinned commit: its SHA-256, size in bytes and repository path."""
+
+    sha256: str
+    size: int
+    path: str
+
+
+def read_manifest(path: Path) -> list[ManifestEntry]:
+    """The manifest's entries (lines ``<sha256>  <size>  <path>``)."""
+    entries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split(None, 2)
+        if len(fields) != 3 or len(fields[0]) != 64 or not fields[1].isdigit():
+            raise ProfcastError(f"{path}: line {number} is not '<sha256>  <size>  <path>'")
+        entries.append(ManifestEntry(fields[0].lower(), int(fields[1]), fields[2].strip()))
+    return entries
 
 
 @dataclass(frozen=True)
@@ -120,10 +143,13 @@ class PinnedFiles:
         return f"{where}github.com/{self.repo} commit {self.commit[:12]} (paths as in {self.manifest.name})"
 
 
+NEUSIGHT_LABELS = PinnedFiles(  # data=neusight (ingest/neusight_data.py)
+    name="neusight", repo=NEUSIGHT_REPO, commit=NEUSIGHT_COMMIT, manifest=DATA / "neusight-MANIFEST.sha256"
+)
 NEUSIGHT_KERNELS = PinnedFiles(
     name="neusight",  # the same cache as data=neusight's label files: one repository layout
-    repo="sitar-lab/NeuSight",
-    commit="6945927d9afcca2b9daf021f8395e53edc5b4eef",
+    repo=NEUSIGHT_REPO,
+    commit=NEUSIGHT_COMMIT,
     manifest=DATA / "neusight-kernels-MANIFEST.sha256",
 )
 AICONFIGURATOR = PinnedFiles(

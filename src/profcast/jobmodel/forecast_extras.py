@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from profcast.errors import ProfcastError
+from profcast.jobmodel.skops_io import skops_io
 from profcast.schema import BATCH_LATENCY
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ QUANTITY_KEY = "interval_quantity"  # manifest key: what the interval bounds (ba
 
 def save_extras(folder: Path, extras: dict | None, target_files: dict) -> dict:
     """Write each target's extras next to its regressor; return the manifest entries to add."""
-    import skops.io  # noqa: PLC0415  skops, only when a model file is read or written
+    skops = skops_io()  # imported at the first model file read or written
 
     if not extras:
         return {}
@@ -41,7 +42,7 @@ def save_extras(folder: Path, extras: dict | None, target_files: dict) -> dict:
     for target, regressor_file in target_files.items():
         if target in extras and extras[target] is not None:
             files[target] = Path(regressor_file).stem + ".extras.skops"
-            skops.io.dump(extras[target], Path(folder) / files[target])
+            skops.dump(extras[target], Path(folder) / files[target])
     return {EXTRAS_KEY: files, QUANTITY_KEY: quantity}
 
 

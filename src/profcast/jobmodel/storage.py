@@ -15,6 +15,7 @@ from profcast.errors import ProfcastError, first_line
 from profcast.jobmodel.forecast_extras import QUANTITY_KEY, extras_paths, load_extras, save_extras
 from profcast.jobmodel.legacy import current_type_name, legacy_names_resolved
 from profcast.jobmodel.model import JobModel, use_one_thread
+from profcast.jobmodel.skops_io import skops_io
 from profcast.jobmodel.trained_range import RANGE_KEY, RANGES
 from profcast.schema import BATCH_LATENCY, union_columns
 from profcast.vocabulary import mapping_from_stored
@@ -66,14 +67,14 @@ def save_job_model(
     ``unmeasured`` ({target: note}: targets forecast from their figures only) goes into the manifest; the
     loaded model marks their answers (``target_measured`` False, the note in ``trained_on``).
     """
-    import skops.io  # noqa: PLC0415  skops, only when a model file is read or written
+    skops = skops_io()  # imported at the first model file read or written
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
     for number, (target, model) in enumerate(models.items()):
         files[target] = f"target{number}.skops"
-        skops.io.dump(model, folder / files[target])
+        skops.dump(model, folder / files[target])
     manifest = {
         "anchor": anchor,
         "target_files": files,
@@ -124,12 +125,12 @@ def load_job_model_folder(folder) -> JobModel:
 
 def load_trusted(path: Path):
     """The object in a skops file, after ``_checked_types`` refused any type profcast does not trust."""
-    import skops.io  # noqa: PLC0415  skops, only when a model file is read or written
+    skops = skops_io()  # imported at the first model file read or written
 
     trusted = _checked_types(path)
     try:
         with legacy_names_resolved(trusted):
-            return skops.io.load(path, trusted=trusted)
+            return skops.load(path, trusted=trusted)
     except Exception as error:  # skops raises several types for a damaged file
         raise ProfcastError(
             f"{path}: not a loadable skops model file ({type(error).__name__}: {first_line(error)})"
@@ -173,10 +174,10 @@ def _checked_range(value, folder: Path) -> dict | None:
 
 
 def _checked_types(path: Path) -> list[str]:
-    import skops.io  # noqa: PLC0415  skops, only when a model file is read or written
+    skops = skops_io()  # imported at the first model file read or written
 
     try:
-        found = skops.io.get_untrusted_types(file=path)
+        found = skops.get_untrusted_types(file=path)
     except Exception as error:  # skops raises several types for a damaged file
         raise ProfcastError(f"{path}: not a readable skops model file ({error})") from None
     refused = [name for name in found if not _trusted(current_type_name(name))]
