@@ -10,8 +10,8 @@ Protocols (``protocol`` of each record):
 - ``lomo``: a *measured* target: the fit sees every GPU but not the workload's model family; beside
   ``transfer``'s leave-one-model-out rows (``benchmarks/results/accuracy-neusight-rows.csv``) on the same pairs.
 
-Methods: ``per_call`` (figures only, anchor_weight 0), ``per_call_anchor`` (anchor residual carried
-over at weight 0.5), ``roofline`` (sum of the calls' roofline times from the same figures) and, under
+Methods: ``per_call`` (figures only, anchor_weight 0; plus the step-level gap per call, the median over
+the fitted GPUs' runs, ``regressors/step_gap``), ``per_call_anchor`` (anchor residual carried over at weight 0.5), ``roofline`` (sum of the calls' roofline times from the same figures) and, under
 ``logo+lomo`` only, ``median_ratio``: the baseline of issue 30, the anchor's measured step times the
 median over the *other* families' workloads of the same mode of target step / anchor step for that
 GPU pair (it reads the target's measurements of the other families, which the per-call forecast never
@@ -126,16 +126,17 @@ def run_benchmark(folder: Path) -> pd.DataFrame:
     records, factors = measured_sum_records(calls, steps), {}
     with threadpool_limits(limits=1):  # the boosting's OpenMP threads oversubscribe a shared 2-core machine
         for target in sorted(steps["gpu"].unique()):
-            model = PerCallModel().fit(calls[calls["gpu"] != target], devices)
+            model = PerCallModel().fit(calls[calls["gpu"] != target], devices, steps[steps["gpu"] != target])
             records += forecast_records(model, calls, steps, devices, target, "logo")
             factors[target] = nested_interval_factors(calls, steps, devices, target)
         trained_targets = sorted(steps.loc[steps["mode"] == "train", "gpu"].unique())
         for family in sorted(steps["model"].unique()):
-            keep = calls["model"] != family
-            measured_model = PerCallModel().fit(calls[keep], devices)
+            keep, kept_steps = calls["model"] != family, steps[steps["model"] != family]
+            measured_model = PerCallModel().fit(calls[keep], devices, kept_steps)
             for target in trained_targets:
                 records += forecast_records(measured_model, calls, steps, devices, target, "lomo", runs=[family])
-                both = PerCallModel().fit(calls[keep & (calls["gpu"] != target)], devices)
+                both_steps = kept_steps[kept_steps["gpu"] != target]
+                both = PerCallModel().fit(calls[keep & (calls["gpu"] != target)], devices, both_steps)
                 records += forecast_records(both, calls, steps, devices, target, "logo+lomo", runs=[family])
                 records += median_ratio_records(steps, target, family)
     return add_intervals(pd.DataFrame(records), factors)

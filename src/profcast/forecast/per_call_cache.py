@@ -29,7 +29,7 @@ from profcast.ingest.downloads import CACHE_ENV_VAR
 from profcast.jobmodel.storage import load_trusted
 from profcast.regressors.per_call import PerCallModel
 
-CACHE_VERSION = 2  # bump when PerCallModel's features or fit change
+CACHE_VERSION = 3  # bump when PerCallModel's features or fit change
 MODEL_FILE = "per_call_model.skops"
 ERRORS_FILE = "logo_log_errors.json"
 FINGERPRINTED = ("*.csv", "*.json")
