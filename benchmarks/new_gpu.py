@@ -11,11 +11,12 @@ Protocols (``protocol`` of each record):
   ``transfer``'s leave-one-model-out rows (``benchmarks/results/accuracy-neusight-rows.csv``) on the same pairs.
 
 Methods: ``per_call`` (figures only, anchor_weight 0; plus the step-level gap per call, the median over
-the fitted GPUs' runs, ``regressors/step_gap``), ``per_call_anchor`` (anchor residual carried over at weight 0.5), ``roofline`` (sum of the calls' roofline times from the same figures) and, under
-``logo+lomo`` only, ``median_ratio``: the baseline of issue 30, the anchor's measured step times the
-median over the *other* families' workloads of the same mode of target step / anchor step for that
-GPU pair (it reads the target's measurements of the other families, which the per-call forecast never
-does). A record
+the fitted GPUs' runs, ``regressors/step_gap``), ``per_call_anchor`` (anchor residual carried over at
+weight 0.5), ``roofline`` (sum of the calls' roofline times from the same figures) and, under
+``logo+lomo`` only, ``median_ratio`` (``benchmarks/pair_ratio``): issue 30's baseline, the anchor's
+measured step times the median over the *other* families' workloads of the same mode of target step /
+anchor step for that GPU pair (it reads the target's measurements of the other families, which the
+per-call forecast never does). A record
 has ``method, protocol, anchor, target, model, workload, mode, batchsize, measured_us, predicted_us,
 e2e_mape`` and, for ``per_call`` under ``logo``, the 80% interval (``lower_us``, ``upper_us``): its factors
 are the 10th and 90th percentiles of log(measured / forecast) over the runs of the *other* GPUs (each GPU

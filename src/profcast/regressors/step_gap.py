@@ -6,7 +6,8 @@ call* shorter than its calls summed (each timed call pays a launch and synchroni
 overlaps), on the A100 80GB and L4 it is longer (host work and un-timed ops between the calls; 1692
 to 4459 calls a training step). The per-call model adds ``gap * calls`` to the summed forecast, the
 gap being the median over the fitted GPUs' runs of (step - measured calls summed) / calls: a GPU's
-figures do not tell its gap, so a new GPU takes the fitted GPUs' typical one (docs/new-gpu.md).
+figures do not tell its gap, so a new GPU takes the fitted GPUs' typical one (docs/new-gpu.md). A
+PyTorch trace's calls are its outermost operators, each counted as one call like an FX node.
 """
 
 from __future__ import annotations
