@@ -10,8 +10,13 @@ Protocols (``protocol`` of each record):
 - ``lomo``: a *measured* target: the fit sees every GPU but not the workload's model family; beside
   ``transfer``'s leave-one-model-out rows (``benchmarks/results/accuracy-neusight-rows.csv``) on the same pairs.
 
-Methods: ``per_call`` (figures only, anchor_weight 0), ``per_call_anchor`` (anchor residual carried
-over at weight 0.5), ``roofline`` (sum of the calls' roofline times from the same figures). A record
+Methods: ``per_call`` (figures only, anchor_weight 0; plus the step-level gap per call, the median over
+the fitted GPUs' runs, ``regressors/step_gap``), ``per_call_anchor`` (anchor residual carried over at
+weight 0.5), ``roofline`` (sum of the calls' roofline times from the same figures) and, under
+``logo+lomo`` only, ``median_ratio`` (``benchmarks/pair_ratio``): issue 30's baseline, the anchor's
+measured step times the median over the *other* families' workloads of the same mode of target step /
+anchor step for that GPU pair (it reads the target's measurements of the other families, which the
+per-call forecast never does). A record
 has ``method, protocol, anchor, target, model, workload, mode, batchsize, measured_us, predicted_us,
 e2e_mape`` and, for ``per_call`` under ``logo``, the 80% interval (``lower_us``, ``upper_us``): its factors
 are the 10th and 90th percentiles of log(measured / forecast) over the runs of the *other* GPUs (each GPU
@@ -32,6 +37,7 @@ from threadpoolctl import threadpool_limits
 
 from benchmarks.accuracy import RESULTS_DIR
 from benchmarks.neusight_comparison import DEFAULT_DATA, SUMMARY, published_errors
+from benchmarks.pair_ratio import family_comparison, median_ratio_records, workload_name
 from profcast.cli import run_cli
 from profcast.errors import ProfcastError
 from profcast.ingest.device_figures import neusight_device_figures
@@ -49,11 +55,6 @@ from profcast.regressors.per_call import (
 BAR_GPUS = ("h100-80gb-hbm3", "a100-80gb-pcie", "l4")
 ANCHOR_WEIGHTS = {"per_call": 0.0, "per_call_anchor": 0.5}
 TRANSFER_ROWS = RESULTS_DIR / "accuracy-neusight-rows.csv"
-
-
-def workload_name(run) -> str:
-    """``<model>-<mode>-<seq_len>-<batch>``, the label file's stem."""
-    return f"{run['model']}-{run['mode']}-{run['seq_len']}-{run['batchsize']}"
 
 
 def forecast_records(model, calls, steps, devices, target, protocol, runs=None) -> list[dict]:
@@ -126,17 +127,19 @@ def run_benchmark(folder: Path) -> pd.DataFrame:
     records, factors = measured_sum_records(calls, steps), {}
     with threadpool_limits(limits=1):  # the boosting's OpenMP threads oversubscribe a shared 2-core machine
         for target in sorted(steps["gpu"].unique()):
-            model = PerCallModel().fit(calls[calls["gpu"] != target], devices)
+            model = PerCallModel().fit(calls[calls["gpu"] != target], devices, steps[steps["gpu"] != target])
             records += forecast_records(model, calls, steps, devices, target, "logo")
             factors[target] = nested_interval_factors(calls, steps, devices, target)
         trained_targets = sorted(steps.loc[steps["mode"] == "train", "gpu"].unique())
         for family in sorted(steps["model"].unique()):
-            keep = calls["model"] != family
-            measured_model = PerCallModel().fit(calls[keep], devices)
+            keep, kept_steps = calls["model"] != family, steps[steps["model"] != family]
+            measured_model = PerCallModel().fit(calls[keep], devices, kept_steps)
             for target in trained_targets:
                 records += forecast_records(measured_model, calls, steps, devices, target, "lomo", runs=[family])
-                both = PerCallModel().fit(calls[keep & (calls["gpu"] != target)], devices)
+                both_steps = kept_steps[kept_steps["gpu"] != target]
+                both = PerCallModel().fit(calls[keep & (calls["gpu"] != target)], devices, both_steps)
                 records += forecast_records(both, calls, steps, devices, target, "logo+lomo", runs=[family])
+                records += median_ratio_records(steps, target, family)
     return add_intervals(pd.DataFrame(records), factors)
 
 
@@ -208,6 +211,13 @@ def render(records: pd.DataFrame, table: pd.DataFrame, transfer: pd.DataFrame | 
     summary = records.groupby(["protocol", "mode", "method"])["e2e_mape"].agg(["size", "mean"]).reset_index()
     for row in summary.itertuples():
         lines.append(f"| {row.protocol} | {row.mode} | {row.method} | {row.size} | {row.mean:.1f} |")
+    lines += [
+        "\n## One model family left out as well (logo+lomo): per_call beside the GPU pair's median time ratio\n",
+        "`median_ratio` is the anchor's measured step times the median target/anchor step ratio of the pair over the",
+        "other families' workloads of the same mode (it reads the target's measurements of those families; per_call",
+        "reads none of the target's). Mean % over the forecasts both made (same anchor, target and workload).\n",
+        family_comparison(records).to_markdown(index=False),
+    ]
     logo = records[(records["method"] == "per_call") & (records["protocol"] == "logo")]
     inside = (logo["measured_us"] >= logo["lower_us"]) & (logo["measured_us"] <= logo["upper_us"])
     per_gpu = inside.groupby(logo["target"]).mean() * 100

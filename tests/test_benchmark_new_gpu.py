@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.new_gpu import add_intervals, transfer_comparison, workload_name
+from benchmarks.pair_ratio import family_comparison, median_ratio_records
 from profcast.regressors.per_call import interval_factors
 
 
@@ -90,3 +91,50 @@ def test_missing_data_folder_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such folder" in err[0]
     assert not (tmp_path / "out.md").exists()
+
+
+def test_median_ratio_scales_the_anchors_step_by_the_other_families_median_ratio():
+    keys = {"mode": "train", "seq_len": 512}
+    steps = pd.DataFrame(
+        [
+            {"gpu": "a", "model": "left_out", "batchsize": 1, "e2e_us": 100.0, **keys},
+            {"gpu": "t", "model": "left_out", "batchsize": 1, "e2e_us": 250.0, **keys},
+            # other families: target/anchor ratios 2, 3 and 10 -> median 3 (the left-out family's own 2.5 unread)
+            {"gpu": "a", "model": "f1", "batchsize": 1, "e2e_us": 10.0, **keys},
+            {"gpu": "t", "model": "f1", "batchsize": 1, "e2e_us": 20.0, **keys},
+            {"gpu": "a", "model": "f2", "batchsize": 1, "e2e_us": 10.0, **keys},
+            {"gpu": "t", "model": "f2", "batchsize": 1, "e2e_us": 30.0, **keys},
+            {"gpu": "a", "model": "f3", "batchsize": 1, "e2e_us": 1.0, **keys},
+            {"gpu": "t", "model": "f3", "batchsize": 1, "e2e_us": 10.0, **keys},
+            # an inference workload is not the same mode: its ratio 100 is not read
+            {"gpu": "a", "model": "f4", "batchsize": 1, "e2e_us": 1.0, "mode": "inf", "seq_len": 512},
+            {"gpu": "t", "model": "f4", "batchsize": 1, "e2e_us": 100.0, "mode": "inf", "seq_len": 512},
+        ]
+    )
+    (only,) = median_ratio_records(steps, "t", "left_out")
+    assert (only["anchor"], only["target"], only["method"]) == ("a", "t", "median_ratio")
+    assert only["predicted_us"] == pytest.approx(300.0) and only["measured_us"] == 250.0
+    assert only["e2e_mape"] == pytest.approx(20.0)
+    assert median_ratio_records(steps[steps["model"].isin(["left_out", "f4"])], "t", "left_out") == []
+
+
+def test_family_comparison_pairs_the_same_forecasts_and_names_the_better():
+    records = pd.DataFrame(
+        [
+            record("t", "w1", 100.0, 110.0, protocol="logo+lomo", anchor="a1"),  # per_call 10%
+            record("t", "w1", 100.0, 130.0, protocol="logo+lomo", anchor="a1", method="median_ratio"),  # 30%
+            record("t", "w1", 100.0, 150.0, protocol="logo+lomo", anchor="a2"),  # 50%: no baseline beside it
+            record("u", "w1", 100.0, 80.0, protocol="logo+lomo", anchor="a1"),  # 20%
+            record("u", "w1", 100.0, 95.0, protocol="logo+lomo", anchor="a1", method="median_ratio"),  # 5%
+            record("t", "w1", 100.0, 100.0, protocol="logo", anchor="a1"),  # another protocol: not read
+        ]
+    )
+    table = family_comparison(records).set_index("target")
+    assert table.loc["t", ["records", "per_call_mape", "median_ratio_mape", "better"]].tolist() == [
+        1,
+        10.0,
+        30.0,
+        "per_call",
+    ]
+    assert table.loc["u", "better"] == "median_ratio"
+    assert table.loc["all", ["records", "per_call_mape", "median_ratio_mape"]].tolist() == [2, 15.0, 17.5]

@@ -116,6 +116,7 @@ def test_the_forecast_rows_stand_in_for_the_left_out_gpu(l4_measured):
     from profcast.ingest.neusight_calls import read_call_folder
     from profcast.ingest.neusight_data import load_neusight_profiles
     from profcast.pipeline.unmeasured_target import target_rows
+    from profcast.regressors.step_gap import median_gap_per_call_us
 
     table = load_neusight_profiles(path=NEUSIGHT)
     rows, target = target_rows(table, ANCHOR, L4_CONFIG, NEUSIGHT, max_iter=MAX_ITER)
@@ -127,11 +128,19 @@ def test_the_forecast_rows_stand_in_for_the_left_out_gpu(l4_measured):
     assert len(rows) == len(table)  # 9 measured L4 rows out, 9 forecast rows in, every other row kept
     measured = forecast.set_index(["model", "optimizer", "batchsize", "dataset"])[BATCH_LATENCY]
     assert not np.isclose(measured.to_numpy(), l4_measured.reindex(measured.index).to_numpy()).any()
-    # The step time is the sum of the forecast calls, as is the op vector: one total, two views.
+    # The step time is the sum of the forecast calls, as is the op vector, plus the step-level gap: the median
+    # (step - calls summed) per call of the 10 other GPUs' runs, times the anchor run's calls.
+    calls, steps = read_call_folder(NEUSIGHT)
+    gap = median_gap_per_call_us(calls[calls["gpu"] != TARGET], steps[steps["gpu"] != TARGET])
+    per_run = calls[calls["gpu"] == ANCHOR].groupby(["model", "mode", "seq_len", "batchsize"])["repeat"].sum()
+    n_calls = [per_run[(m, o, int(d.removesuffix("tokens")), b)] for m, o, d, b in
+               forecast[["model", "optimizer", "dataset", "batchsize"]].itertuples(index=False)]  # fmt: skip
     ops = forecast[[column for column in forecast.columns if column.startswith("Device_")]].sum(axis=1)
-    assert np.allclose(ops.to_numpy() / 1e6, forecast[BATCH_LATENCY].to_numpy(), rtol=1e-9)
+    assert gap != 0.0
+    assert np.allclose(
+        (ops.to_numpy() + gap * np.asarray(n_calls)) / 1e6, forecast[BATCH_LATENCY].to_numpy(), rtol=1e-9
+    )
     # A leave-one-GPU-out error for every measured run of the 10 other GPUs, each from a model without its GPU.
-    _, steps = read_call_folder(NEUSIGHT)
     assert len(target.logo_log_errors) == (steps["gpu"] != TARGET).sum()
     assert 1 < target.logo_mape < 40
 

@@ -88,8 +88,9 @@ def forecast_new_gpu(profile, anchor: str, target_gpu, calls_data, anchor_gpu=No
     def fit():
         calls, steps = read_call_folder(calls_data)
         measured = add_call_costs(calls[calls["gpu"] != target.name])
-        model = PerCallModel().fit(measured, devices)
-        return model, leave_one_gpu_out_log_errors(measured, steps[steps["gpu"] != target.name], devices)
+        measured_steps = steps[steps["gpu"] != target.name]
+        model = PerCallModel().fit(measured, devices, measured_steps)  # the steps give the step-level gap
+        return model, leave_one_gpu_out_log_errors(measured, measured_steps, devices)
 
     with threadpool_limits(limits=1):  # OpenMP threads of the boosting oversubscribe a small machine
         model, log_errors = cached_per_call_model(calls_data, target.name, fit)

@@ -20,7 +20,7 @@ from profcast.forecast.fitted_cache import cache_entry, cached_fit, files_finger
 from profcast.ingest.device_figures import DEVICE_CONFIGS, TEST_DEVICE_CONFIGS
 from profcast.regressors.per_call import PerCallModel
 
-CACHE_VERSION = 3  # bump when PerCallModel's features or fit change (3: the entry's files renamed)
+CACHE_VERSION = 4  # bump when PerCallModel's features or fit change (3: the entry's files renamed; 4: the step gap)
 ERRORS_FILE = "logo_log_errors.json"
 FINGERPRINTED = ("*.csv", "*.json")
 # what read_call_folder and neusight_device_figures read of a NeuSight checkout (not its kernel tables)

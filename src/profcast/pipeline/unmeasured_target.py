@@ -128,7 +128,7 @@ def target_rows(
     if anchor_runs.empty or anchor_calls.empty:
         raise ProfcastError(f"anchor={anchor}: no per-call records of it in {folder} to forecast {name} from")
     with threadpool_limits(limits=1):  # OpenMP threads of the boosting oversubscribe a small machine
-        model = PerCallModel(max_iter=max_iter).fit(calls, devices)
+        model = PerCallModel(max_iter=max_iter).fit(calls, devices, steps)  # the steps give the step-level gap
         errors = leave_one_gpu_out_log_errors(calls, steps, devices, max_iter=max_iter)
         rows = _forecast_rows(model, anchor_runs, anchor_calls, devices[anchor], figures)
     outside = figures_outside_range(figures, [devices[gpu] for gpu in model.gpus_])

@@ -21,8 +21,9 @@ time is not used); 1 carries the anchor's whole unexplained residual over to the
 unknown work (``known`` False) whose kind has a memory-bound canonical category (``BYTES_CATEGORIES``:
 normalization, activations, dropout, layout, ...) are forecast from their shapes: the roofline on
 bytes on the target (``kind_and_shapes_us``); the others (a category of heavy compute, or none) take
-the known calls' predicted/anchor time ratio of the same run. Both are counted. Step time is the sum of the calls times their repeats. The variants measured to choose
-this design (leave-one-GPU-out) are in docs/new-gpu.md.
+the known calls' predicted/anchor time ratio of the same run. Both are counted. Step time: the calls times their repeats
+summed, plus the step-level gap per call (``regressors/step_gap``, learned by ``fit`` from measured steps if given).
+The variants measured to choose this design (leave-one-GPU-out) are in docs/new-gpu.md.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 
 from profcast.errors import ProfcastError
 from profcast.regressors.call_costs import DEFAULT_DTYPE_BYTES, DTYPE_BYTES, OP_CLASSES, elements
+from profcast.regressors.step_gap import median_gap_per_call_us, with_step_gap
 from profcast.vocabulary import OTHER, load_mapping
 
 MATRIX_CLASSES = ("matmul", "conv")
@@ -146,17 +148,27 @@ class PerCallModel(BaseEstimator, RegressorMixin):
     """Learned efficiency over a per-call roofline, fitted on the calls of every measured GPU given."""
 
     def __init__(
-        self, tau_us=2.0, anchor_weight=0.0, max_iter=200, learning_rate=0.05, share_weight_power=0.5, random_state=0
+        self,
+        tau_us=2.0,
+        anchor_weight=0.0,
+        max_iter=200,
+        learning_rate=0.05,
+        share_weight_power=0.5,
+        random_state=0,
+        step_gap=True,
     ):
         self.tau_us = tau_us
+        self.step_gap = step_gap
         self.anchor_weight = anchor_weight
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.share_weight_power = share_weight_power
         self.random_state = random_state
 
-    def fit(self, calls: pd.DataFrame, devices: dict):
-        """Fit on measured calls (columns of ``ingest/neusight_calls`` + ``call_costs``) of GPUs in ``devices``."""
+    def fit(self, calls: pd.DataFrame, devices: dict, steps: pd.DataFrame | None = None):
+        """Fit on measured calls (columns of ``ingest/neusight_calls`` + ``call_costs``) of GPUs in ``devices``;
+        ``steps`` (``gpu``, run keys, ``e2e_us``) the same runs' measured steps, for the step-level gap."""
+        self.call_gap_us_ = median_gap_per_call_us(calls, steps) if self.step_gap and steps is not None else 0.0
         calls = calls[calls["known"] & (calls["time_us"] > 0)]
         missing = sorted(set(calls["gpu"]) - set(devices))
         if missing:
@@ -219,7 +231,10 @@ class PerCallModel(BaseEstimator, RegressorMixin):
             self.predict_calls(anchor_calls, anchor_figures, target_figures) * anchor_calls["repeat"]
         )
         frame["unknown_calls"] = (~anchor_calls["known"]).astype(int)
-        return frame.groupby(RUN_KEYS, as_index=False)[["predicted_us", "unknown_calls"]].sum()
+        frame["calls"] = anchor_calls["repeat"]
+        step = frame.groupby(RUN_KEYS, as_index=False)[["predicted_us", "unknown_calls", "calls"]].sum()
+        step["predicted_us"] = with_step_gap(step["predicted_us"], step["calls"], getattr(self, "call_gap_us_", 0.0))
+        return step.drop(columns="calls")
 
 
 def roofline_step_us(calls: pd.DataFrame, figures) -> pd.DataFrame:
@@ -323,7 +338,7 @@ def leave_one_gpu_out_log_errors(calls: pd.DataFrame, steps: pd.DataFrame, devic
     """
     errors = []
     for gpu in sorted(set(steps["gpu"]) & set(calls["gpu"])):
-        model = PerCallModel(**params).fit(calls[calls["gpu"] != gpu], devices)
+        model = PerCallModel(**params).fit(calls[calls["gpu"] != gpu], devices, steps[steps["gpu"] != gpu])
         own = calls[calls["gpu"] == gpu]
         forecast = model.set_params(anchor_weight=0.0).predict_step_us(own, devices[gpu], devices[gpu])
         joined = forecast.merge(steps[steps["gpu"] == gpu], on=RUN_KEYS)
