@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from profcast.errors import ProfcastError
+from profcast.regressors.matrix_features import is_matrix, matrix_features, units_precision, warm_l2_roofline_ms
 
 OP_KINDS = ("bmm", "linear", "gemm", "conv", "attention", "elementwise", "softmax", "layernorm")
 MATRIX_KINDS = ("bmm", "linear", "gemm", "conv", "attention")
@@ -55,14 +56,17 @@ def with_figures(rows: pd.DataFrame, figures: dict) -> pd.DataFrame:
     if missing:
         raise ProfcastError(f"no figures for GPU {missing[0]!r}; pass its figures file")
     peak = np.empty(len(rows))
+    units = rows["precision"].to_numpy(dtype=object).copy()
     for (gpu, kind, precision), index in rows.groupby(["gpu", "op_kind", "precision"]).indices.items():
         peak[index] = row_peak_tflops(kind, precision, figures[gpu])
+        units[index] = units_precision(precision, figures[gpu])
     device = {
         gpu: (f.memory_bandwidth_gbs, f.sm_count, f.l2_mb, getattr(f, "power_w", math.nan))
         for gpu, f in figures.items()
     }
     per_row = np.array([device[gpu] for gpu in rows["gpu"]], dtype=float).reshape(len(rows), 4)
     return rows.assign(
+        units_precision=units,
         peak_tflops=peak,
         bandwidth_gbs=per_row[:, 0],
         sm_count=per_row[:, 1],
@@ -96,6 +100,10 @@ def kernel_features(rows: pd.DataFrame, ops=()) -> pd.DataFrame:
     """The regressor's features of rows that carry their figures; ``ops`` the op names the fit knows."""
     flops = rows["flops"].to_numpy(dtype=float)
     moved = rows["bytes"].to_numpy(dtype=float)
+    matrix = is_matrix(rows)
+    # a matrix call's bytes that fit in L2 come from L2 (matrix_features): its roofline and intensity count DRAM bytes
+    roofline_us = np.where(matrix, warm_l2_roofline_ms(rows), roofline_ms(rows)) * 1e3
+    moved_from_memory = np.where(matrix & (moved <= rows["l2_mb"].to_numpy(dtype=float) * 1e6), 0.0, moved)
     peak = rows["peak_tflops"].to_numpy(dtype=float) * 1e12
     bandwidth = rows["bandwidth_gbs"].to_numpy(dtype=float) * 1e9
     waves, efficiency = wave_efficiency(rows)
@@ -103,12 +111,12 @@ def kernel_features(rows: pd.DataFrame, ops=()) -> pd.DataFrame:
         {
             "op_kind": pd.Categorical(rows["op_kind"], categories=OP_KINDS).codes,
             "op": pd.Categorical(rows["op"], categories=list(ops)).codes,
-            "precision": pd.Categorical(rows["precision"], categories=PRECISIONS).codes,
+            "precision": pd.Categorical(rows.get("units_precision", rows["precision"]), categories=PRECISIONS).codes,
             "phase": pd.Categorical(rows["phase"], categories=PHASES).codes,
-            "log_roofline_us": np.log10(roofline_ms(rows) * 1e3 + 1e-3),
+            "log_roofline_us": np.log10(roofline_us + 1e-3),
             "log_flops": np.log10(flops + 1),
             "log_bytes": np.log10(moved + 1),
-            "intensity_over_ridge": np.log10((flops + 1) / (moved + 1)) - np.log10(peak / bandwidth),
+            "intensity_over_ridge": np.log10((flops + 1) / (moved_from_memory + 1)) - np.log10(peak / bandwidth),
             "log_m": np.log10(rows["m"].to_numpy(dtype=float)),
             "log_n": np.log10(rows["n"].to_numpy(dtype=float)),
             "log_k": np.log10(rows["k"].to_numpy(dtype=float)),
@@ -120,6 +128,7 @@ def kernel_features(rows: pd.DataFrame, ops=()) -> pd.DataFrame:
             "log_bandwidth": np.log10(bandwidth),
             "log_sms": np.log10(rows["sm_count"].to_numpy(dtype=float)),
             "power_w": rows["power_w"].to_numpy(dtype=float),
+            **matrix_features(rows),
         },
         index=rows.index,
     )
@@ -139,7 +148,8 @@ class KernelModel(BaseEstimator, RegressorMixin):
         self.random_state = random_state
 
     def _base_ms(self, rows: pd.DataFrame) -> np.ndarray:
-        return roofline_ms(rows) + self.tau_us / 1e3
+        roofline = np.where(is_matrix(rows), warm_l2_roofline_ms(rows), roofline_ms(rows))
+        return roofline + self.tau_us / 1e3
 
     def fit(self, X: pd.DataFrame, y):
         """Fit on atlas rows with their figures (``with_figures``); ``y`` the measured latency in ms."""
