@@ -61,8 +61,6 @@ def matrix_features(rows: pd.DataFrame) -> dict[str, np.ndarray]:
     features = {
         "log_compute_us": np.log10(flops / peak * 1e6 + 1e-3),
         "log_dram_us": np.log10(dram_bytes(rows) / bandwidth * 1e6 + 1e-3),
-        # every byte from DRAM as well: how warm the L2 stays between repeats differs by GPU
-        "log_memory_us": np.log10(rows["bytes"].to_numpy(dtype=float) / bandwidth * 1e6 + 1e-3),
     }
     for tile_rows, tile_columns in TILE_SHAPES:
         tiles = output_tiles(rows, tile_rows, tile_columns)
