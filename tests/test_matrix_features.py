@@ -81,3 +81,20 @@ def test_a_held_out_gpu_is_forecast_from_its_own_figures(fitted):
     on_fast = fitted.predict(with_figures(gemm_rows("fast", shapes), {"fast": fast}))
     # compute-bound calls: the faster figures give a faster forecast, by about the peaks' ratio
     assert np.all(on_slow / on_fast > 1.5), on_slow / on_fast
+
+
+def test_matrix_and_vector_calls_are_forecast_by_sub_models_of_their_own():
+    seen = [gpu("small", 10.0, 500.0, 40, 100.0), gpu("big", 60.0, 3000.0, 132, 900.0)]
+    gemms = synthetic_atlas(seen)
+    # element-wise rows: 2 bytes in and out per element, memory bound at 70% of the bandwidth plus 3 us
+    vector = gemms.assign(op_kind="elementwise", op="add", k=np.nan, flops=gemms["m"] * gemms["n"])
+    vector = vector.assign(bytes=8.0 * vector["flops"])
+    vector = vector.assign(latency_ms=roofline_ms(vector) / 0.7 + 0.003)
+    both = pd.concat([gemms, vector], ignore_index=True)
+    with threadpool_limits(limits=1):
+        split = KernelModel(max_iter=50, gpu_features=False).fit(both, both["latency_ms"])
+        vector_only = KernelModel(max_iter=50, gpu_features=False).fit(vector, vector["latency_ms"])
+    assert sorted(split.family_models_) == ["matrix", "vector"]
+    # the vector forecasts do not depend on which matrix calls were fitted beside them
+    assert split.predict(vector) == pytest.approx(vector_only.predict(vector))
+    assert np.all(np.isfinite(split.predict(both)))

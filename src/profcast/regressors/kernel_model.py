@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from profcast.errors import ProfcastError
@@ -32,6 +32,7 @@ TILE = 128  # the output tile edge of the common tensor-core GEMM kernels (cuBLA
 GPU_FEATURES = ("log_peak", "log_bandwidth", "log_sms", "power_w")
 CATEGORICAL = ("op_kind", "op", "precision", "phase")
 FIGURE_COLUMNS = ("peak_tflops", "bandwidth_gbs", "sm_count", "l2_mb", "power_w")
+FAMILIES = {True: "matrix", False: "vector"}  # is_matrix -> the sub-model a call belongs to
 FIGURES_NEEDED = "a figures file with this precision's peak (docs/kernels.md)"
 
 
@@ -138,9 +139,17 @@ class KernelModel(BaseEstimator, RegressorMixin):
     """Learned log efficiency over each kernel call's roofline, fitted on the calls of the measured GPUs."""
 
     def __init__(
-        self, tau_us=2.0, max_iter=300, learning_rate=0.1, max_leaf_nodes=63, gpu_features=True, random_state=0
+        self,
+        tau_us=2.0,
+        max_iter=300,
+        learning_rate=0.1,
+        max_leaf_nodes=63,
+        gpu_features=True,
+        random_state=0,
+        per_family=True,
     ):
         self.tau_us = tau_us
+        self.per_family = per_family
         self.gpu_features = gpu_features
         self.max_iter = max_iter
         self.learning_rate = learning_rate
@@ -158,6 +167,15 @@ class KernelModel(BaseEstimator, RegressorMixin):
         if not usable.any():
             raise ProfcastError("no measured kernel call with a known peak and bandwidth to fit the kernel model on")
         X = X[usable]
+        self.gpus_ = sorted(set(X["gpu"]))
+        if self.per_family:  # matrix and vector calls each get a model of their own (docs/kernels.md)
+            unsplit = clone(self).set_params(per_family=False)
+            families = pd.Series(is_matrix(X), index=X.index).map(FAMILIES)
+            self.family_models_ = {
+                family: clone(unsplit).fit(X[families == family], latency[usable][(families == family).to_numpy()])
+                for family in sorted(set(families))
+            }
+            return self
         self.ops_ = sorted(set(X["op"]))
         features = kernel_features(X, self.ops_)
         # a figure no fitted GPU has (power in NeuSight's configs) is dropped: the booster refuses all-NaN columns
@@ -171,10 +189,16 @@ class KernelModel(BaseEstimator, RegressorMixin):
             categorical_features=[c for c in CATEGORICAL if c in self.features_],
             random_state=self.random_state,
         ).fit(features[self.features_], np.log(latency[usable] / self._base_ms(X)))
-        self.gpus_ = sorted(set(X["gpu"]))
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Each row's forecast latency in ms on its GPU (NaN when its figures lack the precision's peak)."""
+        if self.per_family:
+            families = pd.Series(is_matrix(X), index=X.index).map(FAMILIES).to_numpy()
+            forecast = np.full(len(X), np.nan)
+            for family, model in self.family_models_.items():
+                if (families == family).any():  # the booster refuses an empty frame
+                    forecast[families == family] = model.predict(X[families == family])
+            return forecast
         features = kernel_features(X, self.ops_)[self.features_]
         return self._base_ms(X) * np.exp(self.regressor_.predict(features))
