@@ -10,6 +10,8 @@ wave quantisation ``tiles / (ceil(tiles / SMs) * SMs)`` of 128x128 output tiles,
 the GPU itself (peak, bandwidth, SMs, L2, power), so a GPU nobody measured is described by the same
 features as the measured ones. ``with_figures`` joins the figures to the rows; the estimator then
 follows scikit-learn's conventions (``fit(X, y)`` with ``y`` the latency in ms, ``predict(X)``).
+Matrix calls get more features and a warm-L2 roofline (``matrix_features``); with ``per_family`` (the
+default) matrix and vector calls are fitted as two sub-models, so neither family's rows move the other's.
 """
 
 from __future__ import annotations

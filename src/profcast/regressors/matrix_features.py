@@ -1,4 +1,4 @@
-"""What the kernel model knows of matrix calls (bmm, linear, gemm, attention) beyond their roofline.
+"""What the kernel model knows of matrix calls (bmm, linear, gemm, conv, attention) beyond their roofline.
 
 Two things, each measured in docs/kernels.md:
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-MATRIX_KINDS = ("bmm", "linear", "gemm", "attention")
+MATRIX_KINDS = ("bmm", "linear", "gemm", "conv", "attention")  # as kernel_model.MATRIX_KINDS
 TILE_SHAPES = ((64, 64), (128, 256), (256, 128))  # (rows, columns) of the output tile, beside 128x128
 
 
