@@ -6,7 +6,8 @@
 For each held-out GPU the kernel model (``regressors/kernel_model``) is fitted on every atlas row of the
 *other* GPUs (both sources; at most ``--rows-per-group`` rows per GPU, op kind, precision and split,
 drawn at random, so a fit stays within a minute on two busy cores; only the call-relative features
-unless ``--gpu-features``, which measured worse) and forecasts the held-out GPU's
+unless ``--gpu-features``, which measured worse; matrix and vector calls as two sub-models unless
+``--joint``) and forecasts the held-out GPU's
 rows from its figures alone. Scored rows: (a) NeuSight's paired test set (``split`` test) by operator
 class, beside NeuSight's published out-of-distribution errors; (b) AIConfigurator GEMMs, bf16 and fp8;
 (c) AIConfigurator prefill attention, bf16. Methods: ``ours``; ``roofline`` (max(FLOPs / peak,
@@ -232,6 +233,9 @@ def main(argv=None) -> int:
         "--gpu-features", action="store_true", help="also fit on the GPU's own figures (peak, bandwidth, SMs, power)"
     )
     parser.add_argument("--max-iter", type=int, default=150, help="boosting iterations of each fit")
+    parser.add_argument(
+        "--joint", action="store_true", help="one model for matrix and vector calls (default: one sub-model each)"
+    )
     parser.add_argument("--gpu", action="append", default=None, help="hold out only these GPUs (default: all)")
     args = parser.parse_args(argv)
 
@@ -250,6 +254,7 @@ def main(argv=None) -> int:
                 max_iter=args.max_iter,
                 learning_rate=0.15,
                 gpu_features=args.gpu_features,
+                per_family=not args.joint,
             )
         lines = summary_lines(records, published_ood(args.data))
         print("\n".join(lines))
