@@ -36,7 +36,7 @@ from benchmarks.kernel_tables import (
 )
 from profcast.cli import run_cli
 from profcast.errors import ProfcastError
-from profcast.regressors.kernel_model import KernelModel, roofline_ms, with_figures
+from profcast.regressors.kernel_model import MEASURED_SETTINGS, KernelModel, roofline_ms, with_figures
 
 SHAPE_KEYS = ["source", "op_kind", "op", "precision", "phase", "batch", "m", "n", "k", "kv_heads", "split"]
 GROUP_KEYS = ["gpu", "op_kind", "precision", "split"]
@@ -232,7 +232,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--gpu-features", action="store_true", help="also fit on the GPU's own figures (peak, bandwidth, SMs, power)"
     )
-    parser.add_argument("--max-iter", type=int, default=150, help="boosting iterations of each fit")
+    parser.add_argument(
+        "--max-iter", type=int, default=MEASURED_SETTINGS["max_iter"], help="boosting iterations of each fit"
+    )
     parser.add_argument(
         "--joint", action="store_true", help="one model for matrix and vector calls (default: one sub-model each)"
     )
@@ -252,7 +254,7 @@ def main(argv=None) -> int:
                 gpus=args.gpu,
                 json_path=args.json,
                 max_iter=args.max_iter,
-                learning_rate=0.15,
+                learning_rate=MEASURED_SETTINGS["learning_rate"],
                 gpu_features=args.gpu_features,
                 per_family=not args.joint,
             )

@@ -38,7 +38,7 @@ from profcast.ingest.device_figures import read_device_figures
 from profcast.ingest.gpu_spec_sheet import with_spec_sheet
 from profcast.ingest.trace_calls import read_trace_calls
 from profcast.regressors.call_costs import DEFAULT_DTYPE_BYTES, DTYPE_BYTES, add_call_costs, elements
-from profcast.regressors.kernel_model import KernelModel, with_figures
+from profcast.regressors.kernel_model import MEASURED_SETTINGS, KernelModel, with_figures
 from profcast.regressors.per_call import kind_and_shapes_us, roofline_us
 
 HALF_PRECISIONS = {"bfloat16": "bf16", "float16": "fp16"}
@@ -54,7 +54,7 @@ ATLAS_OPS = {
 }
 ATLAS_OPS |= {"layer_norm": "layer_norm", "_softmax": "softmax", "native_layer_norm_backward": "layer_norm"}
 ROWS_PER_GROUP = 300  # atlas rows per GPU, op kind, precision and split the model is fitted on (a 2-3 s fit)
-KERNEL_CACHE_VERSION = 1  # bump when fit_kernel_model's sampling or KernelModel's fit change
+KERNEL_CACHE_VERSION = 2  # bump when fit_kernel_model's sampling or KernelModel's fit change (2: measured settings)
 ROUTES = ("kernel model", "kind and shapes", "no device work")
 TOP_OPS = 5
 
@@ -126,7 +126,7 @@ def fit_kernel_model(atlas_data, left_out: str, rows_per_group: int = ROWS_PER_G
     )
     training = with_figures(training.reset_index(drop=True), figures)
     with threadpool_limits(limits=1):  # OpenMP threads of the boosting oversubscribe a small machine
-        return KernelModel().fit(training, training["latency_ms"]), figures
+        return KernelModel(**MEASURED_SETTINGS).fit(training, training["latency_ms"]), figures
 
 
 def cached_kernel_model(atlas_data, left_out: str, rows_per_group: int = ROWS_PER_GROUP, cache_dir=None) -> KernelModel:
@@ -135,7 +135,7 @@ def cached_kernel_model(atlas_data, left_out: str, rows_per_group: int = ROWS_PE
     Keyed (``forecast/fitted_cache``) by every file under the atlas folders (path, size, mtime), the GPU
     left out, the rows per group and the model's settings.
     """
-    settings = {"rows_per_group": rows_per_group, "model": KernelModel().get_params()}
+    settings = {"rows_per_group": rows_per_group, "model": KernelModel(**MEASURED_SETTINGS).get_params()}
     salt = f"v{KERNEL_CACHE_VERSION}|{left_out}|{json.dumps(settings, sort_keys=True, default=str)}"
     entry = cache_entry("kernel-model", files_fingerprint(atlas_data, ("*",), salt), cache_dir)
     model, _ = cached_fit(entry, lambda: (fit_kernel_model(atlas_data, left_out, rows_per_group)[0], {}), KernelModel)

@@ -36,6 +36,9 @@ CATEGORICAL = ("op_kind", "op", "precision", "phase")
 FIGURE_COLUMNS = ("peak_tflops", "bandwidth_gbs", "sm_count", "l2_mb", "power_w")
 FAMILIES = {True: "matrix", False: "vector"}  # is_matrix -> the sub-model a call belongs to
 FIGURES_NEEDED = "a figures file with this precision's peak (docs/kernels.md)"
+# the settings benchmarks/kernels.py measured (docs/kernels.md): what a forecast should fit with, not the
+# estimator's defaults (the GPU features measured worse)
+MEASURED_SETTINGS = {"max_iter": 150, "learning_rate": 0.15, "gpu_features": False}
 
 
 def row_peak_tflops(op_kind: str, precision: str, figures) -> float:
