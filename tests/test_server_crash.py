@@ -55,14 +55,27 @@ def make(target: str, folder, port: int) -> subprocess.CompletedProcess:
     return done
 
 
+def gone(still_there, timeout_s: float = 60) -> None:
+    """Wait until ``still_there()`` is false: a killed process is gone once the kernel has ended it."""
+    deadline = time.monotonic() + timeout_s
+    while still_there():
+        assert time.monotonic() < deadline, "the killed process is still there"
+        time.sleep(0.1)
+
+
 def a_sweep_midway(uri: str, tmp_path):
-    """A ratio,lr sweep on the embedded data (9 targets a job), returned once a job is midway."""
+    """A ratio,lr sweep on the embedded data (9 targets a job), returned once a job is midway.
+
+    Its jobs log metrics only (no figures, no size what-if, no model): the crash is the point, and a job's
+    9 targets keep it running long enough to be caught midway."""
     experiment, sweep_dir = f"crash-{uuid.uuid4().hex[:6]}", str(tmp_path / "sweep")
     sweep = start_sweep(
         [
             "anchor=g3s.xlarge",
             "regressor=ratio,lr",
             "log_model=false",
+            "log_plots=false",
+            "whatif=none",
             f"tracking_uri={uri}",
             f"mlflow_experiment={experiment}",
             f"hydra.sweep.dir={sweep_dir}",
@@ -91,7 +104,7 @@ def test_after_its_postmaster_is_killed_mid_sweep_make_tracking_server_brings_it
     sweep, client, experiment, sweep_dir = a_sweep_midway(postgres_tracking_server, tmp_path)
     try:
         os.kill(postmaster_pid(folder / "postgres"), signal.SIGKILL)
-        time.sleep(3)
+        gone(lambda: postgres_running(folder))
         assert (folder / "postgres" / "postmaster.pid").exists()  # a real crash leaves it
         down = status_of(folder, port)
         assert down.returncode == 1 and "PostgreSQL not running" in down.stdout, down.stdout + down.stderr
@@ -104,7 +117,7 @@ def test_after_its_postmaster_is_killed_mid_sweep_make_tracking_server_brings_it
 
     # Stop and start after the same crash: `pg_ctl stop` alone fails on the stale pid file.
     os.kill(postmaster_pid(folder / "postgres"), signal.SIGKILL)
-    time.sleep(3)
+    gone(lambda: postgres_running(folder))
     assert "tracking server stopped" in make("tracking-server-stop", folder, port).stdout
     assert not postgres_running(folder) and not (folder / "postgres" / "postmaster.pid").exists()
     make("tracking-server", folder, port)
@@ -121,7 +134,7 @@ def test_after_its_mlflow_server_is_killed_and_its_state_file_cut_short_make_tra
     try:
         os.kill(state.pid, signal.SIGKILL)  # the server process alone: its workers live on, orphaned
         (folder / "server.json").write_text(json.dumps(state.__dict__)[:20])  # and our state file half-written
-        time.sleep(3)
+        gone(lambda: tracking_server.mlflow_server_alive(state))
         down = status_of(folder, state.port)
         assert down.returncode == 1 and "not running" in down.stdout, down.stdout + down.stderr
         make("tracking-server", folder, state.port)
