@@ -27,10 +27,10 @@ from tests.test_scale import sweep_runs, wait_until_a_job_is_midway
 
 pytestmark = pytest.mark.integration
 
-# A restart on a loaded 2-core machine can take longer than profcast's default 2 minutes of retries: 10 retries
-# at a quarter of MLflow's default backoff wait about as long in all (6 minutes), but the sweep goes on within
-# seconds of the restart instead of sleeping out a long backoff step.
-PATIENT_CLIENT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "10", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0.5"}
+# A restart on a loaded 2-core machine can take longer than profcast's default 2 minutes of retries: 9 retries
+# at half MLflow's default backoff (an integer, 2) wait about as long in all (6 minutes), but the sweep goes on
+# sooner after the restart instead of sleeping out a long backoff step.
+PATIENT_CLIENT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "9", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
 
 def status_of(folder, port: int) -> subprocess.CompletedProcess:
