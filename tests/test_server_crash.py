@@ -65,6 +65,23 @@ def gone(still_there, timeout_s: float = 60) -> None:
         time.sleep(0.1)
 
 
+def has_pid(pid: int) -> bool:
+    """Whether ``pid`` is still taken: a killed process not yet reaped still holds it, and PostgreSQL's start
+    takes a lock file whose pid is taken for another postmaster's."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def kill_the_postmaster(folder) -> None:
+    """SIGKILL the postmaster (what the OOM killer does) and wait until the kernel has ended it."""
+    pid = postmaster_pid(folder / "postgres")
+    os.kill(pid, signal.SIGKILL)
+    gone(lambda: has_pid(pid))
+
+
 def a_sweep_midway(uri: str, tmp_path):
     """A ratio,lr sweep on the embedded data (9 targets a job), returned once a job is midway.
 
@@ -105,8 +122,7 @@ def test_after_its_postmaster_is_killed_mid_sweep_make_tracking_server_brings_it
     folder, port = postgres_tracking_server_folder, tracking_server.read_state(postgres_tracking_server_folder).port
     sweep, client, experiment, sweep_dir = a_sweep_midway(postgres_tracking_server, tmp_path)
     try:
-        os.kill(postmaster_pid(folder / "postgres"), signal.SIGKILL)
-        gone(lambda: postgres_running(folder))
+        kill_the_postmaster(folder)
         assert (folder / "postgres" / "postmaster.pid").exists()  # a real crash leaves it
         down = status_of(folder, port)
         assert down.returncode == 1 and "PostgreSQL not running" in down.stdout, down.stdout + down.stderr
@@ -118,8 +134,7 @@ def test_after_its_postmaster_is_killed_mid_sweep_make_tracking_server_brings_it
     assert_no_run_running(client, experiment, sweep_dir, output)
 
     # Stop and start after the same crash: `pg_ctl stop` alone fails on the stale pid file.
-    os.kill(postmaster_pid(folder / "postgres"), signal.SIGKILL)
-    gone(lambda: postgres_running(folder))
+    kill_the_postmaster(folder)
     assert "tracking server stopped" in make("tracking-server-stop", folder, port).stdout
     assert not postgres_running(folder) and not (folder / "postgres" / "postmaster.pid").exists()
     make("tracking-server", folder, port)
