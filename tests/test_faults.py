@@ -17,7 +17,13 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from profcast.train import train
 from tests.bad_input_cases import error_lines
+from tests.conftest import compose_train, mlflow_reset_tracking_uri, store_with_trained_job
+
+# A small job that still logs runs, metrics, figures and a model: one target, no size what-if. The faults
+# below are the store's and the disk's; the job itself only has to write to them.
+SMALL_JOB = ("target=fast.gpu", "whatif=none")
 
 
 def train_args(table: Path, uri: str, *extra: str) -> list[str]:
@@ -28,6 +34,7 @@ def train_args(table: Path, uri: str, *extra: str) -> list[str]:
         f"data.path={table}",
         "anchor=slow.gpu",
         "regressor=ratio",
+        *SMALL_JOB,
         f"tracking_uri={uri}",
         *extra,
     ]
@@ -47,21 +54,23 @@ def assert_one_error_line(result, words: str) -> str:
     return lines[0]
 
 
-def test_a_truncated_sqlite_store_is_named_and_a_new_one_can_start(run_cli, profile_csv, tmp_path):
-    database = tmp_path / "store" / "mlflow.db"
-    uri = f"sqlite:///{database}"
-    assert run_cli(train_args(profile_csv, uri), timeout=300).returncode == 0
+def test_a_truncated_sqlite_store_is_named_and_a_new_one_can_start(run_cli, profile_csv, tmp_path, trained_job):
+    # A store a job has written to (the shared job's, copied): the fault is cutting it short, not the job.
+    database = tmp_path / "store" / "mlruns" / "mlflow.db"
+    uri = store_with_trained_job(trained_job, tmp_path / "store")["uri"]
+    assert uri == f"sqlite:///{database}"  # (read by no client here: one would keep the old file open)
     whole = database.stat().st_size
     with open(database, "r+b") as handle:
         handle.truncate(whole * 9 // 10)  # the tail of the file is gone, the header still says how long it was
-    refused = run_cli(train_args(profile_csv, uri), timeout=300)
+    args = train_args(profile_csv, uri, "log_plots=false", "log_model=false")  # the store is the point here
+    refused = run_cli(args, timeout=300)
     line = assert_one_error_line(
         refused, f"tracking store {uri} is truncated: {whole * 9 // 10:,} of its {whole:,} bytes"
     )
     assert f"mv {database} {database}.broken" in line
     assert database.stat().st_size == whole * 9 // 10  # nothing was written over it
     database.rename(database.with_name("mlflow.db.broken"))  # what the line says to do
-    rerun = run_cli(train_args(profile_csv, uri), timeout=300)
+    rerun = run_cli(args, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert set(statuses(uri).values()) == {"FINISHED"}
 
@@ -95,14 +104,18 @@ def fill(folder: Path, leave_bytes: int) -> Path:
 
 
 def test_a_disk_full_while_logging_fails_the_run_in_one_line_and_a_rerun_completes(
-    run_cli, profile_csv, tmp_path, small_disk
+    run_cli, profile_csv, tmp_path, small_disk, empty_tracking_database
 ):
+    shutil.copy(empty_tracking_database, tmp_path / "mlflow.db")  # its tables made: no migrations to wait for
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     experiment = "artifacts-on-a-small-disk"
     MlflowClient(uri).create_experiment(experiment, artifact_location=(small_disk / "artifacts").as_uri())
     args = train_args(profile_csv, uri, f"mlflow_experiment={experiment}")
-    first = run_cli(args, timeout=300)
-    assert first.returncode == 0, first.stderr[-3000:]
+    # The earlier job, trained in this process: it only has to leave finished runs and a model on the disk.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("PROFCAST_PARENT_RUN_ID", raising=False)
+        train(compose_train(args[2:]))
+    mlflow_reset_tracking_uri()
     jobs_before = statuses(uri, experiment)
     assert set(jobs_before.values()) == {"FINISHED"}
 

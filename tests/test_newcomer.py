@@ -17,14 +17,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from profcast.champions.register import best_runs_by_anchor, champion_uri
+from profcast.champions.register import best_runs_by_anchor, champion_uri, register_job
 from profcast.config import CONF_DIR, cache_root
 from profcast.datasets.fingerprint import data_fingerprint
 from profcast.progress import attached_to_terminal, track
 from profcast.tracking import provenance
 from profcast.tracking.store import DEFAULT_TRACKING_URI, tracking_uri
 from profcast.train import train
-from tests.conftest import REPO, compose_train, synthetic_profiles
+from tests.conftest import REPO, TRAINED_JOB_ANCHOR, compose_train, synthetic_profiles
 
 EXAMPLES = REPO / "examples"
 
@@ -80,7 +80,7 @@ def test_default_store_is_mlflows_own_and_the_environment_still_wins(monkeypatch
 
 
 def test_plain_mlflow_in_the_same_folder_sees_the_job_and_artifacts_stay_in_mlruns(python_in, project_folder):
-    train(small_job(project_folder / "profiles.csv", "target=fast.gpu"))
+    train(small_job(project_folder / "profiles.csv", "target=fast.gpu", "whatif=none", "log_plots=false"))
     assert not (project_folder / "mlruns" / "mlflow.db").exists()
     experiment = mlflow.get_experiment_by_name("profcast")
     assert experiment.artifact_location.startswith((project_folder / "mlruns").as_uri())
@@ -142,12 +142,16 @@ def test_job_run_names_its_data_logs_a_dataset_input_and_a_target_summary(projec
     )
 
 
-def test_predict_on_the_example_profile_names_version_data_and_warns_on_generated(python_in, project_folder):
-    cfg = compose_train(
-        ["anchor=g3s.xlarge", "target=[p3.2xlarge,p2.xlarge]", "regressor=ratio", "registry.register_single=true"]
-    )
-    train(cfg)
+def test_predict_on_the_example_profile_names_version_data_and_warns_on_generated(
+    python_in, project_folder, trained_job
+):
+    # The shared job (a ratio job on the embedded generated data, from g3s.xlarge) in this folder's default
+    # store, registered as `registry.register_single=true` registers a job trained here.
+    shutil.copy(trained_job["folder"] / "mlruns" / "mlflow.db", project_folder / "mlflow.db")
+    cfg = compose_train([f"anchor={TRAINED_JOB_ANCHOR}", "registry.register_single=true"])
+    register_job(trained_job["model_uri"].split("/")[1], cfg.registry.alias, cfg.registry.metric)
     version = mlflow.MlflowClient().get_model_version_by_alias("profcast-g3s.xlarge", "champion")
+    assert version.run_id == trained_job["model_uri"].split("/")[1]
     plot = project_folder / "ranking.png"
     shown = python_in(
         project_folder,

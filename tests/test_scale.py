@@ -21,6 +21,7 @@ from hydra.types import RunMode
 from mlflow import MlflowClient
 from omegaconf import open_dict
 
+from profcast.hosting.model_server import free_loopback_port
 from profcast.tracking.sweep_runs import SWEEP_DIR_TAG, end_sweep, job_parent_run
 from profcast.train import train
 from tests.fixtures_scale import (
@@ -94,7 +95,7 @@ def test_ray_launcher_joining_a_cluster_refuses_a_sqlite_store(run_cli, tracking
         "profcast.train",
         "-m",
         "hydra/launcher=ray",
-        "+hydra.launcher.ray.init.address=10.9.8.7:6379",
+        f"+hydra.launcher.ray.init.address=127.0.0.1:{free_loopback_port()}",  # any address: refused before joining
         "regressor=ratio,lr",
     ]
     done = run_cli(command[1:], env=worker_environment(MLFLOW_TRACKING_URI=tracking_uri), timeout=300)

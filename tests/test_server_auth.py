@@ -127,6 +127,9 @@ def test_a_job_without_a_login_fails_in_one_line_and_with_the_file_it_logs(
         f"data.path={profile_csv}",
         "anchor=slow.gpu",
         "regressor=ratio",
+        "target=fast.gpu",  # the smallest job: the login is the point
+        "whatif=none",
+        "log_plots=false",
         "log_model=false",
         f"tracking_uri={postgres_tracking_server}",
         f"mlflow_experiment=auth-{uuid.uuid4().hex[:6]}",

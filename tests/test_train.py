@@ -7,6 +7,7 @@ import pytest
 
 from profcast.errors import ProfcastError
 from profcast.train import train
+from tests.test_bad_input import train_in_process
 
 TARGET_METRICS = {
     "mape_mean",
@@ -126,14 +127,19 @@ def bad_tables(tmp_path, profile_table):
     yield "empty", [f"data.path={empty}"], "empty.csv: the file is empty"
 
 
+# The two ways the command turns a refusal into one line, each in a real process: a user error raised inside
+# the job (run_job) and one raised composing the config (profcast.train.command). The other cases take one of
+# these two paths; they run in this process, through the same run_job (exit code and stderr as the command's).
+REFUSED_IN_A_PROCESS = ("negative", "unknown_pairing")
+
+
 def test_bad_input_fails_in_one_line_and_keeps_earlier_runs(
-    run_train, tmp_path, profile_csv, profile_table, tracking_uri
+    run_train, tmp_path, profile_csv, profile_table, tracking_uri, compose_config, capsys
 ):
-    good = run_train(
-        *file_overrides(profile_csv, "regressor=ratio", "target=fast.gpu", "log_model=false"), env_uri=tracking_uri
-    )
-    assert good.returncode == 0, good.stderr
+    # The earlier runs, trained in this process: what matters is that the refusals below leave them alone.
+    train(compose_config(file_overrides(profile_csv, "regressor=ratio", "target=fast.gpu", "log_model=false")))
     before = runs_of(tracking_uri)[["run_id", "status"]]
+    assert set(before["status"]) == {"FINISHED"}
     cases = list(bad_tables(tmp_path, profile_table)) + [
         (
             "unknown_anchor",
@@ -147,12 +153,17 @@ def test_bad_input_fails_in_one_line_and_keeps_earlier_runs(
         ),
         ("no_path", [], "data=file needs data.path=PATH"),
     ]
+    assert set(REFUSED_IN_A_PROCESS) <= {name for name, _, _ in cases}
     for name, overrides, words in cases:
-        result = run_train("data=file", "anchor=slow.gpu", *overrides, env_uri=tracking_uri)
-        assert result.returncode == 2, (name, result.stderr)
-        error_lines = [line for line in result.stderr.splitlines() if line.startswith("profcast: error:")]
-        assert len(error_lines) == 1 and words in error_lines[0], (name, result.stderr)
-        assert "Traceback" not in result.stderr, name
+        if name in REFUSED_IN_A_PROCESS:
+            result = run_train("data=file", "anchor=slow.gpu", *overrides, env_uri=tracking_uri)
+            code, stderr = result.returncode, result.stderr
+        else:
+            code, stderr = train_in_process(["data=file", "anchor=slow.gpu", *overrides], capsys)
+        assert code == 2, (name, stderr)
+        error_lines = [line for line in stderr.splitlines() if line.startswith("profcast: error:")]
+        assert len(error_lines) == 1 and words in error_lines[0], (name, stderr)
+        assert "Traceback" not in stderr, name
     after = runs_of(tracking_uri)[["run_id", "status"]]
     pd.testing.assert_frame_equal(
         after.sort_values("run_id").reset_index(drop=True), before.sort_values("run_id").reset_index(drop=True)
