@@ -1,6 +1,7 @@
 """The test tiers: each test marked ``integration`` or ``e2e`` from the fixtures it uses, the default tier in-process.
 
-tests/conftest.py imports the hooks below; docs/testing.md says which fixture puts a test in which tier.
+tests/conftest.py imports the hooks below; docs/testing.md says which fixture puts a test in which tier, and
+which tests a parallel run (pytest-xdist) keeps on one worker (``parallel_group``).
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ def module_of(item) -> str:
 
 def module_fixtures_of(item) -> set[str]:
     """The module-scoped fixtures ``item`` uses that its own module defines (conftest's autouse one is cheap)."""
-    used = {name: definitions[-1] for name, definitions in item._fixtureinfo.name2fixturedefs.items() if definitions}
+    info = getattr(item, "_fixtureinfo", None)  # a test function's; other items (a doctest) share no fixtures
+    definitions_by_name = info.name2fixturedefs if info is not None else {}
+    used = {name: definitions[-1] for name, definitions in definitions_by_name.items() if definitions}
     return {
         name
         for name, fixture in used.items()
