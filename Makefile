@@ -7,12 +7,13 @@ sweep:  ## the four study regressors on the embedded default, anchor g3s.xlarge
 	python -m profcast.train -m regressor=rf,knn,dt,lr anchor=g3s.xlarge
 test:  ## the default tier: in-process tests only (docs/testing.md)
 	python -m pytest
-test-integration:  ## the tests that start a process, a server or a browser
-	python -m pytest -m integration
-test-e2e:  ## real sweeps, real data, real training jobs end to end
-	python -m pytest -m e2e
-test-all:  ## every tier, as CI runs them
-	python -m pytest -m ""
+test-integration:  ## the tests that start a process, a server or a browser (two workers, pytest-xdist)
+	python -m pytest -m integration -n 2 --dist loadgroup
+test-e2e:  ## real sweeps, real data, real training jobs end to end (two workers, pytest-xdist)
+	python -m pytest -m e2e -n 2 --dist loadgroup
+test-all:  ## every tier, as CI runs them: the default tier first (fails fast), then the others on two workers
+	python -m pytest
+	python -m pytest -m "integration or e2e" -n 2 --dist loadgroup
 test-shuffled:  ## the default tier in a random order (pytest-randomly; the seed is printed)
 	python -m pytest -p randomly
 ui:  ## the MLflow UI on this project's runs

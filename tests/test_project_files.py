@@ -30,5 +30,18 @@ def test_ci_runs_the_readme_test_command():
     assert f"{install} && {test_command}" in readme
     assert [line for line in ci_lines if line.startswith("pip install")] == [install]
     tiers = [line for line in ci_lines if line.startswith(test_command)]
-    assert tiers == [test_command, f"{test_command} -m integration", f"{test_command} -m e2e"]
+    assert tiers == [test_command, f'{test_command} -m "integration or e2e" -n 2 --dist loadgroup']
     assert ci_lines.index(install) < ci_lines.index(test_command)
+
+
+def test_make_test_all_runs_the_tiers_as_ci_does():
+    """`make test-all` is CI's test lines, in CI's order: the default tier, then the others on two workers."""
+    makefile = (REPO / "Makefile").read_text().splitlines()
+    start = next(number for number, line in enumerate(makefile) if line.startswith("test-all:"))
+    recipe = []
+    for line in makefile[start + 1 :]:
+        if not line.startswith("\t"):
+            break
+        recipe.append(line.strip())
+    ci_tiers = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line.startswith("python -m pytest")]
+    assert recipe == ci_tiers

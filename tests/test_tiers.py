@@ -7,7 +7,15 @@ import sys
 
 import pytest
 
-from tests.tiers import E2E_FIXTURES, INTEGRATION_FIXTURES, starts_a_process, tier_of
+from tests.tiers import (
+    E2E_FIXTURES,
+    INTEGRATION_FIXTURES,
+    parallel_group,
+    starts_a_process,
+    tier_of,
+)
+
+pytest_plugins = ["pytester"]  # runs the tier hook on test files of its own
 
 
 class FakeItem:
@@ -64,3 +72,69 @@ def test_a_default_tier_test_that_starts_python_fails_naming_the_fixture():
     with pytest.raises(pytest.fail.Exception, match="run_cli"):
         subprocess.run([sys.executable, "-c", "pass"], check=False)
     assert subprocess.run(["true"], check=False).returncode == 0  # other tools still run
+
+
+@pytest.mark.parametrize(
+    "fixtures, module_fixtures, module_uses_postgres, group",
+    [
+        (["tmp_path", "run_cli", "trained_job"], set(), False, None),  # session fixtures only: any worker
+        (["server", "model_server", "trained"], {"server", "trained"}, False, "tests/test_x.py"),
+        (["postgres_tracking_server", "postgres_tracking_server_folder"], set(), False, "postgres"),
+        (["sweep", "tmp_path"], {"sweep"}, True, "postgres"),  # shares a module fixture with a PostgreSQL test
+        (["tmp_path"], set(), True, None),  # nothing shared with them
+    ],
+)
+def test_a_parallel_run_keeps_what_tests_share_on_one_worker(fixtures, module_fixtures, module_uses_postgres, group):
+    assert parallel_group("tests/test_x.py", fixtures, module_fixtures, module_uses_postgres) == group
+
+
+SHARING_FILES = {
+    "test_shares": """
+import pytest
+
+@pytest.fixture(scope="module")
+def sweep():
+    return "built once per worker"
+
+def test_alone(tmp_path):
+    pass
+
+def test_first(sweep):
+    pass
+
+def test_second(sweep, tmp_path):
+    pass
+""",
+    "test_server": """
+import pytest
+
+@pytest.fixture(scope="session")
+def postgres_tracking_server_folder():
+    return "started once per run"
+
+@pytest.fixture(scope="module")
+def jobs():
+    return "trained once"
+
+def test_on_the_server(postgres_tracking_server_folder, jobs):
+    pass
+
+def test_beside_it(jobs):
+    pass
+""",
+}
+
+
+def test_the_hook_groups_the_tests_that_share_a_module_fixture_or_the_server(pytester):
+    """Through pytest's own collection: the groups pytest-xdist's loadgroup reads, per collected test."""
+    pytester.makeconftest("from tests.tiers import pytest_collection_modifyitems  # noqa: F401")
+    pytester.makepyfile(**SHARING_FILES)
+    items, _ = pytester.inline_genitems("-m", "", "-p", "no:randomly")
+    groups = {item.name: [mark.args[0] for mark in item.iter_markers("xdist_group")] for item in items}
+    assert groups == {
+        "test_alone": [],
+        "test_first": ["test_shares.py"],
+        "test_second": ["test_shares.py"],
+        "test_on_the_server": ["postgres"],
+        "test_beside_it": ["postgres"],  # its module fixture is shared with a server test
+    }

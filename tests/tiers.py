@@ -1,6 +1,7 @@
 """The test tiers: each test marked ``integration`` or ``e2e`` from the fixtures it uses, the default tier in-process.
 
-tests/conftest.py imports the hooks below; docs/testing.md says which fixture puts a test in which tier.
+tests/conftest.py imports the hooks below; docs/testing.md says which fixture puts a test in which tier, and
+which tests a parallel run (pytest-xdist) keeps on one worker (``parallel_group``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ INTEGRATION_FIXTURES = frozenset(
 E2E_FIXTURES = frozenset({"real_profet"})  # the real PROFET table, trained on
 # `slow` (the former name of the e2e tier) still marks a test e2e by hand; prefer an e2e fixture.
 E2E_MARKS = ("slow", "e2e")
+# A parallel run (pytest-xdist, `-n 2 --dist loadgroup`) starts session fixtures once per worker: the tests
+# of one started once per run share one worker (the Ray sweeps use the PostgreSQL server too).
+ONE_WORKER_FIXTURES = frozenset({"postgres_tracking_server_folder"})
+ONE_WORKER_GROUP = "postgres"
 # What a default-tier test may not start: Python (a profcast command), servers and browsers.
 PROCESS_PROGRAMS = (
     "python",
@@ -53,12 +58,47 @@ def tier_of(item) -> str:
     return "default"
 
 
+def parallel_group(module: str, fixtures, module_fixtures, module_uses_one_worker: bool = False) -> str | None:
+    """The pytest-xdist group a test runs in (``--dist loadgroup``), or None: any worker may take it alone."""
+    if set(fixtures) & ONE_WORKER_FIXTURES or (module_fixtures and module_uses_one_worker):
+        return ONE_WORKER_GROUP
+    # A module fixture is built once by each worker that runs one of its tests: keep its tests on one worker.
+    return module if module_fixtures else None
+
+
+def module_of(item) -> str:
+    """The test file's node id (``tests/test_x.py``), the base id of the fixtures it defines."""
+    return item.nodeid.split("::")[0]
+
+
+def module_fixtures_of(item) -> set[str]:
+    """The module-scoped fixtures ``item`` uses that its own module defines (conftest's autouse one is cheap)."""
+    info = getattr(item, "_fixtureinfo", None)  # a test function's; other items (a doctest) share no fixtures
+    definitions_by_name = info.name2fixturedefs if info is not None else {}
+    used = {name: definitions[-1] for name, definitions in definitions_by_name.items() if definitions}
+    return {
+        name
+        for name, fixture in used.items()
+        if fixture.scope in ("module", "class") and fixture.baseid == module_of(item)
+    }
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups and ``-m`` deselects by tier
 def pytest_collection_modifyitems(config, items):
-    """Mark each test with its tier, so ``-m`` selects tiers and the default run stays in-process."""
+    """Mark each test with its tier, so ``-m`` selects tiers and the default run stays in-process; and with its
+    pytest-xdist group, so a parallel run builds each module fixture and the PostgreSQL server once."""
+    # A module whose fixtures some PostgreSQL test shares sends all its fixture users to that one worker.
+    one_worker_modules = {
+        module_of(item) for item in items if set(getattr(item, "fixturenames", ())) & ONE_WORKER_FIXTURES
+    }
     for item in items:
         tier = tier_of(item)
         if tier != "default":
             item.add_marker(getattr(pytest.mark, tier))
+        fixtures, module = getattr(item, "fixturenames", ()), module_of(item)
+        group = parallel_group(module, fixtures, module_fixtures_of(item), module in one_worker_modules)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def starts_a_process(args) -> bool:
