@@ -13,7 +13,8 @@ test-e2e:  ## real sweeps, real data, real training jobs end to end (two workers
 	python -m pytest -m e2e -n 2 --dist loadgroup
 test-all:  ## every tier, as CI runs them: the default tier first (fails fast), then the others on two workers
 	python -m pytest
-	python -m pytest -m "integration or e2e" -n 2 --dist loadgroup
+	python -m pytest -m "(integration or e2e) and not alone" -n 2 --dist loadgroup
+	python -m pytest -m alone
 test-shuffled:  ## the default tier in a random order (pytest-randomly; the seed is printed)
 	python -m pytest -p randomly
 ui:  ## the MLflow UI on this project's runs

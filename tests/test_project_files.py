@@ -30,7 +30,11 @@ def test_ci_runs_the_readme_test_command():
     assert f"{install} && {test_command}" in readme
     assert [line for line in ci_lines if line.startswith("pip install")] == [install]
     tiers = [line for line in ci_lines if line.startswith(test_command)]
-    assert tiers == [test_command, f'{test_command} -m "integration or e2e" -n 2 --dist loadgroup']
+    assert tiers == [
+        test_command,
+        f'{test_command} -m "(integration or e2e) and not alone" -n 2 --dist loadgroup',
+        f"{test_command} -m alone",
+    ]
     assert ci_lines.index(install) < ci_lines.index(test_command)
 
 

@@ -452,6 +452,7 @@ def category_shares(row: dict, mapping) -> pd.Series:
 
 
 @pytest.mark.e2e  # real training steps measured twice: on a loaded machine the shares drift past 5 points
+@pytest.mark.alone  # so CI runs it by itself, never beside the other worker's test
 def test_a_torch_cpu_trace_and_an_fx_profile_of_one_step_agree_on_each_category_share(tmp_path, mapping):
     torch = pytest.importorskip("torch")
     threads = torch.get_num_threads()
