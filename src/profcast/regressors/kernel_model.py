@@ -24,10 +24,17 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from profcast.errors import ProfcastError
-from profcast.regressors.matrix_features import is_matrix, matrix_features, units_precision, warm_l2_roofline_ms
+from profcast.regressors.matrix_features import (
+    MATRIX_KINDS,
+    is_matrix,
+    matrix_features,
+    output_tiles,
+    units_precision,
+    warm_l2_roofline_ms,
+    waves_and_efficiency,
+)
 
 OP_KINDS = ("bmm", "linear", "gemm", "conv", "attention", "elementwise", "softmax", "layernorm")
-MATRIX_KINDS = ("bmm", "linear", "gemm", "conv", "attention")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "fp8", "fp4")
 PHASES = ("forward", "backward")
 TILE = 128  # the output tile edge of the common tensor-core GEMM kernels (cuBLAS/CUTLASS 128x128)
@@ -90,15 +97,8 @@ def roofline_ms(rows: pd.DataFrame) -> np.ndarray:
 
 def wave_efficiency(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(waves, efficiency of the last wave) of 128x128 output tiles over the SMs; NaN for vector kinds."""
-    batch = rows["batch"].fillna(1).to_numpy(dtype=float)
-    m, n = rows["m"].to_numpy(dtype=float), rows["n"].to_numpy(dtype=float)
-    attention = rows["op_kind"].eq("attention").to_numpy()
-    # attention's tiles are (batch x heads) x query blocks; a GEMM's are output blocks
-    tiles = np.where(attention, batch * n * np.ceil(m / TILE), batch * np.ceil(m / TILE) * np.ceil(n / TILE))
-    sms = rows["sm_count"].to_numpy(dtype=float)
-    waves = tiles / sms
-    efficiency = tiles / (np.ceil(waves) * sms)
-    matrix = rows["op_kind"].isin(MATRIX_KINDS).to_numpy()
+    waves, efficiency = waves_and_efficiency(output_tiles(rows, TILE, TILE), rows["sm_count"].to_numpy(dtype=float))
+    matrix = is_matrix(rows)
     return np.where(matrix, waves, np.nan), np.where(matrix, efficiency, np.nan)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-MATRIX_KINDS = ("bmm", "linear", "gemm", "conv", "attention")  # as kernel_model.MATRIX_KINDS
+MATRIX_KINDS = ("bmm", "linear", "gemm", "conv", "attention")  # kernel_model imports them from here
 TILE_SHAPES = ((64, 64), (128, 256), (256, 128))  # (rows, columns) of the output tile, beside 128x128
 
 
@@ -51,6 +51,12 @@ def output_tiles(rows: pd.DataFrame, tile_rows: int, tile_columns: int) -> np.nd
     )
 
 
+def waves_and_efficiency(tiles: np.ndarray, sms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(waves of ``tiles`` over the SMs, efficiency of the last wave: tiles / (ceil(waves) * SMs))."""
+    waves = tiles / sms
+    return waves, tiles / (np.ceil(waves) * sms)
+
+
 def matrix_features(rows: pd.DataFrame) -> dict[str, np.ndarray]:
     """The matrix calls' extra features (NaN on other kinds): warm-L2 compute and memory times, tile waves."""
     matrix = is_matrix(rows)
@@ -63,10 +69,9 @@ def matrix_features(rows: pd.DataFrame) -> dict[str, np.ndarray]:
         "log_dram_us": np.log10(dram_bytes(rows) / bandwidth * 1e6 + 1e-3),
     }
     for tile_rows, tile_columns in TILE_SHAPES:
-        tiles = output_tiles(rows, tile_rows, tile_columns)
-        waves = tiles / sms
+        waves, efficiency = waves_and_efficiency(output_tiles(rows, tile_rows, tile_columns), sms)
         features[f"log_waves_{tile_rows}x{tile_columns}"] = np.log10(waves)
-        features[f"wave_efficiency_{tile_rows}x{tile_columns}"] = tiles / (np.ceil(waves) * sms)
+        features[f"wave_efficiency_{tile_rows}x{tile_columns}"] = efficiency
     return {name: np.where(matrix, values, np.nan) for name, values in features.items()}
 
 
