@@ -37,13 +37,12 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 
 from profcast.errors import ProfcastError
 from profcast.regressors.call_costs import DEFAULT_DTYPE_BYTES, DTYPE_BYTES, OP_CLASSES, elements
-from profcast.regressors.step_gap import median_gap_per_call_us, with_step_gap
+from profcast.regressors.step_gap import RUN_KEYS, median_gap_per_call_us, with_step_gap
 from profcast.vocabulary import OTHER, load_mapping
 
 MATRIX_CLASSES = ("matmul", "conv")
 PHASE_CODES = {"fw": 0, "bw": 1, "acc": 2}
 HALF_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
-RUN_KEYS = ["model", "mode", "seq_len", "batchsize"]
 # canonical categories whose calls are bound by the bytes they move: an uncounted call of one is forecast
 # by its roofline on bytes; matmul, convolution, recurrent and "other" calls are not (their FLOPs are unknown)
 BYTES_CATEGORIES = (
