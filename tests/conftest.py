@@ -10,12 +10,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import pytest
+from tests.worker_cores import share_the_cores_between_workers
+
+share_the_cores_between_workers()  # a parallel run's workers split the cores, before numpy sizes its thread pool
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 
 # The tiers: markers from the fixtures a test uses, and the default tier kept in-process (tests/tiers.py).
-from tests.tiers import pytest_collection_modifyitems, pytest_runtest_call, pytest_runtest_setup  # noqa: F401
+from tests.tiers import pytest_collection_modifyitems, pytest_runtest_call, pytest_runtest_setup  # noqa: F401, E402
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_PROFET = REPO.parent / "shared" / "data" / "profet" / "profiles.csv.gz"

@@ -1,5 +1,5 @@
-"""Faults of the store and the machine: a truncated store file, a disk that fills up while logging,
-the tracking server or its database killed mid-sweep.
+"""Faults of the store and the machine: a truncated store file, a disk that fills up while logging.
+(The tracking server or its database killed mid-sweep: tests/test_server_crash.py.)
 
 Each must end in one error line, leave no run RUNNING, keep the earlier runs, and a rerun must complete.
 """
@@ -10,8 +10,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -140,75 +138,6 @@ def test_a_disk_full_while_logging_fails_the_run_in_one_line_and_a_rerun_complet
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     final = statuses(uri, experiment)
     assert "RUNNING" not in final.values() and list(final.values()).count("FINISHED") == 2 * len(jobs_before)
-
-
-def kill_mlflow_server(folder: Path) -> None:
-    """kill -9 the MLflow server's whole process group (the CLI and its uvicorn workers)."""
-    import signal
-
-    from profcast.hosting import tracking_server
-
-    os.killpg(tracking_server.read_state(folder).pid, signal.SIGKILL)
-
-
-def crash_postgres(folder: Path) -> None:
-    """Crash PostgreSQL: SIGKILL its postmaster (what the OOM killer does), leaving postmaster.pid behind."""
-    import signal
-
-    from profcast.hosting.postgres_cluster import postmaster_pid
-
-    os.kill(postmaster_pid(folder / "postgres"), signal.SIGKILL)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("victim", ["mlflow server", "postgres"])
-def test_a_sweep_rides_out_its_tracking_server_or_database_restarting(victim, tmp_path):
-    """Killed mid-job and back within MLflow's retries (about 2 minutes): every job still finishes."""
-    from profcast.hosting import tracking_server
-    from tests.fixtures_scale import finish_sweep, logged_in_as_admin, require_scale, server_folder, start_sweep
-    from tests.test_scale import sweep_runs, wait_until_a_job_is_midway
-
-    require_scale()
-    from profcast.hosting.model_server import free_loopback_port
-
-    folder = server_folder()
-    port = free_loopback_port()
-    try:
-        state = tracking_server.start(folder, "127.0.0.1", port)
-        with logged_in_as_admin(folder):
-            experiment, sweep_dir = f"restart-{uuid.uuid4().hex[:6]}", str(tmp_path / "sweep")
-            # The embedded data's 9 targets make a job long enough to kill the server midway.
-            sweep = start_sweep(
-                [
-                    "anchor=g3s.xlarge",
-                    "regressor=ratio,lr",
-                    "log_model=false",
-                    f"tracking_uri={state.uri}",
-                    f"mlflow_experiment={experiment}",
-                    f"hydra.sweep.dir={sweep_dir}",
-                ]
-            )
-            try:
-                client = MlflowClient(state.uri)
-                wait_until_a_job_is_midway(client, experiment, sweep)
-                if victim == "mlflow server":
-                    kill_mlflow_server(folder)
-                    time.sleep(5)
-                    tracking_server.start(folder, "127.0.0.1", port)  # PostgreSQL is restarted with it
-                else:
-                    crash_postgres(folder)
-                    time.sleep(5)
-                    tracking_server.start(folder, "127.0.0.1", port)  # PostgreSQL again, on the same port
-            finally:
-                output = finish_sweep(sweep)
-            assert sweep.returncode == 0, output[-3000:]
-            parent, jobs, everything = sweep_runs(client, experiment, sweep_dir)
-            assert sorted(job.data.params["regressor"] for job in jobs) == ["lr", "ratio"]
-            assert {run.info.status for run in everything} == {"FINISHED"}
-            assert all(len(client.get_run(job.info.run_id).data.metrics) > 0 for job in jobs)
-    finally:
-        tracking_server.stop(folder)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_store_fault_is_one_line_and_a_bug_is_not(tracking_uri, capsys):

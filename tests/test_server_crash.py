@@ -82,11 +82,11 @@ def kill_the_postmaster(folder) -> None:
     gone(lambda: has_pid(pid))
 
 
-def a_sweep_midway(uri: str, tmp_path):
+def a_sweep_midway(uri: str, tmp_path, client_env=PATIENT_CLIENT):
     """A ratio,lr sweep on the embedded data (9 targets a job), returned once a job is midway.
 
     Its jobs log metrics only (no figures, no size what-if, no model): the crash is the point, and a job's
-    9 targets keep it running long enough to be caught midway."""
+    9 targets keep it running long enough to be caught midway. ``client_env``: its MLflow client's retries."""
     experiment, sweep_dir = f"crash-{uuid.uuid4().hex[:6]}", str(tmp_path / "sweep")
     sweep = start_sweep(
         [
@@ -99,7 +99,7 @@ def a_sweep_midway(uri: str, tmp_path):
             f"mlflow_experiment={experiment}",
             f"hydra.sweep.dir={sweep_dir}",
         ],
-        **PATIENT_CLIENT,
+        **client_env,
     )
     client = MlflowClient(uri)
     try:
@@ -164,3 +164,28 @@ def test_after_its_mlflow_server_is_killed_and_its_state_file_cut_short_make_tra
         output = finish_sweep(sweep)
     assert sweep.returncode == 0, output[-3000:]
     assert_no_run_running(client, experiment, sweep_dir, output)
+
+
+@pytest.mark.parametrize("victim", ["mlflow server", "postgres"])
+def test_a_sweep_rides_out_its_tracking_server_or_database_restarting(
+    victim, postgres_tracking_server, postgres_tracking_server_folder, tmp_path
+):
+    """Killed mid-job (the MLflow server's whole process group, or the postmaster), started again 5 s later: with
+    profcast's default retries (about 2 minutes) every job still finishes, with its metrics."""
+    folder = postgres_tracking_server_folder
+    state = tracking_server.read_state(folder)
+    sweep, client, experiment, sweep_dir = a_sweep_midway(postgres_tracking_server, tmp_path, client_env={})
+    try:
+        if victim == "mlflow server":
+            os.killpg(state.pid, signal.SIGKILL)  # the CLI and its uvicorn workers
+        else:
+            os.kill(postmaster_pid(folder / "postgres"), signal.SIGKILL)
+        time.sleep(5)
+        tracking_server.start(folder, "127.0.0.1", state.port)  # PostgreSQL again too, on the same port
+    finally:
+        output = finish_sweep(sweep)
+    assert sweep.returncode == 0, output[-3000:]
+    parent, jobs, everything = sweep_runs(client, experiment, sweep_dir)
+    assert sorted(job.data.params["regressor"] for job in jobs) == ["lr", "ratio"]
+    assert {run.info.status for run in everything} == {"FINISHED"}
+    assert all(len(client.get_run(job.info.run_id).data.metrics) > 0 for job in jobs)

@@ -138,3 +138,21 @@ def test_the_hook_groups_the_tests_that_share_a_module_fixture_or_the_server(pyt
         "test_on_the_server": ["postgres"],
         "test_beside_it": ["postgres"],  # its module fixture is shared with a server test
     }
+
+
+def test_each_worker_of_a_parallel_run_gets_its_share_of_the_cores():
+    from tests.worker_cores import THREAD_VARIABLES, WORKER_COUNT, share_the_cores_between_workers
+
+    two_workers = {WORKER_COUNT: "2"}
+    assert share_the_cores_between_workers(two_workers, cores=2) == 1
+    assert all(two_workers[name] == "1" for name in THREAD_VARIABLES)
+    eight_cores = {WORKER_COUNT: "2"}
+    assert share_the_cores_between_workers(eight_cores, cores=8) == 4 and eight_cores["OMP_NUM_THREADS"] == "4"
+    crowded = {WORKER_COUNT: "3"}
+    assert share_the_cores_between_workers(crowded, cores=2) == 1  # never zero threads
+    users_own = {WORKER_COUNT: "2", "OMP_NUM_THREADS": "2"}
+    share_the_cores_between_workers(users_own, cores=2)
+    assert users_own["OMP_NUM_THREADS"] == "2" and users_own["MKL_NUM_THREADS"] == "1"  # the user's setting is kept
+    for alone in ({}, {WORKER_COUNT: "1"}):  # not a parallel run: nothing changes
+        assert share_the_cores_between_workers(alone, cores=2) is None
+        assert not any(name in alone for name in THREAD_VARIABLES)
