@@ -206,7 +206,14 @@ def test_multirun_sweep_nests_jobs_under_one_parent(run_train, tmp_path, profile
 @pytest.mark.slow
 def test_real_profet_data_logs_three_targets(real_profet, tracking_uri, compose_config):
     cfg = compose_config(
-        ["data=file", f"data.path={real_profet}", "anchor=p2.xlarge", "regressor=ratio", "log_model=false"]
+        [
+            "data=file",
+            f"data.path={real_profet}",
+            "anchor=p2.xlarge",
+            "regressor=ratio",
+            "log_model=false",
+            "whatif=none",
+        ]
     )
     results = train(cfg)
     assert sorted(results) == ["g3s.xlarge", "g4dn.xlarge", "p3.2xlarge"]
