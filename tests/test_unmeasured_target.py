@@ -238,12 +238,17 @@ BAD_INPUT = {
 @pytest.mark.slow
 @needs_shared
 @pytest.mark.parametrize("case", BAD_INPUT)
-def test_bad_target_gpu_input_is_one_line_before_any_run(tmp_path, case):
+def test_bad_target_gpu_input_is_one_line_before_any_run(tmp_path, case, monkeypatch):
+    from profcast.pipeline import unmeasured_target
     from profcast.pipeline.job import prepare_job
 
     changes, more, message = BAD_INPUT[case]
     figures = tmp_path / "absent.yaml" if changes is None else bad_figures(tmp_path, **changes)
 
+    def trains(*args, **kwargs):
+        raise AssertionError("the per-call model trained before the bad input was refused")
+
+    monkeypatch.setattr(unmeasured_target.PerCallModel, "fit", trains)  # every refusal comes before its training
     with pytest.raises(ProfcastError, match=message):
         prepare_job(compose_train(overrides(figures, **{"target": "h200-141gb", **more})))
 

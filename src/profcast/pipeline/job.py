@@ -17,13 +17,17 @@ from sklearn.base import clone
 
 from profcast.config import checked_estimator, instantiate_option, option_choices, option_name
 from profcast.datasets.fingerprint import data_fingerprint, data_kind
-from profcast.errors import ProfcastError
 from profcast.jobmodel.trained_range import trained_range
 from profcast.pipeline.calibration import NoSizeWhatIf, target_extras
 from profcast.pipeline.evaluation import cross_validate, score, vector_frames
 from profcast.pipeline.pairing import PairedRuns, resolve_targets
 from profcast.pipeline.parallel import resolve_n_jobs
-from profcast.pipeline.unmeasured_target import neusight_folder_of, relabelled_result, target_rows
+from profcast.pipeline.unmeasured_target import (
+    neusight_folder_of,
+    refuse_a_target_that_leaves_out,
+    relabelled_result,
+    target_rows,
+)
 from profcast.schema import op_columns, op_part
 from profcast.vocabulary import unmapped_note
 
@@ -90,6 +94,7 @@ def prepare_job(cfg: DictConfig) -> Job:
     profiles = data.load()
     unmeasured = {}
     if cfg.target_gpu:  # its rows are the per-call model's forecasts, added before any name mapping
+        refuse_a_target_that_leaves_out(cfg.target_gpu, cfg.target)  # before that model trains (minutes)
         profiles, added = target_rows(
             profiles, cfg.anchor, cfg.target_gpu, neusight_folder_of(data), cfg.per_call.max_iter
         )
@@ -99,12 +104,6 @@ def prepare_job(cfg: DictConfig) -> Job:
     if unmapped_ops is not None and not unmapped_ops.empty:
         log.warning("%s", unmapped_note(unmapped_ops))
     targets = resolve_targets(profiles, cfg.anchor, cfg.target)
-    left_out = sorted(set(unmeasured) - set(targets))
-    if left_out:
-        raise ProfcastError(
-            f"target_gpu={cfg.target_gpu} adds {left_out[0]}, but target={cfg.target} leaves it out; "
-            f"use target={left_out[0]} or target=all"
-        )
     pairs = {target: pairing(profiles, cfg.anchor, target) for target in targets}
     for paired in pairs.values():
         split.folds(paired.keys)  # an unknown holdout model or a single group fails here

@@ -97,6 +97,19 @@ def neusight_folder_of(data) -> Path:
     return Path(path)
 
 
+def refuse_a_target_that_leaves_out(figures_file, target) -> None:
+    """Refuse a ``target`` that names instances but not the GPU of ``figures_file``: its forecast rows would
+    feed no model, and the per-call model that makes them takes minutes to train."""
+    if target is None or target == "all":
+        return
+    name = read_device_figures(figures_file).name
+    named = [target] if isinstance(target, str) else list(target)
+    if name not in named:
+        raise ProfcastError(
+            f"target_gpu={figures_file} adds {name}, but target={target} leaves it out; use target={name} or target=all"
+        )
+
+
 def target_rows(
     profiles: pd.DataFrame, anchor: str, figures_file, folder, max_iter: int = 200
 ) -> tuple[pd.DataFrame, UnmeasuredTarget]:
