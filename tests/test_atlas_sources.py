@@ -13,8 +13,7 @@ from profcast.atlas.__main__ import main
 from profcast.cli import exit_code
 from profcast.config import instantiate_option
 from profcast.errors import ProfcastError
-from profcast.ingest.neusight_data import ManifestEntry
-from profcast.ingest.pinned_files import AICONFIGURATOR, PinnedFiles
+from profcast.ingest.pinned_files import AICONFIGURATOR, ManifestEntry, PinnedFiles
 from tests.conftest import compose_train
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -83,8 +82,7 @@ def test_manifest_mismatch_is_one_line_and_nothing_written(tmp_path, capsys):
 
 
 def test_shipped_manifests_are_the_shared_copies():
-    from profcast.ingest.neusight_data import read_manifest
-    from profcast.ingest.pinned_files import NEUSIGHT_KERNELS
+    from profcast.ingest.pinned_files import NEUSIGHT_KERNELS, read_manifest
 
     for pinned, shared in (
         (AICONFIGURATOR, "aiconfigurator/MANIFEST.sha256"),

@@ -14,7 +14,8 @@ import pytest
 
 from profcast.errors import ProfcastError
 from profcast.ingest.neusight import instance_slug, op_kind, read_neusight_label
-from profcast.ingest.neusight_data import load_neusight_profiles, read_manifest, select_mode
+from profcast.ingest.neusight_data import load_neusight_profiles, select_mode
+from profcast.ingest.pinned_files import NEUSIGHT_LABELS, read_manifest
 from profcast.ingest.profile_files import profile_kind, read_profile_tree
 from profcast.regressors.whatif import input_size
 
@@ -237,7 +238,7 @@ def test_offline_without_files_is_one_line_naming_the_folder(tmp_path, monkeypat
 
 
 def test_shipped_manifest_lists_label_files_of_the_pinned_commit():
-    entries = read_manifest()
+    entries = NEUSIGHT_LABELS.entries()
     assert len(entries) > 100 and all(e.path.startswith("scripts/asplos/label/") for e in entries)
     assert all(e.path.endswith((".csv", ".json")) and len(e.sha256) == 64 and e.size > 0 for e in entries)
     if (SHARED / "MANIFEST.sha256").is_file():
@@ -267,7 +268,7 @@ def test_gpu_catalogue_names_every_neusight_gpu_folder():
 
     gpus = OmegaConf.to_container(OmegaConf.load(GPU_CATALOGUE))["gpus"]
     assert all(instance_slug(gpu["neusight_folder"]) == name for name, gpu in gpus.items())
-    folders = {Path(e.path).parts[3] for e in read_manifest()}
+    folders = {Path(e.path).parts[3] for e in NEUSIGHT_LABELS.entries()}
     assert folders == {gpu["neusight_folder"] for gpu in gpus.values()}
 
 
@@ -280,7 +281,7 @@ def test_published_errors_parse_the_summary_tables():
     # first NeuSight cell of nvidia_train.csv (H100, BERT-Large batch 2) and of amd_inf.csv (MI100, BERT-Large batch 8)
     assert h100[("h100-80gb-hbm3", "train", "bert_large", 2)] == 14.0
     assert h100[("mi100", "inf", "bert_large", 8)] == 17.0
-    assert set(published["target"]) <= {instance_slug(Path(e.path).parts[3]) for e in read_manifest()}
+    assert set(published["target"]) <= {instance_slug(Path(e.path).parts[3]) for e in NEUSIGHT_LABELS.entries()}
 
 
 def test_pairs_need_enough_shared_workloads_of_two_models():

@@ -23,12 +23,11 @@ from profcast.errors import ProfcastError
 from profcast.ingest.downloads import make_folder, write_atomically
 from profcast.ingest.neusight import read_neusight_label
 from profcast.ingest.pinned_files import NEUSIGHT_LABELS, ManifestEntry
-from profcast.ingest.pinned_files import read_manifest as read_any_manifest
 from profcast.ingest.tables import validate_profiles
 
 log = logging.getLogger(__name__)
 
-NEUSIGHT_REPO, NEUSIGHT_COMMIT, MANIFEST = NEUSIGHT_LABELS.repo, NEUSIGHT_LABELS.commit, NEUSIGHT_LABELS.manifest
+NEUSIGHT_REPO, NEUSIGHT_COMMIT = NEUSIGHT_LABELS.repo, NEUSIGHT_LABELS.commit
 LABEL_ROOT = "scripts/asplos/label"
 MODES = ("train", "inf", "both")
 OP_PREFIX = "Device_"
@@ -37,11 +36,6 @@ OP_PREFIX = "Device_"
 def neusight_cache_dir() -> Path:
     """Where downloaded NeuSight files and the parsed table live: ``$PROFCAST_CACHE_DIR/neusight`` or ``~/.cache/profcast/neusight``."""
     return NEUSIGHT_LABELS.cache_dir()
-
-
-def read_manifest(path: Path = MANIFEST) -> list[ManifestEntry]:
-    """The label files' manifest entries (``path``: another manifest's)."""
-    return read_any_manifest(path)
 
 
 def local_file(folder: Path, entry: ManifestEntry) -> Path:
@@ -60,7 +54,7 @@ def load_neusight_profiles(path=None, mode: str = "both", timeout: float = 10, c
     if mode not in MODES:
         raise ProfcastError(f"data.mode {mode!r} is not one of {', '.join(MODES)}")
     cache = Path(cache_dir) if cache_dir is not None else neusight_cache_dir()
-    entries = read_manifest()
+    entries = NEUSIGHT_LABELS.entries()
     if path is None:
         folder = cache
         absent = [e for e in entries if not local_file(folder, e).is_file()]
