@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-RUN_KEYS = ["model", "mode", "seq_len", "batchsize"]
+from profcast.regressors.step_gap import RUN_KEYS
 
 
 def workload_name(run) -> str:

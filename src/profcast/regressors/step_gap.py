@@ -15,7 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-RUN_KEYS = ["model", "mode", "seq_len", "batchsize"]  # a NeuSight run, on one GPU (per_call uses these)
+from profcast.ingest.neusight_calls import RUN_KEYS as CALL_RUN_KEYS
+
+RUN_KEYS = [key for key in CALL_RUN_KEYS if key != "gpu"]  # a NeuSight run, on one GPU (per_call uses these)
 
 
 def gaps_per_call_us(calls: pd.DataFrame, steps: pd.DataFrame) -> pd.Series:
