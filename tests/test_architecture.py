@@ -141,13 +141,13 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def written_profcast_imports() -> set[tuple[str, str]]:
-    """(importer, imported module) for every ``profcast.*`` import statement in the package, at any depth,
-    read from the source text; ``from profcast.a import b`` counts profcast.a.b when b is a module."""
+def written_imports() -> list[tuple[str, str]]:
+    """(importer, imported module) for every absolute import statement in the package, at any depth, read from
+    the source text; ``from a import b`` counts a.b when b is one of the package's modules, else a."""
     import ast
 
     modules = {module_name(path) for path in PACKAGE.rglob("*.py")}
-    edges = set()
+    edges = []
     for path in PACKAGE.rglob("*.py"):
         importer = module_name(path)
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -158,22 +158,20 @@ def written_profcast_imports() -> set[tuple[str, str]]:
                 named = [name if name in modules else node.module for name in named]
             else:
                 continue
-            edges |= {(importer, name) for name in named if name.startswith("profcast.") and name != importer}
+            edges += [(importer, name) for name in named]
     return edges
+
+
+def written_profcast_imports() -> set[tuple[str, str]]:
+    """(importer, imported module) for every ``profcast.*`` import statement in the package (``written_imports``)."""
+    return {
+        (importer, name) for importer, name in written_imports() if name.startswith("profcast.") and name != importer
+    }
 
 
 def other_imported_packages() -> set[str]:
     """The top-level names of every package other than profcast that the package's code imports."""
-    import ast
-
-    names = set()
-    for path in PACKAGE.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                names |= {alias.name.partition(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module.partition(".")[0])
-    return names - {"profcast", "__future__"}
+    return {name.partition(".")[0] for _, name in written_imports()} - {"profcast", "__future__"}
 
 
 def test_import_linters_graph_sees_every_profcast_import(run_cli):
