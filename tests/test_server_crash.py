@@ -179,7 +179,7 @@ def test_a_sweep_rides_out_its_tracking_server_or_database_restarting(
         if victim == "mlflow server":
             os.killpg(state.pid, signal.SIGKILL)  # the CLI and its uvicorn workers
         else:
-            os.kill(postmaster_pid(folder / "postgres"), signal.SIGKILL)
+            kill_the_postmaster(folder)
         time.sleep(5)
         tracking_server.start(folder, "127.0.0.1", state.port)  # PostgreSQL again too, on the same port
     finally:
