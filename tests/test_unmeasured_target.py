@@ -116,7 +116,7 @@ def test_the_forecast_rows_stand_in_for_the_left_out_gpu(l4_measured):
     from profcast.ingest.neusight_calls import read_call_folder
     from profcast.ingest.neusight_data import load_neusight_profiles
     from profcast.pipeline.unmeasured_target import target_rows
-    from profcast.regressors.step_gap import median_gap_per_call_us
+    from profcast.regressors.step_gap import RUN_KEYS, median_gap_per_call_us
 
     table = load_neusight_profiles(path=NEUSIGHT)
     rows, target = target_rows(table, ANCHOR, L4_CONFIG, NEUSIGHT, max_iter=MAX_ITER)
@@ -132,7 +132,7 @@ def test_the_forecast_rows_stand_in_for_the_left_out_gpu(l4_measured):
     # (step - calls summed) per call of the 10 other GPUs' runs, times the anchor run's calls.
     calls, steps = read_call_folder(NEUSIGHT)
     gap = median_gap_per_call_us(calls[calls["gpu"] != TARGET], steps[steps["gpu"] != TARGET])
-    per_run = calls[calls["gpu"] == ANCHOR].groupby(["model", "mode", "seq_len", "batchsize"])["repeat"].sum()
+    per_run = calls[calls["gpu"] == ANCHOR].groupby(RUN_KEYS)["repeat"].sum()
     n_calls = [per_run[(m, o, int(d.removesuffix("tokens")), b)] for m, o, d, b in
                forecast[["model", "optimizer", "dataset", "batchsize"]].itertuples(index=False)]  # fmt: skip
     ops = forecast[[column for column in forecast.columns if column.startswith("Device_")]].sum(axis=1)
