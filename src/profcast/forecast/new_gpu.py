@@ -65,7 +65,7 @@ def profile_share(calls: pd.DataFrame, which) -> float:
 def forecast_new_gpu(profile, anchor: str, target_gpu, calls_data, anchor_gpu=None) -> str:
     """The forecast for an unmeasured target as printable lines: step time, interval, top ops, fallbacks."""
     target, derived = derived_figures(read_device_figures(target_gpu))
-    missing = [key for key in PER_CALL_FIGURES if getattr(target, key) is None]
+    missing = target.missing(PER_CALL_FIGURES)
     if missing:
         raise ProfcastError(
             f"--target-gpu {target_gpu}: no {missing[0]} for {target.name}, which the per-call model needs, and "

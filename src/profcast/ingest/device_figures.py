@@ -139,9 +139,13 @@ class DeviceFigures:
             return self.fp32_matrix_tflops or self.fp32_tflops or self.peaks.get("fp32")
         return self.peaks.get(precision)
 
+    def missing(self, keys) -> list[str]:
+        """The ``keys`` these figures lack, in the order given."""
+        return [key for key in keys if getattr(self, key) is None]
+
     def require(self, keys, purpose: str) -> None:
         """Refuse figures lacking any of ``keys`` (one line naming the first and ``purpose``)."""
-        missing = [key for key in keys if getattr(self, key) is None]
+        missing = self.missing(keys)
         if missing:
             raise ProfcastError(f"GPU figures of {self.name}: no {missing[0]}, which {purpose} needs")
 
